@@ -1,0 +1,1 @@
+"""Alert lifecycle, alert store and the HTTP API."""

@@ -1,0 +1,47 @@
+"""The HTTP API: app factory wiring the store, counters and lifecycle hooks into the routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from alerts.routes import alerts as alerts_routes
+from alerts.routes import health as health_routes
+from alerts.routes import metrics as metrics_routes
+from alerts.store import AlertStore
+from plantwatch.metrics import Counters
+
+
+def create_app(
+    store: AlertStore,
+    counters: Counters,
+    *,
+    health: Callable[[], dict[str, Any]] | None = None,
+    on_startup: Callable[[], None] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Build the app; the service passes hooks that start/stop its pipeline with the server."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup()
+        try:
+            yield
+        finally:
+            # Stop the pipeline even if the server exits abnormally, so buffered alerts get flushed.
+            if on_shutdown is not None:
+                on_shutdown()
+
+    app = FastAPI(title="plantwatch", lifespan=lifespan)
+    # Dependencies read these (alerts.routes.deps) instead of closing over module globals.
+    app.state.store = store
+    app.state.counters = counters
+    app.state.health = health
+    app.include_router(alerts_routes.router)
+    app.include_router(health_routes.router)
+    app.include_router(metrics_routes.router)
+    return app

@@ -1,0 +1,44 @@
+"""The alert record shared by the lifecycle, the stores and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from detector.types import Contribution
+
+KIND_ANOMALY: Final = "anomaly"
+KIND_MAINTENANCE: Final = "maintenance"  # reserved: maintenance windows arrive later
+
+STATE_OPEN: Final = "open"
+STATE_RESOLVED: Final = "resolved"
+STATES: Final = (STATE_OPEN, STATE_RESOLVED)
+
+SEVERITY_WARNING: Final = "warning"
+SEVERITY_CRITICAL: Final = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert; all timestamps are event time in nanoseconds since the Unix epoch.
+
+    Frozen so the lifecycle can hand the same object to callers and the store without
+    anyone mutating the manager's state behind its back; changes go through `dataclasses.replace`.
+    """
+
+    id: int | None  # None until the store has assigned one
+    asset: str
+    kind: str  # KIND_ANOMALY now; KIND_MAINTENANCE later
+    state: str  # STATE_OPEN or STATE_RESOLVED
+    started_at_ns: int
+    last_anomalous_at_ns: int
+    resolved_at_ns: int | None
+    severity: str  # SEVERITY_WARNING or SEVERITY_CRITICAL
+    peak_score: float
+    peak_probability: float
+    top_sensors: tuple[Contribution, ...] = ()  # the contributions at the peak-score row
+
+    @property
+    def last_activity_ns(self) -> int:
+        """When the alert last changed meaningfully; what `since` filters compare against."""
+        return self.resolved_at_ns if self.resolved_at_ns is not None else self.last_anomalous_at_ns

@@ -1,0 +1,33 @@
+"""Dependencies shared by the routers; the app factory puts the objects on `app.state`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from alerts.store import AlertStore
+from plantwatch.metrics import Counters
+
+HealthCheck = Callable[[], dict[str, Any]]
+
+
+def get_store(request: Request) -> AlertStore:
+    store: AlertStore = request.app.state.store
+    return store
+
+
+def get_counters(request: Request) -> Counters:
+    counters: Counters = request.app.state.counters
+    return counters
+
+
+def get_health(request: Request) -> HealthCheck | None:
+    health: HealthCheck | None = request.app.state.health
+    return health
+
+
+StoreDep = Annotated[AlertStore, Depends(get_store)]
+CountersDep = Annotated[Counters, Depends(get_counters)]
+HealthDep = Annotated[HealthCheck | None, Depends(get_health)]

@@ -1,0 +1,28 @@
+"""GET /healthz: liveness plus whatever the service's health callback reports."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+
+from alerts.routes.deps import HealthDep
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(health: HealthDep) -> JSONResponse:
+    body: dict[str, Any] = {"status": "ok"}
+    try:
+        if health is not None:
+            body.update(health())
+    except Exception as exc:  # a crashing probe means unhealthy, not a 500 the orchestrator misreads
+        log.exception("health check failed")
+        body = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    code = status.HTTP_200_OK if body.get("status") == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(body, status_code=code)

@@ -1,0 +1,70 @@
+"""Outbound API models: the wire shape is decoupled from the internal `Alert` dataclass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from alerts.model import Alert
+from detector.types import Contribution
+
+
+class SensorContributionOut(BaseModel):
+    sensor: str
+    share: float
+    direction: str
+    value: float
+    expected_low: float
+    expected_high: float
+
+    @classmethod
+    def from_contribution(cls, c: Contribution) -> SensorContributionOut:
+        return cls(
+            sensor=c.sensor,
+            share=c.share,
+            direction=c.direction,
+            value=c.value,
+            expected_low=c.expected_low,
+            expected_high=c.expected_high,
+        )
+
+
+class AlertOut(BaseModel):
+    id: int
+    asset: str
+    kind: str
+    state: str
+    started_at: datetime
+    last_anomalous_at: datetime
+    resolved_at: datetime | None
+    severity: str
+    peak_score: float
+    peak_probability: float
+    top_sensors: list[SensorContributionOut]
+
+    @classmethod
+    def from_alert(cls, alert: Alert) -> AlertOut:
+        assert alert.id is not None  # only stored alerts are served
+        return cls(
+            id=alert.id,
+            asset=alert.asset,
+            kind=alert.kind,
+            state=alert.state,
+            started_at=ns_to_datetime(alert.started_at_ns),
+            last_anomalous_at=ns_to_datetime(alert.last_anomalous_at_ns),
+            resolved_at=None if alert.resolved_at_ns is None else ns_to_datetime(alert.resolved_at_ns),
+            severity=alert.severity,
+            peak_score=alert.peak_score,
+            peak_probability=alert.peak_probability,
+            top_sensors=[SensorContributionOut.from_contribution(c) for c in alert.top_sensors],
+        )
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """UTC datetime (microsecond precision; pydantic renders it as ISO-8601 with a Z suffix).
+
+    Integer arithmetic: going through a float would lose microseconds at today's epoch values.
+    """
+    seconds, rem_ns = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rem_ns // 1000)

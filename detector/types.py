@@ -1,0 +1,30 @@
+"""Messages produced by the detector layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """How much one sensor drives a row's score, and how far it is from what the baseline expects."""
+
+    sensor: str
+    share: float  # fraction of the row's score attributed to this sensor, in [0, 1]
+    direction: str  # "high" or "low"
+    value: float
+    expected_low: float
+    expected_high: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The detector's output for one aligned row of one asset."""
+
+    asset: str
+    ts_ns: int
+    score: float  # raw score, higher = more anomalous
+    probability: float  # calibrated, in [0, 1), never exactly 1.0
+    anomaly: bool  # the alarm rule's decision (after hysteresis / minimum duration)
+    contributions: tuple[Contribution, ...] = ()
+    warming_up: bool = False  # True while the baseline is still being learned

@@ -1,0 +1,1 @@
+"""The edges of plantwatch: MQTT source, payload decoding, InfluxDB sink, log replay."""

@@ -1,0 +1,61 @@
+"""Typed messages passed between the ingest stages (frozen, small, cheap to copy)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Values of one asset's sensors at one instant, as decoded from one MQTT message.
+
+    ``ts_ns`` is the reading's own time (UTC epoch nanoseconds), never the arrival time unless the
+    payload carried none. ``tags`` are the topic-template segments other than asset and sensor.
+    """
+
+    asset: str
+    ts_ns: int
+    values: Mapping[str, float]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one MQTT message decoded to: its readings, plus per-sensor (or per-line) problems that
+    were dropped without invalidating the rest of the message (they are counted, not dead-lettered).
+    """
+
+    readings: tuple[Reading, ...]
+    problems: tuple[DecodeError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """What the MQTT callback hands to the writer: decoded readings plus the handle to ack them.
+
+    ``mid`` is paho's message id for ``client.ack``; ``None`` for QoS 0 deliveries (nothing to ack).
+    """
+
+    readings: tuple[Reading, ...]
+    mid: int | None
+    qos: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that could not be decoded: why, and where it came from."""
+
+    reason: str
+    topic: str
+    detail: str
+    payload: bytes = b""
+
+
+class DecodeError(ValueError):
+    """Raised by the decoder; ``reason`` is a short stable label used for counters."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

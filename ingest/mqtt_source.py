@@ -1,0 +1,189 @@
+"""The MQTT edge: a paho v2 subscriber that decodes and enqueues, nothing more.
+
+Delivery semantics (after Telegraf's mqtt_consumer):
+- QoS 1 with a persistent session under a fixed client id, so the broker keeps readings published
+  while plantwatch is down or slow;
+- ``manual_ack``: a message is acknowledged only by :meth:`MqttSource.ack`, which the writer calls
+  after the readings are durably stored. Until then the broker will redeliver it;
+- in-flight messages are bounded: MQTT 5's Receive Maximum (``max_in_flight``) caps how many
+  unacknowledged messages the broker sends us, and the hand-off queue is larger than that cap, so
+  paho's network thread never blocks on it;
+- subscriptions are made in ``on_connect`` so they are renewed after every reconnect; paho reconnects
+  with capped exponential backoff (``reconnect_min_s`` … ``reconnect_max_s``).
+
+Rejected payloads are counted by reason, logged once per reason, optionally republished to a
+dead-letter topic, and acknowledged (redelivering a payload that can never decode would loop forever).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import ssl
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ingest.decode import Decoder
+from ingest.messages import DecodeError, Inbound
+from plantwatch.metrics import Counters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str
+    port: int
+    client_id: str
+    subscription: str
+    qos: int = 1
+    protocol: str = "5"
+    clean_start: bool = False
+    session_expiry_s: int = 7 * 24 * 3600
+    max_in_flight: int = 1000
+    keepalive_s: int = 30
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    dead_letter_topic: str | None = None
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+
+
+class MqttSource:
+    """Subscribes, decodes on paho's thread, hands :class:`Inbound` items to ``out``."""
+
+    def __init__(self, options: MqttOptions, decoder: Decoder, out: queue.Queue[Inbound], counters: Counters) -> None:
+        self.options = options
+        self.decoder = decoder
+        self.out = out
+        self.counters = counters
+        self.connected = threading.Event()
+        self._reasons_logged: set[str] = set()
+        self._stopping = False
+        self._client = self._make_client()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting until :meth:`stop`."""
+        opts = self.options
+        kwargs: dict[str, object] = {}
+        if opts.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = opts.session_expiry_s
+            props.ReceiveMaximum = opts.max_in_flight
+            kwargs = {"clean_start": opts.clean_start, "properties": props}
+        self._client.connect_async(opts.host, opts.port, keepalive=opts.keepalive_s, **kwargs)  # type: ignore[arg-type]
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def ack(self, mid: int, qos: int = 1) -> None:
+        """Acknowledge one delivery once its readings are durable (thread-safe in paho)."""
+        self._client.ack(mid, qos)
+
+    # -- paho callbacks (paho's network thread: decode and enqueue only) ---------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode, props: object
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT connect to %s:%s refused: %s", self.options.host, self.options.port, reason)
+            return
+        log.info(
+            "MQTT connected to %s:%s as %s (session present: %s); subscribing to %s",
+            self.options.host,
+            self.options.port,
+            self.options.client_id,
+            flags.session_present,
+            self.options.subscription,
+        )
+        client.subscribe(self.options.subscription, qos=self.options.qos)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags, reason: ReasonCode, props: object
+    ) -> None:
+        self.connected.clear()
+        if not self._stopping:
+            log.warning("MQTT disconnected (%s); paho will reconnect with backoff", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.counters.inc("plantwatch_messages_received_total")
+        mid = message.mid if message.qos > 0 else None
+        try:
+            decoded = self.decoder.decode(message.topic, bytes(message.payload))
+        except DecodeError as exc:
+            self._reject(exc, message)
+            if mid is not None:
+                client.ack(mid, message.qos)
+            return
+        for problem in decoded.problems:
+            self._count_problem(problem, message.topic)
+        self._enqueue(Inbound(readings=decoded.readings, mid=mid, qos=message.qos))
+
+    def _enqueue(self, item: Inbound) -> None:
+        # The queue is sized above Receive Maximum, so this only waits when QoS 0 floods us;
+        # waiting in slices keeps stop() responsive.
+        while not self._stopping:
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    # -- rejects ---------------------------------------------------------------------------------
+    def _reject(self, exc: DecodeError, message: mqtt.MQTTMessage) -> None:
+        self._count_problem(exc, message.topic)
+        if self.options.dead_letter_topic:
+            envelope = {
+                "reason": exc.reason,
+                "detail": exc.detail,
+                "topic": message.topic,
+                "payload_b64": base64.b64encode(message.payload[:65536]).decode("ascii"),
+            }
+            self._client.publish(self.options.dead_letter_topic, json.dumps(envelope), qos=1)
+
+    def _count_problem(self, exc: DecodeError, topic: str) -> None:
+        self.counters.inc("plantwatch_messages_rejected_total", reason=exc.reason)
+        if exc.reason not in self._reasons_logged:
+            self._reasons_logged.add(exc.reason)
+            log.warning(
+                "rejected input on %s: %s (%s); further rejects for this reason are only counted "
+                "in plantwatch_messages_rejected_total{reason=%r}",
+                topic,
+                exc.reason,
+                exc.detail,
+                exc.reason,
+            )
+
+    # -- construction ----------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        opts = self.options
+        protocol = mqtt.MQTTv5 if opts.protocol == "5" else mqtt.MQTTv311
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=opts.client_id,
+            protocol=protocol,
+            clean_session=None if protocol == mqtt.MQTTv5 else opts.clean_start,
+            manual_ack=True,
+        )
+        client.reconnect_delay_set(min_delay=max(1, round(opts.reconnect_min_s)), max_delay=round(opts.reconnect_max_s))
+        if opts.username:
+            client.username_pw_set(opts.username, opts.password)
+        if opts.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client

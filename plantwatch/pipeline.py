@@ -1,0 +1,271 @@
+"""Wiring of the live stages: MQTT source → writer (durable store, then ack) → detector → alerts.
+
+Each stage runs in its own thread and hands small frozen messages to the next over a bounded queue:
+
+    paho thread  --Inbound-->  writer thread  --Reading batch-->  detector thread
+                               sink.write(); ack                 AssetMonitor per asset,
+                                                                  verdicts → sink, AlertManager
+
+The writer acknowledges an MQTT delivery only after ``sink.write`` returned, so a crash at any
+point leaves unacknowledged readings with the broker, which redelivers them (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts.lifecycle import AlertManager
+from detector.monitor import AssetMonitor
+from detector.types import Verdict
+from ingest.messages import Inbound, Reading
+from ingest.sink import Sink, SinkFatal, SinkStopped
+from plantwatch.metrics import Counters
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[int, int], None]
+
+
+@dataclass
+class StageHealth:
+    """What /healthz reports about the pipeline's threads."""
+
+    fatal: str | None = None
+    last_write_ns: int = 0
+    detector_errors: int = 0
+    started: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Writer:
+    """Takes decoded deliveries, stores them in batches, then acknowledges them."""
+
+    def __init__(
+        self,
+        inbound: queue.Queue[Inbound],
+        sink: Sink,
+        ack: Ack,
+        downstream: queue.Queue[tuple[Reading, ...]],
+        *,
+        batch_size: int,
+        flush_interval_s: float,
+        health: StageHealth,
+        stop: threading.Event,
+        fatal: threading.Event,
+    ) -> None:
+        self.inbound = inbound
+        self.sink = sink
+        self.ack = ack
+        self.downstream = downstream
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.health = health
+        self.stop = stop
+        self.fatal = fatal
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            batch = self._collect()
+            if not batch:
+                continue
+            readings = tuple(r for item in batch for r in item.readings)
+            try:
+                self.sink.write(readings)
+            except SinkStopped:
+                return  # shutting down: unacked deliveries stay with the broker
+            except SinkFatal as exc:
+                self.health.fatal = str(exc)
+                log.critical("storage refused our writes, stopping ingestion: %s", exc)
+                self.fatal.set()
+                return
+            for item in batch:
+                if item.mid is not None:
+                    self.ack(item.mid, item.qos)
+            self.health.last_write_ns = time.time_ns()
+            self._hand_on(readings)
+
+    def _collect(self) -> list[Inbound]:
+        """Block for the first delivery, then gather more until the batch is full or the linger ends."""
+        try:
+            first = self.inbound.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch, count = [first], len(first.readings)
+        deadline = time.monotonic() + self.flush_interval_s
+        while count < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self.inbound.get(timeout=min(remaining, 0.05))
+            except queue.Empty:
+                # Nothing more arriving right now: a short linger keeps latency low under light load.
+                if self.inbound.empty():
+                    break
+                continue
+            batch.append(item)
+            count += len(item.readings)
+        return batch
+
+    def _hand_on(self, readings: tuple[Reading, ...]) -> None:
+        while not self.stop.is_set():
+            try:
+                self.downstream.put(readings, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+class DetectorStage:
+    """One :class:`AssetMonitor` per asset; verdicts go to storage and to the alert manager."""
+
+    def __init__(
+        self,
+        upstream: queue.Queue[tuple[Reading, ...]],
+        sink: Sink,
+        alerts: AlertManager,
+        detector_config: dict[str, Any],
+        counters: Counters,
+        *,
+        health: StageHealth,
+        stop: threading.Event,
+        on_verdicts: Callable[[Sequence[Verdict]], None] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.sink = sink
+        self.alerts = alerts
+        self.detector_config = detector_config
+        self.counters = counters
+        self.health = health
+        self.stop = stop
+        self.on_verdicts = on_verdicts
+        self.monitors: dict[str, AssetMonitor] = {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                readings = self.upstream.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._process(readings)
+            except SinkStopped:
+                return
+            except Exception:  # a model bug must not stop ingestion; it is logged and counted
+                self.health.detector_errors += 1
+                log.exception("detector stage failed on a batch of %d readings", len(readings))
+
+    def _process(self, readings: Sequence[Reading]) -> None:
+        verdicts: list[Verdict] = []
+        for reading in readings:
+            monitor = self.monitors.get(reading.asset)
+            if monitor is None:
+                monitor = AssetMonitor(reading.asset, None, **self.detector_config)
+                self.monitors[reading.asset] = monitor
+            verdicts.extend(monitor.feed(reading.ts_ns, reading.values))
+        if not verdicts:
+            return
+        self.counters.inc("plantwatch_rows_scored_total", len(verdicts))
+        scored = [v for v in verdicts if not v.warming_up]
+        if scored:
+            self.sink.write_verdicts(scored)
+        for verdict in verdicts:
+            for event in self.alerts.observe(verdict):
+                _log_alert_event(event)
+        if self.on_verdicts is not None:
+            self.on_verdicts(verdicts)
+
+
+def _log_alert_event(event: Any) -> None:
+    alert = event.alert
+    sensors = ", ".join(
+        f"{c.sensor}={c.value:.4g} ({c.direction}, expected {c.expected_low:.4g}..{c.expected_high:.4g}, {c.share:.0%})"
+        for c in alert.top_sensors
+    )
+    log.warning(
+        "alert %s: asset=%s kind=%s severity=%s peak_probability=%.6f top sensors: %s",
+        event.kind,
+        alert.asset,
+        alert.kind,
+        alert.severity,
+        alert.peak_probability,
+        sensors or "-",
+    )
+
+
+class Pipeline:
+    """Owns the queues and threads of the live service."""
+
+    def __init__(
+        self,
+        *,
+        source_factory: Callable[[queue.Queue[Inbound]], Any],
+        sink: Sink,
+        alerts: AlertManager,
+        detector_config: dict[str, Any],
+        counters: Counters,
+        batch_size: int,
+        flush_interval_s: float,
+        max_in_flight: int,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        # Shared with the sink, whose retry loop must end when the pipeline stops.
+        self.stop_event = stop_event or threading.Event()
+        self.fatal = threading.Event()
+        self.health = StageHealth()
+        self.counters = counters
+        self.sink = sink
+        # Larger than the broker's in-flight cap so paho's thread never waits on a full queue.
+        self.inbound: queue.Queue[Inbound] = queue.Queue(maxsize=max_in_flight * 2 + 16)
+        self.scoring: queue.Queue[tuple[Reading, ...]] = queue.Queue(maxsize=64)
+        self.source = source_factory(self.inbound)
+        self.writer = Writer(
+            self.inbound,
+            sink,
+            self.source.ack,
+            self.scoring,
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+            health=self.health,
+            stop=self.stop_event,
+            fatal=self.fatal,
+        )
+        self.detector = DetectorStage(
+            self.scoring, sink, alerts, detector_config, counters, health=self.health, stop=self.stop_event
+        )
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name, target in (("plantwatch-writer", self.writer.run), ("plantwatch-detector", self.detector.run)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.source.start()
+        self.health.started = True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.source.stop()
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+        self.sink.close()
+
+    def health_report(self) -> dict[str, Any]:
+        connected = bool(self.source.connected.is_set())
+        alive = all(t.is_alive() for t in self._threads)
+        status = "ok" if (connected and alive and self.health.fatal is None) else "degraded"
+        return {
+            "status": status,
+            "mqtt_connected": connected,
+            "threads_alive": alive,
+            "inbound_queue": self.inbound.qsize(),
+            "fatal": self.health.fatal,
+            "detector_errors": self.health.detector_errors,
+            "assets": sorted(self.detector.monitors),
+        }

@@ -1,0 +1,293 @@
+"""One settings model, fed by one YAML file, with environment overrides.
+
+Precedence (highest first): environment variables ``PLANTWATCH_<SECTION>__<KEY>``, secret files
+named by ``PLANTWATCH_<SECTION>__<KEY>_FILE``, the YAML file, the defaults below. Secrets (the
+InfluxDB token, the MQTT password) are refused in the YAML file so they never land in a repository.
+
+Everything is validated at start-up; :func:`load_settings` raises :class:`ConfigError` whose message
+names each offending key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "plantwatch.yaml"
+ENV_PREFIX = "PLANTWATCH_"
+# Keys that must come from the environment or a secret file, never from the YAML file.
+SECRET_KEYS = (("influx", "token"), ("mqtt", "password"))
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message lists every problem with the key that causes it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str | None = "plantwatch"
+    topic_template: str = "plantwatch/{asset}"
+    qos: int = Field(default=1, ge=0, le=1)
+    protocol: Literal["5", "3.1.1"] = "5"
+    clean_start: bool = False
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    max_in_flight: int = Field(default=1000, ge=1, le=65535)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    username: str | None = None
+    password: SecretStr | None = None
+    max_payload_bytes: int = Field(default=65536, ge=64, le=256 * 1024 * 1024)
+    dead_letter_topic: str | None = None
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must look like mqtt://HOST:PORT or mqtts://HOST:PORT")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {value!r}") from exc
+        return value
+
+    @field_validator("topic_template")
+    @classmethod
+    def _template_has_asset(cls, value: str) -> str:
+        if "{asset}" not in value:
+            raise ValueError("needs an {asset} segment, e.g. plant/{line}/{asset}/{sensor}")
+        if any(ch in value for ch in "#+"):
+            raise ValueError("use named segments like {line} instead of MQTT wildcards")
+        return value
+
+    @model_validator(mode="after")
+    def _persistent_session_needs_identity(self) -> MqttSettings:
+        if self.qos == 1 and not self.client_id:
+            raise ValueError(
+                "client_id: qos 1 needs a fixed mqtt.client_id: the broker keeps unacknowledged readings in the "
+                "session of that client id; set mqtt.client_id (e.g. plantwatch-line1) or use qos 0"
+            )
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class InfluxSettings(_Section):
+    url: str = "http://127.0.0.1:8086"
+    org: str = "plantwatch"
+    bucket: str = "plantwatch"
+    token: SecretStr | None = None
+    measurement: str = "readings"
+    anomaly_measurement: str = "anomaly"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like http://HOST:8086 or https://HOST")
+        return value
+
+
+class StorageSettings(_Section):
+    kind: Literal["influxdb", "sqlite"] = "influxdb"
+    sqlite_path: str = "plantwatch-readings.db"
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+
+
+class DetectorSettings(_Section):
+    baseline_rows: int = Field(default=300, ge=10)
+    enter: float = Field(default=0.99, gt=0, lt=1)
+    exit: float = Field(default=0.95, gt=0, lt=1)
+    min_duration: int = Field(default=3, ge=1)
+    top_k: int = Field(default=3, ge=1)
+    max_staleness_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exit_below_enter(self) -> DetectorSettings:
+        if self.exit > self.enter:
+            raise ValueError("exit: must be at most detector.enter (hysteresis: leave below enter)")
+        return self
+
+    def as_config(self) -> dict[str, Any]:
+        """The plain dict of hyperparameters the backtest and the live monitors both take."""
+        return {
+            "baseline_rows": self.baseline_rows,
+            "enter": self.enter,
+            "exit": self.exit,
+            "min_duration": self.min_duration,
+            "top_k": self.top_k,
+            "max_staleness_ns": int(self.max_staleness_s * 1e9),
+        }
+
+
+class AlertSettings(_Section):
+    store_url: str = "sqlite:///plantwatch-alerts.db"
+    resolve_after_s: float = Field(default=60.0, ge=0)
+    critical_probability: float = Field(default=0.999, gt=0, lt=1)
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///path.db, sqlite:////abs/path.db or postgresql://user@host/db")
+        return value
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    influx: InfluxSettings = InfluxSettings()
+    detector: DetectorSettings = DetectorSettings()
+    alerts: AlertSettings = AlertSettings()
+    api: ApiSettings = ApiSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must override it.
+        return _WithoutSecretFileVars(settings_cls, env_settings), init_settings
+
+    @model_validator(mode="after")
+    def _influx_needs_token(self) -> Settings:
+        if self.storage.kind == "influxdb" and self.influx.token is None:
+            raise ValueError(
+                "influx.token: storage.kind is influxdb but no token is set: export PLANTWATCH_INFLUX__TOKEN=... or "
+                "PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token (or set storage.kind: sqlite)"
+            )
+        return self
+
+
+class _WithoutSecretFileVars(PydanticBaseSettingsSource):
+    """The env source minus ``..._FILE`` variables, which :func:`_read_secret_files` has already resolved."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.inner()
+        for section, key in SECRET_KEYS:
+            block = values.get(section)
+            if isinstance(block, dict):
+                block.pop(f"{key}_file", None)
+        return values
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (the embedded default when ``path`` is None), apply env, validate."""
+    source = Path(path) if path is not None else DEFAULT_CONFIG
+    data = _read_yaml(source)
+    _refuse_secrets_in_file(data, source)
+    _read_secret_files(data)
+    for dotted, value in overrides.items():
+        _set_dotted(data, dotted.split("__"), value)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
+    if not source.is_file():
+        raise ConfigError(f"{source}: config file not found (pass --config FILE with an existing file)")
+    try:
+        loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (mqtt:, storage:, ...)")
+    return loaded
+
+
+def _refuse_secrets_in_file(data: dict[str, Any], source: Path) -> None:
+    for section, key in SECRET_KEYS:
+        block = data.get(section)
+        if isinstance(block, dict) and block.get(key) is not None:
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            raise ConfigError(
+                f"{source}: {section}.{key}: secrets are not read from the config file; remove it and "
+                f"set {env} or {env}_FILE instead"
+            )
+
+
+def _read_secret_files(data: dict[str, Any]) -> None:
+    for section, key in SECRET_KEYS:
+        env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+        file_name = os.environ.get(f"{env}_FILE")
+        if file_name and env not in os.environ:
+            try:
+                secret = Path(file_name).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{env}_FILE: cannot read {file_name}: {exc.strerror}") from None
+            data.setdefault(section, {})[key] = secret
+
+
+def _set_dotted(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+def _describe(exc: ValidationError, source: Path) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not key:  # model-level checks put the key at the start of their message
+            lines.append(f"  {message}")
+            continue
+        field, sep, rest = message.partition(": ")
+        if sep and field.isidentifier():  # section-level checks name the field first
+            key, message = f"{key}.{field}", rest
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against configs/plantwatch.yaml"
+        elif "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
+            message = f"{message} (got {error['input']!r})"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Real Mosquitto / VictoriaMetrics servers for integration tests (see shared infrastructure notes).
+
+``run_mosquitto(tmp_path)`` and ``run_victoria(tmp_path)`` are context managers that start a fresh
+server on a free loopback port and stop it on exit; pass ``port=`` (and the same ``tmp_path``) to
+restart a server on the same port with the same persisted data. The session fixtures in
+``conftest.py`` are built on them.
+
+A missing binary skips the test, except under ``CI=true`` where it fails: CI must not silently skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+MOSQUITTO_BIN = "/usr/sbin/mosquitto"
+VICTORIA_BIN = "/usr/bin/victoria-metrics"
+INSTALL_HINT = "apt-get install -y mosquitto victoria-metrics"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class MosquittoServer:
+    host: str
+    port: int
+    url: str  # "mqtt://127.0.0.1:PORT"
+
+
+@dataclass(frozen=True)
+class VictoriaServer:
+    host: str
+    port: int
+    url: str  # "http://127.0.0.1:PORT" — also the InfluxDB v2 write endpoint base
+
+    def flush(self) -> None:
+        """Make recently written samples searchable."""
+        _http_get(f"{self.url}/internal/force_flush")
+
+    def export(self, match: str, *, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
+        """Series matching ``match`` as dicts {"metric", "values", "timestamps" (ms)}; flushes first.
+
+        ``start=0`` because the default window is limited; ``end`` defaults to now + 2 days (the most
+        VictoriaMetrics accepts into the future) since the server's default end is now.
+        """
+        self.flush()
+        end_s = end if end is not None else int(time.time()) + 2 * 86400
+        query = urllib.parse.urlencode({"match[]": match, "start": start, "end": end_s})
+        text = _http_get(f"{self.url}/api/v1/export?{query}")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def count_samples(self, match: str) -> int:
+        return sum(len(series["values"]) for series in self.export(match))
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def require_binary(path: str) -> None:
+    """Skip (or fail under CI=true) when a server binary is missing."""
+    if os.path.exists(path) and os.access(path, os.X_OK):
+        return
+    message = f"{path} not found; install it with: {INSTALL_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _http_get(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode("utf-8"))
+
+
+def _tcp_ready(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _health_ready(url: str) -> bool:
+    try:
+        return _http_get(f"{url}/health", timeout=0.5).strip() == "OK"
+    except OSError:
+        return False
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], ready: Any, name: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {_tail(log)}")
+        if ready():
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{name} not ready after {START_TIMEOUT_S}s: {_tail(log)}")
+
+
+def _tail(log: Path, size: int = 2000) -> str:
+    try:
+        return log.read_text(errors="replace")[-size:]
+    except OSError:
+        return "(no log)"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def _process(argv: list[str], log: Path, name: str, ready: Any) -> Iterator[None]:
+    stream: IO[bytes]
+    with open(log, "ab") as stream:
+        proc = subprocess.Popen(argv, stdout=stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            _wait_ready(proc, ready, name, log)
+            yield
+        finally:
+            _stop(proc)
+
+
+# --------------------------------------------------------------------------------- the servers
+
+
+def _give_to_mosquitto(data: Path) -> None:
+    """chown the persistence dir and make its ancestors traversable (o+x, not readable) for it.
+
+    pytest's tmp dirs are 0700 root: without search permission on every ancestor the unprivileged
+    broker cannot save its database on shutdown ("Error saving in-memory database").
+    """
+    shutil.chown(data, user="mosquitto", group="mosquitto")
+    for parent in data.parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+@contextmanager
+def run_mosquitto(tmp_path: Path, *, port: int | None = None) -> Iterator[MosquittoServer]:
+    """Start Mosquitto with persistence in ``tmp_path/mosquitto``; stop it (saving state) on exit."""
+    require_binary(MOSQUITTO_BIN)
+    port = port or free_port()
+    base = tmp_path / "mosquitto"
+    data = base / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # mosquitto drops privileges to user "mosquitto"
+        _give_to_mosquitto(data)
+    conf = base / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} {HOST}\n"
+        "allow_anonymous true\n"
+        "persistence true\n"
+        f"persistence_location {data}/\n"
+        "log_dest stderr\n"
+        "max_queued_messages 0\n"
+    )
+    argv = [MOSQUITTO_BIN, "-c", str(conf)]
+    with _process(argv, base / "mosquitto.log", "mosquitto", lambda: _tcp_ready(port)):
+        yield MosquittoServer(HOST, port, f"mqtt://{HOST}:{port}")
+
+
+@contextmanager
+def run_victoria(tmp_path: Path, *, port: int | None = None) -> Iterator[VictoriaServer]:
+    """Start VictoriaMetrics with data in ``tmp_path/victoria`` and 100y retention."""
+    require_binary(VICTORIA_BIN)
+    port = port or free_port()
+    base = tmp_path / "victoria"
+    data = base / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    url = f"http://{HOST}:{port}"
+    argv = [
+        VICTORIA_BIN,
+        f"-httpListenAddr={HOST}:{port}",
+        f"-storageDataPath={data}",
+        "-retentionPeriod=100y",
+    ]
+    with _process(argv, base / "victoria.log", "victoria-metrics", lambda: _health_ready(url)):
+        yield VictoriaServer(HOST, port, url)

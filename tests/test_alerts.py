@@ -1,0 +1,268 @@
+"""Alert lifecycle rules, all driven by event time."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from alerts.lifecycle import AlertEvent, AlertManager
+from alerts.model import Alert
+from alerts.store import SqliteAlertStore
+from detector.types import Contribution, Verdict
+from plantwatch.metrics import Counters
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S  # a realistic epoch, far from "now" would matter if the wall clock leaked in
+
+
+class RecordingStore:
+    """In-memory AlertStore that records every write, to check coalescing."""
+
+    def __init__(self, initial: builtins.list[Alert] | None = None) -> None:
+        self.rows: dict[int, Alert] = {a.id: a for a in initial or [] if a.id is not None}
+        self.inserts = 0
+        self.updates: builtins.list[Alert] = []
+
+    def insert(self, alert: Alert) -> Alert:
+        self.inserts += 1
+        new_id = max(self.rows, default=0) + 1
+        saved = dataclasses.replace(alert, id=new_id)
+        self.rows[new_id] = saved
+        return saved
+
+    def update(self, alert: Alert) -> None:
+        assert alert.id in self.rows
+        self.updates.append(alert)
+        self.rows[alert.id] = alert
+
+    def list(
+        self,
+        asset: str | None = None,
+        state: str | None = None,
+        kind: str | None = None,
+        since_ns: int | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[Alert]:
+        raise NotImplementedError  # the lifecycle only needs open_alerts()
+
+    def open_alerts(self) -> builtins.list[Alert]:
+        return sorted((a for a in self.rows.values() if a.state == "open"), key=lambda a: -a.started_at_ns)
+
+    def close(self) -> None:
+        pass
+
+
+def v(
+    t_s: float,
+    anomaly: bool,
+    *,
+    asset: str = "pump-1",
+    score: float = 1.0,
+    probability: float = 0.9,
+    sensors: tuple[Contribution, ...] = (),
+    warming_up: bool = False,
+) -> Verdict:
+    return Verdict(asset, T0 + round(t_s * S), score, probability, anomaly, sensors, warming_up)
+
+
+def manager(store: RecordingStore | SqliteAlertStore, counters: Counters | None = None, **kw: float) -> AlertManager:
+    return AlertManager(store, resolve_after_s=kw.pop("resolve_after_s", 10.0), counters=counters or Counters(), **kw)
+
+
+def types(events: builtins.list[AlertEvent]) -> builtins.list[str]:
+    return [e.kind for e in events]
+
+
+def test_opens_on_first_anomaly_and_counts() -> None:
+    store, counters = RecordingStore(), Counters()
+    m = manager(store, counters)
+    assert m.observe(v(0, False)) == []
+    sensors = (Contribution("temp", 0.2, "high", 90, 20, 60), Contribution("vib", 0.8, "high", 9, 1, 4))
+    events = m.observe(v(1, True, score=4.0, probability=0.95, sensors=sensors))
+
+    assert types(events) == ["opened"]
+    alert = events[0].alert
+    assert alert.id == 1 and alert.state == "open" and alert.severity == "warning"
+    assert alert.started_at_ns == alert.last_anomalous_at_ns == T0 + S
+    assert (alert.peak_score, alert.peak_probability) == (4.0, 0.95)
+    assert [c.sensor for c in alert.top_sensors] == ["vib", "temp"]  # biggest share first
+    assert counters.get("plantwatch_alerts_opened_total") == 1
+    assert store.inserts == 1
+
+
+def test_warming_up_verdicts_are_ignored() -> None:
+    store = RecordingStore()
+    m = manager(store)
+    assert m.observe(v(0, True, warming_up=True)) == []
+    assert store.inserts == 0
+    m.observe(v(1, True))
+    # A warming-up "normal" row long after must not resolve the alert either.
+    assert m.observe(v(100, False, warming_up=True)) == []
+    assert [a.state for a in m.open_alerts()] == ["open"]
+
+
+def test_hysteresis_resolves_only_after_quiet_period_in_event_time() -> None:
+    counters = Counters()
+    m = manager(RecordingStore(), counters, resolve_after_s=10)
+    m.observe(v(0, True))
+    assert m.observe(v(5, False)) == []
+    assert m.observe(v(9.999, False)) == []  # 9.999 s quiet: still open
+    events = m.observe(v(10, False))  # exactly resolve_after_s since last anomaly
+
+    assert types(events) == ["resolved"]
+    assert events[0].alert.resolved_at_ns == T0 + 10 * S
+    assert events[0].alert.state == "resolved"
+    assert counters.get("plantwatch_alerts_resolved_total") == 1
+    assert m.open_alerts() == []
+
+
+def test_anomaly_within_window_keeps_alert_open_and_restarts_the_quiet_period() -> None:
+    m = manager(RecordingStore(), resolve_after_s=10)
+    opened = m.observe(v(0, True))[0].alert
+    m.observe(v(8, False))
+    m.observe(v(9, True))  # flap back before resolve_after_s elapsed
+    assert m.observe(v(18, False)) == []  # 9 s since the last anomaly, not 18 s since the first
+    resolved = m.observe(v(19, False))[0].alert
+    assert resolved.id == opened.id  # the same alert, no second one opened
+    assert resolved.last_anomalous_at_ns == T0 + 9 * S
+
+
+def test_new_alert_after_resolution() -> None:
+    counters = Counters()
+    m = manager(RecordingStore(), counters, resolve_after_s=1)
+    first = m.observe(v(0, True))[0].alert
+    m.observe(v(2, False))
+    second = m.observe(v(3, True))
+    assert types(second) == ["opened"] and second[0].alert.id != first.id
+    assert counters.get("plantwatch_alerts_opened_total") == 2
+
+
+def test_assets_are_independent() -> None:
+    m = manager(RecordingStore(), resolve_after_s=5)
+    m.observe(v(0, True, asset="a"))
+    m.observe(v(0, True, asset="b"))
+    assert types(m.observe(v(6, False, asset="a"))) == ["resolved"]
+    assert [a.asset for a in m.open_alerts()] == ["b"]
+
+
+def test_replay_far_from_wall_clock_uses_only_event_time() -> None:
+    """A backtest of year-2001 data must behave exactly like live data."""
+    m = manager(RecordingStore(), resolve_after_s=60)
+    past = 1_000_000_000 * S
+    m.observe(Verdict("p", past, 1.0, 0.9, True))
+    assert m.observe(Verdict("p", past + 59 * S, 0.1, 0.1, False)) == []
+    events = m.observe(Verdict("p", past + 60 * S, 0.1, 0.1, False))
+    assert types(events) == ["resolved"] and events[0].alert.resolved_at_ns == past + 60 * S
+
+
+def test_severity_escalates_and_never_drops_while_open() -> None:
+    m = manager(RecordingStore(), critical_probability=0.999)
+    assert m.observe(v(0, True, score=2, probability=0.99))[0].alert.severity == "warning"
+    events = m.observe(v(1, True, score=3, probability=0.999))
+    assert types(events) == ["updated"] and events[0].alert.severity == "critical"
+    m.observe(v(2, True, score=1, probability=0.5))
+    assert m.open_alerts()[0].severity == "critical"
+
+
+def test_opens_directly_as_critical() -> None:
+    m = manager(RecordingStore(), critical_probability=0.99)
+    assert m.observe(v(0, True, probability=0.995))[0].alert.severity == "critical"
+
+
+def test_peak_tracks_max_and_top_sensors_come_from_peak_row() -> None:
+    peak_sensors = (Contribution("vib", 1.0, "high", 12, 1, 4),)
+    m = manager(RecordingStore())
+    m.observe(v(0, True, score=2, probability=0.9, sensors=(Contribution("temp", 1.0, "low", 1, 5, 9),)))
+    assert types(m.observe(v(1, True, score=5, probability=0.95, sensors=peak_sensors))) == ["updated"]
+    # Lower score: no news, and the peak row's sensors stay.
+    assert m.observe(v(2, True, score=3, probability=0.92)) == []
+    # Higher probability but lower score still raises peak_probability, not the peak row.
+    events = m.observe(v(3, True, score=4, probability=0.97, sensors=()))
+    alert = events[0].alert
+    assert (alert.peak_score, alert.peak_probability, alert.top_sensors) == (5, 0.97, peak_sensors)
+    assert alert.last_anomalous_at_ns == T0 + 3 * S
+
+
+def test_writes_are_coalesced_to_once_per_event_second() -> None:
+    store = RecordingStore()
+    m = manager(store, resolve_after_s=5)
+    # 10 Hz anomalous stream with a rising score for 3 s: 30 peak changes.
+    for i in range(30):
+        m.observe(v(i / 10, True, score=float(i)))
+    # 1 insert at t=0, then updates at t=1.0 and t=2.0 only.
+    assert store.inserts == 1
+    assert [(u.last_anomalous_at_ns - T0) / S for u in store.updates] == [1.0, 2.0]
+    # Non-anomalous rows within the window: only the pending change (t=2.9) is flushed, once.
+    for i in range(30, 60):
+        m.observe(v(i / 10, False))
+    assert len(store.updates) == 3 and store.updates[-1].peak_score == 29.0
+    # Resolution is always written, immediately.
+    m.observe(v(7.9, False))
+    assert store.updates[-1].state == "resolved" and len(store.updates) == 4
+
+
+def test_no_write_for_unchanged_non_anomalous_rows() -> None:
+    store = RecordingStore()
+    m = manager(store, resolve_after_s=1000)
+    m.observe(v(0, True))
+    for i in range(1, 100):
+        m.observe(v(i, False))
+    assert store.inserts == 1 and store.updates == []
+
+
+def test_flush_writes_pending_changes() -> None:
+    store = RecordingStore()
+    m = manager(store)
+    m.observe(v(0, True, score=1))
+    m.observe(v(0.5, True, score=9))  # within the coalescing window: held back
+    assert store.updates == []
+    m.flush()
+    assert [u.peak_score for u in store.updates] == [9]
+
+
+def test_restart_continues_open_alert(tmp_path: Path) -> None:
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    counters = Counters()
+    first = manager(store, counters, resolve_after_s=10)
+    opened = first.observe(v(0, True, score=3, probability=0.9999))[0].alert
+    first.observe(v(4, True, score=2))  # last_anomalous_at = 4 s, persisted (>= 1 s later)
+
+    second = manager(store, counters, resolve_after_s=10)  # the "restarted" process
+    assert [a.id for a in second.open_alerts()] == [opened.id]
+    # Still inside the window measured from the persisted last anomaly: no duplicate, no resolve.
+    assert second.observe(v(13, False)) == []
+    assert second.observe(v(13.5, True)) == []  # continues the same alert (no "opened")
+    events = second.observe(v(23.5, False))
+    assert types(events) == ["resolved"]
+    resolved = events[0].alert
+    assert (resolved.id, resolved.severity, resolved.peak_score) == (opened.id, "critical", 3)
+    assert store.list() == [resolved]
+    assert counters.get("plantwatch_alerts_opened_total") == 1
+    store.close()
+
+
+def test_reload_ignores_other_kinds() -> None:
+    maintenance = Alert(1, "pump-1", "maintenance", "open", T0, T0, None, "warning", 0, 0, ())
+    m = manager(RecordingStore([maintenance]))
+    assert m.open_alerts() == []
+    assert types(m.observe(v(1, True))) == ["opened"]
+
+
+def test_failed_insert_leaves_no_phantom_alert() -> None:
+    class FailingStore(RecordingStore):
+        def insert(self, alert: Alert) -> Alert:
+            raise OSError("disk full")
+
+    m = manager(FailingStore())
+    with pytest.raises(OSError):
+        m.observe(v(0, True))
+    assert m.open_alerts() == []
+
+
+@pytest.mark.parametrize("kwargs", [{"resolve_after_s": -1}, {"critical_probability": 0.0}])
+def test_rejects_bad_configuration(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        AlertManager(RecordingStore(), **{"resolve_after_s": 1, **kwargs}, counters=Counters())

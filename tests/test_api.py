@@ -1,0 +1,193 @@
+"""HTTP API over a real SQLite store, through FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts.api import create_app
+from alerts.model import Alert
+from alerts.routes.alerts import parse_since
+from alerts.store import SqliteAlertStore
+from detector.types import Contribution
+from plantwatch.metrics import Counters
+
+S = 1_000_000_000
+T0 = 1_714_564_800 * S  # 2024-05-01T12:00:00Z
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteAlertStore]:
+    s = SqliteAlertStore(tmp_path / "alerts.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def seeded(store: SqliteAlertStore) -> dict[str, Alert]:
+    base = Alert(
+        id=None,
+        asset="pump-1",
+        kind="anomaly",
+        state="open",
+        started_at_ns=T0,
+        last_anomalous_at_ns=T0 + 30 * S + 123_456_789,
+        resolved_at_ns=None,
+        severity="critical",
+        peak_score=7.5,
+        peak_probability=0.9995,
+        top_sensors=(Contribution("vibration", 0.8, "high", 9.5, 1.0, 4.0),),
+    )
+    old = store.insert(
+        dataclasses.replace(
+            base,
+            asset="fan-2",
+            state="resolved",
+            started_at_ns=T0 - 3600 * S,
+            last_anomalous_at_ns=T0 - 3500 * S,
+            resolved_at_ns=T0 - 3400 * S,
+            severity="warning",
+            top_sensors=(),
+        )
+    )
+    return {"open": store.insert(base), "old": old}
+
+
+def client_for(store: SqliteAlertStore, counters: Counters | None = None, **kw: Any) -> TestClient:
+    return TestClient(create_app(store, counters or Counters(), **kw))
+
+
+def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:
+    with client_for(store) as client:
+        resp = client.get("/alerts", params={"state": "open"})
+    assert resp.status_code == 200
+    assert resp.json() == [
+        {
+            "id": seeded["open"].id,
+            "asset": "pump-1",
+            "kind": "anomaly",
+            "state": "open",
+            "started_at": "2024-05-01T12:00:00Z",
+            "last_anomalous_at": "2024-05-01T12:00:30.123456Z",
+            "resolved_at": None,
+            "severity": "critical",
+            "peak_score": 7.5,
+            "peak_probability": 0.9995,
+            "top_sensors": [
+                {
+                    "sensor": "vibration",
+                    "share": 0.8,
+                    "direction": "high",
+                    "value": 9.5,
+                    "expected_low": 1.0,
+                    "expected_high": 4.0,
+                }
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, ["open", "old"]),  # newest first
+        ({"asset": "fan-2"}, ["old"]),
+        ({"state": "resolved"}, ["old"]),
+        ({"kind": "maintenance"}, []),
+        ({"limit": 1}, ["open"]),
+        ({"since": "2024-05-01T12:00:00Z"}, ["open"]),
+        ({"since": "2024-05-01T14:00:00+02:00"}, ["open"]),  # same instant, other zone
+        ({"since": str(T0 // S - 3400)}, ["open", "old"]),  # epoch seconds, resolved_at boundary
+        ({"since": f"{T0 // S - 3399.5}"}, ["open"]),  # fractional epoch seconds
+        ({"since": "2024-05-01T12:00:31Z"}, []),
+    ],
+)
+def test_filters(
+    store: SqliteAlertStore, seeded: dict[str, Alert], params: dict[str, Any], expected: list[str]
+) -> None:
+    with client_for(store) as client:
+        resp = client.get("/alerts", params=params)
+    assert resp.status_code == 200, resp.text
+    assert [a["id"] for a in resp.json()] == [seeded[name].id for name in expected]
+
+
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [
+        ("yesterday", "ISO-8601"),
+        ("2024-05-01T12:00:00", "zone"),
+        ("nan", "finite"),
+        ("1e30", "range"),
+        ("1e999999999", "range"),
+        ("9999-01-01T00:00:00Z", "range"),
+    ],
+)
+def test_bad_since_is_422_with_clear_message(store: SqliteAlertStore, since: str, message: str) -> None:
+    with client_for(store) as client:
+        resp = client.get("/alerts", params={"since": since})
+    assert resp.status_code == 422
+    assert message in resp.json()["detail"] and "since" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("params", [{"state": "closed"}, {"limit": 0}, {"limit": 10_001}])
+def test_invalid_state_and_limit_are_422(store: SqliteAlertStore, params: dict[str, Any]) -> None:
+    with client_for(store) as client:
+        assert client.get("/alerts", params=params).status_code == 422
+
+
+def test_parse_since_keeps_nanoseconds() -> None:
+    assert parse_since("1714564800.123456789") == T0 + 123_456_789
+    assert parse_since("2024-05-01T12:00:00.5Z") == T0 + 500_000_000
+
+
+def test_metrics_prometheus_text(store: SqliteAlertStore) -> None:
+    counters = Counters()
+    counters.inc("plantwatch_alerts_opened_total", 3)
+    with client_for(store, counters) as client:
+        resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# TYPE plantwatch_alerts_opened_total counter" in resp.text
+    assert "\nplantwatch_alerts_opened_total 3\n" in resp.text
+
+
+def test_healthz_ok_merges_health_details(store: SqliteAlertStore) -> None:
+    with client_for(store, health=lambda: {"status": "ok", "lag_s": 0.2}) as client:
+        resp = client.get("/healthz")
+    assert (resp.status_code, resp.json()) == (200, {"status": "ok", "lag_s": 0.2})
+
+
+def test_healthz_without_callback_is_ok(store: SqliteAlertStore) -> None:
+    with client_for(store) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_healthz_503_when_degraded(store: SqliteAlertStore) -> None:
+    with client_for(store, health=lambda: {"status": "degraded", "mqtt": "disconnected"}) as client:
+        resp = client.get("/healthz")
+    assert (resp.status_code, resp.json()["mqtt"]) == (503, "disconnected")
+
+
+def test_healthz_503_when_probe_raises(store: SqliteAlertStore) -> None:
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("influx down")
+
+    with client_for(store, health=broken) as client:
+        resp = client.get("/healthz")
+    assert resp.status_code == 503 and "influx down" in resp.json()["error"]
+
+
+def test_lifespan_hooks_run_around_serving(store: SqliteAlertStore) -> None:
+    calls: list[str] = []
+    client = client_for(store, on_startup=lambda: calls.append("start"), on_shutdown=lambda: calls.append("stop"))
+    assert calls == []
+    with client:
+        assert calls == ["start"]
+        client.get("/healthz")
+        assert calls == ["start"]
+    assert calls == ["start", "stop"]

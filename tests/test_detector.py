@@ -1,0 +1,318 @@
+"""Detector math: alignment, robust scores, calibration, alarm rule, contributions, the monitor."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.alarm import HysteresisAlarm
+from detector.align import FrameAligner
+from detector.calibration import ALMOST_ONE, EmpiricalCalibrator
+from detector.contributions import top_contributions
+from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
+from detector.robust import RobustZScore
+
+SENSORS = tuple(f"s{i}" for i in range(8))
+SEC = 1_000_000_000
+
+
+def synthetic(n: int = 1200, *, seed: int = 0, fault: tuple[int, int, int, float] | None = None):
+    """8 Gaussian sensors with different offsets/scales; optional step fault (sensor, start, stop, sigmas)."""
+    rng = np.random.default_rng(seed)
+    offsets = np.linspace(-50, 300, 8)
+    scales = np.array([0.1, 1.0, 5.0, 0.02, 2.0, 10.0, 0.5, 3.0])
+    X = offsets + scales * rng.standard_normal((n, 8))
+    labels = np.zeros(n, dtype=bool)
+    if fault is not None:
+        sensor, start, stop, sigmas = fault
+        X[start:stop, sensor] += sigmas * scales[sensor]
+        labels[start:stop] = True
+    ts = np.arange(n, dtype=np.int64) * SEC
+    return ts, X, labels
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties count half); local so the tests need not import scikit-learn (slow)."""
+    pos, neg = scores[labels], scores[~labels]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (pos.size * neg.size))
+
+
+# -- FrameAligner ---------------------------------------------------------------------------
+
+
+def test_aligner_emits_only_complete_fresh_rows() -> None:
+    al = FrameAligner(["a", "b"], max_staleness_ns=5 * SEC)
+    assert al.update(0, {"a": 1.0}) is None  # b never seen
+    row = al.update(1 * SEC, {"b": 2.0})
+    assert row is not None
+    assert row[0] == 1 * SEC and row[1].tolist() == [1.0, 2.0]
+    # a is now 10 s old: too stale for a row at t=10 s
+    assert al.update(10 * SEC, {"b": 3.0}) is None
+    assert al.incomplete_rows_ == 2
+    row = al.update(11 * SEC, {"a": 4.0})
+    assert row is not None and row[1].tolist() == [4.0, 3.0]
+    assert al.rows_emitted_ == 2
+
+
+def test_aligner_staleness_bound_is_inclusive() -> None:
+    al = FrameAligner(["a", "b"], max_staleness_ns=5)
+    al.update(0, {"a": 1.0})
+    assert al.update(5, {"b": 1.0}) is not None  # exactly max_staleness old: still usable
+    assert al.update(6, {"b": 1.0}) is None  # a is 6 ns old now
+
+
+def test_aligner_drops_late_readings_without_crashing() -> None:
+    al = FrameAligner(["a"], max_staleness_ns=SEC)
+    assert al.update(10, {"a": 1.0}) is not None
+    assert al.update(5, {"a": 99.0}) is None
+    assert al.late_readings_ == 1
+    # The late value was not stored: the next row carries a fresh value, not 99.
+    row = al.update(11, {"a": 2.0})
+    assert row is not None and row[1].tolist() == [2.0]
+    # Same instant as the last row: merged, no second row for that timestamp.
+    assert al.update(11, {"a": 3.0}) is None
+    assert al.merged_readings_ == 1 and al.late_readings_ == 1
+
+
+def test_aligner_learns_sensors_from_first_reading_and_ignores_new_ones() -> None:
+    al = FrameAligner(max_staleness_ns=SEC)
+    row = al.update(0, {"z": 1.0, "a": 2.0})
+    assert al.sensors_ == ("a", "z")  # sorted: independent of payload key order
+    assert row is not None and row[1].tolist() == [2.0, 1.0]
+    row = al.update(1, {"a": 3.0, "new": 7.0})
+    assert row is not None and row[1].tolist() == [3.0, 1.0]
+    assert al.unknown_values_ == 1
+
+
+def test_aligner_rows_are_copies() -> None:
+    al = FrameAligner(["a"], max_staleness_ns=SEC)
+    first = al.update(0, {"a": 1.0})
+    al.update(1, {"a": 2.0})
+    assert first is not None and first[1][0] == 1.0
+
+
+# -- RobustZScore ---------------------------------------------------------------------------
+
+
+def test_robust_scale_fallbacks() -> None:
+    n = 101
+    mostly_constant = np.zeros(n)
+    mostly_constant[:30] = 1.0  # MAD = 0, IQR > 0
+    rare_spike = np.zeros(n)
+    rare_spike[0] = 10.0  # MAD = 0, IQR = 0, std > 0
+    X = np.column_stack([np.arange(n, dtype=float), mostly_constant, rare_spike, np.full(n, 5.0)])
+    det = RobustZScore(eps=1e-6).fit(X)
+    assert det.scale_[0] == pytest.approx(np.median(np.abs(np.arange(n) - 50)) * 1.4826)
+    assert det.scale_[1] == pytest.approx(1.0 / 1.349)
+    assert det.scale_[2] == pytest.approx(np.std(rare_spike))
+    assert det.scale_[3] == 1e-6
+    assert det.median_.tolist() == [50.0, 0.0, 0.0, 5.0]
+
+
+def test_robust_score_is_rms_of_signed_z() -> None:
+    _, X, _ = synthetic(500)
+    det = RobustZScore().fit(X)
+    z = det.contributions(X[:10])
+    assert np.allclose(det.score(X[:10]), np.sqrt((z**2).mean(axis=1)))
+    # Signed: pushing sensor 2 above its median gives positive z there.
+    row = det.median_.copy()
+    row[2] += 4 * det.scale_[2]
+    assert det.contributions(row[None, :])[0, 2] == pytest.approx(4.0)
+
+
+def test_robust_detector_finds_step_fault_and_names_the_sensor() -> None:
+    ts, X, labels = synthetic(1200, seed=1, fault=(3, 800, 1000, 6.0))
+    mon = AssetMonitor("pump", SENSORS, baseline_rows=400)
+    out = mon.process_arrays(ts, X)
+    scored = out.status == SCORED
+    assert roc_auc(labels[scored], out.score[scored]) > 0.9
+    assert out.anomaly[800:1000].mean() > 0.5
+    verdicts = [v for v in AssetMonitor("pump", SENSORS, baseline_rows=400).process(ts, X) if v.anomaly]
+    in_fault = [v for v in verdicts if 800 * SEC <= v.ts_ns < 1000 * SEC]
+    assert in_fault and all(v.contributions[0].sensor == "s3" for v in in_fault)
+    first = in_fault[0].contributions[0]
+    assert first.direction == "high" and first.value > first.expected_high
+
+
+# -- EmpiricalCalibrator --------------------------------------------------------------------
+
+
+def test_calibration_is_monotone_and_never_one() -> None:
+    base = np.random.default_rng(2).gamma(2.0, 1.0, 500)
+    cal = EmpiricalCalibrator(tail_fraction=0.05).fit(base)
+    grid = np.concatenate([np.linspace(-1, base.max() + 50, 5000), [1e3, 1e6, 1e300, np.inf]])
+    p = cal.transform(grid)
+    assert np.all(np.diff(p) >= 0)
+    assert np.all((p >= 0) & (p < 1.0))
+    assert p[-1] == ALMOST_ONE and cal.transform(np.array([-np.inf]))[0] == 0.0
+    # Beyond the baseline maximum the tail keeps ranking (strictly increasing) ...
+    beyond = np.linspace(base.max() + 0.01, base.max() + 5, 50)
+    assert np.all(np.diff(cal.transform(beyond)) > 0)
+    # ... and log_survival ranks even where float64 probabilities have saturated.
+    ls = cal.log_survival(np.array([1e3, 1e6, 1e9]))
+    assert np.all(np.isfinite(ls)) and np.all(np.diff(ls) < 0)
+
+
+def test_calibration_matches_ecdf_inside_and_is_continuous_at_max() -> None:
+    base = np.arange(1.0, 100.0)  # 99 scores
+    cal = EmpiricalCalibrator().fit(base)
+    assert cal.transform(np.array([50.0]))[0] == pytest.approx(50 / 100)
+    at_max = cal.transform(np.array([99.0]))[0]
+    just_above = cal.transform(np.array([99.0 + 1e-9]))[0]
+    assert at_max == pytest.approx(0.99) and just_above == pytest.approx(at_max, abs=1e-9)
+    # Tail scale = mean excess of the top 5 over the 6th largest: (1+2+3+4+5)/5 = 3.
+    assert cal.tail_scale_ == pytest.approx(3.0)
+    assert cal.transform(np.array([99.0 + 3.0]))[0] == pytest.approx(1 - math.exp(-1) / 100)
+
+
+def test_calibration_constant_baseline_and_nan() -> None:
+    cal = EmpiricalCalibrator().fit(np.zeros(50))
+    p = cal.transform(np.array([0.0, 1e-3, 1.0, np.nan]))
+    assert p[0] == pytest.approx(50 / 51)
+    assert p[1] > p[0] and p[2] < 1.0 and math.isnan(p[3])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=60),
+    st.lists(st.floats(-1e308, 1e308, allow_nan=False), min_size=2, max_size=60),
+)
+def test_calibration_property(baseline: list[float], scores: list[float]) -> None:
+    cal = EmpiricalCalibrator().fit(np.array(baseline))
+    s = np.sort(np.array(scores))
+    p = cal.transform(s)
+    assert np.all((p >= 0) & (p < 1.0))
+    assert np.all(np.diff(p) >= 0)
+
+
+# -- HysteresisAlarm ------------------------------------------------------------------------
+
+
+def test_alarm_needs_min_duration_consecutive_rows() -> None:
+    alarm = HysteresisAlarm(enter=0.99, exit=0.95, min_duration=3)
+    seq = [0.995, 0.995, 0.5, 0.995, 0.995, 0.995, 0.995]
+    assert alarm.run(np.array(seq)).tolist() == [False, False, False, False, False, True, True]
+
+
+def test_alarm_hysteresis_holds_between_exit_and_enter() -> None:
+    alarm = HysteresisAlarm(enter=0.99, exit=0.95, min_duration=1)
+    seq = [0.991, 0.97, 0.96, 0.95, 0.949, 0.97, 0.99]
+    # 0.95 is not < exit, so still on; 0.949 clears; 0.97 does not re-enter; 0.99 does.
+    assert alarm.run(seq).tolist() == [True, True, True, True, False, False, True]
+
+
+def test_alarm_run_equals_update_loop_and_nan_changes_nothing() -> None:
+    p = np.random.default_rng(3).uniform(0.9, 1.0, 300)
+    p[::17] = np.nan
+    a, b = HysteresisAlarm(min_duration=2), HysteresisAlarm(min_duration=2)
+    assert a.run(p).tolist() == [b.update(x) for x in p.tolist()]
+    alarm = HysteresisAlarm(min_duration=1)
+    assert alarm.update(1.0) and alarm.update(math.nan)  # NaN does not clear
+
+
+def test_alarm_rejects_inverted_thresholds() -> None:
+    with pytest.raises(ValueError, match="exit"):
+        HysteresisAlarm(enter=0.9, exit=0.95)
+
+
+# -- contributions --------------------------------------------------------------------------
+
+
+def test_top_contributions_shares_direction_range() -> None:
+    z = np.array([1.0, -3.0, 0.0, 2.0])
+    median, scale = np.array([10.0, 20.0, 30.0, 40.0]), np.array([1.0, 2.0, 3.0, 4.0])
+    values = median + z * scale
+    out = top_contributions(("a", "b", "c", "d"), values, z, median, scale, k=3)
+    assert [c.sensor for c in out] == ["b", "d", "a"]
+    assert [c.direction for c in out] == ["low", "high", "high"]
+    assert out[0].share == pytest.approx(9 / 14) and sum(c.share for c in out) == pytest.approx(1.0)
+    assert (out[0].expected_low, out[0].expected_high) == (14.0, 26.0)
+    assert out[0].value == 14.0
+    zero = top_contributions(("a", "b"), np.zeros(2), np.zeros(2), np.zeros(2), np.ones(2), k=5)
+    assert len(zero) == 2 and all(c.share == 0.0 for c in zero)
+
+
+# -- AssetMonitor ---------------------------------------------------------------------------
+
+
+def _with_gaps(seed: int = 4):
+    ts, X, _ = synthetic(600, seed=seed, fault=(5, 350, 420, 6.0))
+    X[[10, 200, 201, 360, 500], [0, 3, 4, 5, 7]] = [np.nan, np.inf, np.nan, np.nan, -np.inf]
+    return ts, X
+
+
+def test_monitor_warm_up_then_scoring() -> None:
+    ts, X = _with_gaps()
+    mon = AssetMonitor("a", SENSORS, baseline_rows=100)
+    out = mon.process_arrays(ts, X)
+    # Row 10 is skipped, so the baseline is rows 0..100 minus row 10.
+    assert out.status[10] == SKIPPED and np.all(out.status[:10] == WARMING_UP)
+    assert out.status[100] == WARMING_UP and out.status[101] == SCORED
+    assert np.all(out.score[out.status == WARMING_UP] == 0) and not out.anomaly[:101].any()
+    assert mon.skipped_rows_ == 5 and mon.scored_rows_ == 600 - 101 - 4
+    verdicts = AssetMonitor("a", SENSORS, baseline_rows=100).process(ts, X)
+    assert len(verdicts) == 595  # one per non-skipped row
+    assert sum(v.warming_up for v in verdicts) == 100
+    assert all(v.contributions for v in verdicts if v.anomaly)
+    assert not any(v.contributions for v in verdicts if not v.anomaly)
+
+
+def test_monitor_skipped_rows_hold_the_alarm_state() -> None:
+    ts, X = _with_gaps()
+    out = AssetMonitor("a", SENSORS, baseline_rows=100).process_arrays(ts, X)
+    assert out.anomaly[359] and out.anomaly[360] and math.isnan(out.score[360])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 599), max_size=12, unique=True))
+def test_monitor_micro_batches_give_identical_results(cuts: list[int]) -> None:
+    ts, X = _with_gaps()
+    whole = AssetMonitor("a", SENSORS, baseline_rows=100, min_duration=2)
+    expected = whole.process(ts, X)
+    split = AssetMonitor("a", SENSORS, baseline_rows=100, min_duration=2)
+    got = []
+    bounds = [0, *sorted(cuts), len(ts)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        got.extend(split.process(ts[lo:hi], X[lo:hi]))
+    assert got == expected
+
+
+def test_monitor_is_causal() -> None:
+    ts, X = _with_gaps()
+    full = AssetMonitor("a", SENSORS, baseline_rows=100).process_arrays(ts, X)
+    for k in (50, 101, 355, 400):
+        part = AssetMonitor("a", SENSORS, baseline_rows=100).process_arrays(ts[:k], X[:k])
+        np.testing.assert_array_equal(part.score, full.score[:k])
+        np.testing.assert_array_equal(part.anomaly, full.anomaly[:k])
+
+
+def test_monitor_feed_matches_process() -> None:
+    ts, X, _ = synthetic(300, seed=5, fault=(1, 200, 260, 8.0))
+    batch = AssetMonitor("a", SENSORS, baseline_rows=150).process(ts, X)
+    live = AssetMonitor("a", None, baseline_rows=150)
+    fed = []
+    for t, row in zip(ts.tolist(), X, strict=True):
+        # Per-sensor messages at the same instant, split in two: only the completing one emits.
+        fed.extend(live.feed(t, dict(zip(SENSORS[4:], row[4:].tolist(), strict=True))))
+        fed.extend(live.feed(t, dict(zip(SENSORS[:4], row[:4].tolist(), strict=True))))
+    # First reading only had s4..s7, so the learned sensor set is those four: documented behaviour.
+    assert live.sensor_names == SENSORS[4:]
+    assert len(fed) == 300 and live.aligner_.unknown_values_ == 4 * 300
+    # Whole-row readings through the aligner give exactly the batch verdicts.
+    live2 = AssetMonitor("a", SENSORS, baseline_rows=150)
+    fed2 = []
+    for t, row in zip(ts.tolist(), X, strict=True):
+        fed2.extend(live2.feed(t, dict(zip(SENSORS, row.tolist(), strict=True))))
+    assert fed2 == batch
+    assert any(v.anomaly for v in fed2)
+
+
+def test_monitor_rejects_wrong_width() -> None:
+    mon = AssetMonitor("a", SENSORS, baseline_rows=10)
+    with pytest.raises(ValueError, match="expected 8 sensors"):
+        mon.process(np.zeros(2, dtype=np.int64), np.zeros((2, 3)))

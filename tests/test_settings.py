@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plantwatch.settings import DEFAULT_CONFIG, ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("PLANTWATCH_"):
+            monkeypatch.delenv(key)
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plantwatch.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_embedded_default_loads_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "s3cret")
+    settings = load_settings()
+    assert settings.mqtt.qos == 1
+    assert settings.mqtt.client_id == "plantwatch"
+    assert settings.mqtt.clean_start is False
+    assert settings.influx.token is not None and settings.influx.token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)  # SecretStr keeps it out of logs
+
+
+def test_default_file_documents_every_section() -> None:
+    text = DEFAULT_CONFIG.read_text()
+    for section in ("mqtt:", "storage:", "influx:", "detector:", "alerts:", "api:"):
+        assert section in text
+
+
+def test_influx_without_token_says_how_to_fix() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    message = str(err.value)
+    assert "influx.token" in message
+    assert "PLANTWATCH_INFLUX__TOKEN" in message
+
+
+def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _yaml(tmp_path, "storage:\n  kind: sqlite\nmqtt:\n  url: mqtt://a:1883\n  max_in_flight: 50\n")
+    monkeypatch.setenv("PLANTWATCH_MQTT__URL", "mqtt://b:1884")
+    settings = load_settings(path)
+    assert settings.mqtt.host == "b" and settings.mqtt.port == 1884
+    assert settings.mqtt.max_in_flight == 50  # untouched keys keep the file's value
+
+
+def test_token_from_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN_FILE", str(secret))
+    settings = load_settings()
+    assert settings.influx.token is not None and settings.influx.token.get_secret_value() == "from-file"
+
+
+def test_secret_in_yaml_is_refused(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, "influx:\n  token: abc\n")
+    with pytest.raises(ConfigError, match=r"influx\.token: secrets are not read from the config file"):
+        load_settings(path)
+
+
+def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, "storage:\n  kind: sqlite\nmqtt:\n  urll: x\ndetector:\n  enter: 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    message = str(err.value)
+    assert "mqtt.urll: unknown key" in message
+    assert "detector.enter" in message and "(got 2)" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("mqtt:\n  url: http://broker:1883\n", "mqtt.url: must look like mqtt://HOST:PORT"),
+        ("mqtt:\n  url: mqtt://broker:port\n", "mqtt.url"),
+        ("mqtt:\n  qos: 1\n  client_id: null\n", "mqtt.client_id: qos 1 needs a fixed mqtt.client_id"),
+        ("mqtt:\n  topic_template: plant/{line}/{sensor}\n", "needs an {asset} segment"),
+        ("mqtt:\n  topic_template: plant/+/{asset}\n", "named segments"),
+        ("influx:\n  url: influx:8086\n", "influx.url"),
+        ("detector:\n  enter: 0.9\n  exit: 0.95\n", "detector.exit: must be at most"),
+        ("alerts:\n  store_url: mysql://x/y\n", "alerts.store_url"),
+        ("mqtt: [1, 2]\n", "mqtt"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("mqtt: {url: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_key(tmp_path: Path, body: str, expected: str) -> None:
+    path = _yaml(tmp_path, "storage:\n  kind: sqlite\n" + body if not body.startswith("-") else body)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert expected in str(err.value)
+
+
+def test_qos0_without_client_id_is_allowed(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, "storage:\n  kind: sqlite\nmqtt:\n  qos: 0\n  client_id: null\n")
+    assert load_settings(path).mqtt.qos == 0
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_detector_settings_feed_the_backtest_config() -> None:
+    config = load_settings(None, storage__kind="sqlite").detector.as_config()
+    assert config["max_staleness_ns"] == 30 * 10**9
+    assert 0 < config["exit"] <= config["enter"] < 1
