@@ -91,7 +91,9 @@ def write_scores_csv(path: str | Path, result: BacktestResult) -> None:
     """``timestamp,score,probability,anomaly``: one line per input row, input order.
 
     ``timestamp`` is the original text; ``anomaly`` is 0/1. Warm-up rows have score and probability
-    0; skipped rows (a non-finite sensor value) have ``nan`` and the held alarm state.
+    0. Skipped rows (a missing or non-finite sensor value) cannot be scored: they are written with
+    score and probability 0 (no evidence, and the contract keeps probability in [0, 1]) and the held
+    alarm state; ``BacktestResult.status`` tells them apart.
     """
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -99,9 +101,9 @@ def write_scores_csv(path: str | Path, result: BacktestResult) -> None:
         writer.writerows(
             zip(
                 result.timestamp_text,
-                _format(result.score),
+                _format(np.nan_to_num(result.score, nan=0.0)),
                 # Shortest round-trip text: probabilities next to 1.0 stay distinct (0.9999999999...).
-                _format(result.probability),
+                _format(np.nan_to_num(result.probability, nan=0.0)),
                 result.anomaly.astype(np.int8).tolist(),
                 strict=True,
             )

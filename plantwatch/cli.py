@@ -114,7 +114,7 @@ def _backtest(args: argparse.Namespace) -> int:
     # The same detector settings the live service runs with (the embedded default without --config);
     # storage is irrelevant offline, so no InfluxDB token is asked for.
     config = load_settings(args.config, storage__kind="sqlite").detector.as_config()
-    backtest_main(
+    summary = backtest_main(
         args.log,
         args.out,
         train_rows=args.train_rows,
@@ -122,6 +122,18 @@ def _backtest(args: argparse.Namespace) -> int:
         time_column=args.time_column,
         config=config,
     )
+    print(
+        f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
+        f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped) in {summary['seconds']:.3f} s "
+        f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous; wrote {args.out}"
+    )
+    metrics = summary.get("metrics")
+    if metrics:
+        print(
+            f"point-wise after row {summary['train_rows']} (label = any of {', '.join(args.label_column)}): "
+            f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  F1 {metrics['f1']:.3f}  "
+            f"(TP {metrics['tp']}, FP {metrics['fp']}, FN {metrics['fn']}, TN {metrics['tn']})"
+        )
     return 0
 
 

@@ -182,14 +182,22 @@ class DetectorStage:
             self.on_verdicts(verdicts)
 
 
+# Opening an alert is what an operator must see; peak updates are only for debugging.
+_EVENT_LEVELS = {"opened": logging.WARNING, "resolved": logging.INFO}
+
+
 def _log_alert_event(event: Any) -> None:
     alert = event.alert
+    level = _EVENT_LEVELS.get(event.kind, logging.DEBUG)
+    if not log.isEnabledFor(level):
+        return
     sensors = ", ".join(
         f"{c.sensor}={c.value:.4g} ({c.direction}, expected {c.expected_low:.4g}..{c.expected_high:.4g}, {c.share:.0%})"
         for c in alert.top_sensors
     )
-    log.warning(
-        "alert %s: asset=%s kind=%s severity=%s peak_probability=%.6f top sensors: %s",
+    log.log(
+        level,
+        "alert %s: asset=%s kind=%s severity=%s peak_probability=%.9f top sensors: %s",
         event.kind,
         alert.asset,
         alert.kind,

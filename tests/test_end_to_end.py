@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -109,9 +110,13 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     _write_csv(log_path)
 
     # Bad input on the same topic tree must be counted and must not disturb the good readings.
+    dead_letters: list[dict[str, str]] = []
     bad = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-bad")
+    bad.on_message = lambda client, userdata, message: dead_letters.append(json.loads(message.payload))
     bad.connect("127.0.0.1", mosquitto.port)
     bad.loop_start()
+    bad.subscribe("deadletter/plantwatch", qos=1)
+    time.sleep(0.3)
     for payload in (b"{not json", b'{"ts": 1, "values": {"x": "high"}}', b"\xff\xfe"):
         bad.publish("plant/line1/pump-7", payload, qos=1).wait_for_publish(5)
     bad.publish("unrelated/topic", b"1", qos=1).wait_for_publish(5)
@@ -170,5 +175,9 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     assert 'plantwatch_messages_rejected_total{reason="non_numeric"} 1' in metrics
     assert f"plantwatch_readings_written_total {ROWS}" in metrics
     assert "plantwatch_alerts_opened_total 1" in metrics
+    # Rejected payloads were republished, with their reason, to the dead-letter topic.
+    _wait_for(lambda: len(dead_letters) >= 3, 10)
+    assert sorted(d["reason"] for d in dead_letters) == ["bad_encoding", "malformed_json", "non_numeric"]
+    assert all(d["topic"] == "plant/line1/pump-7" for d in dead_letters)
     bad.loop_stop()
     bad.disconnect()

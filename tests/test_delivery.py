@@ -1,0 +1,110 @@
+"""No reading is lost: storage outages and plantwatch restarts, on real Mosquitto and VictoriaMetrics.
+
+The pipeline is run in-process (no HTTP server needed) with the same wiring as `plantwatch run`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from servers import free_port, run_victoria
+
+from ingest.replay import Publisher, as_log, replay
+from plantwatch.service import Service, build_service
+from plantwatch.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+SENSORS = ("a", "b", "c")
+
+
+def _log(rows: int, start_s: int) -> object:
+    rng = np.random.default_rng(start_s)
+    ts = (start_s + np.arange(rows, dtype=np.int64)) * 10**9
+    return as_log(ts, SENSORS, rng.normal(10.0, 1.0, size=(rows, len(SENSORS))))
+
+
+def _service(tmp_path: Path, mqtt_port: int, influx_url: str, client_id: str) -> Service:
+    settings = load_settings(
+        None,
+        mqtt__url=f"mqtt://127.0.0.1:{mqtt_port}",
+        mqtt__client_id=client_id,
+        mqtt__topic_template="site/{asset}",
+        mqtt__max_in_flight=200,
+        storage__kind="influxdb",
+        storage__batch_size=100,
+        storage__flush_interval_s=0.1,
+        influx__url=influx_url,
+        influx__token="t",
+        alerts__store_url=f"sqlite:///{tmp_path / (client_id + '-alerts.db')}",
+        detector__baseline_rows=50,
+    )
+    return build_service(settings)
+
+
+def _publish(mqtt_port: int, topic: str, rows: int, start_s: int) -> None:
+    publisher = Publisher("127.0.0.1", mqtt_port, client_id=f"pub-{start_s}")
+    try:
+        stats = replay(_log(rows, start_s), publisher, topic)  # type: ignore[arg-type]
+    finally:
+        publisher.close()
+    assert stats.published == rows
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _wait_connected(service: Service) -> None:
+    assert service.pipeline.source.connected.wait(10), "plantwatch did not connect to Mosquitto"
+
+
+def test_readings_survive_a_storage_outage(tmp_path: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    service = _service(tmp_path, mosquitto.port, f"http://127.0.0.1:{port}", "pw-outage")
+    service.pipeline.start()
+    try:
+        _wait_connected(service)
+        # Storage is down: nothing can be written, nothing may be acknowledged or dropped.
+        _publish(mosquitto.port, "site/outage-pump", 400, start_s=1_600_000_000)
+        time.sleep(1.5)
+        assert service.counters.get("plantwatch_readings_written_total") == 0
+        assert service.counters.total("plantwatch_sink_retries_total") > 0
+        assert service.pipeline.health.fatal is None
+        with run_victoria(tmp_path / "vm", port=port) as vm:
+            _wait(lambda: service.counters.get("plantwatch_readings_written_total") >= 400, 60, "the backlog")
+            assert vm.count_samples('{__name__=~"readings_.*",asset="outage-pump"}') == 400 * len(SENSORS)
+    finally:
+        service.pipeline.stop()
+
+
+def test_readings_published_while_plantwatch_is_down_arrive_after_restart(tmp_path: Path, mosquitto, victoria) -> None:  # type: ignore[no-untyped-def]
+    topic = "site/restart-pump"
+    first = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
+    first.pipeline.start()
+    _wait_connected(first)
+    _publish(mosquitto.port, topic, 300, start_s=1_500_000_000)
+    _wait(lambda: first.counters.get("plantwatch_readings_written_total") >= 300, 30, "the first 300")
+    first.pipeline.stop()
+
+    # Published while nobody is subscribed: the broker keeps them in plantwatch's persistent session.
+    _publish(mosquitto.port, topic, 300, start_s=1_500_000_300)
+
+    second = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
+    second.pipeline.start()
+    try:
+        _wait(lambda: second.counters.get("plantwatch_readings_written_total") >= 300, 30, "the queued 300")
+        time.sleep(0.5)
+        assert second.counters.get("plantwatch_readings_written_total") == 300
+        assert victoria.count_samples('{__name__="readings_a",asset="restart-pump"}') == 600
+    finally:
+        second.pipeline.stop()
