@@ -10,7 +10,7 @@ first. All three go through the same code, so a backtest replays exactly what th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +91,7 @@ class AssetMonitor:
         min_duration: int = 3,
         top_k: int = 3,
         max_staleness_ns: int = DEFAULT_MAX_STALENESS_NS,
+        discovery_ns: int | None = None,
         tail_fraction: float = 0.05,
         eps: float = 1e-9,
         scorer_factory: Callable[[], Scorer] | None = None,
@@ -103,6 +104,7 @@ class AssetMonitor:
         self.min_duration = min_duration
         self.top_k = top_k
         self.max_staleness_ns = max_staleness_ns
+        self.discovery_ns = discovery_ns
         self.tail_fraction = tail_fraction
         self.eps = eps
         self.scorer_factory = scorer_factory
@@ -114,7 +116,9 @@ class AssetMonitor:
         """Forget the baseline, the alarm state and the counters."""
         if self.baseline_rows < 1:
             raise ValueError(f"baseline_rows must be >= 1, got {self.baseline_rows}")
-        self.aligner_ = FrameAligner(self.sensors, max_staleness_ns=self.max_staleness_ns)
+        self.aligner_ = FrameAligner(
+            self.sensors, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns
+        )
         self.alarm_ = HysteresisAlarm(self.enter, self.exit, self.min_duration)
         self.scorer_: Scorer | None = None
         self.calibrator_: EmpiricalCalibrator | None = None
@@ -249,12 +253,34 @@ class AssetMonitor:
         }
 
     def feed(self, reading_ts_ns: int, values: Mapping[str, float]) -> list[Verdict]:
-        """Live path: one reading through the aligner; a verdict if it completes a row."""
-        row = self.aligner_.update(reading_ts_ns, values)
-        if row is None:
+        """Live path: one reading through the aligner; verdicts for the rows it completes.
+
+        Usually zero or one row; several when the reading ends sensor discovery (the buffered
+        discovery rows are replayed) — see ``FrameAligner``. All rows go through one ``process``
+        call, the same code as the backtest.
+        """
+        return self._process_rows(self.aligner_.update(reading_ts_ns, values))
+
+    def feed_many(self, readings: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
+        """Live path for a micro-batch: align every reading, then score all completed rows at once.
+
+        Same verdicts as calling :meth:`feed` per reading (scoring is causal and batch-invariant),
+        but one vectorized ``process`` call instead of one per row.
+        """
+        rows: list[tuple[int, np.ndarray]] = []
+        for ts_ns, values in readings:
+            rows.extend(self.aligner_.update(ts_ns, values))
+        return self._process_rows(rows)
+
+    def flush(self) -> list[Verdict]:
+        """End of stream: verdicts for what the aligner still holds (``FrameAligner.flush``)."""
+        return self._process_rows(self.aligner_.flush())
+
+    def _process_rows(self, rows: Sequence[tuple[int, np.ndarray]]) -> list[Verdict]:
+        if not rows:
             return []
-        ts, x = row
-        return self.process(np.array([ts], dtype=np.int64), x[np.newaxis, :])
+        ts = np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows))
+        return self.process(ts, np.vstack([x for _, x in rows]))
 
 
 def _held_state(anomaly: np.ndarray, scored: np.ndarray, initial: bool) -> np.ndarray:

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,13 +162,15 @@ class DetectorStage:
                 log.exception("detector stage failed on a batch of %d readings", len(readings))
 
     def _process(self, readings: Sequence[Reading]) -> None:
-        verdicts: list[Verdict] = []
+        by_asset: dict[str, list[tuple[int, Mapping[str, float]]]] = {}
         for reading in readings:
-            monitor = self.monitors.get(reading.asset)
+            by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))
+        verdicts: list[Verdict] = []
+        for asset, batch in by_asset.items():
+            monitor = self.monitors.get(asset)
             if monitor is None:
-                monitor = AssetMonitor(reading.asset, None, **self.detector_config)
-                self.monitors[reading.asset] = monitor
-            verdicts.extend(monitor.feed(reading.ts_ns, reading.values))
+                monitor = self.monitors[asset] = AssetMonitor(asset, None, **self.detector_config)
+            verdicts.extend(monitor.feed_many(batch))
         if not verdicts:
             return
         self.counters.inc("plantwatch_rows_scored_total", len(verdicts))

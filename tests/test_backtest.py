@@ -51,8 +51,9 @@ def test_backtest_main_writes_one_row_per_input_row(tmp_path: Path) -> None:
     assert rows[1][0] == "2021-05-01 00:00:00" and rows[N][0] == "2021-05-01 00:14:59"
     assert all(r[1:] == ["0.0", "0.0", "0"] for r in rows[1 : TRAIN + 1])  # warm-up
     assert {r[3] for r in rows[1:]} <= {"0", "1"}
-    assert rows[451][1] == "nan" and rows[451][3] == "0"  # the 'n/a' row: skipped, alarm held off
-    probs = [float(r[2]) for r in rows[TRAIN + 1 :] if r[2] != "nan"]
+    # The 'n/a' row cannot be scored: score and probability 0 (probability stays in [0, 1]), alarm held off.
+    assert rows[451][1:] == ["0.0", "0.0", "0"]
+    probs = [float(r[2]) for r in rows[TRAIN + 1 :]]
     assert all(0.0 <= p < 1.0 for p in probs)
     assert summary["rows"] == N and summary["skipped_rows"] == 1 and len(summary["sensors"]) == 8
     m = summary["metrics"]

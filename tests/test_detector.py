@@ -47,45 +47,49 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def test_aligner_emits_only_complete_fresh_rows() -> None:
     al = FrameAligner(["a", "b"], max_staleness_ns=5 * SEC)
-    assert al.update(0, {"a": 1.0}) is None  # b never seen
-    row = al.update(1 * SEC, {"b": 2.0})
-    assert row is not None
-    assert row[0] == 1 * SEC and row[1].tolist() == [1.0, 2.0]
-    # a is now 10 s old: too stale for a row at t=10 s
-    assert al.update(10 * SEC, {"b": 3.0}) is None
+    assert al.update(0, {"a": 1.0}) == []  # b never seen
+    assert al.update(1 * SEC, {"b": 2.0}) == []  # closes t=0 (incomplete); a is not stamped at 1 s
+    assert al.incomplete_rows_ == 1
+    # t=10 s closes t=1 s: a carried forward (1 s old) is fresh enough.
+    rows = al.update(10 * SEC, {"b": 3.0})
+    assert [(t, r.tolist()) for t, r in rows] == [(1 * SEC, [1.0, 2.0])]
+    # t=11 s closes t=10 s: a is 10 s old there, too stale.
+    assert al.update(11 * SEC, {"a": 4.0}) == []
     assert al.incomplete_rows_ == 2
-    row = al.update(11 * SEC, {"a": 4.0})
-    assert row is not None and row[1].tolist() == [4.0, 3.0]
-    assert al.rows_emitted_ == 2
+    rows = al.flush()
+    assert [(t, r.tolist()) for t, r in rows] == [(11 * SEC, [4.0, 3.0])]
+    assert al.rows_emitted_ == 2 and al.flush() == []
 
 
 def test_aligner_staleness_bound_is_inclusive() -> None:
     al = FrameAligner(["a", "b"], max_staleness_ns=5)
     al.update(0, {"a": 1.0})
-    assert al.update(5, {"b": 1.0}) is not None  # exactly max_staleness old: still usable
-    assert al.update(6, {"b": 1.0}) is None  # a is 6 ns old now
+    al.update(5, {"b": 1.0})
+    assert len(al.update(6, {"b": 1.0})) == 1  # closes t=5: a exactly max_staleness old, usable
+    assert al.flush() == []  # t=6: a is 6 ns old
+    assert al.incomplete_rows_ == 2  # t=0 and t=6
 
 
 def test_aligner_drops_late_readings_without_crashing() -> None:
     al = FrameAligner(["a"], max_staleness_ns=SEC)
-    assert al.update(10, {"a": 1.0}) is not None
-    assert al.update(5, {"a": 99.0}) is None
+    assert len(al.update(10, {"a": 1.0})) == 1  # complete at its own instant: immediate
+    assert al.update(5, {"a": 99.0}) == []
     assert al.late_readings_ == 1
     # The late value was not stored: the next row carries a fresh value, not 99.
-    row = al.update(11, {"a": 2.0})
-    assert row is not None and row[1].tolist() == [2.0]
+    rows = al.update(11, {"a": 2.0})
+    assert len(rows) == 1 and rows[0][1].tolist() == [2.0]
     # Same instant as the last row: merged, no second row for that timestamp.
-    assert al.update(11, {"a": 3.0}) is None
+    assert al.update(11, {"a": 3.0}) == []
     assert al.merged_readings_ == 1 and al.late_readings_ == 1
 
 
-def test_aligner_learns_sensors_from_first_reading_and_ignores_new_ones() -> None:
-    al = FrameAligner(max_staleness_ns=SEC)
-    row = al.update(0, {"z": 1.0, "a": 2.0})
+def test_aligner_discovers_sensors_and_ignores_new_ones_afterwards() -> None:
+    al = FrameAligner(max_staleness_ns=SEC, discovery_ns=0)
+    assert al.update(0, {"z": 1.0, "a": 2.0}) == []  # discovery: buffered
+    assert al.discovering
+    rows = al.update(1, {"a": 3.0, "z": 4.0, "new": 7.0})  # ends discovery, replays t=0
     assert al.sensors_ == ("a", "z")  # sorted: independent of payload key order
-    assert row is not None and row[1].tolist() == [2.0, 1.0]
-    row = al.update(1, {"a": 3.0, "new": 7.0})
-    assert row is not None and row[1].tolist() == [3.0, 1.0]
+    assert [(t, r.tolist()) for t, r in rows] == [(0, [2.0, 1.0]), (1, [3.0, 4.0])]
     assert al.unknown_values_ == 1
 
 
@@ -93,7 +97,7 @@ def test_aligner_rows_are_copies() -> None:
     al = FrameAligner(["a"], max_staleness_ns=SEC)
     first = al.update(0, {"a": 1.0})
     al.update(1, {"a": 2.0})
-    assert first is not None and first[1][0] == 1.0
+    assert first[0][1][0] == 1.0
 
 
 # -- RobustZScore ---------------------------------------------------------------------------
@@ -297,12 +301,12 @@ def test_monitor_feed_matches_process() -> None:
     live = AssetMonitor("a", None, baseline_rows=150)
     fed = []
     for t, row in zip(ts.tolist(), X, strict=True):
-        # Per-sensor messages at the same instant, split in two: only the completing one emits.
+        # Per-sensor messages at the same instant, split in two: the completing one emits.
         fed.extend(live.feed(t, dict(zip(SENSORS[4:], row[4:].tolist(), strict=True))))
         fed.extend(live.feed(t, dict(zip(SENSORS[:4], row[:4].tolist(), strict=True))))
-    # First reading only had s4..s7, so the learned sensor set is those four: documented behaviour.
-    assert live.sensor_names == SENSORS[4:]
-    assert len(fed) == 300 and live.aligner_.unknown_values_ == 4 * 300
+    # The sensor set is the union over the discovery period; discovery rows are replayed.
+    assert live.sensor_names == SENSORS
+    assert fed == batch and live.aligner_.unknown_values_ == 0
     # Whole-row readings through the aligner give exactly the batch verdicts.
     live2 = AssetMonitor("a", SENSORS, baseline_rows=150)
     fed2 = []
