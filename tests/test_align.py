@@ -176,3 +176,20 @@ def test_monitor_feed_per_sensor_messages_matches_process() -> None:
     assert fed == batch
     assert max(sizes) == 11  # discovery end: t=0..10 s replayed (t=11 s has one sensor so far)
     assert live.sensor_names == SENSORS
+
+
+def test_feed_many_gives_the_same_verdicts_as_feed_per_reading() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.normal(0, 1, size=(400, 3))
+    values[300:, 1] += 8.0
+    readings = [(i * 10**9, {"a": v[0], "b": v[1], "c": v[2]}) for i, v in enumerate(values)]
+
+    def monitor() -> AssetMonitor:
+        return AssetMonitor("m", None, baseline_rows=100, max_staleness_ns=5 * 10**9)
+
+    one_by_one = monitor()
+    expected = [v for ts, vals in readings for v in one_by_one.feed(ts, vals)]
+    batched = monitor()
+    got = [v for start in range(0, 400, 37) for v in batched.feed_many(readings[start : start + 37])]
+    assert got == expected
+    assert any(v.anomaly for v in got[300:])
