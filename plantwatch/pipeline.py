@@ -260,10 +260,16 @@ class Pipeline:
         self.health.started = True
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self.source.stop()
+        """Graceful stop: the writer finishes and acknowledges the batch in hand, then we disconnect.
+
+        Disconnecting first would strand the acknowledgements of a batch already written, and the
+        broker would redeliver it (a duplicate, not a loss). Deliveries still queued here are not
+        acknowledged, so the broker redelivers them to the next session.
+        """
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout=timeout_s)
+        self.source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
         self.sink.close()
 
     def health_report(self) -> dict[str, Any]:
