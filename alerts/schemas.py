@@ -17,6 +17,7 @@ class SensorContributionOut(BaseModel):
     value: float
     expected_low: float
     expected_high: float
+    feature: str  # which view of the sensor is off: "raw", "level", "spread", ... ("" if unknown)
 
     @classmethod
     def from_contribution(cls, c: Contribution) -> SensorContributionOut:
@@ -27,6 +28,7 @@ class SensorContributionOut(BaseModel):
             value=c.value,
             expected_low=c.expected_low,
             expected_high=c.expected_high,
+            feature=c.feature,
         )
 
 

@@ -95,19 +95,8 @@ def open_store(url: str) -> AlertStore:
 
 
 def _encode_sensors(sensors: tuple[Contribution, ...]) -> str:
-    return json.dumps(
-        [
-            {
-                "sensor": c.sensor,
-                "share": c.share,
-                "direction": c.direction,
-                "value": c.value,
-                "expected_low": c.expected_low,
-                "expected_high": c.expected_high,
-            }
-            for c in sensors
-        ]
-    )
+    # Every field of Contribution; rows written before a field existed decode with its default.
+    return json.dumps([dataclasses.asdict(c) for c in sensors])
 
 
 def _decode_sensors(text: str) -> tuple[Contribution, ...]:

@@ -1,26 +1,45 @@
-"""One asset's detection pipeline, shared by the live service and the backtest.
+"""One asset's detection chain — the single object the live service and the backtest both run.
 
-raw score (``RobustZScore``) → calibration (``EmpiricalCalibrator``) → threshold and alarm
-aggregation with hysteresis (``HysteresisAlarm``) → ``Verdict`` (with contributions when anomalous).
+    aligned rows → rolling features → detector (raw score) → calibrator (probability)
+                 → alarm rule (hysteresis, duration, suppression) → verdicts with explanations
 
-The core is ``process_arrays`` (vectorised scoring, a sequential alarm loop); ``process`` wraps its
-output into ``Verdict`` objects and ``feed`` puts single live readings through a ``FrameAligner``
-first. All three go through the same code, so a backtest replays exactly what the service does.
+Baseline. The first ``baseline_rows`` finite rows are learned as normal. When the last of them
+arrives: the feature window is fixed (``window_s``, or ``window_samples`` × the baseline's median
+sampling interval, so one setting serves 1 s and 5 min data alike), features are computed over the
+baseline, the first rows whose window is not yet full are left out, the detector is fitted on the
+older part of the rest and the calibrator on the detector's scores of the newer part
+(``calibration_fraction``): calibrating on rows the detector has not seen keeps "probability 0.99"
+meaning what it says for flexible detectors (PCA, IForest), and the newer rows carry any slow drift
+the baseline had.
+
+Causality. Features only look back; detectors score row-wise; the alarm is sequential; adaptation
+refits at fixed row counts. So any split of the rows into micro-batches gives identical results,
+and truncating the input never changes earlier outputs.
+
+Adaptation (``adapt=True``). Rows judged clearly normal (alarm off and probability below
+``exit``) are kept in a ring of the last ``baseline_rows`` such rows; every ``adapt_every`` scored
+rows the detector and calibrator are refitted on that ring. Rows judged anomalous are never
+learned.
+
+Rows with any non-finite value, and rows stamped before an earlier row, are skipped: no verdict,
+no effect on features, baseline or alarm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 
 from detector.alarm import HysteresisAlarm
 from detector.align import FrameAligner
-from detector.calibration import EmpiricalCalibrator
-from detector.contributions import top_contributions
-from detector.robust import RobustZScore
+from detector.base import Detector
+from detector.calibration import EmpiricalCalibrator, PotCalibrator, holdout_split
+from detector.features import RollingFeatures
+from detector.registry import make_detector
 from detector.types import Contribution, Verdict
 
 # Row status codes in ``ScoredRows.status``.
@@ -29,23 +48,8 @@ SCORED = 1
 SKIPPED = 2
 
 DEFAULT_MAX_STALENESS_NS = 10_000_000_000  # 10 s: a few missed samples of a 1 Hz sensor
-
-
-class Scorer(Protocol):
-    """The seam for later detectors (PCA T²/Q, PyOD adapters, ensembles).
-
-    ``contributions`` returns per-sensor signed deviations whose squares explain the score;
-    ``median_`` / ``scale_`` give each sensor's baseline centre and spread for the expected range.
-    """
-
-    median_: np.ndarray
-    scale_: np.ndarray
-
-    def fit(self, X: np.ndarray) -> object: ...
-
-    def score(self, X: np.ndarray) -> np.ndarray: ...
-
-    def contributions(self, X: np.ndarray) -> np.ndarray: ...
+CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
+EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +68,7 @@ class ScoredRows:
 
 
 class AssetMonitor:
-    """Baseline learning, scoring, calibration and alarm state for one asset.
-
-    The first ``baseline_rows`` finite rows form the baseline (their verdicts say
-    ``warming_up=True``). When the last of them arrives the scorer is fitted on them and the
-    calibrator on the scorer's scores of those same rows. That in-sample calibration is slightly
-    optimistic (baseline rows sit a little closer to their own median than new normal rows do, so
-    new normal rows get slightly higher probabilities than nominal); with median/MAD over hundreds
-    of rows the effect is small, and a held-out split is left to the detector rework.
-
-    Rows containing any non-finite value are skipped: no verdict, no effect on the baseline or the
-    alarm, counted in ``skipped_rows_``.
-
-    Everything is causal and row-sequential, so any split of the rows into micro-batches gives the
-    same results as one call with all of them.
-    """
+    """Baseline learning, features, scoring, calibration, alarm and explanations for one asset."""
 
     def __init__(
         self,
@@ -86,69 +76,115 @@ class AssetMonitor:
         sensors: Sequence[str] | None,
         *,
         baseline_rows: int = 300,
+        detector: str = "pca_spc",
+        detector_params: Mapping[str, Any] | None = None,
+        features: Sequence[str] | None = ("raw", "level", "spread"),
+        window_s: float | None = None,
+        window_samples: int = 30,
+        calibration: str = "pot",
+        calibration_fraction: float = 0.3,
         enter: float = 0.99,
         exit: float = 0.95,
         min_duration: int = 3,
+        exit_duration: int = 1,
+        suppress_rows: int = 0,
         top_k: int = 3,
         max_staleness_ns: int = DEFAULT_MAX_STALENESS_NS,
         discovery_ns: int | None = None,
-        tail_fraction: float = 0.05,
-        eps: float = 1e-9,
-        scorer_factory: Callable[[], Scorer] | None = None,
+        adapt: bool = False,
+        adapt_every: int = 1000,
     ) -> None:
         self.asset = asset
         self.sensors = sensors
         self.baseline_rows = baseline_rows
+        self.detector = detector
+        self.detector_params = detector_params
+        self.features = features
+        self.window_s = window_s
+        self.window_samples = window_samples
+        self.calibration = calibration
+        self.calibration_fraction = calibration_fraction
         self.enter = enter
         self.exit = exit
         self.min_duration = min_duration
+        self.exit_duration = exit_duration
+        self.suppress_rows = suppress_rows
         self.top_k = top_k
         self.max_staleness_ns = max_staleness_ns
         self.discovery_ns = discovery_ns
-        self.tail_fraction = tail_fraction
-        self.eps = eps
-        self.scorer_factory = scorer_factory
+        self.adapt = adapt
+        self.adapt_every = adapt_every
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget the baseline, the alarm state and the counters."""
-        if self.baseline_rows < 1:
-            raise ValueError(f"baseline_rows must be >= 1, got {self.baseline_rows}")
+        """Forget the baseline, the models, the alarm state and the counters."""
+        self._check_params()
         self.aligner_ = FrameAligner(
             self.sensors, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns
         )
-        self.alarm_ = HysteresisAlarm(self.enter, self.exit, self.min_duration)
-        self.scorer_: Scorer | None = None
-        self.calibrator_: EmpiricalCalibrator | None = None
-        self._baseline: list[np.ndarray] = []
+        self.alarm_ = self._make_alarm()
+        self.features_: RollingFeatures | None = None
+        self.detector_: Detector | None = None
+        self.calibrator_: Any = None
+        self.window_s_: float | None = None
+        self.sensor_names_: tuple[str, ...] | None = tuple(self.sensors) if self.sensors is not None else None
+        self.expected_low_: np.ndarray | None = None
+        self.expected_high_: np.ndarray | None = None
+        self.center_: np.ndarray | None = None
+        self._baseline_ts: list[np.ndarray] = []
+        self._baseline_X: list[np.ndarray] = []
         self._baseline_count = 0
+        self._ring: np.ndarray | None = None  # recent clearly-normal feature rows (adaptation)
+        self._ring_size = 0
+        self._ring_next = 0
+        self._since_refit = 0
+        self.refits_ = 0
         self.rows_seen_ = 0
         self.scored_rows_ = 0
         self.skipped_rows_ = 0
+        self.late_rows_ = 0
+        self._last_ts = np.iinfo(np.int64).min
+
+    def _check_params(self) -> None:
+        if self.baseline_rows < 10:
+            raise ValueError(f"baseline_rows must be >= 10, got {self.baseline_rows}")
+        if self.calibration not in CALIBRATORS:
+            raise ValueError(f"calibration must be one of {sorted(CALIBRATORS)}, got {self.calibration!r}")
+        if not 0.0 < self.calibration_fraction < 1.0:
+            raise ValueError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+        if self.window_s is not None and not self.window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {self.window_s}")
+        if self.window_samples < 2:
+            raise ValueError(f"window_samples must be >= 2, got {self.window_samples}")
+        if self.adapt and self.adapt_every < 1:
+            raise ValueError(f"adapt_every must be >= 1, got {self.adapt_every}")
+        make_detector(self.detector, self.detector_params)  # fails early on unknown kinds/params
+
+    def _make_alarm(self) -> HysteresisAlarm:
+        return HysteresisAlarm(self.enter, self.exit, self.min_duration, self.exit_duration, self.suppress_rows)
 
     @property
     def is_warm(self) -> bool:
         """True once the baseline is complete and rows are being scored."""
-        return self.scorer_ is not None
+        return self.detector_ is not None
 
     @property
     def sensor_names(self) -> tuple[str, ...] | None:
         """The sensor order of the rows: as configured, or as learned by the aligner."""
-        if self.sensors is not None:
-            return tuple(self.sensors)
-        return self.aligner_.sensors_
-
-    def _make_scorer(self) -> Scorer:
-        if self.scorer_factory is not None:
-            return self.scorer_factory()
-        return RobustZScore(eps=self.eps)
+        if self.sensor_names_ is None and self.aligner_.sensors_ is not None:
+            self.sensor_names_ = tuple(self.aligner_.sensors_)
+        return self.sensor_names_
 
     # -- core --------------------------------------------------------------------------------
 
     def process_arrays(self, ts_ns: np.ndarray, X: np.ndarray) -> ScoredRows:
         """Score a batch of aligned rows (in time order); the backtest's fast path."""
+        return self._process(ts_ns, X)[0]
+
+    def _process(self, ts_ns: np.ndarray, X: np.ndarray) -> tuple[ScoredRows, np.ndarray, np.ndarray]:
+        """The scored rows plus the feature rows of the rows that were scored (for explanations)."""
         ts, X = self._check_input(ts_ns, X)
         n = X.shape[0]
         status = np.full(n, SKIPPED, dtype=np.int8)
@@ -157,15 +193,19 @@ class AssetMonitor:
         anomaly = np.zeros(n, dtype=bool)
         held = self.alarm_.active_  # alarm state carried into skipped rows
 
-        rows = np.flatnonzero(np.isfinite(X).all(axis=1))
-        rows = self._absorb_baseline(X, rows, status, score, probability)
+        # A row stamped before an earlier row is late (a log that steps back in time): skipped and
+        # counted, as the live aligner drops late readings, so features only ever move forward.
+        running_max = np.maximum.accumulate(np.concatenate(([self._last_ts], ts)))
+        in_order = ts >= running_max[:-1]
+        self._last_ts = int(running_max[-1])
+        self.late_rows_ += int((~in_order).sum())
+        rows = np.flatnonzero(np.isfinite(X).all(axis=1) & in_order)
+        rows = self._absorb_baseline(ts, X, rows, status, score, probability)
+        F = np.empty((0, 0))
         if rows.size:
-            assert self.scorer_ is not None and self.calibrator_ is not None
-            raw = self.scorer_.score(X[rows])
-            prob = self.calibrator_.transform(raw)
-            score[rows] = raw
-            probability[rows] = prob
-            anomaly[rows] = self.alarm_.run(prob)
+            assert self.features_ is not None
+            F = self._feature_rows(self.features_.update(ts[rows], X[rows]), X[rows])
+            self._score_segments(rows, F, score, probability, anomaly)
             status[rows] = SCORED
             self.scored_rows_ += int(rows.size)
 
@@ -174,7 +214,7 @@ class AssetMonitor:
             anomaly[skipped] = _held_state(anomaly, status == SCORED, held)[skipped]
             self.skipped_rows_ += int(skipped.sum())
         self.rows_seen_ += n
-        return ScoredRows(ts, score, probability, anomaly, status)
+        return ScoredRows(ts, score, probability, anomaly, status), rows, F
 
     def _check_input(self, ts_ns: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ts = np.asarray(ts_ns, dtype=np.int64).ravel()
@@ -186,8 +226,35 @@ class AssetMonitor:
             raise ValueError(f"asset {self.asset!r}: expected {len(names)} sensors, got {X.shape[1]}")
         return ts, X
 
+    def _feature_rows(self, F: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return X if not self.features else F
+
+    def _score_segments(
+        self, rows: np.ndarray, F: np.ndarray, score: np.ndarray, probability: np.ndarray, anomaly: np.ndarray
+    ) -> None:
+        """Score in segments that end where adaptation refits, so batch splits never matter."""
+        start = 0
+        while start < rows.size:
+            stop = rows.size if not self.adapt else min(rows.size, start + self.adapt_every - self._since_refit)
+            seg = slice(start, stop)
+            assert self.detector_ is not None
+            raw = self.detector_.score(F[seg])
+            prob = self.calibrator_.transform(raw)
+            flags = self.alarm_.run(prob)
+            idx = rows[seg]
+            score[idx], probability[idx], anomaly[idx] = raw, prob, flags
+            if self.adapt:
+                self._remember_normal(F[seg][~flags & (prob < self.exit)])
+                self._since_refit += stop - start
+                if self._since_refit >= self.adapt_every:
+                    self._refit_from_ring()
+            start = stop
+
+    # -- baseline ----------------------------------------------------------------------------
+
     def _absorb_baseline(
         self,
+        ts: np.ndarray,
         X: np.ndarray,
         rows: np.ndarray,
         status: np.ndarray,
@@ -195,34 +262,155 @@ class AssetMonitor:
         probability: np.ndarray,
     ) -> np.ndarray:
         """Take finite rows into the baseline until it is full; return the rows left to score."""
-        if self.scorer_ is not None:
+        if self.detector_ is not None:
             return rows
         take = rows[: self.baseline_rows - self._baseline_count]
         if take.size:
-            self._baseline.append(X[take].copy())
+            self._baseline_ts.append(ts[take].copy())
+            self._baseline_X.append(X[take].copy())
             self._baseline_count += int(take.size)
             status[take] = WARMING_UP
             score[take] = 0.0
             probability[take] = 0.0
         if self._baseline_count >= self.baseline_rows:
-            self._fit(np.vstack(self._baseline))
-            self._baseline = []
+            self._fit_baseline(np.concatenate(self._baseline_ts), np.vstack(self._baseline_X))
+            self._baseline_ts, self._baseline_X = [], []
         return rows[take.size :]
 
-    def _fit(self, baseline: np.ndarray) -> None:
-        scorer = self._make_scorer()
-        scorer.fit(baseline)
-        # In-sample calibration: see the class docstring for why this is acceptable here.
-        calibrator = EmpiricalCalibrator(tail_fraction=self.tail_fraction).fit(scorer.score(baseline))
-        self.scorer_, self.calibrator_ = scorer, calibrator
+    def _fit_baseline(self, ts: np.ndarray, X: np.ndarray) -> None:
+        self.window_s_ = self.window_s if self.window_s is not None else _window_from_sampling(ts, self.window_samples)
+        self.features_ = RollingFeatures(self.window_s_, self.features or ("raw",))
+        F = self._feature_rows(self.features_.update(ts, X), X)
+        F = F[_settled_rows(ts, self.window_s_ if self.features else 0.0)]
+        low, high = np.percentile(X, EXPECTED_RANGE_QUANTILES, axis=0)
+        self.expected_low_, self.expected_high_ = low, high
+        self.center_ = np.median(X, axis=0)
+        self._fit_models(F)
+        if self.adapt:
+            self._ring = np.empty((self.baseline_rows, F.shape[1]))
+            self._remember_normal(F)
+
+    def _fit_models(self, F: np.ndarray) -> None:
+        fit_idx, calib_idx = holdout_split(F.shape[0], self.calibration_fraction)
+        detector = make_detector(self.detector, self.detector_params).fit(F[fit_idx])
+        calibrator = CALIBRATORS[self.calibration]().fit(detector.score(F[calib_idx]))
+        self.detector_, self.calibrator_ = detector, calibrator
+
+    # -- adaptation --------------------------------------------------------------------------
+
+    def _remember_normal(self, F: np.ndarray) -> None:
+        assert self._ring is not None
+        for row in F[-self._ring.shape[0] :]:
+            self._ring[self._ring_next] = row
+            self._ring_next = (self._ring_next + 1) % self._ring.shape[0]
+            self._ring_size = min(self._ring_size + 1, self._ring.shape[0])
+
+    def _refit_from_ring(self) -> None:
+        self._since_refit = 0
+        if self._ring is None or self._ring_size < self._ring.shape[0] // 2:
+            return  # too few clearly-normal rows since the last fit: keep the current model
+        # Oldest first, so the calibration part is the most recent, as at the first fit.
+        order = (np.arange(self._ring_size) + (self._ring_next if self._ring_size == self._ring.shape[0] else 0)) % (
+            self._ring.shape[0]
+        )
+        self._fit_models(self._ring[order])
+        self.refits_ += 1
+
+    # -- persistence -------------------------------------------------------------------------
+
+    # Settings a saved model must share with the monitor restoring it.
+    _MODEL_SETTINGS = (
+        "baseline_rows",
+        "detector",
+        "detector_params",
+        "features",
+        "window_s",
+        "window_samples",
+        "calibration",
+        "calibration_fraction",
+        "adapt",
+        "adapt_every",
+    )
+
+    def model_settings(self) -> dict[str, Any]:
+        """The hyperparameters a saved state depends on, as plain JSON values."""
+        values = {name: getattr(self, name) for name in self._MODEL_SETTINGS}
+        values["detector_params"] = dict(self.detector_params or {})
+        values["features"] = list(self.features) if self.features else None
+        return values
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything learned, as flat keys -> arrays or plain JSON values (no objects, no pickle).
+
+        Alignment state is not kept: after a restart the first readings complete rows again.
+        """
+        state: dict[str, Any] = {
+            "settings": json.dumps(self.model_settings(), sort_keys=True),  # nested params: one JSON text
+            "sensors": list(self.sensor_names) if self.sensor_names else None,
+            "counters": [self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_],
+            "last_ts": int(self._last_ts),
+            "warm": self.is_warm,
+        }
+        state.update(_prefixed("alarm/", self.alarm_.get_state()))
+        if not self.is_warm:
+            if self._baseline_ts:
+                state["baseline/ts"] = np.concatenate(self._baseline_ts)
+                state["baseline/X"] = np.vstack(self._baseline_X)
+            return state
+        assert self.detector_ is not None and self.features_ is not None
+        state["window_s"] = float(self.window_s_ or 0.0)
+        state["expected_low"], state["expected_high"] = self.expected_low_, self.expected_high_
+        state["center"] = self.center_
+        state.update(_prefixed("detector/", self.detector_.get_state()))
+        state.update(_prefixed("calibrator/", self.calibrator_.get_state()))
+        state.update(_prefixed("features/", self.features_.get_state()))
+        if self._ring is not None:
+            state["ring"] = self._ring.copy()
+            state["ring_pos"] = [self._ring_size, self._ring_next, self._since_refit]
+        return state
+
+    def set_state(self, state: Mapping[str, Any]) -> AssetMonitor:
+        """Restore :meth:`get_state` output; ``ValueError`` if it came from other model settings."""
+        saved = json.loads(str(state["settings"]))
+        if saved != json.loads(json.dumps(self.model_settings())):
+            raise ValueError(f"saved model of {self.asset!r} was learned with other settings: {saved}")
+        self.reset()
+        if state["sensors"] is not None:
+            self.sensor_names_ = tuple(state["sensors"])
+            self.aligner_ = FrameAligner(
+                self.sensor_names_, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns
+            )
+        counters = [int(v) for v in state["counters"]]
+        self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_ = counters
+        self._last_ts = int(state["last_ts"])
+        self.alarm_.set_state(_unprefixed("alarm/", state))
+        if not state["warm"]:
+            if "baseline/ts" in state:
+                self._baseline_ts = [np.asarray(state["baseline/ts"], dtype=np.int64)]
+                self._baseline_X = [np.asarray(state["baseline/X"], dtype=np.float64)]
+                self._baseline_count = int(self._baseline_ts[0].size)
+            return self
+        self.window_s_ = float(state["window_s"])
+        self.expected_low_ = np.asarray(state["expected_low"])
+        self.expected_high_ = np.asarray(state["expected_high"])
+        self.center_ = np.asarray(state["center"])
+        detector = make_detector(self.detector, self.detector_params)
+        self.detector_ = detector.set_state(_unprefixed("detector/", state))
+        self.calibrator_ = CALIBRATORS[self.calibration]().set_state(_unprefixed("calibrator/", state))
+        self.features_ = RollingFeatures(self.window_s_, self.features or ("raw",))
+        self.features_.set_state(_unprefixed("features/", state))
+        if "ring" in state:
+            self._ring = np.asarray(state["ring"], dtype=np.float64).copy()
+            self._ring_size, self._ring_next, self._since_refit = (int(v) for v in state["ring_pos"])
+        return self
 
     # -- verdicts ----------------------------------------------------------------------------
 
     def process(self, ts_ns: np.ndarray, X: np.ndarray) -> list[Verdict]:
         """Like ``process_arrays`` but as ``Verdict`` objects (skipped rows give none)."""
         X = np.asarray(X, dtype=np.float64)
-        out = self.process_arrays(ts_ns, X)
-        contribs = self._contributions(X, out)
+        out, scored_rows, F = self._process(ts_ns, X)
+        contribs = self.explain(X, out, scored_rows, F)
         verdicts: list[Verdict] = []
         for i, (t, s, p, a, st) in enumerate(
             zip(
@@ -239,26 +427,53 @@ class AssetMonitor:
             verdicts.append(Verdict(self.asset, t, s, p, a, contribs.get(i, ()), st == WARMING_UP))
         return verdicts
 
-    def _contributions(self, X: np.ndarray, out: ScoredRows) -> dict[int, tuple[Contribution, ...]]:
-        """Contributions only for anomalous scored rows: they are the only ones anyone reads."""
-        rows = np.flatnonzero(out.anomaly & (out.status == SCORED))
-        if rows.size == 0 or self.scorer_ is None:
+    def explain(
+        self, X: np.ndarray, out: ScoredRows, scored_rows: np.ndarray, F: np.ndarray
+    ) -> dict[int, tuple[Contribution, ...]]:
+        """Top contributing sensors of every anomalous scored row (the only rows anyone reads).
+
+        ``scored_rows`` are the indices of ``X`` that were scored and ``F`` their feature rows.
+        """
+        if self.detector_ is None or scored_rows.size == 0:
+            return {}
+        pick = np.flatnonzero(out.anomaly[scored_rows])
+        if pick.size == 0:
             return {}
         names = self.sensor_names or tuple(f"x{j}" for j in range(X.shape[1]))
-        z = self.scorer_.contributions(X[rows])
-        median, scale = self.scorer_.median_, self.scorer_.scale_
-        return {
-            int(r): top_contributions(names, X[r], z[j], median, scale, k=self.top_k)
-            for j, r in enumerate(rows.tolist())
-        }
+        per_feature = self.detector_.contributions(F[pick])
+        rows = scored_rows[pick]
+        return {int(r): self._top(names, X[r], per_feature[j]) for j, r in enumerate(rows.tolist())}
+
+    def _top(self, names: Sequence[str], values: np.ndarray, contribution: np.ndarray) -> tuple[Contribution, ...]:
+        """Aggregate per-feature contributions to sensors: share, direction, value, expected range."""
+        d = len(names)
+        k = contribution.size // d
+        per_sensor = np.abs(contribution).reshape(d, k)  # features are grouped by sensor
+        magnitude = per_sensor.sum(axis=1)
+        total = float(magnitude.sum())
+        order = np.argsort(-magnitude, kind="stable")[: self.top_k]
+        assert self.expected_low_ is not None and self.expected_high_ is not None and self.center_ is not None
+        out = []
+        for i in order.tolist():
+            dominant = int(np.argmax(per_sensor[i]))
+            sign = contribution[i * k + dominant]
+            out.append(
+                Contribution(
+                    sensor=names[i],
+                    share=float(magnitude[i] / total) if total > 0 else 0.0,
+                    direction="high" if sign >= 0 else "low",
+                    value=float(values[i]),
+                    expected_low=float(self.expected_low_[i]),
+                    expected_high=float(self.expected_high_[i]),
+                    feature=(self.features or ("raw",))[dominant],
+                )
+            )
+        return tuple(out)
+
+    # -- live path ---------------------------------------------------------------------------
 
     def feed(self, reading_ts_ns: int, values: Mapping[str, float]) -> list[Verdict]:
-        """Live path: one reading through the aligner; verdicts for the rows it completes.
-
-        Usually zero or one row; several when the reading ends sensor discovery (the buffered
-        discovery rows are replayed) — see ``FrameAligner``. All rows go through one ``process``
-        call, the same code as the backtest.
-        """
+        """Live path: one reading through the aligner; verdicts for the rows it completes."""
         return self._process_rows(self.aligner_.update(reading_ts_ns, values))
 
     def feed_many(self, readings: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
@@ -281,6 +496,30 @@ class AssetMonitor:
             return []
         ts = np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows))
         return self.process(ts, np.vstack([x for _, x in rows]))
+
+
+def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {prefix + key: value for key, value in values.items()}
+
+
+def _unprefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+
+
+def _window_from_sampling(ts: np.ndarray, samples: int) -> float:
+    """``samples`` times the median interval between distinct timestamps (seconds; 1 s if unknown)."""
+    steps = np.diff(np.unique(ts))
+    step_s = float(np.median(steps)) / 1e9 if steps.size else 1.0
+    return samples * (step_s if step_s > 0 else 1.0)
+
+
+def _settled_rows(ts: np.ndarray, window_s: float) -> np.ndarray:
+    """Baseline rows whose feature window is full; at least half of the baseline is kept."""
+    settled = ts >= ts[0] + int(window_s * 1e9)
+    if settled.sum() < ts.size // 2:
+        settled = np.zeros(ts.size, dtype=bool)
+        settled[ts.size // 2 :] = True
+    return settled
 
 
 def _held_state(anomaly: np.ndarray, scored: np.ndarray, initial: bool) -> np.ndarray:

@@ -15,6 +15,7 @@ class Contribution:
     value: float
     expected_low: float
     expected_high: float
+    feature: str = ""  # the feature that drives it most: "raw", "level", "spread", "slope", ...
 
 
 @dataclass(frozen=True, slots=True)

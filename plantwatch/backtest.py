@@ -9,6 +9,7 @@ or before it).
 from __future__ import annotations
 
 import csv
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,15 @@ import numpy as np
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from ingest.logfile import SensorLog, read_sensor_log
 
-# Keys of the plain detector config dict (``DetectorSettings.as_config()``) the backtest accepts.
-MONITOR_KEYS = frozenset({"enter", "exit", "min_duration", "top_k", "tail_fraction", "eps"})
-# Meaningful only for the live service: baseline_rows is replaced by train_rows, and logs are
-# already aligned rows, so staleness never applies.
-IGNORED_KEYS = frozenset({"baseline_rows", "max_staleness_ns", "max_staleness_s"})
+# The plain detector config dict (``DetectorSettings.as_config()``) holds AssetMonitor keyword
+# arguments. Meaningful only live: baseline_rows is replaced by train_rows, and a log's rows are
+# already aligned, so staleness and sensor discovery never apply.
+IGNORED_KEYS = frozenset({"baseline_rows", "max_staleness_ns", "discovery_ns"})
+MONITOR_KEYS = frozenset(
+    p.name
+    for p in inspect.signature(AssetMonitor).parameters.values()
+    if p.kind == p.KEYWORD_ONLY and p.name not in IGNORED_KEYS
+)
 
 MonitorFactory = Callable[[Sequence[str], int], AssetMonitor]
 

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.lifecycle import AlertManager
+from detector.base import join_state, split_state
 from detector.monitor import AssetMonitor
 from detector.types import Verdict
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
 from plantwatch.metrics import Counters
+from plantwatch.model_store import ModelStoreError, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,32 @@ class Writer:
                 continue
 
 
+class ModelPersistence:
+    """Saves and restores each asset's learned state in ``model_dir`` (JSON + npz, never pickle)."""
+
+    def __init__(self, model_dir: str) -> None:
+        self.model_dir = model_dir
+
+    def save(self, monitor: AssetMonitor) -> None:
+        arrays, meta = split_state(monitor.get_state())
+        try:
+            save_state(self.model_dir, monitor.asset, meta, arrays)
+        except OSError as exc:  # a full disk must not stop detection; the next save retries
+            log.error("cannot save the model of %s in %s: %s", monitor.asset, self.model_dir, exc)
+
+    def restore(self, monitor: AssetMonitor) -> None:
+        try:
+            saved = load_state(self.model_dir, monitor.asset)
+            if saved is None:
+                return
+            meta, arrays = saved
+            monitor.set_state(join_state(arrays, meta))
+            log.info("restored the model of %s from %s (warm: %s)", monitor.asset, self.model_dir, monitor.is_warm)
+        except (ModelStoreError, ValueError, KeyError, TypeError) as exc:
+            log.warning("not restoring the model of %s, learning a new baseline: %s", monitor.asset, exc)
+            monitor.reset()
+
+
 class DetectorStage:
     """One :class:`AssetMonitor` per asset; verdicts go to storage and to the alert manager."""
 
@@ -130,22 +158,36 @@ class DetectorStage:
         upstream: queue.Queue[tuple[Reading, ...]],
         sink: Sink,
         alerts: AlertManager,
-        detector_config: dict[str, Any],
+        detector_config: Callable[[str], dict[str, Any]],
         counters: Counters,
         *,
         health: StageHealth,
         stop: threading.Event,
+        models: ModelPersistence | None = None,
         on_verdicts: Callable[[Sequence[Verdict]], None] | None = None,
     ) -> None:
         self.upstream = upstream
         self.sink = sink
         self.alerts = alerts
         self.detector_config = detector_config
+        self.models = models
         self.counters = counters
         self.health = health
         self.stop = stop
         self.on_verdicts = on_verdicts
         self.monitors: dict[str, AssetMonitor] = {}
+
+    def _new_monitor(self, asset: str) -> AssetMonitor:
+        monitor = AssetMonitor(asset, None, **self.detector_config(asset))
+        if self.models is not None:
+            self.models.restore(monitor)
+        self.monitors[asset] = monitor
+        return monitor
+
+    def save_models(self) -> None:
+        if self.models is not None:
+            for monitor in self.monitors.values():
+                self.models.save(monitor)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -167,10 +209,11 @@ class DetectorStage:
             by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))
         verdicts: list[Verdict] = []
         for asset, batch in by_asset.items():
-            monitor = self.monitors.get(asset)
-            if monitor is None:
-                monitor = self.monitors[asset] = AssetMonitor(asset, None, **self.detector_config)
+            monitor = self.monitors.get(asset) or self._new_monitor(asset)
+            was_warm = monitor.is_warm
             verdicts.extend(monitor.feed_many(batch))
+            if monitor.is_warm and not was_warm and self.models is not None:
+                self.models.save(monitor)  # a fresh baseline survives a crash
         if not verdicts:
             return
         self.counters.inc("plantwatch_rows_scored_total", len(verdicts))
@@ -218,12 +261,13 @@ class Pipeline:
         source_factory: Callable[[queue.Queue[Inbound]], Any],
         sink: Sink,
         alerts: AlertManager,
-        detector_config: dict[str, Any],
+        detector_config: Callable[[str], dict[str, Any]],
         counters: Counters,
         batch_size: int,
         flush_interval_s: float,
         max_in_flight: int,
         stop_event: threading.Event | None = None,
+        model_dir: str | None = None,
     ) -> None:
         # Shared with the sink, whose retry loop must end when the pipeline stops.
         self.stop_event = stop_event or threading.Event()
@@ -247,7 +291,14 @@ class Pipeline:
             fatal=self.fatal,
         )
         self.detector = DetectorStage(
-            self.scoring, sink, alerts, detector_config, counters, health=self.health, stop=self.stop_event
+            self.scoring,
+            sink,
+            alerts,
+            detector_config,
+            counters,
+            health=self.health,
+            stop=self.stop_event,
+            models=ModelPersistence(model_dir) if model_dir else None,
         )
         self._threads: list[threading.Thread] = []
 
@@ -270,6 +321,7 @@ class Pipeline:
         for thread in self._threads:
             thread.join(timeout=timeout_s)
         self.source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
+        self.detector.save_models()
         self.sink.close()
 
     def health_report(self) -> dict[str, Any]:

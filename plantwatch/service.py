@@ -108,12 +108,13 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         source_factory=make_source,
         sink=sink,
         alerts=manager,
-        detector_config=settings.detector.as_config(),
+        detector_config=settings.detector.as_config,
         counters=counters,
         batch_size=settings.storage.batch_size,
         flush_interval_s=settings.storage.flush_interval_s,
         max_in_flight=settings.mqtt.max_in_flight,
         stop_event=stop,
+        model_dir=settings.detector.model_dir,
     )
 
     def on_shutdown() -> None:

@@ -11,6 +11,7 @@ names each offending key and says how to fix it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -121,30 +122,96 @@ class StorageSettings(_Section):
     flush_interval_s: float = Field(default=0.5, gt=0, le=60)
 
 
+class DetectorTuning(_Section):
+    """The detector keys that may differ per asset (``detector.assets.<asset>``); None = inherit."""
+
+    kind: str | None = None
+    params: dict[str, Any] | None = None
+    features: list[str] | None = None
+    window_s: float | None = Field(default=None, gt=0)
+    window_samples: int | None = Field(default=None, ge=2)
+    baseline_rows: int | None = Field(default=None, ge=10)
+    calibration: Literal["pot", "empirical"] | None = None
+    enter: float | None = Field(default=None, gt=0, lt=1)
+    exit: float | None = Field(default=None, gt=0, lt=1)
+    min_duration: int | None = Field(default=None, ge=1)
+    exit_duration: int | None = Field(default=None, ge=1)
+    suppress_rows: int | None = Field(default=None, ge=0)
+
+
 class DetectorSettings(_Section):
+    kind: str = "pca_spc"
+    params: dict[str, Any] = Field(default_factory=dict)
+    features: list[str] | None = Field(default_factory=lambda: ["raw", "level", "spread"])
+    window_s: float | None = Field(default=None, gt=0)
+    window_samples: int = Field(default=30, ge=2)
     baseline_rows: int = Field(default=300, ge=10)
+    calibration: Literal["pot", "empirical"] = "pot"
+    calibration_fraction: float = Field(default=0.3, gt=0, lt=1)
     enter: float = Field(default=0.99, gt=0, lt=1)
     exit: float = Field(default=0.95, gt=0, lt=1)
     min_duration: int = Field(default=3, ge=1)
+    exit_duration: int = Field(default=1, ge=1)
+    suppress_rows: int = Field(default=0, ge=0)
     top_k: int = Field(default=3, ge=1)
     max_staleness_s: float = Field(default=30.0, gt=0)
+    adapt: bool = False
+    adapt_every: int = Field(default=1000, ge=1)
+    model_dir: str | None = None
+    assets: dict[str, DetectorTuning] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _exit_below_enter(self) -> DetectorSettings:
-        if self.exit > self.enter:
-            raise ValueError("exit: must be at most detector.enter (hysteresis: leave below enter)")
+    def _consistent(self) -> DetectorSettings:
+        for asset in [None, *self.assets]:
+            config = self.as_config(asset)
+            where = f"assets.{asset}." if asset else ""
+            if config["exit"] > config["enter"]:
+                raise ValueError(f"{where}exit: must be at most detector.enter (hysteresis: leave below enter)")
+            _check_detector(config, where)
         return self
 
-    def as_config(self) -> dict[str, Any]:
-        """The plain dict of hyperparameters the backtest and the live monitors both take."""
-        return {
+    def as_config(self, asset: str | None = None) -> dict[str, Any]:
+        """The AssetMonitor keyword arguments for ``asset`` (its overrides applied); the backtest takes them too."""
+        config: dict[str, Any] = {
             "baseline_rows": self.baseline_rows,
+            "detector": self.kind,
+            "detector_params": dict(self.params),
+            "features": list(self.features) if self.features else None,
+            "window_s": self.window_s,
+            "window_samples": self.window_samples,
+            "calibration": self.calibration,
+            "calibration_fraction": self.calibration_fraction,
             "enter": self.enter,
             "exit": self.exit,
             "min_duration": self.min_duration,
+            "exit_duration": self.exit_duration,
+            "suppress_rows": self.suppress_rows,
             "top_k": self.top_k,
             "max_staleness_ns": int(self.max_staleness_s * 1e9),
+            "adapt": self.adapt,
+            "adapt_every": self.adapt_every,
         }
+        tuning = self.assets.get(asset) if asset is not None else None
+        if tuning is not None:
+            renamed = {"kind": "detector", "params": "detector_params"}
+            for key, value in tuning.model_dump(exclude_none=True).items():
+                config[renamed.get(key, key)] = value
+        return config
+
+
+def _check_detector(config: dict[str, Any], where: str) -> None:
+    """Unknown detector kinds, parameters and feature names stop start-up, naming the key."""
+    from detector.features import FEATURES
+    from detector.registry import available, make_detector
+
+    try:
+        make_detector(config["detector"], config["detector_params"])
+    except (ValueError, TypeError) as exc:
+        key = "kind" if config["detector"] not in available() else "params"
+        raise ValueError(f"{where}{key}: {exc}") from None
+    unknown = sorted(set(config["features"] or ()) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"{where}features: unknown {unknown}; choose from {list(FEATURES)} or null for raw values")
 
 
 class AlertSettings(_Section):
@@ -283,7 +350,7 @@ def _describe(exc: ValidationError, source: Path) -> str:
             lines.append(f"  {message}")
             continue
         field, sep, rest = message.partition(": ")
-        if sep and field.isidentifier():  # section-level checks name the field first
+        if sep and re.fullmatch(r"[\w.-]+", field):  # section-level checks name the field first
             key, message = f"{key}.{field}", rest
         if error["type"] == "extra_forbidden":
             message = "unknown key; check the spelling against configs/plantwatch.yaml"

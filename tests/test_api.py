@@ -86,6 +86,7 @@ def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> 
                     "value": 9.5,
                     "expected_low": 1.0,
                     "expected_high": 4.0,
+                    "feature": "",
                 }
             ],
         }

@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.alarm import HysteresisAlarm
 from detector.align import FrameAligner
-from detector.calibration import ALMOST_ONE, EmpiricalCalibrator
 from detector.contributions import top_contributions
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from detector.robust import RobustZScore
@@ -141,87 +139,6 @@ def test_robust_detector_finds_step_fault_and_names_the_sensor() -> None:
     assert in_fault and all(v.contributions[0].sensor == "s3" for v in in_fault)
     first = in_fault[0].contributions[0]
     assert first.direction == "high" and first.value > first.expected_high
-
-
-# -- EmpiricalCalibrator --------------------------------------------------------------------
-
-
-def test_calibration_is_monotone_and_never_one() -> None:
-    base = np.random.default_rng(2).gamma(2.0, 1.0, 500)
-    cal = EmpiricalCalibrator(tail_fraction=0.05).fit(base)
-    grid = np.concatenate([np.linspace(-1, base.max() + 50, 5000), [1e3, 1e6, 1e300, np.inf]])
-    p = cal.transform(grid)
-    assert np.all(np.diff(p) >= 0)
-    assert np.all((p >= 0) & (p < 1.0))
-    assert p[-1] == ALMOST_ONE and cal.transform(np.array([-np.inf]))[0] == 0.0
-    # Beyond the baseline maximum the tail keeps ranking (strictly increasing) ...
-    beyond = np.linspace(base.max() + 0.01, base.max() + 5, 50)
-    assert np.all(np.diff(cal.transform(beyond)) > 0)
-    # ... and log_survival ranks even where float64 probabilities have saturated.
-    ls = cal.log_survival(np.array([1e3, 1e6, 1e9]))
-    assert np.all(np.isfinite(ls)) and np.all(np.diff(ls) < 0)
-
-
-def test_calibration_matches_ecdf_inside_and_is_continuous_at_max() -> None:
-    base = np.arange(1.0, 100.0)  # 99 scores
-    cal = EmpiricalCalibrator().fit(base)
-    assert cal.transform(np.array([50.0]))[0] == pytest.approx(50 / 100)
-    at_max = cal.transform(np.array([99.0]))[0]
-    just_above = cal.transform(np.array([99.0 + 1e-9]))[0]
-    assert at_max == pytest.approx(0.99) and just_above == pytest.approx(at_max, abs=1e-9)
-    # Tail scale = mean excess of the top 5 over the 6th largest: (1+2+3+4+5)/5 = 3.
-    assert cal.tail_scale_ == pytest.approx(3.0)
-    assert cal.transform(np.array([99.0 + 3.0]))[0] == pytest.approx(1 - math.exp(-1) / 100)
-
-
-def test_calibration_constant_baseline_and_nan() -> None:
-    cal = EmpiricalCalibrator().fit(np.zeros(50))
-    p = cal.transform(np.array([0.0, 1e-3, 1.0, np.nan]))
-    assert p[0] == pytest.approx(50 / 51)
-    assert p[1] > p[0] and p[2] < 1.0 and math.isnan(p[3])
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=60),
-    st.lists(st.floats(-1e308, 1e308, allow_nan=False), min_size=2, max_size=60),
-)
-def test_calibration_property(baseline: list[float], scores: list[float]) -> None:
-    cal = EmpiricalCalibrator().fit(np.array(baseline))
-    s = np.sort(np.array(scores))
-    p = cal.transform(s)
-    assert np.all((p >= 0) & (p < 1.0))
-    assert np.all(np.diff(p) >= 0)
-
-
-# -- HysteresisAlarm ------------------------------------------------------------------------
-
-
-def test_alarm_needs_min_duration_consecutive_rows() -> None:
-    alarm = HysteresisAlarm(enter=0.99, exit=0.95, min_duration=3)
-    seq = [0.995, 0.995, 0.5, 0.995, 0.995, 0.995, 0.995]
-    assert alarm.run(np.array(seq)).tolist() == [False, False, False, False, False, True, True]
-
-
-def test_alarm_hysteresis_holds_between_exit_and_enter() -> None:
-    alarm = HysteresisAlarm(enter=0.99, exit=0.95, min_duration=1)
-    seq = [0.991, 0.97, 0.96, 0.95, 0.949, 0.97, 0.99]
-    # 0.95 is not < exit, so still on; 0.949 clears; 0.97 does not re-enter; 0.99 does.
-    assert alarm.run(seq).tolist() == [True, True, True, True, False, False, True]
-
-
-def test_alarm_run_equals_update_loop_and_nan_changes_nothing() -> None:
-    p = np.random.default_rng(3).uniform(0.9, 1.0, 300)
-    p[::17] = np.nan
-    a, b = HysteresisAlarm(min_duration=2), HysteresisAlarm(min_duration=2)
-    assert a.run(p).tolist() == [b.update(x) for x in p.tolist()]
-    alarm = HysteresisAlarm(min_duration=1)
-    assert alarm.update(1.0) and alarm.update(math.nan)  # NaN does not clear
-
-
-def test_alarm_rejects_inverted_thresholds() -> None:
-    with pytest.raises(ValueError, match="exit"):
-        HysteresisAlarm(enter=0.9, exit=0.95)
 
 
 # -- contributions --------------------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""`plantwatch rul fit|predict`: remaining useful life from run-to-failure logs.
+
+CSV: header row, ',' or ';' separated, one row per asset per time step. ``--asset-column`` names the asset
+(kept verbatim as text), ``--time-column`` the time (any increasing number: cycles, seconds). Settings
+columns: ``--settings-columns a,b`` or every column whose name starts with ``setting``. Sensors: every other
+column whose values are all numeric, minus ``--label-column`` ones.
+
+A model is a directory: ``model.json`` (parameters, column names, small state) + ``arrays.npz`` (plain arrays,
+read with ``allow_pickle=False``). Loading only opens those two names inside the directory and refuses
+anything that resolves outside it (e.g. a symlink); nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.rul import AssetHistory, RulModel
+
+MODEL_JSON = "model.json"
+ARRAYS_NPZ = "arrays.npz"
+FORMAT = "plantwatch-rul"
+
+
+@dataclass
+class FleetLog:
+    assets: list[str]  # in order of first appearance
+    histories: list[AssetHistory]
+    sensor_columns: list[str]
+    settings_columns: list[str]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def read_fleet_csv(
+    path: str | Path,
+    asset_column: str,
+    time_column: str,
+    settings_columns: list[str] | None = None,
+    label_columns: list[str] | None = None,
+    sensor_columns: list[str] | None = None,
+) -> FleetLog:
+    """Read a multi-asset log. With ``sensor_columns`` given (predict), exactly those columns are used."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as fh:
+        sample = fh.read(65536)
+        fh.seek(0)
+        delimiter = ";" if sample.split("\n", 1)[0].count(";") > sample.split("\n", 1)[0].count(",") else ","
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise ValueError(f"{path}: empty file") from None
+        rows = [r for r in reader if r and any(c.strip() for c in r)]
+    if len(set(header)) != len(header):
+        raise ValueError(f"{path}: duplicate column names in the header")
+    for name in (asset_column, time_column):
+        if name not in header:
+            raise ValueError(f"{path}: no column {name!r} (columns: {', '.join(header)})")
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            raise ValueError(f"{path}: row {i + 2} has {len(r)} fields, header has {len(header)}")
+    col = {name: j for j, name in enumerate(header)}
+    labels = set(label_columns or [])
+    if settings_columns is None:
+        settings_columns = [h for h in header if h.lower().startswith("setting")]
+    for name in [*settings_columns, *(sensor_columns or [])]:
+        if name not in col:
+            raise ValueError(f"{path}: no column {name!r}")
+    if sensor_columns is None:
+        skip = {asset_column, time_column, *labels, *settings_columns}
+        sensor_columns = [h for h in header if h not in skip and all(_is_number(r[col[h]]) for r in rows)]
+    if not sensor_columns:
+        raise ValueError(f"{path}: no numeric sensor columns")
+
+    def numeric(names: list[str]) -> np.ndarray:
+        try:
+            return np.array([[float(r[col[n]]) for n in names] for r in rows], dtype=np.float64).reshape(
+                len(rows), len(names)
+            )
+        except ValueError as exc:
+            raise ValueError(f"{path}: non-numeric value: {exc}") from None
+
+    X = numeric(sensor_columns)
+    S = numeric(settings_columns)
+    if not np.all(np.isfinite(X)) or not np.all(np.isfinite(S)):
+        raise ValueError(f"{path}: sensor and settings values must be finite numbers")
+    try:
+        t = np.array([float(r[col[time_column]]) for r in rows])
+    except ValueError:
+        raise ValueError(f"{path}: time column {time_column!r} must be numeric") from None
+    names = [r[col[asset_column]].strip() for r in rows]
+    order: dict[str, list[int]] = {}
+    for i, a in enumerate(names):
+        order.setdefault(a, []).append(i)
+    histories: list[AssetHistory] = []
+    for a, idx in order.items():
+        ix = np.array(idx)
+        ix = ix[np.argsort(t[ix], kind="stable")]
+        if np.any(np.diff(t[ix]) <= 0):
+            raise ValueError(f"{path}: asset {a!r} has repeated time values in {time_column!r}")
+        histories.append((t[ix], X[ix], S[ix] if settings_columns else None))
+    return FleetLog(list(order), histories, list(sensor_columns), list(settings_columns))
+
+
+# ---- model directory
+
+
+def save_model(model: RulModel, directory: str | Path, sensor_columns: list[str], settings_columns: list[str]) -> None:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    meta, state_arrays = model.get_state()
+    arrays: dict[str, Any] = dict(state_arrays)
+    doc = {"format": FORMAT, "sensor_columns": sensor_columns, "settings_columns": settings_columns, "model": meta}
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype == object:
+            raise ValueError(f"array {name!r} has dtype object; refusing to save it")
+    np.savez_compressed(d / ARRAYS_NPZ, allow_pickle=False, **arrays)
+    (d / MODEL_JSON).write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _inside(directory: Path, name: str) -> Path:
+    base = directory.resolve(strict=True)
+    target = (directory / name).resolve(strict=True)
+    if target.parent != base or not target.is_file():
+        raise ValueError(f"{directory / name} resolves outside the model directory {base}; refusing to load it")
+    return target
+
+
+def load_model(directory: str | Path) -> tuple[RulModel, list[str], list[str]]:
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"model directory {d} not found")
+    doc: Any = json.loads(_inside(d, MODEL_JSON).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{d / MODEL_JSON} is not a plantwatch RUL model")
+    with np.load(_inside(d, ARRAYS_NPZ), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    model = RulModel.from_state(doc["model"], arrays)
+    return model, [str(c) for c in doc["sensor_columns"]], [str(c) for c in doc["settings_columns"]]
+
+
+# ---- CLI
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _fit(args: argparse.Namespace) -> int:
+    log = read_fleet_csv(
+        args.train, args.asset_column, args.time_column, _split(args.settings_columns), args.label_column
+    )
+    model = RulModel(cap=args.cap, window=args.window, coverage=args.coverage, random_state=args.seed)
+    model.fit(log.histories)
+    save_model(model, args.out, log.sensor_columns, log.settings_columns)
+    kept = [c for c, k in zip(log.sensor_columns, model.keep_, strict=True) if k]
+    print(
+        f"fitted on {len(log.assets)} assets: {model.normalizer_.k_} regime(s), sensors used: {', '.join(kept)}; "
+        f"CV RMSE {model.cv_rmse_:.2f} (per-asset weighted {model.cv_rmse_last_:.2f}), "
+        f"CV interval coverage {model.cv_coverage_:.1%} → {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model, sensors, settings = load_model(args.model)
+    log = read_fleet_csv(
+        args.test, args.asset_column, args.time_column, settings, args.label_column, sensor_columns=sensors
+    )
+    preds = model.predict(log.histories)
+    out = Path(args.out)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["asset", "rul", "rul_low", "rul_high"])
+        for name, p in zip(log.assets, preds, strict=True):
+            w.writerow([name, f"{p.rul:.3f}", f"{p.low:.3f}", f"{p.high:.3f}"])
+    print(f"{len(preds)} assets → {out}", file=sys.stderr)
+    return 0
+
+
+def add_rul_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``rul fit`` and ``rul predict`` to the ``plantwatch`` command's subparsers."""
+    rul = subparsers.add_parser("rul", help="remaining useful life from run-to-failure logs")
+    sub = rul.add_subparsers(required=True, metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--asset-column", required=True, help="column naming the asset (unit, engine, ...)")
+        p.add_argument("--time-column", required=True, help="numeric, increasing time column (cycle, seconds)")
+        p.add_argument("--label-column", action="append", default=[], help="column to leave out (repeatable)")
+        p.add_argument("--out", required=True)
+        p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    fit = sub.add_parser("fit", help="learn RUL from logs that each end at the asset's failure")
+    fit.add_argument("train", metavar="TRAIN.csv")
+    common(fit)
+    fit.add_argument("--settings-columns", help="comma-separated operating-settings columns (default: setting*)")
+    fit.add_argument("--cap", type=float, default=125.0, help="cap of the piece-wise linear target (default 125)")
+    fit.add_argument("--window", type=int, default=30, help="feature window in rows (default 30)")
+    fit.add_argument("--coverage", type=float, default=0.8, help="nominal interval coverage (default 0.8)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=_fit)
+
+    pred = sub.add_parser("predict", help="RUL at each asset's last row: asset,rul,rul_low,rul_high")
+    pred.add_argument("test", metavar="TEST.csv")
+    pred.add_argument("--model", required=True, help="model directory written by `rul fit`")
+    common(pred)
+    pred.set_defaults(func=_predict)
+    return rul

@@ -1,0 +1,167 @@
+"""AssetMonitor: the chain the live service and the backtest share — restarts, adaptation, explanations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detector.base import join_state, split_state
+from detector.monitor import SCORED, SKIPPED, AssetMonitor
+
+SENSORS = ("flow", "current", "pressure", "temp")
+CONFIGS: list[dict[str, Any]] = [
+    {},  # the monitor's defaults
+    {"detector": "robust_z", "features": None},
+    {"detector": "pca_spc", "features": ["level", "spread", "slope"], "adapt": True, "adapt_every": 150},
+    {"detector": "iforest", "detector_params": {"model_params": {"n_estimators": 30}}, "calibration": "empirical"},
+]
+
+
+def plant(n: int = 1500, fault: tuple[int, int] = (1000, 1200), seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    flow = 30 + np.sin(np.arange(n) / 40) + rng.normal(0, 0.2, n)
+    X = np.column_stack(
+        [
+            flow,
+            2 + 0.05 * flow + rng.normal(0, 0.01, n),
+            1 - 0.01 * flow + rng.normal(0, 0.005, n),
+            rng.normal(60, 0.2, n),
+        ]
+    )
+    X[fault[0] : fault[1], 3] += 3.0  # the motor runs hot
+    ts = (1_700_000_000 + np.arange(n, dtype=np.int64)) * 10**9
+    return ts, X
+
+
+def monitor(**config: Any) -> AssetMonitor:
+    return AssetMonitor("pump", SENSORS, baseline_rows=300, **config)
+
+
+def _through_disk(state: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    arrays, meta = split_state(state)
+    np.savez(tmp_path / "state.npz", allow_pickle=False, **arrays)
+    (tmp_path / "state.json").write_text(json.dumps(meta))
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as data:
+        loaded = {k: data[k] for k in data.files}
+    return join_state(loaded, json.loads((tmp_path / "state.json").read_text()))
+
+
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: c.get("detector", "default") + ("+adapt" if c.get("adapt") else "")
+)
+@pytest.mark.parametrize("cut", [150, 700, 1100])  # during warm-up, while normal, inside the fault
+def test_restart_from_saved_state_continues_identically(config: dict[str, Any], cut: int, tmp_path: Path) -> None:
+    ts, X = plant()
+    whole = monitor(**config).process_arrays(ts, X)
+    first = monitor(**config)
+    first.process_arrays(ts[:cut], X[:cut])
+    second = monitor(**config).set_state(_through_disk(first.get_state(), tmp_path))
+    rest = second.process_arrays(ts[cut:], X[cut:])
+    assert np.array_equal(rest.score, whole.score[cut:], equal_nan=True)
+    assert np.array_equal(rest.probability, whole.probability[cut:], equal_nan=True)
+    assert np.array_equal(rest.anomaly, whole.anomaly[cut:])
+
+
+@pytest.mark.parametrize("config", CONFIGS[:3], ids=["default", "robust_z", "adapt"])
+def test_micro_batches_and_truncation_change_nothing(config: dict[str, Any]) -> None:
+    ts, X = plant()
+    whole = monitor(**config).process_arrays(ts, X)
+    split = monitor(**config)
+    bounds = [0, 1, 7, 299, 300, 301, 640, 1001, 1313, 1500]
+    parts = [split.process_arrays(ts[a:b], X[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert np.array_equal(np.concatenate([p.score for p in parts]), whole.score, equal_nan=True)
+    assert np.array_equal(np.concatenate([p.anomaly for p in parts]), whole.anomaly)
+    truncated = monitor(**config).process_arrays(ts[:900], X[:900])
+    assert np.array_equal(truncated.probability, whole.probability[:900], equal_nan=True)
+
+
+def test_restoring_with_other_settings_is_refused() -> None:
+    ts, X = plant()
+    first = monitor()
+    first.process_arrays(ts[:400], X[:400])
+    with pytest.raises(ValueError, match="other settings"):
+        monitor(detector="robust_z").set_state(first.get_state())
+
+
+def test_the_fault_is_found_and_explained() -> None:
+    ts, X = plant()
+    m = monitor()
+    verdicts = m.process(ts, X)
+    flagged = [v for v in verdicts if v.anomaly]
+    assert flagged, "the hot motor was not flagged"
+    in_fault = [v for v in flagged if ts[1000] <= v.ts_ns < ts[1200]]
+    assert len(in_fault) > 0.8 * len(flagged)
+    for verdict in in_fault:
+        top = verdict.contributions[0]
+        assert top.sensor == "temp" and top.direction == "high"
+        assert top.feature in ("raw", "level", "spread")
+        assert top.expected_low < 60 < top.expected_high < top.value  # range learned from the baseline
+        assert 0 < top.share <= 1 and sum(c.share for c in verdict.contributions) <= 1 + 1e-9
+
+
+def test_adaptation_never_learns_the_fault() -> None:
+    # A fault that lasts far longer than adapt_every: refits happen, but only on clearly normal rows,
+    # so the fault stays flagged until it ends.
+    ts, X = plant(n=3000, fault=(1000, 2800))
+    m = monitor(detector="pca_spc", adapt=True, adapt_every=200)
+    out = m.process_arrays(ts, X)
+    assert m.refits_ >= 1
+    assert out.anomaly[1100:2800].mean() > 0.95
+
+
+def test_adaptation_follows_slow_normal_drift() -> None:
+    ts, X = plant(n=6000, fault=(0, 0))
+    X[:, 3] += np.linspace(0, 3, 6000)  # the ambient warms up over hours: normal operation
+    fixed = monitor(features=["raw"]).process_arrays(ts, X)
+    adaptive = monitor(features=["raw"], adapt=True, adapt_every=100).process_arrays(ts, X)
+    assert adaptive.anomaly[3000:].mean() < 0.05 < fixed.anomaly[3000:].mean()
+
+
+def test_late_and_non_finite_rows_are_skipped() -> None:
+    ts, X = plant(n=600)
+    ts = ts.copy()
+    ts[450] = ts[440]  # a row stamped in the past
+    X = X.copy()
+    X[460, 1] = np.nan
+    m = monitor()
+    out = m.process_arrays(ts, X)
+    assert out.status[450] == SKIPPED and out.status[460] == SKIPPED
+    assert out.status[451] == SCORED
+    assert m.late_rows_ == 1 and m.skipped_rows_ == 2
+
+
+def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    ts, X = plant()
+    models = ModelPersistence(str(tmp_path / "models"))
+    first = monitor()
+    first.process_arrays(ts[:700], X[:700])
+    models.save(first)
+    restored = monitor()
+    models.restore(restored)
+    assert restored.is_warm
+    expected = first.process_arrays(ts[700:], X[700:])
+    assert np.array_equal(restored.process_arrays(ts[700:], X[700:]).probability, expected.probability)
+
+
+def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    ts, X = plant()
+    models = ModelPersistence(str(tmp_path))
+    first = monitor()
+    first.process_arrays(ts[:700], X[:700])
+    models.save(first)
+    other = monitor(detector="robust_z")  # other settings: the saved baseline does not apply
+    models.restore(other)
+    assert not other.is_warm
+    for npz in tmp_path.glob("*.npz"):
+        npz.write_bytes(b"not a zip file")
+    broken = monitor()
+    models.restore(broken)
+    assert not broken.is_warm and broken.rows_seen_ == 0
