@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -93,17 +92,3 @@ def test_alarm_state_round_trip_mid_stream(
     # run is update in a loop, nothing else.
     looped = HysteresisAlarm(**params)
     assert [looped.update(p) for p in seq] == whole
-
-
-def test_alarm_run_is_fast() -> None:
-    p = np.random.default_rng(0).uniform(0.0, 1.0, 400_000)
-    p[::50] = 0.999  # some activity
-    alarm = HysteresisAlarm(min_duration=2, exit_duration=2, suppress_rows=3)
-    best = math.inf
-    for _ in range(3):
-        alarm.reset()
-        t0 = time.perf_counter()
-        alarm.run(p)
-        best = min(best, time.perf_counter() - t0)
-    # >= 2M rows/s unloaded; the assertion leaves room for a shared CI machine.
-    assert p.size / best > 5e5

@@ -1,0 +1,49 @@
+"""Speed of the detection chain's parts on 100,000 rows × 8 sensors (speed goals live here, not in tests).
+
+python bench/components_speed.py
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from detector.alarm import HysteresisAlarm
+from detector.features import RollingFeatures
+from detector.registry import make_detector
+
+N, D = 100_000, 8
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    ts = np.arange(N, dtype=np.int64) * 10**9
+    X = rng.standard_normal((N, D))
+    features = RollingFeatures(window_s=30.0, features=("raw", "level", "spread"))
+    print(f"features raw+level+spread, batch: {N / best_of(lambda: features.transform(ts, X)):,.0f} rows/s")
+    stream = RollingFeatures(window_s=30.0, features=("raw", "level", "spread"))
+    chunks = np.array_split(np.arange(N), N // 100)
+    seconds = best_of(lambda: [stream.update(ts[c], X[c]) for c in chunks] if not stream.reset() else None, 1)
+    print(f"features, streaming in 100-row batches: {N / seconds:,.0f} rows/s")
+    p = rng.uniform(0, 1, 400_000).tolist()
+    alarm = HysteresisAlarm(min_duration=2, exit_duration=2, suppress_rows=3)
+    print(f"alarm rule: {len(p) / best_of(lambda: alarm.run(p) if not alarm.reset() else None):,.0f} rows/s")
+    F = features.transform(ts, X)
+    for kind, params in (("robust_z", {}), ("pca_spc", {}), ("iforest", {}), ("ensemble", {})):
+        detector = make_detector(kind, params).fit(F[:1000])
+        print(f"{kind:>9} score: {N / best_of(lambda d=detector: d.score(F), 1):,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()
