@@ -6,11 +6,13 @@
 Baseline. The first ``baseline_rows`` finite rows are learned as normal. When the last of them
 arrives: the feature window is fixed (``window_s``, or ``window_samples`` × the baseline's median
 sampling interval, so one setting serves 1 s and 5 min data alike), features are computed over the
-baseline, the first rows whose window is not yet full are left out, the detector is fitted on the
-older part of the rest and the calibrator on the detector's scores of the newer part
-(``calibration_fraction``): calibrating on rows the detector has not seen keeps "probability 0.99"
-meaning what it says for flexible detectors (PCA, IForest), and the newer rows carry any slow drift
-the baseline had.
+baseline, the first rows whose window is not yet full are left out, and the calibrator learns the
+distribution of *out-of-sample* baseline scores: with ``calibration_folds`` ≥ 2 (the default, 5)
+by cross-fitting — each contiguous block of the baseline is scored by a detector fitted on the
+other blocks, and the live detector is then fitted on all rows; with 0, the detector is fitted on
+the older part and the calibrator on the newest ``calibration_fraction``. Calibrating on rows the
+detector has seen would make new normal rows look rarer than they are (flexible detectors such as
+PCA and IForest fit their own baseline closely), so "probability 0.99" would not mean 1 %.
 
 Causality. Features only look back; detectors score row-wise; the alarm is sequential; adaptation
 refits at fixed row counts. So any split of the rows into micro-batches gives identical results,
@@ -75,16 +77,17 @@ class AssetMonitor:
         asset: str,
         sensors: Sequence[str] | None,
         *,
-        baseline_rows: int = 300,
+        baseline_rows: int = 600,
         detector: str = "pca_spc",
         detector_params: Mapping[str, Any] | None = None,
         features: Sequence[str] | None = ("raw", "level", "spread"),
         window_s: float | None = None,
         window_samples: int = 30,
-        calibration: str = "pot",
+        calibration: str = "empirical",
         calibration_fraction: float = 0.3,
-        enter: float = 0.99,
-        exit: float = 0.95,
+        calibration_folds: int = 5,
+        enter: float = 0.999,
+        exit: float = 0.99,
         min_duration: int = 3,
         exit_duration: int = 1,
         suppress_rows: int = 0,
@@ -104,6 +107,7 @@ class AssetMonitor:
         self.window_samples = window_samples
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
+        self.calibration_folds = calibration_folds
         self.enter = enter
         self.exit = exit
         self.min_duration = min_duration
@@ -152,6 +156,8 @@ class AssetMonitor:
             raise ValueError(f"baseline_rows must be >= 10, got {self.baseline_rows}")
         if self.calibration not in CALIBRATORS:
             raise ValueError(f"calibration must be one of {sorted(CALIBRATORS)}, got {self.calibration!r}")
+        if self.calibration_folds == 1 or self.calibration_folds < 0:
+            raise ValueError(f"calibration_folds must be 0 (hold-out) or >= 2, got {self.calibration_folds}")
         if not 0.0 < self.calibration_fraction < 1.0:
             raise ValueError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
         if self.window_s is not None and not self.window_s > 0:
@@ -291,10 +297,25 @@ class AssetMonitor:
             self._remember_normal(F)
 
     def _fit_models(self, F: np.ndarray) -> None:
-        fit_idx, calib_idx = holdout_split(F.shape[0], self.calibration_fraction)
-        detector = make_detector(self.detector, self.detector_params).fit(F[fit_idx])
-        calibrator = CALIBRATORS[self.calibration]().fit(detector.score(F[calib_idx]))
-        self.detector_, self.calibrator_ = detector, calibrator
+        if self.calibration_folds >= 2:
+            # Cross-fitting: every baseline row is scored by a model that did not see it, so the
+            # calibrator learns from all of them; the live detector is then fitted on all rows.
+            calibration_scores = self._cross_fitted_scores(F)
+            detector = make_detector(self.detector, self.detector_params).fit(F)
+        else:
+            fit_idx, calib_idx = holdout_split(F.shape[0], self.calibration_fraction)
+            detector = make_detector(self.detector, self.detector_params).fit(F[fit_idx])
+            calibration_scores = detector.score(F[calib_idx])
+        self.calibrator_ = CALIBRATORS[self.calibration]().fit(calibration_scores)
+        self.detector_ = detector
+
+    def _cross_fitted_scores(self, F: np.ndarray) -> np.ndarray:
+        folds = np.array_split(np.arange(F.shape[0]), self.calibration_folds)  # contiguous blocks of time
+        scores = np.empty(F.shape[0])
+        for fold in folds:
+            rest = np.setdiff1d(np.arange(F.shape[0]), fold)
+            scores[fold] = make_detector(self.detector, self.detector_params).fit(F[rest]).score(F[fold])
+        return scores
 
     # -- adaptation --------------------------------------------------------------------------
 
@@ -328,6 +349,7 @@ class AssetMonitor:
         "window_samples",
         "calibration",
         "calibration_fraction",
+        "calibration_folds",
         "adapt",
         "adapt_every",
     )

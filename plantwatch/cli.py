@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for p in (run, rep, bt, demo):
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    from plantwatch.rul import add_rul_parser  # `rul fit` / `rul predict` bring their own --log-level
+
+    add_rul_parser(sub)
     return parser
 
 

@@ -45,7 +45,7 @@ def pump_log(rows: int = 1200, fault_start: int = 800, fault_rows: int = 200, se
     """A 1 Hz centrifugal-pump log; from ``fault_start`` a bearing defect raises vibration and heat."""
     rng = np.random.default_rng(seed)
     t = np.arange(rows)
-    # A 2-minute duty cycle: the 300-row baseline sees it several times, so it is normal, not a fault.
+    # A 2-minute duty cycle: the 600-row baseline sees it five times, so it is normal, not a fault.
     flow = 32.0 + 0.6 * np.sin(2 * np.pi * t / 120) + rng.normal(0, 0.25, rows)
     current = 1.9 + 0.04 * (flow - 32.0) + rng.normal(0, 0.02, rows)
     pressure = 0.95 - 0.01 * (flow - 32.0) + rng.normal(0, 0.008, rows)
@@ -131,7 +131,6 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
         alerts__store_url=f"sqlite:///{work / 'alerts.db'}",
         alerts__resolve_after_s=30,
         api__port=port,
-        detector__baseline_rows=300,
     )
     service = build_service(settings)
     server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="warning"))

@@ -212,7 +212,7 @@ def add_rul_parser(subparsers: Any) -> argparse.ArgumentParser:
     common(fit)
     fit.add_argument("--settings-columns", help="comma-separated operating-settings columns (default: setting*)")
     fit.add_argument("--cap", type=float, default=125.0, help="cap of the piece-wise linear target (default 125)")
-    fit.add_argument("--window", type=int, default=30, help="feature window in rows (default 30)")
+    fit.add_argument("--window", type=int, default=90, help="feature window in rows (default 90)")
     fit.add_argument("--coverage", type=float, default=0.8, help="nominal interval coverage (default 0.8)")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=_fit)

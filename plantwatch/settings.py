@@ -145,11 +145,12 @@ class DetectorSettings(_Section):
     features: list[str] | None = Field(default_factory=lambda: ["raw", "level", "spread"])
     window_s: float | None = Field(default=None, gt=0)
     window_samples: int = Field(default=30, ge=2)
-    baseline_rows: int = Field(default=300, ge=10)
-    calibration: Literal["pot", "empirical"] = "pot"
+    baseline_rows: int = Field(default=600, ge=10)
+    calibration: Literal["pot", "empirical"] = "empirical"
     calibration_fraction: float = Field(default=0.3, gt=0, lt=1)
-    enter: float = Field(default=0.99, gt=0, lt=1)
-    exit: float = Field(default=0.95, gt=0, lt=1)
+    calibration_folds: int = Field(default=5, ge=0)
+    enter: float = Field(default=0.999, gt=0, lt=1)
+    exit: float = Field(default=0.99, gt=0, lt=1)
     min_duration: int = Field(default=3, ge=1)
     exit_duration: int = Field(default=1, ge=1)
     suppress_rows: int = Field(default=0, ge=0)
@@ -181,6 +182,7 @@ class DetectorSettings(_Section):
             "window_samples": self.window_samples,
             "calibration": self.calibration,
             "calibration_fraction": self.calibration_fraction,
+            "calibration_folds": self.calibration_folds,
             "enter": self.enter,
             "exit": self.exit,
             "min_duration": self.min_duration,

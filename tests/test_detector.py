@@ -129,12 +129,13 @@ def test_robust_score_is_rms_of_signed_z() -> None:
 
 def test_robust_detector_finds_step_fault_and_names_the_sensor() -> None:
     ts, X, labels = synthetic(1200, seed=1, fault=(3, 800, 1000, 6.0))
-    mon = AssetMonitor("pump", SENSORS, baseline_rows=400)
+    mon = AssetMonitor("pump", SENSORS, baseline_rows=400, detector="robust_z", features=None)
     out = mon.process_arrays(ts, X)
     scored = out.status == SCORED
     assert roc_auc(labels[scored], out.score[scored]) > 0.9
     assert out.anomaly[800:1000].mean() > 0.5
-    verdicts = [v for v in AssetMonitor("pump", SENSORS, baseline_rows=400).process(ts, X) if v.anomaly]
+    again = AssetMonitor("pump", SENSORS, baseline_rows=400, detector="robust_z", features=None)
+    verdicts = [v for v in again.process(ts, X) if v.anomaly]
     in_fault = [v for v in verdicts if 800 * SEC <= v.ts_ns < 1000 * SEC]
     assert in_fault and all(v.contributions[0].sensor == "s3" for v in in_fault)
     first = in_fault[0].contributions[0]

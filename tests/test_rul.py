@@ -52,7 +52,7 @@ def _one_thread():
         yield
 
 
-SMALL = dict(max_iter=60, learning_rate=0.1, n_models=1, cv_folds=3, window=15)
+SMALL = dict(max_iter=60, learning_rate=0.1, n_models=1, cv_folds=3, window=15, min_samples_leaf=50)
 
 
 @pytest.fixture(scope="module")
