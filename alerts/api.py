@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from alerts.routes import alerts as alerts_routes
 from alerts.routes import health as health_routes
+from alerts.routes import maintenance as maintenance_routes
 from alerts.routes import metrics as metrics_routes
 from alerts.store import AlertStore
 from plantwatch.metrics import Counters
@@ -22,8 +23,13 @@ def create_app(
     health: Callable[[], dict[str, Any]] | None = None,
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    maintenance: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> FastAPI:
-    """Build the app; the service passes hooks that start/stop its pipeline with the server."""
+    """Build the app; the service passes hooks that start/stop its pipeline with the server.
+
+    ``maintenance`` returns the per-asset entries of ``GET /maintenance`` (the maintenance tracker's
+    snapshot); without it the endpoint answers an empty list.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +47,9 @@ def create_app(
     app.state.store = store
     app.state.counters = counters
     app.state.health = health
+    app.state.maintenance = maintenance if maintenance is not None else list
     app.include_router(alerts_routes.router)
     app.include_router(health_routes.router)
+    app.include_router(maintenance_routes.router)
     app.include_router(metrics_routes.router)
     return app

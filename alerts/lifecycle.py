@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from alerts.model import (
     KIND_ANOMALY,
+    KIND_MAINTENANCE,
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
     STATE_OPEN,
@@ -21,6 +22,7 @@ from alerts.model import (
     Alert,
 )
 from alerts.store import AlertStore
+from detector.health import MaintenanceForecast
 from detector.types import Contribution, Verdict
 from plantwatch.metrics import Counters
 
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 _UPDATE_INTERVAL_NS: Final = 1_000_000_000
 
 EventKind = Literal["opened", "updated", "resolved"]
+_NS_PER_S: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,12 @@ class _Tracked:
 
 
 class AlertManager:
-    """Owns the open anomaly alerts (at most one per asset) and persists them through a store."""
+    """Owns the open anomaly alerts (at most one per asset) and persists them through a store.
+
+    Maintenance alerts (``kind="maintenance"``) are tracked separately, also at most one open per asset:
+    :meth:`observe_maintenance` opens or extends one while a forecast is due, :meth:`maintenance_not_due`
+    resolves it once no forecast has been due for ``resolve_after_s`` of event time.
+    """
 
     def __init__(
         self,
@@ -72,16 +80,17 @@ class AlertManager:
         # The pipeline may score assets on several threads; one lock keeps per-asset state simple.
         self._lock = threading.Lock()
         self._open: dict[str, _Tracked] = self._reload()
+        self._maintenance: dict[str, _Tracked] = self._reload(KIND_MAINTENANCE)
 
-    def _reload(self) -> dict[str, _Tracked]:
+    def _reload(self, kind: str = KIND_ANOMALY) -> dict[str, _Tracked]:
         """Continue the alerts a previous process left open instead of opening duplicates."""
         tracked: dict[str, _Tracked] = {}
         # open_alerts() is newest first; keep the newest if a crash ever left two open per asset.
         for alert in reversed(self._store.open_alerts()):
-            if alert.kind == KIND_ANOMALY:
+            if alert.kind == kind:
                 tracked[alert.asset] = _Tracked(alert, written_at_ns=alert.last_anomalous_at_ns)
         if tracked:
-            log.info("continuing %d open alert(s) from the store", len(tracked))
+            log.info("continuing %d open %s alert(s) from the store", len(tracked), kind)
         return tracked
 
     def open_alerts(self) -> list[Alert]:
@@ -105,9 +114,73 @@ class AlertManager:
     def flush(self) -> None:
         """Write changes still held back by coalescing; call on shutdown."""
         with self._lock:
-            for tracked in self._open.values():
+            for tracked in [*self._open.values(), *self._maintenance.values()]:
                 if tracked.dirty:
                     self._write(tracked, tracked.written_at_ns)
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def open_maintenance_alerts(self) -> list[Alert]:
+        with self._lock:
+            return [t.alert for t in self._maintenance.values()]
+
+    def observe_maintenance(
+        self, forecast: MaintenanceForecast, top_sensors: tuple[Contribution, ...] | None = None
+    ) -> list[AlertEvent]:
+        """A due forecast: open the asset's maintenance alert, or extend the open one.
+
+        Severity is always "warning". ``peak_score`` is the highest health index seen (1 = at the maintenance
+        threshold); ``peak_probability`` does not apply and stays 0. ``top_sensors`` defaults to the forecast's
+        drivers with no figures attached (share split evenly, value and expected range 0).
+        """
+        ts_ns = round(forecast.ts * _NS_PER_S)
+        sensors = top_sensors if top_sensors is not None else _named_only(forecast.drivers)
+        with self._lock:
+            tracked = self._maintenance.get(forecast.asset)
+            if tracked is None:
+                alert = self._store.insert(
+                    Alert(
+                        id=None,
+                        asset=forecast.asset,
+                        kind=KIND_MAINTENANCE,
+                        state=STATE_OPEN,
+                        started_at_ns=ts_ns,
+                        last_anomalous_at_ns=ts_ns,
+                        resolved_at_ns=None,
+                        severity=SEVERITY_WARNING,
+                        peak_score=forecast.health,
+                        peak_probability=0.0,
+                        top_sensors=sensors,
+                    )
+                )
+                self._maintenance[forecast.asset] = _Tracked(alert, written_at_ns=ts_ns)
+                self._counters.inc("plantwatch_maintenance_alerts_opened_total")
+                return [AlertEvent("opened", alert)]
+            old = tracked.alert
+            new = dataclasses.replace(old, last_anomalous_at_ns=max(old.last_anomalous_at_ns, ts_ns))
+            if forecast.health > old.peak_score:
+                new = dataclasses.replace(new, peak_score=forecast.health, top_sensors=sensors)
+            if new == old:
+                return []
+            tracked.alert = new
+            tracked.dirty = True
+            self._maybe_write(tracked, ts_ns)
+            return [AlertEvent("updated", new)] if new.peak_score != old.peak_score else []
+
+    def maintenance_not_due(self, asset: str, ts_ns: int) -> list[AlertEvent]:
+        """No forecast is due for ``asset`` at ``ts_ns``: resolve its maintenance alert after the quiet period."""
+        with self._lock:
+            tracked = self._maintenance.get(asset)
+            if tracked is None:
+                return []
+            if ts_ns - tracked.alert.last_anomalous_at_ns < self._resolve_after_ns:
+                self._maybe_write(tracked, ts_ns)
+                return []
+            resolved = dataclasses.replace(tracked.alert, state=STATE_RESOLVED, resolved_at_ns=ts_ns)
+            self._store.update(resolved)
+            del self._maintenance[asset]
+            self._counters.inc("plantwatch_maintenance_alerts_resolved_total")
+            return [AlertEvent("resolved", resolved)]
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -189,6 +262,11 @@ class AlertManager:
 def _max_severity(a: str, b: str) -> str:
     """Severity only ever rises while an alert is open."""
     return SEVERITY_CRITICAL if SEVERITY_CRITICAL in (a, b) else SEVERITY_WARNING
+
+
+def _named_only(drivers: tuple[str, ...]) -> tuple[Contribution, ...]:
+    share = 1.0 / len(drivers) if drivers else 0.0
+    return tuple(Contribution(d, share, "high", 0.0, 0.0, 0.0, "drift") for d in drivers)
 
 
 def _ranked(contributions: tuple[Contribution, ...]) -> tuple[Contribution, ...]:

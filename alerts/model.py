@@ -8,7 +8,7 @@ from typing import Final
 from detector.types import Contribution
 
 KIND_ANOMALY: Final = "anomaly"
-KIND_MAINTENANCE: Final = "maintenance"  # reserved: maintenance windows arrive later
+KIND_MAINTENANCE: Final = "maintenance"  # a projected health-threshold crossing is due (plantwatch.maintenance)
 
 STATE_OPEN: Final = "open"
 STATE_RESOLVED: Final = "resolved"
@@ -28,14 +28,14 @@ class Alert:
 
     id: int | None  # None until the store has assigned one
     asset: str
-    kind: str  # KIND_ANOMALY now; KIND_MAINTENANCE later
+    kind: str  # KIND_ANOMALY or KIND_MAINTENANCE
     state: str  # STATE_OPEN or STATE_RESOLVED
     started_at_ns: int
     last_anomalous_at_ns: int
     resolved_at_ns: int | None
     severity: str  # SEVERITY_WARNING or SEVERITY_CRITICAL
-    peak_score: float
-    peak_probability: float
+    peak_score: float  # maintenance: the peak health index (1 = at the maintenance threshold)
+    peak_probability: float  # maintenance: 0.0 (not applicable)
     top_sensors: tuple[Contribution, ...] = ()  # the contributions at the peak-score row
 
     @property

@@ -63,6 +63,19 @@ class AlertOut(BaseModel):
         )
 
 
+class MaintenanceOut(BaseModel):
+    """One asset's health trend and projected maintenance-threshold crossing (``GET /maintenance``)."""
+
+    asset: str
+    health_index: float | None  # 0 = healthy baseline, 1 = maintenance threshold (can exceed 1)
+    trend: float | None  # health index change per hour; None until the trend has enough points
+    time_to_threshold_s: float | None  # None when no crossing is projected
+    time_to_threshold_low_s: float | None
+    time_to_threshold_high_s: float | None  # also None when the band is unbounded (slope may be <= 0)
+    model: str  # "health-trend"
+    updated_at: datetime  # event time of the asset's latest scored row
+
+
 def ns_to_datetime(ns: int) -> datetime:
     """UTC datetime (microsecond precision; pydantic renders it as ISO-8601 with a Z suffix).
 

@@ -17,6 +17,8 @@ _HELP = {
     "plantwatch_rows_scored_total": "Aligned rows scored by the detectors.",
     "plantwatch_alerts_opened_total": "Alerts opened.",
     "plantwatch_alerts_resolved_total": "Alerts resolved.",
+    "plantwatch_maintenance_alerts_opened_total": "Maintenance alerts opened (projected threshold crossing due).",
+    "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
 }
 
 

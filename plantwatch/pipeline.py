@@ -26,6 +26,7 @@ from detector.monitor import AssetMonitor
 from detector.types import Verdict
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
+from plantwatch.maintenance import MaintenanceTracker
 from plantwatch.metrics import Counters
 from plantwatch.model_store import ModelStoreError, load_state, save_state
 
@@ -165,6 +166,7 @@ class DetectorStage:
         stop: threading.Event,
         models: ModelPersistence | None = None,
         on_verdicts: Callable[[Sequence[Verdict]], None] | None = None,
+        maintenance: MaintenanceTracker | None = None,
     ) -> None:
         self.upstream = upstream
         self.sink = sink
@@ -175,6 +177,7 @@ class DetectorStage:
         self.health = health
         self.stop = stop
         self.on_verdicts = on_verdicts
+        self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
 
     def _new_monitor(self, asset: str) -> AssetMonitor:
@@ -223,8 +226,24 @@ class DetectorStage:
         for verdict in verdicts:
             for event in self.alerts.observe(verdict):
                 _log_alert_event(event)
+            if self.maintenance is not None and not verdict.warming_up:
+                self._track_maintenance(verdict)
         if self.on_verdicts is not None:
             self.on_verdicts(verdicts)
+
+    def _track_maintenance(self, verdict: Verdict) -> None:
+        """Health trend of the verdict's asset; a due forecast opens/extends its maintenance alert."""
+        assert self.maintenance is not None
+        monitor = self.monitors.get(verdict.asset)
+        sensors = monitor.sensor_names if monitor is not None else None
+        forecast = self.maintenance.observe(verdict, sensors=sensors)
+        if forecast is not None:
+            top = self.maintenance.driver_contributions(verdict.asset)
+            events = self.alerts.observe_maintenance(forecast, top)
+        else:
+            events = self.alerts.maintenance_not_due(verdict.asset, verdict.ts_ns)
+        for event in events:
+            _log_alert_event(event)
 
 
 # Opening an alert is what an operator must see; peak updates are only for debugging.
@@ -268,6 +287,7 @@ class Pipeline:
         max_in_flight: int,
         stop_event: threading.Event | None = None,
         model_dir: str | None = None,
+        maintenance: MaintenanceTracker | None = None,
     ) -> None:
         # Shared with the sink, whose retry loop must end when the pipeline stops.
         self.stop_event = stop_event or threading.Event()
@@ -299,6 +319,7 @@ class Pipeline:
             health=self.health,
             stop=self.stop_event,
             models=ModelPersistence(model_dir) if model_dir else None,
+            maintenance=maintenance,
         )
         self._threads: list[threading.Thread] = []
 

@@ -17,6 +17,7 @@ from ingest.decode import Decoder, TopicTemplate
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.sink import InfluxSink, Sink, SqliteSink
+from plantwatch.maintenance import MaintenanceTracker
 from plantwatch.metrics import Counters
 from plantwatch.pipeline import Pipeline
 from plantwatch.settings import ConfigError, Settings
@@ -98,6 +99,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         critical_probability=settings.alerts.critical_probability,
         counters=counters,
     )
+    tracker = MaintenanceTracker(settings.maintenance.horizon_s, settings.maintenance.window_s)
     stop = threading.Event()
     sink = build_sink(settings, counters, stop)
 
@@ -115,6 +117,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         max_in_flight=settings.mqtt.max_in_flight,
         stop_event=stop,
         model_dir=settings.detector.model_dir,
+        maintenance=tracker,
     )
 
     def on_shutdown() -> None:
@@ -122,7 +125,14 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         manager.flush()  # peak changes held back by write coalescing
         store.close()
 
-    app = create_app(store, counters, health=pipeline.health_report, on_startup=pipeline.start, on_shutdown=on_shutdown)
+    app = create_app(
+        store,
+        counters,
+        health=pipeline.health_report,
+        on_startup=pipeline.start,
+        on_shutdown=on_shutdown,
+        maintenance=tracker.snapshot,
+    )
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 
 

@@ -229,6 +229,13 @@ class AlertSettings(_Section):
         return value
 
 
+class MaintenanceSettings(_Section):
+    """Maintenance prediction from the health-index trend (no failure history needed)."""
+
+    horizon_s: float = Field(default=24 * 3600.0, gt=0)  # alert when the projected crossing is nearer than this
+    window_s: float = Field(default=6 * 3600.0, gt=0)  # health history the trend is fitted on
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -242,6 +249,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     detector: DetectorSettings = DetectorSettings()
     alerts: AlertSettings = AlertSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     api: ApiSettings = ApiSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -158,6 +158,12 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     # The fault starts at row 800 of the log (2026-01-01T00:13:20Z); the alert must not predate it.
     assert alert["started_at"] >= "2026-01-01T00:13:20"
 
+    # The maintenance tracker follows every scored asset (a projection is not required on 20 min of data).
+    maintenance = httpx.get(f"{base}/maintenance", timeout=5)
+    assert maintenance.status_code == 200
+    entries = {e["asset"]: e for e in maintenance.json()}
+    assert "pump-7" in entries and entries["pump-7"]["model"] == "health-trend"
+
     # Every published reading is in the TSDB: one sample per sensor per row, no more, no fewer.
     def all_stored() -> bool:
         return victoria.count_samples('{__name__=~"readings_.*",asset="pump-7"}') >= ROWS * SENSOR_COUNT

@@ -1,1 +1,1 @@
-"""One router per resource: alerts, health, metrics."""
+"""One router per resource: alerts, health, maintenance, metrics."""

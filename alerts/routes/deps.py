@@ -11,6 +11,7 @@ from alerts.store import AlertStore
 from plantwatch.metrics import Counters
 
 HealthCheck = Callable[[], dict[str, Any]]
+MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
 
 
 def get_store(request: Request) -> AlertStore:
@@ -28,6 +29,12 @@ def get_health(request: Request) -> HealthCheck | None:
     return health
 
 
+def get_maintenance(request: Request) -> MaintenanceSnapshot:
+    maintenance: MaintenanceSnapshot = request.app.state.maintenance
+    return maintenance
+
+
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthCheck | None, Depends(get_health)]
+MaintenanceDep = Annotated[MaintenanceSnapshot, Depends(get_maintenance)]

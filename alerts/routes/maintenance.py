@@ -1,0 +1,15 @@
+"""GET /maintenance: per-asset health index, trend and projected time to the maintenance threshold."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from alerts.routes.deps import MaintenanceDep
+from alerts.schemas import MaintenanceOut
+
+router = APIRouter(tags=["maintenance"])
+
+
+@router.get("/maintenance", response_model=list[MaintenanceOut])
+def list_maintenance(maintenance: MaintenanceDep) -> list[MaintenanceOut]:
+    return [MaintenanceOut.model_validate(entry) for entry in maintenance()]

@@ -1,0 +1,229 @@
+"""Live maintenance prediction without failure history: detector verdicts → health trend → forecasts.
+
+:class:`MaintenanceTracker` keeps one :class:`detector.health.MaintenanceMonitor` per asset and is fed every
+scored (non-warming-up) :class:`Verdict`. Each verdict contributes
+
+* its calibrated ``probability``, and
+* a per-sensor drift z, derived from what the verdict carries: the live monitor only explains anomalous rows,
+  so a verdict with ``contributions`` gives, per named sensor, its distance from the middle of the baseline's
+  expected range in units of that range (the range is the central 99 %, i.e. ±2.576 σ of a normal), and a
+  verdict without contributions gives an empty mapping (every sensor counts as z = 0 for that row).
+  Callers that have true per-sensor z-scores can pass them instead (``observe(verdict, drift_z=...)``).
+
+The health index is updated on every verdict; the trend (:class:`detector.health.TimeToThreshold`) is fed at
+most once per ``sample_s`` of event time, which keeps the Theil–Sen fit cheap at high sampling rates (the
+index is already smoothed over ``half_life_s``, so thinning loses nothing that matters for an hours-long trend).
+
+Time is event time (``Verdict.ts_ns``) converted to seconds; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from alerts.schemas import ns_to_datetime
+from detector.health import (
+    HealthIndex,
+    MaintenanceForecast,
+    MaintenanceMonitor,
+    Projection,
+    TimeToThreshold,
+    theil_sen,
+)
+from detector.types import Contribution, Verdict
+
+MODEL_NAME = "health-trend"
+_Z_AT_RANGE_EDGE = 2.576  # the expected range is the baseline's central 99 %: its edges sit at ±2.576 σ
+
+
+def drift_from_contributions(contributions: Sequence[Contribution]) -> dict[str, float]:
+    """Per-sensor drift z of the sensors a verdict names; empty when it names none."""
+    drift: dict[str, float] = {}
+    for c in contributions:
+        half = (c.expected_high - c.expected_low) / 2.0
+        if not (math.isfinite(half) and half > 0 and math.isfinite(c.value)):
+            continue
+        mid = (c.expected_high + c.expected_low) / 2.0
+        drift[c.sensor] = (c.value - mid) / half * _Z_AT_RANGE_EDGE
+    return drift
+
+
+@dataclass
+class _AssetState:
+    monitor: MaintenanceMonitor
+    projection: Projection | None = None
+    last_trend_ts: float | None = None
+    updated_at_ns: int = 0
+
+
+class MaintenanceTracker:
+    """One :class:`MaintenanceMonitor` per asset; ``observe`` returns a forecast while a crossing is due.
+
+    ``horizon_s``: a projected crossing nearer than this is "due". ``window_s``: how much of the health
+    history the trend is fitted on. ``sample_s``: minimum event time between two points of the trend.
+    ``min_span_s`` (default ``window_s / 2``): no projection until the trend's points span this long, so
+    minutes of an acute fault (the anomaly alert's job) are not extrapolated into a maintenance forecast.
+    The remaining keywords go to :class:`HealthIndex` / :class:`TimeToThreshold`.
+    """
+
+    def __init__(
+        self,
+        horizon_s: float,
+        window_s: float,
+        *,
+        sample_s: float = 60.0,
+        min_span_s: float | None = None,
+        half_life_s: float = 3600.0,
+        p_at_threshold: float = 0.99,
+        drift_at_threshold: float = 4.0,
+        prob_weight: float = 0.5,
+        min_points: int = 10,
+        confidence: float = 0.8,
+        n_drivers: int = 2,
+    ) -> None:
+        if horizon_s <= 0 or window_s <= 0:
+            raise ValueError(f"horizon_s and window_s must be > 0, got {horizon_s}, {window_s}")
+        self.horizon_s = horizon_s
+        self.window_s = window_s
+        self.sample_s = sample_s
+        self.min_span_s = window_s / 2.0 if min_span_s is None else min_span_s
+        self.half_life_s = half_life_s
+        self.p_at_threshold = p_at_threshold
+        self.drift_at_threshold = drift_at_threshold
+        self.prob_weight = prob_weight
+        self.min_points = min_points
+        self.confidence = confidence
+        self.n_drivers = n_drivers
+        self._assets: dict[str, _AssetState] = {}
+        self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
+
+    def _state(self, asset: str, sensors: Sequence[str] | None, drift: Mapping[str, float]) -> _AssetState:
+        state = self._assets.get(asset)
+        if state is None:
+            names = tuple(sensors) if sensors else tuple(sorted(drift))
+            health = HealthIndex(
+                names,
+                p_at_threshold=self.p_at_threshold,
+                drift_at_threshold=self.drift_at_threshold,
+                prob_weight=self.prob_weight,
+                half_life_s=self.half_life_s,
+            )
+            ttt = TimeToThreshold(
+                self.window_s, horizon_s=self.horizon_s, min_points=self.min_points, confidence=self.confidence
+            )
+            state = self._assets[asset] = _AssetState(MaintenanceMonitor(asset, health, ttt, self.n_drivers))
+        else:
+            _add_sensors(state.monitor.health, drift)
+        return state
+
+    def observe(
+        self,
+        verdict: Verdict,
+        drift_z: Mapping[str, float] | None = None,
+        sensors: Sequence[str] | None = None,
+    ) -> MaintenanceForecast | None:
+        """Feed one verdict; a forecast when the projected crossing is within the horizon, else None.
+
+        ``drift_z`` defaults to :func:`drift_from_contributions` of the verdict. ``sensors`` names the asset's
+        sensors (used when its monitor is created); sensors a later drift mapping names for the first time are
+        added to the asset's index.
+        Warming-up verdicts are ignored.
+        """
+        if verdict.warming_up or not math.isfinite(verdict.probability):
+            return None
+        drift = drift_from_contributions(verdict.contributions) if drift_z is None else drift_z
+        ts = verdict.ts_ns / 1e9
+        with self._lock:
+            state = self._state(verdict.asset, sensors, drift)
+            mon = state.monitor
+            if mon.health.ts_ is not None and ts < mon.health.ts_:
+                return None  # a late row: the index only moves forward in event time
+            value = mon.health.update(ts, verdict.probability, drift)
+            state.updated_at_ns = verdict.ts_ns
+            if state.last_trend_ts is None or ts - state.last_trend_ts >= self.sample_s:
+                projection = mon.ttt.update(ts, value)
+                points = mon.ttt.points_
+                long_enough = bool(points) and points[-1][0] - points[0][0] >= self.min_span_s
+                state.projection = projection if long_enough else None
+                state.last_trend_ts = ts
+            proj = state.projection
+            if proj is None or not proj.due:
+                return None
+            return MaintenanceForecast(
+                verdict.asset, ts, value, proj.eta, proj.eta_low, proj.eta_high, mon.health.drivers(self.n_drivers)
+            )
+
+    def driver_contributions(self, asset: str) -> tuple[Contribution, ...]:
+        """The asset's drivers as alert ``top_sensors``: value = smoothed drift z, expected range = ±threshold."""
+        with self._lock:
+            state = self._assets.get(asset)
+            if state is None:
+                return ()
+            health = state.monitor.health
+            names = health.drivers(self.n_drivers)
+            z = {str(s): float(v) for s, v in zip(health.sensors, health.z_, strict=True)}
+        total = sum(abs(z[s]) for s in names)
+        return tuple(
+            Contribution(
+                sensor=s,
+                share=abs(z[s]) / total if total > 0 else 0.0,
+                direction="high" if z[s] >= 0 else "low",
+                value=z[s],
+                expected_low=-self.drift_at_threshold,
+                expected_high=self.drift_at_threshold,
+                feature="drift",
+            )
+            for s in names
+        )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One entry per asset (sorted by asset); time-to-threshold fields are None when no crossing is projected.
+
+        ``trend`` is the health index's slope per hour over the trend window (None until 3 points); the
+        ``..._high_s`` bound is also None when the slope is not significantly positive (an unbounded band).
+        """
+        with self._lock:
+            items = [
+                (asset, s.monitor.health.value_, s.projection, list(s.monitor.ttt.points_), s.updated_at_ns)
+                for asset, s in sorted(self._assets.items())
+            ]
+        out = []
+        for asset, health, proj, points, updated_at_ns in items:
+            if proj is not None:
+                slope: float | None = proj.slope
+            elif len(points) >= 3:
+                arr = np.asarray(points, dtype=np.float64)
+                slope = theil_sen(arr[:, 0] - arr[-1, 0], arr[:, 1])[0]
+            else:
+                slope = None
+            out.append(
+                {
+                    "asset": asset,
+                    "health_index": health,
+                    "trend": None if slope is None else slope * 3600.0,
+                    "time_to_threshold_s": _finite(proj.eta) if proj else None,
+                    "time_to_threshold_low_s": _finite(proj.eta_low) if proj else None,
+                    "time_to_threshold_high_s": _finite(proj.eta_high) if proj else None,
+                    "model": MODEL_NAME,
+                    "updated_at": ns_to_datetime(updated_at_ns),
+                }
+            )
+        return out
+
+
+def _add_sensors(health: HealthIndex, drift: Mapping[str, float]) -> None:
+    """Sensors first named after the index was created join it with a smoothed z of 0."""
+    new = [s for s in drift if s not in health.sensors]
+    if new:
+        health.sensors = (*health.sensors, *sorted(new))
+        health.z_ = np.concatenate([health.z_, np.zeros(len(new))])
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
