@@ -64,7 +64,7 @@ class AlertOut(BaseModel):
 
 
 class MaintenanceOut(BaseModel):
-    """One asset's health trend and projected maintenance-threshold crossing (``GET /maintenance``)."""
+    """One asset's health trend, projected maintenance-threshold crossing and RUL (``GET /maintenance``)."""
 
     asset: str
     health_index: float | None  # 0 = healthy baseline, 1 = maintenance threshold (can exceed 1)
@@ -72,8 +72,11 @@ class MaintenanceOut(BaseModel):
     time_to_threshold_s: float | None  # None when no crossing is projected
     time_to_threshold_low_s: float | None
     time_to_threshold_high_s: float | None  # also None when the band is unbounded (slope may be <= 0)
-    model: str  # "health-trend"
-    updated_at: datetime  # event time of the asset's latest scored row
+    rul_s: float | None = None  # remaining useful life from a run-to-failure model; None without one
+    rul_low_s: float | None = None  # its interval (the model's nominal coverage, 80 % by default)
+    rul_high_s: float | None = None
+    model: str  # "health-trend", or "rul:<model directory name>" when a RUL prediction is shown
+    updated_at: datetime  # event time of the asset's latest scored row (or latest RUL prediction)
 
 
 def ns_to_datetime(ns: int) -> datetime:

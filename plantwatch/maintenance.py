@@ -37,6 +37,7 @@ from detector.health import (
     theil_sen,
 )
 from detector.types import Contribution, Verdict
+from plantwatch.rul_live import RulTracker
 
 MODEL_NAME = "health-trend"
 _Z_AT_RANGE_EDGE = 2.576  # the expected range is the baseline's central 99 %: its edges sit at ±2.576 σ
@@ -69,6 +70,8 @@ class MaintenanceTracker:
     history the trend is fitted on. ``sample_s``: minimum event time between two points of the trend.
     ``min_span_s`` (default ``window_s / 2``): no projection until the trend's points span this long, so
     minutes of an acute fault (the anomaly alert's job) are not extrapolated into a maintenance forecast.
+    ``rul``: an optional :class:`plantwatch.rul_live.RulTracker` (a model fitted on run-to-failure history);
+    its per-asset RUL and interval join :meth:`snapshot`.
     The remaining keywords go to :class:`HealthIndex` / :class:`TimeToThreshold`.
     """
 
@@ -86,6 +89,7 @@ class MaintenanceTracker:
         min_points: int = 10,
         confidence: float = 0.8,
         n_drivers: int = 2,
+        rul: RulTracker | None = None,
     ) -> None:
         if horizon_s <= 0 or window_s <= 0:
             raise ValueError(f"horizon_s and window_s must be > 0, got {horizon_s}, {window_s}")
@@ -100,6 +104,7 @@ class MaintenanceTracker:
         self.min_points = min_points
         self.confidence = confidence
         self.n_drivers = n_drivers
+        self.rul = rul  # fed by the detector stage with readings; its estimates join the snapshot
         self._assets: dict[str, _AssetState] = {}
         self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
 
@@ -187,14 +192,19 @@ class MaintenanceTracker:
 
         ``trend`` is the health index's slope per hour over the trend window (None until 3 points); the
         ``..._high_s`` bound is also None when the slope is not significantly positive (an unbounded band).
+        ``rul_s``/``rul_low_s``/``rul_high_s`` come from the RUL tracker (None without a model or before its
+        first prediction); ``model`` is then ``rul:<model directory name>`` and ``updated_at`` the later of the
+        two event times.
         """
         with self._lock:
-            items = [
-                (asset, s.monitor.health.value_, s.projection, list(s.monitor.ttt.points_), s.updated_at_ns)
-                for asset, s in sorted(self._assets.items())
-            ]
+            items = {
+                asset: (s.monitor.health.value_, s.projection, list(s.monitor.ttt.points_), s.updated_at_ns)
+                for asset, s in self._assets.items()
+            }
+        ruls = self.rul.estimates() if self.rul is not None else {}
         out = []
-        for asset, health, proj, points, updated_at_ns in items:
+        for asset in sorted(set(items) | set(ruls)):
+            health, proj, points, updated_at_ns = items.get(asset, (None, None, [], 0))
             if proj is not None:
                 slope: float | None = proj.slope
             elif len(points) >= 3:
@@ -202,6 +212,12 @@ class MaintenanceTracker:
                 slope = theil_sen(arr[:, 0] - arr[-1, 0], arr[:, 1])[0]
             else:
                 slope = None
+            rul = ruls.get(asset)
+            model = MODEL_NAME
+            if rul is not None:
+                assert self.rul is not None
+                model = self.rul.model_name
+                updated_at_ns = max(updated_at_ns, rul.updated_at_ns)
             out.append(
                 {
                     "asset": asset,
@@ -210,7 +226,10 @@ class MaintenanceTracker:
                     "time_to_threshold_s": _finite(proj.eta) if proj else None,
                     "time_to_threshold_low_s": _finite(proj.eta_low) if proj else None,
                     "time_to_threshold_high_s": _finite(proj.eta_high) if proj else None,
-                    "model": MODEL_NAME,
+                    "rul_s": rul.rul_s if rul else None,
+                    "rul_low_s": rul.low_s if rul else None,
+                    "rul_high_s": rul.high_s if rul else None,
+                    "model": model,
                     "updated_at": ns_to_datetime(updated_at_ns),
                 }
             )

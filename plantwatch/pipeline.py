@@ -211,7 +211,10 @@ class DetectorStage:
         for reading in readings:
             by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))
         verdicts: list[Verdict] = []
+        rul = self.maintenance.rul if self.maintenance is not None else None
         for asset, batch in by_asset.items():
+            if rul is not None:
+                rul.observe(asset, batch)
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
             was_warm = monitor.is_warm
             verdicts.extend(monitor.feed_many(batch))

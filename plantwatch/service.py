@@ -20,6 +20,7 @@ from ingest.sink import InfluxSink, Sink, SqliteSink
 from plantwatch.maintenance import MaintenanceTracker
 from plantwatch.metrics import Counters
 from plantwatch.pipeline import Pipeline
+from plantwatch.rul_live import RulTracker, load_rul_tracker
 from plantwatch.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,18 @@ def _refuse_looping_dead_letter(template: TopicTemplate, topic: str) -> None:
 
 def build_service(settings: Settings, counters: Counters | None = None) -> Service:
     counters = counters or Counters()
+    m = settings.maintenance
+    rul: RulTracker | None = None
+    if m.rul_model is not None:
+        try:
+            rul = load_rul_tracker(
+                m.rul_model,
+                time_unit_s=m.rul_time_unit_s,
+                every_rows=m.rul_every_rows,
+                history_rows=m.rul_history_rows,
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"maintenance.rul_model: cannot load {m.rul_model}: {exc}") from None
     template = TopicTemplate(settings.mqtt.topic_template)
     options = mqtt_options(settings, template)
     decoder = Decoder(template, max_payload_bytes=settings.mqtt.max_payload_bytes)
@@ -99,7 +112,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         critical_probability=settings.alerts.critical_probability,
         counters=counters,
     )
-    tracker = MaintenanceTracker(settings.maintenance.horizon_s, settings.maintenance.window_s)
+    tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=rul)
     stop = threading.Event()
     sink = build_sink(settings, counters, stop)
 

@@ -230,10 +230,29 @@ class AlertSettings(_Section):
 
 
 class MaintenanceSettings(_Section):
-    """Maintenance prediction from the health-index trend (no failure history needed)."""
+    """Maintenance prediction from the health-index trend (no failure history needed), plus optional RUL."""
 
     horizon_s: float = Field(default=24 * 3600.0, gt=0)  # alert when the projected crossing is nearer than this
     window_s: float = Field(default=6 * 3600.0, gt=0)  # health history the trend is fitted on
+    rul_model: str | None = None  # a directory written by `plantwatch rul fit`; None = no RUL prediction
+    rul_time_unit_s: float = Field(default=1.0, gt=0)  # seconds per unit of the training logs' time column
+    rul_every_rows: int = Field(default=60, ge=1)  # predict every N rows per asset
+    rul_history_rows: int = Field(default=2000, ge=1)  # rows kept per asset (bounded memory)
+
+    @field_validator("rul_model")
+    @classmethod
+    def _rul_model_exists(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        d = Path(value)
+        if not d.is_dir():
+            raise ValueError(
+                f"RUL model directory {value!r} not found; write one with `plantwatch rul fit TRAIN.csv --out DIR "
+                "...` or set maintenance.rul_model: null"
+            )
+        if not (d / "model.json").is_file():
+            raise ValueError(f"{value!r} has no model.json; is it a directory written by `plantwatch rul fit`?")
+        return value
 
 
 class ApiSettings(_Section):

@@ -1,0 +1,155 @@
+"""Live remaining useful life: a model fitted by ``plantwatch rul fit`` applied to each asset's readings.
+
+:class:`RulTracker` keeps, per asset, a bounded history (``history_rows``) of the rows that carry every sensor
+the model was trained on (rows missing one are skipped; rows not later in event time than the previous kept row
+are skipped too, since the model needs strictly increasing times). Every ``every_rows`` kept rows it builds the
+asset's history in the model's column order, with ``times = (ts - first_ts) / 1e9 / time_unit_s`` (the unit of
+the training logs' time column, e.g. 3600 s for one cycle = one hour) and calls :meth:`RulModel.predict`. The
+prediction and its interval are stored in seconds, with the event time of the last row used.
+
+Settings columns are passed when the model has some and every row of the history carries them as sensors;
+otherwise the model sees ``None`` (one regime). Because the history is bounded, the asset's age as the model
+sees it is at most ``history_rows`` rows.
+
+Time is event time; nothing here reads a clock. A failing prediction is logged and leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detector.rul import RulModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RulEstimate:
+    rul_s: float
+    low_s: float
+    high_s: float
+    updated_at_ns: int  # event time of the last row the prediction saw
+
+
+@dataclass
+class _AssetRows:
+    rows: deque[tuple[int, tuple[float, ...], tuple[float, ...] | None]]
+    since_predict: int = 0
+    estimate: RulEstimate | None = None
+    last_ts_ns: int | None = field(default=None)
+
+
+class RulTracker:
+    """Per-asset bounded history → periodic RUL prediction with an interval (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: RulModel,
+        sensor_columns: Sequence[str],
+        settings_columns: Sequence[str] = (),
+        *,
+        name: str = "rul",
+        time_unit_s: float = 1.0,
+        every_rows: int = 60,
+        history_rows: int = 2000,
+    ) -> None:
+        if not (time_unit_s > 0 and math.isfinite(time_unit_s)):
+            raise ValueError(f"time_unit_s must be a positive number, got {time_unit_s}")
+        if every_rows < 1 or history_rows < 1:
+            raise ValueError(f"every_rows and history_rows must be >= 1, got {every_rows}, {history_rows}")
+        self.model = model
+        self.sensor_columns = tuple(sensor_columns)
+        self.settings_columns = tuple(settings_columns)
+        self.name = name
+        self.time_unit_s = float(time_unit_s)
+        self.every_rows = every_rows
+        self.history_rows = history_rows
+        self._assets: dict[str, _AssetRows] = {}
+        self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
+
+    @property
+    def model_name(self) -> str:
+        return f"rul:{self.name}"
+
+    def observe(self, asset: str, rows: Sequence[tuple[int, Mapping[str, float]]]) -> RulEstimate | None:
+        """Feed one asset's rows ``(ts_ns, values by sensor)``; returns the estimate when one was made."""
+        state = self._assets.get(asset)
+        if state is None:
+            with self._lock:
+                state = self._assets[asset] = _AssetRows(deque(maxlen=self.history_rows))
+        made: RulEstimate | None = None
+        for ts_ns, values in rows:
+            x = _pick(values, self.sensor_columns)
+            if x is None or (state.last_ts_ns is not None and ts_ns <= state.last_ts_ns):
+                continue
+            s = _pick(values, self.settings_columns) if self.settings_columns else None
+            state.rows.append((ts_ns, x, s))
+            state.last_ts_ns = ts_ns
+            state.since_predict += 1
+            if state.since_predict >= self.every_rows:
+                state.since_predict = 0
+                estimate = self._predict(asset, state)
+                if estimate is not None:
+                    made = estimate
+                    with self._lock:
+                        state.estimate = estimate
+        return made
+
+    def _predict(self, asset: str, state: _AssetRows) -> RulEstimate | None:
+        rows = list(state.rows)
+        ts = np.array([r[0] for r in rows], dtype=np.int64)
+        times = (ts - ts[0]).astype(np.float64) / 1e9 / self.time_unit_s
+        X = np.array([r[1] for r in rows], dtype=np.float64).reshape(len(rows), len(self.sensor_columns))
+        S: np.ndarray | None = None
+        if self.settings_columns and all(r[2] is not None for r in rows):
+            S = np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), len(self.settings_columns))
+        try:
+            [p] = self.model.predict([(times, X, S)])
+        except Exception:  # a model problem must not stop detection
+            log.exception("RUL prediction failed for asset %s", asset)
+            return None
+        u = self.time_unit_s
+        return RulEstimate(p.rul * u, p.low * u, p.high * u, int(ts[-1]))
+
+    def estimates(self) -> dict[str, RulEstimate]:
+        with self._lock:
+            return {a: s.estimate for a, s in self._assets.items() if s.estimate is not None}
+
+
+def _pick(values: Mapping[str, float], names: Sequence[str]) -> tuple[float, ...] | None:
+    out = []
+    for n in names:
+        v = values.get(n)
+        if v is None:
+            return None
+        f = float(v)
+        if not math.isfinite(f):
+            return None
+        out.append(f)
+    return tuple(out)
+
+
+def load_rul_tracker(
+    directory: str | Path, *, time_unit_s: float = 1.0, every_rows: int = 60, history_rows: int = 2000
+) -> RulTracker:
+    """Load a ``plantwatch rul fit`` model directory into a tracker named after the directory."""
+    from plantwatch.rul import load_model
+
+    model, sensors, settings = load_model(directory)
+    return RulTracker(
+        model,
+        sensors,
+        settings,
+        name=Path(directory).resolve().name,
+        time_unit_s=time_unit_s,
+        every_rows=every_rows,
+        history_rows=history_rows,
+    )

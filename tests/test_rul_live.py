@@ -1,0 +1,144 @@
+"""Live RUL: a `plantwatch rul fit` model applied per asset in the detector stage, served by GET /maintenance."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from threadpoolctl import threadpool_limits
+
+from alerts.api import create_app
+from alerts.lifecycle import AlertManager
+from alerts.store import SqliteAlertStore
+from detector.rul import RulModel
+from detector.types import Verdict
+from plantwatch.maintenance import MaintenanceTracker
+from plantwatch.metrics import Counters
+from plantwatch.pipeline import DetectorStage, StageHealth
+from plantwatch.rul import save_model
+from plantwatch.rul_live import RulTracker, load_rul_tracker
+from plantwatch.settings import ConfigError, load_settings
+
+SENSORS = ["temp", "pressure", "flow", "vib", "noise"]
+SETTINGS = ["setting1", "setting2"]
+REGIMES = np.array([[0.0, 0.0], [10.0, 0.25], [25.0, 0.62]])
+OFFSETS = np.random.default_rng(0).normal(0, 20, size=(3, 5))
+T0 = 1_700_000_000 * 10**9
+UNIT_S = 10.0  # one training "cycle" = 10 s of live time
+
+
+def unit(life: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One asset degrading exponentially to failure at ``life`` cycles; 4 informative sensors, 1 noise."""
+    t = np.arange(1, life + 1, dtype=float)
+    wear = np.exp((t - life) / 40.0)
+    r = rng.integers(0, 3, size=life)
+    S = REGIMES[r] + rng.normal(0, 0.002, size=(life, 2))
+    X = np.stack([100 + 3 * wear, 50 - 2 * wear, 20 + 1.5 * wear, 5 + 2.5 * wear, np.zeros(life)], axis=1)
+    X += OFFSETS[r] + rng.normal(0, 0.4, size=(life, 5))
+    return t, X, S
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(1)
+    fleet = [unit(int(rng.integers(120, 220)), rng) for _ in range(24)]
+    with threadpool_limits(limits=1):
+        model = RulModel(max_iter=40, learning_rate=0.1, cv_folds=3, window=15, min_samples_leaf=50).fit(fleet)
+    d = tmp_path_factory.mktemp("models") / "pump-rul"
+    save_model(model, d, SENSORS, SETTINGS)
+    return d
+
+
+class _NullSink:
+    def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
+        pass
+
+
+def _rows(t: np.ndarray, X: np.ndarray, S: np.ndarray) -> list[tuple[int, dict[str, float]]]:
+    return [
+        (T0 + int(ti * UNIT_S * 1e9), {**dict(zip(SENSORS, x, strict=True)), **dict(zip(SETTINGS, s, strict=True))})
+        for ti, x, s in zip(t, X, S, strict=True)
+    ]
+
+
+def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Path) -> None:
+    rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
+    assert rul.model_name == "rul:pump-rul"
+    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    stage = DetectorStage(
+        queue.Queue(),
+        sink=_NullSink(),  # type: ignore[arg-type]
+        alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
+        detector_config=lambda asset: {},
+        counters=Counters(),
+        health=StageHealth(),
+        stop=threading.Event(),
+        maintenance=tracker,
+    )
+    from ingest.messages import Reading
+
+    t, X, S = unit(200, np.random.default_rng(7))
+    cut = 190  # true remaining life at the end: 10 cycles = 100 s
+    rows = _rows(t[:cut], X[:cut], S[:cut])
+    seen: list[dict[str, object]] = []
+    with TestClient(create_app(store, Counters(), maintenance=tracker.snapshot)) as client:
+        assert client.get("/maintenance").json() == []
+        for i in range(0, cut, 10):
+            stage._process([Reading("pump-1", ts, values) for ts, values in rows[i : i + 10]])
+            [entry] = client.get("/maintenance").json() or [None]
+            if entry is not None and entry["rul_s"] is not None and (not seen or entry != seen[-1]):
+                seen.append(entry)
+    assert len(seen) == cut // 20
+    for e in seen:
+        assert e["model"] == "rul:pump-rul" and e["asset"] == "pump-1"
+        assert e["rul_low_s"] <= e["rul_s"] <= e["rul_high_s"]  # type: ignore[operator]
+        assert 0 <= e["rul_s"] <= 125 * UNIT_S  # type: ignore[operator]
+    ruls = [float(e["rul_s"]) for e in seen]  # type: ignore[arg-type]
+    assert ruls[-1] < 0.5 * ruls[0]
+    assert ruls[-1] < 400  # true: 100 s
+    assert ruls[-1] <= min(ruls[: len(ruls) // 2])  # decreasing over time
+    assert seen[-1]["updated_at"] == "2023-11-14T22:43:20Z"  # event time of the last row predicted on (cycle 180)
+    store.close()
+
+
+def test_rows_missing_a_model_sensor_are_skipped(model_dir: Path) -> None:
+    rul = load_rul_tracker(model_dir, every_rows=3)
+    rng = np.random.default_rng(3)
+    t, X, S = unit(150, rng)
+    rows = _rows(t[:10], X[:10], S[:10])
+    partial = [(ts, {k: v for k, v in values.items() if k != "vib"}) for ts, values in rows]
+    assert rul.observe("a", partial) is None and rul.estimates() == {}
+    assert rul.observe("a", rows[:3]) is not None  # settings carried: passed to the model
+    no_settings = [(ts, {k: v for k, v in values.items() if k in SENSORS}) for ts, values in rows[3:6]]
+    est = rul.observe("a", no_settings)  # mixed history: settings left out (None), still a prediction
+    assert est is not None and est.low_s <= est.rul_s <= est.high_s
+    assert rul.observe("a", rows[:3]) is None  # rows not later than the last kept one are skipped
+
+
+def test_without_a_model_snapshot_has_no_rul() -> None:
+    t = MaintenanceTracker(3600.0, 600.0)
+    t.observe(Verdict("a", T0, 0.5, 0.1, False))
+    [entry] = t.snapshot()
+    assert entry["model"] == "health-trend" and entry["rul_s"] is None and entry["rul_high_s"] is None
+
+
+def test_tracker_rejects_bad_parameters(model_dir: Path) -> None:
+    with pytest.raises(ValueError):
+        RulTracker(None, SENSORS, time_unit_s=0)  # type: ignore[arg-type]
+
+
+def test_config_missing_rul_model_dir_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"maintenance\.rul_model"):
+        load_settings(storage__kind="sqlite", maintenance__rul_model=str(tmp_path / "nope"))
+
+
+def test_config_accepts_an_existing_model_dir(model_dir: Path) -> None:
+    s = load_settings(storage__kind="sqlite", maintenance__rul_model=str(model_dir), maintenance__rul_time_unit_s=3600)
+    assert s.maintenance.rul_model == str(model_dir) and s.maintenance.rul_time_unit_s == 3600
+    assert s.maintenance.rul_every_rows == 60 and s.maintenance.rul_history_rows == 2000
