@@ -17,11 +17,18 @@ Pipeline (all learned from the training fleet only):
 4. **Regressor**: an average of ``n_models`` ``HistGradientBoostingRegressor`` (different seeds,
    feature subsampling per split) trained on every row of every training asset with the piece-wise linear target
    ``min(cap, t_fail - t)``.
-5. **Intervals**: cross-validated split conformal (CV+ style). Out-of-fold predictions from ``GroupKFold``
-   over *assets* give residuals; they are binned by predicted RUL (error grows with RUL: Mondrian
-   conformal) and each asset gets equal weight. ``low/high`` are the weighted residual quantiles
-   ``(1 - coverage) / 2`` and ``(1 + coverage) / 2`` of the prediction's bin. They bound the *capped*
-   RUL: ``high`` near ``cap`` means "at least that much life left".
+5. **Intervals** bound the *true* (uncapped) RUL of an asset observed at an arbitrary point of its life;
+   nominal ``coverage`` (80 %) over assets observed at a uniformly random time. Calibration is
+   cross-validated split conformal (CV+ style) on training assets only: out-of-fold predictions from
+   ``GroupKFold`` over *assets*; the residual of a row is ``t_fail - t - prediction`` (training assets run
+   to failure, so every row's true RUL is known, beyond the cap too). Each row's prediction sees only that
+   asset's past, so row ``i`` of a held-out asset is exactly the prediction at the last row of its history
+   truncated at ``i``; weighting every row by ``1 / length`` makes every held-out asset count once with a
+   uniformly random truncation point (the exact expectation of sampling cut-offs). Residuals are binned by
+   predicted RUL (error grows with RUL: Mondrian conformal), bins being engine-weighted quantiles of the
+   prediction merged until each holds at least ``min_bin_assets`` effective assets. ``low/high`` are the
+   weighted residual quantiles ``(1 - coverage) / 2`` and ``(1 + coverage) / 2`` of the prediction's bin
+   (with a finite-sample correction), so a prediction at the cap gets a wide, honest ``high``.
 
 Persistence: :meth:`RulModel.get_state` returns (JSON-able dict, dict of plain arrays). The boosted trees
 are not serialised; the training matrix, target, parameters and seeds are, and :meth:`RulModel.from_state`
@@ -258,9 +265,10 @@ class RulModel:
 
     Learned state: ``normalizer_``, ``keep_`` (bool mask over input sensors), ``X_train_``/``y_train_``
     (feature matrix and capped target the regressors were fitted on), ``models_``, ``bin_edges_``,
-    ``q_low_``/``q_high_`` (residual quantiles per predicted-RUL bin), ``cv_rmse_`` (out-of-fold RMSE over
+    ``q_low_``/``q_high_`` (true-RUL residual quantiles per predicted-RUL bin), ``cv_rmse_`` (out-of-fold RMSE over
     all training rows, capped target), ``cv_rmse_last_`` (out-of-fold RMSE with every asset weighted
-    equally, i.e. expected over a uniformly random cut-off point per asset, capped target), ``cv_coverage_``,
+    equally, i.e. expected over a uniformly random cut-off point per asset, capped target), ``cv_coverage_``
+    (interval coverage of the true RUL over the same population; in-sample for the calibration residuals),
     ``n_features_in_``.
     """
 
@@ -279,6 +287,7 @@ class RulModel:
         n_models: int = 1,
         coverage: float = 0.8,
         n_bins: int = 5,
+        min_bin_assets: int = 30,
         cv_folds: int = 5,
         min_abs_corr: float = 0.05,
         min_distinct: int = 3,
@@ -299,6 +308,7 @@ class RulModel:
         self.n_models = n_models
         self.coverage = coverage
         self.n_bins = n_bins
+        self.min_bin_assets = min_bin_assets
         self.cv_folds = cv_folds
         self.min_abs_corr = min_abs_corr
         self.min_distinct = min_distinct
@@ -308,8 +318,8 @@ class RulModel:
 
     _PARAMS = (
         "cap", "window", "ewm_alpha", "baseline", "max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf",
-        "l2_regularization", "max_features", "n_models", "coverage", "n_bins", "cv_folds", "min_abs_corr",
-        "min_distinct", "max_regimes", "regime_explained", "random_state",
+        "l2_regularization", "max_features", "n_models", "coverage", "n_bins", "min_bin_assets", "cv_folds",
+        "min_abs_corr", "min_distinct", "max_regimes", "regime_explained", "random_state",
     )  # fmt: skip
 
     def get_params(self) -> dict[str, Any]:
@@ -388,13 +398,14 @@ class RulModel:
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in te])
             oof[rows] = pred
         y_true = np.concatenate([piecewise_rul(a[0], self.cap) for a in data])
+        y_life = np.concatenate([a[0][-1] - a[0] for a in data])  # true (uncapped) RUL of every training row
         oof = np.clip(oof, 0.0, float(self.cap))
-        weights = 1.0 / lengths[groups]
+        weights = 1.0 / lengths[groups]  # each asset once, at a uniformly random truncation row
         self.cv_rmse_ = float(np.sqrt(np.mean((oof - y_true) ** 2)))
         self.cv_rmse_last_ = float(np.sqrt(np.sum(weights * (oof - y_true) ** 2) / weights.sum()))
-        self._calibrate(oof, y_true, weights)
+        self._calibrate(oof, y_life, weights, groups)
         lo, hi = self._interval(oof)
-        self.cv_coverage_ = float(np.sum(weights * ((y_true >= lo) & (y_true <= hi))) / weights.sum())
+        self.cv_coverage_ = float(np.sum(weights * ((y_life >= lo) & (y_life <= hi))) / weights.sum())
         # Final model on every asset.
         self.normalizer_, self.keep_, self.X_train_, self.y_train_ = self._fit_core(data)
         self.models_ = self._regressors()
@@ -402,9 +413,29 @@ class RulModel:
             m.fit(self.X_train_, self.y_train_)
         return self
 
-    def _calibrate(self, pred: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
+    def _calibrate(self, pred: np.ndarray, y: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> None:
+        """Per predicted-RUL bin, weighted quantiles of ``y - pred`` (``y``: true RUL of held-out rows)."""
+
+        def n_eff(sel: np.ndarray) -> float:  # effective number of assets among the selected rows
+            per_asset = np.bincount(groups[sel], weights=weights[sel])
+            total = float(per_asset.sum())
+            return total**2 / float(np.sum(per_asset**2)) if total > 0 else 0.0
+
         qs = np.linspace(0.0, 1.0, self.n_bins + 1)[1:-1]
-        edges = np.unique(np.quantile(pred, qs)) if self.n_bins > 1 else np.zeros(0)
+        edges = sorted({weighted_quantile(pred, weights, float(q)) for q in qs})
+        # merge the thinnest bin into its thinner neighbour until every bin has enough assets
+        while edges:
+            bins = np.searchsorted(np.asarray(edges), pred, side="right")
+            ne = [n_eff(bins == b) for b in range(len(edges) + 1)]
+            b = int(np.argmin(ne))
+            if ne[b] >= max(self.min_bin_assets, 1):
+                break
+            if b == 0:
+                edges.pop(0)
+            elif b == len(edges):
+                edges.pop()
+            else:
+                edges.pop(b - 1 if ne[b - 1] < ne[b + 1] else b)
         self.bin_edges_ = np.asarray(edges, dtype=np.float64)
         bins = np.searchsorted(self.bin_edges_, pred, side="right")
         alpha = 1.0 - float(self.coverage)
@@ -414,17 +445,17 @@ class RulModel:
         self.q_high_ = np.zeros(nb)
         for b in range(nb):
             sel = bins == b
-            r, w = (resid[sel], weights[sel]) if sel.sum() >= 20 else (resid, weights)
-            # finite-sample correction on the effective number of assets in the bin
-            n_eff = float(w.sum() ** 2 / np.sum(w**2))
-            adj = min(0.5, (1.0 - alpha / 2.0) * (1.0 + 1.0 / max(n_eff, 1.0)) - (1.0 - alpha / 2.0))
+            r, w = resid[sel], weights[sel]
+            # finite-sample (split conformal) correction on the effective number of assets in the bin
+            adj = min(0.5, (1.0 - alpha / 2.0) / max(n_eff(sel), 1.0))
             self.q_low_[b] = weighted_quantile(r, w, alpha / 2.0 - adj)
             self.q_high_[b] = weighted_quantile(r, w, 1.0 - alpha / 2.0 + adj)
 
     def _interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bins = np.searchsorted(self.bin_edges_, pred, side="right")
-        low = np.clip(pred + self.q_low_[bins], 0.0, None)
-        high = np.maximum(pred + self.q_high_[bins], low)
+        # the band always contains the point prediction (only ever widens it): low <= rul <= high
+        low = np.clip(np.minimum(pred + self.q_low_[bins], pred), 0.0, None)
+        high = np.maximum(pred + self.q_high_[bins], pred)
         return low, high
 
     def predict_rows(self, asset: AssetHistory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
