@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from plantwatch.demo import free_port, pump_log
+from plantwatch.demo import PUMP_SENSORS, free_port, pump_log
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,41 @@ def _write_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _config(tmp: Path, mqtt_port: int, victoria_url: str, api_port: int) -> Path:
+def _run_to_failure_fleet(path: Path, units: int = 20, seed: int = 3) -> None:
+    """Pumps whose bearings wear out: vibration and motor temperature rise until failure (1 row = 1 s)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([0.21, 0.26, 1.9, 0.95, 68.0, 24.5, 229.0, 32.0])
+    noise = np.array([0.004, 0.005, 0.02, 0.008, 0.15, 0.1, 0.6, 0.25])
+    lines = ["unit,cycle," + ",".join(PUMP_SENSORS)]
+    for u in range(1, units + 1):
+        life = int(rng.integers(120, 200))
+        t = np.arange(1, life + 1)
+        wear = np.exp((t - life) / 30.0)
+        X = base + rng.normal(0, 1, (life, 8)) * noise
+        X[:, 0] += 0.06 * wear
+        X[:, 1] += 0.04 * wear
+        X[:, 4] += 3.5 * wear
+        lines += [f"pump-{u},{c}," + ",".join(f"{v:.5f}" for v in row) for c, row in zip(t, X, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def rul_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model learned with `plantwatch rul fit` from run-to-failure logs, for the live service to use."""
+    folder = tmp_path_factory.mktemp("rul")
+    _run_to_failure_fleet(folder / "fleet.csv")
+    fit = subprocess.run(
+        [sys.executable, "-m", "plantwatch.cli", "rul", "fit", str(folder / "fleet.csv")]
+        + ["--asset-column", "unit", "--time-column", "cycle", "--out", str(folder / "model")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fit.returncode == 0, fit.stderr
+    return folder / "model"
+
+
+def _config(tmp: Path, mqtt_port: int, victoria_url: str, api_port: int, rul_model: Path) -> Path:
     config = tmp / "plantwatch.yaml"
     config.write_text(
         f"""
@@ -56,15 +91,19 @@ alerts:
   resolve_after_s: 30
 api:
   port: {api_port}
+maintenance:
+  rul_model: {rul_model}
+  rul_time_unit_s: 1.0
+  rul_every_rows: 100
 """
     )
     return config
 
 
 @pytest.fixture
-def service(tmp_path: Path, mosquitto, victoria) -> Iterator[tuple[str, subprocess.Popen[str]]]:  # type: ignore[no-untyped-def]
+def service(tmp_path: Path, mosquitto, victoria, rul_model: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:  # type: ignore[no-untyped-def]
     api_port = free_port()
-    config = _config(tmp_path, mosquitto.port, victoria.url, api_port)
+    config = _config(tmp_path, mosquitto.port, victoria.url, api_port, rul_model)
     env = {**os.environ, "PLANTWATCH_INFLUX__TOKEN": "e2e-token"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "plantwatch.cli", "run", "--config", str(config)],
@@ -158,11 +197,18 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     # The fault starts at row 800 of the log (2026-01-01T00:13:20Z); the alert must not predate it.
     assert alert["started_at"] >= "2026-01-01T00:13:20"
 
-    # The maintenance tracker follows every scored asset (a projection is not required on 20 min of data).
-    maintenance = httpx.get(f"{base}/maintenance", timeout=5)
-    assert maintenance.status_code == 200
-    entries = {e["asset"]: e for e in maintenance.json()}
-    assert "pump-7" in entries and entries["pump-7"]["model"] == "health-trend"
+    # Live maintenance predictions: the health index of every scored asset, and the remaining useful
+    # life from the `plantwatch rul fit` model with its interval (a trend projection is not required
+    # on 20 minutes of data).
+    def rul_served() -> bool:
+        entries = {e["asset"]: e for e in httpx.get(f"{base}/maintenance", timeout=5).json()}
+        return entries.get("pump-7", {}).get("rul_s") is not None
+
+    _wait_for(rul_served, 30)
+    entry = {e["asset"]: e for e in httpx.get(f"{base}/maintenance", timeout=5).json()}["pump-7"]
+    assert entry["model"] == "rul:model"
+    assert entry["health_index"] is not None
+    assert 0 <= entry["rul_low_s"] <= entry["rul_s"] <= entry["rul_high_s"]
 
     # Every published reading is in the TSDB: one sample per sensor per row, no more, no fewer.
     def all_stored() -> bool:
