@@ -430,9 +430,7 @@ class AssetMonitor:
 
     def process(self, ts_ns: np.ndarray, X: np.ndarray) -> list[Verdict]:
         """Like ``process_arrays`` but as ``Verdict`` objects (skipped rows give none)."""
-        X = np.asarray(X, dtype=np.float64)
-        out, scored_rows, F = self._process(ts_ns, X)
-        contribs = self.explain(X, out, scored_rows, F)
+        out, contribs = self.process_explained(ts_ns, X)
         verdicts: list[Verdict] = []
         for i, (t, s, p, a, st) in enumerate(
             zip(
@@ -448,6 +446,14 @@ class AssetMonitor:
                 continue
             verdicts.append(Verdict(self.asset, t, s, p, a, contribs.get(i, ()), st == WARMING_UP))
         return verdicts
+
+    def process_explained(
+        self, ts_ns: np.ndarray, X: np.ndarray
+    ) -> tuple[ScoredRows, dict[int, tuple[Contribution, ...]]]:
+        """``process_arrays`` plus the explanation of every anomalous row, keyed by row index."""
+        X = np.asarray(X, dtype=np.float64)
+        out, scored_rows, F = self._process(ts_ns, X)
+        return out, self.explain(X, out, scored_rows, F)
 
     def explain(
         self, X: np.ndarray, out: ScoredRows, scored_rows: np.ndarray, F: np.ndarray

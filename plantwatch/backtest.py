@@ -9,16 +9,19 @@ or before it).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import inspect
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
+from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
 
 # The plain detector config dict (``DetectorSettings.as_config()``) holds AssetMonitor keyword
@@ -45,6 +48,8 @@ class BacktestResult:
     anomaly: np.ndarray  # bool; False during warm-up, held alarm state on skipped rows
     status: np.ndarray  # int8: detector.monitor.WARMING_UP / SCORED / SKIPPED
     train_rows: int
+    # Row index -> top contributing sensors, for anomalous rows (only when asked for: it costs time).
+    explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -65,6 +70,7 @@ def run_backtest(
     train_rows: int,
     config: Mapping[str, Any] | None = None,
     monitor_factory: MonitorFactory | None = None,
+    explain: bool = False,
 ) -> BacktestResult:
     """Score every row of ``log`` with a fresh monitor whose baseline is the first ``train_rows`` rows.
 
@@ -80,7 +86,10 @@ def run_backtest(
             return AssetMonitor("backtest", sensors, baseline_rows=baseline_rows, **settings)
 
     monitor = monitor_factory(log.sensors, train_rows)
-    out = monitor.process_arrays(log.timestamps_ns, log.values)
+    if explain:
+        out, explanations = monitor.process_explained(log.timestamps_ns, log.values)
+    else:
+        out, explanations = monitor.process_arrays(log.timestamps_ns, log.values), {}
     return BacktestResult(
         timestamp_text=log.timestamp_text,
         timestamps_ns=out.ts_ns,
@@ -89,7 +98,22 @@ def run_backtest(
         anomaly=out.anomaly,
         status=out.status,
         train_rows=train_rows,
+        explanations=explanations,
     )
+
+
+def write_explanations(path: str | Path, result: BacktestResult) -> None:
+    """JSON lines, one per anomalous row: its time, score, probability and top contributing sensors
+    (share, direction, dominant feature, value, expected range) — what an alert would say."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for row, contributions in sorted(result.explanations.items()):
+            record = {
+                "timestamp": result.timestamp_text[row],
+                "score": float(result.score[row]),
+                "probability": float(result.probability[row]),
+                "sensors": [dataclasses.asdict(c) for c in contributions],
+            }
+            fh.write(json.dumps(record) + "\n")
 
 
 def write_scores_csv(path: str | Path, result: BacktestResult) -> None:
@@ -165,6 +189,7 @@ def backtest_main(
     label_columns: Sequence[str] = (),
     time_column: str | None = None,
     config: Mapping[str, Any] | None = None,
+    explain_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read a log, score it, write the scores CSV; return a summary (metrics when labels are given).
 
@@ -174,8 +199,10 @@ def backtest_main(
     started = time.perf_counter()
     log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns)
     read_s = time.perf_counter() - started
-    result = run_backtest(log, train_rows=train_rows, config=config)
+    result = run_backtest(log, train_rows=train_rows, config=config, explain=explain_path is not None)
     write_scores_csv(out_path, result)
+    if explain_path is not None:
+        write_explanations(explain_path, result)
     elapsed = time.perf_counter() - started
     summary: dict[str, Any] = {
         "log": str(log_path),

@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
     bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     bt.add_argument("--config", help="YAML config whose detector section to use")
+    bt.add_argument("--explain", help="also write JSON lines explaining every anomalous row (top sensors)")
     bt.set_defaults(func=_backtest)
 
     demo = sub.add_parser("demo", help="self-contained demo: in-process broker, embedded storage, injected fault")
@@ -124,6 +125,7 @@ def _backtest(args: argparse.Namespace) -> int:
         label_columns=tuple(args.label_column),
         time_column=args.time_column,
         config=config,
+        explain_path=args.explain,
     )
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "

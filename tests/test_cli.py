@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,17 @@ def test_replay_rejects_a_bad_broker_url(tmp_path: Path, capsys: pytest.CaptureF
     _sensor_log(log)
     assert main(["replay", str(log), "--broker", "http://x:1", "--asset", "p"]) == 2
     assert "mqtt://HOST:PORT" in capsys.readouterr().err
+
+
+def test_backtest_explains_every_anomalous_row(tmp_path: Path) -> None:
+    log, out, explained = tmp_path / "log.csv", tmp_path / "scores.csv", tmp_path / "why.jsonl"
+    _sensor_log(log)
+    args = ["backtest", str(log), "--train-rows", "300", "--label-column", "anomaly", "--out", str(out)]
+    assert main([*args, "--explain", str(explained)]) == 0
+    rows = _read_scores(out)
+    flagged = [r["timestamp"] for r in rows if r["anomaly"] == "1"]
+    records = [json.loads(line) for line in explained.read_text().splitlines()]
+    assert [r["timestamp"] for r in records] == flagged and flagged
+    in_fault = [r for r in records if r["timestamp"] >= "2020-03-09 10:10:20"]  # row 620 on
+    assert in_fault and all(r["sensors"][0]["sensor"] == "temp" for r in in_fault)
+    assert all(r["sensors"][0]["direction"] == "high" for r in in_fault)
