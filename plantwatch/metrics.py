@@ -15,6 +15,7 @@ _HELP = {
     "plantwatch_points_dropped_total": "Points the storage sink refused (400/422), by reason.",
     "plantwatch_sink_retries_total": "Storage sink write attempts that were retried.",
     "plantwatch_rows_scored_total": "Aligned rows scored by the detectors.",
+    "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
     "plantwatch_alerts_opened_total": "Alerts opened.",
     "plantwatch_alerts_resolved_total": "Alerts resolved.",
     "plantwatch_maintenance_alerts_opened_total": "Maintenance alerts opened (projected threshold crossing due).",

@@ -204,6 +204,7 @@ class DetectorStage:
                 return
             except Exception:  # a model bug must not stop ingestion; it is logged and counted
                 self.health.detector_errors += 1
+                self.counters.inc("plantwatch_detector_errors_total")
                 log.exception("detector stage failed on a batch of %d readings", len(readings))
 
     def _process(self, readings: Sequence[Reading]) -> None:
