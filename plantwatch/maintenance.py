@@ -158,11 +158,28 @@ class MaintenanceTracker:
                 state.projection = projection if long_enough else None
                 state.last_trend_ts = ts
             proj = state.projection
-            if proj is None or not proj.due:
-                return None
-            return MaintenanceForecast(
-                verdict.asset, ts, value, proj.eta, proj.eta_low, proj.eta_high, mon.health.drivers(self.n_drivers)
-            )
+            drivers = mon.health.drivers(self.n_drivers)
+            if proj is not None and proj.due:
+                return MaintenanceForecast(verdict.asset, ts, value, proj.eta, proj.eta_low, proj.eta_high, drivers)
+        return self._rul_forecast(verdict.asset, ts, value, drivers)
+
+    def _rul_forecast(
+        self, asset: str, ts: float, health: float, drivers: tuple[str, ...]
+    ) -> MaintenanceForecast | None:
+        """With a supervised RUL model: due when the predicted remaining life is within the horizon."""
+        estimate = self.rul.estimates().get(asset) if self.rul is not None else None
+        if estimate is None or estimate.rul_s > self.horizon_s:
+            return None
+        elapsed = max(ts - estimate.updated_at_ns / 1e9, 0.0)  # time since the prediction's last row
+        return MaintenanceForecast(
+            asset,
+            ts,
+            health,
+            estimate.rul_s - elapsed,
+            estimate.low_s - elapsed,
+            estimate.high_s - elapsed,
+            drivers,
+        )
 
     def driver_contributions(self, asset: str) -> tuple[Contribution, ...]:
         """The asset's drivers as alert ``top_sensors``: value = smoothed drift z, expected range = ±threshold."""

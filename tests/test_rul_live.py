@@ -75,7 +75,7 @@ def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Pa
         queue.Queue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
-        detector_config=lambda asset: {},
+        detector_config=lambda asset: {"baseline_rows": 20},  # scored verdicts drive the alert check
         counters=Counters(),
         health=StageHealth(),
         stop=threading.Event(),
@@ -92,7 +92,7 @@ def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Pa
         for i in range(0, cut, 10):
             stage._process([Reading("pump-1", ts, values) for ts, values in rows[i : i + 10]])
             [entry] = client.get("/maintenance").json() or [None]
-            if entry is not None and entry["rul_s"] is not None and (not seen or entry != seen[-1]):
+            if entry is not None and entry["rul_s"] is not None and (not seen or entry["rul_s"] != seen[-1]["rul_s"]):
                 seen.append(entry)
     assert len(seen) == cut // 20
     for e in seen:
@@ -104,6 +104,9 @@ def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Pa
     assert ruls[-1] < 400  # true: 100 s
     assert ruls[-1] <= min(ruls[: len(ruls) // 2])  # decreasing over time
     assert seen[-1]["updated_at"] == "2023-11-14T22:43:20Z"  # event time of the last row predicted on (cycle 180)
+    # A predicted remaining life inside the horizon (24 h) opens the asset's maintenance alert.
+    [alert] = store.list(kind="maintenance")
+    assert alert.asset == "pump-1" and alert.state == "open"
     store.close()
 
 
