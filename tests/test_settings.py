@@ -114,3 +114,33 @@ def test_detector_settings_feed_the_backtest_config() -> None:
     config = load_settings(None, storage__kind="sqlite").detector.as_config()
     assert config["max_staleness_ns"] == 30 * 10**9
     assert 0 < config["exit"] <= config["enter"] < 1
+
+
+def test_embedded_yaml_states_the_same_defaults_as_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A --config file with a partial section gets the model's defaults for the rest: they must be the
+    # values configs/plantwatch.yaml documents, or the two would silently disagree.
+    monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "t")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_settings(empty).model_dump() == load_settings().model_dump()
+
+
+def test_detector_defaults_match_the_monitor_defaults() -> None:
+    # The backtest and tests often build AssetMonitor without settings; its defaults must be the product's.
+    import inspect
+
+    from detector.monitor import AssetMonitor
+
+    config = load_settings(None, storage__kind="sqlite").detector.as_config()
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(AssetMonitor).parameters.items()
+        if p.kind == p.KEYWORD_ONLY and name in config and name != "max_staleness_ns"
+    }
+    assert defaults, "no shared keys found"
+    for name, default in defaults.items():
+        value = config[name]
+        expected = list(default) if isinstance(default, tuple) else default
+        if name == "detector_params":
+            expected = dict(default or {})
+        assert value == expected, name
