@@ -502,7 +502,7 @@ class AssetMonitor:
 
     def feed(self, reading_ts_ns: int, values: Mapping[str, float]) -> list[Verdict]:
         """Live path: one reading through the aligner; verdicts for the rows it completes."""
-        return self._process_rows(self.aligner_.update(reading_ts_ns, values))
+        return self.process_rows(self.aligner_.update(reading_ts_ns, values))
 
     def feed_many(self, readings: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         """Live path for a micro-batch: align every reading, then score all completed rows at once.
@@ -510,16 +510,20 @@ class AssetMonitor:
         Same verdicts as calling :meth:`feed` per reading (scoring is causal and batch-invariant),
         but one vectorized ``process`` call instead of one per row.
         """
+        return self.process_rows(self.align(readings))
+
+    def align(self, readings: Iterable[tuple[int, Mapping[str, float]]]) -> list[tuple[int, np.ndarray]]:
+        """The aligned rows (in :attr:`sensor_names` order) that these readings complete."""
         rows: list[tuple[int, np.ndarray]] = []
         for ts_ns, values in readings:
             rows.extend(self.aligner_.update(ts_ns, values))
-        return self._process_rows(rows)
+        return rows
 
     def flush(self) -> list[Verdict]:
         """End of stream: verdicts for what the aligner still holds (``FrameAligner.flush``)."""
-        return self._process_rows(self.aligner_.flush())
+        return self.process_rows(self.aligner_.flush())
 
-    def _process_rows(self, rows: Sequence[tuple[int, np.ndarray]]) -> list[Verdict]:
+    def process_rows(self, rows: Sequence[tuple[int, np.ndarray]]) -> list[Verdict]:
         if not rows:
             return []
         ts = np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows))

@@ -214,11 +214,14 @@ class DetectorStage:
         verdicts: list[Verdict] = []
         rul = self.maintenance.rul if self.maintenance is not None else None
         for asset, batch in by_asset.items():
-            if rul is not None:
-                rul.observe(asset, batch)
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
             was_warm = monitor.is_warm
-            verdicts.extend(monitor.feed_many(batch))
+            rows = monitor.align(batch)
+            if rul is not None and rows and monitor.sensor_names:
+                # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
+                names = monitor.sensor_names
+                rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
+            verdicts.extend(monitor.process_rows(rows))
             if monitor.is_warm and not was_warm and self.models is not None:
                 self.models.save(monitor)  # a fresh baseline survives a crash
         if not verdicts:

@@ -145,3 +145,33 @@ def test_config_accepts_an_existing_model_dir(model_dir: Path) -> None:
     s = load_settings(storage__kind="sqlite", maintenance__rul_model=str(model_dir), maintenance__rul_time_unit_s=3600)
     assert s.maintenance.rul_model == str(model_dir) and s.maintenance.rul_time_unit_s == 3600
     assert s.maintenance.rul_every_rows == 60 and s.maintenance.rul_history_rows == 2000
+
+
+def test_sensors_published_one_per_message_still_reach_the_model(model_dir: Path, tmp_path: Path) -> None:
+    from ingest.messages import Reading
+
+    rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
+    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    stage = DetectorStage(
+        queue.Queue(),
+        sink=_NullSink(),  # type: ignore[arg-type]
+        alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
+        detector_config=lambda asset: {"baseline_rows": 20, "max_staleness_ns": int(2 * UNIT_S * 1e9)},
+        counters=Counters(),
+        health=StageHealth(),
+        stop=threading.Event(),
+        maintenance=tracker,
+    )
+    t, X, S = unit(200, np.random.default_rng(7))
+    per_sensor = [
+        Reading("pump-2", ts, {name: value})
+        for ts, values in _rows(t[:190], X[:190], S[:190])
+        for name, value in values.items()
+    ]
+    for i in range(0, len(per_sensor), 70):
+        stage._process(per_sensor[i : i + 70])
+    estimate = rul.estimates()["pump-2"]
+    assert estimate.low_s <= estimate.rul_s <= estimate.high_s
+    assert estimate.rul_s < 400  # true remaining life at the end: 100 s
+    store.close()
