@@ -85,7 +85,7 @@ class DetectorMixin:
         ]
         return {name: copy.deepcopy(getattr(self, name)) for name in names}
 
-    # The monitor's current ``Scorer`` protocol reads ``median_``; keep it working for every detector.
+    # ``median_`` is the robust detector's historical name for ``center_``; every detector answers to it.
     @property
     def median_(self) -> np.ndarray:
         return self.center_
@@ -149,7 +149,7 @@ def first_positive(*candidates: np.ndarray, fallback: float) -> np.ndarray:
 
 
 def direction_sign(z: np.ndarray) -> np.ndarray:
-    """+1 where ``z >= 0`` else -1: the same "high"/"low" rule as ``top_contributions``."""
+    """+1 where ``z >= 0`` else -1: the same "high"/"low" rule as the monitor's explanations."""
     return np.where(z >= 0, 1.0, -1.0)
 
 

@@ -321,10 +321,12 @@ class AssetMonitor:
 
     def _remember_normal(self, F: np.ndarray) -> None:
         assert self._ring is not None
-        for row in F[-self._ring.shape[0] :]:
-            self._ring[self._ring_next] = row
-            self._ring_next = (self._ring_next + 1) % self._ring.shape[0]
-            self._ring_size = min(self._ring_size + 1, self._ring.shape[0])
+        capacity = self._ring.shape[0]
+        F = F[-capacity:]
+        slots = (self._ring_next + np.arange(F.shape[0])) % capacity
+        self._ring[slots] = F
+        self._ring_next = int((self._ring_next + F.shape[0]) % capacity)
+        self._ring_size = min(self._ring_size + F.shape[0], capacity)
 
     def _refit_from_ring(self) -> None:
         self._since_refit = 0

@@ -165,7 +165,6 @@ class DetectorStage:
         health: StageHealth,
         stop: threading.Event,
         models: ModelPersistence | None = None,
-        on_verdicts: Callable[[Sequence[Verdict]], None] | None = None,
         maintenance: MaintenanceTracker | None = None,
     ) -> None:
         self.upstream = upstream
@@ -176,7 +175,6 @@ class DetectorStage:
         self.counters = counters
         self.health = health
         self.stop = stop
-        self.on_verdicts = on_verdicts
         self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
 
@@ -235,8 +233,6 @@ class DetectorStage:
                 _log_alert_event(event)
             if self.maintenance is not None and not verdict.warming_up:
                 self._track_maintenance(verdict)
-        if self.on_verdicts is not None:
-            self.on_verdicts(verdicts)
 
     def _track_maintenance(self, verdict: Verdict) -> None:
         """Health trend of the verdict's asset; a due forecast opens/extends its maintenance alert."""

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.align import FrameAligner
-from detector.contributions import top_contributions
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from detector.robust import RobustZScore
 
@@ -140,23 +139,6 @@ def test_robust_detector_finds_step_fault_and_names_the_sensor() -> None:
     assert in_fault and all(v.contributions[0].sensor == "s3" for v in in_fault)
     first = in_fault[0].contributions[0]
     assert first.direction == "high" and first.value > first.expected_high
-
-
-# -- contributions --------------------------------------------------------------------------
-
-
-def test_top_contributions_shares_direction_range() -> None:
-    z = np.array([1.0, -3.0, 0.0, 2.0])
-    median, scale = np.array([10.0, 20.0, 30.0, 40.0]), np.array([1.0, 2.0, 3.0, 4.0])
-    values = median + z * scale
-    out = top_contributions(("a", "b", "c", "d"), values, z, median, scale, k=3)
-    assert [c.sensor for c in out] == ["b", "d", "a"]
-    assert [c.direction for c in out] == ["low", "high", "high"]
-    assert out[0].share == pytest.approx(9 / 14) and sum(c.share for c in out) == pytest.approx(1.0)
-    assert (out[0].expected_low, out[0].expected_high) == (14.0, 26.0)
-    assert out[0].value == 14.0
-    zero = top_contributions(("a", "b"), np.zeros(2), np.zeros(2), np.zeros(2), np.ones(2), k=5)
-    assert len(zero) == 2 and all(c.share == 0.0 for c in zero)
 
 
 # -- AssetMonitor ---------------------------------------------------------------------------
