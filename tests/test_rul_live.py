@@ -66,21 +66,26 @@ def _rows(t: np.ndarray, X: np.ndarray, S: np.ndarray) -> list[tuple[int, dict[s
     ]
 
 
-def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Path) -> None:
-    rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
-    assert rul.model_name == "rul:pump-rul"
-    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
-    store = SqliteAlertStore(tmp_path / "alerts.db")
-    stage = DetectorStage(
+def _stage(store: SqliteAlertStore, tracker: MaintenanceTracker, detector_config: dict[str, object]) -> DetectorStage:
+    """The live detector stage with a maintenance tracker, storage left out."""
+    return DetectorStage(
         queue.Queue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
-        detector_config=lambda asset: {"baseline_rows": 20},  # scored verdicts drive the alert check
+        detector_config=lambda asset: dict(detector_config),
         counters=Counters(),
         health=StageHealth(),
         stop=threading.Event(),
         maintenance=tracker,
     )
+
+
+def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Path) -> None:
+    rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
+    assert rul.model_name == "rul:pump-rul"
+    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    stage = _stage(store, tracker, {"baseline_rows": 20})  # scored verdicts drive the alert check
     from ingest.messages import Reading
 
     t, X, S = unit(200, np.random.default_rng(7))
@@ -153,16 +158,7 @@ def test_sensors_published_one_per_message_still_reach_the_model(model_dir: Path
     rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
     tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
     store = SqliteAlertStore(tmp_path / "alerts.db")
-    stage = DetectorStage(
-        queue.Queue(),
-        sink=_NullSink(),  # type: ignore[arg-type]
-        alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
-        detector_config=lambda asset: {"baseline_rows": 20, "max_staleness_ns": int(2 * UNIT_S * 1e9)},
-        counters=Counters(),
-        health=StageHealth(),
-        stop=threading.Event(),
-        maintenance=tracker,
-    )
+    stage = _stage(store, tracker, {"baseline_rows": 20, "max_staleness_ns": int(2 * UNIT_S * 1e9)})
     t, X, S = unit(200, np.random.default_rng(7))
     per_sensor = [
         Reading("pump-2", ts, {name: value})
