@@ -46,6 +46,8 @@ class NotFittedError(ValueError, AttributeError):
 # Consistency constants: these make MAD and IQR estimate the standard deviation for Gaussian data.
 MAD_TO_SIGMA = 1.4826
 IQR_TO_SIGMA = 1.0 / 1.349
+# Percent clipped at each end before the spread's standard deviation: a few spikes do not count.
+WINSOR_PERCENT = 1.0
 
 
 @runtime_checkable
@@ -123,19 +125,29 @@ def as_2d(X: np.ndarray) -> np.ndarray:
 
 
 def robust_center_scale(X: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column median and robust spread.
+    """Per-column median and a robust spread that quantised sensors cannot collapse.
 
-    Spread falls back MAD·1.4826 → IQR/1.349 → std → ``eps``, so a mostly constant sensor
-    (MAD 0) still gets a data-driven spread if it varies at all, and a truly constant one gets
-    ``eps``: any later movement of it is then (rightly) extreme. NaN-aware, so a caller fitting
-    directly on a log with gaps still gets sane statistics.
+    Spread = the larger of MAD·1.4826 and the standard deviation of the values winsorised at the
+    ``WINSOR_PERCENT`` and ``100 - WINSOR_PERCENT`` percentiles. MAD alone is not enough: a sensor
+    that reports in steps (a flow meter reading 31, 32 or 33 l/min, each with a little jitter) has
+    more than half of its values on one step, so its MAD is the jitter (1e-3) while the real spread
+    is the step (~0.5). Standardised by the MAD, an ordinary step reads as z ≈ 700 and that one
+    sensor swamps every multivariate statistic. The winsorised standard deviation sees the steps
+    but, like the MAD, ignores a few spikes (anything beyond the clipping percentiles counts only
+    as the percentile). If both are zero the spread falls back to IQR/1.349, the plain standard
+    deviation, then ``eps``: a truly constant sensor gets ``eps``, so any later movement of it is
+    (rightly) extreme. NaN-aware, so a caller fitting directly on a log with gaps still gets sane
+    statistics.
     """
     median = np.nanmedian(X, axis=0)
     mad = np.nanmedian(np.abs(X - median), axis=0) * MAD_TO_SIGMA
+    low, high = np.nanpercentile(X, [WINSOR_PERCENT, 100.0 - WINSOR_PERCENT], axis=0)
+    winsorised = np.nanstd(np.clip(X, low, high), axis=0)
     q75, q25 = np.nanpercentile(X, [75.0, 25.0], axis=0)
     iqr = (q75 - q25) * IQR_TO_SIGMA
     std = np.nanstd(X, axis=0)
-    return np.nan_to_num(median, nan=0.0), first_positive(mad, iqr, std, fallback=float(eps))
+    spread = np.fmax(mad, winsorised)  # fmax: a NaN (all-NaN column) defers to the fallbacks
+    return np.nan_to_num(median, nan=0.0), first_positive(spread, iqr, std, fallback=float(eps))
 
 
 def first_positive(*candidates: np.ndarray, fallback: float) -> np.ndarray:

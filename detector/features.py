@@ -343,3 +343,62 @@ def _rolling_features(
     out = np.stack([cols[name] for name in features], axis=2)  # (n, d, features)
     out = np.where(finite[:, :, None], out, np.nan)
     return out.reshape(n, d * nf)
+
+
+# Features that judge where a sensor *is* (its level). A sensor whose level wanders slowly over the
+# baseline can only be judged by the others (how it moves), see ``level_drift_ratio``.
+LEVEL_FEATURES = ("raw", "level")
+
+
+def level_drift_ratio(ts_ns: np.ndarray, X: np.ndarray, window_s: float) -> np.ndarray:
+    """Per sensor: variance of its rolling level that *no other sensor accounts for* ÷ its noise's.
+
+    For a sensor that is a steady value plus white noise of variance ``s²``, the mean of ``m``
+    samples varies by ``s² / m``, so the ratio is about 1. A sensor whose level wanders slowly on
+    its own (a temperature following ambient) has a ratio of hundreds: its rolling level moves far
+    more than its noise explains. Wandering that other sensors share (flow, current and pressure
+    all following the load) is taken out first — each sensor's level is regressed (least squares)
+    on the other sensors' levels and only the residual counts — because a multivariate model
+    learns that shared movement and judges deviations from it; only unexplained wandering is
+    something a short baseline cannot judge. ``s²`` comes from consecutive differences
+    (``var(diff) / 2``), which a slow wander barely touches; ``m`` is the median number of rows per
+    window. Constant sensors get 0; a noiseless sensor whose level still moves gets ``inf``.
+    Rows must be finite and in time order; rows whose window is not yet full are left out.
+    """
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    X = np.asarray(X, dtype=np.float64)
+    window_ns = int(round(float(window_s) * _NS_PER_S))
+    level = _rolling_features(ts, X, window_ns, ("level",), 1)
+    rows_in_window = np.arange(ts.size) - np.searchsorted(ts, ts - window_ns, side="right") + 1
+    settled = ts >= ts[0] + window_ns
+    if settled.sum() < 2:
+        settled = np.ones(ts.size, dtype=bool)
+    m = float(np.median(rows_in_window[settled]))
+    unexplained_var = _unexplained_variance(level[settled])
+    noise_var = np.var(np.diff(X, axis=0), axis=0) / 2.0 if ts.size > 1 else np.zeros(X.shape[1])
+    explained_by_noise = noise_var / max(m, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(
+            explained_by_noise > 0,
+            unexplained_var / explained_by_noise,
+            np.where(unexplained_var > 0, np.inf, 0.0),
+        )
+    return np.asarray(ratio, dtype=np.float64)
+
+
+def _unexplained_variance(L: np.ndarray) -> np.ndarray:
+    """Per column, the variance left after a least-squares fit on the other columns (plus a constant)."""
+    centred = L - L.mean(axis=0)
+    spread = centred.std(axis=0)
+    Z = centred / np.where(spread > 0, spread, 1.0)  # unit columns: a well-conditioned fit
+    d = Z.shape[1]
+    out = np.empty(d)
+    for j in range(d):
+        others = np.delete(Z, j, axis=1)
+        if others.shape[1]:
+            coef = np.linalg.lstsq(others, Z[:, j], rcond=None)[0]
+            residual = Z[:, j] - others @ coef
+        else:
+            residual = Z[:, j]
+        out[j] = float(np.var(residual)) * spread[j] ** 2
+    return out

@@ -14,6 +14,18 @@ the older part and the calibrator on the newest ``calibration_fraction``. Calibr
 detector has seen would make new normal rows look rarer than they are (flexible detectors such as
 PCA and IForest fit their own baseline closely), so "probability 0.99" would not mean 1 %.
 
+Drifting sensors. A short baseline cannot say where a slowly wandering sensor (a motor or fluid
+temperature following ambient and load) will be an hour later: judged by its level, every normal
+excursion beyond the baseline's few minutes would alarm. So, at the end of the baseline, each
+sensor's ``level_drift_ratio`` (variance of its rolling level that the other sensors' levels do
+not account for ÷ what its sample noise explains; about 1 for a steady sensor, and for sensors
+that move together with others, whose joint movement the model learns) is compared with
+``drift_ratio``: above it, the sensor's level
+features (``raw``, ``level``) are left out of the model and it is judged only by how it moves
+(``spread``, ``slope``, ``residual``, ``range``, whichever are configured). ``drifting_sensors``
+names them. When every sensor drifts (a single-sensor stream) none is left out; ``drift_ratio=0``
+turns the rule off.
+
 Causality. Features only look back; detectors score row-wise; the alarm is sequential; adaptation
 refits at fixed row counts. So any split of the rows into micro-batches gives identical results,
 and truncating the input never changes earlier outputs.
@@ -40,7 +52,7 @@ from detector.alarm import HysteresisAlarm
 from detector.align import FrameAligner
 from detector.base import Detector
 from detector.calibration import EmpiricalCalibrator, PotCalibrator, holdout_split
-from detector.features import RollingFeatures
+from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio
 from detector.registry import make_detector
 from detector.types import Contribution, Verdict
 
@@ -80,12 +92,12 @@ class AssetMonitor:
         baseline_rows: int = 600,
         detector: str = "pca_spc",
         detector_params: Mapping[str, Any] | None = None,
-        features: Sequence[str] | None = ("raw", "level", "spread"),
+        features: Sequence[str] | None = ("level", "spread"),
         window_s: float | None = None,
-        window_samples: int = 30,
+        window_samples: int = 20,
         calibration: str = "empirical",
         calibration_fraction: float = 0.3,
-        calibration_folds: int = 5,
+        calibration_folds: int = 10,
         enter: float = 0.999,
         exit: float = 0.99,
         min_duration: int = 3,
@@ -96,6 +108,7 @@ class AssetMonitor:
         discovery_ns: int | None = None,
         adapt: bool = False,
         adapt_every: int = 1000,
+        drift_ratio: float = 20.0,
     ) -> None:
         self.asset = asset
         self.sensors = sensors
@@ -118,6 +131,7 @@ class AssetMonitor:
         self.discovery_ns = discovery_ns
         self.adapt = adapt
         self.adapt_every = adapt_every
+        self.drift_ratio = drift_ratio
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -137,6 +151,8 @@ class AssetMonitor:
         self.expected_low_: np.ndarray | None = None
         self.expected_high_: np.ndarray | None = None
         self.center_: np.ndarray | None = None
+        self.drifting_: np.ndarray | None = None  # per sensor: level wanders over the baseline
+        self.columns_: np.ndarray | None = None  # feature columns the model uses (None = all)
         self._baseline_ts: list[np.ndarray] = []
         self._baseline_X: list[np.ndarray] = []
         self._baseline_count = 0
@@ -164,6 +180,8 @@ class AssetMonitor:
             raise ValueError(f"window_s must be > 0, got {self.window_s}")
         if self.window_samples < 2:
             raise ValueError(f"window_samples must be >= 2, got {self.window_samples}")
+        if not self.drift_ratio >= 0:
+            raise ValueError(f"drift_ratio must be >= 0 (0 = off), got {self.drift_ratio}")
         if self.adapt and self.adapt_every < 1:
             raise ValueError(f"adapt_every must be >= 1, got {self.adapt_every}")
         make_detector(self.detector, self.detector_params)  # fails early on unknown kinds/params
@@ -233,7 +251,38 @@ class AssetMonitor:
         return ts, X
 
     def _feature_rows(self, F: np.ndarray, X: np.ndarray) -> np.ndarray:
-        return X if not self.features else F
+        rows = X if not self.features else F
+        return rows if self.columns_ is None else rows[:, self.columns_]
+
+    @property
+    def _column_features(self) -> tuple[str, ...]:
+        """The feature of each sensor's columns, in column order (``raw`` when features are off)."""
+        return tuple(self.features) if self.features else ("raw",)
+
+    @property
+    def drifting_sensors(self) -> tuple[str, ...]:
+        """Sensors whose level wandered over the baseline, judged only by how they move."""
+        if self.drifting_ is None:
+            return ()
+        names = self.sensor_names or tuple(f"x{j}" for j in range(self.drifting_.size))
+        return tuple(name for name, drifting in zip(names, self.drifting_.tolist(), strict=True) if drifting)
+
+    def _choose_columns(self, ts: np.ndarray, X: np.ndarray) -> None:
+        """Leave the level features of drifting sensors out of the model (see the module docstring)."""
+        assert self.window_s_ is not None
+        d = X.shape[1]
+        drifting = np.zeros(d, dtype=bool)
+        if self.drift_ratio > 0:
+            drifting = level_drift_ratio(ts, X, self.window_s_) > self.drift_ratio
+            if drifting.all():
+                drifting[:] = False  # nothing steady to lean on: judge every sensor by its level
+        judged_by_level = np.array([f in LEVEL_FEATURES for f in self._column_features])
+        columns = ~(drifting[:, None] & judged_by_level[None, :]).ravel()
+        if not columns.any():
+            drifting[:] = False
+            columns[:] = True
+        self.drifting_ = drifting
+        self.columns_ = None if columns.all() else columns
 
     def _score_segments(
         self, rows: np.ndarray, F: np.ndarray, score: np.ndarray, probability: np.ndarray, anomaly: np.ndarray
@@ -286,6 +335,7 @@ class AssetMonitor:
     def _fit_baseline(self, ts: np.ndarray, X: np.ndarray) -> None:
         self.window_s_ = self.window_s if self.window_s is not None else _window_from_sampling(ts, self.window_samples)
         self.features_ = RollingFeatures(self.window_s_, self.features or ("raw",))
+        self._choose_columns(ts, X)
         F = self._feature_rows(self.features_.update(ts, X), X)
         F = F[_settled_rows(ts, self.window_s_ if self.features else 0.0)]
         low, high = np.percentile(X, EXPECTED_RANGE_QUANTILES, axis=0)
@@ -354,6 +404,7 @@ class AssetMonitor:
         "calibration_folds",
         "adapt",
         "adapt_every",
+        "drift_ratio",
     )
 
     def model_settings(self) -> dict[str, Any]:
@@ -385,6 +436,10 @@ class AssetMonitor:
         state["window_s"] = float(self.window_s_ or 0.0)
         state["expected_low"], state["expected_high"] = self.expected_low_, self.expected_high_
         state["center"] = self.center_
+        assert self.drifting_ is not None
+        state["drifting"] = self.drifting_.astype(np.int8)
+        if self.columns_ is not None:
+            state["columns"] = self.columns_.astype(np.int8)
         state.update(_prefixed("detector/", self.detector_.get_state()))
         state.update(_prefixed("calibrator/", self.calibrator_.get_state()))
         state.update(_prefixed("features/", self.features_.get_state()))
@@ -418,6 +473,8 @@ class AssetMonitor:
         self.expected_low_ = np.asarray(state["expected_low"])
         self.expected_high_ = np.asarray(state["expected_high"])
         self.center_ = np.asarray(state["center"])
+        self.drifting_ = np.asarray(state["drifting"]).astype(bool)
+        self.columns_ = np.asarray(state["columns"]).astype(bool) if "columns" in state else None
         detector = make_detector(self.detector, self.detector_params)
         self.detector_ = detector.set_state(_unprefixed("detector/", state))
         self.calibrator_ = CALIBRATORS[self.calibration]().set_state(_unprefixed("calibrator/", state))
@@ -471,6 +528,10 @@ class AssetMonitor:
             return {}
         names = self.sensor_names or tuple(f"x{j}" for j in range(X.shape[1]))
         per_feature = self.detector_.contributions(F[pick])
+        if self.columns_ is not None:  # back to every sensor's columns; left-out ones contribute 0
+            full = np.zeros((pick.size, self.columns_.size))
+            full[:, self.columns_] = per_feature
+            per_feature = full
         rows = scored_rows[pick]
         return {int(r): self._top(names, X[r], per_feature[j]) for j, r in enumerate(rows.tolist())}
 
@@ -482,6 +543,7 @@ class AssetMonitor:
         magnitude = per_sensor.sum(axis=1)
         total = float(magnitude.sum())
         order = np.argsort(-magnitude, kind="stable")[: self.top_k]
+        order = order[magnitude[order] > 0]  # a sensor that adds nothing to the score is no explanation
         assert self.expected_low_ is not None and self.expected_high_ is not None and self.center_ is not None
         out = []
         for i in order.tolist():
@@ -495,7 +557,7 @@ class AssetMonitor:
                     value=float(values[i]),
                     expected_low=float(self.expected_low_[i]),
                     expected_high=float(self.expected_high_[i]),
-                    feature=(self.features or ("raw",))[dominant],
+                    feature=self._column_features[dominant],
                 )
             )
         return tuple(out)

@@ -45,7 +45,7 @@ class RobustZScore(DetectorMixin):
     """Median / robust-scale standardisation per sensor; higher score = more anomalous.
 
     Learned state: ``center_`` (alias ``median_``) and ``scale_`` (shape ``(d,)``),
-    ``n_features_in_``. Scale falls back MAD·1.4826 → IQR/1.349 → std → ``eps`` per sensor (see
+    ``n_features_in_``. Scale: the larger of MAD·1.4826 and a winsorised std, then fallbacks (see
     ``robust_center_scale``). Unlike the other detectors, ``fit`` tolerates NaN (nan-aware
     statistics), because the skeleton's callers rely on it.
     """

@@ -137,18 +137,19 @@ class DetectorTuning(_Section):
     min_duration: int | None = Field(default=None, ge=1)
     exit_duration: int | None = Field(default=None, ge=1)
     suppress_rows: int | None = Field(default=None, ge=0)
+    drift_ratio: float | None = Field(default=None, ge=0)
 
 
 class DetectorSettings(_Section):
     kind: str = "pca_spc"
     params: dict[str, Any] = Field(default_factory=dict)
-    features: list[str] | None = Field(default_factory=lambda: ["raw", "level", "spread"])
+    features: list[str] | None = Field(default_factory=lambda: ["level", "spread"])
     window_s: float | None = Field(default=None, gt=0)
-    window_samples: int = Field(default=30, ge=2)
+    window_samples: int = Field(default=20, ge=2)
     baseline_rows: int = Field(default=600, ge=10)
     calibration: Literal["pot", "empirical"] = "empirical"
     calibration_fraction: float = Field(default=0.3, gt=0, lt=1)
-    calibration_folds: int = Field(default=5, ge=0)
+    calibration_folds: int = Field(default=10, ge=0)
     enter: float = Field(default=0.999, gt=0, lt=1)
     exit: float = Field(default=0.99, gt=0, lt=1)
     min_duration: int = Field(default=3, ge=1)
@@ -158,6 +159,7 @@ class DetectorSettings(_Section):
     max_staleness_s: float = Field(default=30.0, gt=0)
     adapt: bool = False
     adapt_every: int = Field(default=1000, ge=1)
+    drift_ratio: float = Field(default=20.0, ge=0)
     model_dir: str | None = None
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
 
@@ -192,6 +194,7 @@ class DetectorSettings(_Section):
             "max_staleness_ns": int(self.max_staleness_s * 1e9),
             "adapt": self.adapt,
             "adapt_every": self.adapt_every,
+            "drift_ratio": self.drift_ratio,
         }
         tuning = self.assets.get(asset) if asset is not None else None
         if tuning is not None:

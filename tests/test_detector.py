@@ -103,16 +103,35 @@ def test_aligner_rows_are_copies() -> None:
 def test_robust_scale_fallbacks() -> None:
     n = 101
     mostly_constant = np.zeros(n)
-    mostly_constant[:30] = 1.0  # MAD = 0, IQR > 0
+    mostly_constant[:30] = 1.0  # MAD = 0; a real step that 30 % of the rows take
     rare_spike = np.zeros(n)
-    rare_spike[0] = 10.0  # MAD = 0, IQR = 0, std > 0
+    rare_spike[0] = 10.0  # MAD = 0, winsorised std = 0, IQR = 0, std > 0
     X = np.column_stack([np.arange(n, dtype=float), mostly_constant, rare_spike, np.full(n, 5.0)])
     det = RobustZScore(eps=1e-6).fit(X)
     assert det.scale_[0] == pytest.approx(np.median(np.abs(np.arange(n) - 50)) * 1.4826)
-    assert det.scale_[1] == pytest.approx(1.0 / 1.349)
+    assert det.scale_[1] == pytest.approx(np.std(mostly_constant))
     assert det.scale_[2] == pytest.approx(np.std(rare_spike))
     assert det.scale_[3] == 1e-6
     assert det.median_.tolist() == [50.0, 0.0, 0.0, 5.0]
+
+
+def test_robust_scale_of_a_quantised_sensor_is_its_step_not_its_jitter() -> None:
+    # A flow meter that reads whole l/min with 1e-3 jitter, 60 % of the time on 32: MAD ~ jitter.
+    rng = np.random.default_rng(3)
+    steps = rng.choice([31.0, 32.0, 33.0], size=600, p=[0.2, 0.6, 0.2])
+    flow = steps + rng.normal(0.0, 1e-3, size=600)
+    det = RobustZScore().fit(flow[:, None])
+    assert det.scale_[0] == pytest.approx(np.std(steps), rel=0.05)  # ~0.63, not ~1e-3
+    z = det.contributions(np.array([[31.0]]))[0, 0]
+    assert -3.0 < z < -1.0  # an ordinary step down is an ordinary deviation
+
+
+def test_robust_scale_ignores_a_few_spikes() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 1.0, size=1000)
+    x[::200] = 1e6  # five spikes, 0.5 % of the rows
+    det = RobustZScore().fit(x[:, None])
+    assert 0.9 < det.scale_[0] < 1.2
 
 
 def test_robust_score_is_rms_of_signed_z() -> None:

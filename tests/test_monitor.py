@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from detector.base import join_state, split_state
+from detector.features import level_drift_ratio
 from detector.monitor import SCORED, SKIPPED, AssetMonitor
 
 SENSORS = ("flow", "current", "pressure", "temp")
@@ -165,3 +166,85 @@ def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_pat
     broken = monitor()
     models.restore(broken)
     assert not broken.is_warm and broken.rows_seen_ == 0
+
+
+# -- drifting sensors -------------------------------------------------------------------------
+
+
+def _wandering(n: int, seed: int) -> np.ndarray:
+    """A slow, smooth wander (a temperature following ambient): integrated noise, smoothed."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 0.05, n))
+    return np.convolve(walk, np.ones(50) / 50, mode="same")
+
+
+def test_level_drift_ratio_separates_wandering_from_steady_and_shared_movement() -> None:
+    n = 600
+    rng = np.random.default_rng(1)
+    ts = (1_700_000_000 + np.arange(n, dtype=np.int64)) * 10**9
+    load = np.sin(np.arange(n) / 40)  # flow and current both follow the load
+    X = np.column_stack(
+        [
+            30 + load + rng.normal(0, 0.2, n),  # flow
+            2 + 0.05 * load + rng.normal(0, 0.01, n),  # current, explained by the flow
+            rng.normal(1.0, 0.1, n),  # pressure: steady
+            60 + 20 * _wandering(n, 2) + rng.normal(0, 0.05, n),  # temperature: wanders on its own
+            np.full(n, 5.0),  # constant
+        ]
+    )
+    ratio = level_drift_ratio(ts, X, 20.0)
+    assert ratio[3] > 100
+    assert (ratio[[0, 1, 2]] < 5).all()
+    assert ratio[4] == 0.0
+
+
+def _drifting_plant(n: int = 2400, step: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(9)
+    flow = 32 + rng.normal(0, 0.45, n)
+    if step is not None:
+        flow[step[0] : step[1]] -= 1.5  # a valve closes partly: the flow drops and stays down
+    t = np.arange(n)
+    # The motor temperature wobbles with the ambient during the baseline, then warms up by 4 °C.
+    temp = 70 + 0.3 * np.sin(2 * np.pi * t / 300) + 4.0 * np.clip((t - 400) / 2000, 0, None) + rng.normal(0, 0.05, n)
+    X = np.column_stack([flow, rng.normal(1.0, 0.25, n), temp])
+    ts = (1_700_000_000 + np.arange(n, dtype=np.int64)) * 10**9
+    return ts, X
+
+
+def test_a_wandering_sensor_is_judged_by_how_it_moves_not_where_it_is() -> None:
+    ts, X = _drifting_plant()
+    m = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    out = m.process_arrays(ts, X)
+    assert m.drifting_sensors == ("temp",)
+    assert X[2000:, 2].min() > X[:400, 2].max() + 2  # it leaves the baseline's range far behind ...
+    assert out.anomaly[400:].mean() < 0.02  # ... and is not alarmed on
+    judged_by_level = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400, drift_ratio=0)
+    assert judged_by_level.process_arrays(ts, X).anomaly[400:].mean() > 0.2
+    assert judged_by_level.drifting_sensors == ()
+
+
+def test_a_steady_sensor_beside_a_wandering_one_is_still_watched_and_explained(tmp_path: Path) -> None:
+    ts, X = _drifting_plant(step=(1500, 1900))
+    m = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    out, explanations = m.process_explained(ts, X)
+    assert out.anomaly[1530:1900].mean() > 0.9
+    assert out.anomaly[400:1500].mean() < 0.02
+    tops = [explanations[i][0] for i in range(1530, 1900) if i in explanations]
+    assert tops and all(c.sensor == "flow" and c.direction == "low" for c in tops)
+    # the temperature is still watched, but only by its spread
+    assert all(c.feature == "spread" for i in explanations for c in explanations[i] if c.sensor == "temp")
+    # the choice of columns survives a restart
+    restored = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    first = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    first.process_arrays(ts[:1000], X[:1000])
+    restored.set_state(_through_disk(first.get_state(), tmp_path))
+    assert restored.drifting_sensors == ("temp",)
+    assert np.array_equal(restored.process_arrays(ts[1000:], X[1000:]).score, out.score[1000:])
+
+
+def test_a_single_wandering_sensor_is_still_judged_by_its_level() -> None:
+    ts, X = _drifting_plant()
+    m = AssetMonitor("oven", ("temp",), baseline_rows=400)
+    m.process_arrays(ts, X[:, 2:])
+    assert m.drifting_sensors == ()
+    assert m.columns_ is None
