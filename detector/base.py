@@ -139,15 +139,20 @@ def robust_center_scale(X: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarr
     (rightly) extreme. NaN-aware, so a caller fitting directly on a log with gaps still gets sane
     statistics.
     """
-    median = np.nanmedian(X, axis=0)
-    mad = np.nanmedian(np.abs(X - median), axis=0) * MAD_TO_SIGMA
-    low, high = np.nanpercentile(X, [WINSOR_PERCENT, 100.0 - WINSOR_PERCENT], axis=0)
-    winsorised = np.nanstd(np.clip(X, low, high), axis=0)
-    q75, q25 = np.nanpercentile(X, [75.0, 25.0], axis=0)
+    # The nan-aware versions run column by column in Python; detectors fit on finite baselines.
+    finite = bool(np.isfinite(X).all())
+    median_of, percentile_of, std_of = (np.median, np.percentile, np.std) if finite else _NAN_AWARE
+    median = median_of(X, axis=0)
+    mad = median_of(np.abs(X - median), axis=0) * MAD_TO_SIGMA
+    low, q25, q75, high = percentile_of(X, [WINSOR_PERCENT, 25.0, 75.0, 100.0 - WINSOR_PERCENT], axis=0)
+    winsorised = std_of(np.clip(X, low, high), axis=0)
     iqr = (q75 - q25) * IQR_TO_SIGMA
-    std = np.nanstd(X, axis=0)
+    std = std_of(X, axis=0)
     spread = np.fmax(mad, winsorised)  # fmax: a NaN (all-NaN column) defers to the fallbacks
     return np.nan_to_num(median, nan=0.0), first_positive(spread, iqr, std, fallback=float(eps))
+
+
+_NAN_AWARE = (np.nanmedian, np.nanpercentile, np.nanstd)
 
 
 def first_positive(*candidates: np.ndarray, fallback: float) -> np.ndarray:
