@@ -220,8 +220,10 @@ class DetectorStage:
                 names = monitor.sensor_names
                 rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
             verdicts.extend(monitor.process_rows(rows))
-            if monitor.is_warm and not was_warm and self.models is not None:
-                self.models.save(monitor)  # a fresh baseline survives a crash
+            if monitor.is_warm and not was_warm:
+                _log_baseline_learned(monitor)
+                if self.models is not None:
+                    self.models.save(monitor)  # a fresh baseline survives a crash
         if not verdicts:
             return
         self.counters.inc("plantwatch_rows_scored_total", len(verdicts))
@@ -251,6 +253,12 @@ class DetectorStage:
 
 # Opening an alert is what an operator must see; peak updates are only for debugging.
 _EVENT_LEVELS = {"opened": logging.WARNING, "resolved": logging.INFO}
+
+
+def _log_baseline_learned(monitor: AssetMonitor) -> None:
+    drifting = monitor.drifting_sensors
+    note = f"; level wanders over the baseline, judged by how they move only: {', '.join(drifting)}" if drifting else ""
+    log.info("baseline of %s learned, scoring starts%s", monitor.asset, note)
 
 
 def _log_alert_event(event: Any) -> None:

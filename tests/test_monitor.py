@@ -248,3 +248,15 @@ def test_a_single_wandering_sensor_is_still_judged_by_its_level() -> None:
     m.process_arrays(ts, X[:, 2:])
     assert m.drifting_sensors == ()
     assert m.columns_ is None
+
+
+def test_the_service_log_names_drifting_sensors_when_the_baseline_is_learned(caplog: pytest.LogCaptureFixture) -> None:
+    from plantwatch.pipeline import _log_baseline_learned
+
+    ts, X = _drifting_plant(n=500)
+    m = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400)
+    m.process_arrays(ts, X)
+    with caplog.at_level("INFO", logger="plantwatch.pipeline"):
+        _log_baseline_learned(m)
+    assert "baseline of pump-3 learned" in caplog.text
+    assert "judged by how they move only: temp" in caplog.text
