@@ -213,7 +213,7 @@ class DetectorStage:
         rul = self.maintenance.rul if self.maintenance is not None else None
         for asset, batch in by_asset.items():
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
-            was_warm = monitor.is_warm
+            was_warm, refits = monitor.is_warm, monitor.refits_
             rows = monitor.align(batch)
             if rul is not None and rows and monitor.sensor_names:
                 # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
@@ -222,8 +222,8 @@ class DetectorStage:
             verdicts.extend(monitor.process_rows(rows))
             if monitor.is_warm and not was_warm:
                 _log_baseline_learned(monitor)
-                if self.models is not None:
-                    self.models.save(monitor)  # a fresh baseline survives a crash
+            if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):
+                self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
         if not verdicts:
             return
         self.counters.inc("plantwatch_rows_scored_total", len(verdicts))
@@ -360,6 +360,7 @@ class Pipeline:
         connected = bool(self.source.connected.is_set())
         alive = all(t.is_alive() for t in self._threads)
         status = "ok" if (connected and alive and self.health.fatal is None) else "degraded"
+        monitors = dict(self.detector.monitors)  # a snapshot: the detector thread adds assets
         return {
             "status": status,
             "mqtt_connected": connected,
@@ -367,5 +368,9 @@ class Pipeline:
             "inbound_queue": self.inbound.qsize(),
             "fatal": self.health.fatal,
             "detector_errors": self.health.detector_errors,
-            "assets": sorted(self.detector.monitors),
+            "assets": sorted(monitors),
+            "baselines": {
+                asset: {"learned": monitor.is_warm, "drifting_sensors": list(monitor.drifting_sensors)}
+                for asset, monitor in sorted(monitors.items())
+            },
         }

@@ -224,6 +224,9 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     # Detector output lands beside the readings.
     assert victoria.count_samples('{__name__="anomaly_score",asset="pump-7"}') >= ROWS - 600 - 5
 
+    health = httpx.get(f"{base}/healthz", timeout=5).json()
+    assert health["baselines"]["pump-7"]["learned"] is True
+    assert isinstance(health["baselines"]["pump-7"]["drifting_sensors"], list)
     metrics = httpx.get(f"{base}/metrics", timeout=5).text
     assert 'plantwatch_messages_rejected_total{reason="malformed_json"} 1' in metrics
     assert 'plantwatch_messages_rejected_total{reason="bad_encoding"} 1' in metrics

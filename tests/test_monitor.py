@@ -150,6 +150,44 @@ def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None
     assert np.array_equal(restored.process_arrays(ts[700:], X[700:]).probability, expected.probability)
 
 
+def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_path: Path) -> None:
+    import queue
+    import threading
+
+    from alerts.lifecycle import AlertManager
+    from alerts.store import SqliteAlertStore
+    from ingest.messages import Reading
+    from plantwatch.metrics import Counters
+    from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
+
+    class NullSink:
+        def write_verdicts(self, verdicts: object) -> None:
+            pass
+
+    config = {"baseline_rows": 300, "adapt": True, "adapt_every": 200}
+    models = ModelPersistence(str(tmp_path / "models"))
+    stage = DetectorStage(
+        queue.Queue(),
+        sink=NullSink(),  # type: ignore[arg-type]
+        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
+        detector_config=lambda asset: dict(config),
+        counters=Counters(),
+        health=StageHealth(),
+        stop=threading.Event(),
+        models=models,
+    )
+    ts, X = plant(n=1200, fault=(0, 0))
+    readings = [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
+    for start in range(0, 1200, 100):  # micro-batches, as the live stage receives them
+        stage._process(readings[start : start + 100])
+    live = stage.monitors["pump"]
+    assert live.refits_ >= 3
+    # No shutdown save: what is on disk is what a crash would leave behind.
+    after_crash = AssetMonitor("pump", None, baseline_rows=300, adapt=True, adapt_every=200)
+    models.restore(after_crash)
+    assert after_crash.refits_ == live.refits_
+
+
 def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_path: Path) -> None:
     from plantwatch.pipeline import ModelPersistence
 
