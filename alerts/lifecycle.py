@@ -17,7 +17,6 @@ from alerts.model import (
     KIND_MAINTENANCE,
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
-    STATE_OPEN,
     STATE_RESOLVED,
     Alert,
 )
@@ -139,18 +138,8 @@ class AlertManager:
             tracked = self._maintenance.get(forecast.asset)
             if tracked is None:
                 alert = self._store.insert(
-                    Alert(
-                        id=None,
-                        asset=forecast.asset,
-                        kind=KIND_MAINTENANCE,
-                        state=STATE_OPEN,
-                        started_at_ns=ts_ns,
-                        last_anomalous_at_ns=ts_ns,
-                        resolved_at_ns=None,
-                        severity=SEVERITY_WARNING,
-                        peak_score=forecast.health,
-                        peak_probability=0.0,
-                        top_sensors=sensors,
+                    Alert.opened(
+                        forecast.asset, KIND_MAINTENANCE, ts_ns, SEVERITY_WARNING, forecast.health, 0.0, sensors
                     )
                 )
                 self._maintenance[forecast.asset] = _Tracked(alert, written_at_ns=ts_ns)
@@ -186,18 +175,14 @@ class AlertManager:
 
     def _open_alert(self, verdict: Verdict) -> AlertEvent:
         alert = self._store.insert(
-            Alert(
-                id=None,
-                asset=verdict.asset,
-                kind=KIND_ANOMALY,
-                state=STATE_OPEN,
-                started_at_ns=verdict.ts_ns,
-                last_anomalous_at_ns=verdict.ts_ns,
-                resolved_at_ns=None,
-                severity=self._severity_for(verdict.probability),
-                peak_score=verdict.score,
-                peak_probability=verdict.probability,
-                top_sensors=_ranked(verdict.contributions),
+            Alert.opened(
+                verdict.asset,
+                KIND_ANOMALY,
+                verdict.ts_ns,
+                self._severity_for(verdict.probability),
+                verdict.score,
+                verdict.probability,
+                _ranked(verdict.contributions),
             )
         )
         self._open[verdict.asset] = _Tracked(alert, written_at_ns=verdict.ts_ns)

@@ -38,6 +38,32 @@ class Alert:
     peak_probability: float  # maintenance: 0.0 (not applicable)
     top_sensors: tuple[Contribution, ...] = ()  # the contributions at the peak-score row
 
+    @classmethod
+    def opened(
+        cls,
+        asset: str,
+        kind: str,
+        ts_ns: int,
+        severity: str,
+        peak_score: float,
+        peak_probability: float,
+        top_sensors: tuple[Contribution, ...],
+    ) -> Alert:
+        """A new open alert that starts (and was last anomalous) at ``ts_ns``; the store assigns its id."""
+        return cls(
+            id=None,
+            asset=asset,
+            kind=kind,
+            state=STATE_OPEN,
+            started_at_ns=ts_ns,
+            last_anomalous_at_ns=ts_ns,
+            resolved_at_ns=None,
+            severity=severity,
+            peak_score=peak_score,
+            peak_probability=peak_probability,
+            top_sensors=top_sensors,
+        )
+
     @property
     def last_activity_ns(self) -> int:
         """When the alert last changed meaningfully; what `since` filters compare against."""
