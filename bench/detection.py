@@ -15,6 +15,10 @@ rows after 400 are summed over the files, then F1 = TP / (TP + (FP + FN) / 2), F
 MAR = FN / (FN + TP). The published figures are over all 34 SKAB v0.9 files (valve1, valve2, other);
 ours are over the valve1 files only.
 
+SKAB anomaly-free: the 2.8-hour normal recording ``anomaly-free/anomaly-free.csv``, scored after a
+baseline of 400, 1,800 and 3,600 rows; every flagged row there is a false alarm. It shows how much
+a short baseline costs on a process that creeps over hours (it was not used to choose settings).
+
 NAB: the 13 files of ``nab/`` with ``combined_windows.json``; train rows = NAB's probationary period
 (``min(floor(0.15 n), 750)``), which NAB never scores; standard profile scoring and normalisation
 as in ``plantwatch.evaluation``. Published NAB scores use a per-detector threshold optimised over
@@ -65,6 +69,7 @@ NAB_REFERENCES = (  # NAB scoreboard, standard profile, full 58-file corpus, opt
 )
 GOAL_SKAB = {"f1": 0.85, "far": 0.10, "mar": 0.20}
 GOAL_NAB = 75.0
+ANOMALY_FREE_BASELINES = (400, 1800, 3600)  # rows (~1 s each): SKAB's 400, 30 min, 1 h
 
 
 def parse_subset(spec: str | None, available: list[int]) -> list[int]:
@@ -125,6 +130,27 @@ def run_skab(data: Path, files: list[int], config: dict[str, Any], tmp: Path, ve
     return {"files": files, "pooled": pooled, "per_file": per_file, "rows": rows, "seconds": seconds}
 
 
+def run_anomaly_free(data: Path, config: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+    """SKAB's 2.8-hour normal recording: what fraction of it the default flags, by baseline length."""
+    path = data / "skab" / "anomaly-free" / "anomaly-free.csv"
+    if not path.exists():
+        return []
+    out = []
+    for train_rows in ANOMALY_FREE_BASELINES:
+        flags, summary = backtest_flags(path, tmp, train_rows, (), config)
+        after = flags[train_rows:]
+        out.append(
+            {
+                "train_rows": train_rows,
+                "rows": int(after.size),
+                "flagged_fraction": float(after.mean()) if after.size else 0.0,
+                "alarms": int(alarm_onsets(after).size),
+                "seconds": summary["seconds"],
+            }
+        )
+    return out
+
+
 def run_nab(data: Path, config: dict[str, Any], tmp: Path, verbose: bool) -> dict[str, Any]:
     nab_dir = data / "nab"
     windows = json.loads((nab_dir / "combined_windows.json").read_text())
@@ -168,7 +194,14 @@ def _mark(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def report(skab: dict[str, Any], nab: dict[str, Any], split: str, config: dict[str, Any], wall: float) -> None:
+def report(
+    skab: dict[str, Any],
+    nab: dict[str, Any],
+    normal: list[dict[str, Any]],
+    split: str,
+    config: dict[str, Any],
+    wall: float,
+) -> None:
     p = skab["pooled"]
     c = nab["corpus"]
     n_files = len(nab["per_file"])
@@ -186,6 +219,14 @@ def report(skab: dict[str, Any], nab: dict[str, Any], split: str, config: dict[s
         f"recall {p['recall']:.3f}; published = all 34 SKAB files, ours = valve1 only)"
     )
     print()
+    if normal:
+        print("SKAB anomaly-free recording (normal operation only; never used to choose settings):")
+        for r in normal:
+            print(
+                f"  baseline {r['train_rows']:>5} rows: {100 * r['flagged_fraction']:5.1f} % of the next "
+                f"{r['rows']:,} rows flagged, {r['alarms']} alarms"
+            )
+        print()
     per = nab["per_file"]
     print(
         f"NAB, {n_files} files, standard profile (A_TP 1, A_FP 0.11, A_FN 1), fixed alarm rule, "
@@ -244,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         skab = run_skab(args.data, files, config, tmp, args.verbose)
         nab = run_nab(args.data, config, tmp, args.verbose)
+        normal = run_anomaly_free(args.data, config, tmp)
     wall = time.perf_counter() - started
-    report(skab, nab, split, config, wall)
+    report(skab, nab, normal, split, config, wall)
     if args.json:
         payload = {
             "config": config,
@@ -253,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": str(args.data),
             "skab": {**skab, "split": split, "train_rows": SKAB_TRAIN_ROWS, "label": "anomaly"},
             "nab": nab,
+            "skab_anomaly_free": normal,
             "references": {
                 "skab": [dict(zip(("name", "f1", "far_pct", "mar_pct"), r, strict=True)) for r in SKAB_REFERENCES],
                 "nab": [dict(zip(("name", "score"), r, strict=True)) for r in NAB_REFERENCES],
