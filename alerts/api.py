@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from alerts.routes import alerts as alerts_routes
+from alerts.routes import assets as assets_routes
 from alerts.routes import health as health_routes
 from alerts.routes import maintenance as maintenance_routes
 from alerts.routes import metrics as metrics_routes
@@ -24,11 +25,14 @@ def create_app(
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
     maintenance: Callable[[], list[dict[str, Any]]] | None = None,
+    relearn: Callable[[str], bool] | None = None,
 ) -> FastAPI:
     """Build the app; the service passes hooks that start/stop its pipeline with the server.
 
     ``maintenance`` returns the per-asset entries of ``GET /maintenance`` (the maintenance tracker's
-    snapshot); without it the endpoint answers an empty list.
+    snapshot); without it the endpoint answers an empty list. ``relearn(asset)`` forgets an asset's
+    baseline (``POST /assets/{asset}/relearn``) and returns False for an unknown asset; without it
+    every asset is unknown.
     """
 
     @asynccontextmanager
@@ -48,8 +52,14 @@ def create_app(
     app.state.counters = counters
     app.state.health = health
     app.state.maintenance = maintenance if maintenance is not None else list
+    app.state.relearn = relearn if relearn is not None else _no_assets
     app.include_router(alerts_routes.router)
+    app.include_router(assets_routes.router)
     app.include_router(health_routes.router)
     app.include_router(maintenance_routes.router)
     app.include_router(metrics_routes.router)
     return app
+
+
+def _no_assets(asset: str) -> bool:
+    return False

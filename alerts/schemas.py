@@ -63,6 +63,13 @@ class AlertOut(BaseModel):
         )
 
 
+class RelearnOut(BaseModel):
+    """Answer of ``POST /assets/{asset}/relearn``: the baseline is forgotten before the next readings."""
+
+    asset: str
+    status: str  # "relearning"
+
+
 class MaintenanceOut(BaseModel):
     """One asset's health trend, projected maintenance-threshold crossing and RUL (``GET /maintenance``)."""
 

@@ -20,6 +20,7 @@ _HELP = {
     "plantwatch_alerts_resolved_total": "Alerts resolved.",
     "plantwatch_maintenance_alerts_opened_total": "Maintenance alerts opened (projected threshold crossing due).",
     "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
+    "plantwatch_baselines_relearned_total": "Baselines forgotten on request (POST /assets/{asset}/relearn).",
 }
 
 

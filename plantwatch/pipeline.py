@@ -177,6 +177,9 @@ class DetectorStage:
         self.stop = stop
         self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
+        # Assets whose baseline an operator asked to relearn; the detector thread applies them,
+        # so a monitor is only ever touched by that thread.
+        self._relearn: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def _new_monitor(self, asset: str) -> AssetMonitor:
         monitor = AssetMonitor(asset, None, **self.detector_config(asset))
@@ -184,6 +187,26 @@ class DetectorStage:
             self.models.restore(monitor)
         self.monitors[asset] = monitor
         return monitor
+
+    def request_relearn(self, asset: str) -> bool:
+        """Forget ``asset``'s baseline before its next readings (False: no such asset here)."""
+        if asset not in self.monitors:
+            return False
+        self._relearn.put(asset)
+        return True
+
+    def _apply_relearn_requests(self) -> None:
+        while True:
+            try:
+                asset = self._relearn.get_nowait()
+            except queue.Empty:
+                return
+            monitor = self.monitors[asset]
+            monitor.reset()
+            if self.models is not None:
+                self.models.save(monitor)  # a restart must not bring the old baseline back
+            self.counters.inc("plantwatch_baselines_relearned_total")
+            log.warning("baseline of %s forgotten on request: learning a new one from the next readings", asset)
 
     def save_models(self) -> None:
         if self.models is not None:
@@ -206,6 +229,7 @@ class DetectorStage:
                 log.exception("detector stage failed on a batch of %d readings", len(readings))
 
     def _process(self, readings: Sequence[Reading]) -> None:
+        self._apply_relearn_requests()
         by_asset: dict[str, list[tuple[int, Mapping[str, float]]]] = {}
         for reading in readings:
             by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))
@@ -355,6 +379,10 @@ class Pipeline:
         self.source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
         self.detector.save_models()
         self.sink.close()
+
+    def relearn(self, asset: str) -> bool:
+        """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""
+        return self.detector.request_relearn(asset)
 
     def health_report(self) -> dict[str, Any]:
         connected = bool(self.source.connected.is_set())

@@ -145,6 +145,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         on_startup=pipeline.start,
         on_shutdown=on_shutdown,
         maintenance=tracker.snapshot,
+        relearn=pipeline.relearn,
     )
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 

@@ -192,3 +192,23 @@ def test_lifespan_hooks_run_around_serving(store: SqliteAlertStore) -> None:
         client.get("/healthz")
         assert calls == ["start"]
     assert calls == ["start", "stop"]
+
+
+def test_relearn_asks_the_pipeline_and_answers_202(store: SqliteAlertStore) -> None:
+    asked: list[str] = []
+
+    def relearn(asset: str) -> bool:
+        asked.append(asset)
+        return asset == "pump 7"
+
+    with TestClient(create_app(store, Counters(), relearn=relearn)) as client:
+        resp = client.post("/assets/pump%207/relearn")
+        assert (resp.status_code, resp.json()) == (202, {"asset": "pump 7", "status": "relearning"})
+        unknown = client.post("/assets/fan-9/relearn")
+        assert unknown.status_code == 404 and "fan-9" in unknown.json()["detail"]
+    assert asked == ["pump 7", "fan-9"]
+
+
+def test_relearn_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> None:
+    with client_for(store) as client:
+        assert client.post("/assets/pump-7/relearn").status_code == 404

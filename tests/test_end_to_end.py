@@ -114,7 +114,7 @@ def service(tmp_path: Path, mosquitto, victoria, rul_model: Path) -> Iterator[tu
     )
     base = f"http://127.0.0.1:{api_port}"
     try:
-        _wait_for(lambda: _healthy(base), 30, proc)
+        _wait_for(lambda: _healthy(base), 90, proc)  # generous: a loaded 2-core runner imports slowly
         yield base, proc
     finally:
         proc.terminate()
@@ -224,6 +224,7 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     # Detector output lands beside the readings.
     assert victoria.count_samples('{__name__="anomaly_score",asset="pump-7"}') >= ROWS - 600 - 5
 
+    assert httpx.post(f"{base}/assets/no-such-pump/relearn", timeout=5).status_code == 404
     health = httpx.get(f"{base}/healthz", timeout=5).json()
     assert health["baselines"]["pump-7"]["learned"] is True
     assert isinstance(health["baselines"]["pump-7"]["drifting_sensors"], list)

@@ -188,6 +188,49 @@ def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_pat
     assert after_crash.refits_ == live.refits_
 
 
+def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_one(tmp_path: Path) -> None:
+    import queue
+    import threading
+
+    from alerts.lifecycle import AlertManager
+    from alerts.store import SqliteAlertStore
+    from ingest.messages import Reading
+    from plantwatch.metrics import Counters
+    from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
+
+    class NullSink:
+        def write_verdicts(self, verdicts: object) -> None:
+            pass
+
+    counters = Counters()
+    models = ModelPersistence(str(tmp_path / "models"))
+    stage = DetectorStage(
+        queue.Queue(),
+        sink=NullSink(),  # type: ignore[arg-type]
+        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
+        detector_config=lambda asset: {"baseline_rows": 300},
+        counters=counters,
+        health=StageHealth(),
+        stop=threading.Event(),
+        models=models,
+    )
+    ts, X = plant(n=1000, fault=(0, 0))
+    readings = [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
+    stage._process(readings[:400])
+    assert stage.monitors["pump"].is_warm
+    assert stage.request_relearn("pump") and not stage.request_relearn("fan")
+    assert stage.monitors["pump"].is_warm  # nothing happens on the API's thread
+    stage._process(readings[400:500])
+    monitor = stage.monitors["pump"]
+    assert not monitor.is_warm and monitor.rows_seen_ == 100  # the old baseline is gone
+    assert "plantwatch_baselines_relearned_total 1" in counters.render()
+    after_restart = AssetMonitor("pump", None, baseline_rows=300)
+    models.restore(after_restart)
+    assert not after_restart.is_warm  # a restart does not bring the old baseline back
+    stage._process(readings[500:800])
+    assert stage.monitors["pump"].is_warm
+
+
 def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_path: Path) -> None:
     from plantwatch.pipeline import ModelPersistence
 

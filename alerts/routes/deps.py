@@ -12,6 +12,7 @@ from plantwatch.metrics import Counters
 
 HealthCheck = Callable[[], dict[str, Any]]
 MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
+Relearn = Callable[[str], bool]  # asset -> False when the service has no such asset
 
 
 def get_store(request: Request) -> AlertStore:
@@ -34,7 +35,13 @@ def get_maintenance(request: Request) -> MaintenanceSnapshot:
     return maintenance
 
 
+def get_relearn(request: Request) -> Relearn:
+    relearn: Relearn = request.app.state.relearn
+    return relearn
+
+
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthCheck | None, Depends(get_health)]
 MaintenanceDep = Annotated[MaintenanceSnapshot, Depends(get_maintenance)]
+RelearnDep = Annotated[Relearn, Depends(get_relearn)]
