@@ -140,7 +140,11 @@ def _wait_for(condition, timeout_s: float, proc: subprocess.Popen[str] | None = 
             output = proc.stdout.read() if proc.stdout else ""
             pytest.fail(f"plantwatch run exited with {proc.returncode}:\n{output[-4000:]}")
         time.sleep(0.2)
-    pytest.fail(f"condition not met within {timeout_s} s")
+    output = ""
+    if proc is not None:  # say why: the service's own log
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0] or ""
+    pytest.fail(f"condition not met within {timeout_s} s\n{output[-4000:]}")
 
 
 def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitto, victoria, service) -> None:  # type: ignore[no-untyped-def]
