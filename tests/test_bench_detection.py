@@ -79,3 +79,14 @@ def test_the_detection_benchmark_runs_and_reports_every_figure(tmp_path: Path) -
     nab = figures["nab"]["corpus"]
     assert nab["windows"] == 1 and nab["windows_detected"] == 1
     assert figures["config"]["drift_ratio"] == 20.0  # the live service's embedded default
+
+
+def test_the_detector_comparison_runs_every_asked_kind(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = _datasets(tmp_path / "datasets")
+    bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "detectors.py"))
+    assert bench["main"](["--data", str(data), "--kinds", "pca_spc,robust_z"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"pca_spc", "robust_z"}
+    f1, far, mar = (float(x) for x in rows["pca_spc"][1].split("/"))
+    assert f1 > 0.9 and far < 5 and mar < 10
