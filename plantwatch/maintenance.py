@@ -112,20 +112,23 @@ class MaintenanceTracker:
         state = self._assets.get(asset)
         if state is None:
             names = tuple(sensors) if sensors else tuple(sorted(drift))
-            health = HealthIndex(
-                names,
-                p_at_threshold=self.p_at_threshold,
-                drift_at_threshold=self.drift_at_threshold,
-                prob_weight=self.prob_weight,
-                half_life_s=self.half_life_s,
-            )
-            ttt = TimeToThreshold(
-                self.window_s, horizon_s=self.horizon_s, min_points=self.min_points, confidence=self.confidence
-            )
-            state = self._assets[asset] = _AssetState(MaintenanceMonitor(asset, health, ttt, self.n_drivers))
+            state = self._assets[asset] = self._fresh_state(asset, names)
         else:
             _add_sensors(state.monitor.health, drift)
         return state
+
+    def _fresh_state(self, asset: str, sensors: Sequence[str]) -> _AssetState:
+        health = HealthIndex(
+            tuple(sensors),
+            p_at_threshold=self.p_at_threshold,
+            drift_at_threshold=self.drift_at_threshold,
+            prob_weight=self.prob_weight,
+            half_life_s=self.half_life_s,
+        )
+        ttt = TimeToThreshold(
+            self.window_s, horizon_s=self.horizon_s, min_points=self.min_points, confidence=self.confidence
+        )
+        return _AssetState(MaintenanceMonitor(asset, health, ttt, self.n_drivers))
 
     def observe(
         self,
@@ -203,6 +206,54 @@ class MaintenanceTracker:
             )
             for s in names
         )
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Every asset's health index and trend points as (JSON metadata, arrays); no objects, no pickle."""
+        meta: list[dict[str, Any]] = []
+        arrays: dict[str, np.ndarray] = {}
+        with self._lock:
+            for i, (asset, state) in enumerate(sorted(self._assets.items())):
+                health = state.monitor.health
+                meta.append(
+                    {
+                        "asset": asset,
+                        "sensors": [str(s) for s in health.sensors],
+                        "value": health.value_,
+                        "ts": health.ts_,
+                        "n": health.n_,
+                        "last_trend_ts": state.last_trend_ts,
+                        "updated_at_ns": state.updated_at_ns,
+                    }
+                )
+                arrays[f"z/{i}"] = health.z_.copy()
+                arrays[f"points/{i}"] = np.asarray(list(state.monitor.ttt.points_), dtype=np.float64).reshape(-1, 2)
+        return {"assets": meta}, arrays
+
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`get_state` output: trends continue where they stopped instead of starting over."""
+        restored: dict[str, _AssetState] = {}
+        for i, entry in enumerate(meta["assets"]):
+            asset = str(entry["asset"])
+            state = self._fresh_state(asset, [str(s) for s in entry["sensors"]])
+            health = state.monitor.health
+            z = np.asarray(arrays[f"z/{i}"], dtype=np.float64)
+            if z.shape != (len(health.sensors),):
+                raise ValueError(f"saved trend of {asset!r}: {z.size} drift values, {len(health.sensors)} sensors")
+            health.z_ = z.copy()
+            health.value_ = None if entry["value"] is None else float(entry["value"])
+            health.ts_ = None if entry["ts"] is None else float(entry["ts"])
+            health.n_ = int(entry["n"])
+            points = np.asarray(arrays[f"points/{i}"], dtype=np.float64).reshape(-1, 2)
+            state.monitor.ttt.points_.extend((float(t), float(v)) for t, v in points)
+            state.last_trend_ts = None if entry["last_trend_ts"] is None else float(entry["last_trend_ts"])
+            state.updated_at_ns = int(entry["updated_at_ns"])
+            long_enough = len(points) > 0 and points[-1, 0] - points[0, 0] >= self.min_span_s
+            state.projection = state.monitor.ttt.project() if long_enough else None
+            restored[asset] = state
+        with self._lock:
+            self._assets = restored
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One entry per asset (sorted by asset); time-to-threshold fields are None when no crossing is projected.

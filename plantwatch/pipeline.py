@@ -125,6 +125,12 @@ class Writer:
                 continue
 
 
+# The maintenance trends' file in the model directory. MQTT topic names cannot hold U+0000, so no
+# asset can be called this.
+TRENDS_NAME = "\x00maintenance-trends"
+TRENDS_SAVE_INTERVAL_S = 300.0  # wall time between saves of the maintenance trends (and at shutdown)
+
+
 class ModelPersistence:
     """Saves and restores each asset's learned state in ``model_dir`` (JSON + npz, never pickle)."""
 
@@ -137,6 +143,23 @@ class ModelPersistence:
             save_state(self.model_dir, monitor.asset, meta, arrays)
         except OSError as exc:  # a full disk must not stop detection; the next save retries
             log.error("cannot save the model of %s in %s: %s", monitor.asset, self.model_dir, exc)
+
+    def save_trends(self, tracker: MaintenanceTracker) -> None:
+        meta, arrays = tracker.get_state()
+        try:
+            save_state(self.model_dir, TRENDS_NAME, meta, arrays)
+        except OSError as exc:
+            log.error("cannot save the maintenance trends in %s: %s", self.model_dir, exc)
+
+    def restore_trends(self, tracker: MaintenanceTracker) -> None:
+        try:
+            saved = load_state(self.model_dir, TRENDS_NAME)
+            if saved is None:
+                return
+            tracker.set_state(*saved)
+            log.info("restored the maintenance trends of %d asset(s) from %s", len(saved[0]["assets"]), self.model_dir)
+        except (ModelStoreError, ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("not restoring the maintenance trends, starting them afresh: %s", exc)
 
     def restore(self, monitor: AssetMonitor) -> None:
         try:
@@ -180,6 +203,9 @@ class DetectorStage:
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._trends_saved_at = time.monotonic()
+        if models is not None and maintenance is not None:
+            models.restore_trends(maintenance)
 
     def _new_monitor(self, asset: str) -> AssetMonitor:
         monitor = AssetMonitor(asset, None, **self.detector_config(asset))
@@ -212,6 +238,15 @@ class DetectorStage:
         if self.models is not None:
             for monitor in self.monitors.values():
                 self.models.save(monitor)
+            if self.maintenance is not None:
+                self.models.save_trends(self.maintenance)
+
+    def _save_trends_now_and_then(self) -> None:
+        if self.models is None or self.maintenance is None:
+            return
+        if time.monotonic() - self._trends_saved_at >= TRENDS_SAVE_INTERVAL_S:
+            self._trends_saved_at = time.monotonic()
+            self.models.save_trends(self.maintenance)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -221,6 +256,7 @@ class DetectorStage:
                 continue
             try:
                 self._process(readings)
+                self._save_trends_now_and_then()
             except SinkStopped:
                 return
             except Exception:  # a model bug must not stop ingestion; it is logged and counted

@@ -162,3 +162,70 @@ def test_get_maintenance_defaults_to_empty(tmp_path: Path) -> None:
         resp = client.get("/maintenance")
     assert resp.status_code == 200 and resp.json() == []
     store.close()
+
+
+def test_a_restart_continues_the_trends_where_they_stopped(tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    verdicts = stream(degrading(hours=6.0))
+    cut = len(verdicts) * 2 // 3
+    uninterrupted = tracker()
+    expected = [uninterrupted.observe(v) for v in verdicts]
+    before = tracker()
+    for v in verdicts[:cut]:
+        before.observe(v)
+    models = ModelPersistence(str(tmp_path / "models"))
+    models.save_trends(before)
+    after = tracker()
+    models.restore_trends(after)
+    assert after.snapshot() == before.snapshot()
+    assert [after.observe(v) for v in verdicts[cut:]] == expected[cut:]
+    assert after.snapshot() == uninterrupted.snapshot()
+
+
+def test_a_broken_trends_file_starts_the_trends_afresh(tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    models = ModelPersistence(str(tmp_path))
+    first = tracker()
+    for v in stream(degrading(hours=2.0)):
+        first.observe(v)
+    models.save_trends(first)
+    for npz in tmp_path.glob("*.npz"):
+        npz.write_bytes(b"not a zip file")
+    fresh = tracker()
+    models.restore_trends(fresh)
+    assert fresh.snapshot() == []
+
+
+def test_the_detector_stage_restores_the_trends_and_saves_them_at_shutdown(tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    models = ModelPersistence(str(tmp_path / "models"))
+    seeded = tracker()
+    for v in stream(degrading(hours=3.0)):
+        seeded.observe(v)
+    models.save_trends(seeded)
+
+    def stage_with(t: MaintenanceTracker) -> DetectorStage:
+        return DetectorStage(
+            queue.Queue(),
+            sink=None,  # type: ignore[arg-type]
+            alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
+            detector_config=lambda asset: {},
+            counters=Counters(),
+            health=StageHealth(),
+            stop=threading.Event(),
+            models=models,
+            maintenance=t,
+        )
+
+    restored = tracker()
+    stage = stage_with(restored)
+    assert restored.snapshot() == seeded.snapshot()
+    for v in stream(degrading(hours=1.0), asset="fan-2"):
+        restored.observe(v)
+    stage.save_models()
+    again = tracker()
+    stage_with(again)
+    assert [e["asset"] for e in again.snapshot()] == ["fan-2", "pump-7"]
