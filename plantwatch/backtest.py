@@ -50,6 +50,8 @@ class BacktestResult:
     train_rows: int
     # Row index -> top contributing sensors, for anomalous rows (only when asked for: it costs time).
     explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
+    # Sensors whose level wandered over the baseline: judged by how they move only (see AssetMonitor).
+    drifting_sensors: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -99,6 +101,7 @@ def run_backtest(
         status=out.status,
         train_rows=train_rows,
         explanations=explanations,
+        drifting_sensors=monitor.drifting_sensors,
     )
 
 
@@ -214,6 +217,7 @@ def backtest_main(
         "scored_rows": int(np.sum(result.status == SCORED)),
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
         "anomalous_rows": int(np.sum(result.anomaly)),
+        "drifting_sensors": list(result.drifting_sensors),
         "settings": monitor_settings(config),
         "read_seconds": read_s,
         "seconds": elapsed,

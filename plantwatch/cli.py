@@ -132,6 +132,10 @@ def _backtest(args: argparse.Namespace) -> int:
         f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped) in {summary['seconds']:.3f} s "
         f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous; wrote {args.out}"
     )
+    if summary["drifting_sensors"]:
+        print(
+            "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])
+        )
     metrics = summary.get("metrics")
     if metrics:
         print(

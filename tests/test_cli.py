@@ -102,3 +102,19 @@ def test_backtest_explains_every_anomalous_row(tmp_path: Path) -> None:
     in_fault = [r for r in records if r["timestamp"] >= "2020-03-09 10:10:20"]  # row 620 on
     assert in_fault and all(r["sensors"][0]["sensor"] == "temp" for r in in_fault)
     assert all(r["sensors"][0]["direction"] == "high" for r in in_fault)
+
+
+def test_backtest_names_the_sensors_it_judges_by_movement_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log.csv"
+    rng = np.random.default_rng(8)
+    n = 900
+    temp = 70 + 0.5 * np.sin(np.arange(n) / 50) + rng.normal(0, 0.02, n)  # wanders on its own
+    with log.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["timestamp", "flow", "pressure", "temp"])
+        for i in range(n):
+            writer.writerow([1_583_748_000 + i, f"{rng.normal(32, 0.4):.4f}", f"{rng.normal(1, 0.2):.4f}", temp[i]])
+    assert main(["backtest", str(log), "--train-rows", "400", "--out", str(tmp_path / "s.csv")]) == 0
+    assert "judged by how they move only: temp" in capsys.readouterr().out
