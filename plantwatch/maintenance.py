@@ -19,6 +19,7 @@ Time is event time (``Verdict.ts_ns``) converted to seconds; nothing here reads 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,8 @@ from detector.health import (
 )
 from detector.types import Contribution, Verdict
 from plantwatch.rul_live import RulTracker
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "health-trend"
 _Z_AT_RANGE_EDGE = 2.576  # the expected range is the baseline's central 99 %: its edges sit at ±2.576 σ
@@ -229,7 +232,11 @@ class MaintenanceTracker:
                 )
                 arrays[f"z/{i}"] = health.z_.copy()
                 arrays[f"points/{i}"] = np.asarray(list(state.monitor.ttt.points_), dtype=np.float64).reshape(-1, 2)
-        return {"assets": meta}, arrays
+        document: dict[str, Any] = {"assets": meta}
+        if self.rul is not None:
+            document["rul"], rul_arrays = self.rul.get_state()
+            arrays.update({f"rul/{key}": value for key, value in rul_arrays.items()})
+        return document, arrays
 
     def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         """Restore :meth:`get_state` output: trends continue where they stopped instead of starting over."""
@@ -254,6 +261,11 @@ class MaintenanceTracker:
             restored[asset] = state
         with self._lock:
             self._assets = restored
+        if self.rul is not None and "rul" in meta:
+            try:
+                self.rul.set_state(meta["rul"], {k[4:]: v for k, v in arrays.items() if k.startswith("rul/")})
+            except ValueError as exc:  # another RUL model now: its history starts afresh, the trends stay
+                log.warning("not restoring the RUL history: %s", exc)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One entry per asset (sorted by asset); time-to-threshold fields are None when no crossing is projected.

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,6 +119,65 @@ class RulTracker:
             return None
         u = self.time_unit_s
         return RulEstimate(p.rul * u, p.low * u, p.high * u, int(ts[-1]))
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Every asset's row history, counters and last estimate as (JSON metadata, arrays)."""
+        entries: list[dict[str, Any]] = []
+        arrays: dict[str, np.ndarray] = {}
+        with self._lock:
+            assets = sorted(self._assets.items())
+        for i, (asset, state) in enumerate(assets):
+            rows = list(state.rows)
+            est = state.estimate
+            entries.append(
+                {
+                    "asset": asset,
+                    "since_predict": state.since_predict,
+                    "last_ts_ns": state.last_ts_ns,
+                    "estimate": None if est is None else [est.rul_s, est.low_s, est.high_s, est.updated_at_ns],
+                }
+            )
+            arrays[f"ts/{i}"] = np.array([r[0] for r in rows], dtype=np.int64)
+            arrays[f"x/{i}"] = np.array([r[1] for r in rows], dtype=np.float64).reshape(len(rows), -1)
+            if self.settings_columns:  # NaN rows: readings that came without the settings
+                nan_row = (math.nan,) * len(self.settings_columns)
+                settings = [r[2] if r[2] is not None else nan_row for r in rows]
+                arrays[f"s/{i}"] = np.array(settings, dtype=np.float64).reshape(len(rows), -1)
+        meta = {
+            "model": self.name,
+            "sensor_columns": list(self.sensor_columns),
+            "settings_columns": list(self.settings_columns),
+            "assets": entries,
+        }
+        return meta, arrays
+
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`get_state` output; ``ValueError`` if it was saved for other model columns."""
+        columns = (list(self.sensor_columns), list(self.settings_columns))
+        if (meta["sensor_columns"], meta["settings_columns"]) != columns:
+            raise ValueError(f"saved RUL history is for model {meta['model']!r} with other columns")
+        restored: dict[str, _AssetRows] = {}
+        for i, entry in enumerate(meta["assets"]):
+            ts = np.asarray(arrays[f"ts/{i}"], dtype=np.int64)
+            X = np.asarray(arrays[f"x/{i}"], dtype=np.float64).reshape(ts.size, len(self.sensor_columns))
+            S = arrays.get(f"s/{i}")
+            state = _AssetRows(deque(maxlen=self.history_rows))
+            for j in range(ts.size):
+                settings: tuple[float, ...] | None = None
+                if S is not None and np.isfinite(S[j]).all():
+                    settings = tuple(float(v) for v in S[j])
+                state.rows.append((int(ts[j]), tuple(float(v) for v in X[j]), settings))
+            state.since_predict = int(entry["since_predict"])
+            state.last_ts_ns = None if entry["last_ts_ns"] is None else int(entry["last_ts_ns"])
+            est = entry["estimate"]
+            state.estimate = (
+                None if est is None else RulEstimate(float(est[0]), float(est[1]), float(est[2]), int(est[3]))
+            )
+            restored[str(entry["asset"])] = state
+        with self._lock:
+            self._assets = restored
 
     def estimates(self) -> dict[str, RulEstimate]:
         with self._lock:

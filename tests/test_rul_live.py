@@ -171,3 +171,49 @@ def test_sensors_published_one_per_message_still_reach_the_model(model_dir: Path
     assert estimate.low_s <= estimate.rul_s <= estimate.high_s
     assert estimate.rul_s < 400  # true remaining life at the end: 100 s
     store.close()
+
+
+def test_the_rul_history_survives_a_restart(model_dir: Path, tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    t, X, S = unit(200, np.random.default_rng(11))
+    rows = _rows(t, X, S)
+    rows[5][1].pop("setting1")  # one reading without the settings: kept as a row without them
+    cut = 130
+
+    def fresh() -> MaintenanceTracker:
+        rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
+        return MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+
+    uninterrupted = fresh()
+    assert uninterrupted.rul is not None
+    uninterrupted.rul.observe("pump-1", rows)
+    before = fresh()
+    assert before.rul is not None
+    before.rul.observe("pump-1", rows[:cut])
+    models = ModelPersistence(str(tmp_path / "models"))
+    models.save_trends(before)
+    after = fresh()
+    models.restore_trends(after)
+    assert after.rul is not None
+    assert after.rul.estimates() == before.rul.estimates() != {}
+    after.rul.observe("pump-1", rows[cut:])
+    assert after.rul.estimates() == uninterrupted.rul.estimates()
+
+
+def test_a_rul_history_saved_for_another_model_is_dropped_but_the_trends_stay(model_dir: Path, tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    first = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=load_rul_tracker(model_dir, every_rows=20))
+    assert first.rul is not None
+    t, X, S = unit(100, np.random.default_rng(12))
+    first.rul.observe("pump-1", _rows(t, X, S))
+    first.observe(Verdict("pump-1", T0, 1.0, 0.2, False, ()))
+    models = ModelPersistence(str(tmp_path))
+    models.save_trends(first)
+    other_rul = RulTracker(first.rul.model, SENSORS[:4], SETTINGS, name="other")
+    second = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=other_rul)
+    models.restore_trends(second)
+    assert other_rul.estimates() == {}
+    [restored], [saved] = second.snapshot(), first.snapshot()
+    assert restored["health_index"] == saved["health_index"] and restored["rul_s"] is None
