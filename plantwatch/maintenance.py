@@ -169,6 +169,14 @@ class MaintenanceTracker:
                 return MaintenanceForecast(verdict.asset, ts, value, proj.eta, proj.eta_low, proj.eta_high, drivers)
         return self._rul_forecast(verdict.asset, ts, value, drivers)
 
+    def rul_forecast(self, asset: str, ts_ns: int) -> MaintenanceForecast | None:
+        """From the RUL model alone (e.g. while the anomaly baseline is still being learned, when no
+        scored verdicts feed :meth:`observe`): a forecast when the predicted life is within the horizon."""
+        with self._lock:
+            state = self._assets.get(asset)
+            health = state.monitor.health.value_ if state is not None else None
+        return self._rul_forecast(asset, ts_ns / 1e9, 0.0 if health is None else health, ())
+
     def _rul_forecast(
         self, asset: str, ts: float, health: float, drivers: tuple[str, ...]
     ) -> MaintenanceForecast | None:

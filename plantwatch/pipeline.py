@@ -278,7 +278,10 @@ class DetectorStage:
             if rul is not None and rows and monitor.sensor_names:
                 # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
                 names = monitor.sensor_names
-                rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
+                made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
+                if made is not None and not monitor.is_warm:
+                    # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
+                    self._check_rul_alone(asset, rows[-1][0])
             verdicts.extend(monitor.process_rows(rows))
             if monitor.is_warm and not was_warm:
                 _log_baseline_learned(monitor)
@@ -295,6 +298,13 @@ class DetectorStage:
                 _log_alert_event(event)
             if self.maintenance is not None and not verdict.warming_up:
                 self._track_maintenance(verdict)
+
+    def _check_rul_alone(self, asset: str, ts_ns: int) -> None:
+        assert self.maintenance is not None
+        forecast = self.maintenance.rul_forecast(asset, ts_ns)
+        if forecast is not None:
+            for event in self.alerts.observe_maintenance(forecast):
+                _log_alert_event(event)
 
     def _track_maintenance(self, verdict: Verdict) -> None:
         """Health trend of the verdict's asset; a due forecast opens/extends its maintenance alert."""

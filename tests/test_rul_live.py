@@ -217,3 +217,20 @@ def test_a_rul_history_saved_for_another_model_is_dropped_but_the_trends_stay(mo
     assert other_rul.estimates() == {}
     [restored], [saved] = second.snapshot(), first.snapshot()
     assert restored["health_index"] == saved["health_index"] and restored["rul_s"] is None
+
+
+def test_a_failure_due_soon_is_alerted_before_the_anomaly_baseline_is_learned(model_dir: Path, tmp_path: Path) -> None:
+    from ingest.messages import Reading
+
+    rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
+    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    stage = _stage(store, tracker, {"baseline_rows": 5000})  # never warm within this test
+    t, X, S = unit(200, np.random.default_rng(7))
+    rows = _rows(t[:190], X[:190], S[:190])
+    for i in range(0, 190, 10):
+        stage._process([Reading("pump-1", ts, values) for ts, values in rows[i : i + 10]])
+    assert not stage.monitors["pump-1"].is_warm
+    [alert] = store.list(kind="maintenance")
+    assert alert.asset == "pump-1" and alert.state == "open"
+    store.close()
