@@ -20,11 +20,11 @@ excursion beyond the baseline's few minutes would alarm. So, at the end of the b
 sensor's ``level_drift_ratio`` (variance of its rolling level that the other sensors' levels do
 not account for ÷ what its sample noise explains; about 1 for a steady sensor, and for sensors
 that move together with others, whose joint movement the model learns) is compared with
-``drift_ratio``: above it, the sensor's level
-features (``raw``, ``level``) are left out of the model and it is judged only by how it moves
-(``spread``, ``slope``, ``residual``, ``range``, whichever are configured). ``drifting_sensors``
-names them. When every sensor drifts (a single-sensor stream) none is left out; ``drift_ratio=0``
-turns the rule off.
+``drift_ratio``: above it, the sensor's level features (``raw``, ``level``) are left out of the
+model and it is judged only by how it moves (``spread``, ``slope``, ``residual``, ``range``,
+whichever are configured; with none of those it is not judged at all). ``drifting_sensors`` names
+them. When every sensor drifts (a single-sensor stream) none is left out; ``drift_ratio=0`` turns
+the rule off.
 
 Causality. Features only look back; detectors score row-wise; the alarm is sequential; adaptation
 refits at fixed row counts. So any split of the rows into micro-batches gives identical results,
@@ -277,10 +277,8 @@ class AssetMonitor:
             if drifting.all():
                 drifting[:] = False  # nothing steady to lean on: judge every sensor by its level
         judged_by_level = np.array([f in LEVEL_FEATURES for f in self._column_features])
+        # Some sensor is steady, so some columns always remain.
         columns = ~(drifting[:, None] & judged_by_level[None, :]).ravel()
-        if not columns.any():
-            drifting[:] = False
-            columns[:] = True
         self.drifting_ = drifting
         self.columns_ = None if columns.all() else columns
 
