@@ -150,6 +150,9 @@ class AssetMonitor:
         self.sensor_names_: tuple[str, ...] | None = tuple(self.sensors) if self.sensors is not None else None
         self.expected_low_: np.ndarray | None = None
         self.expected_high_: np.ndarray | None = None
+        # Baseline range of every feature column (all sensors, before any is left out), for explanations.
+        self.feature_low_: np.ndarray | None = None
+        self.feature_high_: np.ndarray | None = None
         self.center_: np.ndarray | None = None
         self.drifting_: np.ndarray | None = None  # per sensor: level wanders over the baseline
         self.columns_: np.ndarray | None = None  # feature columns the model uses (None = all)
@@ -334,8 +337,10 @@ class AssetMonitor:
         self.window_s_ = self.window_s if self.window_s is not None else _window_from_sampling(ts, self.window_samples)
         self.features_ = RollingFeatures(self.window_s_, self.features or ("raw",))
         self._choose_columns(ts, X)
-        F = self._feature_rows(self.features_.update(ts, X), X)
-        F = F[_settled_rows(ts, self.window_s_ if self.features else 0.0)]
+        settled = _settled_rows(ts, self.window_s_ if self.features else 0.0)
+        F_all = self.features_.update(ts, X) if self.features else X
+        self.feature_low_, self.feature_high_ = np.percentile(F_all[settled], EXPECTED_RANGE_QUANTILES, axis=0)
+        F = self._feature_rows(F_all, X)[settled]
         low, high = np.percentile(X, EXPECTED_RANGE_QUANTILES, axis=0)
         self.expected_low_, self.expected_high_ = low, high
         self.center_ = np.median(X, axis=0)
@@ -434,6 +439,7 @@ class AssetMonitor:
         state["window_s"] = float(self.window_s_ or 0.0)
         state["expected_low"], state["expected_high"] = self.expected_low_, self.expected_high_
         state["center"] = self.center_
+        state["feature_low"], state["feature_high"] = self.feature_low_, self.feature_high_
         assert self.drifting_ is not None
         state["drifting"] = self.drifting_.astype(np.int8)
         if self.columns_ is not None:
@@ -471,6 +477,8 @@ class AssetMonitor:
         self.expected_low_ = np.asarray(state["expected_low"])
         self.expected_high_ = np.asarray(state["expected_high"])
         self.center_ = np.asarray(state["center"])
+        self.feature_low_ = np.asarray(state["feature_low"])
+        self.feature_high_ = np.asarray(state["feature_high"])
         self.drifting_ = np.asarray(state["drifting"]).astype(bool)
         self.columns_ = np.asarray(state["columns"]).astype(bool) if "columns" in state else None
         detector = make_detector(self.detector, self.detector_params)
@@ -526,15 +534,21 @@ class AssetMonitor:
             return {}
         names = self.sensor_names or tuple(f"x{j}" for j in range(X.shape[1]))
         per_feature = self.detector_.contributions(F[pick])
+        features = F[pick]
         if self.columns_ is not None:  # back to every sensor's columns; left-out ones contribute 0
-            full = np.zeros((pick.size, self.columns_.size))
-            full[:, self.columns_] = per_feature
-            per_feature = full
+            per_feature, features = _widen(per_feature, self.columns_, 0.0), _widen(features, self.columns_, np.nan)
         rows = scored_rows[pick]
-        return {int(r): self._top(names, X[r], per_feature[j]) for j, r in enumerate(rows.tolist())}
+        return {int(r): self._top(names, X[r], features[j], per_feature[j]) for j, r in enumerate(rows.tolist())}
 
-    def _top(self, names: Sequence[str], values: np.ndarray, contribution: np.ndarray) -> tuple[Contribution, ...]:
-        """Aggregate per-feature contributions to sensors: share, direction, value, expected range."""
+    def _top(
+        self, names: Sequence[str], values: np.ndarray, features: np.ndarray, contribution: np.ndarray
+    ) -> tuple[Contribution, ...]:
+        """Aggregate per-feature contributions to sensors: share, direction, value, expected range.
+
+        The value and range are the sensor's reading and the baseline's readings when its driving
+        feature is a level (``raw``, ``level``), and that feature's own when it describes movement:
+        "spread 0.8 against 0.05-0.2" says how far off a fluctuation is; the reading would not.
+        """
         d = len(names)
         k = contribution.size // d
         per_sensor = np.abs(contribution).reshape(d, k)  # features are grouped by sensor
@@ -542,20 +556,26 @@ class AssetMonitor:
         total = float(magnitude.sum())
         order = np.argsort(-magnitude, kind="stable")[: self.top_k]
         order = order[magnitude[order] > 0]  # a sensor that adds nothing to the score is no explanation
-        assert self.expected_low_ is not None and self.expected_high_ is not None and self.center_ is not None
+        assert self.expected_low_ is not None and self.expected_high_ is not None
+        assert self.feature_low_ is not None and self.feature_high_ is not None
         out = []
         for i in order.tolist():
             dominant = int(np.argmax(per_sensor[i]))
-            sign = contribution[i * k + dominant]
+            column = i * k + dominant
+            feature = self._column_features[dominant]
+            if feature in LEVEL_FEATURES:
+                value, low, high = values[i], self.expected_low_[i], self.expected_high_[i]
+            else:
+                value, low, high = features[column], self.feature_low_[column], self.feature_high_[column]
             out.append(
                 Contribution(
                     sensor=names[i],
                     share=float(magnitude[i] / total) if total > 0 else 0.0,
-                    direction="high" if sign >= 0 else "low",
-                    value=float(values[i]),
-                    expected_low=float(self.expected_low_[i]),
-                    expected_high=float(self.expected_high_[i]),
-                    feature=self._column_features[dominant],
+                    direction="high" if contribution[column] >= 0 else "low",
+                    value=float(value),
+                    expected_low=float(low),
+                    expected_high=float(high),
+                    feature=feature,
                 )
             )
         return tuple(out)
@@ -598,6 +618,13 @@ def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _unprefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+
+
+def _widen(rows: np.ndarray, columns: np.ndarray, fill: float) -> np.ndarray:
+    """Rows over the model's columns back to every feature column; the others get ``fill``."""
+    wide = np.full((rows.shape[0], columns.size), fill)
+    wide[:, columns] = rows
+    return wide
 
 
 def _window_from_sampling(ts: np.ndarray, samples: int) -> float:

@@ -12,6 +12,8 @@ class Contribution:
     sensor: str
     share: float  # fraction of the row's score attributed to this sensor, in [0, 1]
     direction: str  # "high" or "low"
+    # The sensor's reading and the baseline's central 99 % of readings; when the driving feature
+    # describes movement (spread, slope, residual, range), that feature's value and baseline range.
     value: float
     expected_low: float
     expected_high: float

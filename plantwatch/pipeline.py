@@ -331,13 +331,19 @@ def _log_baseline_learned(monitor: AssetMonitor) -> None:
     log.info("baseline of %s learned, scoring starts%s", monitor.asset, note)
 
 
+def _feature_suffix(feature: str) -> str:
+    # A reading needs no label; a movement figure does ("motor_temp spread=0.8", not "motor_temp=0.8").
+    return "" if feature in ("", "raw", "level") else f" {feature}"
+
+
 def _log_alert_event(event: Any) -> None:
     alert = event.alert
     level = _EVENT_LEVELS.get(event.kind, logging.DEBUG)
     if not log.isEnabledFor(level):
         return
     sensors = ", ".join(
-        f"{c.sensor}={c.value:.4g} ({c.direction}, expected {c.expected_low:.4g}..{c.expected_high:.4g}, {c.share:.0%})"
+        f"{c.sensor}{_feature_suffix(c.feature)}={c.value:.4g} "
+        f"({c.direction}, expected {c.expected_low:.4g}..{c.expected_high:.4g}, {c.share:.0%})"
         for c in alert.top_sensors
     )
     log.log(

@@ -100,7 +100,11 @@ def test_the_fault_is_found_and_explained() -> None:
         top = verdict.contributions[0]
         assert top.sensor == "temp" and top.direction == "high"
         assert top.feature in ("raw", "level", "spread")
-        assert top.expected_low < 60 < top.expected_high < top.value  # range learned from the baseline
+        assert top.expected_low < top.expected_high < top.value  # above the range learned from the baseline
+        if top.feature == "spread":  # the step inside the window: its spread, against the baseline's spreads
+            assert top.expected_high < 0.5
+        else:  # the reading, against the baseline's readings
+            assert top.expected_low < 60 < top.expected_high
         assert 0 < top.share <= 1 and sum(c.share for c in verdict.contributions) <= 1 + 1e-9
 
 
@@ -341,3 +345,20 @@ def test_the_service_log_names_drifting_sensors_when_the_baseline_is_learned(cap
         _log_baseline_learned(m)
     assert "baseline of pump-3 learned" in caplog.text
     assert "judged by how they move only: temp" in caplog.text
+
+
+def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture) -> None:
+    from alerts.lifecycle import AlertEvent
+    from alerts.model import Alert
+    from detector.types import Contribution
+    from plantwatch.pipeline import _log_alert_event
+
+    top = (
+        Contribution("flow", 0.7, "low", 30.0, 31.0, 33.0, "level"),
+        Contribution("motor_temp", 0.3, "high", 0.8, 0.05, 0.2, "spread"),
+    )
+    alert = Alert.opened("pump-3", "anomaly", 0, "critical", 9.0, 0.9999, top)
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        _log_alert_event(AlertEvent("opened", alert))
+    assert "flow=30 (low, expected 31..33, 70%)" in caplog.text
+    assert "motor_temp spread=0.8 (high, expected 0.05..0.2, 30%)" in caplog.text
