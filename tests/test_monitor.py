@@ -362,3 +362,14 @@ def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture
         _log_alert_event(AlertEvent("opened", alert))
     assert "flow=30 (low, expected 31..33, 70%)" in caplog.text
     assert "motor_temp spread=0.8 (high, expected 0.05..0.2, 30%)" in caplog.text
+
+
+@pytest.mark.parametrize("scale, offset", [(1000.0, 0.0), (1e-3, 5.0), (-2.0, 1e4)])
+def test_level_drift_ratio_does_not_depend_on_units(scale: float, offset: float) -> None:
+    # °C or K, bar or Pa: the rule must pick the same sensors whatever units a plant reports in.
+    ts, X = _drifting_plant(n=600)
+    ratio = level_drift_ratio(ts, X, 15.0)
+    rescaled = X.copy()
+    rescaled[:, 0] = rescaled[:, 0] * scale + offset
+    rescaled[:, 2] = rescaled[:, 2] * scale + offset
+    assert np.allclose(level_drift_ratio(ts, rescaled, 15.0), ratio, rtol=1e-6)
