@@ -25,14 +25,15 @@ def create_app(
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
     maintenance: Callable[[], list[dict[str, Any]]] | None = None,
-    relearn: Callable[[str], bool] | None = None,
+    relearn: Callable[[str, bool], bool] | None = None,
 ) -> FastAPI:
     """Build the app; the service passes hooks that start/stop its pipeline with the server.
 
     ``maintenance`` returns the per-asset entries of ``GET /maintenance`` (the maintenance tracker's
-    snapshot); without it the endpoint answers an empty list. ``relearn(asset)`` forgets an asset's
-    baseline (``POST /assets/{asset}/relearn``) and returns False for an unknown asset; without it
-    every asset is unknown.
+    snapshot); without it the endpoint answers an empty list. ``relearn(asset, maintenance)`` forgets
+    an asset's baseline (and, after maintenance, its health trend and RUL history) for
+    ``POST /assets/{asset}/relearn`` and returns False for an unknown asset; without it every asset
+    is unknown.
     """
 
     @asynccontextmanager
@@ -61,5 +62,5 @@ def create_app(
     return app
 
 
-def _no_assets(asset: str) -> bool:
+def _no_assets(asset: str, maintenance: bool) -> bool:
     return False

@@ -68,6 +68,7 @@ class RelearnOut(BaseModel):
 
     asset: str
     status: str  # "relearning"
+    maintenance: bool  # True: the health trend and RUL history start again too
 
 
 class MaintenanceOut(BaseModel):

@@ -7,7 +7,7 @@ Baseline. The first ``baseline_rows`` finite rows are learned as normal. When th
 arrives: the feature window is fixed (``window_s``, or ``window_samples`` × the baseline's median
 sampling interval, so one setting serves 1 s and 5 min data alike), features are computed over the
 baseline, the first rows whose window is not yet full are left out, and the calibrator learns the
-distribution of *out-of-sample* baseline scores: with ``calibration_folds`` ≥ 2 (the default, 5)
+distribution of *out-of-sample* baseline scores: with ``calibration_folds`` ≥ 2 (the default, 10)
 by cross-fitting — each contiguous block of the baseline is scored by a detector fitted on the
 other blocks, and the live detector is then fitted on all rows; with 0, the detector is fitted on
 the older part and the calibrator on the newest ``calibration_fraction``. Calibrating on rows the
@@ -265,10 +265,11 @@ class AssetMonitor:
     @property
     def drifting_sensors(self) -> tuple[str, ...]:
         """Sensors whose level wandered over the baseline, judged only by how they move."""
-        if self.drifting_ is None:
+        drifting = self.drifting_  # read once: /healthz asks from another thread than the one resetting
+        if drifting is None:
             return ()
-        names = self.sensor_names or tuple(f"x{j}" for j in range(self.drifting_.size))
-        return tuple(name for name, drifting in zip(names, self.drifting_.tolist(), strict=True) if drifting)
+        names = self.sensor_names or tuple(f"x{j}" for j in range(drifting.size))
+        return tuple(name for name, flag in zip(names, drifting.tolist(), strict=True) if flag)
 
     def _choose_columns(self, ts: np.ndarray, X: np.ndarray) -> None:
         """Leave the level features of drifting sensors out of the model (see the module docstring)."""

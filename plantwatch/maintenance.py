@@ -272,8 +272,16 @@ class MaintenanceTracker:
         if self.rul is not None and "rul" in meta:
             try:
                 self.rul.set_state(meta["rul"], {k[4:]: v for k, v in arrays.items() if k.startswith("rul/")})
-            except ValueError as exc:  # another RUL model now: its history starts afresh, the trends stay
+            except (ValueError, KeyError, IndexError, TypeError) as exc:  # another RUL model or a damaged
+                # section: its history starts afresh, the trends stay
                 log.warning("not restoring the RUL history: %s", exc)
+
+    def forget(self, asset: str) -> None:
+        """Drop ``asset``'s health trend and RUL history (it was overhauled: both start again)."""
+        with self._lock:
+            self._assets.pop(asset, None)
+        if self.rul is not None:
+            self.rul.forget(asset)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One entry per asset (sorted by asset); time-to-threshold fields are None when no crossing is projected.

@@ -145,11 +145,11 @@ class ModelPersistence:
             log.error("cannot save the model of %s in %s: %s", monitor.asset, self.model_dir, exc)
 
     def save_trends(self, tracker: MaintenanceTracker) -> None:
-        meta, arrays = tracker.get_state()
         try:
+            meta, arrays = tracker.get_state()
             save_state(self.model_dir, TRENDS_NAME, meta, arrays)
-        except OSError as exc:
-            log.error("cannot save the maintenance trends in %s: %s", self.model_dir, exc)
+        except Exception:  # losing a save must never stop detection, nor a shutdown half-way
+            log.exception("cannot save the maintenance trends in %s", self.model_dir)
 
     def restore_trends(self, tracker: MaintenanceTracker) -> None:
         try:
@@ -202,7 +202,7 @@ class DetectorStage:
         self.monitors: dict[str, AssetMonitor] = {}
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
-        self._relearn: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self._trends_saved_at = time.monotonic()
         if models is not None and maintenance is not None:
             models.restore_trends(maintenance)
@@ -214,25 +214,36 @@ class DetectorStage:
         self.monitors[asset] = monitor
         return monitor
 
-    def request_relearn(self, asset: str) -> bool:
-        """Forget ``asset``'s baseline before its next readings (False: no such asset here)."""
+    def request_relearn(self, asset: str, maintenance: bool = False) -> bool:
+        """Forget ``asset``'s baseline before its next readings (False: no such asset here).
+
+        ``maintenance=True``: the asset was overhauled, so its health trend and RUL history go too.
+        """
         if asset not in self.monitors:
             return False
-        self._relearn.put(asset)
+        self._relearn.put((asset, maintenance))
         return True
 
     def _apply_relearn_requests(self) -> None:
         while True:
             try:
-                asset = self._relearn.get_nowait()
+                asset, overhauled = self._relearn.get_nowait()
             except queue.Empty:
                 return
             monitor = self.monitors[asset]
             monitor.reset()
+            if overhauled and self.maintenance is not None:
+                self.maintenance.forget(asset)
             if self.models is not None:
                 self.models.save(monitor)  # a restart must not bring the old baseline back
+                if overhauled and self.maintenance is not None:
+                    self.models.save_trends(self.maintenance)
             self.counters.inc("plantwatch_baselines_relearned_total")
-            log.warning("baseline of %s forgotten on request: learning a new one from the next readings", asset)
+            log.warning(
+                "baseline of %s forgotten on request%s: learning a new one from the next readings",
+                asset,
+                " (maintenance done: its health trend and RUL history start again)" if overhauled else "",
+            )
 
     def save_models(self) -> None:
         if self.models is not None:
@@ -303,8 +314,11 @@ class DetectorStage:
         assert self.maintenance is not None
         forecast = self.maintenance.rul_forecast(asset, ts_ns)
         if forecast is not None:
-            for event in self.alerts.observe_maintenance(forecast):
-                _log_alert_event(event)
+            events = self.alerts.observe_maintenance(forecast)
+        else:
+            events = self.alerts.maintenance_not_due(asset, ts_ns)
+        for event in events:
+            _log_alert_event(event)
 
     def _track_maintenance(self, verdict: Verdict) -> None:
         """Health trend of the verdict's asset; a due forecast opens/extends its maintenance alert."""
@@ -432,9 +446,9 @@ class Pipeline:
         self.detector.save_models()
         self.sink.close()
 
-    def relearn(self, asset: str) -> bool:
+    def relearn(self, asset: str, maintenance: bool = False) -> bool:
         """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""
-        return self.detector.request_relearn(asset)
+        return self.detector.request_relearn(asset, maintenance)
 
     def health_report(self) -> dict[str, Any]:
         connected = bool(self.source.connected.is_set())

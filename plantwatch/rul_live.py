@@ -140,11 +140,13 @@ class RulTracker:
                 }
             )
             arrays[f"ts/{i}"] = np.array([r[0] for r in rows], dtype=np.int64)
-            arrays[f"x/{i}"] = np.array([r[1] for r in rows], dtype=np.float64).reshape(len(rows), -1)
+            arrays[f"x/{i}"] = np.array([r[1] for r in rows], dtype=np.float64).reshape(
+                len(rows), len(self.sensor_columns)
+            )
             if self.settings_columns:  # NaN rows: readings that came without the settings
                 nan_row = (math.nan,) * len(self.settings_columns)
                 settings = [r[2] if r[2] is not None else nan_row for r in rows]
-                arrays[f"s/{i}"] = np.array(settings, dtype=np.float64).reshape(len(rows), -1)
+                arrays[f"s/{i}"] = np.array(settings, dtype=np.float64).reshape(len(rows), len(self.settings_columns))
         meta = {
             "model": self.name,
             "sensor_columns": list(self.sensor_columns),
@@ -178,6 +180,11 @@ class RulTracker:
             restored[str(entry["asset"])] = state
         with self._lock:
             self._assets = restored
+
+    def forget(self, asset: str) -> None:
+        """Drop ``asset``'s history and estimate (it was overhauled: its life starts again)."""
+        with self._lock:
+            self._assets.pop(asset, None)
 
     def estimates(self) -> dict[str, RulEstimate]:
         with self._lock:

@@ -195,18 +195,22 @@ def test_lifespan_hooks_run_around_serving(store: SqliteAlertStore) -> None:
 
 
 def test_relearn_asks_the_pipeline_and_answers_202(store: SqliteAlertStore) -> None:
-    asked: list[str] = []
+    asked: list[tuple[str, bool]] = []
 
-    def relearn(asset: str) -> bool:
-        asked.append(asset)
+    def relearn(asset: str, maintenance: bool) -> bool:
+        asked.append((asset, maintenance))
         return asset == "pump 7"
 
     with TestClient(create_app(store, Counters(), relearn=relearn)) as client:
         resp = client.post("/assets/pump%207/relearn")
-        assert (resp.status_code, resp.json()) == (202, {"asset": "pump 7", "status": "relearning"})
+        assert resp.status_code == 202
+        assert resp.json() == {"asset": "pump 7", "status": "relearning", "maintenance": False}
+        overhauled = client.post("/assets/pump%207/relearn", params={"maintenance": "true"})
+        assert overhauled.status_code == 202 and overhauled.json()["maintenance"] is True
         unknown = client.post("/assets/fan-9/relearn")
         assert unknown.status_code == 404 and "fan-9" in unknown.json()["detail"]
-    assert asked == ["pump 7", "fan-9"]
+        assert client.post("/assets/pump%207/relearn", params={"maintenance": "perhaps"}).status_code == 422
+    assert asked == [("pump 7", False), ("pump 7", True), ("fan-9", False)]
 
 
 def test_relearn_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> None:

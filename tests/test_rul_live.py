@@ -234,3 +234,38 @@ def test_a_failure_due_soon_is_alerted_before_the_anomaly_baseline_is_learned(mo
     [alert] = store.list(kind="maintenance")
     assert alert.asset == "pump-1" and alert.state == "open"
     store.close()
+
+
+def test_trends_save_with_an_asset_that_lacks_the_rul_sensors(model_dir: Path, tmp_path: Path) -> None:
+    from plantwatch.pipeline import ModelPersistence
+
+    rul = load_rul_tracker(model_dir, every_rows=20)
+    rul.observe("fan-9", [(T0, {"rpm": 1.0})])  # not a row the model can use: an empty history
+    t, X, S = unit(60, np.random.default_rng(13))
+    rul.observe("pump-1", _rows(t, X, S))
+    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+    models = ModelPersistence(str(tmp_path))
+    models.save_trends(tracker)
+    again = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=load_rul_tracker(model_dir, every_rows=20))
+    models.restore_trends(again)
+    assert again.rul is not None and again.rul.get_state()[0] == rul.get_state()[0]
+
+
+def test_relearn_after_maintenance_starts_the_trend_and_rul_history_again(model_dir: Path, tmp_path: Path) -> None:
+    from ingest.messages import Reading
+
+    rul = load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20, history_rows=500)
+    tracker = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=rul)
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    stage = _stage(store, tracker, {"baseline_rows": 20})
+    t, X, S = unit(200, np.random.default_rng(7))
+    rows = _rows(t[:100], X[:100], S[:100])
+    stage._process([Reading("pump-1", ts, values) for ts, values in rows])
+    assert rul.estimates() and tracker.snapshot()
+    assert stage.request_relearn("pump-1")  # a process change: the life history stays
+    stage._process([])
+    assert rul.estimates() and not stage.monitors["pump-1"].is_warm
+    assert stage.request_relearn("pump-1", maintenance=True)  # overhauled: its life starts again
+    stage._process([])
+    assert rul.estimates() == {} and tracker.snapshot() == []
+    store.close()

@@ -12,7 +12,7 @@ from plantwatch.metrics import Counters
 
 HealthCheck = Callable[[], dict[str, Any]]
 MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
-Relearn = Callable[[str], bool]  # asset -> False when the service has no such asset
+Relearn = Callable[[str, bool], bool]  # (asset, maintenance done) -> False when the service has no such asset
 
 
 def get_store(request: Request) -> AlertStore:
