@@ -443,7 +443,10 @@ class Pipeline:
         for thread in self._threads:
             thread.join(timeout=timeout_s)
         self.source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
-        self.detector.save_models()
+        try:
+            self.detector.save_models()
+        except Exception:  # the sink and the alert store must still be closed and flushed
+            log.exception("saving the learned models at shutdown failed")
         self.sink.close()
 
     def relearn(self, asset: str, maintenance: bool = False) -> bool:
