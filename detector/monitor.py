@@ -546,9 +546,10 @@ class AssetMonitor:
     ) -> tuple[Contribution, ...]:
         """Aggregate per-feature contributions to sensors: share, direction, value, expected range.
 
-        The value and range are the sensor's reading and the baseline's readings when its driving
-        feature is a level (``raw``, ``level``), and that feature's own when it describes movement:
-        "spread 0.8 against 0.05-0.2" says how far off a fluctuation is; the reading would not.
+        The value and range are those of the sensor's driving feature: its reading against the
+        baseline's readings for ``raw``, its rolling level against the baseline's levels for
+        ``level`` (a level shift inside the readings' noise band is still far outside the levels'),
+        "spread 0.8 against 0.05-0.2" for a fluctuation. The reading alone would not say how far off.
         """
         d = len(names)
         k = contribution.size // d
@@ -564,7 +565,7 @@ class AssetMonitor:
             dominant = int(np.argmax(per_sensor[i]))
             column = i * k + dominant
             feature = self._column_features[dominant]
-            if feature in LEVEL_FEATURES:
+            if feature == "raw":
                 value, low, high = values[i], self.expected_low_[i], self.expected_high_[i]
             else:
                 value, low, high = features[column], self.feature_low_[column], self.feature_high_[column]

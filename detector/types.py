@@ -12,8 +12,8 @@ class Contribution:
     sensor: str
     share: float  # fraction of the row's score attributed to this sensor, in [0, 1]
     direction: str  # "high" or "low"
-    # The sensor's reading and the baseline's central 99 % of readings; when the driving feature
-    # describes movement (spread, slope, residual, range), that feature's value and baseline range.
+    # The driving feature's current value and the baseline's central 99 % of it: the reading for
+    # "raw", the rolling level for "level", the rolling spread for "spread", and so on.
     value: float
     expected_low: float
     expected_high: float

@@ -346,8 +346,8 @@ def _log_baseline_learned(monitor: AssetMonitor) -> None:
 
 
 def _feature_suffix(feature: str) -> str:
-    # A reading needs no label; a movement figure does ("motor_temp spread=0.8", not "motor_temp=0.8").
-    return "" if feature in ("", "raw", "level") else f" {feature}"
+    # A reading needs no label; a level or a movement figure does ("motor_temp spread=0.8").
+    return "" if feature in ("", "raw") else f" {feature}"
 
 
 def _log_alert_event(event: Any) -> None:

@@ -360,7 +360,7 @@ def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture
     alert = Alert.opened("pump-3", "anomaly", 0, "critical", 9.0, 0.9999, top)
     with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
         _log_alert_event(AlertEvent("opened", alert))
-    assert "flow=30 (low, expected 31..33, 70%)" in caplog.text
+    assert "flow level=30 (low, expected 31..33, 70%)" in caplog.text
     assert "motor_temp spread=0.8 (high, expected 0.05..0.2, 30%)" in caplog.text
 
 
