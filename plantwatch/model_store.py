@@ -55,6 +55,11 @@ def save_state(
     return json_path
 
 
+def has_state(model_dir: str | os.PathLike[str], asset: str) -> bool:
+    """Whether a model of ``asset`` was saved in ``model_dir``."""
+    return _inside(Path(model_dir), _stem(asset) + ".json").exists()
+
+
 def load_state(model_dir: str | os.PathLike[str], asset: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """The saved (meta, arrays) of ``asset``, or None when nothing was saved for it."""
     root = Path(model_dir)

@@ -28,7 +28,7 @@ from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
 from plantwatch.maintenance import MaintenanceTracker
 from plantwatch.metrics import Counters
-from plantwatch.model_store import ModelStoreError, load_state, save_state
+from plantwatch.model_store import ModelStoreError, has_state, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,12 @@ class ModelPersistence:
         except (ModelStoreError, ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("not restoring the maintenance trends, starting them afresh: %s", exc)
 
+    def has(self, asset: str) -> bool:
+        try:
+            return has_state(self.model_dir, asset)
+        except (ModelStoreError, OSError):
+            return False
+
     def restore(self, monitor: AssetMonitor) -> None:
         try:
             saved = load_state(self.model_dir, monitor.asset)
@@ -219,7 +225,8 @@ class DetectorStage:
 
         ``maintenance=True``: the asset was overhauled, so its health trend and RUL history go too.
         """
-        if asset not in self.monitors:
+        # An asset known only from its saved model (no readings since a restart) counts too.
+        if asset not in self.monitors and not (self.models is not None and self.models.has(asset)):
             return False
         self._relearn.put((asset, maintenance))
         return True
@@ -230,7 +237,7 @@ class DetectorStage:
                 asset, overhauled = self._relearn.get_nowait()
             except queue.Empty:
                 return
-            monitor = self.monitors[asset]
+            monitor = self.monitors.get(asset) or self._new_monitor(asset)
             monitor.reset()
             if overhauled and self.maintenance is not None:
                 self.maintenance.forget(asset)

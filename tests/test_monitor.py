@@ -235,6 +235,46 @@ def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_
     assert stage.monitors["pump"].is_warm
 
 
+def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_saved_model(tmp_path: Path) -> None:
+    import queue
+    import threading
+
+    from alerts.lifecycle import AlertManager
+    from alerts.store import SqliteAlertStore
+    from ingest.messages import Reading
+    from plantwatch.metrics import Counters
+    from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
+
+    class NullSink:
+        def write_verdicts(self, verdicts: object) -> None:
+            pass
+
+    models = ModelPersistence(str(tmp_path / "models"))
+
+    def stage() -> DetectorStage:
+        return DetectorStage(
+            queue.Queue(),
+            sink=NullSink(),  # type: ignore[arg-type]
+            alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
+            detector_config=lambda asset: {"baseline_rows": 300},
+            counters=Counters(),
+            health=StageHealth(),
+            stop=threading.Event(),
+            models=models,
+        )
+
+    ts, X = plant(n=400, fault=(0, 0))
+    first = stage()
+    first._process([Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(400)])
+    assert first.monitors["pump"].is_warm  # saved at warm-up
+    restarted = stage()
+    assert restarted.request_relearn("pump") and not restarted.request_relearn("never-seen")
+    restarted._process([])  # the next batch (of any asset) applies it
+    on_disk = AssetMonitor("pump", None, baseline_rows=300)
+    models.restore(on_disk)
+    assert not on_disk.is_warm
+
+
 def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_path: Path) -> None:
     from plantwatch.pipeline import ModelPersistence
 

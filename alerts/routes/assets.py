@@ -25,5 +25,5 @@ def relearn_baseline(asset: str, relearn: RelearnDep, maintenance: MaintenancePa
     With ``?maintenance=true`` the asset's health trend and RUL row history are forgotten as well.
     """
     if not relearn(asset, maintenance):
-        raise HTTPException(status_code=404, detail=f"no asset {asset!r} has sent readings since the service started")
+        raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the start, no saved model")
     return RelearnOut(asset=asset, status="relearning", maintenance=maintenance)
