@@ -22,6 +22,7 @@ from typing import Any
 
 from alerts.lifecycle import AlertManager
 from detector.base import join_state, split_state
+from detector.health import MaintenanceForecast
 from detector.monitor import AssetMonitor
 from detector.types import Verdict
 from ingest.messages import Inbound, Reading
@@ -239,12 +240,13 @@ class DetectorStage:
                 return
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
             monitor.reset()
-            if overhauled and self.maintenance is not None:
-                self.maintenance.forget(asset)
+            trends = self.maintenance if overhauled else None
+            if trends is not None:
+                trends.forget(asset)
             if self.models is not None:
                 self.models.save(monitor)  # a restart must not bring the old baseline back
-                if overhauled and self.maintenance is not None:
-                    self.models.save_trends(self.maintenance)
+                if trends is not None:
+                    self.models.save_trends(trends)
             self.counters.inc("plantwatch_baselines_relearned_total")
             log.warning(
                 "baseline of %s forgotten on request%s: learning a new one from the next readings",
@@ -319,13 +321,7 @@ class DetectorStage:
 
     def _check_rul_alone(self, asset: str, ts_ns: int) -> None:
         assert self.maintenance is not None
-        forecast = self.maintenance.rul_forecast(asset, ts_ns)
-        if forecast is not None:
-            events = self.alerts.observe_maintenance(forecast)
-        else:
-            events = self.alerts.maintenance_not_due(asset, ts_ns)
-        for event in events:
-            _log_alert_event(event)
+        self._maintenance_alert(asset, ts_ns, self.maintenance.rul_forecast(asset, ts_ns), with_drivers=False)
 
     def _track_maintenance(self, verdict: Verdict) -> None:
         """Health trend of the verdict's asset; a due forecast opens/extends its maintenance alert."""
@@ -333,11 +329,18 @@ class DetectorStage:
         monitor = self.monitors.get(verdict.asset)
         sensors = monitor.sensor_names if monitor is not None else None
         forecast = self.maintenance.observe(verdict, sensors=sensors)
+        self._maintenance_alert(verdict.asset, verdict.ts_ns, forecast, with_drivers=True)
+
+    def _maintenance_alert(
+        self, asset: str, ts_ns: int, forecast: MaintenanceForecast | None, *, with_drivers: bool
+    ) -> None:
+        """A due forecast opens/extends the asset's maintenance alert; none lets an open one resolve."""
+        assert self.maintenance is not None
         if forecast is not None:
-            top = self.maintenance.driver_contributions(verdict.asset)
+            top = self.maintenance.driver_contributions(asset) if with_drivers else None
             events = self.alerts.observe_maintenance(forecast, top)
         else:
-            events = self.alerts.maintenance_not_due(verdict.asset, verdict.ts_ns)
+            events = self.alerts.maintenance_not_due(asset, ts_ns)
         for event in events:
             _log_alert_event(event)
 
