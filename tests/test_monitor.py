@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from alerts.lifecycle import AlertManager
+from alerts.store import SqliteAlertStore
 from detector.base import join_state, split_state
 from detector.features import level_drift_ratio
 from detector.monitor import SCORED, SKIPPED, AssetMonitor
+from ingest.messages import Reading
+from plantwatch.metrics import Counters
+from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
 
 SENSORS = ("flow", "current", "pressure", "temp")
 CONFIGS: list[dict[str, Any]] = [
@@ -140,8 +147,6 @@ def test_late_and_non_finite_rows_are_skipped() -> None:
 
 
 def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
-
     ts, X = plant()
     models = ModelPersistence(str(tmp_path / "models"))
     first = monitor()
@@ -154,34 +159,37 @@ def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None
     assert np.array_equal(restored.process_arrays(ts[700:], X[700:]).probability, expected.probability)
 
 
-def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_path: Path) -> None:
-    import queue
-    import threading
+class _NullSink:
+    def write_verdicts(self, verdicts: object) -> None:
+        pass
 
-    from alerts.lifecycle import AlertManager
-    from alerts.store import SqliteAlertStore
-    from ingest.messages import Reading
-    from plantwatch.metrics import Counters
-    from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
 
-    class NullSink:
-        def write_verdicts(self, verdicts: object) -> None:
-            pass
-
-    config = {"baseline_rows": 300, "adapt": True, "adapt_every": 200}
-    models = ModelPersistence(str(tmp_path / "models"))
-    stage = DetectorStage(
+def _stage(
+    tmp_path: Path, models: ModelPersistence, config: dict[str, Any], counters: Counters | None = None
+) -> DetectorStage:
+    """The live detector stage with model persistence, storage left out."""
+    counters = counters or Counters()
+    return DetectorStage(
         queue.Queue(),
-        sink=NullSink(),  # type: ignore[arg-type]
-        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
+        sink=_NullSink(),  # type: ignore[arg-type]
+        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
         detector_config=lambda asset: dict(config),
-        counters=Counters(),
+        counters=counters,
         health=StageHealth(),
         stop=threading.Event(),
         models=models,
     )
+
+
+def _readings(ts: np.ndarray, X: np.ndarray) -> list[Reading]:
+    return [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
+
+
+def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_path: Path) -> None:
+    models = ModelPersistence(str(tmp_path / "models"))
+    stage = _stage(tmp_path, models, {"baseline_rows": 300, "adapt": True, "adapt_every": 200})
     ts, X = plant(n=1200, fault=(0, 0))
-    readings = [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
+    readings = _readings(ts, X)
     for start in range(0, 1200, 100):  # micro-batches, as the live stage receives them
         stage._process(readings[start : start + 100])
     live = stage.monitors["pump"]
@@ -193,33 +201,11 @@ def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_pat
 
 
 def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_one(tmp_path: Path) -> None:
-    import queue
-    import threading
-
-    from alerts.lifecycle import AlertManager
-    from alerts.store import SqliteAlertStore
-    from ingest.messages import Reading
-    from plantwatch.metrics import Counters
-    from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
-
-    class NullSink:
-        def write_verdicts(self, verdicts: object) -> None:
-            pass
-
     counters = Counters()
     models = ModelPersistence(str(tmp_path / "models"))
-    stage = DetectorStage(
-        queue.Queue(),
-        sink=NullSink(),  # type: ignore[arg-type]
-        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
-        detector_config=lambda asset: {"baseline_rows": 300},
-        counters=counters,
-        health=StageHealth(),
-        stop=threading.Event(),
-        models=models,
-    )
+    stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
     ts, X = plant(n=1000, fault=(0, 0))
-    readings = [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
+    readings = _readings(ts, X)
     stage._process(readings[:400])
     assert stage.monitors["pump"].is_warm
     assert stage.request_relearn("pump") and not stage.request_relearn("fan")
@@ -236,38 +222,12 @@ def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_
 
 
 def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_saved_model(tmp_path: Path) -> None:
-    import queue
-    import threading
-
-    from alerts.lifecycle import AlertManager
-    from alerts.store import SqliteAlertStore
-    from ingest.messages import Reading
-    from plantwatch.metrics import Counters
-    from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
-
-    class NullSink:
-        def write_verdicts(self, verdicts: object) -> None:
-            pass
-
     models = ModelPersistence(str(tmp_path / "models"))
-
-    def stage() -> DetectorStage:
-        return DetectorStage(
-            queue.Queue(),
-            sink=NullSink(),  # type: ignore[arg-type]
-            alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
-            detector_config=lambda asset: {"baseline_rows": 300},
-            counters=Counters(),
-            health=StageHealth(),
-            stop=threading.Event(),
-            models=models,
-        )
-
     ts, X = plant(n=400, fault=(0, 0))
-    first = stage()
-    first._process([Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(400)])
+    first = _stage(tmp_path, models, {"baseline_rows": 300})
+    first._process(_readings(ts, X))
     assert first.monitors["pump"].is_warm  # saved at warm-up
-    restarted = stage()
+    restarted = _stage(tmp_path, models, {"baseline_rows": 300})
     assert restarted.request_relearn("pump") and not restarted.request_relearn("never-seen")
     restarted._process([])  # the next batch (of any asset) applies it
     on_disk = AssetMonitor("pump", None, baseline_rows=300)
@@ -276,8 +236,6 @@ def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_save
 
 
 def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
-
     ts, X = plant()
     models = ModelPersistence(str(tmp_path))
     first = monitor()
