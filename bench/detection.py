@@ -44,6 +44,7 @@ from plantwatch.evaluation import (
     NabFileResult,
     alarm_onsets,
     nab_corpus,
+    nab_normalised,
     nab_probation_rows,
     nab_score_file,
     pool_skab,
@@ -67,6 +68,58 @@ NAB_REFERENCES = (  # NAB scoreboard, standard profile, full 58-file corpus, opt
     ("Numenta HTM", 70.1),
     ("AWS Random Cut Forest", 51.7),
 )
+# The same three detectors on our 13 files: their per-file raw scores (standard profile, threshold
+# optimised by NAB over all 58 files) as published in numenta/NAB
+# ``results/<detector>/<detector>_standard_scores.csv``, normalised here over the files we score.
+NAB_PUBLISHED_RAW: dict[str, dict[str, float]] = {
+    "ARTime": {
+        "artificialWithAnomaly/art_daily_flatmiddle.csv": 0.8040,
+        "artificialWithAnomaly/art_daily_jumpsdown.csv": 0.9935,
+        "artificialWithAnomaly/art_daily_jumpsup.csv": 0.8589,
+        "artificialWithAnomaly/art_daily_nojump.csv": -1.1100,
+        "artificialWithAnomaly/art_increase_spike_density.csv": 0.8460,
+        "artificialWithAnomaly/art_load_balancer_spikes.csv": 0.0494,
+        "realKnownCause/ambient_temperature_system_failure.csv": 1.6577,
+        "realKnownCause/cpu_utilization_asg_misconfiguration.csv": -0.2575,
+        "realKnownCause/ec2_request_latency_system_failure.csv": 1.3906,
+        "realKnownCause/machine_temperature_system_failure.csv": 2.5563,
+        "realKnownCause/nyc_taxi.csv": 3.7752,
+        "realKnownCause/rogue_agent_key_hold.csv": -1.2809,
+        "realKnownCause/rogue_agent_key_updown.csv": -2.5677,
+    },
+    "Numenta HTM": {
+        "artificialWithAnomaly/art_daily_flatmiddle.csv": 0.4411,
+        "artificialWithAnomaly/art_daily_jumpsdown.csv": 0.7489,
+        "artificialWithAnomaly/art_daily_jumpsup.csv": 0.7489,
+        "artificialWithAnomaly/art_daily_nojump.csv": -1.0000,
+        "artificialWithAnomaly/art_increase_spike_density.csv": 0.6407,
+        "artificialWithAnomaly/art_load_balancer_spikes.csv": 0.7348,
+        "realKnownCause/ambient_temperature_system_failure.csv": 1.3226,
+        "realKnownCause/cpu_utilization_asg_misconfiguration.csv": -0.5730,
+        "realKnownCause/ec2_request_latency_system_failure.csv": 1.9854,
+        "realKnownCause/machine_temperature_system_failure.csv": 2.8932,
+        "realKnownCause/nyc_taxi.csv": 2.3419,
+        "realKnownCause/rogue_agent_key_hold.csv": -0.8674,
+        "realKnownCause/rogue_agent_key_updown.csv": -1.1858,
+    },
+    "AWS Random Cut Forest": {
+        "artificialWithAnomaly/art_daily_flatmiddle.csv": -1.0000,
+        "artificialWithAnomaly/art_daily_jumpsdown.csv": -1.0000,
+        "artificialWithAnomaly/art_daily_jumpsup.csv": 0.8607,
+        "artificialWithAnomaly/art_daily_nojump.csv": -1.0000,
+        "artificialWithAnomaly/art_increase_spike_density.csv": -1.0000,
+        "artificialWithAnomaly/art_load_balancer_spikes.csv": -1.0000,
+        "realKnownCause/ambient_temperature_system_failure.csv": 1.7622,
+        "realKnownCause/cpu_utilization_asg_misconfiguration.csv": 0.6664,
+        "realKnownCause/ec2_request_latency_system_failure.csv": 1.8463,
+        "realKnownCause/machine_temperature_system_failure.csv": -2.1186,
+        "realKnownCause/nyc_taxi.csv": -3.1846,
+        "realKnownCause/rogue_agent_key_hold.csv": -1.5274,
+        "realKnownCause/rogue_agent_key_updown.csv": -0.0742,
+    },
+}
+# Alarm entry levels swept for the leaderboard-style figure (NAB optimises each detector's threshold).
+NAB_ENTER_SWEEP = (0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
 GOAL_SKAB = {"f1": 0.85, "far": 0.10, "mar": 0.20}
 GOAL_NAB = 75.0
 ANOMALY_FREE_BASELINES = (400, 1800, 3600)  # rows (~1 s each): SKAB's 400, 30 min, 1 h
@@ -190,6 +243,38 @@ def run_nab(data: Path, config: dict[str, Any], tmp: Path, verbose: bool) -> dic
     }
 
 
+def published_on_our_files(corpus: dict[str, Any], files: list[str]) -> list[tuple[str, float]]:
+    """The published detectors' scores normalised over exactly the files scored here.
+
+    Empty when a file is not in their tables (a data directory other than the shipped corpus).
+    """
+    out = []
+    for name, raw in NAB_PUBLISHED_RAW.items():
+        if not files or not set(files) <= raw.keys():
+            return []
+        total = sum(raw[f] for f in files)
+        out.append((name, nab_normalised(total, corpus["windows"], corpus["windows_scored"])))
+    return out
+
+
+def run_nab_enter_sweep(data: Path, config: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+    """NAB scores of the default with only the alarm entry level changed (the leaderboard's protocol
+    optimises each detector's threshold on the corpus; this is the same thing for our alarm rule)."""
+    out = []
+    for enter in NAB_ENTER_SWEEP:
+        swept = {**config, "enter": enter, "exit": min(config["exit"], enter)}
+        corpus = run_nab(data, swept, tmp, verbose=False)["corpus"]
+        out.append(
+            {
+                "enter": enter,
+                "score": corpus["score"],
+                "windows_detected": corpus["windows_detected"],
+                "false_alarms": corpus["false_alarms"],
+            }
+        )
+    return out
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -198,6 +283,7 @@ def report(
     skab: dict[str, Any],
     nab: dict[str, Any],
     normal: list[dict[str, Any]],
+    sweep: list[dict[str, Any]],
     split: str,
     config: dict[str, Any],
     wall: float,
@@ -232,11 +318,17 @@ def report(
         f"NAB, {n_files} files, standard profile (A_TP 1, A_FP 0.11, A_FN 1), fixed alarm rule, "
         f"train rows = probationary period"
     )
-    print(f"  {'detector':<46}{'score':>7}")
-    print(f"  {'plantwatch (this run, 13 files)':<46}{c['score']:>7.1f}")
+    print(f"  {'detector':<52}{'score':>7}")
+    print(f"  {'plantwatch (this run, 13 files)':<52}{c['score']:>7.1f}")
     for name, score in NAB_REFERENCES:
-        print(f"  {name + ' (published, 58 files)':<46}{score:>7.1f}")
-    print(f"  {'goal':<46}{'>=75':>7}   {_mark(c['score'] >= GOAL_NAB)}")
+        print(f"  {name + ' (published, 58 files)':<52}{score:>7.1f}")
+    for name, score in published_on_our_files(c, list(per)):
+        print(f"  {name + f' (published, these {n_files} files)':<52}{score:>7.1f}")
+    if sweep:
+        best = max(sweep, key=lambda r: r["score"])
+        label = f"plantwatch, enter {best['enter']:g} (best of sweep)"
+        print(f"  {label:<52}{best['score']:>7.1f}")
+    print(f"  {'goal':<52}{'>=75':>7}   {_mark(c['score'] >= GOAL_NAB)}")
     print(
         f"  raw {c['raw']:+.2f} (null {c['null_raw']:+.0f}, perfect {c['perfect_raw']:+.0f}); "
         f"window recall {c['windows_detected']}/{c['windows']} = {c['window_recall']:.2f}"
@@ -255,6 +347,18 @@ def report(
         print(f"  {rel:<56}{hit:>6}{f['false_alarms']:>8}{f['fp_rows']:>9}{f['raw']:>+9.2f}")
     print("  NAB's published scores optimise each detector's threshold over the corpus and cover all 58 files;")
     print("  ours is the live alarm rule on the 13 labelled files we have: indicative, not a leaderboard entry.")
+    print("  'these files' = the published per-file raw scores (NAB's results/*_standard_scores.csv) of the files")
+    print("  above, normalised over them. The sweep changes only the alarm entry level and picks the best on")
+    print("  these same files, as NAB does for each detector's threshold: a tuned-on-test figure, for that")
+    print("  comparison only; the live default is the first line.")
+    if sweep:
+        print(
+            "  entry-level sweep: "
+            + ", ".join(
+                f"{r['enter']:g} → {r['score']:.1f} ({r['windows_detected']} win, {r['false_alarms']} FA)"
+                for r in sweep
+            )
+        )
     print()
     rows = skab["rows"] + nab["rows"]
     secs = skab["seconds"] + nab["seconds"]
@@ -286,8 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         skab = run_skab(args.data, files, config, tmp, args.verbose)
         nab = run_nab(args.data, config, tmp, args.verbose)
         normal = run_anomaly_free(args.data, config, tmp)
+        sweep = run_nab_enter_sweep(args.data, config, tmp)
     wall = time.perf_counter() - started
-    report(skab, nab, normal, split, config, wall)
+    report(skab, nab, normal, sweep, split, config, wall)
     if args.json:
         payload = {
             "config": config,
@@ -296,9 +401,14 @@ def main(argv: list[str] | None = None) -> int:
             "skab": {**skab, "split": split, "train_rows": SKAB_TRAIN_ROWS, "label": "anomaly"},
             "nab": nab,
             "skab_anomaly_free": normal,
+            "nab_enter_sweep": sweep,
             "references": {
                 "skab": [dict(zip(("name", "f1", "far_pct", "mar_pct"), r, strict=True)) for r in SKAB_REFERENCES],
                 "nab": [dict(zip(("name", "score"), r, strict=True)) for r in NAB_REFERENCES],
+                "nab_these_files": [
+                    dict(zip(("name", "score"), r, strict=True))
+                    for r in published_on_our_files(nab["corpus"], list(nab["per_file"]))
+                ],
             },
             "goals": {"skab": GOAL_SKAB, "nab": GOAL_NAB},
             "rows_per_second": (skab["rows"] + nab["rows"]) / (skab["seconds"] + nab["seconds"]),

@@ -79,6 +79,23 @@ def test_the_detection_benchmark_runs_and_reports_every_figure(tmp_path: Path) -
     nab = figures["nab"]["corpus"]
     assert nab["windows"] == 1 and nab["windows_detected"] == 1
     assert figures["config"]["drift_ratio"] == 20.0  # the live service's embedded default
+    sweep = figures["nab_enter_sweep"]
+    assert [r["enter"] for r in sweep] == sorted(r["enter"] for r in sweep) and len(sweep) >= 5
+    assert all(r["windows_detected"] <= 1 for r in sweep)
+    assert figures["references"]["nab_these_files"] == []  # the miniature file is not in NAB's tables
+
+
+def test_published_nab_scores_are_renormalised_over_our_files() -> None:
+    bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "detection.py"))
+    files = sorted(bench["NAB_PUBLISHED_RAW"]["Numenta HTM"])
+    assert len(files) == 13
+    corpus = {"windows": 25, "windows_scored": 25}  # what our scorer finds in these 13 files
+    scores = dict(bench["published_on_our_files"](corpus, files))
+    # HTM's 13 raw scores sum to +8.23: 100 * (8.23 + 25) / (25 + 25)
+    assert abs(scores["Numenta HTM"] - 66.5) < 0.05
+    assert abs(scores["ARTime"] - 65.4) < 0.05
+    assert abs(scores["AWS Random Cut Forest"] - 36.5) < 0.05
+    assert bench["published_on_our_files"](corpus, files + ["realKnownCause/other.csv"]) == []
 
 
 def test_the_detector_comparison_runs_every_asked_kind(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
