@@ -345,6 +345,20 @@ def _rolling_features(
     return out.reshape(n, d * nf)
 
 
+def settled_rows(ts_ns: np.ndarray, window_s: float) -> np.ndarray:
+    """Baseline rows whose feature window is full; at least the newer half of the baseline is kept.
+
+    The model is fitted on these rows only: in the first window the rolling features still average
+    fewer samples than they will later. A window longer than half the baseline keeps the newer half.
+    """
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    settled = ts >= ts[0] + int(window_s * _NS_PER_S) if ts.size else np.zeros(0, dtype=bool)
+    if settled.sum() < ts.size // 2:
+        settled = np.zeros(ts.size, dtype=bool)
+        settled[ts.size // 2 :] = True
+    return settled
+
+
 # Features that judge where a sensor *is* (its level). A sensor whose level wanders slowly over the
 # baseline can only be judged by the others (how it moves), see ``level_drift_ratio``.
 LEVEL_FEATURES = ("raw", "level")
@@ -363,15 +377,15 @@ def level_drift_ratio(ts_ns: np.ndarray, X: np.ndarray, window_s: float) -> np.n
     something a short baseline cannot judge. ``s²`` comes from consecutive differences
     (``var(diff) / 2``), which a slow wander barely touches; ``m`` is the median number of rows per
     window. Constant sensors get 0; a noiseless sensor whose level still moves gets ``inf``.
-    Rows must be finite and in time order; rows whose window is not yet full are left out.
+    Rows must be finite and in time order; only ``settled_rows`` count (the rows the model learns).
     """
     ts = np.asarray(ts_ns, dtype=np.int64)
     X = np.asarray(X, dtype=np.float64)
     window_ns = int(round(float(window_s) * _NS_PER_S))
     level = _rolling_features(ts, X, window_ns, ("level",), 1)
     rows_in_window = np.arange(ts.size) - np.searchsorted(ts, ts - window_ns, side="right") + 1
-    settled = ts >= ts[0] + window_ns
-    if settled.sum() < 2:
+    settled = settled_rows(ts, window_s)
+    if settled.sum() < 2:  # a handful of rows (never a monitor's baseline, which has >= 10)
         settled = np.ones(ts.size, dtype=bool)
     m = float(np.median(rows_in_window[settled]))
     unexplained_var = _unexplained_variance(level[settled])

@@ -52,7 +52,7 @@ from detector.alarm import HysteresisAlarm
 from detector.align import FrameAligner
 from detector.base import Detector
 from detector.calibration import EmpiricalCalibrator, PotCalibrator, holdout_split
-from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio
+from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio, settled_rows
 from detector.registry import make_detector
 from detector.types import Contribution, Verdict
 
@@ -338,7 +338,7 @@ class AssetMonitor:
         self.window_s_ = self.window_s if self.window_s is not None else _window_from_sampling(ts, self.window_samples)
         self.features_ = RollingFeatures(self.window_s_, self.features or ("raw",))
         self._choose_columns(ts, X)
-        settled = _settled_rows(ts, self.window_s_ if self.features else 0.0)
+        settled = settled_rows(ts, self.window_s_ if self.features else 0.0)
         F_all = self.features_.update(ts, X) if self.features else X
         self.feature_low_, self.feature_high_ = np.percentile(F_all[settled], EXPECTED_RANGE_QUANTILES, axis=0)
         F = self._feature_rows(F_all, X)[settled]
@@ -634,15 +634,6 @@ def _window_from_sampling(ts: np.ndarray, samples: int) -> float:
     steps = np.diff(np.unique(ts))
     step_s = float(np.median(steps)) / 1e9 if steps.size else 1.0
     return samples * (step_s if step_s > 0 else 1.0)
-
-
-def _settled_rows(ts: np.ndarray, window_s: float) -> np.ndarray:
-    """Baseline rows whose feature window is full; at least half of the baseline is kept."""
-    settled = ts >= ts[0] + int(window_s * 1e9)
-    if settled.sum() < ts.size // 2:
-        settled = np.zeros(ts.size, dtype=bool)
-        settled[ts.size // 2 :] = True
-    return settled
 
 
 def _held_state(anomaly: np.ndarray, scored: np.ndarray, initial: bool) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.features import FEATURES, RollingFeatures
+from detector.features import FEATURES, RollingFeatures, settled_rows
 
 SEC = 1_000_000_000
 ALL = FEATURES  # raw, level, spread, slope, residual, range
@@ -148,3 +148,12 @@ def test_bad_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="backwards"):
         rf.update(np.array([4]), np.zeros((1, 2)))
     assert rf.transform(np.zeros(0, dtype=np.int64), np.zeros((0, 2))).shape == (0, 8)
+
+
+def test_settled_rows_are_those_with_a_full_window_or_the_newer_half() -> None:
+    ts = np.arange(100, dtype=np.int64) * 1_000_000_000  # 1 Hz
+    settled = settled_rows(ts, 10.0)
+    assert not settled[:10].any() and settled[10:].all()
+    long_window = settled_rows(ts, 80.0)  # would keep only 20 rows: the newer half instead
+    assert not long_window[:50].any() and long_window[50:].all()
+    assert settled_rows(ts, 0.0).all()  # raw values: every row is settled
