@@ -49,6 +49,8 @@ _LOCAL_SCALE_FLOOR = 0.1
 class Calibrator(Protocol):
     """The interface every calibrator implements."""
 
+    n_baseline_: int  # how many baseline scores it learned from (after ``fit``)
+
     def fit(self, baseline_scores: np.ndarray) -> Calibrator: ...
 
     def transform(self, scores: np.ndarray) -> np.ndarray: ...

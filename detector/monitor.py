@@ -42,6 +42,7 @@ no effect on features, baseline or alarm.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,9 @@ SKIPPED = 2
 
 DEFAULT_MAX_STALENESS_NS = 10_000_000_000  # 10 s: a few missed samples of a 1 Hz sensor
 CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
+# Fewer baseline scores beyond the alarm entry level than this make that level a guess (the usual
+# minimum number of exceedances for a tail estimate; with 10 the false-alarm rate is known to ~±30 %).
+MIN_SCORES_BEYOND_ENTER = 10
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
 
 
@@ -196,6 +200,32 @@ class AssetMonitor:
     def is_warm(self) -> bool:
         """True once the baseline is complete and rows are being scored."""
         return self.detector_ is not None
+
+    @property
+    def scores_beyond_enter(self) -> float | None:
+        """How many baseline scores lie beyond the alarm entry level: ``n × (1 − enter)``.
+
+        The entry level is a quantile of the baseline's (cross-fitted) scores, estimated from the
+        scores beyond it; with ``k`` of them its false-alarm rate is uncertain by about ``1/√k``
+        (``k`` = 3: ±60 %). ``None`` before the baseline is learned.
+        """
+        calibrator = self.calibrator_  # read once: /healthz asks from another thread
+        if calibrator is None:
+            return None
+        return float(calibrator.n_baseline_) * (1.0 - self.enter)
+
+    def short_baseline_advice(self) -> str | None:
+        """What to change when too few baseline scores lie beyond the alarm level (None when enough)."""
+        beyond = self.scores_beyond_enter
+        if beyond is None or beyond >= MIN_SCORES_BEYOND_ENTER:
+            return None
+        scale = MIN_SCORES_BEYOND_ENTER / max(beyond, 1e-9)
+        return (
+            f"baseline of {self.asset}: only {beyond:.1f} of its scores lie beyond the alarm level "
+            f"enter={self.enter:g}, so the false-alarm rate at that level is a rough guess; learn from "
+            f"about {scale:.1f}x as many rows (baseline_rows >= {math.ceil(self.baseline_rows * scale)}) "
+            "or lower enter"
+        )
 
     @property
     def sensor_names(self) -> tuple[str, ...] | None:

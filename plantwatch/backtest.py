@@ -52,6 +52,8 @@ class BacktestResult:
     explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
     # Sensors whose level wandered over the baseline: judged by how they move only (see AssetMonitor).
     drifting_sensors: tuple[str, ...] = ()
+    # AssetMonitor.short_baseline_advice(): set when the alarm level rests on too few baseline scores.
+    baseline_advice: str | None = None
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -102,6 +104,7 @@ def run_backtest(
         train_rows=train_rows,
         explanations=explanations,
         drifting_sensors=monitor.drifting_sensors,
+        baseline_advice=monitor.short_baseline_advice(),
     )
 
 
@@ -218,6 +221,7 @@ def backtest_main(
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
         "anomalous_rows": int(np.sum(result.anomaly)),
         "drifting_sensors": list(result.drifting_sensors),
+        "baseline_advice": result.baseline_advice,
         "settings": monitor_settings(config),
         "read_seconds": read_s,
         "seconds": elapsed,

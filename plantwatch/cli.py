@@ -136,6 +136,8 @@ def _backtest(args: argparse.Namespace) -> int:
         print(
             "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])
         )
+    if summary["baseline_advice"]:
+        print(summary["baseline_advice"])
     metrics = summary.get("metrics")
     if metrics:
         print(

@@ -353,6 +353,9 @@ def _log_baseline_learned(monitor: AssetMonitor) -> None:
     drifting = monitor.drifting_sensors
     note = f"; level wanders over the baseline, judged by how they move only: {', '.join(drifting)}" if drifting else ""
     log.info("baseline of %s learned, scoring starts%s", monitor.asset, note)
+    advice = monitor.short_baseline_advice()
+    if advice:
+        log.warning("%s", advice)
 
 
 def _feature_suffix(feature: str) -> str:
@@ -477,7 +480,12 @@ class Pipeline:
             "detector_errors": self.health.detector_errors,
             "assets": sorted(monitors),
             "baselines": {
-                asset: {"learned": monitor.is_warm, "drifting_sensors": list(monitor.drifting_sensors)}
+                asset: {
+                    "learned": monitor.is_warm,
+                    "drifting_sensors": list(monitor.drifting_sensors),
+                    "scores_beyond_enter": monitor.scores_beyond_enter,
+                    "advice": monitor.short_baseline_advice(),
+                }
                 for asset, monitor in sorted(monitors.items())
             },
         }

@@ -345,6 +345,30 @@ def test_the_service_log_names_drifting_sensors_when_the_baseline_is_learned(cap
     assert "judged by how they move only: temp" in caplog.text
 
 
+def test_a_short_baseline_says_how_few_scores_its_alarm_level_rests_on(caplog: pytest.LogCaptureFixture) -> None:
+    from plantwatch.pipeline import _log_baseline_learned
+
+    ts, X = _drifting_plant(n=500)
+    m = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400, enter=0.995)
+    assert m.scores_beyond_enter is None and m.short_baseline_advice() is None  # nothing learned yet
+    m.process_arrays(ts, X)
+    n = m.calibrator_.n_baseline_
+    assert 300 < n <= 400  # the settled baseline rows, each scored by a model fitted without it
+    assert m.scores_beyond_enter == pytest.approx(n * 0.005)
+    advice = m.short_baseline_advice()
+    assert advice is not None and "pump-3" in advice and "enter=0.995" in advice
+    needed = int(advice.split("baseline_rows >= ")[1].split(")")[0])
+    assert needed * n / 400 * 0.005 == pytest.approx(10, rel=0.02)  # enough rows for 10 scores beyond
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        _log_baseline_learned(m)
+    assert advice in caplog.text
+    # A lower alarm level rests on more scores: 400 rows are enough for enter 0.95.
+    relaxed = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400, enter=0.95, exit=0.9)
+    relaxed.process_arrays(ts, X)
+    assert relaxed.scores_beyond_enter is not None and relaxed.scores_beyond_enter >= 10
+    assert relaxed.short_baseline_advice() is None
+
+
 def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture) -> None:
     from alerts.lifecycle import AlertEvent
     from alerts.model import Alert
