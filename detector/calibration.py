@@ -81,13 +81,25 @@ def log_survival_to_probability(survival: np.ndarray, log_survival: np.ndarray) 
     return np.where(np.isnan(log_survival), np.nan, p)
 
 
+def _rank_below(sorted_scores: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """How many baseline scores lie below each score, ties counted half (the mid-rank).
+
+    Counting ties in full would put a score equal to a tied top of the baseline at ``n / (n + 1)``:
+    an asset whose readings never change (every score 0) would then sit above any alarm level on
+    every row. With mid-ranks it sits in the middle, where a score like all the others belongs.
+    """
+    left = np.searchsorted(sorted_scores, scores, side="left")
+    right = np.searchsorted(sorted_scores, scores, side="right")
+    return (left + right) / 2.0
+
+
 class EmpiricalCalibrator:
     """Empirical CDF with an exponential upper tail; output in ``[0, 1)``.
 
     With ``n`` baseline scores sorted as ``s_(1) <= ... <= s_(n)``:
 
-    * ``score <= s_(n)``: ``p = #{baseline <= score} / (n + 1)``. The ``n + 1`` keeps even the
-      baseline maximum below 1 (its survival is ``1 / (n + 1)``).
+    * ``score <= s_(n)``: ``p = (#{baseline < score} + #{baseline == score} / 2) / (n + 1)`` (ties
+      count half, see ``_rank_below``). The ``n + 1`` keeps even the baseline maximum below 1.
     * ``score > s_(n)``: survival ``S = exp(-(score - s_(n)) / beta_) / (n + 1)``. ``beta_`` is the
       mean excess of the top ``tail_fraction`` of baseline scores over the threshold just below them
       (the maximum-likelihood exponential fit of the peaks over threshold). Because the exponential
@@ -119,7 +131,7 @@ class EmpiricalCalibrator:
         """``ln S``: finite for every finite score, so it ranks even far beyond the baseline."""
         scores = np.asarray(scores, dtype=np.float64)
         n1 = self.n_baseline_ + 1
-        below = np.searchsorted(self.baseline_scores_, scores, side="right")
+        below = _rank_below(self.baseline_scores_, scores)
         inside = np.log1p(-below / n1)
         with np.errstate(over="ignore", invalid="ignore"):
             beyond = -math.log(n1) - (scores - self.max_score_) / self.tail_scale_
@@ -130,7 +142,7 @@ class EmpiricalCalibrator:
         """Calibrated probabilities in ``[0, 1)``, same shape as ``scores``."""
         scores = np.asarray(scores, dtype=np.float64)
         n1 = self.n_baseline_ + 1
-        below = np.searchsorted(self.baseline_scores_, scores, side="right")
+        below = _rank_below(self.baseline_scores_, scores)
         with np.errstate(over="ignore", invalid="ignore"):
             tail = np.exp(-(scores - self.max_score_) / self.tail_scale_) / n1
         survival = np.where(scores > self.max_score_, tail, (n1 - below) / n1)
@@ -171,7 +183,8 @@ class PotCalibrator:
 
     Survival ``S(s)``, with the same ``n + 1`` convention as ``EmpiricalCalibrator``:
 
-    * ``s <= u``: ``(#{baseline > s} + 1) / (n + 1)`` (so ``p = #{baseline <= s} / (n + 1)``);
+    * ``s <= u``: ``(#{baseline > s} + 1) / (n + 1)`` (so ``p = #{baseline <= s} / (n + 1)``), with
+      ties counted half as in ``EmpiricalCalibrator``;
     * ``s > u``: ``(N_u + 1) / (n + 1) * GPD_survival(s - u)``, continuous at ``u``. The textbook
       ``N_u / n`` tail weight is used with the ``+1`` shift so the two pieces join exactly.
 
@@ -244,7 +257,7 @@ class PotCalibrator:
         """(survival computed directly, log survival)."""
         n1 = self.n_baseline_ + 1
         above = scores > self.threshold_
-        n_above = self.n_baseline_ - np.searchsorted(self.baseline_scores_, scores, side="right")
+        n_above = self.n_baseline_ - _rank_below(self.baseline_scores_, scores)
         emp = (n_above + 1) / n1
         with np.errstate(over="ignore", invalid="ignore"):
             y = np.where(above, scores - self.threshold_, 0.0)

@@ -40,10 +40,12 @@ def test_calibration_is_monotone_and_never_one() -> None:
 def test_calibration_matches_ecdf_inside_and_is_continuous_at_max() -> None:
     base = np.arange(1.0, 100.0)  # 99 scores
     cal = EmpiricalCalibrator().fit(base)
-    assert cal.transform(np.array([50.0]))[0] == pytest.approx(50 / 100)
+    assert cal.transform(np.array([50.5]))[0] == pytest.approx(50 / 100)
+    assert cal.transform(np.array([50.0]))[0] == pytest.approx(49.5 / 100)  # a tie counts half
     at_max = cal.transform(np.array([99.0]))[0]
-    just_above = cal.transform(np.array([99.0 + 1e-9]))[0]
-    assert at_max == pytest.approx(0.99) and just_above == pytest.approx(at_max, abs=1e-9)
+    just_below, just_above = cal.transform(np.array([99.0 - 1e-9, 99.0 + 1e-9]))
+    assert just_below == pytest.approx(0.98) and at_max == pytest.approx(0.985)
+    assert just_above == pytest.approx(0.99, abs=1e-9)  # the tail starts where the ECDF ends
     # Tail scale = mean excess of the top 5 over the 6th largest: (1+2+3+4+5)/5 = 3.
     assert cal.tail_scale_ == pytest.approx(3.0)
     assert cal.transform(np.array([99.0 + 3.0]))[0] == pytest.approx(1 - math.exp(-1) / 100)
@@ -52,7 +54,9 @@ def test_calibration_matches_ecdf_inside_and_is_continuous_at_max() -> None:
 def test_calibration_constant_baseline_and_nan() -> None:
     cal = EmpiricalCalibrator().fit(np.zeros(50))
     p = cal.transform(np.array([0.0, 1e-3, 1.0, np.nan]))
-    assert p[0] == pytest.approx(50 / 51)
+    # A score like every baseline score sits in the middle, not above any alarm level (an asset
+    # whose readings never change must not alarm on every row).
+    assert p[0] == pytest.approx(25 / 51)
     assert p[1] > p[0] and p[2] < 1.0 and math.isnan(p[3])
 
 
@@ -165,7 +169,8 @@ def test_pot_is_continuous_at_the_threshold_and_matches_the_ecdf_below() -> None
     base = np.arange(1.0, 101.0)  # 100 scores
     cal = PotCalibrator(threshold_quantile=0.9, min_exceedances=5).fit(base)
     assert cal.threshold_ == pytest.approx(90.1) and cal.n_exceed_ == 10
-    assert cal.transform(np.array([50.0]))[0] == 50 / 101
+    assert cal.transform(np.array([50.0]))[0] == pytest.approx(49.5 / 101)  # a tie counts half
+    assert cal.transform(np.array([50.5]))[0] == pytest.approx(50 / 101)
     at_u = cal.transform(np.array([cal.threshold_]))[0]
     just_above = cal.transform(np.array([cal.threshold_ + 1e-9]))[0]
     assert at_u == pytest.approx(90 / 101) and 0 <= just_above - at_u < 1e-9
@@ -176,7 +181,7 @@ def test_pot_few_exceedances_fall_back_to_exponential_and_constant_baseline() ->
     assert cal.xi_ == 0.0 and cal.sigma_ > 0
     const = PotCalibrator().fit(np.zeros(50))
     p = const.transform(np.array([0.0, 1e-3, 1.0, 1e9]))
-    assert p[0] == pytest.approx(50 / 51) and np.all(np.diff(p) > 0) and np.all(p < 1.0)
+    assert p[0] == pytest.approx(25 / 51) and np.all(np.diff(p) > 0) and np.all(p < 1.0)
 
 
 def test_pot_negative_shape_still_ranks_beyond_the_endpoint() -> None:

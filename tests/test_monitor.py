@@ -395,3 +395,23 @@ def test_level_drift_ratio_does_not_depend_on_units(scale: float, offset: float)
     rescaled[:, 0] = rescaled[:, 0] * scale + offset
     rescaled[:, 2] = rescaled[:, 2] * scale + offset
     assert np.allclose(level_drift_ratio(ts, rescaled, 15.0), ratio, rtol=1e-6)
+
+
+@pytest.mark.parametrize("detector", ["pca_spc", "robust_z"])
+@pytest.mark.parametrize("calibration", ["empirical", "pot"])
+def test_an_asset_whose_readings_never_change_does_not_alarm(detector: str, calibration: str) -> None:
+    # An idle machine with held values: every baseline score ties, and so does every live one.
+    n = 1000
+    ts = np.arange(n, dtype=np.int64) * 1_000_000_000
+    X = np.tile([10.0, 5.0, 3.0], (n, 1))
+    m = AssetMonitor("idle", ("a", "b", "c"), baseline_rows=600, detector=detector, calibration=calibration)
+    out = m.process_arrays(ts, X)
+    assert not out.anomaly.any()
+    assert np.all(out.probability[600:] < 0.6)
+    X[900:, 1] = 6.0  # ... until one of them moves
+    assert (
+        AssetMonitor("idle", ("a", "b", "c"), baseline_rows=600, detector=detector, calibration=calibration)
+        .process_arrays(ts, X)
+        .anomaly[910:]
+        .all()
+    )
