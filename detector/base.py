@@ -24,7 +24,6 @@ Contract
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol, Self, runtime_checkable
@@ -78,14 +77,28 @@ class DetectorMixin:
     scale_: np.ndarray
     n_features_in_: int
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments by name (copies, so callers cannot alter the detector)."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self)).parameters.values()
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        return {name: copy.deepcopy(getattr(self, name)) for name in names}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments by name, the objects themselves, as scikit-learn's ``get_params``.
+
+        ``sklearn.base.clone`` relies on both: it passes ``deep`` and checks that a new detector
+        stores exactly the objects it was given. There are no nested estimators to expand (an
+        ensemble's members are plain specs), so ``deep`` changes nothing. Copy before mutating.
+        """
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Any:
+        """Set constructor arguments by name (scikit-learn's ``set_params``); unknown names fail."""
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no parameter(s) {unknown}; known: {self._param_names()}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        params = inspect.signature(cls).parameters.values()
+        return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
     # ``median_`` is the robust detector's historical name for ``center_``; every detector answers to it.
     @property

@@ -252,11 +252,15 @@ class AssetMonitor:
 
         # A row stamped before an earlier row is late (a log that steps back in time): skipped and
         # counted, as the live aligner drops late readings, so features only ever move forward.
-        running_max = np.maximum.accumulate(np.concatenate(([self._last_ts], ts)))
+        # Rows that are skipped anyway (a NaN reading) do not move the cutoff: one of them with a
+        # corrupt far-future stamp would otherwise make every later row "late".
+        finite = np.isfinite(X).all(axis=1)
+        stamps = np.where(finite, ts, np.iinfo(np.int64).min)
+        running_max = np.maximum.accumulate(np.concatenate(([self._last_ts], stamps)))
         in_order = ts >= running_max[:-1]
         self._last_ts = int(running_max[-1])
-        self.late_rows_ += int((~in_order).sum())
-        rows = np.flatnonzero(np.isfinite(X).all(axis=1) & in_order)
+        self.late_rows_ += int((~in_order & finite).sum())
+        rows = np.flatnonzero(finite & in_order)
         rows = self._absorb_baseline(ts, X, rows, status, score, probability)
         F = np.empty((0, 0))
         if rows.size:

@@ -249,6 +249,21 @@ def test_params_and_registry_round_trip(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_scikit_learn_clone_and_set_params(name: str) -> None:
+    from sklearn.base import clone
+
+    det = make(name).fit(NORMAL)
+    twin = clone(det)
+    assert type(twin) is type(det) and twin.get_params() == det.get_params()
+    with pytest.raises(ValueError, match="not fitted"):  # a clone carries no learned state
+        twin.score(NORMAL)
+    param = next(iter(det.get_params()))
+    assert twin.set_params(**{param: det.get_params()[param]}) is twin
+    with pytest.raises(ValueError, match="no parameter"):
+        twin.set_params(no_such_parameter=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_scoring_before_fit_raises(name: str) -> None:
     with pytest.raises(ValueError, match="not fitted"):
         make(name).score(NORMAL)

@@ -146,6 +146,17 @@ def test_late_and_non_finite_rows_are_skipped() -> None:
     assert m.late_rows_ == 1 and m.skipped_rows_ == 2
 
 
+def test_a_skipped_row_with_a_corrupt_future_stamp_does_not_make_later_rows_late() -> None:
+    ts, X = plant(n=600)
+    ts, X = ts.copy(), X.copy()
+    ts[450] = ts[-1] + 10**15  # ~12 days ahead, on a row that is skipped anyway
+    X[450] = np.nan
+    m = monitor()
+    out = m.process_arrays(ts, X)
+    assert out.status[450] == SKIPPED and (out.status[451:] == SCORED).all()
+    assert m.late_rows_ == 0
+
+
 def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None:
     ts, X = plant()
     models = ModelPersistence(str(tmp_path / "models"))
