@@ -30,10 +30,17 @@ Causality. Features only look back; detectors score row-wise; the alarm is seque
 refits at fixed row counts. So any split of the rows into micro-batches gives identical results,
 and truncating the input never changes earlier outputs.
 
-Adaptation (``adapt=True``). Rows judged clearly normal (alarm off and probability below
-``exit``) are kept in a ring of the last ``baseline_rows`` such rows; every ``adapt_every`` scored
-rows the detector and calibrator are refitted on that ring. Rows judged anomalous are never
-learned.
+Adaptation (``adapt=True``). Every ``adapt_every`` scored rows the detector and calibrator are
+refitted, exactly as at the baseline, on a memory of normal rows: the baseline's rows, then every
+scored row with the alarm off and a probability below ``enter``. Rows judged anomalous are never
+learned. The memory holds ``ADAPT_MEMORY`` × ``baseline_rows`` rows, a uniform sample of all such
+rows since the baseline (reservoir sampling; which rows stay is decided by the row's count, so it
+is the same for any batching and after a restart), kept in time order so that cross-fitting still
+scores each block of time with a model that did not see it. Two choices matter (measured on the
+SKAB and NAB dev halves, see the README): a sliding window of only the latest rows forgets
+operating conditions that come back; and learning only from rows below ``exit`` cuts the top of
+the normal distribution off at every refit, so each model is narrower than the last and false
+alarms spiral (NAB, 13 files: 20 false alarms without adaptation, ~290 with that rule).
 
 Rows with any non-finite value, and rows stamped before an earlier row, are skipped: no verdict,
 no effect on features, baseline or alarm.
@@ -62,6 +69,7 @@ WARMING_UP = 0
 SCORED = 1
 SKIPPED = 2
 
+ADAPT_MEMORY = 4  # adaptation memory, in baseline lengths (chosen on the dev halves, see the README)
 DEFAULT_MAX_STALENESS_NS = 10_000_000_000  # 10 s: a few missed samples of a 1 Hz sensor
 CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
 # Fewer baseline scores beyond the alarm entry level than this make that level a guess (the usual
@@ -111,7 +119,7 @@ class AssetMonitor:
         max_staleness_ns: int = DEFAULT_MAX_STALENESS_NS,
         discovery_ns: int | None = None,
         adapt: bool = False,
-        adapt_every: int = 1000,
+        adapt_every: int = 500,
         drift_ratio: float = 20.0,
     ) -> None:
         self.asset = asset
@@ -163,9 +171,11 @@ class AssetMonitor:
         self._baseline_ts: list[np.ndarray] = []
         self._baseline_X: list[np.ndarray] = []
         self._baseline_count = 0
-        self._ring: np.ndarray | None = None  # recent clearly-normal feature rows (adaptation)
-        self._ring_size = 0
-        self._ring_next = 0
+        # Adaptation memory: normal feature rows, their row counts (time order) and how many were seen.
+        self._memory: np.ndarray | None = None
+        self._memory_seq = np.zeros(0, dtype=np.int64)
+        self._memory_size = 0
+        self._memory_seen = 0
         self._since_refit = 0
         self.refits_ = 0
         self.rows_seen_ = 0
@@ -238,10 +248,12 @@ class AssetMonitor:
 
     def process_arrays(self, ts_ns: np.ndarray, X: np.ndarray) -> ScoredRows:
         """Score a batch of aligned rows (in time order); the backtest's fast path."""
-        return self._process(ts_ns, X)[0]
+        return self._process(ts_ns, X, explain=False)[0]
 
-    def _process(self, ts_ns: np.ndarray, X: np.ndarray) -> tuple[ScoredRows, np.ndarray, np.ndarray]:
-        """The scored rows plus the feature rows of the rows that were scored (for explanations)."""
+    def _process(
+        self, ts_ns: np.ndarray, X: np.ndarray, explain: bool
+    ) -> tuple[ScoredRows, dict[int, tuple[Contribution, ...]]]:
+        """The scored rows, and with ``explain`` the explanation of every anomalous row by row index."""
         ts, X = self._check_input(ts_ns, X)
         n = X.shape[0]
         status = np.full(n, SKIPPED, dtype=np.int8)
@@ -262,11 +274,11 @@ class AssetMonitor:
         self.late_rows_ += int((~in_order & finite).sum())
         rows = np.flatnonzero(finite & in_order)
         rows = self._absorb_baseline(ts, X, rows, status, score, probability)
-        F = np.empty((0, 0))
+        explanations: dict[int, tuple[Contribution, ...]] = {}
         if rows.size:
             assert self.features_ is not None
             F = self._feature_rows(self.features_.update(ts[rows], X[rows]), X[rows])
-            self._score_segments(rows, F, score, probability, anomaly)
+            self._score_segments(rows, F, score, probability, anomaly, X if explain else None, explanations)
             status[rows] = SCORED
             self.scored_rows_ += int(rows.size)
 
@@ -275,7 +287,7 @@ class AssetMonitor:
             anomaly[skipped] = _held_state(anomaly, status == SCORED, held)[skipped]
             self.skipped_rows_ += int(skipped.sum())
         self.rows_seen_ += n
-        return ScoredRows(ts, score, probability, anomaly, status), rows, F
+        return ScoredRows(ts, score, probability, anomaly, status), explanations
 
     def _check_input(self, ts_ns: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ts = np.asarray(ts_ns, dtype=np.int64).ravel()
@@ -321,9 +333,20 @@ class AssetMonitor:
         self.columns_ = None if columns.all() else columns
 
     def _score_segments(
-        self, rows: np.ndarray, F: np.ndarray, score: np.ndarray, probability: np.ndarray, anomaly: np.ndarray
+        self,
+        rows: np.ndarray,
+        F: np.ndarray,
+        score: np.ndarray,
+        probability: np.ndarray,
+        anomaly: np.ndarray,
+        X: np.ndarray | None,
+        explanations: dict[int, tuple[Contribution, ...]],
     ) -> None:
-        """Score in segments that end where adaptation refits, so batch splits never matter."""
+        """Score in segments that end where adaptation refits, so batch splits never matter.
+
+        With ``X`` (the batch's readings), anomalous rows are explained by the model that scored
+        them, before any refit.
+        """
         start = 0
         while start < rows.size:
             stop = rows.size if not self.adapt else min(rows.size, start + self.adapt_every - self._since_refit)
@@ -334,11 +357,13 @@ class AssetMonitor:
             flags = self.alarm_.run(prob)
             idx = rows[seg]
             score[idx], probability[idx], anomaly[idx] = raw, prob, flags
+            if X is not None and flags.any():
+                explanations.update(self._explain_rows(X, idx[flags], F[seg][flags]))
             if self.adapt:
-                self._remember_normal(F[seg][~flags & (prob < self.exit)])
+                self._remember_normal(F[seg][~flags & (prob < self.enter)])
                 self._since_refit += stop - start
                 if self._since_refit >= self.adapt_every:
-                    self._refit_from_ring()
+                    self._refit_from_memory()
             start = stop
 
     # -- baseline ----------------------------------------------------------------------------
@@ -381,7 +406,8 @@ class AssetMonitor:
         self.center_ = np.median(X, axis=0)
         self._fit_models(F)
         if self.adapt:
-            self._ring = np.empty((self.baseline_rows, F.shape[1]))
+            self._memory = np.empty((ADAPT_MEMORY * self.baseline_rows, F.shape[1]))
+            self._memory_seq = np.zeros(self._memory.shape[0], dtype=np.int64)
             self._remember_normal(F)
 
     def _fit_models(self, F: np.ndarray) -> None:
@@ -408,23 +434,30 @@ class AssetMonitor:
     # -- adaptation --------------------------------------------------------------------------
 
     def _remember_normal(self, F: np.ndarray) -> None:
-        assert self._ring is not None
-        capacity = self._ring.shape[0]
-        F = F[-capacity:]
-        slots = (self._ring_next + np.arange(F.shape[0])) % capacity
-        self._ring[slots] = F
-        self._ring_next = int((self._ring_next + F.shape[0]) % capacity)
-        self._ring_size = min(self._ring_size + F.shape[0], capacity)
+        """Reservoir sampling: row number ``c`` (counted over every normal row since the baseline)
+        takes slot ``c`` while the memory fills, then slot ``h(c) mod c`` if that is inside it, so
+        each row seen so far is in the memory with the same chance. ``h`` is a fixed integer hash,
+        not a random generator: the choice depends on ``c`` alone, whatever the batching."""
+        assert self._memory is not None
+        capacity = self._memory.shape[0]
+        counts = self._memory_seen + 1 + np.arange(F.shape[0], dtype=np.int64)
+        self._memory_seen += int(F.shape[0])
+        slots = np.where(counts <= capacity, counts - 1, (_mix64(counts) % counts.astype(np.uint64)).astype(np.int64))
+        keep = np.flatnonzero(slots < capacity)
+        # A slot taken twice in this batch keeps the later row, as one row at a time would.
+        last_first = keep[::-1]
+        slot_values, first = np.unique(slots[last_first], return_index=True)
+        chosen = last_first[first]
+        self._memory[slot_values] = F[chosen]
+        self._memory_seq[slot_values] = counts[chosen]
+        self._memory_size = min(capacity, self._memory_seen)
 
-    def _refit_from_ring(self) -> None:
+    def _refit_from_memory(self) -> None:
         self._since_refit = 0
-        if self._ring is None or self._ring_size < self._ring.shape[0] // 2:
-            return  # too few clearly-normal rows since the last fit: keep the current model
-        # Oldest first, so the calibration part is the most recent, as at the first fit.
-        order = (np.arange(self._ring_size) + (self._ring_next if self._ring_size == self._ring.shape[0] else 0)) % (
-            self._ring.shape[0]
-        )
-        self._fit_models(self._ring[order])
+        if self._memory is None:
+            return
+        order = np.argsort(self._memory_seq[: self._memory_size], kind="stable")  # time order
+        self._fit_models(self._memory[order])
         self.refits_ += 1
 
     # -- persistence -------------------------------------------------------------------------
@@ -482,9 +515,10 @@ class AssetMonitor:
         state.update(_prefixed("detector/", self.detector_.get_state()))
         state.update(_prefixed("calibrator/", self.calibrator_.get_state()))
         state.update(_prefixed("features/", self.features_.get_state()))
-        if self._ring is not None:
-            state["ring"] = self._ring.copy()
-            state["ring_pos"] = [self._ring_size, self._ring_next, self._since_refit]
+        if self._memory is not None:
+            state["memory"] = self._memory[: self._memory_size].copy()
+            state["memory_seq"] = self._memory_seq[: self._memory_size].copy()
+            state["memory_counts"] = [self._memory_seen, self._since_refit]
         return state
 
     def set_state(self, state: Mapping[str, Any]) -> AssetMonitor:
@@ -521,10 +555,26 @@ class AssetMonitor:
         self.calibrator_ = CALIBRATORS[self.calibration]().set_state(_unprefixed("calibrator/", state))
         self.features_ = RollingFeatures(self.window_s_, self.features or ("raw",))
         self.features_.set_state(_unprefixed("features/", state))
-        if "ring" in state:
-            self._ring = np.asarray(state["ring"], dtype=np.float64).copy()
-            self._ring_size, self._ring_next, self._since_refit = (int(v) for v in state["ring_pos"])
+        if self.adapt:
+            self._restore_memory(state)
         return self
+
+    def _restore_memory(self, state: Mapping[str, Any]) -> None:
+        if "memory" in state:
+            rows = np.asarray(state["memory"], dtype=np.float64)
+            seq = np.asarray(state["memory_seq"], dtype=np.int64)
+            self._memory_seen, self._since_refit = (int(v) for v in state["memory_counts"])
+        elif "ring" in state:  # saved by a version that kept a ring of the latest rows
+            rows = np.asarray(state["ring"], dtype=np.float64)[: int(state["ring_pos"][0])]
+            seq = np.arange(1, rows.shape[0] + 1, dtype=np.int64)
+            self._memory_seen, self._since_refit = rows.shape[0], int(state["ring_pos"][2])
+        else:
+            return
+        self._memory = np.empty((ADAPT_MEMORY * self.baseline_rows, rows.shape[1]))
+        self._memory_seq = np.zeros(self._memory.shape[0], dtype=np.int64)
+        self._memory_size = rows.shape[0]
+        self._memory[: self._memory_size] = rows
+        self._memory_seq[: self._memory_size] = seq
 
     # -- verdicts ----------------------------------------------------------------------------
 
@@ -551,28 +601,17 @@ class AssetMonitor:
         self, ts_ns: np.ndarray, X: np.ndarray
     ) -> tuple[ScoredRows, dict[int, tuple[Contribution, ...]]]:
         """``process_arrays`` plus the explanation of every anomalous row, keyed by row index."""
-        X = np.asarray(X, dtype=np.float64)
-        out, scored_rows, F = self._process(ts_ns, X)
-        return out, self.explain(X, out, scored_rows, F)
+        return self._process(ts_ns, np.asarray(X, dtype=np.float64), explain=True)
 
-    def explain(
-        self, X: np.ndarray, out: ScoredRows, scored_rows: np.ndarray, F: np.ndarray
-    ) -> dict[int, tuple[Contribution, ...]]:
-        """Top contributing sensors of every anomalous scored row (the only rows anyone reads).
-
-        ``scored_rows`` are the indices of ``X`` that were scored and ``F`` their feature rows.
-        """
-        if self.detector_ is None or scored_rows.size == 0:
-            return {}
-        pick = np.flatnonzero(out.anomaly[scored_rows])
-        if pick.size == 0:
-            return {}
+    def _explain_rows(self, X: np.ndarray, rows: np.ndarray, F: np.ndarray) -> dict[int, tuple[Contribution, ...]]:
+        """Top contributing sensors of the given rows of ``X`` (their feature rows ``F``), by the
+        current model: the one that scored them."""
+        assert self.detector_ is not None
         names = self.sensor_names or tuple(f"x{j}" for j in range(X.shape[1]))
-        per_feature = self.detector_.contributions(F[pick])
-        features = F[pick]
+        per_feature = self.detector_.contributions(F)
+        features = F
         if self.columns_ is not None:  # back to every sensor's columns; left-out ones contribute 0
             per_feature, features = _widen(per_feature, self.columns_, 0.0), _widen(features, self.columns_, np.nan)
-        rows = scored_rows[pick]
         return {int(r): self._top(names, X[r], features[j], per_feature[j]) for j, r in enumerate(rows.tolist())}
 
     def _top(
@@ -654,6 +693,14 @@ def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _unprefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+
+
+def _mix64(counts: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a fixed, well-spread hash of each count (uint64, wrapping)."""
+    z = counts.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def _widen(rows: np.ndarray, columns: np.ndarray, fill: float) -> np.ndarray:

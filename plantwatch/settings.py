@@ -158,7 +158,7 @@ class DetectorSettings(_Section):
     top_k: int = Field(default=3, ge=1)
     max_staleness_s: float = Field(default=30.0, gt=0)
     adapt: bool = False
-    adapt_every: int = Field(default=1000, ge=1)
+    adapt_every: int = Field(default=500, ge=1)
     drift_ratio: float = Field(default=20.0, ge=0)
     model_dir: str | None = None
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)

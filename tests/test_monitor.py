@@ -133,6 +133,63 @@ def test_adaptation_follows_slow_normal_drift() -> None:
     assert adaptive.anomaly[3000:].mean() < 0.05 < fixed.anomaly[3000:].mean()
 
 
+def test_adaptation_does_not_narrow_itself_on_steady_data() -> None:
+    # Normal rows between exit and enter are learned too: dropping the top of the normal
+    # distribution at every refit would make each model narrower than the last (false alarms grow).
+    ts, X = plant(n=16000, fault=(0, 0))
+    m = monitor(adapt=True, adapt_every=300)
+    m.process_arrays(ts[:600], X[:600])
+    first = np.quantile(m.calibrator_.baseline_scores_, 0.95)
+    out = m.process_arrays(ts[600:], X[600:])
+    assert m.refits_ > 40
+    assert np.quantile(m.calibrator_.baseline_scores_, 0.95) > 0.7 * first
+    assert out.anomaly.mean() < 0.01
+
+
+def test_adaptation_memory_is_a_uniform_time_ordered_sample_whatever_the_batching() -> None:
+    ts, X = plant(n=6000, fault=(0, 0))
+    whole = monitor(adapt=True, adapt_every=250)
+    whole.process_arrays(ts, X)
+    split = monitor(adapt=True, adapt_every=250)
+    for a, b in zip([0, 3, 301, 1777, 4000], [3, 301, 1777, 4000, 6000], strict=True):
+        split.process_arrays(ts[a:b], X[a:b])
+    assert whole._memory is not None and split._memory is not None
+    assert np.array_equal(whole._memory, split._memory) and np.array_equal(whole._memory_seq, split._memory_seq)
+    size, seen = whole._memory_size, whole._memory_seen
+    assert size == 4 * 300 and seen > 5000  # full; nearly every row was normal
+    seq = whole._memory_seq[:size]
+    assert np.unique(seq).size == size and seq.max() <= seen
+    older_half = np.mean(seq <= seen / 2)
+    assert 0.4 < older_half < 0.6  # old operating conditions are kept as well as recent ones
+
+
+def test_adaptation_explains_each_row_with_the_model_that_scored_it() -> None:
+    ts, X = plant(n=2400, fault=(1000, 1400))
+    X[1900:2000, 0] += 3.0  # a second fault after several refits
+    config: dict[str, Any] = {"adapt": True, "adapt_every": 200}
+    batch, explained = monitor(**config).process_explained(ts, X)
+    one_by_one = monitor(**config)
+    singles: dict[int, Any] = {}
+    for i in range(ts.size):
+        singles.update({i + k: v for k, v in one_by_one.process_explained(ts[i : i + 1], X[i : i + 1])[1].items()})
+    assert set(explained) == set(np.flatnonzero(batch.anomaly).tolist()) and len(explained) > 100
+    assert explained == singles
+
+
+def test_a_model_saved_with_the_older_ring_memory_still_adapts(tmp_path: Path) -> None:
+    ts, X = plant(n=1200, fault=(0, 0))
+    first = monitor(adapt=True, adapt_every=250)
+    first.process_arrays(ts[:800], X[:800])
+    state = first.get_state()
+    rows = state.pop("memory")
+    state.pop("memory_seq"), state.pop("memory_counts")
+    state["ring"], state["ring_pos"] = rows, [rows.shape[0], 0, 100]  # the earlier layout
+    restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
+    assert restored._memory_size == rows.shape[0] and restored._since_refit == 100
+    restored.process_arrays(ts[800:], X[800:])
+    assert restored.refits_ > first.refits_
+
+
 def test_late_and_non_finite_rows_are_skipped() -> None:
     ts, X = plant(n=600)
     ts = ts.copy()
