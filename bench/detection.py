@@ -1,6 +1,6 @@
 """Detection quality of `plantwatch backtest` on SKAB valve1 and 13 NAB files, beside published references.
 
-    python bench/detection.py [--data DIR] [--config FILE] [--skab-files 0-7] [--verbose] [--json OUT]
+    python bench/detection.py [--data DIR] [--config FILE] [--adapt] [--skab-files 0-7] [--verbose] [--json OUT]
 
 Every file goes through ``plantwatch.backtest.backtest_main`` (the code behind the CLI's
 ``backtest`` command) with the live service's detector settings (the embedded default
@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"datasets directory (default {DEFAULT_DATA})")
     parser.add_argument("--config", help="YAML config whose detector section to use (default: the live default)")
+    parser.add_argument("--adapt", action="store_true", help="turn adaptation on (detector.adapt: true)")
     parser.add_argument("--skab-files", help="valve1 file numbers, e.g. 0-7 (dev) or 8-15 (held out); default all")
     parser.add_argument("--verbose", action="store_true", help="per-file lines")
     parser.add_argument("--json", type=Path, help="write every number to this JSON file")
@@ -379,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     config = detector_config(args.config)
+    if args.adapt:
+        config["adapt"] = True
     available = sorted(int(p.stem) for p in (args.data / "skab" / "valve1").glob("*.csv") if p.stem.isdigit())
     if not available:
         print(f"no SKAB valve1 files under {args.data}", file=sys.stderr)
