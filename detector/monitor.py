@@ -43,7 +43,8 @@ the normal distribution off at every refit, so each model is narrower than the l
 alarms spiral (NAB, 13 files: 20 false alarms without adaptation, ~290 with that rule).
 
 Rows with any non-finite value, and rows stamped before an earlier row, are skipped: no verdict,
-no effect on features, baseline or alarm.
+no effect on features, baseline or alarm. After a gap in usable rows longer than the feature
+window, rows are skipped (no verdict, alarm state held) until the window has refilled.
 """
 
 from __future__ import annotations
@@ -183,6 +184,8 @@ class AssetMonitor:
         self.skipped_rows_ = 0
         self.late_rows_ = 0
         self._last_ts = np.iinfo(np.int64).min
+        self._prev_ts = np.iinfo(np.int64).min  # stamp of the last usable (finite, in-order) row
+        self._refill_until = np.iinfo(np.int64).min  # rows before this refill the window after a gap
 
     def _check_params(self) -> None:
         if self.baseline_rows < 10:
@@ -273,11 +276,15 @@ class AssetMonitor:
         self._last_ts = int(running_max[-1])
         self.late_rows_ += int((~in_order & finite).sum())
         rows = np.flatnonzero(finite & in_order)
+        previous = self._previous_stamps(ts[rows])
         rows = self._absorb_baseline(ts, X, rows, status, score, probability)
         explanations: dict[int, tuple[Contribution, ...]] = {}
         if rows.size:
             assert self.features_ is not None
             F = self._feature_rows(self.features_.update(ts[rows], X[rows]), X[rows])
+            settled = ~self._refilling(ts[rows], previous[previous.size - rows.size :])
+            rows, F = rows[settled], F[settled]
+        if rows.size:
             self._score_segments(rows, F, score, probability, anomaly, X if explain else None, explanations)
             status[rows] = SCORED
             self.scored_rows_ += int(rows.size)
@@ -288,6 +295,31 @@ class AssetMonitor:
             self.skipped_rows_ += int(skipped.sum())
         self.rows_seen_ += n
         return ScoredRows(ts, score, probability, anomaly, status), explanations
+
+    def _previous_stamps(self, stamps: np.ndarray) -> np.ndarray:
+        """For each usable row, the stamp of the usable row before it (across batches)."""
+        previous = np.concatenate(([self._prev_ts], stamps[:-1]))
+        if stamps.size:
+            self._prev_ts = int(stamps[-1])
+        return previous
+
+    def _refilling(self, stamps: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Rows whose feature window is still refilling after a gap longer than the window.
+
+        After an outage the window holds a handful of samples: a spread of one sample is 0 and a
+        level of two is noisy, so the first rows would score as near-certain anomalies. They are
+        skipped (alarm state held) until the window spans post-gap data only, as at the baseline.
+        """
+        if not self.features or self.window_s_ is None:
+            return np.zeros(stamps.size, dtype=bool)
+        window_ns = int(self.window_s_ * 1e9)
+        never = np.iinfo(np.int64).min
+        after_gap = (previous != never) & (stamps - np.where(previous == never, stamps, previous) > window_ns)
+        refill_ends = np.maximum.accumulate(
+            np.concatenate(([self._refill_until], np.where(after_gap, stamps + window_ns, never)))
+        )
+        self._refill_until = int(refill_ends[-1])
+        return stamps < refill_ends[1:]
 
     def _check_input(self, ts_ns: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ts = np.asarray(ts_ns, dtype=np.int64).ravel()
@@ -495,6 +527,7 @@ class AssetMonitor:
             "sensors": list(self.sensor_names) if self.sensor_names else None,
             "counters": [self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_],
             "last_ts": int(self._last_ts),
+            "gap_clock": [int(self._prev_ts), int(self._refill_until)],
             "warm": self.is_warm,
         }
         state.update(_prefixed("alarm/", self.alarm_.get_state()))
@@ -535,6 +568,8 @@ class AssetMonitor:
         counters = [int(v) for v in state["counters"]]
         self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_ = counters
         self._last_ts = int(state["last_ts"])
+        if "gap_clock" in state:  # absent from models saved before gaps were handled
+            self._prev_ts, self._refill_until = (int(v) for v in state["gap_clock"])
         self.alarm_.set_state(_unprefixed("alarm/", state))
         if not state["warm"]:
             if "baseline/ts" in state:

@@ -483,3 +483,31 @@ def test_an_asset_whose_readings_never_change_does_not_alarm(detector: str, cali
         .anomaly[910:]
         .all()
     )
+
+
+def test_rows_refilling_the_window_after_an_outage_are_skipped_not_alarmed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 6000
+    ts = np.arange(n, dtype=np.int64) * 1_000_000_000
+    outages = np.arange(1000, n, 950)
+    for start in outages:
+        ts[start:] += 600 * 1_000_000_000  # ten minutes without data
+    X = 10 + 0.1 * rng.standard_normal((n, 3))
+    m = AssetMonitor("a", ("s0", "s1", "s2"), baseline_rows=600)
+    out = m.process_arrays(ts, X)
+    window = int(m.window_s_ or 0)
+    assert window == 15
+    for start in outages:  # a 1-sample spread would look like a dead sensor: not scored ...
+        assert (out.status[start : start + window] == SKIPPED).all()
+        assert (out.status[start + window : start + window + 5] == SCORED).all()  # ... until refilled
+    assert not out.anomaly.any()
+    # the same across batch boundaries and a restart in the middle of a refill
+    first = AssetMonitor("a", ("s0", "s1", "s2"), baseline_rows=600)
+    cut = outages[2] + 4
+    first.process_arrays(ts[:cut], X[:cut])
+    second = AssetMonitor("a", ("s0", "s1", "s2"), baseline_rows=600).set_state(
+        _through_disk(first.get_state(), tmp_path)
+    )
+    rest = second.process_arrays(ts[cut:], X[cut:])
+    assert np.array_equal(rest.status, out.status[cut:])
+    assert np.array_equal(rest.probability, out.probability[cut:], equal_nan=True)
