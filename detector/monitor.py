@@ -421,8 +421,18 @@ class AssetMonitor:
             score[take] = 0.0
             probability[take] = 0.0
         if self._baseline_count >= self.baseline_rows:
-            self._fit_baseline(np.concatenate(self._baseline_ts), np.vstack(self._baseline_X))
-            self._baseline_ts, self._baseline_X = [], []
+            ts_b, X_b = np.concatenate(self._baseline_ts), np.vstack(self._baseline_X)
+            self._baseline_ts, self._baseline_X, self._baseline_count = [], [], 0
+            try:
+                self._fit_baseline(ts_b, X_b)
+            except Exception as exc:  # not stuck re-fitting the same rows on every later batch
+                self.detector_ = None
+                raise ValueError(
+                    f"asset {self.asset!r}: learning the baseline from {ts_b.size} rows failed ({exc}); "
+                    f"they are dropped and the next {self.baseline_rows} rows are learned instead. "
+                    f"Check detector {self.detector!r}, its params and baseline_rows "
+                    f"(with {self.calibration_folds} cross-fitting folds each model learns from all folds but one)."
+                ) from exc
         return rows[take.size :]
 
     def _fit_baseline(self, ts: np.ndarray, X: np.ndarray) -> None:

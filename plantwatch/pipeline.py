@@ -290,23 +290,13 @@ class DetectorStage:
         for reading in readings:
             by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))
         verdicts: list[Verdict] = []
-        rul = self.maintenance.rul if self.maintenance is not None else None
         for asset, batch in by_asset.items():
-            monitor = self.monitors.get(asset) or self._new_monitor(asset)
-            was_warm, refits = monitor.is_warm, monitor.refits_
-            rows = monitor.align(batch)
-            if rul is not None and rows and monitor.sensor_names:
-                # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
-                names = monitor.sensor_names
-                made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
-                if made is not None and not monitor.is_warm:
-                    # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
-                    self._check_rul_alone(asset, rows[-1][0])
-            verdicts.extend(monitor.process_rows(rows))
-            if monitor.is_warm and not was_warm:
-                _log_baseline_learned(monitor)
-            if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):
-                self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
+            try:
+                verdicts.extend(self._process_asset(asset, batch))
+            except Exception:  # one asset's model failing must not starve the others in the batch
+                self.health.detector_errors += 1
+                self.counters.inc("plantwatch_detector_errors_total")
+                log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
         if not verdicts:
             return
         self.counters.inc("plantwatch_rows_scored_total", len(verdicts))
@@ -318,6 +308,25 @@ class DetectorStage:
                 _log_alert_event(event)
             if self.maintenance is not None and not verdict.warming_up:
                 self._track_maintenance(verdict)
+
+    def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
+        monitor = self.monitors.get(asset) or self._new_monitor(asset)
+        was_warm, refits = monitor.is_warm, monitor.refits_
+        rows = monitor.align(batch)
+        rul = self.maintenance.rul if self.maintenance is not None else None
+        if rul is not None and rows and monitor.sensor_names:
+            # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
+            names = monitor.sensor_names
+            made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
+            if made is not None and not monitor.is_warm:
+                # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
+                self._check_rul_alone(asset, rows[-1][0])
+        verdicts = monitor.process_rows(rows)
+        if monitor.is_warm and not was_warm:
+            _log_baseline_learned(monitor)
+        if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):
+            self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
+        return verdicts
 
     def _check_rul_alone(self, asset: str, ts_ns: int) -> None:
         assert self.maintenance is not None

@@ -15,7 +15,7 @@ from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
 from detector.base import join_state, split_state
 from detector.features import level_drift_ratio
-from detector.monitor import SCORED, SKIPPED, AssetMonitor
+from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from ingest.messages import Reading
 from plantwatch.metrics import Counters
 from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
@@ -511,3 +511,33 @@ def test_rows_refilling_the_window_after_an_outage_are_skipped_not_alarmed(tmp_p
     rest = second.process_arrays(ts[cut:], X[cut:])
     assert np.array_equal(rest.status, out.status[cut:])
     assert np.array_equal(rest.probability, out.probability[cut:], equal_nan=True)
+
+
+def test_a_baseline_that_cannot_be_learned_is_dropped_with_a_clear_error_and_relearned() -> None:
+    ts, X = plant(n=60, fault=(0, 0))
+    # KNN with 5 neighbours cannot be fitted on the ~4 rows a cross-fitting fold leaves of 12.
+    m = AssetMonitor("pump", SENSORS, baseline_rows=12, detector="knn")
+    with pytest.raises(ValueError, match="learning the baseline from 12 rows failed.*next 12 rows"):
+        m.process_arrays(ts[:12], X[:12])
+    assert not m.is_warm and m._baseline_count == 0  # not stuck: the next rows start a new baseline
+    out = m.process_arrays(ts[12:20], X[12:20])
+    assert (out.status == WARMING_UP).all()
+
+
+def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Path) -> None:
+    counters = Counters()
+    stage = _stage(tmp_path, ModelPersistence(str(tmp_path / "models")), {"baseline_rows": 300}, counters)
+    broken = stage._new_monitor("pump-bad")
+
+    def fail(rows: Any) -> Any:
+        raise RuntimeError("model bug")
+
+    broken.process_rows = fail  # type: ignore[method-assign]
+    ts, X = plant(n=400, fault=(0, 0))
+    readings = []
+    for t, row in zip(ts.tolist(), X, strict=True):
+        for asset in ("pump-bad", "pump-ok"):
+            readings.append(Reading(asset, t, dict(zip(SENSORS, row.tolist(), strict=True))))
+    stage._process(readings)
+    assert stage.monitors["pump-ok"].is_warm and stage.monitors["pump-ok"].scored_rows_ > 0
+    assert stage.health.detector_errors == 1
