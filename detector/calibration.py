@@ -103,8 +103,9 @@ class EmpiricalCalibrator:
     * ``score > s_(n)``: survival ``S = exp(-(score - s_(n)) / beta_) / (n + 1)``. ``beta_`` is the
       mean excess of the top ``tail_fraction`` of baseline scores over the threshold just below them
       (the maximum-likelihood exponential fit of the peaks over threshold). Because the exponential
-      is memoryless, using it beyond ``s_(n)`` is the same model as beyond the threshold, and the
-      curve is continuous at ``s_(n)``.
+      is memoryless, using it beyond ``s_(n)`` is the same model as beyond the threshold; the tail
+      starts where the right-continuous ECDF ends (at ``s_(n)`` itself the mid-rank gives survival
+      ``1.5 / (n + 1)``, between the ``2`` just below and the ``1`` just above: still decreasing).
 
     Probabilities follow the saturation rule (module docstring): ``p = 1 - S`` down to ``S = 1e-6``,
     then a compressive map that keeps ranking without ever reaching 1.0. NaN scores give NaN,

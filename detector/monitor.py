@@ -179,6 +179,8 @@ class AssetMonitor:
         self._memory_seen = 0
         self._since_refit = 0
         self.refits_ = 0
+        self.baseline_failures_ = 0
+        self.baseline_error_: str | None = None
         self.rows_seen_ = 0
         self.scored_rows_ = 0
         self.skipped_rows_ = 0
@@ -312,9 +314,10 @@ class AssetMonitor:
         """
         if not self.features or self.window_s_ is None:
             return np.zeros(stamps.size, dtype=bool)
-        window_ns = int(self.window_s_ * 1e9)
+        window_ns = int(round(self.window_s_ * 1e9))
         never = np.iinfo(np.int64).min
-        after_gap = (previous != never) & (stamps - np.where(previous == never, stamps, previous) > window_ns)
+        # A gap of a whole window leaves the first row alone in its window (t - w, t].
+        after_gap = (previous != never) & (stamps - np.where(previous == never, stamps, previous) >= window_ns)
         refill_ends = np.maximum.accumulate(
             np.concatenate(([self._refill_until], np.where(after_gap, stamps + window_ns, never)))
         )
@@ -409,31 +412,46 @@ class AssetMonitor:
         score: np.ndarray,
         probability: np.ndarray,
     ) -> np.ndarray:
-        """Take finite rows into the baseline until it is full; return the rows left to score."""
-        if self.detector_ is not None:
-            return rows
-        take = rows[: self.baseline_rows - self._baseline_count]
-        if take.size:
+        """Take finite rows into the baseline until it is full; return the rows left to score.
+
+        A baseline that cannot be learned (say KNN on folds smaller than its neighbourhood) is
+        dropped, counted in ``baseline_failures_`` with the reason in ``baseline_error_``, and the
+        rows after it start the next one: the monitor is never stuck re-fitting the same rows.
+        """
+        while self.detector_ is None and rows.size:
+            take = rows[: self.baseline_rows - self._baseline_count]
             self._baseline_ts.append(ts[take].copy())
             self._baseline_X.append(X[take].copy())
             self._baseline_count += int(take.size)
             status[take] = WARMING_UP
             score[take] = 0.0
             probability[take] = 0.0
-        if self._baseline_count >= self.baseline_rows:
-            ts_b, X_b = np.concatenate(self._baseline_ts), np.vstack(self._baseline_X)
-            self._baseline_ts, self._baseline_X, self._baseline_count = [], [], 0
-            try:
-                self._fit_baseline(ts_b, X_b)
-            except Exception as exc:  # not stuck re-fitting the same rows on every later batch
-                self.detector_ = None
-                raise ValueError(
-                    f"asset {self.asset!r}: learning the baseline from {ts_b.size} rows failed ({exc}); "
-                    f"they are dropped and the next {self.baseline_rows} rows are learned instead. "
-                    f"Check detector {self.detector!r}, its params and baseline_rows "
-                    f"(with {self.calibration_folds} cross-fitting folds each model learns from all folds but one)."
-                ) from exc
-        return rows[take.size :]
+            rows = rows[take.size :]
+            if self._baseline_count >= self.baseline_rows:
+                ts_b, X_b = np.concatenate(self._baseline_ts), np.vstack(self._baseline_X)
+                self._baseline_ts, self._baseline_X, self._baseline_count = [], [], 0
+                try:
+                    self._fit_baseline(ts_b, X_b)
+                except Exception as exc:  # any model error: report it and learn again
+                    self._forget_fit()
+                    self.baseline_failures_ += 1
+                    self.baseline_error_ = (
+                        f"asset {self.asset!r}: learning the baseline from {ts_b.size} rows failed ({exc}); "
+                        f"the next {self.baseline_rows} rows are learned instead. Check detector "
+                        f"{self.detector!r}, its params and baseline_rows (with {self.calibration_folds} "
+                        "cross-fitting folds each model learns from all folds but one)"
+                    )
+        return rows
+
+    def _forget_fit(self) -> None:
+        """Undo a baseline fit that failed half-way (nothing of it may be reported or used)."""
+        self.detector_ = None
+        self.calibrator_ = None
+        self.features_ = None
+        self.window_s_ = None
+        self.drifting_ = None
+        self.columns_ = None
+        self._memory = None
 
     def _fit_baseline(self, ts: np.ndarray, X: np.ndarray) -> None:
         self.window_s_ = self.window_s if self.window_s is not None else _window_from_sampling(ts, self.window_samples)
@@ -447,6 +465,8 @@ class AssetMonitor:
         self.expected_low_, self.expected_high_ = low, high
         self.center_ = np.median(X, axis=0)
         self._fit_models(F)
+        # An outage in the baseline's last window leaves the first scored rows refilling it too.
+        self._refilling(ts, np.concatenate((ts[:1], ts[:-1])))
         if self.adapt:
             self._memory = np.empty((ADAPT_MEMORY * self.baseline_rows, F.shape[1]))
             self._memory_seq = np.zeros(self._memory.shape[0], dtype=np.int64)
@@ -567,7 +587,7 @@ class AssetMonitor:
     def set_state(self, state: Mapping[str, Any]) -> AssetMonitor:
         """Restore :meth:`get_state` output; ``ValueError`` if it came from other model settings."""
         saved = json.loads(str(state["settings"]))
-        if saved != json.loads(json.dumps(self.model_settings())):
+        if _comparable(saved) != _comparable(json.loads(json.dumps(self.model_settings()))):
             raise ValueError(f"saved model of {self.asset!r} was learned with other settings: {saved}")
         self.reset()
         if state["sensors"] is not None:
@@ -610,7 +630,10 @@ class AssetMonitor:
             seq = np.asarray(state["memory_seq"], dtype=np.int64)
             self._memory_seen, self._since_refit = (int(v) for v in state["memory_counts"])
         elif "ring" in state:  # saved by a version that kept a ring of the latest rows
-            rows = np.asarray(state["ring"], dtype=np.float64)[: int(state["ring_pos"][0])]
+            size, next_slot = int(state["ring_pos"][0]), int(state["ring_pos"][1])
+            ring = np.asarray(state["ring"], dtype=np.float64)
+            # A full ring's oldest row is at the next slot to write; a filling one starts at 0.
+            rows = np.roll(ring, -next_slot, axis=0) if size == ring.shape[0] else ring[:size]
             seq = np.arange(1, rows.shape[0] + 1, dtype=np.int64)
             self._memory_seen, self._since_refit = rows.shape[0], int(state["ring_pos"][2])
         else:
@@ -738,6 +761,15 @@ def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _unprefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+
+
+def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Model settings as far as they shape a saved model: without adaptation, ``adapt_every``
+    does not (its default changed from 1,000 to 500; models saved before must still load)."""
+    out = dict(settings)
+    if not out.get("adapt"):
+        out.pop("adapt_every", None)
+    return out
 
 
 def _mix64(counts: np.ndarray) -> np.ndarray:

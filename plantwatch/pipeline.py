@@ -311,7 +311,7 @@ class DetectorStage:
 
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         monitor = self.monitors.get(asset) or self._new_monitor(asset)
-        was_warm, refits = monitor.is_warm, monitor.refits_
+        was_warm, refits, failures = monitor.is_warm, monitor.refits_, monitor.baseline_failures_
         rows = monitor.align(batch)
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and rows and monitor.sensor_names:
@@ -322,6 +322,11 @@ class DetectorStage:
                 # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
                 self._check_rul_alone(asset, rows[-1][0])
         verdicts = monitor.process_rows(rows)
+        failed = monitor.baseline_failures_ - failures
+        if failed:  # the monitor has dropped those baselines and learns again; say what to fix
+            self.health.detector_errors += failed
+            self.counters.inc("plantwatch_detector_errors_total", failed)
+            log.error("%s%s", monitor.baseline_error_, f" ({failed} baselines in this batch)" if failed > 1 else "")
         if monitor.is_warm and not was_warm:
             _log_baseline_learned(monitor)
         if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):

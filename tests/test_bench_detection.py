@@ -107,3 +107,12 @@ def test_the_detector_comparison_runs_every_asked_kind(tmp_path: Path, capsys) -
     assert set(rows) == {"pca_spc", "robust_z"}
     f1, far, mar = (float(x) for x in rows["pca_spc"][1].split("/"))
     assert f1 > 0.9 and far < 5 and mar < 10
+
+
+def test_the_wear_benchmark_shows_adaptation_learning_a_slow_ramp() -> None:
+    bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "adaptation_wear.py"))
+    # A smaller version of the printed run: 10-minute baseline, ramps of 500 and 6,000 rows.
+    results = {(ramp, adapt): flagged for ramp, adapt, _, flagged in bench["measure"](9000, 600, (500, 6000))}
+    assert results[(500, False)] == results[(6000, False)] == 1.0  # a fixed baseline keeps flagging wear
+    assert results[(500, True)] > 0.9  # wear faster than the refits is still caught ...
+    assert results[(6000, True)] < 0.1  # ... a slow ramp is learned as normal

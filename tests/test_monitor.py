@@ -513,15 +513,31 @@ def test_rows_refilling_the_window_after_an_outage_are_skipped_not_alarmed(tmp_p
     assert np.array_equal(rest.probability, out.probability[cut:], equal_nan=True)
 
 
-def test_a_baseline_that_cannot_be_learned_is_dropped_with_a_clear_error_and_relearned() -> None:
+def test_a_baseline_that_cannot_be_learned_is_dropped_with_a_clear_error_and_relearned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ts, X = plant(n=60, fault=(0, 0))
     # KNN with 5 neighbours cannot be fitted on the ~4 rows a cross-fitting fold leaves of 12.
-    m = AssetMonitor("pump", SENSORS, baseline_rows=12, detector="knn")
-    with pytest.raises(ValueError, match="learning the baseline from 12 rows failed.*next 12 rows"):
-        m.process_arrays(ts[:12], X[:12])
-    assert not m.is_warm and m._baseline_count == 0  # not stuck: the next rows start a new baseline
-    out = m.process_arrays(ts[12:20], X[12:20])
-    assert (out.status == WARMING_UP).all()
+    whole = AssetMonitor("pump", SENSORS, baseline_rows=12, detector="knn")
+    out = whole.process_arrays(ts[:20], X[:20])
+    assert whole.baseline_failures_ == 1 and not whole.is_warm
+    assert whole.baseline_error_ is not None and "learning the baseline from 12 rows failed" in whole.baseline_error_
+    assert (out.status == WARMING_UP).all() and whole._baseline_count == 8  # the rest start the next one
+    assert whole.window_s_ is None and whole.drifting_sensors == ()  # nothing of the failed fit is left
+    split = AssetMonitor("pump", SENSORS, baseline_rows=12, detector="knn")
+    split.process_arrays(ts[:12], X[:12])
+    split.process_arrays(ts[12:20], X[12:20])
+    assert split._baseline_count == 8 and split.rows_seen_ == whole.rows_seen_ == 20
+    # the live stage logs it and counts it as a detector error, once per failed baseline
+    counters = Counters()
+    models = ModelPersistence(str(tmp_path / "models"))
+    stage = _stage(tmp_path, models, {"baseline_rows": 12, "detector": "knn"}, counters)
+    rows = zip(ts[:30].tolist(), X[:30], strict=True)
+    readings = [Reading("pump", t, dict(zip(SENSORS, row.tolist(), strict=True))) for t, row in rows]
+    with caplog.at_level("ERROR", logger="plantwatch.pipeline"):
+        stage._process(readings)
+    assert stage.health.detector_errors == 2  # rows 0-11 and 12-23
+    assert "learning the baseline from 12 rows failed" in caplog.text
 
 
 def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Path) -> None:
@@ -541,3 +557,45 @@ def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Pat
     stage._process(readings)
     assert stage.monitors["pump-ok"].is_warm and stage.monitors["pump-ok"].scored_rows_ > 0
     assert stage.health.detector_errors == 1
+
+
+def test_models_saved_before_the_adapt_every_default_changed_still_load(tmp_path: Path) -> None:
+    ts, X = plant(n=800)
+    old = monitor(adapt_every=1000)  # the earlier default; it does nothing without adaptation
+    old.process_arrays(ts[:500], X[:500])
+    restored = monitor().set_state(_through_disk(old.get_state(), tmp_path))
+    assert restored.is_warm
+    adaptive = monitor(adapt=True, adapt_every=1000)
+    adaptive.process_arrays(ts[:500], X[:500])
+    with pytest.raises(ValueError, match="other settings"):  # with adaptation it shapes the model
+        monitor(adapt=True).set_state(adaptive.get_state())
+
+
+@pytest.mark.parametrize("gap_s", [15, 16])  # a gap of exactly one window, and longer
+@pytest.mark.parametrize("where", [597, 1000])  # in the baseline's last window, and while scoring
+def test_the_rows_after_a_gap_of_a_window_or_more_are_skipped(gap_s: int, where: int) -> None:
+    ts, X = plant(n=1300, fault=(0, 0))
+    ts = ts.copy()
+    ts[where:] += (gap_s - 1) * 1_000_000_000  # rows 1 s apart: the step is gap_s seconds
+    m = AssetMonitor("pump", SENSORS, baseline_rows=600)
+    out = m.process_arrays(ts, X)
+    assert m.window_s_ == 15.0
+    refilled = ts[where] + 15 * 1_000_000_000
+    after = np.arange(max(where, 600), 1300)
+    assert (out.status[after[ts[after] < refilled]] == SKIPPED).all()
+    assert (out.status[after[ts[after] >= refilled]] == SCORED).all()
+    assert not out.anomaly.any()
+
+
+def test_a_full_older_ring_is_restored_oldest_row_first(tmp_path: Path) -> None:
+    ts, X = plant(n=1200, fault=(0, 0))
+    first = monitor(adapt=True, adapt_every=250)
+    first.process_arrays(ts[:800], X[:800])
+    state = first.get_state()
+    in_time_order = state.pop("memory")[:300]
+    state.pop("memory_seq"), state.pop("memory_counts")
+    # the earlier layout: a full ring of 300 rows whose next slot to write (the oldest row) is 120
+    state["ring"], state["ring_pos"] = np.roll(in_time_order, 120, axis=0), [300, 120, 100]
+    restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
+    order = np.argsort(restored._memory_seq[: restored._memory_size])
+    assert np.array_equal(restored._memory[order], in_time_order)
