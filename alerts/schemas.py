@@ -18,6 +18,8 @@ class SensorContributionOut(BaseModel):
     expected_low: float
     expected_high: float
     feature: str  # which view of the sensor is off: "raw", "level", "spread", ... ("" if unknown)
+    # True when the value lies inside the expected range: not off on its own, unusual with the others.
+    within_expected: bool
 
     @classmethod
     def from_contribution(cls, c: Contribution) -> SensorContributionOut:
@@ -29,6 +31,7 @@ class SensorContributionOut(BaseModel):
             expected_low=c.expected_low,
             expected_high=c.expected_high,
             feature=c.feature,
+            within_expected=c.within_expected,
         )
 
 

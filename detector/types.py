@@ -19,6 +19,12 @@ class Contribution:
     expected_high: float
     feature: str = ""  # the feature that drives it most: "raw", "level", "spread", "slope", ...
 
+    @property
+    def within_expected(self) -> bool:
+        """The value is inside the baseline's range: the sensor is not off on its own, its
+        combination with the others is (a broken correlation, seen by the model's residual)."""
+        return self.expected_low <= self.value <= self.expected_high
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

@@ -24,7 +24,7 @@ from alerts.lifecycle import AlertManager
 from detector.base import join_state, split_state
 from detector.health import MaintenanceForecast
 from detector.monitor import AssetMonitor
-from detector.types import Verdict
+from detector.types import Contribution, Verdict
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
 from plantwatch.maintenance import MaintenanceTracker
@@ -377,14 +377,20 @@ def _feature_suffix(feature: str) -> str:
     return "" if feature in ("", "raw") else f" {feature}"
 
 
+def _how_far(c: Contribution) -> str:
+    expected = f"{c.expected_low:.4g}..{c.expected_high:.4g}"
+    if c.within_expected:  # "low, expected -0.49..0.51" for -0.32 would read as a contradiction
+        return f"within expected {expected}, unusual with the others"
+    return f"{c.direction}, expected {expected}"
+
+
 def _log_alert_event(event: Any) -> None:
     alert = event.alert
     level = _EVENT_LEVELS.get(event.kind, logging.DEBUG)
     if not log.isEnabledFor(level):
         return
     sensors = ", ".join(
-        f"{c.sensor}{_feature_suffix(c.feature)}={c.value:.4g} "
-        f"({c.direction}, expected {c.expected_low:.4g}..{c.expected_high:.4g}, {c.share:.0%})"
+        f"{c.sensor}{_feature_suffix(c.feature)}={c.value:.4g} ({_how_far(c)}, {c.share:.0%})"
         for c in alert.top_sensors
     )
     log.log(

@@ -87,6 +87,7 @@ def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> 
                     "expected_low": 1.0,
                     "expected_high": 4.0,
                     "feature": "",
+                    "within_expected": False,
                 }
             ],
         }

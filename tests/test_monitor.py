@@ -454,6 +454,24 @@ def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture
     assert "motor_temp spread=0.8 (high, expected 0.05..0.2, 30%)" in caplog.text
 
 
+def test_an_alert_log_line_says_when_a_sensor_is_off_only_in_combination(caplog: pytest.LogCaptureFixture) -> None:
+    from alerts.lifecycle import AlertEvent
+    from alerts.model import Alert
+    from alerts.schemas import SensorContributionOut
+    from detector.types import Contribution
+    from plantwatch.pipeline import _log_alert_event
+
+    inside = Contribution("current", 0.6, "low", 1.92, 1.85, 1.98, "level")  # in range: the pairing is off
+    outside = Contribution("flow", 0.4, "low", 30.0, 31.0, 33.0, "level")
+    alert = Alert.opened("pump-3", "anomaly", 0, "critical", 9.0, 0.9999, (inside, outside))
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        _log_alert_event(AlertEvent("opened", alert))
+    assert "current level=1.92 (within expected 1.85..1.98, unusual with the others, 60%)" in caplog.text
+    assert "flow level=30 (low, expected 31..33, 40%)" in caplog.text
+    assert SensorContributionOut.from_contribution(inside).within_expected is True
+    assert SensorContributionOut.from_contribution(outside).within_expected is False
+
+
 @pytest.mark.parametrize("scale, offset", [(1000.0, 0.0), (1e-3, 5.0), (-2.0, 1e4)])
 def test_level_drift_ratio_does_not_depend_on_units(scale: float, offset: float) -> None:
     # °C or K, bar or Pa: the rule must pick the same sensors whatever units a plant reports in.
