@@ -110,14 +110,15 @@ def run_backtest(
 
 def write_explanations(path: str | Path, result: BacktestResult) -> None:
     """JSON lines, one per anomalous row: its time, score, probability and top contributing sensors
-    (share, direction, dominant feature, value, expected range) — what an alert would say."""
+    (share, direction, dominant feature, value, expected range, whether the value is inside it) —
+    what an alert would say."""
     with open(path, "w", encoding="utf-8") as fh:
         for row, contributions in sorted(result.explanations.items()):
             record = {
                 "timestamp": result.timestamp_text[row],
                 "score": float(result.score[row]),
                 "probability": float(result.probability[row]),
-                "sensors": [dataclasses.asdict(c) for c in contributions],
+                "sensors": [{**dataclasses.asdict(c), "within_expected": c.within_expected} for c in contributions],
             }
             fh.write(json.dumps(record) + "\n")
 

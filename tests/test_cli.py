@@ -103,6 +103,7 @@ def test_backtest_explains_every_anomalous_row(tmp_path: Path) -> None:
     in_fault = [r for r in records if r["timestamp"] >= "2020-03-09 10:10:20"]  # row 620 on
     assert in_fault and all(r["sensors"][0]["sensor"] == "temp" for r in in_fault)
     assert all(r["sensors"][0]["direction"] == "high" for r in in_fault)
+    assert all(r["sensors"][0]["within_expected"] is False for r in in_fault)  # the step leaves its range
 
 
 def test_backtest_names_the_sensors_it_judges_by_movement_only(
