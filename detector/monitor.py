@@ -33,10 +33,10 @@ and truncating the input never changes earlier outputs.
 Adaptation (``adapt=True``). Every ``adapt_every`` scored rows the detector and calibrator are
 refitted, exactly as at the baseline, on a memory of normal rows: the baseline's rows, then every
 scored row with the alarm off and a probability below ``enter``. Rows judged anomalous are never
-learned. The memory holds ``ADAPT_MEMORY`` × ``baseline_rows`` rows, a uniform sample of all such
-rows since the baseline (reservoir sampling; which rows stay is decided by the row's count, so it
-is the same for any batching and after a restart), kept in time order so that cross-fitting still
-scores each block of time with a model that did not see it. Two choices matter (measured on the
+learned. The memory (``detector.memory.NormalMemory``) holds ``ADAPT_MEMORY`` × ``baseline_rows``
+rows, a uniform sample of all such rows since the baseline (the same for any batching and after a
+restart), handed to the refit in time order so that cross-fitting still scores each block of time
+with a model that did not see it. Two choices matter (measured on the
 SKAB and NAB dev halves, see the README): a sliding window of only the latest rows forgets
 operating conditions that come back; and learning only from rows below ``exit`` cuts the top of
 the normal distribution off at every refit, so each model is narrower than the last and false
@@ -62,6 +62,7 @@ from detector.align import FrameAligner
 from detector.base import Detector
 from detector.calibration import EmpiricalCalibrator, PotCalibrator, holdout_split
 from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio, settled_rows
+from detector.memory import NormalMemory
 from detector.registry import make_detector
 from detector.types import Contribution, Verdict
 
@@ -172,11 +173,7 @@ class AssetMonitor:
         self._baseline_ts: list[np.ndarray] = []
         self._baseline_X: list[np.ndarray] = []
         self._baseline_count = 0
-        # Adaptation memory: normal feature rows, their row counts (time order) and how many were seen.
-        self._memory: np.ndarray | None = None
-        self._memory_seq = np.zeros(0, dtype=np.int64)
-        self._memory_size = 0
-        self._memory_seen = 0
+        self.memory_: NormalMemory | None = None  # normal rows the adaptation refits on
         self._since_refit = 0
         self.refits_ = 0
         self.baseline_failures_ = 0
@@ -395,7 +392,8 @@ class AssetMonitor:
             if X is not None and flags.any():
                 explanations.update(self._explain_rows(X, idx[flags], F[seg][flags]))
             if self.adapt:
-                self._remember_normal(F[seg][~flags & (prob < self.enter)])
+                assert self.memory_ is not None
+                self.memory_.add(F[seg][~flags & (prob < self.enter)])
                 self._since_refit += stop - start
                 if self._since_refit >= self.adapt_every:
                     self._refit_from_memory()
@@ -451,7 +449,7 @@ class AssetMonitor:
         self.window_s_ = None
         self.drifting_ = None
         self.columns_ = None
-        self._memory = None
+        self.memory_ = None
 
     def _fit_baseline(self, ts: np.ndarray, X: np.ndarray) -> None:
         self.window_s_ = self.window_s if self.window_s is not None else _window_from_sampling(ts, self.window_samples)
@@ -468,9 +466,8 @@ class AssetMonitor:
         # An outage in the baseline's last window leaves the first scored rows refilling it too.
         self._refilling(ts, np.concatenate((ts[:1], ts[:-1])))
         if self.adapt:
-            self._memory = np.empty((ADAPT_MEMORY * self.baseline_rows, F.shape[1]))
-            self._memory_seq = np.zeros(self._memory.shape[0], dtype=np.int64)
-            self._remember_normal(F)
+            self.memory_ = NormalMemory(ADAPT_MEMORY * self.baseline_rows, F.shape[1])
+            self.memory_.add(F)
 
     def _fit_models(self, F: np.ndarray) -> None:
         if self.calibration_folds >= 2:
@@ -495,31 +492,11 @@ class AssetMonitor:
 
     # -- adaptation --------------------------------------------------------------------------
 
-    def _remember_normal(self, F: np.ndarray) -> None:
-        """Reservoir sampling: row number ``c`` (counted over every normal row since the baseline)
-        takes slot ``c`` while the memory fills, then slot ``h(c) mod c`` if that is inside it, so
-        each row seen so far is in the memory with the same chance. ``h`` is a fixed integer hash,
-        not a random generator: the choice depends on ``c`` alone, whatever the batching."""
-        assert self._memory is not None
-        capacity = self._memory.shape[0]
-        counts = self._memory_seen + 1 + np.arange(F.shape[0], dtype=np.int64)
-        self._memory_seen += int(F.shape[0])
-        slots = np.where(counts <= capacity, counts - 1, (_mix64(counts) % counts.astype(np.uint64)).astype(np.int64))
-        keep = np.flatnonzero(slots < capacity)
-        # A slot taken twice in this batch keeps the later row, as one row at a time would.
-        last_first = keep[::-1]
-        slot_values, first = np.unique(slots[last_first], return_index=True)
-        chosen = last_first[first]
-        self._memory[slot_values] = F[chosen]
-        self._memory_seq[slot_values] = counts[chosen]
-        self._memory_size = min(capacity, self._memory_seen)
-
     def _refit_from_memory(self) -> None:
         self._since_refit = 0
-        if self._memory is None:
+        if self.memory_ is None:
             return
-        order = np.argsort(self._memory_seq[: self._memory_size], kind="stable")  # time order
-        self._fit_models(self._memory[order])
+        self._fit_models(self.memory_.in_time_order())
         self.refits_ += 1
 
     # -- persistence -------------------------------------------------------------------------
@@ -578,10 +555,9 @@ class AssetMonitor:
         state.update(_prefixed("detector/", self.detector_.get_state()))
         state.update(_prefixed("calibrator/", self.calibrator_.get_state()))
         state.update(_prefixed("features/", self.features_.get_state()))
-        if self._memory is not None:
-            state["memory"] = self._memory[: self._memory_size].copy()
-            state["memory_seq"] = self._memory_seq[: self._memory_size].copy()
-            state["memory_counts"] = [self._memory_seen, self._since_refit]
+        if self.memory_ is not None:
+            state["memory"], state["memory_seq"], seen = self.memory_.get_state()
+            state["memory_counts"] = [seen, self._since_refit]
         return state
 
     def set_state(self, state: Mapping[str, Any]) -> AssetMonitor:
@@ -626,23 +602,18 @@ class AssetMonitor:
 
     def _restore_memory(self, state: Mapping[str, Any]) -> None:
         if "memory" in state:
-            rows = np.asarray(state["memory"], dtype=np.float64)
-            seq = np.asarray(state["memory_seq"], dtype=np.int64)
-            self._memory_seen, self._since_refit = (int(v) for v in state["memory_counts"])
+            rows, counts = state["memory"], state["memory_seq"]
+            seen, self._since_refit = (int(v) for v in state["memory_counts"])
         elif "ring" in state:  # saved by a version that kept a ring of the latest rows
             size, next_slot = int(state["ring_pos"][0]), int(state["ring_pos"][1])
             ring = np.asarray(state["ring"], dtype=np.float64)
             # A full ring's oldest row is at the next slot to write; a filling one starts at 0.
             rows = np.roll(ring, -next_slot, axis=0) if size == ring.shape[0] else ring[:size]
-            seq = np.arange(1, rows.shape[0] + 1, dtype=np.int64)
-            self._memory_seen, self._since_refit = rows.shape[0], int(state["ring_pos"][2])
+            counts, seen = np.arange(1, rows.shape[0] + 1), rows.shape[0]
+            self._since_refit = int(state["ring_pos"][2])
         else:
             return
-        self._memory = np.empty((ADAPT_MEMORY * self.baseline_rows, rows.shape[1]))
-        self._memory_seq = np.zeros(self._memory.shape[0], dtype=np.int64)
-        self._memory_size = rows.shape[0]
-        self._memory[: self._memory_size] = rows
-        self._memory_seq[: self._memory_size] = seq
+        self.memory_ = NormalMemory.from_state(ADAPT_MEMORY * self.baseline_rows, rows, counts, seen)
 
     # -- verdicts ----------------------------------------------------------------------------
 
@@ -770,14 +741,6 @@ def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
     if not out.get("adapt"):
         out.pop("adapt_every", None)
     return out
-
-
-def _mix64(counts: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: a fixed, well-spread hash of each count (uint64, wrapping)."""
-    z = counts.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 def _widen(rows: np.ndarray, columns: np.ndarray, fill: float) -> np.ndarray:

@@ -153,11 +153,12 @@ def test_adaptation_memory_is_a_uniform_time_ordered_sample_whatever_the_batchin
     split = monitor(adapt=True, adapt_every=250)
     for a, b in zip([0, 3, 301, 1777, 4000], [3, 301, 1777, 4000, 6000], strict=True):
         split.process_arrays(ts[a:b], X[a:b])
-    assert whole._memory is not None and split._memory is not None
-    assert np.array_equal(whole._memory, split._memory) and np.array_equal(whole._memory_seq, split._memory_seq)
-    size, seen = whole._memory_size, whole._memory_seen
+    assert whole.memory_ is not None and split.memory_ is not None
+    for mine, theirs in zip(whole.memory_.get_state(), split.memory_.get_state(), strict=True):
+        assert np.array_equal(mine, theirs)
+    size, seen = whole.memory_.size, whole.memory_.seen
     assert size == 4 * 300 and seen > 5000  # full; nearly every row was normal
-    seq = whole._memory_seq[:size]
+    seq = whole.memory_.counts()
     assert np.unique(seq).size == size and seq.max() <= seen
     older_half = np.mean(seq <= seen / 2)
     assert 0.4 < older_half < 0.6  # old operating conditions are kept as well as recent ones
@@ -185,7 +186,7 @@ def test_a_model_saved_with_the_older_ring_memory_still_adapts(tmp_path: Path) -
     state.pop("memory_seq"), state.pop("memory_counts")
     state["ring"], state["ring_pos"] = rows, [rows.shape[0], 0, 100]  # the earlier layout
     restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
-    assert restored._memory_size == rows.shape[0] and restored._since_refit == 100
+    assert restored.memory_ is not None and restored.memory_.size == rows.shape[0] and restored._since_refit == 100
     restored.process_arrays(ts[800:], X[800:])
     assert restored.refits_ > first.refits_
 
@@ -615,5 +616,5 @@ def test_a_full_older_ring_is_restored_oldest_row_first(tmp_path: Path) -> None:
     # the earlier layout: a full ring of 300 rows whose next slot to write (the oldest row) is 120
     state["ring"], state["ring_pos"] = np.roll(in_time_order, 120, axis=0), [300, 120, 100]
     restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
-    order = np.argsort(restored._memory_seq[: restored._memory_size])
-    assert np.array_equal(restored._memory[order], in_time_order)
+    assert restored.memory_ is not None
+    assert np.array_equal(restored.memory_.in_time_order(), in_time_order)

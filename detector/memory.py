@@ -1,0 +1,72 @@
+"""The adaptation memory: a uniform, time-ordered sample of every normal feature row seen so far.
+
+Reservoir sampling: row number ``c`` (counted over all rows ever added) takes slot ``c`` while the
+memory fills, then slot ``h(c) mod c`` if that is inside it, so each row seen so far is in the memory
+with the same chance ``capacity / c``. ``h`` is a fixed integer hash (SplitMix64's finaliser), not a
+random generator: which rows stay depends on their counts alone, so any batching of the same rows,
+and a save/restore in between, leave the same memory. Each kept row carries its count, so the rows
+can be handed out in time order (cross-fitting scores contiguous blocks of time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class NormalMemory:
+    """Up to ``capacity`` rows of ``width`` features; ``seen`` counts every row ever added."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._rows = np.empty((capacity, width))
+        self._counts = np.zeros(capacity, dtype=np.int64)
+        self.size = 0
+        self.seen = 0
+
+    def add(self, F: np.ndarray) -> None:
+        counts = self.seen + 1 + np.arange(F.shape[0], dtype=np.int64)
+        self.seen += int(F.shape[0])
+        hashed = (_mix64(counts) % counts.astype(np.uint64)).astype(np.int64)
+        slots = np.where(counts <= self.capacity, counts - 1, hashed)
+        keep = np.flatnonzero(slots < self.capacity)
+        # A slot taken twice in one call keeps the later row, as adding one row at a time would.
+        last_first = keep[::-1]
+        slot_values, first = np.unique(slots[last_first], return_index=True)
+        chosen = last_first[first]
+        self._rows[slot_values] = F[chosen]
+        self._counts[slot_values] = counts[chosen]
+        self.size = min(self.capacity, self.seen)
+
+    def counts(self) -> np.ndarray:
+        """Each kept row's count (its position in the stream of added rows), in slot order."""
+        return self._counts[: self.size].copy()
+
+    def in_time_order(self) -> np.ndarray:
+        """The kept rows, oldest first."""
+        order = np.argsort(self._counts[: self.size], kind="stable")
+        return self._rows[: self.size][order]
+
+    def get_state(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(rows, counts, seen)``, the kept rows in slot order."""
+        return self._rows[: self.size].copy(), self.counts(), self.seen
+
+    @classmethod
+    def from_state(cls, capacity: int, rows: np.ndarray, counts: np.ndarray, seen: int) -> NormalMemory:
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.shape[0] > capacity:
+            raise ValueError(f"{rows.shape[0]} saved rows do not fit a memory of {capacity}")
+        memory = cls(capacity, rows.shape[1])
+        memory.size, memory.seen = rows.shape[0], int(seen)
+        memory._rows[: memory.size] = rows
+        memory._counts[: memory.size] = np.asarray(counts, dtype=np.int64)
+        return memory
+
+
+def _mix64(counts: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a fixed, well-spread hash of each count (uint64, wrapping)."""
+    z = counts.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))

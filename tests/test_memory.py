@@ -1,0 +1,50 @@
+"""NormalMemory: the adaptation's uniform, time-ordered reservoir of normal rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detector.memory import NormalMemory
+
+
+def _rows(n: int, start: int = 0) -> np.ndarray:
+    return np.arange(start, start + n, dtype=np.float64)[:, None]  # each row holds its own index
+
+
+def test_it_keeps_everything_until_full_then_a_uniform_sample_in_time_order() -> None:
+    memory = NormalMemory(100, 1)
+    memory.add(_rows(60))
+    assert memory.size == 60 and np.array_equal(memory.in_time_order(), _rows(60))
+    memory.add(_rows(99_940, start=60))
+    assert memory.size == 100 and memory.seen == 100_000
+    kept = memory.in_time_order()[:, 0]
+    assert np.all(np.diff(kept) > 0)  # oldest first
+    assert np.array_equal(np.sort(memory.counts()), kept + 1)  # counts are 1-based positions
+    per_decile = np.histogram(kept, bins=10, range=(0, 100_000))[0]
+    assert per_decile.min() >= 2 and per_decile.max() <= 20  # ~10 each: old rows stay as likely as new
+
+
+@pytest.mark.parametrize("sizes", [[1] * 500, [7, 300, 193], [500]])
+def test_the_same_rows_in_any_batches_give_the_same_memory(sizes: list[int]) -> None:
+    whole = NormalMemory(50, 1)
+    whole.add(_rows(500))
+    split = NormalMemory(50, 1)
+    start = 0
+    for size in sizes:
+        split.add(_rows(size, start))
+        start += size
+    for mine, theirs in zip(whole.get_state(), split.get_state(), strict=True):
+        assert np.array_equal(mine, theirs)
+
+
+def test_state_round_trip_continues_identically() -> None:
+    memory = NormalMemory(40, 2)
+    memory.add(np.column_stack([_rows(300), -_rows(300)]))
+    restored = NormalMemory.from_state(40, *memory.get_state())
+    more = np.column_stack([_rows(200, 300), -_rows(200, 300)])
+    memory.add(more)
+    restored.add(more)
+    assert np.array_equal(restored.in_time_order(), memory.in_time_order())
+    with pytest.raises(ValueError, match="do not fit"):
+        NormalMemory.from_state(10, *memory.get_state())
