@@ -5,8 +5,9 @@ sum of log tail probabilities), so each member's score is first turned into a ba
 tail measure: ``-log10`` of its survival probability against that member's own baseline scores
 (``EmpiricalCalibrator.log_survival``: empirical survival inside the baseline range, an
 exponential tail beyond the baseline maximum — finite for every finite score and still ranking far
-outliers, where a probability would saturate). "3" then means "as rare as 1 in 1000 baseline rows"
-for every member, and the measures are combined by ``combine``:
+outliers, where a probability would saturate), counted from the member's typical baseline row
+(its baseline median gives 0; below it, 0). "3" then means "1000 times rarer than a typical
+baseline row" for every member, and the measures are combined by ``combine``:
 
 * ``"mean"``: evidence from several members accumulates; one noisy member cannot alarm alone.
 * ``"max"``: the most alarmed member decides; best when members cover different fault types.
@@ -98,14 +99,26 @@ class Ensemble(DetectorMixin):
         self.members_ = members
         self.baseline_scores_ = baseline_scores
         self.calibrators_ = [EmpiricalCalibrator(self.tail_fraction).fit(s) for s in baseline_scores]
+        # Evidence counts from a typical baseline row up: a member's score at its baseline median
+        # gives 0, whatever the number of baseline rows (the ``+1`` of the survival makes a plain
+        # -log10 S of a tied score depend on it, and cross-fitted and live ensembles differ in it).
+        self.typical_evidence_ = np.array(
+            [
+                -float(cal.log_survival(np.median(s))) / _LN10
+                for cal, s in zip(self.calibrators_, baseline_scores, strict=True)
+            ]
+        )
 
     # -- scoring -----------------------------------------------------------------------------
 
     def member_evidence(self, X: np.ndarray) -> np.ndarray:
-        """``-log10(survival)`` of each member's score, shape ``(n, n_members)``, >= 0."""
+        """``-log10(survival)`` of each member's score beyond that of its typical baseline row,
+        shape ``(n, n_members)``, >= 0."""
         X = self._validate_score_input(X)
         cols = [-cal.log_survival(m.score(X)) / _LN10 for m, cal in zip(self.members_, self.calibrators_, strict=True)]
-        return np.column_stack(cols) if cols else np.zeros((X.shape[0], 0))
+        if not cols:
+            return np.zeros((X.shape[0], 0))
+        return np.maximum(np.column_stack(cols) - self.typical_evidence_, 0.0)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         evidence = self.member_evidence(X)

@@ -484,7 +484,7 @@ def test_level_drift_ratio_does_not_depend_on_units(scale: float, offset: float)
     assert np.allclose(level_drift_ratio(ts, rescaled, 15.0), ratio, rtol=1e-6)
 
 
-@pytest.mark.parametrize("detector", ["pca_spc", "robust_z"])
+@pytest.mark.parametrize("detector", ["pca_spc", "robust_z", "ensemble"])
 @pytest.mark.parametrize("calibration", ["empirical", "pot"])
 def test_an_asset_whose_readings_never_change_does_not_alarm(detector: str, calibration: str) -> None:
     # An idle machine with held values: every baseline score ties, and so does every live one.
