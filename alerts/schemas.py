@@ -19,6 +19,7 @@ class SensorContributionOut(BaseModel):
     expected_high: float
     feature: str  # which view of the sensor is off: "raw", "level", "spread", ... ("" if unknown)
     # True when the value lies inside the expected range: not off on its own, unusual with the others.
+    # Always false for maintenance drivers (feature "drift"), whose range is the maintenance threshold.
     within_expected: bool
 
     @classmethod

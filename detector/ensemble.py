@@ -55,7 +55,8 @@ class Ensemble(DetectorMixin):
     (``"max"``); signed by the row's robust z against the ensemble's own ``center_`` / ``scale_``.
 
     Learned state: ``members_`` (fitted detectors), ``calibrators_`` (one per member, from its
-    baseline scores), ``center_``, ``scale_``, ``n_features_in_``. ``get_state`` flattens the
+    baseline scores), ``typical_evidence_`` (each member's evidence at its baseline median, rebuilt
+    from the baseline scores on restore), ``center_``, ``scale_``, ``n_features_in_``. ``get_state`` flattens the
     members' states under ``"members.<i>.<key>"`` and their baseline scores under
     ``"baseline_scores.<i>"``.
     """
@@ -104,8 +105,8 @@ class Ensemble(DetectorMixin):
         # -log10 S of a tied score depend on it, and cross-fitted and live ensembles differ in it).
         self.typical_evidence_ = np.array(
             [
-                -float(cal.log_survival(np.median(s))) / _LN10
-                for cal, s in zip(self.calibrators_, baseline_scores, strict=True)
+                -float(cal.log_survival(np.median(cal.baseline_scores_))) / _LN10  # finite scores only
+                for cal in self.calibrators_
             ]
         )
 
@@ -172,7 +173,8 @@ def _member_weights(evidence: np.ndarray, combine: str) -> np.ndarray:
     if combine == "max":
         weights = np.zeros((n, m))
         weights[np.arange(n), np.argmax(evidence, axis=1)] = 1.0
-        return weights
+        # No evidence anywhere (a typical row): every member counts equally, as with "mean".
+        return np.where(evidence.max(axis=1, keepdims=True, initial=0.0) > 0, weights, 1.0 / m)
     total = evidence.sum(axis=1, keepdims=True)
     # No evidence anywhere (row below every baseline score): every member counts equally.
     return np.where(total > 0, evidence / np.where(total > 0, total, 1.0), 1.0 / m)

@@ -22,8 +22,10 @@ class Contribution:
     @property
     def within_expected(self) -> bool:
         """The value is inside the baseline's range: the sensor is not off on its own, its
-        combination with the others is (a broken correlation, seen by the model's residual)."""
-        return self.expected_low <= self.value <= self.expected_high
+        combination with the others is (a broken correlation, seen by the model's residual).
+        Always False for a maintenance driver (``feature == "drift"``): its range is the drift at
+        the maintenance threshold, and being inside it says nothing about the other sensors."""
+        return self.feature != "drift" and self.expected_low <= self.value <= self.expected_high
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,6 +378,10 @@ def _feature_suffix(feature: str) -> str:
 
 
 def _how_far(c: Contribution) -> str:
+    if c.feature == "drift":  # a maintenance driver: how far its drift has come towards the threshold
+        if c.expected_high <= 0:
+            return "named by the remaining-life model"
+        return f"{c.direction}, {abs(c.value) / c.expected_high:.0%} of the drift at the maintenance threshold"
     expected = f"{c.expected_low:.4g}..{c.expected_high:.4g}"
     if c.within_expected:  # "low, expected -0.49..0.51" for -0.32 would read as a contradiction
         return f"within expected {expected}, unusual with the others"

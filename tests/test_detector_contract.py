@@ -378,3 +378,20 @@ def test_ensemble_evidence_is_finite_and_keeps_ranking_far_beyond_the_baseline()
     assert np.all(np.diff(scores) > 0)
     shares = np.abs(ens.contributions(rows[1:]))  # the centre row has nothing to share out
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+
+
+def test_ensemble_typical_rows_carry_no_evidence_and_a_nan_baseline_score_is_ignored() -> None:
+    from detector.ensemble import Ensemble
+
+    ens = Ensemble(members=[{"kind": "robust_z"}, {"kind": "pca_spc"}], combine="max").fit(NORMAL)
+    evidence = ens.member_evidence(NORMAL)
+    assert (evidence >= 0).all() and (evidence == 0).any()
+    typical = np.flatnonzero(evidence.max(axis=1) == 0)[:5]
+    shares = np.abs(ens.contributions(NORMAL[typical]))
+    assert np.isfinite(shares).all()
+    # A member score that is NaN on one baseline row is left out, as the calibrator leaves it out.
+    scores = list(ens.baseline_scores_)
+    scores[0] = scores[0].copy()
+    scores[0][3] = np.nan
+    ens._finish(list(ens.members_), scores)
+    assert np.isfinite(ens.typical_evidence_).all() and np.isfinite(ens.score(NORMAL)).all()

@@ -473,6 +473,22 @@ def test_an_alert_log_line_says_when_a_sensor_is_off_only_in_combination(caplog:
     assert SensorContributionOut.from_contribution(outside).within_expected is False
 
 
+def test_maintenance_drivers_say_how_far_their_drift_has_come(caplog: pytest.LogCaptureFixture) -> None:
+    from alerts.lifecycle import AlertEvent
+    from alerts.model import Alert
+    from detector.types import Contribution
+    from plantwatch.pipeline import _log_alert_event
+
+    drift = Contribution("bearing_temp", 0.7, "high", 2.6, -4.0, 4.0, "drift")  # inside ±threshold, yet no
+    named = Contribution("vibration", 0.3, "high", 0.0, 0.0, 0.0, "drift")  # combination story to tell
+    assert not drift.within_expected and not named.within_expected
+    alert = Alert.opened("pump-1", "maintenance", 0, "warning", 0.0, 0.0, (drift, named))
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        _log_alert_event(AlertEvent("opened", alert))
+    assert "bearing_temp drift=2.6 (high, 65% of the drift at the maintenance threshold, 70%)" in caplog.text
+    assert "vibration drift=0 (named by the remaining-life model, 30%)" in caplog.text
+
+
 @pytest.mark.parametrize("scale, offset", [(1000.0, 0.0), (1e-3, 5.0), (-2.0, 1e4)])
 def test_level_drift_ratio_does_not_depend_on_units(scale: float, offset: float) -> None:
     # °C or K, bar or Pa: the rule must pick the same sensors whatever units a plant reports in.
