@@ -48,6 +48,7 @@ from plantwatch.evaluation import (
     nab_probation_rows,
     nab_score_file,
     pool_skab,
+    segment_delays,
     skab_metrics,
     window_rows,
 )
@@ -163,12 +164,16 @@ def backtest_flags(
 
 def run_skab(data: Path, files: list[int], config: dict[str, Any], tmp: Path, verbose: bool) -> dict[str, Any]:
     per_file: dict[str, dict[str, Any]] = {}
+    delays: list[float | None] = []
     rows = 0
     seconds = 0.0
     for k in files:
         path = data / "skab" / "valve1" / f"{k}.csv"
         flags, summary = backtest_flags(path, tmp, SKAB_TRAIN_ROWS, SKAB_LABELS, config)
-        label = read_sensor_log(path, label_columns=SKAB_LABELS).labels["anomaly"] != 0
+        log = read_sensor_log(path, label_columns=SKAB_LABELS)
+        label = log.labels["anomaly"] != 0
+        after = slice(SKAB_TRAIN_ROWS, None)
+        delays += segment_delays(flags[after], label[after], log.timestamps_ns[after])
         m = skab_metrics(flags[SKAB_TRAIN_ROWS:], label[SKAB_TRAIN_ROWS:])
         m["seconds"] = summary["seconds"]
         per_file[f"valve1/{k}.csv"] = m
@@ -180,7 +185,14 @@ def run_skab(data: Path, files: list[int], config: dict[str, Any], tmp: Path, ve
                 f"  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']}, TN {m['tn']})"
             )
     pooled = pool_skab(per_file.values())
-    return {"files": files, "pooled": pooled, "per_file": per_file, "rows": rows, "seconds": seconds}
+    return {
+        "files": files,
+        "pooled": pooled,
+        "per_file": per_file,
+        "rows": rows,
+        "seconds": seconds,
+        "segment_delays_s": delays,
+    }
 
 
 def run_anomaly_free(data: Path, config: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
@@ -304,6 +316,13 @@ def report(
         f"  (TP {p['tp']}, FP {p['fp']}, FN {p['fn']}, TN {p['tn']}; precision {p['precision']:.3f}, "
         f"recall {p['recall']:.3f}; published = all 34 SKAB files, ours = valve1 only)"
     )
+    found = [d for d in skab["segment_delays_s"] if d is not None]
+    if skab["segment_delays_s"]:
+        median = f"{np.median(found):.0f} s (range {min(found):.0f}–{max(found):.0f} s)" if found else "n/a"
+        print(
+            f"  anomaly segments flagged: {len(found)}/{len(skab['segment_delays_s'])}; "
+            f"median delay from the label's start to the first flag: {median}"
+        )
     print()
     if normal:
         print("SKAB anomaly-free recording (normal operation only; never used to choose settings):")

@@ -209,6 +209,21 @@ def alarm_onsets(pred: np.ndarray) -> np.ndarray:
     return np.flatnonzero(p & ~np.concatenate(([False], p[:-1])))
 
 
+def segment_delays(pred: np.ndarray, label: np.ndarray, timestamps_ns: np.ndarray) -> list[float | None]:
+    """For each run of labelled rows: seconds from its first row to its first flagged row (None if
+    no row of it is flagged). How early a fault is seen, in the plant's own time."""
+    p = np.asarray(pred, dtype=bool)
+    t = np.asarray(label, dtype=bool)
+    ts = np.asarray(timestamps_ns, dtype=np.int64)
+    starts = alarm_onsets(t)
+    ends = np.flatnonzero(t & ~np.concatenate((t[1:], [False])))  # last row of each run
+    delays: list[float | None] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        hit = np.flatnonzero(p[a : b + 1])
+        delays.append(float(ts[a + hit[0]] - ts[a]) / 1e9 if hit.size else None)
+    return delays
+
+
 # -- NAB per file ------------------------------------------------------------------------------
 
 

@@ -74,6 +74,8 @@ def test_the_detection_benchmark_runs_and_reports_every_figure(tmp_path: Path) -
     pooled = figures["skab"]["pooled"]
     assert pooled["rows"] == 2 * (1100 - 400)
     assert pooled["f1"] > 0.9 and pooled["far"] < 0.05  # a 2 l/min drop in a steady flow is found
+    delays = figures["skab"]["segment_delays_s"]
+    assert len(delays) == 2 and all(d is not None and 0 <= d < 60 for d in delays)  # found within a minute
     assert [r["train_rows"] for r in figures["skab_anomaly_free"]] == [400, 1800, 3600]
     assert all(0.0 <= r["flagged_fraction"] <= 1.0 for r in figures["skab_anomaly_free"])
     nab = figures["nab"]["corpus"]

@@ -20,6 +20,7 @@ from plantwatch.evaluation import (
     parse_time_ns,
     pool_skab,
     scaled_sigmoid,
+    segment_delays,
     skab_metrics,
     window_rows,
 )
@@ -231,3 +232,11 @@ def test_skab_empty_denominators() -> None:
     assert (m["f1"], m["far"], m["mar"], m["precision"], m["recall"]) == (0.0, 0.0, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         skab_metrics(np.zeros(3, bool), np.zeros(4, bool))
+
+
+def test_segment_delays_time_the_first_flag_of_each_labelled_run() -> None:
+    label = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0, 1], dtype=bool)
+    pred = np.array([1, 0, 0, 1, 1, 0, 0, 0, 0, 1], dtype=bool)  # the flag before run 1 does not count
+    ts = np.arange(10, dtype=np.int64) * 2_000_000_000  # 2 s apart
+    assert segment_delays(pred, label, ts) == [4.0, None, 0.0]
+    assert segment_delays(pred, np.zeros(10, dtype=bool), ts) == []
