@@ -23,6 +23,7 @@ import numpy as np
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
+from plantwatch.evaluation import segment_delays
 
 # The plain detector config dict (``DetectorSettings.as_config()``) holds AssetMonitor keyword
 # arguments. Meaningful only live: baseline_rows is replaced by train_rows, and a log's rows are
@@ -230,4 +231,7 @@ def backtest_main(
     }
     if log.labels:
         summary["metrics"] = pointwise_metrics(result.anomaly, log.labels, start=train_rows)
+        after = slice(train_rows, None)
+        truth = combine_labels(log.labels)
+        summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
     return summary

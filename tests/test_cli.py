@@ -46,6 +46,7 @@ def test_backtest_writes_the_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert "precision" in printed and "recall" in printed and "F1" in printed
     assert "scores lie beyond the alarm level enter=0.995" in printed  # 300 rows: ~1.5 of them
+    assert "labelled segments after row 300: 1 of 1 flagged; first flag a median" in printed
     rows = _read_scores(out)
     assert len(rows) == 900
     assert list(rows[0]) == ["timestamp", "score", "probability", "anomaly"]
