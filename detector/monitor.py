@@ -183,7 +183,6 @@ class AssetMonitor:
         self.skipped_rows_ = 0
         self.late_rows_ = 0
         self._last_ts = np.iinfo(np.int64).min
-        self._prev_ts = np.iinfo(np.int64).min  # stamp of the last usable (finite, in-order) row
         self._refill_until = np.iinfo(np.int64).min  # rows before this refill the window after a gap
 
     def _check_params(self) -> None:
@@ -275,13 +274,14 @@ class AssetMonitor:
         self._last_ts = int(running_max[-1])
         self.late_rows_ += int((~in_order & finite).sum())
         rows = np.flatnonzero(finite & in_order)
-        previous = self._previous_stamps(ts[rows])
+        # The cutoff before a usable row is the stamp of the usable row before it (late ones never raise it).
+        previous = running_max[:-1]
         rows = self._absorb_baseline(ts, X, rows, status, score, probability)
         explanations: dict[int, tuple[Contribution, ...]] = {}
         if rows.size:
             assert self.features_ is not None
             F = self._feature_rows(self.features_.update(ts[rows], X[rows]), X[rows])
-            settled = ~self._refilling(ts[rows], previous[previous.size - rows.size :])
+            settled = ~self._refilling(ts[rows], previous[rows])
             rows, F = rows[settled], F[settled]
         if rows.size:
             self._score_segments(rows, F, score, probability, anomaly, X if explain else None, explanations)
@@ -294,13 +294,6 @@ class AssetMonitor:
             self.skipped_rows_ += int(skipped.sum())
         self.rows_seen_ += n
         return ScoredRows(ts, score, probability, anomaly, status), explanations
-
-    def _previous_stamps(self, stamps: np.ndarray) -> np.ndarray:
-        """For each usable row, the stamp of the usable row before it (across batches)."""
-        previous = np.concatenate(([self._prev_ts], stamps[:-1]))
-        if stamps.size:
-            self._prev_ts = int(stamps[-1])
-        return previous
 
     def _refilling(self, stamps: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """Rows whose feature window is still refilling after a gap longer than the window.
@@ -534,7 +527,7 @@ class AssetMonitor:
             "sensors": list(self.sensor_names) if self.sensor_names else None,
             "counters": [self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_],
             "last_ts": int(self._last_ts),
-            "gap_clock": [int(self._prev_ts), int(self._refill_until)],
+            "refill_until": int(self._refill_until),
             "warm": self.is_warm,
         }
         state.update(_prefixed("alarm/", self.alarm_.get_state()))
@@ -574,8 +567,8 @@ class AssetMonitor:
         counters = [int(v) for v in state["counters"]]
         self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_ = counters
         self._last_ts = int(state["last_ts"])
-        if "gap_clock" in state:  # absent from models saved before gaps were handled
-            self._prev_ts, self._refill_until = (int(v) for v in state["gap_clock"])
+        if "refill_until" in state:  # absent from models saved before gaps were handled
+            self._refill_until = int(state["refill_until"])
         self.alarm_.set_state(_unprefixed("alarm/", state))
         if not state["warm"]:
             if "baseline/ts" in state:
