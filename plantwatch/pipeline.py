@@ -280,8 +280,7 @@ class DetectorStage:
             except SinkStopped:
                 return
             except Exception:  # a model bug must not stop ingestion; it is logged and counted
-                self.health.detector_errors += 1
-                self.counters.inc("plantwatch_detector_errors_total")
+                self._count_detector_errors(1)
                 log.exception("detector stage failed on a batch of %d readings", len(readings))
 
     def _process(self, readings: Sequence[Reading]) -> None:
@@ -294,8 +293,7 @@ class DetectorStage:
             try:
                 verdicts.extend(self._process_asset(asset, batch))
             except Exception:  # one asset's model failing must not starve the others in the batch
-                self.health.detector_errors += 1
-                self.counters.inc("plantwatch_detector_errors_total")
+                self._count_detector_errors(1)
                 log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
         if not verdicts:
             return
@@ -324,14 +322,18 @@ class DetectorStage:
         verdicts = monitor.process_rows(rows)
         failed = monitor.baseline_failures_ - failures
         if failed:  # the monitor has dropped those baselines and learns again; say what to fix
-            self.health.detector_errors += failed
-            self.counters.inc("plantwatch_detector_errors_total", failed)
+            self._count_detector_errors(failed)
             log.error("%s%s", monitor.baseline_error_, f" ({failed} baselines in this batch)" if failed > 1 else "")
         if monitor.is_warm and not was_warm:
             _log_baseline_learned(monitor)
         if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):
             self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
         return verdicts
+
+    def _count_detector_errors(self, n: int) -> None:
+        """In /healthz ``detector_errors`` and in ``plantwatch_detector_errors_total`` alike."""
+        self.health.detector_errors += n
+        self.counters.inc("plantwatch_detector_errors_total", n)
 
     def _check_rul_alone(self, asset: str, ts_ns: int) -> None:
         assert self.maintenance is not None
