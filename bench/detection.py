@@ -43,6 +43,7 @@ from plantwatch.evaluation import (
     NAB_STANDARD,
     NabFileResult,
     alarm_onsets,
+    delay_summary,
     nab_corpus,
     nab_normalised,
     nab_probation_rows,
@@ -316,11 +317,11 @@ def report(
         f"  (TP {p['tp']}, FP {p['fp']}, FN {p['fn']}, TN {p['tn']}; precision {p['precision']:.3f}, "
         f"recall {p['recall']:.3f}; published = all 34 SKAB files, ours = valve1 only)"
     )
-    found = [d for d in skab["segment_delays_s"] if d is not None]
-    if skab["segment_delays_s"]:
-        median = f"{np.median(found):.0f} s (range {min(found):.0f}–{max(found):.0f} s)" if found else "n/a"
+    d = delay_summary(skab["segment_delays_s"])
+    if d["segments"]:
+        median = f"{d['median_s']:.0f} s (range {d['min_s']:.0f}–{d['max_s']:.0f} s)" if d["flagged"] else "n/a"
         print(
-            f"  anomaly segments flagged: {len(found)}/{len(skab['segment_delays_s'])}; "
+            f"  anomaly segments flagged: {d['flagged']}/{d['segments']}; "
             f"median delay from the label's start to the first flag: {median}"
         )
     print()

@@ -230,8 +230,8 @@ def backtest_main(
         "rows_per_second": len(log) / elapsed if elapsed > 0 else float("inf"),
     }
     if log.labels:
-        summary["metrics"] = pointwise_metrics(result.anomaly, log.labels, start=train_rows)
-        after = slice(train_rows, None)
         truth = combine_labels(log.labels)
+        summary["metrics"] = pointwise_metrics(result.anomaly, truth, start=train_rows)
+        after = slice(train_rows, None)
         summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
     return summary

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from plantwatch.evaluation import delay_summary
 from plantwatch.settings import ConfigError, load_settings
 
 
@@ -148,16 +148,14 @@ def _backtest(args: argparse.Namespace) -> int:
             f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  F1 {metrics['f1']:.3f}  "
             f"(TP {metrics['tp']}, FP {metrics['fp']}, FN {metrics['fn']}, TN {metrics['tn']})"
         )
-        delays = summary["segment_delays_s"]
-        found = [d for d in delays if d is not None]
-        if delays:
-            when = (
-                f"; first flag a median {statistics.median(found):.4g} s after a segment starts "
-                f"({min(found):.4g}..{max(found):.4g} s)"
-                if found
-                else ""
-            )
-            print(f"labelled segments after row {summary['train_rows']}: {len(found)} of {len(delays)} flagged{when}")
+        d = delay_summary(summary["segment_delays_s"])
+        if d["segments"]:
+            when = ""
+            if d["flagged"]:
+                when = f"; first flag a median {d['median_s']:.4g} s after a segment starts "
+                when += f"({d['min_s']:.4g}..{d['max_s']:.4g} s)"
+            flagged = f"{d['flagged']} of {d['segments']} flagged"
+            print(f"labelled segments after row {summary['train_rows']}: {flagged}{when}")
     return 0
 
 

@@ -224,6 +224,19 @@ def segment_delays(pred: np.ndarray, label: np.ndarray, timestamps_ns: np.ndarra
     return delays
 
 
+def delay_summary(delays: Sequence[float | None]) -> dict[str, Any]:
+    """``segment_delays`` in brief: segments, how many were flagged, median/min/max delay (s; None
+    when none was flagged)."""
+    found = [d for d in delays if d is not None]
+    return {
+        "segments": len(delays),
+        "flagged": len(found),
+        "median_s": float(np.median(found)) if found else None,
+        "min_s": min(found) if found else None,
+        "max_s": max(found) if found else None,
+    }
+
+
 # -- NAB per file ------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from plantwatch.evaluation import (
     NAB_STANDARD,
     NabProfile,
     alarm_onsets,
+    delay_summary,
     nab_corpus,
     nab_fp_weight,
     nab_normalised,
@@ -240,3 +241,5 @@ def test_segment_delays_time_the_first_flag_of_each_labelled_run() -> None:
     ts = np.arange(10, dtype=np.int64) * 2_000_000_000  # 2 s apart
     assert segment_delays(pred, label, ts) == [4.0, None, 0.0]
     assert segment_delays(pred, np.zeros(10, dtype=bool), ts) == []
+    assert delay_summary([4.0, None, 0.0]) == {"segments": 3, "flagged": 2, "median_s": 2.0, "min_s": 0.0, "max_s": 4.0}
+    assert delay_summary([None]) == {"segments": 1, "flagged": 0, "median_s": None, "min_s": None, "max_s": None}
