@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from servers import skip_or_fail
 
 from alerts.model import Alert
 from alerts.store import AlertStore, PostgresAlertStore, SqliteAlertStore, open_store
@@ -26,10 +27,7 @@ def _require_postgres() -> None:
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.OperationalError as exc:
-        message = f"PostgreSQL unreachable at {PG_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"PostgreSQL unreachable at {PG_URL}: {exc}")
 
 
 @pytest.fixture
