@@ -52,6 +52,13 @@ import numpy as np
 
 FEATURES = ("raw", "level", "spread", "slope", "residual", "range")
 _NS_PER_S = 1_000_000_000
+
+
+def window_to_ns(window_s: float) -> int:
+    """A feature window in nanoseconds, as every rolling feature (and every rule about them) uses it."""
+    return int(round(float(window_s) * _NS_PER_S))
+
+
 # Relative threshold below which the windows' time spread counts as zero (slope = 0 then).
 _TIME_SPREAD_RTOL = 64 * float(np.finfo(np.float64).eps)
 
@@ -84,8 +91,8 @@ class RollingFeatures:
         return {"window_s": self.window_s, "features": tuple(self.features), "min_periods": self.min_periods}
 
     def _check_params(self) -> tuple[int, tuple[str, ...]]:
-        window_ns = int(round(float(self.window_s) * _NS_PER_S))
-        if window_ns < 1:
+        window = window_to_ns(self.window_s)
+        if window < 1:
             raise ValueError(f"window_s must be positive (>= 1 ns), got {self.window_s}")
         features = tuple(self.features)
         if not features:
@@ -97,7 +104,7 @@ class RollingFeatures:
             raise ValueError(f"duplicate features in {features}")
         if int(self.min_periods) < 1:
             raise ValueError(f"min_periods must be >= 1, got {self.min_periods}")
-        return window_ns, features
+        return window, features
 
     def feature_names(self, sensors: Sequence[str]) -> list[str]:
         """``f"{sensor}:{feature}"`` for every output column, in column order."""
@@ -352,7 +359,7 @@ def settled_rows(ts_ns: np.ndarray, window_s: float) -> np.ndarray:
     fewer samples than they will later. A window longer than half the baseline keeps the newer half.
     """
     ts = np.asarray(ts_ns, dtype=np.int64)
-    settled = ts >= ts[0] + int(window_s * _NS_PER_S) if ts.size else np.zeros(0, dtype=bool)
+    settled = ts >= ts[0] + window_to_ns(window_s) if ts.size else np.zeros(0, dtype=bool)
     if settled.sum() < ts.size // 2:
         settled = np.zeros(ts.size, dtype=bool)
         settled[ts.size // 2 :] = True
@@ -381,9 +388,9 @@ def level_drift_ratio(ts_ns: np.ndarray, X: np.ndarray, window_s: float) -> np.n
     """
     ts = np.asarray(ts_ns, dtype=np.int64)
     X = np.asarray(X, dtype=np.float64)
-    window_ns = int(round(float(window_s) * _NS_PER_S))
-    level = _rolling_features(ts, X, window_ns, ("level",), 1)
-    rows_in_window = np.arange(ts.size) - np.searchsorted(ts, ts - window_ns, side="right") + 1
+    window = window_to_ns(window_s)
+    level = _rolling_features(ts, X, window, ("level",), 1)
+    rows_in_window = np.arange(ts.size) - np.searchsorted(ts, ts - window, side="right") + 1
     settled = settled_rows(ts, window_s)
     if settled.sum() < 2:  # a handful of rows (never a monitor's baseline, which has >= 10)
         settled = np.ones(ts.size, dtype=bool)

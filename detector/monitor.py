@@ -61,7 +61,7 @@ from detector.alarm import HysteresisAlarm
 from detector.align import FrameAligner
 from detector.base import Detector
 from detector.calibration import EmpiricalCalibrator, PotCalibrator, holdout_split
-from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio, settled_rows
+from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio, settled_rows, window_to_ns
 from detector.memory import NormalMemory
 from detector.registry import make_detector
 from detector.types import Contribution, Verdict
@@ -304,12 +304,12 @@ class AssetMonitor:
         """
         if not self.features or self.window_s_ is None:
             return np.zeros(stamps.size, dtype=bool)
-        window_ns = int(round(self.window_s_ * 1e9))
+        window = window_to_ns(self.window_s_)
         never = np.iinfo(np.int64).min
         # A gap of a whole window leaves the first row alone in its window (t - w, t].
-        after_gap = (previous != never) & (stamps - np.where(previous == never, stamps, previous) >= window_ns)
+        after_gap = (previous != never) & (stamps - np.where(previous == never, stamps, previous) >= window)
         refill_ends = np.maximum.accumulate(
-            np.concatenate(([self._refill_until], np.where(after_gap, stamps + window_ns, never)))
+            np.concatenate(([self._refill_until], np.where(after_gap, stamps + window, never)))
         )
         self._refill_until = int(refill_ends[-1])
         return stamps < refill_ends[1:]
