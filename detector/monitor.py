@@ -53,6 +53,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,26 @@ CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
 # minimum number of exceedances for a tail estimate; with 10 the false-alarm rate is known to ~±30 %).
 MIN_SCORES_BEYOND_ENTER = 10
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
+# A baseline episode "sets the alarm level" when one cross-fitting block holds at least this share of
+# the scores beyond it and, left out, the rest of the baseline would reach that level this many
+# times less often than ``1 - enter``.
+EPISODE_SHARE = 0.5
+EPISODE_RARITY = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineEpisode:
+    """One stretch of the baseline that set the alarm level (see ``AssetMonitor.baseline_advice``).
+
+    Scored in cross-fitting by a model that never saw anything like it, it looked abnormal, and the
+    alarm level was put above it; the live model learned it, so rows as unusual will not alarm.
+    """
+
+    start_ns: int  # first and last baseline row of the episode beyond the alarm level
+    end_ns: int
+    scores_beyond: int  # of the baseline's scores beyond the alarm level, how many are the episode's
+    scores_beyond_total: int
+    rarity: float  # how many times less often the rest of the baseline reaches the alarm level
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +199,7 @@ class AssetMonitor:
         self.refits_ = 0
         self.baseline_failures_ = 0
         self.baseline_error_: str | None = None
+        self.baseline_episode_: BaselineEpisode | None = None
         self.rows_seen_ = 0
         self.scored_rows_ = 0
         self.skipped_rows_ = 0
@@ -237,6 +259,25 @@ class AssetMonitor:
             f"about {scale:.1f}x as many rows (baseline_rows >= {math.ceil(self.baseline_rows * scale)}) "
             "or lower enter"
         )
+
+    def episode_advice(self) -> str | None:
+        """What to check when one episode of the baseline set the alarm level (None otherwise)."""
+        episode = self.baseline_episode_
+        if episode is None:
+            return None
+        return (
+            f"baseline of {self.asset}: {episode.scores_beyond} of its {episode.scores_beyond_total} scores "
+            f"beyond the alarm level enter={self.enter:g} come from one episode, {_utc(episode.start_ns)} to "
+            f"{_utc(episode.end_ns)}; the rest of the baseline reaches that level {episode.rarity:.0f}x less "
+            "often than enter intends, so rows as unusual as that episode will not alarm. If it was not "
+            "ordinary running (a start-up, a cleaning cycle, a fault), learn the baseline from a period without it"
+        )
+
+    def baseline_advice(self) -> str | None:
+        """What to change about the baseline, if anything: too few scores beyond the alarm level
+        (``short_baseline_advice``), or one episode setting it (``episode_advice``; only judged with
+        enough such scores, so at most one of the two applies)."""
+        return self.short_baseline_advice() or self.episode_advice()
 
     @property
     def sensor_names(self) -> tuple[str, ...] | None:
@@ -455,14 +496,18 @@ class AssetMonitor:
         low, high = np.percentile(X, EXPECTED_RANGE_QUANTILES, axis=0)
         self.expected_low_, self.expected_high_ = low, high
         self.center_ = np.median(X, axis=0)
-        self._fit_models(F)
+        calibration_scores = self._fit_models(F)
+        self.baseline_episode_ = (
+            None if calibration_scores is None else self._episode_setting_level(ts[settled], calibration_scores)
+        )
         # An outage in the baseline's last window leaves the first scored rows refilling it too.
         self._refilling(ts, np.concatenate((ts[:1], ts[:-1])))
         if self.adapt:
             self.memory_ = NormalMemory(ADAPT_MEMORY * self.baseline_rows, F.shape[1])
             self.memory_.add(F)
 
-    def _fit_models(self, F: np.ndarray) -> None:
+    def _fit_models(self, F: np.ndarray) -> np.ndarray | None:
+        """Fit detector and calibrator; the cross-fitted calibration scores (None without cross-fitting)."""
         if self.calibration_folds >= 2:
             # Cross-fitting: every baseline row is scored by a model that did not see it, so the
             # calibrator learns from all of them; the live detector is then fitted on all rows.
@@ -474,11 +519,38 @@ class AssetMonitor:
             calibration_scores = detector.score(F[calib_idx])
         self.calibrator_ = CALIBRATORS[self.calibration]().fit(calibration_scores)
         self.detector_ = detector
+        return calibration_scores if self.calibration_folds >= 2 else None
+
+    def _cross_fitting_folds(self, n: int) -> list[np.ndarray]:
+        return np.array_split(np.arange(n), self.calibration_folds)  # contiguous blocks of time
+
+    def _episode_setting_level(self, ts: np.ndarray, scores: np.ndarray) -> BaselineEpisode | None:
+        """The block of the baseline that holds most scores beyond the alarm level, if it set that level.
+
+        Only judged with ``MIN_SCORES_BEYOND_ENTER`` such scores (fewer say little about any block).
+        """
+        beyond = self.calibrator_.transform(scores) >= self.enter
+        total = int(beyond.sum())
+        if total < MIN_SCORES_BEYOND_ENTER:
+            return None
+        folds = self._cross_fitting_folds(scores.size)
+        counts = [int(beyond[fold].sum()) for fold in folds]
+        k = int(np.argmax(counts))
+        if counts[k] < EPISODE_SHARE * total:
+            return None
+        rest = np.concatenate([scores[fold] for j, fold in enumerate(folds) if j != k])
+        without = CALIBRATORS[self.calibration]().fit(rest)
+        level = _score_at_probability(self.calibrator_, self.enter, float(scores.min()), float(scores.max()))
+        reached = 1.0 - float(without.transform(np.array([level]))[0])  # how often the rest reach it
+        rarity = (1.0 - self.enter) / max(reached, 1e-300)
+        if rarity < EPISODE_RARITY:
+            return None
+        rows = folds[k][beyond[folds[k]]]
+        return BaselineEpisode(int(ts[rows[0]]), int(ts[rows[-1]]), counts[k], total, rarity)
 
     def _cross_fitted_scores(self, F: np.ndarray) -> np.ndarray:
-        folds = np.array_split(np.arange(F.shape[0]), self.calibration_folds)  # contiguous blocks of time
         scores = np.empty(F.shape[0])
-        for fold in folds:
+        for fold in self._cross_fitting_folds(F.shape[0]):
             rest = np.setdiff1d(np.arange(F.shape[0]), fold)
             scores[fold] = make_detector(self.detector, self.detector_params).fit(F[rest]).score(F[fold])
         return scores
@@ -545,6 +617,9 @@ class AssetMonitor:
         state["drifting"] = self.drifting_.astype(np.int8)
         if self.columns_ is not None:
             state["columns"] = self.columns_.astype(np.int8)
+        if self.baseline_episode_ is not None:
+            e = self.baseline_episode_
+            state["episode"] = [e.start_ns, e.end_ns, e.scores_beyond, e.scores_beyond_total, e.rarity]
         state.update(_prefixed("detector/", self.detector_.get_state()))
         state.update(_prefixed("calibrator/", self.calibrator_.get_state()))
         state.update(_prefixed("features/", self.features_.get_state()))
@@ -584,6 +659,9 @@ class AssetMonitor:
         self.feature_high_ = np.asarray(state["feature_high"])
         self.drifting_ = np.asarray(state["drifting"]).astype(bool)
         self.columns_ = np.asarray(state["columns"]).astype(bool) if "columns" in state else None
+        if "episode" in state:  # absent when no episode set the level, and from older models
+            start, end, inside, total, rarity = state["episode"]
+            self.baseline_episode_ = BaselineEpisode(int(start), int(end), int(inside), int(total), float(rarity))
         detector = make_detector(self.detector, self.detector_params)
         self.detector_ = detector.set_state(_unprefixed("detector/", state))
         self.calibrator_ = CALIBRATORS[self.calibration]().set_state(_unprefixed("calibrator/", state))
@@ -755,3 +833,22 @@ def _held_state(anomaly: np.ndarray, scored: np.ndarray, initial: bool) -> np.nd
     idx = np.where(scored, np.arange(anomaly.size), -1)
     last = np.maximum.accumulate(idx)
     return np.where(last >= 0, anomaly[np.maximum(last, 0)], initial)
+
+
+def _score_at_probability(calibrator: Any, probability: float, low: float, high: float) -> float:
+    """The smallest score the calibrator maps to ``probability`` or more (bisection; it is monotone)."""
+    for _ in range(200):  # widen until the level is inside: it may lie in the tail beyond the baseline
+        if calibrator.transform(np.array([high]))[0] >= probability:
+            break
+        high += 2.0 * (high - low) + 1.0
+    for _ in range(100):
+        mid = 0.5 * (low + high)
+        if calibrator.transform(np.array([mid]))[0] >= probability:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _utc(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

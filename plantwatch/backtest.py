@@ -53,7 +53,7 @@ class BacktestResult:
     explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
     # Sensors whose level wandered over the baseline: judged by how they move only (see AssetMonitor).
     drifting_sensors: tuple[str, ...] = ()
-    # AssetMonitor.short_baseline_advice(): set when the alarm level rests on too few baseline scores.
+    # AssetMonitor.baseline_advice(): set when the alarm level rests on too few baseline scores, or on one episode.
     baseline_advice: str | None = None
 
     def __len__(self) -> int:
@@ -105,7 +105,7 @@ def run_backtest(
         train_rows=train_rows,
         explanations=explanations,
         drifting_sensors=monitor.drifting_sensors,
-        baseline_advice=monitor.short_baseline_advice(),
+        baseline_advice=monitor.baseline_advice(),
     )
 
 

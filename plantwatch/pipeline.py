@@ -369,7 +369,7 @@ def _log_baseline_learned(monitor: AssetMonitor) -> None:
     drifting = monitor.drifting_sensors
     note = f"; level wanders over the baseline, judged by how they move only: {', '.join(drifting)}" if drifting else ""
     log.info("baseline of %s learned, scoring starts%s", monitor.asset, note)
-    advice = monitor.short_baseline_advice()
+    advice = monitor.baseline_advice()
     if advice:
         log.warning("%s", advice)
 
@@ -510,7 +510,7 @@ class Pipeline:
                     "learned": monitor.is_warm,
                     "drifting_sensors": list(monitor.drifting_sensors),
                     "scores_beyond_enter": monitor.scores_beyond_enter,
-                    "advice": monitor.short_baseline_advice(),
+                    "advice": monitor.baseline_advice(),
                 }
                 for asset, monitor in sorted(monitors.items())
             },

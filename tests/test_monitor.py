@@ -438,6 +438,50 @@ def test_a_short_baseline_says_how_few_scores_its_alarm_level_rests_on(caplog: p
     assert relaxed.short_baseline_advice() is None
 
 
+def _loaded_pump(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """1 Hz rows of four sensors, three following a slow load, one steady."""
+    rng = np.random.default_rng(seed)
+    ts = 1_700_000_000 * 10**9 + np.arange(n, dtype=np.int64) * 1_000_000_000
+    load = np.sin(np.arange(n) / 300)
+    noise = rng.normal(0, 0.1, (n, 4))
+    return ts, np.column_stack([load, 2 * load, np.zeros(n), -load]) + noise
+
+
+def test_a_baseline_episode_that_sets_the_alarm_level_is_reported_and_restored(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from plantwatch.pipeline import _log_baseline_learned
+
+    sensors = ("a", "b", "c", "d")
+    ts, X = _loaded_pump(4200)
+    fault = X[3600:].copy()
+    fault[300:, 2] -= 6.0  # sensor c falls 60 noise widths, 5 minutes into the scored hour
+    clean = AssetMonitor("pump", sensors, baseline_rows=3600)
+    clean.process_arrays(ts[:3600], X[:3600])
+    assert clean.scores_beyond_enter is not None and clean.scores_beyond_enter >= 10
+    assert clean.baseline_episode_ is None and clean.baseline_advice() is None
+    assert clean.process_arrays(ts[3600:], fault).anomaly[300:].mean() > 0.9
+
+    # The same hour with a 3-minute start-up dip of sensor c, half as deep as the later fault.
+    with_dip = X[:3600].copy()
+    with_dip[1500:1680, 2] -= 3.0
+    m = AssetMonitor("pump", sensors, baseline_rows=3600)
+    m.process_arrays(ts[:3600], with_dip)
+    episode = m.baseline_episode_
+    assert episode is not None
+    assert ts[1500] <= episode.start_ns < episode.end_ns <= ts[1680 + 15]  # + the 15-row feature window
+    assert episode.scores_beyond >= 0.5 * episode.scores_beyond_total >= 5
+    advice = m.baseline_advice()
+    assert advice is not None and "one episode, 2023-11-14 22:38" in advice and "will not alarm" in advice
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        _log_baseline_learned(m)
+    assert advice in caplog.text
+    restored = AssetMonitor("pump", sensors, baseline_rows=3600).set_state(_through_disk(m.get_state(), tmp_path))
+    assert restored.baseline_episode_ == episode and restored.baseline_advice() == advice
+    # What the advice warns of: the deeper fault is not flagged at all.
+    assert not m.process_arrays(ts[3600:], fault).anomaly.any()
+
+
 def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture) -> None:
     from alerts.lifecycle import AlertEvent
     from alerts.model import Alert
