@@ -132,3 +132,13 @@ def test_the_wear_benchmark_shows_adaptation_learning_a_slow_ramp() -> None:
     assert results[(500, False)] == results[(6000, False)] == 1.0  # a fixed baseline keeps flagging wear
     assert results[(500, True)] > 0.9  # wear faster than the refits is still caught ...
     assert results[(6000, True)] < 0.1  # ... a slow ramp is learned as normal
+
+
+def test_the_baseline_episode_bench_shows_the_masking_and_names_it(capsys) -> None:  # type: ignore[no-untyped-def]
+    bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "baseline_episode.py"))
+    assert bench["main"]([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:36].strip(): line[36:].split() for line in lines[1:]}
+    assert rows["clean baseline"] == ["100%", "98%", "1%", "no"]
+    fault, repeat, normal, named = rows["baseline with the dip"]
+    assert (fault, repeat, named) == ("0%", "0%", "yes")
