@@ -669,7 +669,30 @@ class AssetMonitor:
         self.features_.set_state(_unprefixed("features/", state))
         if self.adapt:
             self._restore_memory(state)
+        self._check_restored_shapes()
         return self
+
+    def _check_restored_shapes(self) -> None:
+        """``ValueError`` unless the restored arrays fit together (a foreign or damaged file would
+        otherwise load and then fail on every row)."""
+        n = len(self.sensor_names) if self.sensor_names is not None else None
+        per_sensor = {"expected_low": self.expected_low_, "expected_high": self.expected_high_}
+        per_sensor |= {"center": self.center_, "drifting": self.drifting_}
+        widths = {name: np.asarray(v).shape for name, v in per_sensor.items()}
+        if n is None or any(shape != (n,) for shape in widths.values()):
+            raise ValueError(f"saved model of {self.asset!r}: per-sensor arrays {widths} do not fit {n} sensors")
+        n_columns = n * len(self.features or ("raw",))
+        columns = {"feature_low": self.feature_low_, "feature_high": self.feature_high_}
+        if self.columns_ is not None:
+            columns["columns"] = self.columns_
+        if any(np.asarray(v).shape != (n_columns,) for v in columns.values()):
+            raise ValueError(f"saved model of {self.asset!r}: feature arrays do not fit {n_columns} feature columns")
+        width = int(self.columns_.sum()) if self.columns_ is not None else n_columns
+        assert self.detector_ is not None
+        try:  # the detector and calibrator must take a row of that width
+            self.calibrator_.transform(self.detector_.score(np.zeros((1, width))))
+        except Exception as exc:
+            raise ValueError(f"saved model of {self.asset!r} cannot score a row of {width} features: {exc}") from exc
 
     def _restore_memory(self, state: Mapping[str, Any]) -> None:
         if "memory" in state:

@@ -72,8 +72,12 @@ def load_state(model_dir: str | os.PathLike[str], asset: str) -> tuple[dict[str,
         document = json.loads(json_path.read_text(encoding="utf-8"))
         with np.load(npz_path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
-        raise ModelStoreError(f"cannot read the saved model of {asset!r} in {root}: {exc}") from exc
+    except Exception as exc:  # truncated or garbled files raise BadZipFile, EOFError, ... as well
+        raise ModelStoreError(
+            f"cannot read the saved model of {asset!r} in {root}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(document, dict):
+        raise ModelStoreError(f"{json_path} is not a plantwatch model (a JSON {type(document).__name__})")
     if document.get("format") != FORMAT_VERSION or document.get("asset") != asset:
         raise ModelStoreError(f"{json_path} is not a plantwatch model of asset {asset!r} (format {FORMAT_VERSION})")
     if sorted(arrays) != document.get("arrays"):

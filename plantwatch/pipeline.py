@@ -159,8 +159,8 @@ class ModelPersistence:
                 return
             tracker.set_state(*saved)
             log.info("restored the maintenance trends of %d asset(s) from %s", len(saved[0]["assets"]), self.model_dir)
-        except (ModelStoreError, ValueError, KeyError, TypeError, IndexError) as exc:
-            log.warning("not restoring the maintenance trends, starting them afresh: %s", exc)
+        except Exception as exc:  # a corrupt or foreign file: the trends start again, detection goes on
+            log.warning("not restoring the maintenance trends, starting them afresh: %s: %s", type(exc).__name__, exc)
 
     def has(self, asset: str) -> bool:
         try:
@@ -168,17 +168,26 @@ class ModelPersistence:
         except (ModelStoreError, OSError):
             return False
 
-    def restore(self, monitor: AssetMonitor) -> None:
+    def restore(self, monitor: AssetMonitor) -> bool:
+        """Restore ``monitor`` from its saved model; False (and a fresh monitor) when that failed.
+
+        Any failure — a corrupt or truncated file, a foreign one, a model of other settings or other
+        sensors — means a new baseline, never an asset left unmonitored.
+        """
         try:
             saved = load_state(self.model_dir, monitor.asset)
             if saved is None:
-                return
+                return True
             meta, arrays = saved
             monitor.set_state(join_state(arrays, meta))
             log.info("restored the model of %s from %s (warm: %s)", monitor.asset, self.model_dir, monitor.is_warm)
-        except (ModelStoreError, ValueError, KeyError, TypeError) as exc:
-            log.warning("not restoring the model of %s, learning a new baseline: %s", monitor.asset, exc)
+            return True
+        except Exception as exc:
+            log.warning(
+                "not restoring the model of %s, learning a new baseline: %s: %s", monitor.asset, type(exc).__name__, exc
+            )
             monitor.reset()
+            return False
 
 
 class DetectorStage:
@@ -216,8 +225,8 @@ class DetectorStage:
 
     def _new_monitor(self, asset: str) -> AssetMonitor:
         monitor = AssetMonitor(asset, None, **self.detector_config(asset))
-        if self.models is not None:
-            self.models.restore(monitor)
+        if self.models is not None and not self.models.restore(monitor):
+            self.counters.inc("plantwatch_model_restores_failed_total")
         self.monitors[asset] = monitor
         return monitor
 

@@ -320,6 +320,50 @@ def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_pat
     assert not broken.is_warm and broken.rows_seen_ == 0
 
 
+def _truncate(json_path: Path, npz_path: Path) -> None:
+    npz_path.write_bytes(npz_path.read_bytes()[: npz_path.stat().st_size // 2])
+
+
+def _empty_npz(json_path: Path, npz_path: Path) -> None:
+    npz_path.write_bytes(b"")
+
+
+def _json_list(json_path: Path, npz_path: Path) -> None:
+    json_path.write_text("[]")
+
+
+def _one_sensor_fewer(json_path: Path, npz_path: Path) -> None:
+    document = json.loads(json_path.read_text())
+    document["meta"]["sensors"] = document["meta"]["sensors"][:-1]
+    json_path.write_text(json.dumps(document))
+
+
+def _short_detector_array(json_path: Path, npz_path: Path) -> None:
+    with np.load(npz_path) as data:
+        arrays = {k: data[k] for k in data.files}
+    key = next(k for k in arrays if k.startswith("detector/") and arrays[k].ndim == 1 and arrays[k].size > 3)
+    arrays[key] = arrays[key][:3]
+    np.savez(npz_path, **arrays)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _empty_npz, _json_list, _one_sensor_fewer, _short_detector_array])
+def test_a_damaged_model_file_means_a_new_baseline_and_a_counter(damage: Any, tmp_path: Path) -> None:
+    ts, X = plant()
+    models = ModelPersistence(str(tmp_path / "models"))
+    first = monitor()
+    first.process_arrays(ts[:700], X[:700])
+    models.save(first)
+    (json_path,) = (tmp_path / "models").glob("*.json")
+    damage(json_path, json_path.with_suffix(".npz"))
+    counters = Counters()
+    stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
+    stage._process(_readings(ts[700:1100], X[700:1100]))
+    fresh = stage.monitors["pump"]
+    assert fresh.rows_seen_ == 400 and fresh.is_warm  # learned again from the readings after the restart
+    assert counters.get("plantwatch_model_restores_failed_total") == 1
+    assert stage.health.detector_errors == 0
+
+
 # -- drifting sensors -------------------------------------------------------------------------
 
 
