@@ -198,7 +198,8 @@ class AssetMonitor:
         self._since_refit = 0
         self.refits_ = 0
         self.baseline_failures_ = 0
-        self.baseline_error_: str | None = None
+        self.baseline_error_: str | None = None  # what went wrong and what to change, for the log
+        self.baseline_cause_: str | None = None  # the model's own error message alone
         self.baseline_episode_: BaselineEpisode | None = None
         self.rows_seen_ = 0
         self.scored_rows_ = 0
@@ -467,6 +468,7 @@ class AssetMonitor:
                 except Exception as exc:  # any model error: report it and learn again
                     self._forget_fit()
                     self.baseline_failures_ += 1
+                    self.baseline_cause_ = str(exc)
                     self.baseline_error_ = (
                         f"asset {self.asset!r}: learning the baseline from {ts_b.size} rows failed ({exc}); "
                         f"the next {self.baseline_rows} rows are learned instead. Check detector "

@@ -10,12 +10,14 @@ names each offending key and says how to fix it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -31,7 +33,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No setting means anything at infinity or NaN (YAML spells them .inf and .nan).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MqttSettings(_Section):
@@ -217,6 +220,41 @@ def _check_detector(config: dict[str, Any], where: str) -> None:
     unknown = sorted(set(config["features"] or ()) - set(FEATURES))
     if unknown:
         raise ValueError(f"{where}features: unknown {unknown}; choose from {list(FEATURES)} or null for raw values")
+    _check_learnable(config, where)
+
+
+# Settings already tried on synthetic rows (assets usually share them): settings JSON -> None or the error.
+_LEARNABLE: dict[str, str | None] = {}
+
+
+def _check_learnable(config: dict[str, Any], where: str) -> None:
+    """Learn one baseline of synthetic rows with these settings, so that parameter values a detector
+    only checks when it is fitted (a PCA variance of 5, KNN neighbours beyond a fold's rows, a window
+    too short to hold a sample) stop start-up now, not when the first real baseline ends an hour on."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in _LEARNABLE:
+        _LEARNABLE[key] = _baseline_error(config)
+    error = _LEARNABLE[key]
+    if error is not None:
+        scope = where.rstrip(".")
+        message = (
+            f"these settings cannot learn a baseline ({error}); check kind, params, features, window and baseline_rows"
+        )
+        raise ValueError(f"{scope}: {message}" if scope else message)
+
+
+def _baseline_error(config: dict[str, Any]) -> str | None:
+    from detector.monitor import AssetMonitor
+
+    try:
+        monitor = AssetMonitor("settings-check", ("a", "b", "c"), **config)
+    except (ValueError, TypeError, OverflowError) as exc:
+        return str(exc)
+    n = int(config["baseline_rows"])
+    rows = np.random.default_rng(0).normal(size=(n, 3))
+    with np.errstate(all="ignore"):
+        monitor.process_arrays(np.arange(n, dtype=np.int64) * 1_000_000_000, rows)  # 1 Hz
+    return None if monitor.is_warm else str(monitor.baseline_cause_)
 
 
 class AlertSettings(_Section):

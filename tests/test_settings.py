@@ -91,6 +91,18 @@ def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
         ("mqtt: [1, 2]\n", "mqtt"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("mqtt: {url: [\n", "not valid YAML"),
+        ("detector:\n  max_staleness_s: .inf\n", "detector.max_staleness_s: Input should be a finite number"),
+        ("detector:\n  window_s: .nan\n", "detector.window_s: Input should be a finite number"),
+        # Values a detector only checks when fitted: found by learning a synthetic baseline at start-up.
+        ("detector:\n  params: {variance: 5}\n", "detector: these settings cannot learn a baseline (variance"),
+        ("detector:\n  kind: knn\n  params: {model_params: {n_neighbors: 5000}}\n", "n_neighbors = 5000"),
+        ("detector:\n  kind: ensemble\n  params: {combine: bogus}\n", "cannot learn a baseline (combine"),
+        ("detector:\n  features: [level, level]\n", "duplicate features"),
+        ("detector:\n  calibration_folds: 1\n", "calibration_folds must be 0 (hold-out) or >= 2"),
+        (
+            "detector:\n  assets:\n    pump-7: {params: {score_mode: bogus}}\n",
+            "detector.assets.pump-7: these settings cannot learn a baseline (score_mode",
+        ),
     ],
 )
 def test_bad_config_is_rejected_with_the_key(tmp_path: Path, body: str, expected: str) -> None:
