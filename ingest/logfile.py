@@ -226,7 +226,12 @@ def _epoch_numbers(texts: Sequence[str]) -> np.ndarray | None:
     biggest = float(np.abs(numbers).max())
     # < 1e11 s is before the year 5138; ms, µs, ns thresholds follow by factors of 1000.
     to_ns = next((f for limit, f in ((1e11, 10**9), (1e14, 10**6), (1e17, 10**3)) if biggest < limit), 1)
-    try:  # integers: exact in int64 (the magnitude bound above rules out overflow)
+    if biggest * to_ns >= 2.0**63:  # int64 nanoseconds span 1677-2262; numpy would wrap silently
+        row = int(np.argmax(np.abs(numbers)))
+        raise ValueError(
+            f"data row {row + 1}: time {texts[row]!r} is outside the years 1677-2262 that plantwatch can store"
+        )
+    try:  # integers: exact in int64 (the bound above rules out overflow)
         return np.array(texts, dtype=np.int64) * to_ns
     except (ValueError, OverflowError):
         pass

@@ -55,6 +55,8 @@ class BacktestResult:
     drifting_sensors: tuple[str, ...] = ()
     # AssetMonitor.baseline_advice(): set when the alarm level rests on too few baseline scores, or on one episode.
     baseline_advice: str | None = None
+    # Set when no baseline was learned (every row is warm-up): why, and what to change.
+    no_baseline: str | None = None
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -106,6 +108,7 @@ def run_backtest(
         explanations=explanations,
         drifting_sensors=monitor.drifting_sensors,
         baseline_advice=monitor.baseline_advice(),
+        no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows),
     )
 
 
@@ -208,6 +211,8 @@ def backtest_main(
     log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns)
     read_s = time.perf_counter() - started
     result = run_backtest(log, train_rows=train_rows, config=config, explain=explain_path is not None)
+    if result.no_baseline is not None:  # a score file of warm-up zeros would pass for a quiet asset
+        raise ValueError(result.no_baseline)
     write_scores_csv(out_path, result)
     if explain_path is not None:
         write_explanations(explain_path, result)
@@ -235,3 +240,22 @@ def backtest_main(
         after = slice(train_rows, None)
         summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
     return summary
+
+
+def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int) -> str:
+    """Why a backtest learned no baseline, and what to change (a score file of zeros would say nothing)."""
+    if monitor.baseline_failures_:
+        return f"no baseline could be learned ({monitor.baseline_cause_}); check the detector settings and --train-rows"
+    finite = np.isfinite(log.values)
+    usable = int(finite.all(axis=1).sum()) if log.values.size else 0
+    empty = [name for name, column in zip(log.sensors, finite.T, strict=True) if not column.any()]
+    hint = f"; these columns hold no numeric value: {', '.join(empty)}" if empty else ""
+    late = (
+        f", {monitor.late_rows_} of those are stamped before an earlier row and were skipped (sort the log by time)"
+        if monitor.late_rows_
+        else ""
+    )
+    return (
+        f"no baseline learned: {usable} of the log's {len(log)} rows have a number in every sensor column{late}; "
+        f"the baseline needs {train_rows} (--train-rows){hint}"
+    )

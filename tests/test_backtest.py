@@ -113,3 +113,32 @@ def test_pointwise_metrics_or_of_label_columns() -> None:
     assert m["precision"] == 0.5 and m["recall"] == 1.0 and m["f1"] == pytest.approx(2 / 3)
     empty = pointwise_metrics(np.zeros(3, dtype=bool), np.zeros(3))
     assert empty["precision"] == 0.0 and empty["f1"] == 0.0 and not math.isnan(empty["recall"])
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("time,a,b\n", "0 of the log's 0 rows have a number in every sensor column; the baseline needs 300"),
+        (
+            "time,a,b\n" + "".join(f"{1772352000 + i},{i % 7},x\n" for i in range(400)),
+            "400 rows have a number in every sensor column; the baseline needs 300 (--train-rows); "
+            "these columns hold no numeric value: b",
+        ),
+        (
+            "time,a\n" + "".join(f"{1772352000 + 400 - i},{i % 7}\n" for i in range(400)),
+            "399 of those are stamped before an earlier row and were skipped (sort the log by time)",
+        ),
+    ],
+)
+def test_a_backtest_that_learns_no_baseline_says_why(tmp_path: Path, body: str, expected: str) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(body)
+    with pytest.raises(ValueError) as err:
+        backtest_main(path, tmp_path / "out.csv", train_rows=300)
+    assert expected in str(err.value)
+
+
+def test_a_backtest_whose_model_cannot_learn_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no baseline could be learned \(variance must be in \(0, 1\], got 5\)"):
+        config = {"detector_params": {"variance": 5}}
+        backtest_main(make_log(tmp_path), tmp_path / "out.csv", train_rows=TRAIN, config=config)

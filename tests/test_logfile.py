@@ -93,6 +93,10 @@ def test_bad_rows_and_times_are_errors(tmp_path: Path) -> None:
         read_sensor_log(write(tmp_path, "time,a\n2020-01-01,1\nyesterday,2\n"))
     with pytest.raises(ValueError, match="duplicate column names"):
         read_sensor_log(write(tmp_path, "time,a,a\n1,2,3\n"))
+    # Epoch stamps int64 nanoseconds cannot hold (numpy would wrap them into wrong dates silently).
+    for stamp in ("50000000000", "1e30", "-50000000000", "1000000000000000019884624838656"):
+        with pytest.raises(ValueError, match=f"data row 2: time '{stamp}' is outside the years 1677-2262"):
+            read_sensor_log(write(tmp_path, f"time,a\n1772352000,1\n{stamp},2\n"))
 
 
 def test_header_only_gives_empty_arrays(tmp_path: Path) -> None:
