@@ -306,8 +306,9 @@ class DetectorStage:
                 log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
         if not verdicts:
             return
-        self.counters.inc("plantwatch_rows_scored_total", len(verdicts))
         scored = [v for v in verdicts if not v.warming_up]
+        self.counters.inc("plantwatch_rows_scored_total", len(scored))
+        self.counters.inc("plantwatch_baseline_rows_total", len(verdicts) - len(scored))
         if scored:
             self.sink.write_verdicts(scored)
         for verdict in verdicts:

@@ -362,6 +362,9 @@ def test_a_damaged_model_file_means_a_new_baseline_and_a_counter(damage: Any, tm
     assert fresh.rows_seen_ == 400 and fresh.is_warm  # learned again from the readings after the restart
     assert counters.get("plantwatch_model_restores_failed_total") == 1
     assert stage.health.detector_errors == 0
+    # Baseline rows are not counted as scored: a baseline that never completes must not look busy.
+    assert counters.get("plantwatch_baseline_rows_total") == 300
+    assert counters.get("plantwatch_rows_scored_total") == 100
 
 
 # -- drifting sensors -------------------------------------------------------------------------
