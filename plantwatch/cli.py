@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
     bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     bt.add_argument("--config", help="YAML config whose detector section to use")
+    bt.add_argument("--asset", help="apply this asset's detector.assets overrides, as the live service does")
     bt.add_argument("--explain", help="also write JSON lines explaining every anomalous row (top sensors)")
     bt.set_defaults(func=_backtest)
 
@@ -120,7 +121,14 @@ def _backtest(args: argparse.Namespace) -> int:
 
     # The same detector settings the live service runs with (the embedded default without --config);
     # storage is irrelevant offline, so no InfluxDB token is asked for.
-    config = load_settings(args.config, storage__kind="sqlite").detector.as_config()
+    detector = load_settings(args.config, storage__kind="sqlite").detector
+    if args.asset is not None and args.asset not in detector.assets:
+        known = ", ".join(sorted(detector.assets)) or "none"
+        print(
+            f"note: detector.assets has no {args.asset!r} (overrides for: {known}); using the top-level settings",
+            file=sys.stderr,
+        )
+    config = detector.as_config(args.asset)
     summary = backtest_main(
         args.log,
         args.out,

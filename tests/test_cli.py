@@ -121,3 +121,20 @@ def test_backtest_names_the_sensors_it_judges_by_movement_only(
             writer.writerow([1_583_748_000 + i, f"{rng.normal(32, 0.4):.4f}", f"{rng.normal(1, 0.2):.4f}", temp[i]])
     assert main(["backtest", str(log), "--train-rows", "400", "--out", str(tmp_path / "s.csv")]) == 0
     assert "judged by how they move only: temp" in capsys.readouterr().out
+
+
+def test_backtest_applies_an_assets_overrides_like_the_live_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log.csv"
+    _sensor_log(log)
+    config = tmp_path / "plant.yaml"
+    config.write_text("detector:\n  assets:\n    pump-7: {kind: robust_z, features: [spread]}\n")
+    outs = {}
+    for name, extra in (("top", []), ("pump", ["--asset", "pump-7"]), ("other", ["--asset", "fan-2"])):
+        outs[name] = tmp_path / f"{name}.csv"
+        argv = ["backtest", str(log), "--train-rows", "300", "--out", str(outs[name]), "--config", str(config)]
+        assert main(argv + extra) == 0
+    assert "no 'fan-2' (overrides for: pump-7); using the top-level settings" in capsys.readouterr().err
+    scores = {name: [r["score"] for r in _read_scores(path)] for name, path in outs.items()}
+    assert scores["other"] == scores["top"] != scores["pump"]
