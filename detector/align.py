@@ -16,6 +16,7 @@ import numpy as np
 Row = tuple[int, np.ndarray]
 
 DEFAULT_MAX_DISCOVERY_READINGS = 10_000
+MAX_UNKNOWN_NAMES = 20  # sensor names outside the set that are remembered (for the operator)
 
 
 class FrameAligner:
@@ -50,8 +51,9 @@ class FrameAligner:
     * A reading at an instant that was already emitted or closed (e.g. by ``flush``) updates the
       stored values but gives no second row (``merged_readings_``). Emitted timestamps strictly
       increase.
-    * Values of sensors outside the set are ignored and counted in ``unknown_values_``. Every
-      reading still advances event time, whatever sensors it carries.
+    * Values of sensors outside the set are ignored and counted in ``unknown_values_``; the first
+      ``MAX_UNKNOWN_NAMES`` such sensor names are kept in ``unknown_sensors_``. Every reading still
+      advances event time, whatever sensors it carries.
     * Non-finite values are stored as they are; the monitor decides what to do with such rows.
 
     Discovery (``sensors=None``)
@@ -105,6 +107,8 @@ class FrameAligner:
         self.late_readings_ = 0
         self.merged_readings_ = 0
         self.unknown_values_ = 0
+        # Replaced, never changed in place: /healthz reads it from another thread.
+        self.unknown_sensors_: frozenset[str] = frozenset()
 
     @property
     def discovering(self) -> bool:
@@ -203,6 +207,8 @@ class FrameAligner:
             i = self._index.get(name)
             if i is None:
                 self.unknown_values_ += 1
+                if name not in self.unknown_sensors_ and len(self.unknown_sensors_) < MAX_UNKNOWN_NAMES:
+                    self.unknown_sensors_ = self.unknown_sensors_ | {name}  # bounded: names come from the network
                 continue
             self._values[i] = float(value)
             self._value_ts[i] = ts_ns

@@ -16,6 +16,7 @@ _HELP = {
     "plantwatch_sink_retries_total": "Storage sink write attempts that were retried.",
     "plantwatch_rows_scored_total": "Aligned rows scored by the detectors (after their baseline).",
     "plantwatch_baseline_rows_total": "Aligned rows learned into a baseline (not scored).",
+    "plantwatch_unknown_sensor_values_total": "Values of sensors outside their asset's model (ignored).",
     "plantwatch_model_restores_failed_total": "Saved models that could not be restored (a new baseline is learned).",
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
     "plantwatch_alerts_opened_total": "Alerts opened.",

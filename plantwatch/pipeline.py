@@ -320,7 +320,9 @@ class DetectorStage:
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         monitor = self.monitors.get(asset) or self._new_monitor(asset)
         was_warm, refits, failures = monitor.is_warm, monitor.refits_, monitor.baseline_failures_
+        unknown_values, unknown_names = monitor.aligner_.unknown_values_, monitor.aligner_.unknown_sensors_
         rows = monitor.align(batch)
+        self._report_unknown_sensors(monitor, unknown_values, unknown_names)
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
@@ -339,6 +341,26 @@ class DetectorStage:
         if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):
             self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
         return verdicts
+
+    def _report_unknown_sensors(self, monitor: AssetMonitor, values_before: int, names_before: frozenset[str]) -> None:
+        """Count values of sensors outside the asset's model; name each new such sensor once.
+
+        A sensor renamed or added after the model was learned (or restored from disk) is otherwise
+        ignored without a trace, and a renamed one leaves every row incomplete: no verdicts at all.
+        """
+        aligner = monitor.aligner_
+        if aligner.unknown_values_ > values_before:
+            self.counters.inc("plantwatch_unknown_sensor_values_total", aligner.unknown_values_ - values_before)
+        new = sorted(aligner.unknown_sensors_ - names_before)
+        if new:
+            log.warning(
+                "%s publishes %s, not among the sensors its model uses (%s): those values are ignored. If the "
+                "asset's sensors changed, POST /assets/%s/relearn learns a baseline from the current ones",
+                monitor.asset,
+                ", ".join(new),
+                ", ".join(monitor.sensor_names or ()),
+                monitor.asset,
+            )
 
     def _count_detector_errors(self, n: int) -> None:
         """In /healthz ``detector_errors`` and in ``plantwatch_detector_errors_total`` alike."""
@@ -521,6 +543,7 @@ class Pipeline:
                     "drifting_sensors": list(monitor.drifting_sensors),
                     "scores_beyond_enter": monitor.scores_beyond_enter,
                     "advice": monitor.baseline_advice(),
+                    "unknown_sensors": sorted(monitor.aligner_.unknown_sensors_),
                 }
                 for asset, monitor in sorted(monitors.items())
             },

@@ -725,3 +725,27 @@ def test_a_full_older_ring_is_restored_oldest_row_first(tmp_path: Path) -> None:
     restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
     assert restored.memory_ is not None
     assert np.array_equal(restored.memory_.in_time_order(), in_time_order)
+
+
+def test_a_sensor_outside_the_restored_model_is_named_counted_and_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ts, X = plant()
+    models = ModelPersistence(str(tmp_path / "models"))
+    first = monitor()
+    first.process_arrays(ts[:700], X[:700])
+    models.save(first)
+    counters = Counters()
+    stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
+    renamed = [
+        Reading("pump", r.ts_ns, {("vibration" if k == SENSORS[-1] else k): v for k, v in r.values.items()})
+        for r in _readings(ts[700:800], X[700:800])
+    ]
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        stage._process(renamed[:50])
+        stage._process(renamed[50:])
+    assert caplog.text.count("pump publishes vibration, not among the sensors its model uses") == 1  # once
+    assert "POST /assets/pump/relearn" in caplog.text
+    assert counters.get("plantwatch_unknown_sensor_values_total") == 100
+    assert counters.get("plantwatch_rows_scored_total") == 0  # the old sensor never comes: no rows
+    assert stage.monitors["pump"].aligner_.unknown_sensors_ == {"vibration"}
