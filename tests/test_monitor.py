@@ -215,15 +215,23 @@ def test_a_skipped_row_with_a_corrupt_future_stamp_does_not_make_later_rows_late
     assert m.late_rows_ == 0
 
 
-def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None:
+def _saved_model(tmp_path: Path) -> tuple[np.ndarray, np.ndarray, ModelPersistence]:
+    """The plant's rows and a model store holding a monitor warm after its first 700 of them."""
     ts, X = plant()
     models = ModelPersistence(str(tmp_path / "models"))
     first = monitor()
     first.process_arrays(ts[:700], X[:700])
     models.save(first)
+    return ts, X, models
+
+
+def test_service_persistence_restores_a_learned_baseline(tmp_path: Path) -> None:
+    ts, X, models = _saved_model(tmp_path)
     restored = monitor()
     models.restore(restored)
     assert restored.is_warm
+    first = monitor()
+    first.process_arrays(ts[:700], X[:700])
     expected = first.process_arrays(ts[700:], X[700:])
     assert np.array_equal(restored.process_arrays(ts[700:], X[700:]).probability, expected.probability)
 
@@ -348,11 +356,7 @@ def _short_detector_array(json_path: Path, npz_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _empty_npz, _json_list, _one_sensor_fewer, _short_detector_array])
 def test_a_damaged_model_file_means_a_new_baseline_and_a_counter(damage: Any, tmp_path: Path) -> None:
-    ts, X = plant()
-    models = ModelPersistence(str(tmp_path / "models"))
-    first = monitor()
-    first.process_arrays(ts[:700], X[:700])
-    models.save(first)
+    ts, X, models = _saved_model(tmp_path)
     (json_path,) = (tmp_path / "models").glob("*.json")
     damage(json_path, json_path.with_suffix(".npz"))
     counters = Counters()
@@ -730,11 +734,7 @@ def test_a_full_older_ring_is_restored_oldest_row_first(tmp_path: Path) -> None:
 def test_a_sensor_outside_the_restored_model_is_named_counted_and_shown(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ts, X = plant()
-    models = ModelPersistence(str(tmp_path / "models"))
-    first = monitor()
-    first.process_arrays(ts[:700], X[:700])
-    models.save(first)
+    ts, X, models = _saved_model(tmp_path)
     counters = Counters()
     stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
     renamed = [
