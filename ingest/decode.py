@@ -34,7 +34,9 @@ Timestamps in JSON (``ts``):
   the unit it was sent in. Fractional numbers are resolved to the microsecond, the best a float can
   do for present-day epochs;
 * rejected as ``bad_timestamp``: booleans, NaN/infinity, negative values, times after
-  2262-04-11T23:47:16.854775807Z (the int64-nanosecond limit InfluxDB shares), unzoned strings.
+  2262-04-11T23:47:16.854775807Z (the int64-nanosecond limit InfluxDB shares), unzoned strings;
+* rejected as ``future_timestamp`` (with ``max_future_ns`` set, as the service does): readings
+  stamped further ahead of this machine's clock than that.
 
 Line-protocol timestamps are integer nanoseconds, as the line-protocol spec says; absent means the
 arrival time.
@@ -69,6 +71,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "non_numeric",
     "non_finite",
     "bad_timestamp",
+    "future_timestamp",
     "bad_name",
 )
 
@@ -514,21 +517,46 @@ def _lp_timestamp(raw: str) -> int:
 class Decoder:
     """Turns one MQTT message into :class:`Decoded` readings (see the module docstring for formats)."""
 
-    __slots__ = ("template", "max_payload_bytes", "_now_ns")
+    __slots__ = ("template", "max_payload_bytes", "max_future_ns", "_now_ns")
 
     def __init__(
         self,
         template: TopicTemplate | str,
         *,
         max_payload_bytes: int = 65536,
+        max_future_ns: int | None = None,
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.template = template if isinstance(template, TopicTemplate) else TopicTemplate(template)
         self.max_payload_bytes = max_payload_bytes
+        # Readings stamped further ahead of this machine's clock are refused: one glitched stamp
+        # would otherwise make every later reading of its asset "late" for the detector.
+        self.max_future_ns = max_future_ns
         self._now_ns = now_ns
 
     def decode(self, topic: str, payload: bytes) -> Decoded:
         """Decode one message; DecodeError(reason, detail) when nothing usable is in it."""
+        decoded = self._decode(topic, payload)
+        if self.max_future_ns is None:
+            return decoded
+        limit = self._now_ns() + self.max_future_ns
+        if all(reading.ts_ns <= limit for reading in decoded.readings):
+            return decoded
+        kept = tuple(reading for reading in decoded.readings if reading.ts_ns <= limit)
+        ahead = [reading for reading in decoded.readings if reading.ts_ns > limit]
+        problems = tuple(
+            DecodeError(
+                "future_timestamp",
+                f"ts {_iso(reading.ts_ns)} is {(reading.ts_ns - limit + self.max_future_ns) / 1e9:.0f} s ahead of "
+                f"this machine's clock (max_future_s={self.max_future_ns / 1e9:g}); check the sender's clock",
+            )
+            for reading in ahead
+        )
+        if not kept:
+            raise problems[0]
+        return Decoded(kept, decoded.problems + problems)
+
+    def _decode(self, topic: str, payload: bytes) -> Decoded:
         if len(payload) > self.max_payload_bytes:
             raise DecodeError("oversized", f"{len(payload)} bytes > max_payload_bytes={self.max_payload_bytes}")
         asset, sensor, tags = self.template.parse(topic)
@@ -682,3 +710,7 @@ def _first(problems: list[DecodeError]) -> DecodeError:
     if len(problems) == 1:
         return first
     return DecodeError(first.reason, f"{first.detail} (and {len(problems) - 1} more problems)")
+
+
+def _iso(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -104,7 +104,11 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
             raise ConfigError(f"maintenance.rul_model: cannot load {m.rul_model}: {exc}") from None
     template = TopicTemplate(settings.mqtt.topic_template)
     options = mqtt_options(settings, template)
-    decoder = Decoder(template, max_payload_bytes=settings.mqtt.max_payload_bytes)
+    decoder = Decoder(
+        template,
+        max_payload_bytes=settings.mqtt.max_payload_bytes,
+        max_future_ns=round(settings.mqtt.max_future_s * 1e9),
+    )
     store = open_store(settings.alerts.store_url)
     manager = AlertManager(
         store,

@@ -50,6 +50,9 @@ class MqttSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     max_payload_bytes: int = Field(default=65536, ge=64, le=256 * 1024 * 1024)
+    # Readings stamped further ahead of this machine's clock are rejected (future_timestamp): one
+    # glitched stamp would make every later reading of its asset too late for the detector.
+    max_future_s: float = Field(default=300.0, gt=0)
     dead_letter_topic: str | None = None
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)

@@ -431,6 +431,7 @@ REASON_EXAMPLES: list[tuple[str, str, bytes]] = [
     ("non_numeric", "plant/l/a/s", b'{"value": "x"}'),
     ("non_finite", "plant/l/a/s", b'{"value": NaN}'),
     ("bad_timestamp", "plant/l/a/s", b'{"ts": "2024-05-01T00:00:00", "value": 1}'),
+    ("future_timestamp", "plant/l/a/s", b'{"ts": "2100-01-01T00:00:00Z", "value": 1}'),
     ("bad_name", "plant/l/a/s\x00", b"1"),
 ]
 
@@ -439,7 +440,7 @@ class TestEnvelope:
     @pytest.mark.parametrize(("reason", "topic", "payload"), REASON_EXAMPLES)
     def test_every_reason(self, reason: str, topic: str, payload: bytes) -> None:
         template = "plant/{line}/{asset}/{sensor}" if topic.count("/") == 3 else "plant/{line}/{asset}"
-        decoder = Decoder(template, max_payload_bytes=100, now_ns=now)
+        decoder = Decoder(template, max_payload_bytes=100, max_future_ns=300 * 10**9, now_ns=now)
         assert reject(decoder, topic, payload).reason == reason
 
     def test_reason_table_is_complete(self) -> None:
@@ -573,3 +574,18 @@ def test_line_protocol_fast_and_escaped_scanners_agree(line: str) -> None:
             return exc.reason
 
     assert outcome(_lp_split_plain) == outcome(_lp_split_escaped)
+
+
+def test_readings_stamped_ahead_of_the_clock_are_refused_one_by_one() -> None:
+    decoder = Decoder("plantwatch/{asset}", max_future_ns=300 * 10**9, now_ns=now)
+    soon = now() + 299 * 10**9  # within the allowed clock skew
+    assert only(decoder.decode("plantwatch/p", json.dumps({"ts": soon, "values": {"a": 1.0}}).encode())).ts_ns == soon
+    glitch = 4_102_444_800 * 10**9  # 2100-01-01: one bad stamp would make every later reading late
+    with pytest.raises(DecodeError) as err:
+        decoder.decode("plantwatch/p", json.dumps({"ts": glitch, "values": {"a": 1.0}}).encode())
+    assert err.value.reason == "future_timestamp" and "2100-01-01T00:00:00Z" in err.value.detail
+    lines = f"m,asset=p a=1 {soon}\nm,asset=p a=2 {glitch}\n".encode()
+    decoded = decoder.decode("plantwatch/p", lines)
+    assert [r.ts_ns for r in decoded.readings] == [soon]
+    assert [p.reason for p in decoded.problems] == ["future_timestamp"]
+    assert "future_timestamp" in REJECTION_REASONS
