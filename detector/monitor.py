@@ -42,9 +42,10 @@ operating conditions that come back; and learning only from rows below ``exit`` 
 the normal distribution off at every refit, so each model is narrower than the last and false
 alarms spiral (NAB, 13 files: 20 false alarms without adaptation, ~290 with that rule).
 
-Rows with any non-finite value, and rows stamped before an earlier row, are skipped: no verdict,
-no effect on features, baseline or alarm. After a gap in usable rows longer than the feature
-window, rows are skipped (no verdict, alarm state held) until the window has refilled.
+Rows with any non-finite value (or one beyond ±``MAX_ABS_VALUE``, whose square overflows), and
+rows stamped before an earlier row, are skipped: no verdict, no effect on features, baseline or
+alarm. After a gap in usable rows longer than the feature window, rows are skipped (no verdict,
+alarm state held) until the window has refilled.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
 # minimum number of exceedances for a tail estimate; with 10 the false-alarm rate is known to ~±30 %).
 MIN_SCORES_BEYOND_ENTER = 10
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
+# Values beyond this are unusable: their squares overflow float64, so spreads would turn to NaN and
+# the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
+# (DBL_MAX). The MQTT decoder refuses the same values.
+MAX_ABS_VALUE = 1e150
 # A baseline episode "sets the alarm level" when one cross-fitting block holds at least this share of
 # the scores beyond it and, left out, the rest of the baseline would reach that level this many
 # times less often than ``1 - enter``.
@@ -309,7 +314,7 @@ class AssetMonitor:
         # counted, as the live aligner drops late readings, so features only ever move forward.
         # Rows that are skipped anyway (a NaN reading) do not move the cutoff: one of them with a
         # corrupt far-future stamp would otherwise make every later row "late".
-        finite = np.isfinite(X).all(axis=1)
+        finite = usable_rows(X)
         stamps = np.where(finite, ts, np.iinfo(np.int64).min)
         running_max = np.maximum.accumulate(np.concatenate(([self._last_ts], stamps)))
         in_order = ts >= running_max[:-1]
@@ -877,3 +882,8 @@ def _score_at_probability(calibrator: Any, probability: float, low: float, high:
 
 def _utc(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def usable_rows(X: np.ndarray) -> np.ndarray:
+    """Per row: every value finite and within ±``MAX_ABS_VALUE`` (NaN compares False)."""
+    return np.asarray((np.abs(X) <= MAX_ABS_VALUE).all(axis=1))

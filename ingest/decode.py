@@ -76,6 +76,10 @@ REJECTION_REASONS: tuple[str, ...] = (
 )
 
 MAX_NAME_LEN = 128
+# Sensor values beyond this are refused as non_finite: their squares overflow float64 (the
+# detector's spreads would turn to NaN and the row pass as normal), and no plant quantity is near it
+# — such a value is an "invalid" sentinel such as DBL_MAX.
+MAX_ABS_VALUE = 1e150
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -311,18 +315,20 @@ def _json_ts_to_ns(ts: object, now_ns: Callable[[], int]) -> int:
 # --------------------------------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------------------------------
+_NOT_FINITE = f"is not finite or beyond ±{MAX_ABS_VALUE:g}"
+
+
 def _json_number(sensor: str, value: Any) -> float:
     """A JSON value as a finite float, or DecodeError(non_numeric | non_finite)."""
     kind = type(value)
     if kind is float:
-        if math.isfinite(value):
+        if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
             return float(value)
-        raise DecodeError("non_finite", f"sensor {_short(sensor)} value {value!r} is not finite")
+        raise DecodeError("non_finite", f"sensor {_short(sensor)} value {value!r} {_NOT_FINITE}")
     if kind is int:
-        try:
+        if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
             return float(value)
-        except OverflowError:
-            raise DecodeError("non_finite", f"sensor {_short(sensor)} integer value is beyond float range") from None
+        raise DecodeError("non_finite", f"sensor {_short(sensor)} integer value {_NOT_FINITE}")
     # bool (type is bool, not int), str, None, list, dict
     raise DecodeError("non_numeric", f"sensor {_short(sensor)} value {_short(value)} is not a number")
 
@@ -494,8 +500,8 @@ def _lp_field_value(key: str, raw: str) -> float:
     value = _bare_number(raw)
     if value is None:
         raise _lp_malformed(f"field {_short(key)} value {_short(raw)} is not a valid field value")
-    if not math.isfinite(value):
-        raise DecodeError("non_finite", f"field {_short(key)} value {_short(raw)} is not finite")
+    if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+        raise DecodeError("non_finite", f"field {_short(key)} value {_short(raw)} {_NOT_FINITE}")
     return value
 
 
@@ -603,9 +609,15 @@ class Decoder:
         values: dict[str, float] = {}
         problems: list[DecodeError] = []
         for name, value in raw_values.items():
-            # Hot loop: the common case (short printable name, finite float) is tested inline; the
-            # helpers below only run to classify a problem. x - x is 0.0 exactly for finite floats.
-            if type(value) is float and value - value == 0.0 and 0 < len(name) <= MAX_NAME_LEN and name.isprintable():
+            # Hot loop: the common case (short printable name, float within ±MAX_ABS_VALUE) is
+            # tested inline; the helpers below only run to classify a problem. The range test is
+            # False for NaN and infinities too.
+            if (
+                type(value) is float
+                and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
+                and 0 < len(name) <= MAX_NAME_LEN
+                and name.isprintable()
+            ):
                 values[name] = value
                 continue
             try:
@@ -646,8 +658,8 @@ class Decoder:
             )
         _check_name("asset", asset)
         _check_name("sensor", sensor)
-        if not math.isfinite(value):
-            raise DecodeError("non_finite", f"sensor {_short(sensor)} value {_short(text)} is not finite")
+        if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+            raise DecodeError("non_finite", f"sensor {_short(sensor)} value {_short(text)} {_NOT_FINITE}")
         return Decoded((Reading(asset, self._now_ns(), {sensor: value}, tags),), ())
 
     # -- line protocol -------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_pointwise_metrics_or_of_label_columns() -> None:
         (
             "time,a,b\n" + "".join(f"{1772352000 + i},{i % 7},x\n" for i in range(400)),
             "400 rows have a number in every sensor column; the baseline needs 300 (--train-rows); "
-            "these columns hold no numeric value: b",
+            "these columns hold no usable number: b",
         ),
         (
             "time,a\n" + "".join(f"{1772352000 + 400 - i},{i % 7}\n" for i in range(400)),

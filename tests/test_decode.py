@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.decode import (
+    MAX_ABS_VALUE,
     REJECTION_REASONS,
     Decoder,
     TopicTemplate,
@@ -507,7 +508,7 @@ def test_decode_only_ever_raises_decode_error(topic: str, payload: bytes, with_s
 
 
 _names = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128)
-_finite = st.floats(allow_nan=False, allow_infinity=False)
+_finite = st.floats(min_value=-MAX_ABS_VALUE, max_value=MAX_ABS_VALUE)  # the values the decoder keeps
 
 
 @settings(max_examples=150, deadline=None)
@@ -589,3 +590,20 @@ def test_readings_stamped_ahead_of_the_clock_are_refused_one_by_one() -> None:
     assert [r.ts_ns for r in decoded.readings] == [soon]
     assert [p.reason for p in decoded.problems] == ["future_timestamp"]
     assert "future_timestamp" in REJECTION_REASONS
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("plantwatch/p", b'{"values": {"a": 1.7976931348623157e308, "b": 1.0}}'),  # DBL_MAX as "invalid"
+        ("plantwatch/p", b'{"values": {"a": -1e200, "b": 1.0}}'),
+        ("plantwatch/p", b'{"values": {"a": ' + str(10**200).encode() + b', "b": 1.0}}'),
+        ("plantwatch/p", b"m,asset=p a=1e151,b=1"),
+    ],
+)
+def test_values_whose_squares_overflow_are_refused_as_non_finite(topic: str, payload: bytes) -> None:
+    decoded = Decoder("plantwatch/{asset}", now_ns=now).decode(topic, payload)
+    assert [set(r.values) for r in decoded.readings] == [{"b"}]
+    assert [p.reason for p in decoded.problems] == ["non_finite"] and "beyond ±1e+150" in decoded.problems[0].detail
+    bare = Decoder("plantwatch/{asset}/{sensor}", now_ns=now)
+    assert reject(bare, "plantwatch/p/a", b"-2e150").reason == "non_finite"

@@ -197,11 +197,12 @@ def test_late_and_non_finite_rows_are_skipped() -> None:
     ts[450] = ts[440]  # a row stamped in the past
     X = X.copy()
     X[460, 1] = np.nan
+    X[470, 2] = 1.7976931348623157e308  # an "invalid" sentinel: its square overflows, the row is unusable
     m = monitor()
     out = m.process_arrays(ts, X)
-    assert out.status[450] == SKIPPED and out.status[460] == SKIPPED
-    assert out.status[451] == SCORED
-    assert m.late_rows_ == 1 and m.skipped_rows_ == 2
+    assert out.status[450] == SKIPPED and out.status[460] == SKIPPED and out.status[470] == SKIPPED
+    assert out.status[451] == SCORED and np.isfinite(out.probability[out.status == SCORED]).all()
+    assert m.late_rows_ == 1 and m.skipped_rows_ == 3
 
 
 def test_a_skipped_row_with_a_corrupt_future_stamp_does_not_make_later_rows_late() -> None:
