@@ -115,6 +115,16 @@ class FrameAligner:
         """True while the sensor set is still being discovered."""
         return self.sensors_ is None
 
+    def stale_sensors(self) -> tuple[str, ...]:
+        """Sensors without a value within ``max_staleness_ns`` of the newest instant: until they
+        report again, no row completes (each instant is counted in ``incomplete_rows_``)."""
+        sensors, current = self.sensors_, self.current_ts_
+        if sensors is None or current is None:
+            return ()
+        fresh = self._has_value & (current - self._value_ts <= self.max_staleness_ns)
+        # strict=False: another thread (/healthz) may read while discovery swaps the arrays.
+        return tuple(name for name, ok in zip(sensors, fresh.tolist(), strict=False) if not ok)
+
     def _set_sensors(self, sensors: tuple[str, ...]) -> None:
         if len(set(sensors)) != len(sensors):
             raise ValueError(f"duplicate sensor names: {sensors}")

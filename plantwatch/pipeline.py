@@ -320,9 +320,10 @@ class DetectorStage:
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         monitor = self.monitors.get(asset) or self._new_monitor(asset)
         was_warm, refits, failures = monitor.is_warm, monitor.refits_, monitor.baseline_failures_
-        unknown_values, unknown_names = monitor.aligner_.unknown_values_, monitor.aligner_.unknown_sensors_
+        left_out = _left_out_counts(monitor)
+        unknown_names = monitor.aligner_.unknown_sensors_
         rows = monitor.align(batch)
-        self._report_unknown_sensors(monitor, unknown_values, unknown_names)
+        self._report_unknown_sensors(monitor, unknown_names)
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
@@ -332,6 +333,9 @@ class DetectorStage:
                 # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
                 self._check_rul_alone(asset, rows[-1][0])
         verdicts = monitor.process_rows(rows)
+        for name, before, after in zip(_LEFT_OUT_COUNTERS, left_out, _left_out_counts(monitor), strict=True):
+            if after > before:
+                self.counters.inc(name, after - before)
         failed = monitor.baseline_failures_ - failures
         if failed:  # the monitor has dropped those baselines and learns again; say what to fix
             self._count_detector_errors(failed)
@@ -342,16 +346,13 @@ class DetectorStage:
             self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
         return verdicts
 
-    def _report_unknown_sensors(self, monitor: AssetMonitor, values_before: int, names_before: frozenset[str]) -> None:
-        """Count values of sensors outside the asset's model; name each new such sensor once.
+    def _report_unknown_sensors(self, monitor: AssetMonitor, names_before: frozenset[str]) -> None:
+        """Name each sensor outside the asset's model once (their values are counted as left out).
 
         A sensor renamed or added after the model was learned (or restored from disk) is otherwise
         ignored without a trace, and a renamed one leaves every row incomplete: no verdicts at all.
         """
-        aligner = monitor.aligner_
-        if aligner.unknown_values_ > values_before:
-            self.counters.inc("plantwatch_unknown_sensor_values_total", aligner.unknown_values_ - values_before)
-        new = sorted(aligner.unknown_sensors_ - names_before)
+        new = sorted(monitor.aligner_.unknown_sensors_ - names_before)
         if new:
             log.warning(
                 "%s publishes %s, not among the sensors its model uses (%s): those values are ignored. If the "
@@ -391,6 +392,21 @@ class DetectorStage:
             events = self.alerts.maintenance_not_due(asset, ts_ns)
         for event in events:
             _log_alert_event(event)
+
+
+# What the detector leaves out, as counters (each a running total in the aligner or the monitor):
+# stored readings that never become a verdict must show up somewhere.
+_LEFT_OUT_COUNTERS = (
+    "plantwatch_unknown_sensor_values_total",
+    "plantwatch_late_readings_total",
+    "plantwatch_incomplete_rows_total",
+    "plantwatch_rows_skipped_total",
+)
+
+
+def _left_out_counts(monitor: AssetMonitor) -> tuple[int, int, int, int]:
+    aligner = monitor.aligner_
+    return (aligner.unknown_values_, aligner.late_readings_, aligner.incomplete_rows_, monitor.skipped_rows_)
 
 
 # Opening an alert is what an operator must see; peak updates are only for debugging.
@@ -544,6 +560,7 @@ class Pipeline:
                     "scores_beyond_enter": monitor.scores_beyond_enter,
                     "advice": monitor.baseline_advice(),
                     "unknown_sensors": sorted(monitor.aligner_.unknown_sensors_),
+                    "stale_sensors": list(monitor.aligner_.stale_sensors()),
                 }
                 for asset, monitor in sorted(monitors.items())
             },

@@ -233,6 +233,7 @@ def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitt
     assert health["baselines"]["pump-7"]["learned"] is True
     assert isinstance(health["baselines"]["pump-7"]["drifting_sensors"], list)
     assert health["baselines"]["pump-7"]["unknown_sensors"] == []  # the replay sends the model's sensors only
+    assert health["baselines"]["pump-7"]["stale_sensors"] == []
     # 600 baseline rows leave ~3 scores beyond enter 0.995: /healthz says so and what to change
     assert 2 < health["baselines"]["pump-7"]["scores_beyond_enter"] < 10
     assert "baseline_rows >=" in health["baselines"]["pump-7"]["advice"]

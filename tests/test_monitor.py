@@ -750,3 +750,22 @@ def test_a_sensor_outside_the_restored_model_is_named_counted_and_shown(
     assert counters.get("plantwatch_unknown_sensor_values_total") == 100
     assert counters.get("plantwatch_rows_scored_total") == 0  # the old sensor never comes: no rows
     assert stage.monitors["pump"].aligner_.unknown_sensors_ == {"vibration"}
+
+
+def test_readings_the_detector_leaves_out_are_counted_and_a_silent_sensor_is_named(tmp_path: Path) -> None:
+    ts, X = plant(n=500)
+    counters = Counters()
+    stage = _stage(tmp_path, ModelPersistence(str(tmp_path / "models")), {"baseline_rows": 300}, counters)
+    readings = _readings(ts[:400], X[:400])
+    readings.append(Reading("pump", int(ts[390]), {"flow": 1.0}))  # late: before the newest instant
+    silent = [
+        Reading("pump", r.ts_ns, {k: v for k, v in r.values.items() if k != "temp"})
+        for r in _readings(ts[400:], X[400:])
+    ]
+    stage._process(readings + silent)
+    aligner = stage.monitors["pump"].aligner_
+    assert aligner.stale_sensors() == ("temp",)  # /healthz stale_sensors
+    assert counters.get("plantwatch_late_readings_total") == 1
+    # temp's last value is carried for max_staleness (the monitor's default 10 s, at 1 Hz: 11 more
+    # instants, ages 0-10 s), then each instant is given up: 89 of the 100 silent ones
+    assert counters.get("plantwatch_incomplete_rows_total") == aligner.incomplete_rows_ == 89
