@@ -157,3 +157,20 @@ def test_settled_rows_are_those_with_a_full_window_or_the_newer_half() -> None:
     long_window = settled_rows(ts, 80.0)  # would keep only 20 rows: the newer half instead
     assert not long_window[:50].any() and long_window[50:].all()
     assert settled_rows(ts, 0.0).all()  # raw values: every row is settled
+
+
+def test_unexplained_variance_equals_one_least_squares_fit_per_column() -> None:
+    from detector.features import _unexplained_variance
+
+    rng = np.random.default_rng(4)
+    L = rng.normal(size=(300, 5)).cumsum(axis=0) * [1.0, 3.0, 0.2, 10.0, 1.0]
+    L = np.column_stack([L, L[:, 0] - 2 * L[:, 1], np.full(300, 7.0)])  # a collinear and a constant column
+    expected = []
+    for j in range(L.shape[1]):
+        others = np.column_stack([np.ones(300), np.delete(L, j, axis=1)])
+        coef = np.linalg.lstsq(others, L[:, j], rcond=None)[0]
+        expected.append(np.var(L[:, j] - others @ coef))
+    got = _unexplained_variance(L)
+    np.testing.assert_allclose(got[[2, 3, 4]], np.array(expected)[[2, 3, 4]], rtol=1e-6)
+    # Columns an exact combination of the others (0, 1 and 5 here), and the constant one: ~0 both ways.
+    assert np.all(got[[0, 1, 5, 6]] < 1e-6 * np.var(L, axis=0)[[0, 1, 5, 6]].clip(min=1.0))
