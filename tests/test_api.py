@@ -136,7 +136,17 @@ def test_bad_since_is_422_with_clear_message(store: SqliteAlertStore, since: str
     assert message in resp.json()["detail"] and "since" in resp.json()["detail"]
 
 
-@pytest.mark.parametrize("params", [{"state": "closed"}, {"limit": 0}, {"limit": 10_001}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"state": "closed"},
+        {"limit": 0},
+        {"limit": 10_001},
+        {"asset": "pump\x00"},  # PostgreSQL text cannot hold NUL: a 500 from the store before
+        {"kind": "\x00"},
+        {"asset": "p" * 129},  # longer than any name the decoder accepts
+    ],
+)
 def test_invalid_state_and_limit_are_422(store: SqliteAlertStore, params: dict[str, Any]) -> None:
     with client_for(store) as client:
         assert client.get("/alerts", params=params).status_code == 422

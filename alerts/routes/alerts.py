@@ -27,14 +27,16 @@ SinceParam = Annotated[
     ),
 ]
 LimitParam = Annotated[int, Query(ge=1, le=10_000)]
+# Names as the decoder accepts them (at most 128 characters); no NUL, which PostgreSQL text refuses.
+NameParam = Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00]*$")]
 
 
 @router.get("/alerts", response_model=list[AlertOut])
 def list_alerts(
     store: StoreDep,
-    asset: str | None = None,
+    asset: NameParam = None,
     state: StateParam = None,
-    kind: str | None = None,
+    kind: NameParam = None,
     since: SinceParam = None,
     limit: LimitParam = 1000,
 ) -> list[AlertOut]:
