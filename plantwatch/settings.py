@@ -52,7 +52,7 @@ class MqttSettings(_Section):
     max_payload_bytes: int = Field(default=65536, ge=64, le=256 * 1024 * 1024)
     # Readings stamped further ahead of this machine's clock are rejected (future_timestamp): one
     # glitched stamp would make every later reading of its asset too late for the detector.
-    max_future_s: float = Field(default=300.0, gt=0)
+    max_future_s: float = Field(default=300.0, gt=0, le=10 * 365 * 86400)
     dead_letter_topic: str | None = None
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
@@ -233,7 +233,13 @@ _LEARNABLE: dict[str, str | None] = {}
 def _check_learnable(config: dict[str, Any], where: str) -> None:
     """Learn one baseline of synthetic rows with these settings, so that parameter values a detector
     only checks when it is fitted (a PCA variance of 5, KNN neighbours beyond a fold's rows, a window
-    too short to hold a sample) stop start-up now, not when the first real baseline ends an hour on."""
+    too short to hold a sample) stop start-up now, not when the first real baseline ends an hour on.
+
+    The rows are shaped not to reject settings a real asset could learn with: ``TRIAL_SENSORS``
+    sensors (a parameter sized by the feature count, such as ``n_components``, fits most assets),
+    spaced so the feature window holds ``window_samples`` rows (as at the plant's own rate), and at
+    most ``TRIAL_ROWS`` of them (start-up stays quick; row-count limits beyond that are not real).
+    """
     key = json.dumps(config, sort_keys=True, default=str)
     if key not in _LEARNABLE:
         _LEARNABLE[key] = _baseline_error(config)
@@ -246,17 +252,25 @@ def _check_learnable(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{scope}: {message}" if scope else message)
 
 
+TRIAL_SENSORS = 32
+TRIAL_ROWS = 2000
+
+
 def _baseline_error(config: dict[str, Any]) -> str | None:
     from detector.monitor import AssetMonitor
 
+    n = min(int(config["baseline_rows"]), TRIAL_ROWS)
+    sensors = tuple(f"s{j}" for j in range(TRIAL_SENSORS))
     try:
-        monitor = AssetMonitor("settings-check", ("a", "b", "c"), **config)
+        monitor = AssetMonitor("settings-check", sensors, **{**config, "baseline_rows": n})
     except (ValueError, TypeError, OverflowError) as exc:
         return str(exc)
-    n = int(config["baseline_rows"])
-    rows = np.random.default_rng(0).normal(size=(n, 3))
+    window_s = config.get("window_s")
+    step_s = float(window_s) / max(int(config["window_samples"]), 1) if window_s else 1.0
+    ts = np.round(np.arange(n) * step_s * 1e9).astype(np.int64)
+    rows = np.random.default_rng(0).normal(size=(n, TRIAL_SENSORS))
     with np.errstate(all="ignore"):
-        monitor.process_arrays(np.arange(n, dtype=np.int64) * 1_000_000_000, rows)  # 1 Hz
+        monitor.process_arrays(ts, rows)
     return None if monitor.is_warm else str(monitor.baseline_cause_)
 
 

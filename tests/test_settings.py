@@ -92,6 +92,7 @@ def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
         ("- a\n- b\n", "top level must be a mapping"),
         ("mqtt: {url: [\n", "not valid YAML"),
         ("detector:\n  max_staleness_s: .inf\n", "detector.max_staleness_s: Input should be a finite number"),
+        ("mqtt:\n  max_future_s: 1.0e+300\n", "mqtt.max_future_s: Input should be less than or equal to"),
         ("detector:\n  window_s: .nan\n", "detector.window_s: Input should be a finite number"),
         # Values a detector only checks when fitted: found by learning a synthetic baseline at start-up.
         ("detector:\n  params: {variance: 5}\n", "detector: these settings cannot learn a baseline (variance"),
@@ -156,3 +157,16 @@ def test_detector_defaults_match_the_monitor_defaults() -> None:
         if name == "detector_params":
             expected = dict(default or {})
         assert value == expected, name
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "detector:\n  params: {n_components: 8}\n",  # sized for the plant's sensors, not a handful
+        "detector:\n  kind: iforest\n  params: {model_params: {max_features: 8}}\n",
+        # a slow plant: a 10-minute window over 100 rows a minute apart
+        "detector:\n  kind: knn\n  params: {model_params: {n_neighbors: 50}}\n  baseline_rows: 100\n  window_s: 600\n",
+    ],
+)
+def test_settings_a_real_asset_can_learn_pass_the_start_up_check(tmp_path: Path, body: str) -> None:
+    load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\n" + body))
