@@ -412,8 +412,9 @@ def _unexplained_variance(L: np.ndarray) -> np.ndarray:
 
     For unit-variance columns with correlation matrix ``R`` that share is ``1 / (R⁻¹)_jj``: one
     inverse serves every column (one fit per column cost minutes for an asset of 1,000 sensors, on
-    the detector thread every asset shares). A tiny ridge keeps exactly collinear columns finite;
-    their share comes out ~0, as their least-squares residual is. Constant columns get 0.
+    the detector thread every asset shares). A tiny ridge keeps exactly collinear columns finite, and
+    a share below ``_EXPLAINED`` is taken as 0, as their least-squares residual is. Constant columns
+    get 0.
     """
     centred = L - L.mean(axis=0)
     spread = centred.std(axis=0)
@@ -424,8 +425,12 @@ def _unexplained_variance(L: np.ndarray) -> np.ndarray:
     Z = centred[:, varying] / spread[varying]  # unit columns: a well-conditioned system
     R = Z.T @ Z / Z.shape[0]
     inverse = np.linalg.inv(R + _RIDGE * np.eye(R.shape[0]))
-    out[varying] = spread[varying] ** 2 / np.diag(inverse)
+    share = 1.0 / np.diag(inverse)
+    # What the ridge leaves of an exactly explained column (a counter in kWh and in MWh) is its
+    # artefact, not wandering: 0, as least squares gives.
+    out[varying] = np.where(share < _EXPLAINED, 0.0, share) * spread[varying] ** 2
     return out
 
 
 _RIDGE = 1e-9  # relative to the unit diagonal of a correlation matrix
+_EXPLAINED = 1e-6  # a share of variance left below this counts as none (1,000x the ridge's artefact)

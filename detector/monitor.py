@@ -84,9 +84,9 @@ EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % o
 # the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
 # (DBL_MAX). The MQTT decoder refuses the same values.
 MAX_ABS_VALUE = 1e150
-# A baseline episode "sets the alarm level" when one cross-fitting block holds at least this share of
-# the scores beyond it and, left out, the rest of the baseline would reach that level this many
-# times less often than ``1 - enter``.
+# A baseline episode "sets the alarm level" when one cross-fitting block (or two adjacent ones) holds
+# at least this share of the scores beyond it and, left out, the rest of the baseline would reach
+# that level this many times less often than ``1 - enter``.
 EPISODE_SHARE = 0.5
 EPISODE_RARITY = 10.0
 
@@ -532,27 +532,33 @@ class AssetMonitor:
         return np.array_split(np.arange(n), self.calibration_folds)  # contiguous blocks of time
 
     def _episode_setting_level(self, ts: np.ndarray, scores: np.ndarray) -> BaselineEpisode | None:
-        """The block of the baseline that holds most scores beyond the alarm level, if it set that level.
+        """The stretch of the baseline (one cross-fitting block, or two adjacent ones: an episode
+        may straddle a boundary) that holds most scores beyond the alarm level, if it set that level.
 
         Only judged with ``MIN_SCORES_BEYOND_ENTER`` such scores (fewer say little about any block).
         """
-        beyond = self.calibrator_.transform(scores) >= self.enter
+        finite = np.isfinite(scores)
+        beyond = finite & (self.calibrator_.transform(np.where(finite, scores, -np.inf)) >= self.enter)
         total = int(beyond.sum())
         if total < MIN_SCORES_BEYOND_ENTER:
             return None
         folds = self._cross_fitting_folds(scores.size)
-        counts = [int(beyond[fold].sum()) for fold in folds]
-        k = int(np.argmax(counts))
+        stretches = [fold for fold in folds] + [np.concatenate(pair) for pair in zip(folds, folds[1:], strict=False)]
+        counts = [int(beyond[rows].sum()) for rows in stretches]
+        k = int(np.argmax(counts))  # singles come first: a tie keeps the shorter stretch
         if counts[k] < EPISODE_SHARE * total:
             return None
-        rest = np.concatenate([scores[fold] for j, fold in enumerate(folds) if j != k])
-        without = CALIBRATORS[self.calibration]().fit(rest)
-        level = _score_at_probability(self.calibrator_, self.enter, float(scores.min()), float(scores.max()))
+        inside = np.zeros(scores.size, dtype=bool)
+        inside[stretches[k]] = True
+        without = CALIBRATORS[self.calibration]().fit(scores[~inside & finite])
+        level = _score_at_probability(
+            self.calibrator_, self.enter, float(scores[finite].min()), float(scores[finite].max())
+        )
         reached = 1.0 - float(without.transform(np.array([level]))[0])  # how often the rest reach it
         rarity = (1.0 - self.enter) / max(reached, 1e-300)
-        if rarity < EPISODE_RARITY:
+        if not rarity >= EPISODE_RARITY:  # NaN too
             return None
-        rows = folds[k][beyond[folds[k]]]
+        rows = stretches[k][beyond[stretches[k]]]
         return BaselineEpisode(int(ts[rows[0]]), int(ts[rows[-1]]), counts[k], total, rarity)
 
     def _cross_fitted_scores(self, F: np.ndarray) -> np.ndarray:

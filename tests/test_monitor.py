@@ -532,6 +532,12 @@ def test_a_baseline_episode_that_sets_the_alarm_level_is_reported_and_restored(
     assert restored.baseline_episode_ == episode and restored.baseline_advice() == advice
     # What the advice warns of: the deeper fault is not flagged at all.
     assert not m.process_arrays(ts[3600:], fault).anomaly.any()
+    # Across a cross-fitting block boundary (blocks of ~6 minutes) the episode is named too.
+    straddling = X[:3600].copy()
+    straddling[1700:1880, 2] -= 3.0
+    m = AssetMonitor("pump", sensors, baseline_rows=3600)
+    m.process_arrays(ts[:3600], straddling)
+    assert m.baseline_episode_ is not None and ts[1700] <= m.baseline_episode_.start_ns
 
 
 def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture) -> None:
