@@ -79,6 +79,9 @@ CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
 # Fewer baseline scores beyond the alarm entry level than this make that level a guess (the usual
 # minimum number of exceedances for a tail estimate; with 10 the false-alarm rate is known to ~±30 %).
 MIN_SCORES_BEYOND_ENTER = 10
+# Instants in a row given up (a sensor without a fresh value) before an asset without a baseline
+# discovers its sensors again: far more than clock jitter between sensors ever causes.
+REDISCOVER_AFTER = 100
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
 # Values beyond this are unusable: their squares overflow float64, so spreads would turn to NaN and
 # the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
@@ -196,6 +199,9 @@ class AssetMonitor:
         self.center_: np.ndarray | None = None
         self.drifting_: np.ndarray | None = None  # per sensor: level wanders over the baseline
         self.columns_: np.ndarray | None = None  # feature columns the model uses (None = all)
+        self._emitted_seen = self._incomplete_seen = 0  # aligner counters at its last emitted row
+        self.rediscoveries_ = 0
+        self.rediscovered_: tuple[str, ...] = ()  # the silent sensors the last rediscovery dropped
         self._baseline_ts: list[np.ndarray] = []
         self._baseline_X: list[np.ndarray] = []
         self._baseline_count = 0
@@ -805,7 +811,9 @@ class AssetMonitor:
 
     def feed(self, reading_ts_ns: int, values: Mapping[str, float]) -> list[Verdict]:
         """Live path: one reading through the aligner; verdicts for the rows it completes."""
-        return self.process_rows(self.aligner_.update(reading_ts_ns, values))
+        rows = self.aligner_.update(reading_ts_ns, values)
+        self._rediscover_if_stuck()
+        return self.process_rows(rows)
 
     def feed_many(self, readings: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         """Live path for a micro-batch: align every reading, then score all completed rows at once.
@@ -820,7 +828,29 @@ class AssetMonitor:
         rows: list[tuple[int, np.ndarray]] = []
         for ts_ns, values in readings:
             rows.extend(self.aligner_.update(ts_ns, values))
+            self._rediscover_if_stuck()
         return rows
+
+    def _rediscover_if_stuck(self) -> None:
+        """Before a baseline is learned, a discovered sensor that never reports again (a one-off
+        key in the first readings, a sensor that died) would leave every row incomplete for good.
+        After ``REDISCOVER_AFTER`` instants in a row given up, the sensors are discovered again
+        (from the next readings) and the baseline starts over; ``rediscovered_`` names those that
+        were silent. Configured sensors, and a learned model's, are never changed."""
+        aligner = self.aligner_
+        if aligner.rows_emitted_ != self._emitted_seen:
+            self._emitted_seen, self._incomplete_seen = aligner.rows_emitted_, aligner.incomplete_rows_
+            return
+        if aligner.incomplete_rows_ - self._incomplete_seen < REDISCOVER_AFTER:
+            return
+        if self.sensors is not None or self.is_warm or aligner.sensors_ is None:
+            return
+        self.rediscovered_ = aligner.stale_sensors()
+        self.rediscoveries_ += 1
+        self.aligner_ = FrameAligner(None, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns)
+        self.sensor_names_ = None
+        self._baseline_ts, self._baseline_X, self._baseline_count = [], [], 0
+        self._emitted_seen = self._incomplete_seen = 0
 
     def flush(self) -> list[Verdict]:
         """End of stream: verdicts for what the aligner still holds (``FrameAligner.flush``)."""

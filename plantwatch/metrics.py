@@ -19,6 +19,7 @@ _HELP = {
     "plantwatch_unknown_sensor_values_total": "Values of sensors outside their asset's model (ignored).",
     "plantwatch_late_readings_total": "Readings stamped before their asset's newest instant (stored, not scored).",
     "plantwatch_incomplete_rows_total": "Instants not scored: a sensor had no value within max_staleness_s.",
+    "plantwatch_sensor_rediscoveries_total": "Sensor sets discovered again: a sensor stopped before the baseline.",
     "plantwatch_rows_skipped_total": "Rows not scored: unusable values, out of time order, or refilling after a gap.",
     "plantwatch_model_restores_failed_total": "Saved models that could not be restored (a new baseline is learned).",
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",

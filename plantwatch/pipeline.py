@@ -23,7 +23,7 @@ from typing import Any
 from alerts.lifecycle import AlertManager
 from detector.base import join_state, split_state
 from detector.health import MaintenanceForecast
-from detector.monitor import AssetMonitor
+from detector.monitor import REDISCOVER_AFTER, AssetMonitor
 from detector.types import Contribution, Verdict
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
@@ -320,10 +320,19 @@ class DetectorStage:
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         monitor = self.monitors.get(asset) or self._new_monitor(asset)
         was_warm, refits, failures = monitor.is_warm, monitor.refits_, monitor.baseline_failures_
-        left_out = _left_out_counts(monitor)
+        left_out, rediscoveries = _left_out_counts(monitor), monitor.rediscoveries_
         unknown_names = monitor.aligner_.unknown_sensors_
         rows = monitor.align(batch)
         self._report_unknown_sensors(monitor, unknown_names)
+        if monitor.rediscoveries_ > rediscoveries:
+            self.counters.inc("plantwatch_sensor_rediscoveries_total", monitor.rediscoveries_ - rediscoveries)
+            log.warning(
+                "%s: no complete row for %d instants before its baseline was learned; %s stopped reporting. "
+                "Discovering its sensors again from the next readings (the baseline starts over)",
+                asset,
+                REDISCOVER_AFTER,
+                ", ".join(monitor.rediscovered_) or "a sensor",
+            )
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.

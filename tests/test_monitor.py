@@ -775,3 +775,34 @@ def test_readings_the_detector_leaves_out_are_counted_and_a_silent_sensor_is_nam
     # temp's last value is carried for max_staleness (the monitor's default 10 s, at 1 Hz: 11 more
     # instants, ages 0-10 s), then each instant is given up: 89 of the 100 silent ones
     assert counters.get("plantwatch_incomplete_rows_total") == aligner.incomplete_rows_ == 89
+
+
+def test_a_sensor_seen_once_during_discovery_does_not_stall_the_asset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ts, X = plant(n=800)
+    counters = Counters()
+    stage = _stage(tmp_path, ModelPersistence(str(tmp_path / "models")), {"baseline_rows": 300}, counters)
+    readings = _readings(ts, X)
+    readings[1] = Reading("pump", readings[1].ts_ns, {**readings[1].values, "debug": 1.0})  # a one-off key
+    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+        for start in range(0, 800, 50):
+            stage._process(readings[start : start + 50])
+    m = stage.monitors["pump"]
+    assert m.rediscoveries_ == 1 and m.rediscovered_ == ("debug",)
+    assert "pump: no complete row for 100 instants before its baseline was learned; debug stopped" in caplog.text
+    assert counters.get("plantwatch_sensor_rediscoveries_total") == 1
+    assert set(m.sensor_names or ()) == set(SENSORS) and m.is_warm  # learned after the rediscovery
+    assert counters.get("plantwatch_rows_scored_total") > 300
+
+
+def test_a_learned_model_keeps_its_sensors_when_one_stops() -> None:
+    ts, X = plant(n=900)
+    m = AssetMonitor("pump", None, baseline_rows=300)
+    for t, row in zip(ts[:400], X[:400], strict=True):
+        m.feed(int(t), dict(zip(SENSORS, row.tolist(), strict=True)))
+    assert m.is_warm
+    for t, row in zip(ts[400:], X[400:], strict=True):
+        m.feed(int(t), dict(zip(SENSORS[:-1], row[:-1].tolist(), strict=True)))
+    assert m.rediscoveries_ == 0 and set(m.sensor_names or ()) == set(SENSORS)
+    assert m.aligner_.stale_sensors() == ("temp",)
