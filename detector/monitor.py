@@ -79,9 +79,9 @@ CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
 # Fewer baseline scores beyond the alarm entry level than this make that level a guess (the usual
 # minimum number of exceedances for a tail estimate; with 10 the false-alarm rate is known to ~±30 %).
 MIN_SCORES_BEYOND_ENTER = 10
-# Instants in a row given up (a sensor without a fresh value) before an asset without a baseline
-# discovers its sensors again: far more than clock jitter between sensors ever causes.
-REDISCOVER_AFTER = 100
+# How long (in max_staleness periods of event time) an asset without a baseline may go without a
+# complete row before it discovers its sensors again: a sensor silent that long is gone, not late.
+REDISCOVER_AFTER = 10
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
 # Values beyond this are unusable: their squares overflow float64, so spreads would turn to NaN and
 # the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
@@ -199,7 +199,8 @@ class AssetMonitor:
         self.center_: np.ndarray | None = None
         self.drifting_: np.ndarray | None = None  # per sensor: level wanders over the baseline
         self.columns_: np.ndarray | None = None  # feature columns the model uses (None = all)
-        self._emitted_seen = self._incomplete_seen = 0  # aligner counters at its last emitted row
+        self._emitted_seen = self._incomplete_seen = 0  # aligner counters when a row last completed
+        self._stuck_since_ns: int | None = None  # event time since which no row has completed
         self.rediscoveries_ = 0
         self.rediscovered_: tuple[str, ...] = ()  # the silent sensors the last rediscovery dropped
         self._baseline_ts: list[np.ndarray] = []
@@ -834,16 +835,19 @@ class AssetMonitor:
     def _rediscover_if_stuck(self) -> None:
         """Before a baseline is learned, a discovered sensor that never reports again (a one-off
         key in the first readings, a sensor that died) would leave every row incomplete for good.
-        After ``REDISCOVER_AFTER`` instants in a row given up, the sensors are discovered again
-        (from the next readings) and the baseline starts over; ``rediscovered_`` names those that
-        were silent. Configured sensors, and a learned model's, are never changed."""
+        After ``REDISCOVER_AFTER`` × ``max_staleness_ns`` of event time with instants but no complete
+        row, the sensors are discovered again (from the next readings) and the baseline starts
+        over; ``rediscovered_`` names those that were silent. Configured sensors, and a learned
+        model's, are never changed."""
         aligner = self.aligner_
-        if aligner.rows_emitted_ != self._emitted_seen:
+        if aligner.rows_emitted_ != self._emitted_seen or aligner.incomplete_rows_ == self._incomplete_seen:
             self._emitted_seen, self._incomplete_seen = aligner.rows_emitted_, aligner.incomplete_rows_
-            return
-        if aligner.incomplete_rows_ - self._incomplete_seen < REDISCOVER_AFTER:
+            self._stuck_since_ns = aligner.current_ts_
             return
         if self.sensors is not None or self.is_warm or aligner.sensors_ is None:
+            return
+        stuck_since, now = self._stuck_since_ns, aligner.current_ts_
+        if stuck_since is None or now is None or now - stuck_since < REDISCOVER_AFTER * self.max_staleness_ns:
             return
         self.rediscovered_ = aligner.stale_sensors()
         self.rediscoveries_ += 1
@@ -851,6 +855,7 @@ class AssetMonitor:
         self.sensor_names_ = None
         self._baseline_ts, self._baseline_X, self._baseline_count = [], [], 0
         self._emitted_seen = self._incomplete_seen = 0
+        self._stuck_since_ns = None
 
     def flush(self) -> list[Verdict]:
         """End of stream: verdicts for what the aligner still holds (``FrameAligner.flush``)."""

@@ -327,9 +327,10 @@ class DetectorStage:
         if monitor.rediscoveries_ > rediscoveries:
             self.counters.inc("plantwatch_sensor_rediscoveries_total", monitor.rediscoveries_ - rediscoveries)
             log.warning(
-                "%s: no complete row for %d instants before its baseline was learned; %s stopped reporting. "
-                "Discovering its sensors again from the next readings (the baseline starts over)",
+                "%s: no complete row for %g s (%dx max_staleness) before its baseline was learned; %s stopped "
+                "reporting. Discovering its sensors again from the next readings (the baseline starts over)",
                 asset,
+                REDISCOVER_AFTER * monitor.max_staleness_ns / 1e9,
                 REDISCOVER_AFTER,
                 ", ".join(monitor.rediscovered_) or "a sensor",
             )

@@ -790,7 +790,8 @@ def test_a_sensor_seen_once_during_discovery_does_not_stall_the_asset(
             stage._process(readings[start : start + 50])
     m = stage.monitors["pump"]
     assert m.rediscoveries_ == 1 and m.rediscovered_ == ("debug",)
-    assert "pump: no complete row for 100 instants before its baseline was learned; debug stopped" in caplog.text
+    # 10 x the monitor's default 10 s staleness, at 1 Hz
+    assert "pump: no complete row for 100 s (10x max_staleness) before its baseline was learned; debug" in caplog.text
     assert counters.get("plantwatch_sensor_rediscoveries_total") == 1
     assert set(m.sensor_names or ()) == set(SENSORS) and m.is_warm  # learned after the rediscovery
     assert counters.get("plantwatch_rows_scored_total") > 300
@@ -806,3 +807,17 @@ def test_a_learned_model_keeps_its_sensors_when_one_stops() -> None:
         m.feed(int(t), dict(zip(SENSORS[:-1], row[:-1].tolist(), strict=True)))
     assert m.rediscoveries_ == 0 and set(m.sensor_names or ()) == set(SENSORS)
     assert m.aligner_.stale_sensors() == ("temp",)
+
+
+def test_a_slow_sensor_that_is_sometimes_late_is_not_rediscovered_away() -> None:
+    # a at 10 Hz; b about every 25 s, once 40 s late: 10 s of incomplete instants, nowhere near
+    # 10 x the 30 s staleness limit.
+    m = AssetMonitor("mixer", None, baseline_rows=100_000, max_staleness_ns=30 * 10**9)
+    t0 = 1_700_000_000 * 10**9
+    b_times = [t0 + k * 25 * 10**9 for k in range(12)] + [t0 + (11 * 25 + 40) * 10**9]
+    b_times += [b_times[-1] + k * 25 * 10**9 for k in range(1, 12)]
+    events = [(t0 + i * 10**8, {"a": 1.0}) for i in range(6000)] + [(t, {"b": 2.0}) for t in b_times]
+    for ts_ns, values in sorted(events, key=lambda e: e[0]):
+        m.feed(ts_ns, values)
+    assert m.rediscoveries_ == 0 and set(m.sensor_names or ()) == {"a", "b"}
+    assert m.aligner_.incomplete_rows_ > 50  # the late stretch was given up, as it should be
