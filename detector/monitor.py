@@ -66,7 +66,7 @@ from detector.calibration import EmpiricalCalibrator, PotCalibrator, holdout_spl
 from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio, settled_rows, window_to_ns
 from detector.memory import NormalMemory
 from detector.registry import make_detector
-from detector.types import Contribution, Verdict
+from detector.types import MAX_ABS_VALUE, Contribution, Verdict
 
 # Row status codes in ``ScoredRows.status``.
 WARMING_UP = 0
@@ -83,10 +83,6 @@ MIN_SCORES_BEYOND_ENTER = 10
 # complete row before it discovers its sensors again: a sensor silent that long is gone, not late.
 REDISCOVER_AFTER = 10
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
-# Values beyond this are unusable: their squares overflow float64, so spreads would turn to NaN and
-# the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
-# (DBL_MAX). The MQTT decoder refuses the same values.
-MAX_ABS_VALUE = 1e150
 # A baseline episode "sets the alarm level" when one cross-fitting block (or two adjacent ones) holds
 # at least this share of the scores beyond it and, left out, the rest of the baseline would reach
 # that level this many times less often than ``1 - enter``.
@@ -925,6 +921,11 @@ def _utc(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def usable_values(X: np.ndarray) -> np.ndarray:
+    """Per value: finite and within ±``MAX_ABS_VALUE`` (NaN compares False)."""
+    return np.asarray(np.abs(X) <= MAX_ABS_VALUE)
+
+
 def usable_rows(X: np.ndarray) -> np.ndarray:
-    """Per row: every value finite and within ±``MAX_ABS_VALUE`` (NaN compares False)."""
-    return np.asarray((np.abs(X) <= MAX_ABS_VALUE).all(axis=1))
+    """Per row: every value usable (``usable_values``)."""
+    return np.asarray(usable_values(X).all(axis=1))

@@ -1,8 +1,13 @@
-"""Messages produced by the detector layer."""
+"""Messages produced by the detector layer, and the range of values it can use."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Values beyond this are unusable: their squares overflow float64, so spreads would turn to NaN and
+# the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
+# (DBL_MAX). The monitor skips rows holding one and the MQTT decoder refuses them.
+MAX_ABS_VALUE = 1e150
 
 
 @dataclass(frozen=True, slots=True)

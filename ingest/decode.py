@@ -56,6 +56,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from detector.types import MAX_ABS_VALUE  # beyond it the detector cannot use a value: refused as non_finite
 from ingest.messages import Decoded, DecodeError, Reading
 
 __all__ = ["REJECTION_REASONS", "Decoder", "TopicTemplate"]
@@ -76,10 +77,6 @@ REJECTION_REASONS: tuple[str, ...] = (
 )
 
 MAX_NAME_LEN = 128
-# Sensor values beyond this are refused as non_finite: their squares overflow float64 (the
-# detector's spreads would turn to NaN and the row pass as normal), and no plant quantity is near it
-# — such a value is an "invalid" sentinel such as DBL_MAX.
-MAX_ABS_VALUE = 1e150
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

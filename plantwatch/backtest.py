@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.monitor import MAX_ABS_VALUE, SCORED, SKIPPED, WARMING_UP, AssetMonitor, usable_rows
+from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor, usable_values
 from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.evaluation import segment_delays
@@ -246,9 +246,9 @@ def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int) -> str:
     """Why a backtest learned no baseline, and what to change (a score file of zeros would say nothing)."""
     if monitor.baseline_failures_:
         return f"no baseline could be learned ({monitor.baseline_cause_}); check the detector settings and --train-rows"
-    finite = np.abs(log.values) <= MAX_ABS_VALUE
-    usable = int(usable_rows(log.values).sum()) if log.values.size else 0
-    empty = [name for name, column in zip(log.sensors, finite.T, strict=True) if not column.any()]
+    cells = usable_values(log.values)
+    usable = int(cells.all(axis=1).sum())
+    empty = [name for name, column in zip(log.sensors, cells.T, strict=True) if not column.any()]
     hint = f"; these columns hold no usable number: {', '.join(empty)}" if empty else ""
     late = (
         f", {monitor.late_rows_} of those are stamped before an earlier row and were skipped (sort the log by time)"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detector.types import MAX_ABS_VALUE
 from ingest.decode import (
-    MAX_ABS_VALUE,
     REJECTION_REASONS,
     Decoder,
     TopicTemplate,
