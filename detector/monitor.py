@@ -178,9 +178,7 @@ class AssetMonitor:
     def reset(self) -> None:
         """Forget the baseline, the models, the alarm state and the counters."""
         self._check_params()
-        self.aligner_ = FrameAligner(
-            self.sensors, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns
-        )
+        self.aligner_ = self._make_aligner(self.sensors)
         self.alarm_ = self._make_alarm()
         self.features_: RollingFeatures | None = None
         self.detector_: Detector | None = None
@@ -234,6 +232,10 @@ class AssetMonitor:
         if self.adapt and self.adapt_every < 1:
             raise ValueError(f"adapt_every must be >= 1, got {self.adapt_every}")
         make_detector(self.detector, self.detector_params)  # fails early on unknown kinds/params
+
+    def _make_aligner(self, sensors: Sequence[str] | None) -> FrameAligner:
+        """An aligner for these sensors (None: discover them from the first readings)."""
+        return FrameAligner(sensors, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns)
 
     def _make_alarm(self) -> HysteresisAlarm:
         return HysteresisAlarm(self.enter, self.exit, self.min_duration, self.exit_duration, self.suppress_rows)
@@ -317,13 +319,13 @@ class AssetMonitor:
         # counted, as the live aligner drops late readings, so features only ever move forward.
         # Rows that are skipped anyway (a NaN reading) do not move the cutoff: one of them with a
         # corrupt far-future stamp would otherwise make every later row "late".
-        finite = usable_rows(X)
-        stamps = np.where(finite, ts, np.iinfo(np.int64).min)
+        usable = usable_rows(X)
+        stamps = np.where(usable, ts, np.iinfo(np.int64).min)
         running_max = np.maximum.accumulate(np.concatenate(([self._last_ts], stamps)))
         in_order = ts >= running_max[:-1]
         self._last_ts = int(running_max[-1])
-        self.late_rows_ += int((~in_order & finite).sum())
-        rows = np.flatnonzero(finite & in_order)
+        self.late_rows_ += int((~in_order & usable).sum())
+        rows = np.flatnonzero(usable & in_order)
         # The cutoff before a usable row is the stamp of the usable row before it (late ones never raise it).
         previous = running_max[:-1]
         rows = self._absorb_baseline(ts, X, rows, status, score, probability)
@@ -546,7 +548,7 @@ class AssetMonitor:
         if total < MIN_SCORES_BEYOND_ENTER:
             return None
         folds = self._cross_fitting_folds(scores.size)
-        stretches = [fold for fold in folds] + [np.concatenate(pair) for pair in zip(folds, folds[1:], strict=False)]
+        stretches = folds + [np.concatenate(pair) for pair in zip(folds, folds[1:], strict=False)]
         counts = [int(beyond[rows].sum()) for rows in stretches]
         k = int(np.argmax(counts))  # singles come first: a tie keeps the shorter stretch
         if counts[k] < EPISODE_SHARE * total:
@@ -652,9 +654,7 @@ class AssetMonitor:
         self.reset()
         if state["sensors"] is not None:
             self.sensor_names_ = tuple(state["sensors"])
-            self.aligner_ = FrameAligner(
-                self.sensor_names_, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns
-            )
+            self.aligner_ = self._make_aligner(self.sensor_names_)
         counters = [int(v) for v in state["counters"]]
         self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_ = counters
         self._last_ts = int(state["last_ts"])
@@ -847,7 +847,7 @@ class AssetMonitor:
             return
         self.rediscovered_ = aligner.stale_sensors()
         self.rediscoveries_ += 1
-        self.aligner_ = FrameAligner(None, max_staleness_ns=self.max_staleness_ns, discovery_ns=self.discovery_ns)
+        self.aligner_ = self._make_aligner(None)
         self.sensor_names_ = None
         self._baseline_ts, self._baseline_X, self._baseline_count = [], [], 0
         self._emitted_seen = self._incomplete_seen = 0
