@@ -324,16 +324,7 @@ class DetectorStage:
         unknown_names = monitor.aligner_.unknown_sensors_
         rows = monitor.align(batch)
         self._report_unknown_sensors(monitor, unknown_names)
-        if monitor.rediscoveries_ > rediscoveries:
-            self.counters.inc("plantwatch_sensor_rediscoveries_total", monitor.rediscoveries_ - rediscoveries)
-            log.warning(
-                "%s: no complete row for %g s (%dx max_staleness) before its baseline was learned; %s stopped "
-                "reporting. Discovering its sensors again from the next readings (the baseline starts over)",
-                asset,
-                REDISCOVER_AFTER * monitor.max_staleness_ns / 1e9,
-                REDISCOVER_AFTER,
-                ", ".join(monitor.rediscovered_) or "a sensor",
-            )
+        self._report_rediscovery(monitor, rediscoveries)
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
@@ -372,6 +363,21 @@ class DetectorStage:
                 ", ".join(monitor.sensor_names or ()),
                 monitor.asset,
             )
+
+    def _report_rediscovery(self, monitor: AssetMonitor, rediscoveries_before: int) -> None:
+        """Count and explain an asset discovering its sensors again (``AssetMonitor._rediscover_if_stuck``)."""
+        new = monitor.rediscoveries_ - rediscoveries_before
+        if new <= 0:
+            return
+        self.counters.inc("plantwatch_sensor_rediscoveries_total", new)
+        log.warning(
+            "%s: no complete row for %g s (%dx max_staleness) before its baseline was learned; %s stopped "
+            "reporting. Discovering its sensors again from the next readings (the baseline starts over)",
+            monitor.asset,
+            REDISCOVER_AFTER * monitor.max_staleness_ns / 1e9,
+            REDISCOVER_AFTER,
+            ", ".join(monitor.rediscovered_) or "a sensor",
+        )
 
     def _count_detector_errors(self, n: int) -> None:
         """In /healthz ``detector_errors`` and in ``plantwatch_detector_errors_total`` alike."""
