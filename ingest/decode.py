@@ -542,18 +542,19 @@ class Decoder:
         decoded = self._decode(topic, payload)
         if self.max_future_ns is None:
             return decoded
-        limit = self._now_ns() + self.max_future_ns
+        now = self._now_ns()
+        limit = now + self.max_future_ns
         if all(reading.ts_ns <= limit for reading in decoded.readings):
             return decoded
         kept = tuple(reading for reading in decoded.readings if reading.ts_ns <= limit)
-        ahead = [reading for reading in decoded.readings if reading.ts_ns > limit]
         problems = tuple(
             DecodeError(
                 "future_timestamp",
-                f"ts {_iso(reading.ts_ns)} is {(reading.ts_ns - limit + self.max_future_ns) / 1e9:.0f} s ahead of "
-                f"this machine's clock (max_future_s={self.max_future_ns / 1e9:g}); check the sender's clock",
+                f"ts {_iso(reading.ts_ns)} is {(reading.ts_ns - now) / 1e9:.0f} s ahead of this machine's "
+                f"clock (max_future_s={self.max_future_ns / 1e9:g}); check the sender's clock",
             )
-            for reading in ahead
+            for reading in decoded.readings
+            if reading.ts_ns > limit
         )
         if not kept:
             raise problems[0]
