@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from plantwatch.settings import DEFAULT_CONFIG, ConfigError, load_settings
 
@@ -169,4 +171,10 @@ def test_detector_defaults_match_the_monitor_defaults() -> None:
     ],
 )
 def test_settings_a_real_asset_can_learn_pass_the_start_up_check(tmp_path: Path, body: str) -> None:
-    load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\n" + body))
+    from plantwatch.settings import _LEARNABLE
+
+    detector = load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\n" + body)).detector
+    written = yaml.safe_load(body)["detector"]
+    assert {key: getattr(detector, key) for key in written} == written  # loaded as written
+    tried = [error for key, error in _LEARNABLE.items() if json.loads(key) == detector.as_config()]
+    assert tried == [None]  # the synthetic baseline was learned with exactly these settings
