@@ -23,7 +23,7 @@ from alerts.model import (
 from alerts.store import AlertStore
 from detector.health import MaintenanceForecast
 from detector.types import Contribution, Verdict
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _NS_PER_S: Final = 1_000_000_000
 class AlertEvent:
     """Something notable happened to an alert; `alert` is its state right after the change."""
 
-    kind: EventKind  # named like the consumers (plantwatch.pipeline) read it
+    kind: EventKind  # named like the consumers (plantwatch.service.pipeline) read it
     alert: Alert
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plantwatch.backtest import backtest_main
+from plantwatch.offline.backtest import backtest_main
 from plantwatch.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

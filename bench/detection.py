@@ -2,7 +2,7 @@
 
     python bench/detection.py [--data DIR] [--config FILE] [--adapt] [--skab-files 0-7] [--verbose] [--json OUT]
 
-Every file goes through ``plantwatch.backtest.backtest_main`` (the code behind the CLI's
+Every file goes through ``plantwatch.offline.backtest.backtest_main`` (the code behind the CLI's
 ``backtest`` command) with the live service's detector settings (the embedded default
 configuration, or the ``detector`` section of ``--config FILE``); the anomaly flags are read back
 from the scores CSV it writes.
@@ -21,7 +21,7 @@ a short baseline costs on a process that creeps over hours (it was not used to c
 
 NAB: the 13 files of ``nab/`` with ``combined_windows.json``; train rows = NAB's probationary period
 (``min(floor(0.15 n), 750)``), which NAB never scores; standard profile scoring and normalisation
-as in ``plantwatch.evaluation``. Published NAB scores use a per-detector threshold optimised over
+as in ``plantwatch.offline.evaluation``. Published NAB scores use a per-detector threshold optimised over
 the corpus and all 58 files; ours are a fixed alarm rule on 13 files.
 """
 
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from ingest.logfile import read_sensor_log
-from plantwatch.backtest import backtest_main
-from plantwatch.evaluation import (
+from plantwatch.offline.backtest import backtest_main
+from plantwatch.offline.evaluation import (
     NAB_STANDARD,
     NabFileResult,
     alarm_onsets,

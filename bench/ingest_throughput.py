@@ -26,7 +26,7 @@ from servers import run_mosquitto, run_victoria  # noqa: E402
 
 from ingest.logfile import SensorLog  # noqa: E402
 from ingest.replay import as_log  # noqa: E402
-from plantwatch.service import build_service  # noqa: E402
+from plantwatch.service.wiring import build_service  # noqa: E402
 from plantwatch.settings import load_settings  # noqa: E402
 
 SENSORS = tuple(f"sensor_{i}" for i in range(8))

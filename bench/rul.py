@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector.health import HealthIndex, TimeToThreshold  # noqa: E402
 from detector.rul import AssetHistory, RulModel  # noqa: E402
-from plantwatch.rul import read_fleet_csv  # noqa: E402
+from plantwatch.maintenance.rul_files import read_fleet_csv  # noqa: E402
 
 PUBLISHED = [("CNN (Babu 2016)", 18.45, 1299), ("deep LSTM (Zheng 2017)", 16.14, 338),
              ("AGCNN (Liu 2020)", 12.42, 226), ("MS-DCNN (Li 2020)", 11.44, 196)]  # fmt: skip

@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ from influxdb_client.rest import ApiException
 
 from detector.types import Verdict
 from ingest.messages import Reading
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import uvicorn
 from ingest.decode import TopicTemplate
 from ingest.logfile import SensorLog
 from ingest.replay import Publisher, as_log, replay
-from plantwatch.service import build_service
+from plantwatch.service.wiring import build_service
 from plantwatch.settings import load_settings
 
 log = logging.getLogger("plantwatch.demo")

@@ -10,9 +10,11 @@ names each offending key and says how to fix it.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -22,7 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "plantwatch.yaml"
+# The embedded default: package data, so it is there in any install (editable, wheel, zip).
+DEFAULT_CONFIG = importlib.resources.files("plantwatch") / "default.yaml"
 ENV_PREFIX = "PLANTWATCH_"
 # Keys that must come from the environment or a secret file, never from the YAML file.
 SECRET_KEYS = (("influx", "token"), ("mqtt", "password"))
@@ -373,7 +376,7 @@ class _WithoutSecretFileVars(PydanticBaseSettingsSource):
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the YAML file (the embedded default when ``path`` is None), apply env, validate."""
-    source = Path(path) if path is not None else DEFAULT_CONFIG
+    source: Path | Traversable = Path(path) if path is not None else DEFAULT_CONFIG
     data = _read_yaml(source)
     _refuse_secrets_in_file(data, source)
     _read_secret_files(data)
@@ -385,7 +388,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(_describe(exc, source)) from None
 
 
-def _read_yaml(source: Path) -> dict[str, Any]:
+def _read_yaml(source: Path | Traversable) -> dict[str, Any]:
     if not source.is_file():
         raise ConfigError(f"{source}: config file not found (pass --config FILE with an existing file)")
     try:
@@ -399,7 +402,7 @@ def _read_yaml(source: Path) -> dict[str, Any]:
     return loaded
 
 
-def _refuse_secrets_in_file(data: dict[str, Any], source: Path) -> None:
+def _refuse_secrets_in_file(data: dict[str, Any], source: Path | Traversable) -> None:
     for section, key in SECRET_KEYS:
         block = data.get(section)
         if isinstance(block, dict) and block.get(key) is not None:
@@ -428,7 +431,7 @@ def _set_dotted(data: dict[str, Any], keys: list[str], value: Any) -> None:
     data[keys[-1]] = value
 
 
-def _describe(exc: ValidationError, source: Path) -> str:
+def _describe(exc: ValidationError, source: Path | Traversable) -> str:
     lines = [f"invalid configuration ({source}):"]
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
@@ -440,7 +443,7 @@ def _describe(exc: ValidationError, source: Path) -> str:
         if sep and re.fullmatch(r"[\w.-]+", field):  # section-level checks name the field first
             key, message = f"{key}.{field}", rest
         if error["type"] == "extra_forbidden":
-            message = "unknown key; check the spelling against configs/plantwatch.yaml"
+            message = "unknown key; check the spelling against `plantwatch config` (the embedded default)"
         elif "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
             message = f"{message} (got {error['input']!r})"
         lines.append(f"  {key}: {message}")

@@ -12,7 +12,7 @@ from alerts.lifecycle import AlertEvent, AlertManager
 from alerts.model import Alert
 from alerts.store import SqliteAlertStore
 from detector.types import Contribution, Verdict
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S  # a realistic epoch, far from "now" would matter if the wall clock leaked in

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from alerts.api import create_app
 from alerts.model import Alert
-from alerts.routes.alerts import parse_since
 from alerts.store import SqliteAlertStore
+from api.app import create_app
+from api.routes.alerts import parse_since
 from detector.types import Contribution
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 S = 1_000_000_000
 T0 = 1_714_564_800 * S  # 2024-05-01T12:00:00Z

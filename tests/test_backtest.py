@@ -11,7 +11,7 @@ import pytest
 
 from detector.monitor import AssetMonitor
 from ingest.logfile import read_sensor_log
-from plantwatch.backtest import backtest_main, pointwise_metrics, run_backtest, write_scores_csv
+from plantwatch.offline.backtest import backtest_main, pointwise_metrics, run_backtest, write_scores_csv
 
 N, TRAIN, FAULT = 900, 300, (600, 700)
 

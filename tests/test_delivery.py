@@ -14,7 +14,7 @@ import pytest
 from servers import free_port, run_victoria
 
 from ingest.replay import Publisher, as_log, replay
-from plantwatch.service import Service, build_service
+from plantwatch.service.wiring import Service, build_service
 from plantwatch.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -35,8 +35,8 @@ def test_shipped_mosquitto_config_never_drops_queued_readings() -> None:
     assert lines["persistence"] == ["true"]
 
 
-@pytest.mark.parametrize("name", ["plantwatch.yaml", "docker.yaml", "example-line.yaml"])
-def test_shipped_configs_are_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", ["plantwatch/default.yaml", "configs/docker.yaml", "configs/example-line.yaml"])
+def test_shipped_configs_are_valid(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "t")
-    settings = load_settings(ROOT / "configs" / name)
+    settings = load_settings(ROOT / path)
     assert settings.mqtt.qos == 1 and settings.mqtt.client_id

@@ -1,4 +1,4 @@
-"""Hand-computed cases for plantwatch.evaluation (SKAB point-wise metrics and NAB scoring)."""
+"""Hand-computed cases for plantwatch.offline.evaluation (SKAB point-wise metrics and NAB scoring)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from plantwatch.evaluation import (
+from plantwatch.offline.evaluation import (
     NAB_STANDARD,
     NabProfile,
     alarm_onsets,

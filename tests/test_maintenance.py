@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from alerts.api import create_app
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
+from api.app import create_app
 from detector.types import Contribution, Verdict
-from plantwatch.maintenance import MaintenanceTracker, drift_from_contributions
-from plantwatch.metrics import Counters
-from plantwatch.pipeline import DetectorStage, StageHealth
+from plantwatch.maintenance.tracker import MaintenanceTracker, drift_from_contributions
+from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.writer import StageHealth
+from telemetry.counters import Counters
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -165,7 +166,7 @@ def test_get_maintenance_defaults_to_empty(tmp_path: Path) -> None:
 
 
 def test_a_restart_continues_the_trends_where_they_stopped(tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
+    from plantwatch.service.persistence import ModelPersistence
 
     verdicts = stream(degrading(hours=6.0))
     cut = len(verdicts) * 2 // 3
@@ -184,7 +185,7 @@ def test_a_restart_continues_the_trends_where_they_stopped(tmp_path: Path) -> No
 
 
 def test_a_broken_trends_file_starts_the_trends_afresh(tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
+    from plantwatch.service.persistence import ModelPersistence
 
     models = ModelPersistence(str(tmp_path))
     first = tracker()
@@ -199,7 +200,7 @@ def test_a_broken_trends_file_starts_the_trends_afresh(tmp_path: Path) -> None:
 
 
 def test_the_detector_stage_restores_the_trends_and_saves_them_at_shutdown(tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
+    from plantwatch.service.persistence import ModelPersistence
 
     models = ModelPersistence(str(tmp_path / "models"))
     seeded = tracker()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plantwatch.model_store import ModelStoreError, load_state, save_state
+from plantwatch.service.model_store import ModelStoreError, load_state, save_state
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ from detector.base import join_state, split_state
 from detector.features import level_drift_ratio
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from ingest.messages import Reading
-from plantwatch.metrics import Counters
-from plantwatch.pipeline import DetectorStage, ModelPersistence, StageHealth
+from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.writer import StageHealth
+from telemetry.counters import Counters
 
 SENSORS = ("flow", "current", "pressure", "temp")
 CONFIGS: list[dict[str, Any]] = [
@@ -455,19 +457,19 @@ def test_a_single_wandering_sensor_is_still_judged_by_its_level() -> None:
 
 
 def test_the_service_log_names_drifting_sensors_when_the_baseline_is_learned(caplog: pytest.LogCaptureFixture) -> None:
-    from plantwatch.pipeline import _log_baseline_learned
+    from plantwatch.service.alert_log import log_baseline_learned
 
     ts, X = _drifting_plant(n=500)
     m = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400)
     m.process_arrays(ts, X)
-    with caplog.at_level("INFO", logger="plantwatch.pipeline"):
-        _log_baseline_learned(m)
+    with caplog.at_level("INFO", logger="plantwatch.service"):
+        log_baseline_learned(m)
     assert "baseline of pump-3 learned" in caplog.text
     assert "judged by how they move only: temp" in caplog.text
 
 
 def test_a_short_baseline_says_how_few_scores_its_alarm_level_rests_on(caplog: pytest.LogCaptureFixture) -> None:
-    from plantwatch.pipeline import _log_baseline_learned
+    from plantwatch.service.alert_log import log_baseline_learned
 
     ts, X = _drifting_plant(n=500)
     m = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400, enter=0.995)
@@ -480,8 +482,8 @@ def test_a_short_baseline_says_how_few_scores_its_alarm_level_rests_on(caplog: p
     assert advice is not None and "pump-3" in advice and "enter=0.995" in advice
     needed = int(advice.split("baseline_rows >= ")[1].split(")")[0])
     assert needed * n / 400 * 0.005 == pytest.approx(10, rel=0.02)  # enough rows for 10 scores beyond
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
-        _log_baseline_learned(m)
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
+        log_baseline_learned(m)
     assert advice in caplog.text
     # A lower alarm level rests on more scores: 400 rows are enough for enter 0.95.
     relaxed = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400, enter=0.95, exit=0.9)
@@ -502,7 +504,7 @@ def _loaded_pump(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 def test_a_baseline_episode_that_sets_the_alarm_level_is_reported_and_restored(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    from plantwatch.pipeline import _log_baseline_learned
+    from plantwatch.service.alert_log import log_baseline_learned
 
     sensors = ("a", "b", "c", "d")
     ts, X = _loaded_pump(4200)
@@ -525,8 +527,8 @@ def test_a_baseline_episode_that_sets_the_alarm_level_is_reported_and_restored(
     assert episode.scores_beyond >= 0.5 * episode.scores_beyond_total >= 5
     advice = m.baseline_advice()
     assert advice is not None and "one episode, 2023-11-14 22:38" in advice and "will not alarm" in advice
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
-        _log_baseline_learned(m)
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
+        log_baseline_learned(m)
     assert advice in caplog.text
     restored = AssetMonitor("pump", sensors, baseline_rows=3600).set_state(_through_disk(m.get_state(), tmp_path))
     assert restored.baseline_episode_ == episode and restored.baseline_advice() == advice
@@ -544,15 +546,15 @@ def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture
     from alerts.lifecycle import AlertEvent
     from alerts.model import Alert
     from detector.types import Contribution
-    from plantwatch.pipeline import _log_alert_event
+    from plantwatch.service.alert_log import log_alert_event
 
     top = (
         Contribution("flow", 0.7, "low", 30.0, 31.0, 33.0, "level"),
         Contribution("motor_temp", 0.3, "high", 0.8, 0.05, 0.2, "spread"),
     )
     alert = Alert.opened("pump-3", "anomaly", 0, "critical", 9.0, 0.9999, top)
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
-        _log_alert_event(AlertEvent("opened", alert))
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
+        log_alert_event(AlertEvent("opened", alert))
     assert "flow level=30 (low, expected 31..33, 70%)" in caplog.text
     assert "motor_temp spread=0.8 (high, expected 0.05..0.2, 30%)" in caplog.text
 
@@ -560,15 +562,15 @@ def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture
 def test_an_alert_log_line_says_when_a_sensor_is_off_only_in_combination(caplog: pytest.LogCaptureFixture) -> None:
     from alerts.lifecycle import AlertEvent
     from alerts.model import Alert
-    from alerts.schemas import SensorContributionOut
+    from api.schemas import SensorContributionOut
     from detector.types import Contribution
-    from plantwatch.pipeline import _log_alert_event
+    from plantwatch.service.alert_log import log_alert_event
 
     inside = Contribution("current", 0.6, "low", 1.92, 1.85, 1.98, "level")  # in range: the pairing is off
     outside = Contribution("flow", 0.4, "low", 30.0, 31.0, 33.0, "level")
     alert = Alert.opened("pump-3", "anomaly", 0, "critical", 9.0, 0.9999, (inside, outside))
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
-        _log_alert_event(AlertEvent("opened", alert))
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
+        log_alert_event(AlertEvent("opened", alert))
     assert "current level=1.92 (within expected 1.85..1.98, unusual with the others, 60%)" in caplog.text
     assert "flow level=30 (low, expected 31..33, 40%)" in caplog.text
     assert SensorContributionOut.from_contribution(inside).within_expected is True
@@ -579,14 +581,14 @@ def test_maintenance_drivers_say_how_far_their_drift_has_come(caplog: pytest.Log
     from alerts.lifecycle import AlertEvent
     from alerts.model import Alert
     from detector.types import Contribution
-    from plantwatch.pipeline import _log_alert_event
+    from plantwatch.service.alert_log import log_alert_event
 
     drift = Contribution("bearing_temp", 0.7, "high", 2.6, -4.0, 4.0, "drift")  # inside ±threshold, yet no
     named = Contribution("vibration", 0.3, "high", 0.0, 0.0, 0.0, "drift")  # combination story to tell
     assert not drift.within_expected and not named.within_expected
     alert = Alert.opened("pump-1", "maintenance", 0, "warning", 0.0, 0.0, (drift, named))
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
-        _log_alert_event(AlertEvent("opened", alert))
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
+        log_alert_event(AlertEvent("opened", alert))
     assert "bearing_temp drift=2.6 (high, 65% of the drift at the maintenance threshold, 70%)" in caplog.text
     assert "vibration drift=0 (named by the remaining-life model, 30%)" in caplog.text
 
@@ -671,7 +673,7 @@ def test_a_baseline_that_cannot_be_learned_is_dropped_with_a_clear_error_and_rel
     stage = _stage(tmp_path, models, {"baseline_rows": 12, "detector": "knn"}, counters)
     rows = zip(ts[:30].tolist(), X[:30], strict=True)
     readings = [Reading("pump", t, dict(zip(SENSORS, row.tolist(), strict=True))) for t, row in rows]
-    with caplog.at_level("ERROR", logger="plantwatch.pipeline"):
+    with caplog.at_level("ERROR", logger="plantwatch.service"):
         stage._process(readings)
     assert stage.health.detector_errors == 2  # rows 0-11 and 12-23
     assert "learning the baseline from 12 rows failed" in caplog.text
@@ -748,7 +750,7 @@ def test_a_sensor_outside_the_restored_model_is_named_counted_and_shown(
         Reading("pump", r.ts_ns, {("vibration" if k == SENSORS[-1] else k): v for k, v in r.values.items()})
         for r in _readings(ts[700:800], X[700:800])
     ]
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
         stage._process(renamed[:50])
         stage._process(renamed[50:])
     assert caplog.text.count("pump publishes vibration, not among the sensors its model uses") == 1  # once
@@ -785,7 +787,7 @@ def test_a_sensor_seen_once_during_discovery_does_not_stall_the_asset(
     stage = _stage(tmp_path, ModelPersistence(str(tmp_path / "models")), {"baseline_rows": 300}, counters)
     readings = _readings(ts, X)
     readings[1] = Reading("pump", readings[1].ts_ns, {**readings[1].values, "debug": 1.0})  # a one-off key
-    with caplog.at_level("WARNING", logger="plantwatch.pipeline"):
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
         for start in range(0, 800, 50):
             stage._process(readings[start : start + 50])
     m = stage.monitors["pump"]

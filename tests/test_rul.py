@@ -11,7 +11,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from detector.rul import RegimeNormalizer, RulModel, piecewise_rul, window_features
-from plantwatch.rul import add_rul_parser, load_model, read_fleet_csv
+from plantwatch.cli.rul import add_parser as add_rul_parser
+from plantwatch.maintenance.rul_files import load_model, read_fleet_csv
 
 REGIMES = np.array([[0.0, 0.0], [10.0, 0.25], [25.0, 0.62]])
 
@@ -135,7 +136,7 @@ def test_window_features_slope_and_mean():
 
 
 def test_state_roundtrip_identical(fitted, tmp_path: Path):
-    from plantwatch.rul import save_model
+    from plantwatch.maintenance.rul_files import save_model
 
     save_model(fitted, tmp_path / "m", [f"s{i}" for i in range(7)], ["setting1", "setting2"])
     restored, sensors, settings = load_model(tmp_path / "m")
@@ -149,7 +150,7 @@ def test_state_roundtrip_identical(fitted, tmp_path: Path):
 
 
 def test_load_refuses_files_outside_model_dir(fitted, tmp_path: Path):
-    from plantwatch.rul import save_model
+    from plantwatch.maintenance.rul_files import save_model
 
     save_model(fitted, tmp_path / "good", ["a"] * 7, [])
     evil = tmp_path / "evil"

@@ -12,17 +12,18 @@ import pytest
 from fastapi.testclient import TestClient
 from threadpoolctl import threadpool_limits
 
-from alerts.api import create_app
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
+from api.app import create_app
 from detector.rul import RulModel
 from detector.types import Verdict
-from plantwatch.maintenance import MaintenanceTracker
-from plantwatch.metrics import Counters
-from plantwatch.pipeline import DetectorStage, StageHealth
-from plantwatch.rul import save_model
-from plantwatch.rul_live import RulTracker, load_rul_tracker
+from plantwatch.maintenance.rul_files import save_model
+from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
+from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.writer import StageHealth
 from plantwatch.settings import ConfigError, load_settings
+from telemetry.counters import Counters
 
 SENSORS = ["temp", "pressure", "flow", "vib", "noise"]
 SETTINGS = ["setting1", "setting2"]
@@ -174,7 +175,7 @@ def test_sensors_published_one_per_message_still_reach_the_model(model_dir: Path
 
 
 def test_the_rul_history_survives_a_restart(model_dir: Path, tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
+    from plantwatch.service.persistence import ModelPersistence
 
     t, X, S = unit(200, np.random.default_rng(11))
     rows = _rows(t, X, S)
@@ -202,7 +203,7 @@ def test_the_rul_history_survives_a_restart(model_dir: Path, tmp_path: Path) -> 
 
 
 def test_a_rul_history_saved_for_another_model_is_dropped_but_the_trends_stay(model_dir: Path, tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
+    from plantwatch.service.persistence import ModelPersistence
 
     first = MaintenanceTracker(24 * 3600.0, 6 * 3600.0, rul=load_rul_tracker(model_dir, every_rows=20))
     assert first.rul is not None
@@ -237,7 +238,7 @@ def test_a_failure_due_soon_is_alerted_before_the_anomaly_baseline_is_learned(mo
 
 
 def test_trends_save_with_an_asset_that_lacks_the_rul_sensors(model_dir: Path, tmp_path: Path) -> None:
-    from plantwatch.pipeline import ModelPersistence
+    from plantwatch.service.persistence import ModelPersistence
 
     rul = load_rul_tracker(model_dir, every_rows=20)
     rul.observe("fan-9", [(T0, {"rpm": 1.0})])  # not a row the model can use: an empty history

@@ -133,7 +133,7 @@ def test_detector_settings_feed_the_backtest_config() -> None:
 
 def test_embedded_yaml_states_the_same_defaults_as_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A --config file with a partial section gets the model's defaults for the rest: they must be the
-    # values configs/plantwatch.yaml documents, or the two would silently disagree.
+    # values plantwatch/default.yaml documents, or the two would silently disagree.
     monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "t")
     empty = tmp_path / "empty.yaml"
     empty.write_text("")

@@ -30,7 +30,7 @@ from ingest.sink import (
     reading_line,
     verdict_line,
 )
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 MS = 1_000_000  # VictoriaMetrics keeps millisecond precision: test timestamps are whole ms
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from alerts.routes.deps import RelearnDep
-from alerts.schemas import RelearnOut
+from api.deps import RelearnDep
+from api.schemas import RelearnOut
 
 router = APIRouter(tags=["assets"])
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from alerts.schemas import ns_to_datetime
+from api.schemas import ns_to_datetime
 from detector.health import (
     HealthIndex,
     MaintenanceForecast,
@@ -38,7 +38,7 @@ from detector.health import (
     theil_sen,
 )
 from detector.types import Contribution, Verdict
-from plantwatch.rul_live import RulTracker
+from plantwatch.maintenance.rul_tracker import RulTracker
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class MaintenanceTracker:
     history the trend is fitted on. ``sample_s``: minimum event time between two points of the trend.
     ``min_span_s`` (default ``window_s / 2``): no projection until the trend's points span this long, so
     minutes of an acute fault (the anomaly alert's job) are not extrapolated into a maintenance forecast.
-    ``rul``: an optional :class:`plantwatch.rul_live.RulTracker` (a model fitted on run-to-failure history);
+    ``rul``: an optional :class:`~plantwatch.maintenance.rul_tracker.RulTracker`
+    (a model fitted on run-to-failure history);
     its per-asset RUL and interval join :meth:`snapshot`.
     The remaining keywords go to :class:`HealthIndex` / :class:`TimeToThreshold`.
     """

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from alerts.store import AlertStore
-from plantwatch.metrics import Counters
+from telemetry.counters import Counters
 
 HealthCheck = Callable[[], dict[str, Any]]
 MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]

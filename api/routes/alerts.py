@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
-from alerts.routes.deps import StoreDep
-from alerts.schemas import AlertOut
+from api.deps import StoreDep
+from api.schemas import AlertOut
 
 router = APIRouter(tags=["alerts"])
 

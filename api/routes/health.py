@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
-from alerts.routes.deps import HealthDep
+from api.deps import HealthDep
 
 log = logging.getLogger(__name__)
 

@@ -208,7 +208,7 @@ def load_rul_tracker(
     directory: str | Path, *, time_unit_s: float = 1.0, every_rows: int = 60, history_rows: int = 2000
 ) -> RulTracker:
     """Load a ``plantwatch rul fit`` model directory into a tracker named after the directory."""
-    from plantwatch.rul import load_model
+    from plantwatch.maintenance.rul_files import load_model
 
     model, sensors, settings = load_model(directory)
     return RulTracker(

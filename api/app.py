@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from alerts.routes import alerts as alerts_routes
-from alerts.routes import assets as assets_routes
-from alerts.routes import health as health_routes
-from alerts.routes import maintenance as maintenance_routes
-from alerts.routes import metrics as metrics_routes
 from alerts.store import AlertStore
-from plantwatch.metrics import Counters
+from api.routes import alerts as alerts_routes
+from api.routes import assets as assets_routes
+from api.routes import health as health_routes
+from api.routes import maintenance as maintenance_routes
+from api.routes import metrics as metrics_routes
+from telemetry.counters import Counters
 
 
 def create_app(
@@ -48,7 +48,7 @@ def create_app(
                 on_shutdown()
 
     app = FastAPI(title="plantwatch", lifespan=lifespan)
-    # Dependencies read these (alerts.routes.deps) instead of closing over module globals.
+    # Dependencies read these (api.deps) instead of closing over module globals.
     app.state.store = store
     app.state.counters = counters
     app.state.health = health

@@ -23,7 +23,7 @@ import numpy as np
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor, usable_values
 from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
-from plantwatch.evaluation import segment_delays
+from plantwatch.offline.evaluation import segment_delays
 
 # The plain detector config dict (``DetectorSettings.as_config()``) holds AssetMonitor keyword
 # arguments. Meaningful only live: baseline_rows is replaced by train_rows, and a log's rows are

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from alerts.routes.deps import CountersDep
+from api.deps import CountersDep
 
 router = APIRouter(tags=["metrics"])
 

@@ -10,18 +10,18 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from alerts.api import create_app
 from alerts.lifecycle import AlertManager
 from alerts.store import AlertStore, open_store
+from api.app import create_app
 from ingest.decode import Decoder, TopicTemplate
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.sink import InfluxSink, Sink, SqliteSink
-from plantwatch.maintenance import MaintenanceTracker
-from plantwatch.metrics import Counters
-from plantwatch.pipeline import Pipeline
-from plantwatch.rul_live import RulTracker, load_rul_tracker
+from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
+from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.pipeline import Pipeline
 from plantwatch.settings import ConfigError, Settings
+from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 

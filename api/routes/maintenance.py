@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from alerts.routes.deps import MaintenanceDep
-from alerts.schemas import MaintenanceOut
+from api.deps import MaintenanceDep
+from api.schemas import MaintenanceOut
 
 router = APIRouter(tags=["maintenance"])
 

@@ -1,0 +1,76 @@
+"""`plantwatch backtest`: score a sensor log offline with the live detector and alarm rules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from plantwatch.cli.common import add_log_level
+from plantwatch.offline.evaluation import delay_summary
+from plantwatch.settings import load_settings
+
+
+def add_parser(subparsers: Any) -> None:
+    bt = subparsers.add_parser("backtest", help="score a sensor log offline with the live detector and alarm rules")
+    bt.add_argument("log", help="CSV sensor log")
+    bt.add_argument("--train-rows", type=int, required=True, help="first N rows are the normal baseline")
+    bt.add_argument("--out", required=True, help="SCORES.csv: timestamp,score,probability,anomaly")
+    bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
+    bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
+    bt.add_argument("--config", help="YAML config whose detector section to use")
+    bt.add_argument("--asset", help="apply this asset's detector.assets overrides, as the live service does")
+    bt.add_argument("--explain", help="also write JSON lines explaining every anomalous row (top sensors)")
+    add_log_level(bt)
+    bt.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from plantwatch.offline.backtest import backtest_main
+
+    # The same detector settings the live service runs with (the embedded default without --config);
+    # storage is irrelevant offline, so no InfluxDB token is asked for.
+    detector = load_settings(args.config, storage__kind="sqlite").detector
+    if args.asset is not None and args.asset not in detector.assets:
+        known = ", ".join(sorted(detector.assets)) or "none"
+        print(
+            f"note: detector.assets has no {args.asset!r} (overrides for: {known}); using the top-level settings",
+            file=sys.stderr,
+        )
+    config = detector.as_config(args.asset)
+    summary = backtest_main(
+        args.log,
+        args.out,
+        train_rows=args.train_rows,
+        label_columns=tuple(args.label_column),
+        time_column=args.time_column,
+        config=config,
+        explain_path=args.explain,
+    )
+    print(
+        f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
+        f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped) in {summary['seconds']:.3f} s "
+        f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous; wrote {args.out}"
+    )
+    if summary["drifting_sensors"]:
+        print(
+            "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])
+        )
+    if summary["baseline_advice"]:
+        print(summary["baseline_advice"])
+    metrics = summary.get("metrics")
+    if metrics:
+        print(
+            f"point-wise after row {summary['train_rows']} (label = any of {', '.join(args.label_column)}): "
+            f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  F1 {metrics['f1']:.3f}  "
+            f"(TP {metrics['tp']}, FP {metrics['fp']}, FN {metrics['fn']}, TN {metrics['tn']})"
+        )
+        d = delay_summary(summary["segment_delays_s"])
+        if d["segments"]:
+            when = ""
+            if d["flagged"]:
+                when = f"; first flag a median {d['median_s']:.4g} s after a segment starts "
+                when += f"({d['min_s']:.4g}..{d['max_s']:.4g} s)"
+            flagged = f"{d['flagged']} of {d['segments']} flagged"
+            print(f"labelled segments after row {summary['train_rows']}: {flagged}{when}")
+    return 0

@@ -1,0 +1,1 @@
+"""Offline work on sensor logs: backtest through the live detector, and benchmark scoring (SKAB, NAB)."""

@@ -1,0 +1,1 @@
+"""The live service: wiring from settings, the pipeline stages, saved models."""

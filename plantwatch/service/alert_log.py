@@ -1,0 +1,60 @@
+"""How the service logs alert events and learned baselines: one line an operator can act on."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from detector.monitor import AssetMonitor
+from detector.types import Contribution
+
+log = logging.getLogger(__name__)
+
+# Opening an alert is what an operator must see; peak updates are only for debugging.
+_EVENT_LEVELS = {"opened": logging.WARNING, "resolved": logging.INFO}
+
+
+def log_baseline_learned(monitor: AssetMonitor) -> None:
+    drifting = monitor.drifting_sensors
+    note = f"; level wanders over the baseline, judged by how they move only: {', '.join(drifting)}" if drifting else ""
+    log.info("baseline of %s learned, scoring starts%s", monitor.asset, note)
+    advice = monitor.baseline_advice()
+    if advice:
+        log.warning("%s", advice)
+
+
+def _feature_suffix(feature: str) -> str:
+    # A reading needs no label; a level or a movement figure does ("motor_temp spread=0.8").
+    return "" if feature in ("", "raw") else f" {feature}"
+
+
+def _how_far(c: Contribution) -> str:
+    if c.feature == "drift":  # a maintenance driver: how far its drift has come towards the threshold
+        if c.expected_high <= 0:
+            return "named by the remaining-life model"
+        return f"{c.direction}, {abs(c.value) / c.expected_high:.0%} of the drift at the maintenance threshold"
+    expected = f"{c.expected_low:.4g}..{c.expected_high:.4g}"
+    if c.within_expected:  # "low, expected -0.49..0.51" for -0.32 would read as a contradiction
+        return f"within expected {expected}, unusual with the others"
+    return f"{c.direction}, expected {expected}"
+
+
+def log_alert_event(event: Any) -> None:
+    alert = event.alert
+    level = _EVENT_LEVELS.get(event.kind, logging.DEBUG)
+    if not log.isEnabledFor(level):
+        return
+    sensors = ", ".join(
+        f"{c.sensor}{_feature_suffix(c.feature)}={c.value:.4g} ({_how_far(c)}, {c.share:.0%})"
+        for c in alert.top_sensors
+    )
+    log.log(
+        level,
+        "alert %s: asset=%s kind=%s severity=%s peak_probability=%.9f top sensors: %s",
+        event.kind,
+        alert.asset,
+        alert.kind,
+        alert.severity,
+        alert.peak_probability,
+        sensors or "-",
+    )

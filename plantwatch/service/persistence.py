@@ -1,0 +1,75 @@
+"""Saving and restoring each asset's learned state and the maintenance trends in ``model_dir``."""
+
+from __future__ import annotations
+
+import logging
+
+from detector.base import join_state, split_state
+from detector.monitor import AssetMonitor
+from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.model_store import ModelStoreError, has_state, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+# The maintenance trends' file in the model directory. MQTT topic names cannot hold U+0000, so no
+# asset can be called this.
+TRENDS_NAME = "\x00maintenance-trends"
+TRENDS_SAVE_INTERVAL_S = 300.0  # wall time between saves of the maintenance trends (and at shutdown)
+
+
+class ModelPersistence:
+    """Saves and restores each asset's learned state in ``model_dir`` (JSON + npz, never pickle)."""
+
+    def __init__(self, model_dir: str) -> None:
+        self.model_dir = model_dir
+
+    def save(self, monitor: AssetMonitor) -> None:
+        arrays, meta = split_state(monitor.get_state())
+        try:
+            save_state(self.model_dir, monitor.asset, meta, arrays)
+        except OSError as exc:  # a full disk must not stop detection; the next save retries
+            log.error("cannot save the model of %s in %s: %s", monitor.asset, self.model_dir, exc)
+
+    def save_trends(self, tracker: MaintenanceTracker) -> None:
+        try:
+            meta, arrays = tracker.get_state()
+            save_state(self.model_dir, TRENDS_NAME, meta, arrays)
+        except Exception:  # losing a save must never stop detection, nor a shutdown half-way
+            log.exception("cannot save the maintenance trends in %s", self.model_dir)
+
+    def restore_trends(self, tracker: MaintenanceTracker) -> None:
+        try:
+            saved = load_state(self.model_dir, TRENDS_NAME)
+            if saved is None:
+                return
+            tracker.set_state(*saved)
+            log.info("restored the maintenance trends of %d asset(s) from %s", len(saved[0]["assets"]), self.model_dir)
+        except Exception as exc:  # a corrupt or foreign file: the trends start again, detection goes on
+            log.warning("not restoring the maintenance trends, starting them afresh: %s: %s", type(exc).__name__, exc)
+
+    def has(self, asset: str) -> bool:
+        try:
+            return has_state(self.model_dir, asset)
+        except (ModelStoreError, OSError):
+            return False
+
+    def restore(self, monitor: AssetMonitor) -> bool:
+        """Restore ``monitor`` from its saved model; False (and a fresh monitor) when that failed.
+
+        Any failure — a corrupt or truncated file, a foreign one, a model of other settings or other
+        sensors — means a new baseline, never an asset left unmonitored.
+        """
+        try:
+            saved = load_state(self.model_dir, monitor.asset)
+            if saved is None:
+                return True
+            meta, arrays = saved
+            monitor.set_state(join_state(arrays, meta))
+            log.info("restored the model of %s from %s (warm: %s)", monitor.asset, self.model_dir, monitor.is_warm)
+            return True
+        except Exception as exc:
+            log.warning(
+                "not restoring the model of %s, learning a new baseline: %s: %s", monitor.asset, type(exc).__name__, exc
+            )
+            monitor.reset()
+            return False

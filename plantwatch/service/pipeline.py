@@ -1,0 +1,138 @@
+"""Wiring of the live stages: MQTT source → writer (durable store, then ack) → detector → alerts.
+
+Each stage runs in its own thread and hands small frozen messages to the next over a bounded queue:
+
+    paho thread  --Inbound-->  writer thread  --Reading batch-->  detector thread
+                               sink.write(); ack                 AssetMonitor per asset,
+                                                                  verdicts → sink, AlertManager
+
+The writer acknowledges an MQTT delivery only after ``sink.write`` returned, so a crash at any
+point leaves unacknowledged readings with the broker, which redelivers them (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from alerts.lifecycle import AlertManager
+from ingest.messages import Inbound, Reading
+from ingest.sink import Sink
+from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.writer import StageHealth, Writer
+from telemetry.counters import Counters
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Owns the queues and threads of the live service."""
+
+    def __init__(
+        self,
+        *,
+        source_factory: Callable[[queue.Queue[Inbound]], Any],
+        sink: Sink,
+        alerts: AlertManager,
+        detector_config: Callable[[str], dict[str, Any]],
+        counters: Counters,
+        batch_size: int,
+        flush_interval_s: float,
+        max_in_flight: int,
+        stop_event: threading.Event | None = None,
+        model_dir: str | None = None,
+        maintenance: MaintenanceTracker | None = None,
+    ) -> None:
+        # Shared with the sink, whose retry loop must end when the pipeline stops.
+        self.stop_event = stop_event or threading.Event()
+        self.fatal = threading.Event()
+        self.health = StageHealth()
+        self.counters = counters
+        self.sink = sink
+        # Larger than the broker's in-flight cap so paho's thread never waits on a full queue.
+        self.inbound: queue.Queue[Inbound] = queue.Queue(maxsize=max_in_flight * 2 + 16)
+        self.scoring: queue.Queue[tuple[Reading, ...]] = queue.Queue(maxsize=64)
+        self.source = source_factory(self.inbound)
+        self.writer = Writer(
+            self.inbound,
+            sink,
+            self.source.ack,
+            self.scoring,
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+            health=self.health,
+            stop=self.stop_event,
+            fatal=self.fatal,
+        )
+        self.detector = DetectorStage(
+            self.scoring,
+            sink,
+            alerts,
+            detector_config,
+            counters,
+            health=self.health,
+            stop=self.stop_event,
+            models=ModelPersistence(model_dir) if model_dir else None,
+            maintenance=maintenance,
+        )
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name, target in (("plantwatch-writer", self.writer.run), ("plantwatch-detector", self.detector.run)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.source.start()
+        self.health.started = True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop: the writer finishes and acknowledges the batch in hand, then we disconnect.
+
+        Disconnecting first would strand the acknowledgements of a batch already written, and the
+        broker would redeliver it (a duplicate, not a loss). Deliveries still queued here are not
+        acknowledged, so the broker redelivers them to the next session.
+        """
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+        self.source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
+        try:
+            self.detector.save_models()
+        except Exception:  # the sink and the alert store must still be closed and flushed
+            log.exception("saving the learned models at shutdown failed")
+        self.sink.close()
+
+    def relearn(self, asset: str, maintenance: bool = False) -> bool:
+        """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""
+        return self.detector.request_relearn(asset, maintenance)
+
+    def health_report(self) -> dict[str, Any]:
+        connected = bool(self.source.connected.is_set())
+        alive = all(t.is_alive() for t in self._threads)
+        status = "ok" if (connected and alive and self.health.fatal is None) else "degraded"
+        monitors = dict(self.detector.monitors)  # a snapshot: the detector thread adds assets
+        return {
+            "status": status,
+            "mqtt_connected": connected,
+            "threads_alive": alive,
+            "inbound_queue": self.inbound.qsize(),
+            "fatal": self.health.fatal,
+            "detector_errors": self.health.detector_errors,
+            "assets": sorted(monitors),
+            "baselines": {
+                asset: {
+                    "learned": monitor.is_warm,
+                    "drifting_sensors": list(monitor.drifting_sensors),
+                    "scores_beyond_enter": monitor.scores_beyond_enter,
+                    "advice": monitor.baseline_advice(),
+                    "unknown_sensors": sorted(monitor.aligner_.unknown_sensors_),
+                    "stale_sensors": list(monitor.aligner_.stale_sensors()),
+                }
+                for asset, monitor in sorted(monitors.items())
+            },
+        }

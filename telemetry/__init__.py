@@ -1,0 +1,1 @@
+"""Process-wide counters: a leaf every room may import (no project imports)."""
