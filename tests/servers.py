@@ -65,6 +65,10 @@ class VictoriaServer:
     def count_samples(self, match: str) -> int:
         return sum(len(series["values"]) for series in self.export(match))
 
+    def distinct_timestamps(self, match: str) -> int:
+        """How many different instants are stored: a redelivered duplicate (at-least-once) adds none."""
+        return len({t for series in self.export(match) for t in series["timestamps"]})
+
 
 # ------------------------------------------------------------------------------------- helpers
 

@@ -92,8 +92,11 @@ def test_readings_published_while_plantwatch_is_down_arrive_after_restart(tmp_pa
     first = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
     first.pipeline.start()
     _wait_connected(first)
+    stored = '{__name__="readings_a",asset="restart-pump"}'
     _publish(mosquitto.port, topic, 300, start_s=1_500_000_000)
-    _wait(lambda: first.counters.get("plantwatch_readings_written_total") >= 300, 30, "the first 300")
+    # Wait on distinct stored instants, not on a counter: a redelivered duplicate (at-least-once) would
+    # inflate the counter and end the wait early.
+    _wait(lambda: victoria.distinct_timestamps(stored) == 300, 60, "the first 300 stored")
     first.pipeline.stop()
 
     # Published while nobody is subscribed: the broker keeps them in plantwatch's persistent session.
@@ -102,10 +105,8 @@ def test_readings_published_while_plantwatch_is_down_arrive_after_restart(tmp_pa
     second = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
     second.pipeline.start()
     try:
-        _wait(lambda: second.counters.get("plantwatch_readings_written_total") >= 300, 30, "the queued 300")
-        time.sleep(0.5)
-        assert second.counters.get("plantwatch_readings_written_total") == 300
-        assert victoria.count_samples('{__name__="readings_a",asset="restart-pump"}') == 600
+        _wait(lambda: victoria.distinct_timestamps(stored) == 600, 60, "the 300 queued while down stored")
+        assert second.counters.get("plantwatch_readings_written_total") >= 300
     finally:
         second.pipeline.stop()
 
@@ -115,24 +116,23 @@ def test_plantwatch_reconnects_after_a_broker_restart(tmp_path: Path, victoria) 
 
     port = free_port()
     broker_dir = tmp_path / "broker"
+    stored = '{__name__="readings_a",asset="reconnect-pump"}'
     with run_mosquitto(broker_dir, port=port):
         service = _service(tmp_path, port, victoria.url, "pw-reconnect")
         service.pipeline.start()
         _wait_connected(service)
         _publish(port, "site/reconnect-pump", 50, start_s=1_400_000_000)
-        _wait(lambda: service.counters.get("plantwatch_readings_written_total") >= 50, 30, "the first 50")
+        _wait(lambda: victoria.distinct_timestamps(stored) == 50, 60, "the first 50 stored")
     try:
         _wait(lambda: not service.pipeline.source.connected.is_set(), 10, "the disconnect to be noticed")
         assert service.pipeline.health_report()["status"] == "degraded"
         with run_mosquitto(broker_dir, port=port):
             _wait_connected(service)  # paho's capped backoff brings it back, and on_connect resubscribes
             _publish(port, "site/reconnect-pump", 50, start_s=1_400_000_050)
-            _wait(lambda: service.counters.get("plantwatch_readings_written_total") >= 100, 30, "the next 50")
+            _wait(lambda: victoria.distinct_timestamps(stored) == 100, 60, "the next 50 stored")
             assert service.pipeline.health_report()["status"] == "ok"
         # The broker was stopped while our last acknowledgements may have been in flight, so it may
         # redeliver a few (at-least-once): every reading must be there, duplicates are allowed here.
-        series = victoria.export('{__name__="readings_a",asset="reconnect-pump"}')
-        stamps = [t for s in series for t in s["timestamps"]]
-        assert len(set(stamps)) == 100
+        assert victoria.distinct_timestamps(stored) == 100
     finally:
         service.pipeline.stop()
