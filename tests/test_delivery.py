@@ -105,8 +105,16 @@ def test_readings_published_while_plantwatch_is_down_arrive_after_restart(tmp_pa
     second = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
     second.pipeline.start()
     try:
-        _wait(lambda: victoria.distinct_timestamps(stored) == 600, 60, "the 300 queued while down stored")
-        assert second.counters.get("plantwatch_readings_written_total") >= 300
+        # The writer counts a batch just after the server has taken it: wait for both, or a poll that
+        # lands between the two sees the readings stored but not yet counted.
+        _wait(
+            lambda: (
+                victoria.distinct_timestamps(stored) == 600
+                and second.counters.get("plantwatch_readings_written_total") >= 300
+            ),
+            60,
+            "the 300 queued while down stored by the restarted service",
+        )
     finally:
         second.pipeline.stop()
 
