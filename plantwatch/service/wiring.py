@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from alerts.lifecycle import AlertManager
 from alerts.store import AlertStore, open_store
 from api.app import create_app
+from api.hooks import ServiceHooks
 from ingest.decode import Decoder, TopicTemplate
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
@@ -142,15 +143,16 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         manager.flush()  # peak changes held back by write coalescing
         store.close()
 
-    app = create_app(
-        store,
-        counters,
+    hooks = ServiceHooks(
+        store=store,
+        counters=counters,
         health=pipeline.health_report,
-        on_startup=pipeline.start,
-        on_shutdown=on_shutdown,
         maintenance=tracker.snapshot,
         relearn=pipeline.relearn,
+        on_startup=pipeline.start,
+        on_shutdown=on_shutdown,
     )
+    app = create_app(hooks)
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 
 
