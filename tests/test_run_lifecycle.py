@@ -45,28 +45,45 @@ def _run_to_exit(*args: str, env: dict[str, str], tmp_path: Path) -> tuple[int, 
     return returncode, (tmp_path / "out.txt").read_text()
 
 
+def _small_config(tmp_path: Path) -> Path:
+    config = tmp_path / "small.yaml"
+    config.write_text("mqtt:\n  url: mqtt://127.0.0.1:1\ndetector:\n  baseline_rows: 100\n")
+    return config
+
+
 @pytest.mark.parametrize(
-    ("store_url", "names"),
+    ("env", "line"),
     [
         # nothing listens on the port; the password must not be echoed
-        ("postgresql://plantwatch:hunter2@127.0.0.1:{port}/plantwatch", "PostgreSQL at plantwatch@127.0.0.1:{port}"),
-        ("sqlite:///{tmp}", "SQLite file {tmp}"),  # a folder, not a database file
+        (
+            {"PLANTWATCH_ALERTS__STORE_URL": "postgresql://plantwatch:hunter2@127.0.0.1:{port}/plantwatch"},
+            "plantwatch: alerts.store_url: cannot open the alert store in PostgreSQL at plantwatch@127.0.0.1:{port}",
+        ),
+        (  # a folder, not a database file
+            {"PLANTWATCH_ALERTS__STORE_URL": "sqlite:///{tmp}"},
+            "plantwatch: alerts.store_url: cannot open the SQLite file {tmp}: unable to open database file",
+        ),
+        (
+            {
+                "PLANTWATCH_ALERTS__STORE_URL": "sqlite:///{tmp}/alerts.db",
+                "PLANTWATCH_STORAGE__KIND": "sqlite",
+                "PLANTWATCH_STORAGE__SQLITE_PATH": "{tmp}",
+            },
+            "plantwatch: storage.sqlite_path: cannot open the SQLite file {tmp}: unable to open database file",
+        ),
     ],
+    ids=["postgresql-unreachable", "alerts-sqlite-folder", "readings-sqlite-folder"],
 )
-def test_an_unopenable_alert_store_is_one_line_and_exit_2(tmp_path: Path, store_url: str, names: str) -> None:
-    port = free_port()
-    fill = {"port": port, "tmp": tmp_path}
-    returncode, output = _run_to_exit(
-        "run",
-        "--config",
-        str(EXAMPLE_CONFIG),
-        env={"PLANTWATCH_ALERTS__STORE_URL": store_url.format(**fill)},
-        tmp_path=tmp_path,
-    )
+def test_unopenable_storage_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], line: str) -> None:
+    fill = {"port": free_port(), "tmp": tmp_path}
+    env = {key: value.format(**fill) for key, value in env.items()}
+    # The example's settings check learns a 3,600-row trial baseline (~10 s); the SQLite cases need no example.
+    config = EXAMPLE_CONFIG if "postgresql" in env["PLANTWATCH_ALERTS__STORE_URL"] else _small_config(tmp_path)
+    returncode, output = _run_to_exit("run", "--config", str(config), env=env, tmp_path=tmp_path)
     assert returncode == 2, output
     lines = output.strip().splitlines()
     assert len(lines) == 1, output  # no traceback
-    assert lines[0].startswith("plantwatch: alerts.store_url: ") and names.format(**fill) in lines[0]
+    assert lines[0].startswith(line.format(**fill)), lines[0]
     assert "hunter2" not in output
 
 
