@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -170,3 +171,17 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     assert "Traceback" not in output and "KeyboardInterrupt" not in output
     assert f"stopped on {signal.Signals(sig).name}: pipeline stopped, alerts flushed" in output
     assert len(list(models.glob(f"{ASSET}-*.json"))) == 1 and len(list(models.glob(f"{ASSET}-*.npz"))) == 1
+
+
+def test_an_api_port_in_use_exits_2_naming_the_keys(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {"PLANTWATCH_API__PORT": str(port), "PLANTWATCH_STORAGE__KIND": "sqlite"}
+        env["PLANTWATCH_STORAGE__SQLITE_PATH"] = str(tmp_path / "readings.db")
+        env["PLANTWATCH_ALERTS__STORE_URL"] = f"sqlite:///{tmp_path / 'alerts.db'}"
+        returncode, output = _run_to_exit("run", "--config", str(_small_config(tmp_path)), env=env, tmp_path=tmp_path)
+    assert returncode == 2, output
+    assert "address already in use" in output and f"if 127.0.0.1:{port} is in use, change api.host/api.port" in output
+    assert "Traceback" not in output

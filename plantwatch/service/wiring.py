@@ -188,7 +188,12 @@ def serve(service: Service) -> int:
     except SystemExit as exc:  # uvicorn exits when it cannot bind or its startup failed
         if not exc.code:
             raise
-        log.critical("the API could not start on %s:%s (see above); check api.host and api.port", api.host, api.port)
+        log.critical(
+            "the service did not start (the error is above); if %s:%s is in use, change api.host/api.port or stop "
+            "the program that holds it",
+            api.host,
+            api.port,
+        )
         return 2
     if service.pipeline.fatal.is_set():
         log.critical("stopped: %s", service.pipeline.health.fatal)
