@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from alerts.model import STATE_OPEN, Alert
 from detector.types import Contribution
@@ -52,6 +53,10 @@ _SCHEMA_BODY = """
 """
 
 SUPPORTED_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+class StoreOpenError(Exception):
+    """The store cannot be opened; the message is one line naming the file or the server (never a password)."""
 
 
 class AlertStore(Protocol):
@@ -176,20 +181,20 @@ class SqliteAlertStore:
 
     def __init__(self, path: str | Path) -> None:
         path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # check_same_thread=False: the lock, not thread affinity, is what keeps this safe.
-        # isolation_level=None: autocommit; every statement here is a single-row change.
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")  # another process may hold the file
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT,{_SCHEMA_BODY})"
-            )
-            for ddl in _index_ddl():
-                self._conn.execute(ddl)
+        self._conn = _open_sqlite(path)
+        try:
+            with self._lock:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA busy_timeout=5000")  # another process may hold the file
+                self._conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT,{_SCHEMA_BODY})"
+                )
+                for ddl in _index_ddl():
+                    self._conn.execute(ddl)
+        except sqlite3.Error as exc:  # not a database, read-only, locked beyond busy_timeout
+            self._conn.close()
+            raise StoreOpenError(f"cannot use the SQLite file {path}: {exc}") from exc
 
     def insert(self, alert: Alert) -> Alert:
         placeholders = ", ".join("?" for _ in _COLUMNS)
@@ -252,18 +257,25 @@ class PostgresAlertStore:
         self._table = sql.Identifier(schema, "alerts") if schema else sql.Identifier("alerts")
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        with self._lock:
-            conn = self._connection()
-            if schema:
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY," + _SCHEMA_BODY + ")").format(
-                    self._table
-                )
-            )
-            for ddl in _index_ddl():
-                # Index DDL is shared with SQLite; only the table reference needs qualifying.
-                conn.execute(sql.SQL(ddl.replace(" ON alerts", " ON {}")).format(self._table))
+        try:
+            with self._lock:
+                self._create_table()
+        except psycopg.Error as exc:  # unreachable, unknown host, refused login, no such database, no rights
+            self.close()
+            raise StoreOpenError(
+                f"cannot open the alert store in PostgreSQL at {_server(url)}: {_one_line(exc)}"
+            ) from exc
+
+    def _create_table(self) -> None:
+        conn = self._connection()
+        if self._schema:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY," + _SCHEMA_BODY + ")").format(self._table)
+        )
+        for ddl in _index_ddl():
+            # Index DDL is shared with SQLite; only the table reference needs qualifying.
+            conn.execute(sql.SQL(ddl.replace(" ON alerts", " ON {}")).format(self._table))
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         """The live connection, reconnecting if the server restarted since the last call."""
@@ -338,3 +350,34 @@ def _index_ddl() -> tuple[str, ...]:
 
 def _with_id(alert: Alert, alert_id: int) -> Alert:
     return dataclasses.replace(alert, id=alert_id)
+
+
+def _open_sqlite(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only mount
+            reason = "a file of that name is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+            raise StoreOpenError(f"cannot create the folder {folder} for the SQLite file {path}: {reason}") from exc
+    try:
+        # check_same_thread=False: the lock, not thread affinity, is what keeps this safe.
+        # isolation_level=None: autocommit; every statement here is a single-row change.
+        return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:  # e.g. the path is a folder
+        raise StoreOpenError(f"cannot open the SQLite file {path}: {exc}") from exc
+
+
+def _server(url: str) -> str:
+    """host:port/database of a PostgreSQL URL: what to check, without the password the URL may hold."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(the URL does not parse)"
+    user = f"{params['user']}@" if params.get("user") else ""
+    return f"{user}{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
+
+
+def _one_line(exc: BaseException) -> str:
+    # libpq's messages carry a tab-indented hint on a second line.
+    return " ".join(str(exc).split())

@@ -1,47 +1,46 @@
-"""Dependencies shared by the routers; the app factory puts the objects on `app.state`."""
+"""Dependencies shared by the routers: each reads one hook of the app's :class:`ServiceHooks`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from alerts.store import AlertStore
+from api.hooks import HealthReport, MaintenanceSnapshot, Relearn, ServiceHooks
 from telemetry.counters import Counters
 
-HealthCheck = Callable[[], dict[str, Any]]
-MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
-Relearn = Callable[[str, bool], bool]  # (asset, maintenance done) -> False when the service has no such asset
+
+def get_hooks(request: Request) -> ServiceHooks:
+    hooks: ServiceHooks = request.app.state.hooks  # put there by api.app.create_app
+    return hooks
 
 
-def get_store(request: Request) -> AlertStore:
-    store: AlertStore = request.app.state.store
-    return store
+HooksDep = Annotated[ServiceHooks, Depends(get_hooks)]
 
 
-def get_counters(request: Request) -> Counters:
-    counters: Counters = request.app.state.counters
-    return counters
+def get_store(hooks: HooksDep) -> AlertStore:
+    return hooks.store
 
 
-def get_health(request: Request) -> HealthCheck | None:
-    health: HealthCheck | None = request.app.state.health
-    return health
+def get_counters(hooks: HooksDep) -> Counters:
+    return hooks.counters
 
 
-def get_maintenance(request: Request) -> MaintenanceSnapshot:
-    maintenance: MaintenanceSnapshot = request.app.state.maintenance
-    return maintenance
+def get_health(hooks: HooksDep) -> HealthReport | None:
+    return hooks.health
 
 
-def get_relearn(request: Request) -> Relearn:
-    relearn: Relearn = request.app.state.relearn
-    return relearn
+def get_maintenance(hooks: HooksDep) -> MaintenanceSnapshot:
+    return hooks.maintenance
+
+
+def get_relearn(hooks: HooksDep) -> Relearn:
+    return hooks.relearn
 
 
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
-HealthDep = Annotated[HealthCheck | None, Depends(get_health)]
+HealthDep = Annotated[HealthReport | None, Depends(get_health)]
 MaintenanceDep = Annotated[MaintenanceSnapshot, Depends(get_maintenance)]
 RelearnDep = Annotated[Relearn, Depends(get_relearn)]

@@ -1,13 +1,36 @@
-"""Outbound API models: the wire shape is decoupled from the internal `Alert` dataclass."""
+"""API models: inbound (validated query parameters) and outbound (the wire shape, decoupled from `Alert`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from alerts.model import Alert
 from detector.types import Contribution
+
+# -- inbound ---------------------------------------------------------------------------------------
+
+# Names as the decoder accepts them (at most 128 characters); no NUL, which PostgreSQL text refuses.
+Name = Annotated[str | None, Field(max_length=128, pattern=r"^[^\x00]*$")]
+
+
+class AlertFilters(BaseModel):
+    """The query of ``GET /alerts``: every given filter must match."""
+
+    asset: Name = None
+    state: Literal["open", "resolved"] | None = Field(default=None, description="open or resolved")
+    kind: Name = None
+    since: str | None = Field(
+        default=None,
+        description="Only alerts active at or after this instant: ISO-8601 with a zone "
+        "(2024-05-01T12:00:00Z) or epoch seconds (1714564800.5).",
+    )
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+# -- outbound --------------------------------------------------------------------------------------
 
 
 class SensorContributionOut(BaseModel):

@@ -11,6 +11,10 @@ Delivery semantics (after Telegraf's mqtt_consumer):
 - subscriptions are made in ``on_connect`` so they are renewed after every reconnect; paho reconnects
   with capped exponential backoff (``reconnect_min_s`` … ``reconnect_max_s``).
 
+Connection trouble (nothing listening, TLS, a refused login, a lost session) is logged with the
+broker URL and what to check, once per cause and then at most every ``reconnect_max_s``, and counted
+in ``plantwatch_mqtt_connect_failures_total{cause}`` (see :mod:`ingest.mqtt_trouble`).
+
 Rejected payloads are counted by reason, logged once per reason, optionally republished to a
 dead-letter topic, and acknowledged (redelivering a payload that can never decode would loop forever).
 """
@@ -22,6 +26,7 @@ import json
 import logging
 import queue
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -32,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
+from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socket_trouble
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,11 @@ class MqttOptions:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
 
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
 
 class MqttSource:
     """Subscribes, decodes on paho's thread, hands :class:`Inbound` items to ``out``."""
@@ -68,6 +79,12 @@ class MqttSource:
         self.connected = threading.Event()
         self._reasons_logged: set[str] = set()
         self._stopping = False
+        self.trouble = TroubleLog(
+            options.url,
+            counters,
+            repeat_s=options.reconnect_max_s,
+            backoff=f"{options.reconnect_min_s:g}-{options.reconnect_max_s:g} s",
+        )
         self._client = self._make_client()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -98,14 +115,15 @@ class MqttSource:
         self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode, props: object
     ) -> None:
         if reason.is_failure:
-            log.error("MQTT connect to %s:%s refused: %s", self.options.host, self.options.port, reason)
+            self.trouble.failed(refusal_trouble(reason))
             return
+        failed = self.trouble.connected()
         log.info(
-            "MQTT connected to %s:%s as %s (session present: %s); subscribing to %s",
-            self.options.host,
-            self.options.port,
+            "MQTT connected to %s as %s (session present: %s%s); subscribing to %s",
+            self.options.url,
             self.options.client_id,
             flags.session_present,
+            f"; after {failed} failed attempt(s)" if failed else "",
             self.options.subscription,
         )
         client.subscribe(self.options.subscription, qos=self.options.qos)
@@ -114,9 +132,16 @@ class MqttSource:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags, reason: ReasonCode, props: object
     ) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        if not self._stopping:
-            log.warning("MQTT disconnected (%s); paho will reconnect with backoff", reason)
+        # After a refused CONNECT paho reports a disconnect too: that attempt was already explained.
+        if was_connected and not self._stopping:
+            self.trouble.lost(loss_trouble(reason, self.options.client_id))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho passes no cause, but calls this from inside its `except OSError` around the connect:
+        # the exception being handled is the socket or TLS error.
+        self.trouble.failed(socket_trouble(sys.exception(), tls=self.options.tls))
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.counters.inc("plantwatch_messages_received_total")
@@ -184,6 +209,7 @@ class MqttSource:
         if opts.tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client

@@ -11,6 +11,7 @@ from collections import defaultdict
 _HELP = {
     "plantwatch_messages_received_total": "MQTT messages received.",
     "plantwatch_messages_rejected_total": "MQTT messages rejected, by reason.",
+    "plantwatch_mqtt_connect_failures_total": "Failed MQTT connection attempts, by cause.",
     "plantwatch_readings_written_total": "Readings durably written to the storage sink.",
     "plantwatch_points_dropped_total": "Points the storage sink refused (400/422), by reason.",
     "plantwatch_sink_retries_total": "Storage sink write attempts that were retried.",

@@ -170,8 +170,12 @@ def _give_to_mosquitto(data: Path) -> None:
 
 
 @contextmanager
-def run_mosquitto(tmp_path: Path, *, port: int | None = None) -> Iterator[MosquittoServer]:
-    """Start Mosquitto with persistence in ``tmp_path/mosquitto``; stop it (saving state) on exit."""
+def run_mosquitto(tmp_path: Path, *, port: int | None = None, extra_config: str = "") -> Iterator[MosquittoServer]:
+    """Start Mosquitto with persistence in ``tmp_path/mosquitto``; stop it (saving state) on exit.
+
+    ``extra_config`` lines are appended to the configuration; a repeated option overrides, e.g.
+    ``allow_anonymous false`` with a ``password_file``.
+    """
     require_binary(MOSQUITTO_BIN)
     port = port or free_port()
     base = tmp_path / "mosquitto"
@@ -186,7 +190,7 @@ def run_mosquitto(tmp_path: Path, *, port: int | None = None) -> Iterator[Mosqui
         "persistence true\n"
         f"persistence_location {data}/\n"
         "log_dest stderr\n"
-        "max_queued_messages 0\n"
+        "max_queued_messages 0\n" + extra_config
     )
     argv = [MOSQUITTO_BIN, "-c", str(conf)]
     with _process(argv, base / "mosquitto.log", "mosquitto", lambda: _tcp_ready(port)):

@@ -6,16 +6,16 @@ import dataclasses
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-from servers import skip_or_fail
+from servers import free_port, skip_or_fail
 
 from alerts.model import Alert
-from alerts.store import AlertStore, PostgresAlertStore, SqliteAlertStore, open_store
+from alerts.store import AlertStore, PostgresAlertStore, SqliteAlertStore, StoreOpenError, open_store
 from detector.types import Contribution
 
 PG_URL = os.environ.get("PLANTWATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -211,3 +211,40 @@ def test_open_store_postgres(scheme: str, pg_schema: str) -> None:
 def test_open_store_rejects_unsupported_urls(url: str) -> None:
     with pytest.raises(ValueError, match=r"sqlite|postgres"):
         open_store(url)
+
+
+def test_unreachable_postgres_is_one_line_naming_the_server_not_the_password() -> None:
+    url = f"postgresql://plantwatch:hunter2@127.0.0.1:{free_port()}/alerts"  # nothing listens there
+    with pytest.raises(StoreOpenError) as info:
+        open_store(url)
+    message = str(info.value)
+    assert "\n" not in message and "hunter2" not in message
+    assert "PostgreSQL at plantwatch@127.0.0.1:" in message and "/alerts" in message and "refused" in message
+
+
+def test_missing_postgres_database_is_named() -> None:
+    _require_postgres()
+    url = PG_URL.rsplit("/", 1)[0] + "/no_such_database_pw"
+    with pytest.raises(StoreOpenError, match=r'database "no_such_database_pw" does not exist'):
+        open_store(url)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda db: db.mkdir(), "cannot open the SQLite file {db}: unable to open database file"),  # a folder
+        (lambda db: db.write_text("not sqlite"), "cannot use the SQLite file {db}: file is not a database"),
+    ],
+)
+def test_unopenable_sqlite_file_is_named(tmp_path: Path, make: Callable[[Path], object], message: str) -> None:
+    db = tmp_path / "alerts.db"
+    make(db)
+    with pytest.raises(StoreOpenError) as info:
+        open_store(f"sqlite:///{db}")
+    assert str(info.value) == message.format(db=db)
+
+
+def test_sqlite_folder_blocked_by_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    with pytest.raises(StoreOpenError, match=r"cannot create the folder .*data for the SQLite file .*: a file of"):
+        open_store(f"sqlite:///{tmp_path / 'data' / 'alerts.db'}")

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from alerts.model import Alert
 from alerts.store import SqliteAlertStore
 from api.app import create_app
+from api.hooks import ServiceHooks
 from api.routes.alerts import parse_since
 from detector.types import Contribution
 from telemetry.counters import Counters
@@ -59,7 +60,7 @@ def seeded(store: SqliteAlertStore) -> dict[str, Alert]:
 
 
 def client_for(store: SqliteAlertStore, counters: Counters | None = None, **kw: Any) -> TestClient:
-    return TestClient(create_app(store, counters or Counters(), **kw))
+    return TestClient(create_app(ServiceHooks(store=store, counters=counters or Counters(), **kw)))
 
 
 def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:
@@ -212,7 +213,7 @@ def test_relearn_asks_the_pipeline_and_answers_202(store: SqliteAlertStore) -> N
         asked.append((asset, maintenance))
         return asset == "pump 7"
 
-    with TestClient(create_app(store, Counters(), relearn=relearn)) as client:
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), relearn=relearn))) as client:
         resp = client.post("/assets/pump%207/relearn")
         assert resp.status_code == 202
         assert resp.json() == {"asset": "pump 7", "status": "relearning", "maintenance": False}

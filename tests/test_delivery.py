@@ -6,12 +6,12 @@ The pipeline is run in-process (no HTTP server needed) with the same wiring as `
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from servers import free_port, run_victoria
+from waiting import wait_until as _wait
 
 from ingest.replay import Publisher, as_log, replay
 from plantwatch.service.wiring import Service, build_service
@@ -53,15 +53,6 @@ def _publish(mqtt_port: int, topic: str, rows: int, start_s: int) -> None:
     finally:
         publisher.close()
     assert stats.published == rows
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _wait_connected(service: Service) -> None:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
 from api.app import create_app
+from api.hooks import ServiceHooks
 from detector.types import Contribution, Verdict
 from plantwatch.maintenance.tracker import MaintenanceTracker, drift_from_contributions
 from plantwatch.service.detector_stage import DetectorStage
@@ -110,7 +111,7 @@ def test_due_forecast_opens_one_maintenance_alert_visible_in_the_api(tmp_path: P
         stage.alerts.observe(verdict)
         stage._track_maintenance(verdict)
     stage.alerts.flush()
-    with TestClient(create_app(store, Counters(), maintenance=t.snapshot)) as client:
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), maintenance=t.snapshot))) as client:
         alerts = client.get("/alerts", params={"kind": "maintenance"}).json()
         anomalies = client.get("/alerts", params={"kind": "anomaly"}).json()
         snapshot = client.get("/maintenance")
@@ -159,7 +160,7 @@ def test_maintenance_alert_resolves_once_no_longer_due(tmp_path: Path) -> None:
 
 def test_get_maintenance_defaults_to_empty(tmp_path: Path) -> None:
     store = SqliteAlertStore(tmp_path / "alerts.db")
-    with TestClient(create_app(store, Counters())) as client:
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters()))) as client:
         resp = client.get("/maintenance")
     assert resp.status_code == 200 and resp.json() == []
     store.close()

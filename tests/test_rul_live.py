@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
 from api.app import create_app
+from api.hooks import ServiceHooks
 from detector.rul import RulModel
 from detector.types import Verdict
 from plantwatch.maintenance.rul_files import save_model
@@ -93,7 +94,7 @@ def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Pa
     cut = 190  # true remaining life at the end: 10 cycles = 100 s
     rows = _rows(t[:cut], X[:cut], S[:cut])
     seen: list[dict[str, object]] = []
-    with TestClient(create_app(store, Counters(), maintenance=tracker.snapshot)) as client:
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), maintenance=tracker.snapshot))) as client:
         assert client.get("/maintenance").json() == []
         for i in range(0, cut, 10):
             stage._process([Reading("pump-1", ts, values) for ts, values in rows[i : i + 10]])

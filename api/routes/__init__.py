@@ -1,1 +1,1 @@
-"""One router per resource: alerts, health, maintenance, metrics."""
+"""One router per resource: alerts, assets, health, maintenance, metrics (listed in api.app.ROUTERS)."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import StoreDep
-from api.schemas import AlertOut
+from api.schemas import AlertFilters, AlertOut
 
 router = APIRouter(tags=["alerts"])
 
@@ -18,31 +18,15 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_EPOCH_S = Decimal(_INT64_MAX) / 1_000_000_000
 _OUT_OF_RANGE = "out of range (years 1677-2262)"
 
-StateParam = Annotated[Literal["open", "resolved"] | None, Query(description="open or resolved")]
-SinceParam = Annotated[
-    str | None,
-    Query(
-        description="Only alerts active at or after this instant: ISO-8601 with a zone "
-        "(2024-05-01T12:00:00Z) or epoch seconds (1714564800.5)."
-    ),
-]
-LimitParam = Annotated[int, Query(ge=1, le=10_000)]
-# Names as the decoder accepts them (at most 128 characters); no NUL, which PostgreSQL text refuses.
-NameParam = Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00]*$")]
-
 
 @router.get("/alerts", response_model=list[AlertOut])
-def list_alerts(
-    store: StoreDep,
-    asset: NameParam = None,
-    state: StateParam = None,
-    kind: NameParam = None,
-    since: SinceParam = None,
-    limit: LimitParam = 1000,
-) -> list[AlertOut]:
+def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]) -> list[AlertOut]:
     # Sync handler on purpose: the store blocks, so FastAPI runs this in its threadpool.
-    since_ns = None if since is None else parse_since(since)
-    alerts = store.list(asset=asset, state=state, kind=kind, since_ns=since_ns, limit=limit)
+    # `since` is parsed here, not in the model, so its 422 keeps the one-line detail it always had.
+    since_ns = None if filters.since is None else parse_since(filters.since)
+    alerts = store.list(
+        asset=filters.asset, state=filters.state, kind=filters.kind, since_ns=since_ns, limit=filters.limit
+    )
     return [AlertOut.from_alert(a) for a in alerts]
 
 

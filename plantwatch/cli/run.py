@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from plantwatch.cli.common import add_log_level
@@ -18,8 +19,14 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Exit 0 after SIGINT/SIGTERM stopped the service cleanly; 2 when it cannot start or storage failed."""
     from plantwatch.service.wiring import build_service, serve
 
     settings = load_settings(args.config)
     logging.getLogger().setLevel(settings.log_level)
-    return serve(build_service(settings))
+    try:
+        service = build_service(settings)
+    except KeyboardInterrupt:  # Ctrl-C while the baselines load: nothing runs yet, nothing to stop
+        print("plantwatch: interrupted while starting", file=sys.stderr)
+        return 130
+    return serve(service)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
+import sqlite3
 import threading
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
 from alerts.lifecycle import AlertManager
-from alerts.store import AlertStore, open_store
+from alerts.store import AlertStore, StoreOpenError, open_store
 from api.app import create_app
+from api.hooks import ServiceHooks
 from ingest.decode import Decoder, TopicTemplate
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
@@ -37,7 +41,11 @@ class Service:
 
 def build_sink(settings: Settings, counters: Counters, stop: threading.Event) -> Sink:
     if settings.storage.kind == "sqlite":
-        return SqliteSink(settings.storage.sqlite_path, counters=counters)
+        path = settings.storage.sqlite_path
+        try:
+            return SqliteSink(path, counters=counters)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"storage.sqlite_path: cannot open the SQLite file {path}: {exc}") from None
     influx = settings.influx
     assert influx.token is not None  # guaranteed by Settings validation
     return InfluxSink(
@@ -109,7 +117,10 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         max_payload_bytes=settings.mqtt.max_payload_bytes,
         max_future_ns=round(settings.mqtt.max_future_s * 1e9),
     )
-    store = open_store(settings.alerts.store_url)
+    try:
+        store = open_store(settings.alerts.store_url)
+    except StoreOpenError as exc:
+        raise ConfigError(f"alerts.store_url: {exc}") from None
     manager = AlertManager(
         store,
         resolve_after_s=settings.alerts.resolve_after_s,
@@ -142,20 +153,25 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         manager.flush()  # peak changes held back by write coalescing
         store.close()
 
-    app = create_app(
-        store,
-        counters,
+    hooks = ServiceHooks(
+        store=store,
+        counters=counters,
         health=pipeline.health_report,
-        on_startup=pipeline.start,
-        on_shutdown=on_shutdown,
         maintenance=tracker.snapshot,
         relearn=pipeline.relearn,
+        on_startup=pipeline.start,
+        on_shutdown=on_shutdown,
     )
+    app = create_app(hooks)
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 
 
 def serve(service: Service) -> int:
-    """Run the API (which starts the pipeline) until interrupted or until storage fails fatally."""
+    """Run the API (which starts the pipeline) until SIGINT/SIGTERM or a fatal storage failure.
+
+    Exit codes: 0 after a clean stop on a signal, 2 when storage failed fatally or the server could
+    not start (e.g. api.port in use: uvicorn has logged why).
+    """
     api = service.settings.api
     config = uvicorn.Config(
         service.app, host=api.host, port=api.port, log_level=service.settings.log_level.lower(), lifespan="on"
@@ -167,8 +183,48 @@ def serve(service: Service) -> int:
         server.should_exit = True
 
     threading.Thread(target=watch_fatal, name="plantwatch-fatal-watch", daemon=True).start()
-    server.run()
+    try:
+        stopped_by = _run_catching_stop_signals(server)
+    except SystemExit as exc:  # uvicorn exits when it cannot bind or its startup failed
+        if not exc.code:
+            raise
+        log.critical(
+            "the service did not start (the error is above); if %s:%s is in use, change api.host/api.port or stop "
+            "the program that holds it",
+            api.host,
+            api.port,
+        )
+        return 2
     if service.pipeline.fatal.is_set():
         log.critical("stopped: %s", service.pipeline.health.fatal)
         return 2
+    if stopped_by:
+        model_dir = service.settings.detector.model_dir
+        saved = f"; the learned models are in {model_dir}" if model_dir else " (no detector.model_dir: models not kept)"
+        log.info("stopped on %s: pipeline stopped, alerts flushed%s", signal.Signals(stopped_by[0]).name, saved)
     return 0
+
+
+def _run_catching_stop_signals(server: uvicorn.Server) -> list[int]:
+    """Run ``server``; returns the stop signals received (SIGINT, SIGTERM), which end the process no further.
+
+    uvicorn handles the signals while it serves (graceful shutdown, our lifespan stops the pipeline)
+    and, once done, hands each to the handler that was installed before it, so the host program
+    decides. Python's own handlers would turn that into a KeyboardInterrupt traceback (SIGINT) or
+    death by signal (SIGTERM) after a clean stop; ours note the signal and let ``serve`` return.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        server.run()
+        return received
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return received

@@ -1,0 +1,52 @@
+"""What the API needs from the service that runs it, handed to ``create_app`` as one object.
+
+The live service (``plantwatch.service.wiring``) fills every hook from its pipeline; tests build
+their own with only the hooks they exercise. A new capability of the API is a new field here, a
+getter in :mod:`api.deps`, and the router that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from alerts.store import AlertStore
+from telemetry.counters import Counters
+
+# Extra /healthz fields; a "status" other than "ok" makes it answer 503.
+HealthReport = Callable[[], dict[str, Any]]
+# The per-asset entries of GET /maintenance (the maintenance tracker's snapshot).
+MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
+# (asset, maintenance done) -> False when the service knows no such asset.
+Relearn = Callable[[str, bool], bool]
+Hook = Callable[[], None]
+
+
+def no_maintenance() -> list[dict[str, Any]]:
+    return []
+
+
+def no_assets(asset: str, maintenance: bool) -> bool:
+    return False
+
+
+def nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ServiceHooks:
+    """The alert store and counters, plus the service's callbacks; the defaults serve an idle service.
+
+    ``on_startup`` and ``on_shutdown`` run with the server's lifespan: the service starts its
+    pipeline in the first and stops it, flushing alerts and saving models, in the second.
+    """
+
+    store: AlertStore
+    counters: Counters
+    health: HealthReport | None = None  # None: /healthz reports liveness only
+    maintenance: MaintenanceSnapshot = no_maintenance
+    relearn: Relearn = no_assets
+    on_startup: Hook = nothing
+    on_shutdown: Hook = nothing

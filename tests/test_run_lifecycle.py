@@ -1,0 +1,187 @@
+"""`plantwatch run` started and stopped as a user would: a real subprocess, real Mosquitto and PostgreSQL.
+
+Ctrl-C (SIGINT) or SIGTERM stops the pipeline, flushes alerts, saves the learned models and exits 0;
+an alert store that cannot be opened is one `plantwatch:` line naming the key, and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from servers import MosquittoServer, free_port
+from waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "example-line.yaml"
+BASELINE_ROWS = 60
+ASSET = "press1"
+
+
+def _plantwatch(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:  # a file, not a pipe: a chatty child must never block on a full pipe
+        return subprocess.Popen(
+            [sys.executable, "-m", "plantwatch.cli", *args],
+            env={**os.environ, "PLANTWATCH_INFLUX__TOKEN": "unused", **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _run_to_exit(*args: str, env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
+    proc = _plantwatch(*args, env=env, log=tmp_path / "out.txt")
+    returncode = proc.wait(timeout=120)
+    return returncode, (tmp_path / "out.txt").read_text()
+
+
+def _small_config(tmp_path: Path) -> Path:
+    config = tmp_path / "small.yaml"
+    config.write_text("mqtt:\n  url: mqtt://127.0.0.1:1\ndetector:\n  baseline_rows: 100\n")
+    return config
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        # nothing listens on the port; the password must not be echoed
+        (
+            {"PLANTWATCH_ALERTS__STORE_URL": "postgresql://plantwatch:hunter2@127.0.0.1:{port}/plantwatch"},
+            "plantwatch: alerts.store_url: cannot open the alert store in PostgreSQL at plantwatch@127.0.0.1:{port}",
+        ),
+        (  # a folder, not a database file
+            {"PLANTWATCH_ALERTS__STORE_URL": "sqlite:///{tmp}"},
+            "plantwatch: alerts.store_url: cannot open the SQLite file {tmp}: unable to open database file",
+        ),
+        (
+            {
+                "PLANTWATCH_ALERTS__STORE_URL": "sqlite:///{tmp}/alerts.db",
+                "PLANTWATCH_STORAGE__KIND": "sqlite",
+                "PLANTWATCH_STORAGE__SQLITE_PATH": "{tmp}",
+            },
+            "plantwatch: storage.sqlite_path: cannot open the SQLite file {tmp}: unable to open database file",
+        ),
+    ],
+    ids=["postgresql-unreachable", "alerts-sqlite-folder", "readings-sqlite-folder"],
+)
+def test_unopenable_storage_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], line: str) -> None:
+    fill = {"port": free_port(), "tmp": tmp_path}
+    env = {key: value.format(**fill) for key, value in env.items()}
+    # The example's settings check learns a 3,600-row trial baseline (~10 s); the SQLite cases need no example.
+    config = EXAMPLE_CONFIG if "postgresql" in env["PLANTWATCH_ALERTS__STORE_URL"] else _small_config(tmp_path)
+    returncode, output = _run_to_exit("run", "--config", str(config), env=env, tmp_path=tmp_path)
+    assert returncode == 2, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output  # no traceback
+    assert lines[0].startswith(line.format(**fill)), lines[0]
+    assert "hunter2" not in output
+
+
+@pytest.fixture
+def service(tmp_path: Path, mosquitto: MosquittoServer) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """`plantwatch run` on a real broker with a small baseline; yields (process, API base URL, model dir)."""
+    api_port = free_port()
+    models = tmp_path / "models"
+    config = tmp_path / "plantwatch.yaml"
+    config.write_text(
+        f"""
+mqtt:
+  url: {mosquitto.url}
+  client_id: lifecycle-{uuid.uuid4().hex[:8]}
+  topic_template: lifecycle/{{asset}}
+storage:
+  kind: sqlite
+  sqlite_path: {tmp_path / "readings.db"}
+  flush_interval_s: 0.1
+detector:
+  baseline_rows: {BASELINE_ROWS}
+  model_dir: {models}
+alerts:
+  store_url: sqlite:///{tmp_path / "alerts.db"}
+api:
+  port: {api_port}
+"""
+    )
+    proc = _plantwatch("run", "--config", str(config), log=tmp_path / "out.txt")
+    try:
+        yield proc, f"http://127.0.0.1:{api_port}", models
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+def _healthz(base: str) -> dict[str, object] | None:
+    try:
+        resp = httpx.get(f"{base}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return resp.json() if resp.status_code == 200 else None
+
+
+def _learned(base: str) -> bool:
+    health = _healthz(base) or {}
+    baselines = health.get("baselines") or {}
+    return bool(isinstance(baselines, dict) and baselines.get(ASSET, {}).get("learned"))
+
+
+def _publish_rows(port: int, rows: int) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lifecycle-pub-{uuid.uuid4().hex[:8]}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    start = int(time.time()) - rows
+    try:
+        for i in range(rows):
+            values = {"force": 10.0 + (i * 7919 % 13) / 10, "temp": 60.0 + (i * 104729 % 11) / 10}
+            payload = json.dumps({"ts": start + i, "values": values})
+            client.publish(f"lifecycle/{ASSET}", payload, qos=1).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
+    service: tuple[subprocess.Popen[bytes], str, Path], mosquitto: MosquittoServer, tmp_path: Path, sig: int
+) -> None:
+    proc, base, models = service
+    wait_until(lambda: _healthz(base) is not None or proc.poll() is not None, 90, "/healthz 200")
+    assert proc.poll() is None, (tmp_path / "out.txt").read_text()
+    _publish_rows(mosquitto.port, BASELINE_ROWS + 20)
+    wait_until(lambda: _learned(base), 60, f"the baseline of {ASSET}")
+    wait_until(lambda: any(models.glob(f"{ASSET}-*.json")), 30, "the model saved when learned")
+    for saved in models.glob(f"{ASSET}-*"):  # only the save at shutdown can bring them back
+        saved.unlink()
+
+    proc.send_signal(sig)
+    returncode = proc.wait(timeout=60)
+    output = (tmp_path / "out.txt").read_text()
+    assert returncode == 0, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert f"stopped on {signal.Signals(sig).name}: pipeline stopped, alerts flushed" in output
+    assert len(list(models.glob(f"{ASSET}-*.json"))) == 1 and len(list(models.glob(f"{ASSET}-*.npz"))) == 1
+
+
+def test_an_api_port_in_use_exits_2_naming_the_keys(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {"PLANTWATCH_API__PORT": str(port), "PLANTWATCH_STORAGE__KIND": "sqlite"}
+        env["PLANTWATCH_STORAGE__SQLITE_PATH"] = str(tmp_path / "readings.db")
+        env["PLANTWATCH_ALERTS__STORE_URL"] = f"sqlite:///{tmp_path / 'alerts.db'}"
+        returncode, output = _run_to_exit("run", "--config", str(_small_config(tmp_path)), env=env, tmp_path=tmp_path)
+    assert returncode == 2, output
+    assert "address already in use" in output and f"if 127.0.0.1:{port} is in use, change api.host/api.port" in output
+    assert "Traceback" not in output
