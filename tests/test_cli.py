@@ -100,9 +100,10 @@ def test_backtest_writes_the_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(rows) == 900
     assert list(rows[0]) == ["timestamp", "score", "probability", "anomaly"]
     assert rows[0]["timestamp"] == "2020-03-09 10:00:00"  # as in the input, input order
-    probabilities = np.array([float(r["probability"]) for r in rows])
+    assert all(r["score"] == r["probability"] == r["anomaly"] == "" for r in rows[:300])  # baseline: not scored
+    probabilities = np.array([float(r["probability"]) for r in rows[300:]])
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
-    assert {r["anomaly"] for r in rows} <= {"0", "1"}
+    assert {r["anomaly"] for r in rows[300:]} <= {"0", "1"}
     flagged = np.array([r["anomaly"] == "1" for r in rows])
     assert not flagged[:300].any()  # the baseline is never flagged
     assert flagged[620:].mean() > 0.9  # the step fault is found
