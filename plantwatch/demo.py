@@ -138,7 +138,7 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
     server_thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base)
+        wait_healthy(base)
         return _replay_and_watch(service, broker.port, base, work, rate, keep_running)
     finally:
         server.should_exit = True
@@ -192,7 +192,7 @@ def _get_json(url: str, timeout_s: float) -> Any:
         return json.load(response)
 
 
-def _wait_healthy(base: str, timeout_s: float = 30) -> None:
+def wait_healthy(base: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
