@@ -95,6 +95,7 @@ def test_backtest_writes_the_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert "precision" in printed and "recall" in printed and "F1" in printed
     assert "scores lie beyond the alarm level enter=0.995" in printed  # 300 rows: ~1.5 of them
+    assert "as many rows (--train-rows " in printed and "baseline_rows" not in printed  # the flag, not the key
     assert "labelled segments after row 300: 1 of 1 flagged; first flag a median" in printed
     rows = _read_scores(out)
     assert len(rows) == 900

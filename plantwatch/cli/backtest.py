@@ -46,6 +46,11 @@ def _train_rows(text: str) -> int:
     return rows
 
 
+def _as_flags(advice: str) -> str:
+    """The monitor's advice names the live setting (baseline_rows) and asset; here they are --train-rows and the log."""
+    return advice.replace("baseline of backtest:", "baseline:").replace("baseline_rows >= ", "--train-rows ")
+
+
 def main(args: argparse.Namespace) -> int:
     from plantwatch.offline.backtest import backtest_main
 
@@ -78,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
             "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])
         )
     if summary["baseline_advice"]:
-        print(summary["baseline_advice"])
+        print(_as_flags(summary["baseline_advice"]))
     metrics = summary.get("metrics")
     if metrics:
         print(
