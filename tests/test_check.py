@@ -146,6 +146,13 @@ def test_the_check_does_not_take_over_the_running_service_session(
         service.loop_stop()
 
 
+def test_tls_to_a_plain_mqtt_port_is_named_a_tls_failure(mosquitto: MosquittoServer) -> None:
+    options = MqttOptions(host=mosquitto.host, port=mosquitto.port, client_id="plantwatch", subscription="#", tls=True)
+    with pytest.raises(CheckFailed, match=r"TLS handshake failed: .+ \(does the port speak TLS\?\)") as failed:
+        check_broker(options)
+    assert str(failed.value).startswith(f"mqtts://{mosquitto.host}:{mosquitto.port}: ")
+
+
 def test_a_server_that_is_not_a_broker_is_named(victoria: VictoriaServer) -> None:
     options = MqttOptions(host=victoria.host, port=victoria.port, client_id="plantwatch", subscription="#")
     with pytest.raises(CheckFailed, match=r"no MQTT CONNACK within 1 s \(is it an MQTT broker\?\)") as failed:

@@ -10,6 +10,7 @@ when all pass, 2 otherwise.
 from __future__ import annotations
 
 import argparse
+import socket
 import sqlite3
 import ssl
 import threading
@@ -104,12 +105,17 @@ def check_broker(options: MqttOptions, timeout_s: float = TIMEOUT_S) -> str:
         answered.set()
 
     client.on_connect = on_connect
-    try:
-        client.connect(options.host, options.port, keepalive=options.keepalive_s)
-    except ssl.SSLError as exc:
-        raise CheckFailed(f"{where}: TLS handshake failed: {exc.reason or exc}") from None
+    try:  # TCP first, so that a failure after it can be named a TLS failure
+        socket.create_connection((options.host, options.port), timeout=timeout_s).close()
     except OSError as exc:
         raise CheckFailed(f"{where}: cannot connect: {exc.strerror or exc}") from None
+    try:
+        client.connect(options.host, options.port, keepalive=options.keepalive_s)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        cause = getattr(exc, "reason", None) or exc.strerror or exc
+        if options.tls:
+            raise CheckFailed(f"{where}: TLS handshake failed: {cause} (does the port speak TLS?)") from None
+        raise CheckFailed(f"{where}: cannot connect: {cause}") from None
     client.loop_start()
     try:
         if not answered.wait(timeout_s):
