@@ -28,6 +28,7 @@ the corpus and all 58 files; ours are a fixed alarm rule on 13 files.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
@@ -109,7 +110,8 @@ def backtest_flags(
     """Run the CLI's backtest on one file; the per-row anomaly flags (from its scores CSV) and summary."""
     out = out_dir / (log_path.parent.name + "_" + log_path.stem + ".scores.csv")
     summary = backtest_main(log_path, out, train_rows=train_rows, label_columns=labels, config=config)
-    flags = np.loadtxt(out, delimiter=",", skiprows=1, usecols=3, dtype=np.int8, ndmin=1).astype(bool)
+    with out.open(newline="", encoding="utf-8") as fh:  # anomaly is empty on baseline rows: not flagged
+        flags = np.array([row["anomaly"] == "1" for row in csv.DictReader(fh)], dtype=bool)
     if flags.size != summary["rows"]:
         raise RuntimeError(f"{out}: {flags.size} score rows for {summary['rows']} log rows")
     return flags, summary
@@ -307,9 +309,9 @@ def report(
     ours = published_on_our_files(c, list(per))
     by_name = dict(ours)
     print(f"  {'detector':<40}{'58 files':>10}{f'these {n_files}':>10}")
-    table = [("plantwatch (this run)", None, c["score"])]
+    table: list[tuple[str, float | None, float | None]] = [("plantwatch (this run)", None, c["score"])]
     table += [(name + " (published)", e["score_58_files"], by_name.get(name)) for name, e in NAB_PUBLISHED.items()]
-    table.sort(key=lambda r: -(r[2] if r[2] is not None else r[1]))
+    table.sort(key=lambda r: -(r[2] if r[2] is not None else r[1] or 0.0))  # every row has one of the two
     for name, full, here in table:
         full_s = "" if full is None else f"{full:.1f}"
         here_s = "" if here is None else f"{here:.1f}"

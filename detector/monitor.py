@@ -79,6 +79,7 @@ CALIBRATORS = {"pot": PotCalibrator, "empirical": EmpiricalCalibrator}
 # Fewer baseline scores beyond the alarm entry level than this make that level a guess (the usual
 # minimum number of exceedances for a tail estimate; with 10 the false-alarm rate is known to ~±30 %).
 MIN_SCORES_BEYOND_ENTER = 10
+MIN_BASELINE_ROWS = 10
 # How long (in max_staleness periods of event time) an asset without a baseline may go without a
 # complete row before it discovers its sensors again: a sensor silent that long is gone, not late.
 REDISCOVER_AFTER = 10
@@ -215,8 +216,8 @@ class AssetMonitor:
         self._refill_until = np.iinfo(np.int64).min  # rows before this refill the window after a gap
 
     def _check_params(self) -> None:
-        if self.baseline_rows < 10:
-            raise ValueError(f"baseline_rows must be >= 10, got {self.baseline_rows}")
+        if self.baseline_rows < MIN_BASELINE_ROWS:
+            raise ValueError(f"baseline_rows must be >= {MIN_BASELINE_ROWS}, got {self.baseline_rows}")
         if self.calibration not in CALIBRATORS:
             raise ValueError(f"calibration must be one of {sorted(CALIBRATORS)}, got {self.calibration!r}")
         if self.calibration_folds == 1 or self.calibration_folds < 0:

@@ -14,10 +14,10 @@ import sqlite3
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import uvicorn
 
@@ -138,7 +138,7 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
     server_thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base)
+        wait_healthy(base)
         return _replay_and_watch(service, broker.port, base, work, rate, keep_running)
     finally:
         server.should_exit = True
@@ -182,13 +182,23 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
     return 0
 
 
-def _wait_healthy(base: str, timeout_s: float = 30) -> None:
+def _get_json(url: str, timeout_s: float) -> Any:
+    """GET ``url`` and decode its JSON body; a non-2xx answer raises urllib's HTTPError (an OSError).
+
+    urllib, not an HTTP client library: the demo makes a few loopback GETs and must run on the
+    runtime dependencies alone.
+    """
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return json.load(response)
+
+
+def wait_healthy(base: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
+            _get_json(f"{base}/healthz", timeout_s=2)
+            return
+        except OSError:  # refused while uvicorn starts, or a 503 (urllib's HTTPError is an OSError)
             pass
         time.sleep(0.1)
     raise RuntimeError(f"the service at {base} did not become healthy within {timeout_s} s")
@@ -197,7 +207,7 @@ def _wait_healthy(base: str, timeout_s: float = 30) -> None:
 def _poll_alerts(base: str, deadline_s: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        alerts = httpx.get(f"{base}/alerts", timeout=5).json()
+        alerts = _get_json(f"{base}/alerts", timeout_s=5)
         if alerts:
             return list(alerts)
         time.sleep(0.1)

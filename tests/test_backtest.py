@@ -52,12 +52,12 @@ def test_backtest_main_writes_one_row_per_input_row(tmp_path: Path) -> None:
     assert rows[0] == ["timestamp", "score", "probability", "anomaly"]
     assert len(rows) == N + 1
     assert rows[1][0] == "2021-05-01 00:00:00" and rows[N][0] == "2021-05-01 00:14:59"
-    assert all(r[1:] == ["0.0", "0.0", "0"] for r in rows[1 : TRAIN + 1])  # warm-up
-    assert {r[3] for r in rows[1:]} <= {"0", "1"}
-    # The 'n/a' row cannot be scored: score and probability 0 (probability stays in [0, 1]), alarm held off.
-    assert rows[451][1:] == ["0.0", "0.0", "0"]
-    probs = [float(r[2]) for r in rows[TRAIN + 1 :]]
-    assert all(0.0 <= p < 1.0 for p in probs)
+    assert all(r[1:] == ["", "", ""] for r in rows[1 : TRAIN + 1])  # baseline rows are not scored: empty
+    assert {r[3] for r in rows[TRAIN + 1 :]} <= {"0", "1"}
+    # The 'n/a' row cannot be scored: score and probability empty, the alarm state held (off).
+    assert rows[451][1:] == ["", "", "0"]
+    probs = [float(r[2]) for r in rows[TRAIN + 1 :] if r[2]]
+    assert len(probs) == N - TRAIN - 1 and all(0.0 <= p < 1.0 for p in probs)
     assert summary["rows"] == N and summary["skipped_rows"] == 1 and len(summary["sensors"]) == 8
     m = summary["metrics"]
     assert m["recall"] > 0.8 and m["precision"] > 0.8

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2020, 3, 9, 10, 0, 0, tzinfo=UTC)
@@ -114,7 +115,7 @@ def test_published_nab_scores_are_renormalised_over_our_files() -> None:
     assert bench["published_file_oracle"](corpus, files + ["realKnownCause/other.csv"]) is None
 
 
-def test_the_detector_comparison_runs_every_asked_kind(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_detector_comparison_runs_every_asked_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _datasets(tmp_path / "datasets")
     bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "detectors.py"))
     assert bench["main"](["--data", str(data), "--kinds", "pca_spc,robust_z"]) == 0
@@ -134,7 +135,7 @@ def test_the_wear_benchmark_shows_adaptation_learning_a_slow_ramp() -> None:
     assert results[(6000, True)] < 0.1  # ... a slow ramp is learned as normal
 
 
-def test_the_baseline_episode_bench_shows_the_masking_and_names_it(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_baseline_episode_bench_shows_the_masking_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
     bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "baseline_episode.py"))
     assert bench["main"]([]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -4,20 +4,69 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import BaseModel
 
 from plantwatch.cli import main
+from plantwatch.settings import DEFAULT_CONFIG, SECRET_KEYS, Settings, load_settings
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["replay"], ["backtest"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["replay"], ["backtest"], ["demo"], ["config"], ["check"]])
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: plantwatch" in capsys.readouterr().out
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"plantwatch {version('plantwatch')}\n"
+
+
+def test_config_prints_a_file_that_loads_as_the_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["config"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == DEFAULT_CONFIG.read_text(encoding="utf-8")
+    start = tmp_path / "plant.yaml"
+    start.write_text(printed, encoding="utf-8")
+    monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "t")
+    assert load_settings(start) == Settings()  # the file states the defaults, no more, no less
+
+
+def test_config_documents_every_key() -> None:
+    """Every setting but the secrets (named in the header) is in the file, each key line with a comment."""
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8")
+    keys: dict[str, str] = {}
+    section = ""
+    for line in text.splitlines():
+        match = re.match(r"^( *)([a-z_]+):(.*)$", line)
+        if match is None:
+            continue
+        indent, key, rest = match.groups()
+        section = key if not indent else section
+        keys[f"{section}.{key}" if indent else key] = rest
+    expected = set()
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            expected.add(name)
+            expected |= {f"{name}.{key}" for key in field.annotation.model_fields}
+        else:
+            expected.add(name)
+    secrets = {f"{section}.{key}" for section, key in SECRET_KEYS}
+    assert set(keys) == expected - secrets
+    assert [key for key, rest in keys.items() if "#" not in rest] == []
+    for section, key in SECRET_KEYS:
+        assert f"PLANTWATCH_{section.upper()}__{key.upper()}" in text
 
 
 def _sensor_log(path: Path, rows: int = 900, fault_from: int = 600, delimiter: str = ";") -> None:
@@ -46,14 +95,16 @@ def test_backtest_writes_the_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert "precision" in printed and "recall" in printed and "F1" in printed
     assert "scores lie beyond the alarm level enter=0.995" in printed  # 300 rows: ~1.5 of them
+    assert "as many rows (--train-rows " in printed and "baseline_rows" not in printed  # the flag, not the key
     assert "labelled segments after row 300: 1 of 1 flagged; first flag a median" in printed
     rows = _read_scores(out)
     assert len(rows) == 900
     assert list(rows[0]) == ["timestamp", "score", "probability", "anomaly"]
     assert rows[0]["timestamp"] == "2020-03-09 10:00:00"  # as in the input, input order
-    probabilities = np.array([float(r["probability"]) for r in rows])
+    assert all(r["score"] == r["probability"] == r["anomaly"] == "" for r in rows[:300])  # baseline: not scored
+    probabilities = np.array([float(r["probability"]) for r in rows[300:]])
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
-    assert {r["anomaly"] for r in rows} <= {"0", "1"}
+    assert {r["anomaly"] for r in rows[300:]} <= {"0", "1"}
     flagged = np.array([r["anomaly"] == "1" for r in rows])
     assert not flagged[:300].any()  # the baseline is never flagged
     assert flagged[620:].mean() > 0.9  # the step fault is found

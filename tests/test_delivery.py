@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import free_port, run_victoria
+from servers import MosquittoServer, VictoriaServer, free_port, run_victoria
 from waiting import wait_until as _wait
 
 from ingest.replay import Publisher, as_log, replay
@@ -59,7 +59,7 @@ def _wait_connected(service: Service) -> None:
     assert service.pipeline.source.connected.wait(10), "plantwatch did not connect to Mosquitto"
 
 
-def test_readings_survive_a_storage_outage(tmp_path: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+def test_readings_survive_a_storage_outage(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     port = free_port()
     service = _service(tmp_path, mosquitto.port, f"http://127.0.0.1:{port}", "pw-outage")
     service.pipeline.start()
@@ -78,7 +78,9 @@ def test_readings_survive_a_storage_outage(tmp_path: Path, mosquitto) -> None:  
         service.pipeline.stop()
 
 
-def test_readings_published_while_plantwatch_is_down_arrive_after_restart(tmp_path: Path, mosquitto, victoria) -> None:  # type: ignore[no-untyped-def]
+def test_readings_published_while_plantwatch_is_down_arrive_after_restart(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer
+) -> None:
     topic = "site/restart-pump"
     first = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
     first.pipeline.start()
@@ -110,7 +112,7 @@ def test_readings_published_while_plantwatch_is_down_arrive_after_restart(tmp_pa
         second.pipeline.stop()
 
 
-def test_plantwatch_reconnects_after_a_broker_restart(tmp_path: Path, victoria) -> None:  # type: ignore[no-untyped-def]
+def test_plantwatch_reconnects_after_a_broker_restart(tmp_path: Path, victoria: VictoriaServer) -> None:
     from servers import run_mosquitto
 
     port = free_port()

@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from servers import MosquittoServer, VictoriaServer
 
 from plantwatch.demo import PUMP_SENSORS, free_port, pump_log
 
@@ -101,7 +102,9 @@ maintenance:
 
 
 @pytest.fixture
-def service(tmp_path: Path, mosquitto, victoria, rul_model: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:  # type: ignore[no-untyped-def]
+def service(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer, rul_model: Path
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     api_port = free_port()
     config = _config(tmp_path, mosquitto.port, victoria.url, api_port, rul_model)
     env = {**os.environ, "PLANTWATCH_INFLUX__TOKEN": "e2e-token"}
@@ -131,7 +134,7 @@ def _healthy(base: str) -> bool:
         return False
 
 
-def _wait_for(condition, timeout_s: float, proc: subprocess.Popen[str] | None = None) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(condition: Callable[[], object], timeout_s: float, proc: subprocess.Popen[str] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -147,7 +150,9 @@ def _wait_for(condition, timeout_s: float, proc: subprocess.Popen[str] | None = 
     pytest.fail(f"condition not met within {timeout_s} s\n{output[-4000:]}")
 
 
-def test_fault_raises_alert_and_every_reading_is_stored(tmp_path: Path, mosquitto, victoria, service) -> None:  # type: ignore[no-untyped-def]
+def test_fault_raises_alert_and_every_reading_is_stored(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer, service: tuple[str, subprocess.Popen[str]]
+) -> None:
     base, _ = service
     log_path = tmp_path / "pump.csv"
     _write_csv(log_path)

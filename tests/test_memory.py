@@ -35,7 +35,7 @@ def test_the_same_rows_in_any_batches_give_the_same_memory(sizes: list[int]) -> 
         split.add(_rows(size, start))
         start += size
     for mine, theirs in zip(whole.get_state(), split.get_state(), strict=True):
-        assert np.array_equal(mine, theirs)
+        assert np.array_equal(np.asarray(mine), np.asarray(theirs))
 
 
 def test_state_round_trip_continues_identically() -> None:

@@ -157,7 +157,7 @@ def test_adaptation_memory_is_a_uniform_time_ordered_sample_whatever_the_batchin
         split.process_arrays(ts[a:b], X[a:b])
     assert whole.memory_ is not None and split.memory_ is not None
     for mine, theirs in zip(whole.memory_.get_state(), split.memory_.get_state(), strict=True):
-        assert np.array_equal(mine, theirs)
+        assert np.array_equal(np.asarray(mine), np.asarray(theirs))
     size, seen = whole.memory_.size, whole.memory_.seen
     assert size == 4 * 300 and seen > 5000  # full; nearly every row was normal
     seq = whole.memory_.counts()

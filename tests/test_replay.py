@@ -9,6 +9,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from servers import MosquittoServer
 
 from ingest.decode import Decoder
 from plantwatch.cli import main
@@ -29,7 +30,7 @@ class _Collector:
         self.messages: list[tuple[float, bytes]] = []
         self.ready = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{time.time_ns()}")
-        self.client.on_message = lambda c, u, m: self.messages.append((time.monotonic(), m.payload))
+        self.client.on_message = lambda c, u, m: self.messages.append((time.monotonic(), bytes(m.payload)))
         self.client.on_subscribe = lambda *args: self.ready.set()
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(topic, qos=1)
@@ -50,7 +51,9 @@ class _Collector:
     ("pace", "expected_s"),
     [(["--rate", "40"], 39 / 40), (["--speed", "20"], 39 / 20), (["--fast"], 0.0)],
 )
-def test_replay_publishes_every_row_at_the_pace(tmp_path: Path, mosquitto, pace: list[str], expected_s: float) -> None:  # type: ignore[no-untyped-def]
+def test_replay_publishes_every_row_at_the_pace(
+    tmp_path: Path, mosquitto: MosquittoServer, pace: list[str], expected_s: float
+) -> None:
     log = tmp_path / "log.csv"
     _log(log, 40)
     topic = f"plantwatch/pump-{pace[0].strip('-')}"

@@ -11,10 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from plantwatch.cli import backtest, demo, replay, rul, run
+from plantwatch import __version__
+from plantwatch.cli import backtest, check, config, demo, replay, rul, run
 from plantwatch.settings import ConfigError
 
-COMMANDS = (run, replay, backtest, demo, rul)
+# In the order a newcomer meets them: try it, write a config, check it, run it; then the offline tools.
+COMMANDS = (demo, config, check, run, replay, backtest, rul)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,8 +26,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(args, "log_level", "INFO"),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    # httpx logs every request at INFO (the demo polls /alerts 8 times a second): keep its warnings only.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plantwatch", description="Watch plant equipment: MQTT readings → InfluxDB → anomaly alerts."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)

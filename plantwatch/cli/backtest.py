@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from detector.monitor import MIN_BASELINE_ROWS
 from plantwatch.cli.common import add_log_level
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
@@ -14,8 +15,17 @@ from plantwatch.settings import load_settings
 def add_parser(subparsers: Any) -> None:
     bt = subparsers.add_parser("backtest", help="score a sensor log offline with the live detector and alarm rules")
     bt.add_argument("log", help="CSV sensor log")
-    bt.add_argument("--train-rows", type=int, required=True, help="first N rows are the normal baseline")
-    bt.add_argument("--out", required=True, help="SCORES.csv: timestamp,score,probability,anomaly")
+    bt.add_argument(
+        "--train-rows",
+        type=_train_rows,
+        required=True,
+        help=f"first N rows are the normal baseline (at least {MIN_BASELINE_ROWS})",
+    )
+    bt.add_argument(
+        "--out",
+        required=True,
+        help="SCORES.csv: timestamp,score,probability,anomaly; the three left empty for baseline rows",
+    )
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
     bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     bt.add_argument("--config", help="YAML config whose detector section to use")
@@ -23,6 +33,22 @@ def add_parser(subparsers: Any) -> None:
     bt.add_argument("--explain", help="also write JSON lines explaining every anomalous row (top sensors)")
     add_log_level(bt)
     bt.set_defaults(func=main)
+
+
+def _train_rows(text: str) -> int:
+    """--train-rows is the monitor's baseline_rows: refused here, naming the flag, not the config key."""
+    try:
+        rows = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows, got {text!r}") from None
+    if rows < MIN_BASELINE_ROWS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_BASELINE_ROWS} rows, got {rows}")
+    return rows
+
+
+def _as_flags(advice: str) -> str:
+    """The monitor's advice names the live setting (baseline_rows) and asset; here they are --train-rows and the log."""
+    return advice.replace("baseline of backtest:", "baseline:").replace("baseline_rows >= ", "--train-rows ")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
             "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])
         )
     if summary["baseline_advice"]:
-        print(summary["baseline_advice"])
+        print(_as_flags(summary["baseline_advice"]))
     metrics = summary.get("metrics")
     if metrics:
         print(

@@ -130,28 +130,22 @@ def write_explanations(path: str | Path, result: BacktestResult) -> None:
 def write_scores_csv(path: str | Path, result: BacktestResult) -> None:
     """``timestamp,score,probability,anomaly``: one line per input row, input order.
 
-    ``timestamp`` is the original text; ``anomaly`` is 0/1. Warm-up rows have score and probability
-    0. Skipped rows (a missing or non-finite sensor value) cannot be scored: they are written with
-    score and probability 0 (no evidence, and the contract keeps probability in [0, 1]) and the held
-    alarm state; ``BacktestResult.status`` tells them apart.
+    ``timestamp`` is the original text. A scored row has its score, its calibrated probability in
+    [0, 1] and ``anomaly`` 0/1. The rest were not scored, and say so with empty fields rather than
+    with numbers a reader would take for a quiet row: a baseline (warm-up) row has all three empty;
+    a skipped row (a missing or non-finite sensor value) has score and probability empty and the
+    alarm state held from the row before (an open alarm stays open over a gap in the data).
     """
+    scored = (result.status == SCORED).tolist()
+    warming_up = (result.status == WARMING_UP).tolist()
+    # Shortest round-trip text: probabilities next to 1.0 stay distinct (0.9999999999...).
+    score = [repr(v) if ok else "" for v, ok in zip(result.score.tolist(), scored, strict=True)]
+    probability = [repr(v) if ok else "" for v, ok in zip(result.probability.tolist(), scored, strict=True)]
+    anomaly = ["" if warm else str(int(a)) for a, warm in zip(result.anomaly.tolist(), warming_up, strict=True)]
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(("timestamp", "score", "probability", "anomaly"))
-        writer.writerows(
-            zip(
-                result.timestamp_text,
-                _format(np.nan_to_num(result.score, nan=0.0)),
-                # Shortest round-trip text: probabilities next to 1.0 stay distinct (0.9999999999...).
-                _format(np.nan_to_num(result.probability, nan=0.0)),
-                result.anomaly.astype(np.int8).tolist(),
-                strict=True,
-            )
-        )
-
-
-def _format(values: np.ndarray) -> list[str]:
-    return [repr(v) for v in values.tolist()]
+        writer.writerows(zip(result.timestamp_text, score, probability, anomaly, strict=True))
 
 
 def combine_labels(labels: np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> np.ndarray:
