@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import paho.mqtt.client as mqtt
 import psycopg
 
-from alerts.store import open_store
+from alerts.store import StoreOpenError, open_store
 from ingest.decode import TopicTemplate
 from ingest.mqtt_source import MqttOptions
 from ingest.sink import SqliteSink
@@ -158,15 +158,15 @@ def check_alert_store(url: str) -> str:
     shown = _without_password(url)
     try:
         store = open_store(url)
-        try:
-            store.open_alerts()
-        finally:
-            store.close()
-    except OSError as exc:  # the SQLite file's folder cannot be made
-        raise CheckFailed(f"alerts.store_url {shown}: cannot open: {exc.strerror}: {exc.filename}") from None
+    except StoreOpenError as exc:  # one line naming the file or the server, never a password
+        raise CheckFailed(f"alerts.store_url {shown}: {exc}") from None
+    try:
+        store.open_alerts()
     except (sqlite3.Error, psycopg.Error) as exc:
         first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]  # libpq adds hint lines
-        raise CheckFailed(f"alerts.store_url {shown}: cannot open: {first_line}") from None
+        raise CheckFailed(f"alerts.store_url {shown}: cannot read its alerts: {first_line}") from None
+    finally:
+        store.close()
     return f"alerts.store_url {shown}: opened"
 
 
