@@ -1,4 +1,5 @@
-"""Tests for ingest.decode: topic templates, the four payload formats, every rejection reason."""
+"""Tests for ingest.decode, ingest.topics and ingest.formats: topic templates, the four payload formats, every
+rejection reason."""
 
 from __future__ import annotations
 
@@ -11,14 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.types import MAX_ABS_VALUE
-from ingest.decode import (
-    REJECTION_REASONS,
-    Decoder,
-    TopicTemplate,
-    _lp_split_escaped,
-    _lp_split_plain,
-)
+from ingest.decode import REJECTION_REASONS, Decoder
+from ingest.formats.line_protocol import _split_escaped as _lp_split_escaped
+from ingest.formats.line_protocol import _split_plain as _lp_split_plain
 from ingest.messages import Decoded, DecodeError, Reading
+from ingest.topics import TopicTemplate
 
 NOW = 1_700_000_000_123_456_789
 INT64_MAX = 2**63 - 1

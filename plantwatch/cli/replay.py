@@ -28,9 +28,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ingest.decode import TopicTemplate
     from ingest.logfile import read_sensor_log
     from ingest.replay import Publisher, replay
+    from ingest.topics import TopicTemplate
 
     broker = urlsplit(args.broker)
     if broker.scheme != "mqtt" or not broker.hostname:
