@@ -21,6 +21,7 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "NS_PER_S",
+    "OUTSIDE_INT64",
     "TimeParseError",
     "epoch_to_ns",
     "epoch_unit_ns",
@@ -32,6 +33,7 @@ __all__ = [
 NS_PER_S = 1_000_000_000
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1  # 2262-04-11T23:47:16.854775807Z
+OUTSIDE_INT64 = "is outside the years 1677-2262 that plantwatch can store"  # follows the quoted time
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _ZERO = timedelta(0)
