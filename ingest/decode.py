@@ -68,7 +68,8 @@ class Decoder:
         self.max_future_ns = max_future_ns
         self._now_ns = now_ns
         context = ParserContext(self.template, now_ns)
-        self._parsers = tuple(parser(context) for parser in (FORMATS.values() if formats is None else formats))
+        parsers = [parser(context) for parser in (FORMATS.values() if formats is None else formats)]
+        self._parsers = tuple((parser.claims, parser.parse) for parser in parsers)  # bound once: per-message path
 
     def decode(self, topic: str, payload: bytes) -> Decoded:
         """Decode one message; DecodeError(reason, detail) when nothing usable is in it."""
@@ -104,7 +105,7 @@ class Decoder:
         text = text.strip()
         if not text:
             raise DecodeError("no_values", "empty payload")
-        for parser in self._parsers:
-            if parser.claims(text):
-                return parser.parse(text, asset, sensor, tags)
+        for claims, parse in self._parsers:
+            if claims(text):
+                return parse(text, asset, sensor, tags)
         raise DecodeError("no_values", f"payload {short(text)} is in none of the formats this decoder reads")

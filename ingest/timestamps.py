@@ -35,13 +35,9 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1  # 2262-04-11T23:47:16.854775807Z
 OUTSIDE_INT64 = "is outside the years 1677-2262 that plantwatch can store"  # follows the quoted time
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
-_ZERO = timedelta(0)
 
-# Epoch numbers carry no unit, so it is told from the magnitude: below 1e11 seconds, below 1e14
-# milliseconds, below 1e17 microseconds, else nanoseconds. Each band spans 1973-03-03 to 5138-11-16
-# in its own unit, so any time after March 1973 is read in the unit it was sent in.
-_EPOCH_UNIT_BANDS = ((1e11, NS_PER_S), (1e14, 1_000_000), (1e17, 1_000))
 
 Problem = Literal["syntax", "no_zone"]
 
@@ -70,14 +66,15 @@ def iso_to_ns(text: str, *, naive_is_utc: bool) -> int:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise TimeParseError("syntax", "is not an ISO-8601 time such as 2024-05-01T12:00:00Z") from None
-    offset = parsed.utcoffset()
-    if offset is None:
+    if parsed.tzinfo is None:
         if not naive_is_utc:
             raise TimeParseError("no_zone", "has no time zone; add a zone such as Z or +02:00")
-        offset = _ZERO
-    # Naive arithmetic minus the offset: exact, and it cannot overflow near the years 1 and 9999 the
-    # way converting an aware datetime to UTC does.
-    delta = parsed.replace(tzinfo=None) - _EPOCH_NAIVE - offset
+        delta = parsed - _EPOCH_NAIVE
+    else:
+        try:
+            delta = parsed - _EPOCH
+        except OverflowError:  # near the years 1 and 9999 the conversion to UTC leaves datetime's range
+            delta = parsed.replace(tzinfo=None) - _EPOCH_NAIVE - (parsed.utcoffset() or timedelta(0))
     seconds = delta.days * 86_400 + delta.seconds
     return seconds * NS_PER_S + delta.microseconds * 1_000 + _sub_microsecond_ns(text)
 
@@ -97,10 +94,19 @@ def _sub_microsecond_ns(text: str) -> int:
 
 
 def epoch_unit_ns(magnitude: float) -> int:
-    """Nanoseconds per unit of an epoch number this large (absolute value): 1e9 for seconds ... 1."""
-    for limit, unit_ns in _EPOCH_UNIT_BANDS:
-        if magnitude < limit:
-            return unit_ns
+    """Nanoseconds per unit of an epoch number this large (absolute value): 1e9 for seconds ... 1.
+
+    Epoch numbers carry no unit, so it is told from the magnitude: below 1e11 seconds, below 1e14
+    milliseconds, below 1e17 microseconds, else nanoseconds. Each band spans 1973-03-03 to 5138-11-16
+    in its own unit, so any time after March 1973 is read in the unit it was sent in.
+    """
+    # An if-chain, not a loop over a table: the decoder calls this for every JSON message.
+    if magnitude < 1e11:
+        return NS_PER_S
+    if magnitude < 1e14:
+        return 1_000_000
+    if magnitude < 1e17:
+        return 1_000
     return 1
 
 
@@ -110,12 +116,19 @@ def epoch_to_ns(number: int | float) -> int:
     Integers are exact. Floats are resolved to the microsecond, the best a float can do for present-day
     epochs: rounding finer turns 1714564800.123 into .122999907 instead of .123000000.
     """
-    unit_ns = epoch_unit_ns(abs(number))
+    # The bands of epoch_unit_ns, written out: the decoder calls this for every JSON message.
+    magnitude = number if number >= 0 else -number
     if type(number) is int:
-        return number * unit_ns
-    if unit_ns == 1:
-        return round(number)
-    return round(number * (unit_ns // 1_000)) * 1_000
+        if magnitude < 1e11:
+            return number * NS_PER_S
+        if magnitude < 1e14:
+            return number * 1_000_000
+        return number * 1_000 if magnitude < 1e17 else number
+    if magnitude < 1e11:
+        return round(number * 1e6) * 1_000
+    if magnitude < 1e14:
+        return round(number * 1e3) * 1_000
+    return round(number) * 1_000 if magnitude < 1e17 else round(number)
 
 
 def ns_to_datetime(ns: int) -> datetime:
