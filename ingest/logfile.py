@@ -97,7 +97,7 @@ def read_sensor_log(
         body = fh.read()
     delim = delimiter or sniff_delimiter(header_line)
     header = [name.strip() for name in next(csv.reader([header_line], delimiter=delim), [])]
-    _check_header(header, path, delim)
+    _check_header(header, path)
     columns = _Columns(header, path, time_column, label_columns, ignore_columns, include)
     numeric_idx = columns.sensors + columns.labels
     try:
@@ -156,7 +156,7 @@ def _read_text(path: str | Path) -> str:
     return text
 
 
-def _check_header(header: list[str], path: str | Path, delim: str) -> None:
+def _check_header(header: list[str], path: str | Path) -> None:
     if not any(header):
         raise ValueError(f"{path}: the first line is empty; it must be the header (time and sensor names)")
     if len(header) == 1:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.logfile import parse_times_ns, read_sensor_log, sniff_delimiter
+from plantwatch.maintenance.rul_files import read_fleet_csv
 
 T0 = 1_583_748_873_000_000_000  # 2020-03-09 10:14:33 UTC
 
@@ -248,3 +249,11 @@ def test_zoned_times_keep_nanoseconds_as_naive_ones_do(tmp_path: Path) -> None:
         write(tmp_path, "time,a\n2020-03-09T10:14:33.000000007Z,1\n2020-03-09 10:14:33.000000008,2\n")
     )
     assert log.timestamps_ns.tolist() == [T0 + 7, T0 + 8]
+
+
+@pytest.mark.parametrize("delim", [",", ";", "\t"])
+def test_fleet_logs_sniff_their_delimiter_the_same_way(tmp_path: Path, delim: str) -> None:
+    rows = [["unit", "cycle", "s0"]] + [[unit, str(cycle), f"{cycle * 0.5}"] for unit in "ab" for cycle in (1, 2, 3)]
+    path = write(tmp_path, "".join(delim.join(row) + "\n" for row in rows))
+    fleet = read_fleet_csv(path, "unit", "cycle")
+    assert fleet.assets == ["a", "b"] and fleet.sensor_columns == ["s0"]
