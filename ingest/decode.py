@@ -73,28 +73,6 @@ class Decoder:
 
     def decode(self, topic: str, payload: bytes) -> Decoded:
         """Decode one message; DecodeError(reason, detail) when nothing usable is in it."""
-        decoded = self._decode(topic, payload)
-        if self.max_future_ns is None:
-            return decoded
-        now = self._now_ns()
-        limit = now + self.max_future_ns
-        if all(reading.ts_ns <= limit for reading in decoded.readings):
-            return decoded
-        kept = tuple(reading for reading in decoded.readings if reading.ts_ns <= limit)
-        problems = tuple(
-            DecodeError(
-                "future_timestamp",
-                f"ts {ns_to_iso(reading.ts_ns)} is {(reading.ts_ns - now) / 1e9:.0f} s ahead of this machine's "
-                f"clock (max_future_s={self.max_future_ns / 1e9:g}); check the sender's clock",
-            )
-            for reading in decoded.readings
-            if reading.ts_ns > limit
-        )
-        if not kept:
-            raise problems[0]
-        return Decoded(kept, decoded.problems + problems)
-
-    def _decode(self, topic: str, payload: bytes) -> Decoded:
         if len(payload) > self.max_payload_bytes:
             raise DecodeError("oversized", f"{len(payload)} bytes > max_payload_bytes={self.max_payload_bytes}")
         asset, sensor, tags = self.template.parse(topic)
@@ -107,5 +85,26 @@ class Decoder:
             raise DecodeError("no_values", "empty payload")
         for claims, parse in self._parsers:
             if claims(text):
-                return parse(text, asset, sensor, tags)
+                decoded = parse(text, asset, sensor, tags)
+                return decoded if self.max_future_ns is None else self._drop_future(decoded, self.max_future_ns)
         raise DecodeError("no_values", f"payload {short(text)} is in none of the formats this decoder reads")
+
+    def _drop_future(self, decoded: Decoded, max_future_ns: int) -> Decoded:
+        """Readings stamped more than ``max_future_ns`` ahead of the clock become ``future_timestamp`` problems."""
+        now = self._now_ns()
+        limit = now + max_future_ns
+        if all(reading.ts_ns <= limit for reading in decoded.readings):
+            return decoded
+        kept = tuple(reading for reading in decoded.readings if reading.ts_ns <= limit)
+        problems = tuple(
+            DecodeError(
+                "future_timestamp",
+                f"ts {ns_to_iso(reading.ts_ns)} is {(reading.ts_ns - now) / 1e9:.0f} s ahead of this machine's "
+                f"clock (max_future_s={max_future_ns / 1e9:g}); check the sender's clock",
+            )
+            for reading in decoded.readings
+            if reading.ts_ns > limit
+        )
+        if not kept:
+            raise problems[0]
+        return Decoded(kept, decoded.problems + problems)

@@ -79,6 +79,8 @@ def name_problem(name: str) -> str | None:
 
 def check_name(kind: str, name: str) -> str:
     """``name`` itself, or DecodeError("bad_name") saying why the ``kind`` ("asset", "sensor") name is unusable."""
+    if 0 < len(name) <= MAX_NAME_LEN and name.isprintable():  # the common case, without a call per message
+        return name
     problem = name_problem(name)
     if problem is not None:
         raise DecodeError("bad_name", f"{kind} name {short(name)} {problem}")
