@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from alerts.model import Alert
 from detector.types import Contribution
+from ingest.timestamps import ns_to_datetime  # UTC, to the microsecond; pydantic renders ISO-8601 with a Z
 
 # -- inbound ---------------------------------------------------------------------------------------
 
@@ -112,12 +113,3 @@ class MaintenanceOut(BaseModel):
     rul_high_s: float | None = None
     model: str  # "health-trend", or "rul:<model directory name>" when a RUL prediction is shown
     updated_at: datetime  # event time of the asset's latest scored row (or latest RUL prediction)
-
-
-def ns_to_datetime(ns: int) -> datetime:
-    """UTC datetime (microsecond precision; pydantic renders it as ISO-8601 with a Z suffix).
-
-    Integer arithmetic: going through a float would lose microseconds at today's epoch values.
-    """
-    seconds, rem_ns = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rem_ns // 1000)

@@ -52,6 +52,12 @@ class Rejection:
     payload: bytes = b""
 
 
+def short(value: object, limit: int = 60) -> str:
+    """repr() cut to ``limit`` chars for error details: they end up in logs and dead letters; payloads reach 64 KiB."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class DecodeError(ValueError):
     """Raised by the decoder; ``reason`` is a short stable label used for counters."""
 

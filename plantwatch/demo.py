@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from ingest.decode import TopicTemplate
 from ingest.logfile import SensorLog
 from ingest.replay import Publisher, as_log, replay
+from ingest.topics import TopicTemplate
 from plantwatch.service.wiring import build_service
 from plantwatch.settings import load_settings
 

@@ -1,4 +1,5 @@
-"""Tests for ingest.decode: topic templates, the four payload formats, every rejection reason."""
+"""Tests for ingest.decode, ingest.topics and ingest.formats: topic templates, the four payload formats, every
+rejection reason."""
 
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.types import MAX_ABS_VALUE
-from ingest.decode import (
-    REJECTION_REASONS,
-    Decoder,
-    TopicTemplate,
-    _lp_split_escaped,
-    _lp_split_plain,
-)
+from ingest.decode import REJECTION_REASONS, Decoder, rejection_reasons
+from ingest.formats import FORMATS, ParserContext
+from ingest.formats.line_protocol import _split_escaped as _lp_split_escaped
+from ingest.formats.line_protocol import _split_plain as _lp_split_plain
 from ingest.messages import Decoded, DecodeError, Reading
+from ingest.topics import TopicTemplate
 
 NOW = 1_700_000_000_123_456_789
 INT64_MAX = 2**63 - 1
@@ -607,3 +606,47 @@ def test_values_whose_squares_overflow_are_refused_as_non_finite(topic: str, pay
     assert [p.reason for p in decoded.problems] == ["non_finite"] and "beyond ±1e+150" in decoded.problems[0].detail
     bare = Decoder("plantwatch/{asset}/{sensor}", now_ns=now)
     assert reject(bare, "plantwatch/p/a", b"-2e150").reason == "non_finite"
+
+
+# --------------------------------------------------------------------------------------------------
+# The format registry: a new format is a new parser class
+# --------------------------------------------------------------------------------------------------
+class _Pairs:
+    """A toy format, ``sensor:value;sensor:value``, to show what a new format module provides."""
+
+    reasons = ("malformed_pairs",)
+
+    def __init__(self, context: ParserContext) -> None:
+        self._now_ns = context.now_ns
+
+    def claims(self, text: str) -> bool:
+        return ":" in text and " " not in text and "=" not in text
+
+    def parse(self, text: str, asset: str, sensor: str | None, tags: dict[str, str]) -> Decoded:
+        try:
+            values = {name: float(value) for name, value in (pair.split(":") for pair in text.split(";"))}
+        except ValueError:
+            raise DecodeError("malformed_pairs", f"{text!r} is not sensor:value pairs") from None
+        return Decoded((Reading(asset, self._now_ns(), values, tags),), ())
+
+
+def test_default_formats_in_detection_order() -> None:
+    assert list(FORMATS) == ["json", "number", "line_protocol"]
+    assert {"malformed_json", "malformed_line_protocol"} <= set(REJECTION_REASONS)
+
+
+def test_a_new_format_plugs_in_before_the_catch_all() -> None:
+    formats = [FORMATS["json"], _Pairs, FORMATS["number"], FORMATS["line_protocol"]]
+    decoder = Decoder("plantwatch/{asset}", now_ns=now, formats=formats)
+    assert only(decoder.decode("plantwatch/p", b"a:1.5;b:2")) == Reading("p", NOW, {"a": 1.5, "b": 2.0}, {})
+    assert only(decoder.decode("plantwatch/p", b'{"values": {"a": 1.0}}')).values == {"a": 1.0}
+    assert only(decoder.decode("plantwatch/p", b"m a=3 5")).ts_ns == 5
+    with pytest.raises(DecodeError) as err:
+        decoder.decode("plantwatch/p", b"a:x")
+    assert err.value.reason == "malformed_pairs" and "malformed_pairs" in rejection_reasons(formats)
+
+
+def test_a_payload_no_format_claims_is_no_values() -> None:
+    decoder = Decoder("plantwatch/{asset}", now_ns=now, formats=[FORMATS["json"]])
+    err = reject(decoder, "plantwatch/p", b"m a=1")
+    assert err.reason == "no_values" and "none of the formats" in err.detail

@@ -75,3 +75,75 @@ def test_replay_publishes_every_row_at_the_pace(
     assert decoded[5].values == {"flow": 2.5, "Volume Flow RateRMS": 105.0}
     assert decoded[3].values == {"Volume Flow RateRMS": 103.0}
     assert json.loads(collector.messages[0][1])["values"]["flow"] == 0.0
+
+
+def _labelled_log(path: Path, rows: int = 30) -> None:
+    lines = ["time,flow,status,anomaly,Changepoint"]
+    lines += [f"{1_577_836_800 + i},{i * 0.5:.1f},running,{int(i > 20)},0" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _replay(port: int, args: list[str], topic: str) -> list[dict[str, float]]:
+    collector = _Collector(port, topic)
+    try:
+        assert main(["replay", *args, "--broker", f"mqtt://127.0.0.1:{port}", "--asset", topic.split("/")[1]]) == 0
+        collector.wait_for(30)
+    finally:
+        collector.close()
+    assert len(collector.messages) == 30
+    return [json.loads(payload)["values"] for _, payload in collector.messages]
+
+
+def test_label_like_columns_are_not_published_unless_included(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = tmp_path / "labelled.csv"
+    _labelled_log(log)
+    frames = _replay(mosquitto.port, [str(log)], "plantwatch/labelled-default")
+    assert all(set(values) == {"flow"} for values in frames)  # the text column has no value to send
+    err = capsys.readouterr().err.splitlines()
+    assert f"note: {log}: left out anomaly, Changepoint: named like labels, so not read as sensors; " in err[0]
+    assert "--include NAME" in err[0]
+    assert err[1] == f"note: {log}: status hold no number in any row; never published"
+
+    frames = _replay(mosquitto.port, [str(log), "--include", "anomaly"], "plantwatch/labelled-included")
+    assert [values["anomaly"] for values in frames] == [float(i > 20) for i in range(30)]
+    assert "left out Changepoint:" in capsys.readouterr().err
+
+
+def test_the_backtest_leaves_undeclared_label_like_columns_out_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "labelled.csv"
+    lines = ["time,a,b,anomaly"] + [f"{1_577_836_800 + i},{i % 7},{i % 5},{int(i > 300)}" for i in range(400)]
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["backtest", str(log), "--train-rows", "200", "--out", str(tmp_path / "out.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "x 2 sensors" in captured.out and "point-wise" not in captured.out
+    assert f"note: {log}: left out anomaly: named like labels" in captured.err
+    assert "--label-column NAME scores against one" in captured.err
+    assert (
+        main(["backtest", str(log), "--train-rows", "200", "--out", str(tmp_path / "o.csv"), "--include", "anomaly"])
+        == 0
+    )
+    assert "x 3 sensors" in capsys.readouterr().out
+
+
+def test_replay_refuses_a_log_without_rows_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "header.csv"
+    log.write_text("time,flow\n")
+    # Port 9 (discard) has no broker: the log is refused before any connection is tried.
+    assert main(["replay", str(log), "--broker", "mqtt://127.0.0.1:9", "--asset", "a"]) == 2
+    assert capsys.readouterr().err.strip() == f"plantwatch: {log}: no data rows after the header; nothing to replay"
+
+
+def test_replay_label_columns_are_never_read(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    log = tmp_path / "text-label.csv"
+    lines = ["time,flow,fault"] + [f"{1_577_836_800 + i},{i},{'ok' if i % 2 else 'bad'}" for i in range(30)]
+    log.write_text("\n".join(lines) + "\n")
+    frames = _replay(mosquitto.port, [str(log), "--label-column", "fault"], "plantwatch/text-label")
+    assert frames == [{"flow": float(i)} for i in range(30)]

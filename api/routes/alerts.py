@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
@@ -10,12 +9,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import StoreDep
 from api.schemas import AlertFilters, AlertOut
+from ingest.timestamps import INT64_MAX, INT64_MIN, NS_PER_S, TimeParseError, iso_to_ns
 
 router = APIRouter(tags=["alerts"])
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MAX_EPOCH_S = Decimal(_INT64_MAX) / 1_000_000_000
+_MAX_EPOCH_S = Decimal(INT64_MAX) / NS_PER_S
 _OUT_OF_RANGE = "out of range (years 1677-2262)"
 
 
@@ -34,24 +32,21 @@ def parse_since(text: str) -> int:
     """Epoch seconds or zoned ISO-8601 -> epoch nanoseconds; HTTP 422 for anything else."""
     ns = _epoch_seconds_to_ns(text)
     if ns is None:
-        ns = _iso_to_ns(text)
+        try:
+            # A naive time is ambiguous across the plant's and the server's zones; refuse to guess.
+            ns = iso_to_ns(text, naive_is_utc=False)
+        except TimeParseError as exc:
+            raise _bad_since(text, _ISO_PROBLEMS[exc.problem]) from None
     # The stores keep int64 nanoseconds (years 1677..2262); larger values would crash the query.
-    if not _INT64_MIN <= ns <= _INT64_MAX:
+    if not INT64_MIN <= ns <= INT64_MAX:
         raise _bad_since(text, _OUT_OF_RANGE)
     return ns
 
 
-def _iso_to_ns(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad_since(text, "expected ISO-8601 (e.g. 2024-05-01T12:00:00Z) or epoch seconds") from None
-    if moment.tzinfo is None:
-        # A naive time is ambiguous across the plant's and the server's zones; refuse to guess.
-        raise _bad_since(text, "ISO-8601 timestamps must include a zone, e.g. Z or +02:00")
-    # timedelta arithmetic stays exact; moment.timestamp() would round through a float.
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+_ISO_PROBLEMS = {
+    "syntax": "expected ISO-8601 (e.g. 2024-05-01T12:00:00Z) or epoch seconds",
+    "no_zone": "ISO-8601 timestamps must include a zone, e.g. Z or +02:00",
+}
 
 
 def _epoch_seconds_to_ns(text: str) -> int | None:
@@ -65,7 +60,7 @@ def _epoch_seconds_to_ns(text: str) -> int | None:
     # Range-check before scaling: Decimal("1e999999999") * 1e9 overflows the decimal context.
     if seconds.copy_abs() > _MAX_EPOCH_S:  # copy_abs: abs() would round in the context
         raise _bad_since(text, _OUT_OF_RANGE)
-    return int(seconds * 1_000_000_000)
+    return int(seconds * NS_PER_S)
 
 
 def _bad_since(text: str, why: str) -> HTTPException:

@@ -27,6 +27,14 @@ def add_parser(subparsers: Any) -> None:
         help="SCORES.csv: timestamp,score,probability,anomaly; the three left empty for baseline rows",
     )
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
+    bt.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="score a column named like a label (anomaly, label, changepoint, is_anomaly) as a sensor "
+        "anyway; undeclared ones are left out by default (repeatable)",
+    )
     bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     bt.add_argument("--config", help="YAML config whose detector section to use")
     bt.add_argument("--asset", help="apply this asset's detector.assets overrides, as the live service does")
@@ -52,6 +60,7 @@ def _as_flags(advice: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ingest.logfile import left_out_notice
     from plantwatch.offline.backtest import backtest_main
 
     # The same detector settings the live service runs with (the embedded default without --config);
@@ -72,7 +81,13 @@ def main(args: argparse.Namespace) -> int:
         time_column=args.time_column,
         config=config,
         explain_path=args.explain,
+        include=tuple(args.include),
     )
+    notice = left_out_notice(
+        args.log, summary["left_out"], "--label-column NAME scores against one, --include NAME scores it as a sensor"
+    )
+    if notice:
+        print(notice, file=sys.stderr)
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
         f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped) in {summary['seconds']:.3f} s "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,13 +13,21 @@ from plantwatch.settings import load_settings
 
 def add_parser(subparsers: Any) -> None:
     rep = subparsers.add_parser("replay", help="publish a sensor log over MQTT, one JSON frame per row")
-    rep.add_argument("log", help="CSV sensor log (time column + numeric sensor columns; ',' or ';')")
+    rep.add_argument("log", help="CSV sensor log (time column + numeric sensor columns; ',' ';' or tab separated)")
     rep.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
     rep.add_argument("--asset", required=True, help="asset name the rows belong to")
     rep.add_argument("--config", help="YAML config whose mqtt.topic_template names the topic")
     rep.add_argument("--topic", help="publish to this topic instead of the template's")
     rep.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     rep.add_argument("--label-column", action="append", default=[], help="column to leave out (repeatable)")
+    rep.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="publish a column named like a label (anomaly, label, changepoint, is_anomaly) as a sensor "
+        "anyway; those are left out by default (repeatable)",
+    )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, help="replay at the log's own pace times X")
     pace.add_argument("--rate", type=float, help="replay at N rows per second")
@@ -28,9 +37,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ingest.decode import TopicTemplate
-    from ingest.logfile import read_sensor_log
+    from ingest.logfile import left_out_notice, read_sensor_log
     from ingest.replay import Publisher, replay
+    from ingest.topics import TopicTemplate
 
     broker = urlsplit(args.broker)
     if broker.scheme != "mqtt" or not broker.hostname:
@@ -40,7 +49,20 @@ def main(args: argparse.Namespace) -> int:
     else:
         template = load_settings(args.config).mqtt.topic_template if args.config else "plantwatch/{asset}"
         topic = TopicTemplate(template).render(asset=args.asset)
-    sensor_log = read_sensor_log(args.log, time_column=args.time_column, label_columns=tuple(args.label_column))
+    sensor_log = read_sensor_log(
+        args.log,
+        time_column=args.time_column,
+        ignore_columns=tuple(args.label_column),  # never published, so never read (text in them is fine)
+        include=tuple(args.include),
+    )
+    if not len(sensor_log):
+        raise ValueError(f"{args.log}: no data rows after the header; nothing to replay")
+    notice = left_out_notice(args.log, sensor_log.left_out, "--include NAME publishes one as a sensor")
+    if notice:
+        print(notice, file=sys.stderr)
+    silent = sensor_log.sensors_without_numbers()
+    if silent:
+        print(f"note: {args.log}: {', '.join(silent)} hold no number in any row; never published", file=sys.stderr)
     publisher = Publisher(broker.hostname, broker.port or 1883)
     try:
         stats = replay(sensor_log, publisher, topic, speed=args.speed, rate=args.rate)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from detector.rul import AssetHistory, RulModel
+from ingest.logfile import sniff_delimiter
 
 MODEL_JSON = "model.json"
 ARRAYS_NPZ = "arrays.npz"
@@ -54,9 +55,8 @@ def read_fleet_csv(
     """Read a multi-asset log. With ``sensor_columns`` given (predict), exactly those columns are used."""
     path = Path(path)
     with path.open(newline="", encoding="utf-8") as fh:
-        sample = fh.read(65536)
+        delimiter = sniff_delimiter(fh.readline())
         fh.seek(0)
-        delimiter = ";" if sample.split("\n", 1)[0].count(";") > sample.split("\n", 1)[0].count(",") else ","
         reader = csv.reader(fh, delimiter=delimiter)
         try:
             header = [h.strip() for h in next(reader)]

@@ -195,18 +195,21 @@ def backtest_main(
     time_column: str | None = None,
     config: Mapping[str, Any] | None = None,
     explain_path: str | Path | None = None,
+    include: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Read a log, score it, write the scores CSV; return a summary (metrics when labels are given).
+
+    Columns named like labels but not declared are left out (``summary["left_out"]``) unless in ``include``.
 
     ``config`` is the plain detector dict of the live service (``DetectorSettings.as_config()``);
     its ``baseline_rows`` is replaced by ``train_rows`` and staleness does not apply offline.
     """
     started = time.perf_counter()
-    log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns)
+    log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns, include=include)
     read_s = time.perf_counter() - started
     result = run_backtest(log, train_rows=train_rows, config=config, explain=explain_path is not None)
     if result.no_baseline is not None:  # a score file of warm-up zeros would pass for a quiet asset
-        raise ValueError(result.no_baseline)
+        raise ValueError(f"{log_path}: {result.no_baseline}")
     write_scores_csv(out_path, result)
     if explain_path is not None:
         write_explanations(explain_path, result)
@@ -216,6 +219,7 @@ def backtest_main(
         "out": str(out_path),
         "rows": len(log),
         "sensors": list(log.sensors),
+        "left_out": list(log.left_out),
         "train_rows": train_rows,
         "warming_up_rows": int(np.sum(result.status == WARMING_UP)),
         "scored_rows": int(np.sum(result.status == SCORED)),

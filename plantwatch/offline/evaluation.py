@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ingest.timestamps import INT64_MAX, INT64_MIN, OUTSIDE_INT64, TimeParseError, iso_to_ns
+
 NS_PER_HOUR = 3_600_000_000_000
 
 # -- SKAB --------------------------------------------------------------------------------------
@@ -162,8 +164,14 @@ def nab_fp_weight(row: int, prev_end: int | None, prev_width: int | None, profil
 
 
 def parse_time_ns(text: str) -> int:
-    """``YYYY-MM-DD hh:mm:ss[.ffffff]`` (naive = UTC) → epoch nanoseconds."""
-    return int(np.datetime64(text.strip().replace(" ", "T"), "ns").astype(np.int64))
+    """``YYYY-MM-DD hh:mm:ss[.ffffff]`` (naive = UTC, as NAB's windows are written) → epoch nanoseconds."""
+    try:
+        ns = iso_to_ns(text.strip(), naive_is_utc=True)
+    except TimeParseError as exc:
+        raise ValueError(f"window time {text!r} {exc.why}") from None
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise ValueError(f"window time {text!r} {OUTSIDE_INT64}")
+    return ns
 
 
 def window_rows(timestamps_ns: np.ndarray, windows: Sequence[Sequence[str | int]]) -> list[tuple[int, int]]:

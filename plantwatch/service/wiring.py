@@ -17,10 +17,11 @@ from alerts.lifecycle import AlertManager
 from alerts.store import AlertStore, StoreOpenError, open_store
 from api.app import create_app
 from api.hooks import ServiceHooks
-from ingest.decode import Decoder, TopicTemplate
+from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.sink import InfluxSink, Sink, SqliteSink
+from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.pipeline import Pipeline
