@@ -14,7 +14,7 @@ from test_alert_store import PG_URL, pg_schema  # noqa: F401 - pg_schema is a fi
 
 from ingest.mqtt_source import MqttOptions
 from plantwatch.cli import main
-from plantwatch.cli.check import CheckFailed, check_broker
+from plantwatch.service.reachability import CheckFailed, check_broker
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detector.rul import RulModel
 from plantwatch.cli.common import add_log_level
-from plantwatch.maintenance.rul_files import load_model, read_fleet_csv, save_model
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -18,6 +16,10 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    # Imported here: scikit-learn takes ~1.5 s to import, which every other command (and --help) would pay.
+    from detector.rul import RulModel
+    from plantwatch.maintenance.rul_files import read_fleet_csv, save_model
+
     log = read_fleet_csv(
         args.train, args.asset_column, args.time_column, _split(args.settings_columns), args.label_column
     )
@@ -35,6 +37,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from plantwatch.maintenance.rul_files import load_model, read_fleet_csv
+
     model, sensors, settings = load_model(args.model)
     log = read_fleet_csv(
         args.test, args.asset_column, args.time_column, settings, args.label_column, sensor_columns=sensors
