@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from api.schemas import ns_to_datetime
 from detector.health import (
     HealthIndex,
     MaintenanceForecast,
@@ -38,6 +37,7 @@ from detector.health import (
     theil_sen,
 )
 from detector.types import Contribution, Verdict
+from ingest.timestamps import ns_to_datetime
 from plantwatch.maintenance.rul_tracker import RulTracker
 
 log = logging.getLogger(__name__)
