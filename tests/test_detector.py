@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.align import FrameAligner
+from detector.detectors.robust import RobustZScore
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
-from detector.robust import RobustZScore
 
 SENSORS = tuple(f"s{i}" for i in range(8))
 SEC = 1_000_000_000
