@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
 from plantwatch.service.persistence import ModelPersistence
 
@@ -37,7 +38,7 @@ def _digest(state: dict[str, Any]) -> dict[str, str]:
 
 
 def _restored(name: str) -> AssetMonitor:
-    monitor = AssetMonitor(name, None, **EXPECTED[name]["settings"])
+    monitor = AssetMonitor(name, MonitorConfig(**EXPECTED[name]["settings"]))
     assert ModelPersistence(str(FOLDER)).restore(monitor)
     return monitor
 
@@ -70,7 +71,8 @@ def test_a_v1_model_restores_and_scores_the_next_rows_as_the_old_code_did(name: 
 
 def test_the_v1_cases_cover_warm_mid_baseline_adaptation_episode_and_left_out_columns() -> None:
     assert {_restored(name).is_warm for name in EXPECTED} == {True, False}
-    assert _restored("adapt-memory").memory_ is not None
-    assert _restored("episode").baseline_episode_ is not None
+    assert _restored("adapt-memory").adaptation_ is not None
+    model = _restored("episode").model_
+    assert model is not None and model.episode is not None
     assert _restored("drift-holdout-pot").drifting_sensors
     assert _restored("warm").alarm_.active_  # saved in the middle of an alarm
