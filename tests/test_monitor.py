@@ -826,6 +826,8 @@ def test_a_sensor_seen_once_during_discovery_does_not_stall_the_asset(
     assert counters.get("plantwatch_sensor_rediscoveries_total") == 1
     assert set(m.sensor_names or ()) == set(SENSORS) and m.is_warm  # learned after the rediscovery
     assert counters.get("plantwatch_rows_scored_total") > 300
+    # every incomplete instant is counted, those of the aligner the rediscovery replaced too
+    assert counters.get("plantwatch_incomplete_rows_total") == m.intake.counts().incomplete_rows > 100
 
 
 def test_a_learned_model_keeps_its_sensors_when_one_stops() -> None:
