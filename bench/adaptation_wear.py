@@ -11,6 +11,8 @@ one of those rows should be flagged). Everything else is the embedded default co
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from detector.monitor import AssetMonitor
@@ -41,8 +43,9 @@ def pump(rows: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 def measure(rows: int, baseline_rows: int, ramps: tuple[int, ...]) -> list[tuple[int, bool, int | None, float]]:
     """Per ramp and adapt setting: (ramp rows, adapt, first alarm row after the ramp starts, fraction
     of rows flagged after the ramp ends)."""
-    config = load_settings(None, storage__kind="sqlite").detector.as_config()
-    config["baseline_rows"] = baseline_rows
+    config = dataclasses.replace(
+        load_settings(None, storage__kind="sqlite").detector.as_config(), baseline_rows=baseline_rows
+    )
     ts, X = pump(rows)
     t = np.arange(rows)
     results = []
@@ -50,7 +53,7 @@ def measure(rows: int, baseline_rows: int, ramps: tuple[int, ...]) -> list[tuple
         worn = X.copy()
         worn[:, 0] += WEAR_SIGMAS * VIBRATION_NOISE * np.clip((t - baseline_rows) / ramp, 0, 1)
         for adapt in (False, True):
-            out = AssetMonitor("pump", None, **{**config, "adapt": adapt}).process_arrays(ts, worn)
+            out = AssetMonitor("pump", dataclasses.replace(config, adapt=adapt)).process_arrays(ts, worn)
             alarms = np.flatnonzero(out.anomaly[baseline_rows:])
             first = int(alarms[0]) if alarms.size else None
             results.append((ramp, adapt, first, float(out.anomaly[baseline_rows + ramp :].mean())))

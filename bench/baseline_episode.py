@@ -13,10 +13,14 @@ monitor's ``baseline_advice`` named the episode. The numbers are quoted in the R
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 
-from detector.monitor import CALIBRATORS, AssetMonitor
+from detector.baseline import FittedModels
+from detector.calibration import cross_fitting_folds
+from detector.config import MonitorConfig
+from detector.monitor import AssetMonitor
 
 SENSORS = ("a", "b", "c", "d")
 HOUR = 3600
@@ -28,15 +32,15 @@ class CalibratedWithoutEpisode(AssetMonitor):
     """The shipped monitor, except that the block of the baseline holding most scores beyond the
     alarm level is left out of the calibration (the detector still learns every row)."""
 
-    def _fit_models(self, F: np.ndarray) -> np.ndarray | None:
-        scores = super()._fit_models(F)
+    def _fit(self, F: np.ndarray, config: MonitorConfig) -> FittedModels:
+        fitted = super()._fit(F, config)
+        scores = fitted.calibration_scores
         assert scores is not None  # cross-fitting is the default
-        folds = self._cross_fitting_folds(scores.size)
-        beyond = self.calibrator_.transform(scores) >= self.enter
+        folds = cross_fitting_folds(scores.size, config.calibration_folds)
+        beyond = fitted.calibrator.transform(scores) >= config.enter
         k = int(np.argmax([beyond[fold].sum() for fold in folds]))
         rest = np.concatenate([scores[fold] for j, fold in enumerate(folds) if j != k])
-        self.calibrator_ = CALIBRATORS[self.calibration]().fit(rest)
-        return scores
+        return dataclasses.replace(fitted, calibrator=config.make_calibrator().fit(rest))
 
 
 def loaded_pump(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         flagged = []
         advice = None
         for scored, part in ((fault, slice(300, None)), (repeat, LATER), (later, slice(None))):
-            m = kind("pump", SENSORS, baseline_rows=HOUR)
+            m = kind("pump", MonitorConfig(baseline_rows=HOUR), SENSORS)
             m.process_arrays(ts[:HOUR], rows)
             advice = m.episode_advice()
             flagged.append(m.process_arrays(ts[HOUR:], scored).anomaly[part].mean())

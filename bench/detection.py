@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.config import MonitorConfig
 from ingest.logfile import read_sensor_log
 from plantwatch.offline.backtest import backtest_main
 from plantwatch.offline.evaluation import (
@@ -100,12 +102,12 @@ def parse_subset(spec: str | None, available: list[int]) -> list[int]:
     return sorted(chosen)
 
 
-def detector_config(config_path: str | None) -> dict[str, Any]:
+def detector_config(config_path: str | None) -> MonitorConfig:
     return load_settings(config_path, storage__kind="sqlite").detector.as_config()
 
 
 def backtest_flags(
-    log_path: Path, out_dir: Path, train_rows: int, labels: tuple[str, ...], config: dict[str, Any]
+    log_path: Path, out_dir: Path, train_rows: int, labels: tuple[str, ...], config: MonitorConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Run the CLI's backtest on one file; the per-row anomaly flags (from its scores CSV) and summary."""
     out = out_dir / (log_path.parent.name + "_" + log_path.stem + ".scores.csv")
@@ -117,7 +119,7 @@ def backtest_flags(
     return flags, summary
 
 
-def run_skab(data: Path, files: list[int], config: dict[str, Any], tmp: Path, verbose: bool) -> dict[str, Any]:
+def run_skab(data: Path, files: list[int], config: MonitorConfig, tmp: Path, verbose: bool) -> dict[str, Any]:
     per_file: dict[str, dict[str, Any]] = {}
     delays: list[float | None] = []
     rows = 0
@@ -150,7 +152,7 @@ def run_skab(data: Path, files: list[int], config: dict[str, Any], tmp: Path, ve
     }
 
 
-def run_anomaly_free(data: Path, config: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+def run_anomaly_free(data: Path, config: MonitorConfig, tmp: Path) -> list[dict[str, Any]]:
     """SKAB's 2.8-hour normal recording: what fraction of it the default flags, by baseline length."""
     path = data / "skab" / "anomaly-free" / "anomaly-free.csv"
     if not path.exists():
@@ -171,7 +173,7 @@ def run_anomaly_free(data: Path, config: dict[str, Any], tmp: Path) -> list[dict
     return out
 
 
-def run_nab(data: Path, config: dict[str, Any], tmp: Path, verbose: bool) -> dict[str, Any]:
+def run_nab(data: Path, config: MonitorConfig, tmp: Path, verbose: bool) -> dict[str, Any]:
     nab_dir = data / "nab"
     windows = json.loads((nab_dir / "combined_windows.json").read_text())
     results: dict[str, NabFileResult] = {}
@@ -238,12 +240,12 @@ def published_file_oracle(corpus: dict[str, Any], files: list[str]) -> float | N
     return nab_normalised(total, corpus["windows"], corpus["windows_scored"])
 
 
-def run_nab_enter_sweep(data: Path, config: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+def run_nab_enter_sweep(data: Path, config: MonitorConfig, tmp: Path) -> list[dict[str, Any]]:
     """NAB scores of the default with only the alarm entry level changed (the leaderboard's protocol
     optimises each detector's threshold on the corpus; this is the same thing for our alarm rule)."""
     out = []
     for enter in NAB_ENTER_SWEEP:
-        swept = {**config, "enter": enter, "exit": min(config["exit"], enter)}
+        swept = dataclasses.replace(config, enter=enter, exit=min(config.exit, enter))
         corpus = run_nab(data, swept, tmp, verbose=False)["corpus"]
         out.append(
             {
@@ -266,13 +268,13 @@ def report(
     normal: list[dict[str, Any]],
     sweep: list[dict[str, Any]],
     split: str,
-    config: dict[str, Any],
+    config: MonitorConfig,
     wall: float,
 ) -> None:
     p = skab["pooled"]
     c = nab["corpus"]
     n_files = len(nab["per_file"])
-    print(f"detector settings: {json.dumps(config, sort_keys=True)}")
+    print(f"detector settings: {json.dumps(config.as_dict(), sort_keys=True)}")
     print()
     print(f"SKAB valve1, files {split}: rows after {SKAB_TRAIN_ROWS} of each file, pooled ({p['rows']} rows)")
     print(f"  {'detector':<26}{'F1':>6}{'FAR %':>8}{'MAR %':>8}")
@@ -379,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     config = detector_config(args.config)
     if args.adapt:
-        config["adapt"] = True
+        config = dataclasses.replace(config, adapt=True)
     available = sorted(int(p.stem) for p in (args.data / "skab" / "valve1").glob("*.csv") if p.stem.isdigit())
     if not available:
         print(f"no SKAB valve1 files under {args.data}", file=sys.stderr)
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     report(skab, nab, normal, sweep, split, config, wall)
     if args.json:
         payload = {
-            "config": config,
+            "config": config.as_dict(),
             "config_file": args.config,
             "data": str(args.data),
             "skab": {**skab, "split": split, "train_rows": SKAB_TRAIN_ROWS, "label": "anomaly"},

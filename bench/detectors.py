@@ -11,12 +11,12 @@ files 0-7, so the other rows show what swapping the detector alone does, not eac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from detector.registry import available
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(int(p.stem) for p in (args.data / "skab" / "valve1").glob("*.csv") if p.stem.isdigit())
     print(f"{'detector':<10}{'SKAB all F1/FAR/MAR':>22}{'files 0-7':>18}{'files 8-15':>18}{'NAB':>7}{'rows/s':>9}")
     for kind in kinds:
-        config: dict[str, Any] = {**base, "detector": kind, "detector_params": {}}
+        config = dataclasses.replace(base, detector=kind, detector_params={})
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
             started = time.perf_counter()

@@ -37,7 +37,7 @@ State = dict[str, StateValue]
 class NotFittedError(ValueError, AttributeError):
     """Scoring before ``fit`` / ``set_state``; same bases as scikit-learn's ``NotFittedError``.
 
-    Defined here rather than imported: importing scikit-learn costs ~1.5 s, and ``detector.robust``
+    Defined here rather than imported: importing scikit-learn costs ~1.5 s, and ``detector.detectors.robust``
     (imported by every service process) should not pay it.
     """
 

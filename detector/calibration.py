@@ -295,6 +295,13 @@ class PotCalibrator:
         return self
 
 
+# Calibrators by their name in the settings (``detector.calibration``).
+CALIBRATORS: dict[str, type[EmpiricalCalibrator] | type[PotCalibrator]] = {
+    "pot": PotCalibrator,
+    "empirical": EmpiricalCalibrator,
+}
+
+
 def fit_gpd_pwm(excesses: np.ndarray) -> tuple[float, float]:
     """Generalized Pareto ``(xi, sigma)`` by probability-weighted moments (Hosking & Wallis 1987).
 
@@ -336,6 +343,11 @@ def holdout_split(n: int, fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray
     n_calib = min(max(int(round(fraction * n)), 1), n - 1)
     cut = n - n_calib
     return np.arange(cut), np.arange(cut, n)
+
+
+def cross_fitting_folds(n: int, folds: int) -> list[np.ndarray]:
+    """Row indices ``0..n-1`` in ``folds`` contiguous blocks of time, for cross-fitting."""
+    return np.array_split(np.arange(n), folds)
 
 
 def _finite_sorted(baseline_scores: np.ndarray) -> np.ndarray:

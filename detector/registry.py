@@ -3,14 +3,18 @@
     make_detector("pca_spc", {"variance": 0.95})
     make_spec({"kind": "pca_spc", "params": {"variance": 0.95}})
 
-The built-in detector modules register themselves on import; they are imported lazily (on the
-first lookup) so importing the registry stays cheap and import cycles cannot arise.
+Every module of the ``detector.detectors`` package registers its detectors on import: a new detector
+is a new file there, found with ``pkgutil`` (no list to keep by hand, so none to forget). They are
+imported lazily, on the first lookup, so importing the registry stays cheap and import cycles cannot
+arise.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -18,7 +22,7 @@ from detector.base import Detector
 
 REGISTRY: dict[str, type] = {}
 
-_BUILTIN_MODULES = ("detector.robust", "detector.pca_spc", "detector.pyod_adapter", "detector.ensemble")
+_PLUGINS = "detector.detectors"  # the package whose every module is a detector plugin
 
 T = TypeVar("T", bound=type)
 
@@ -71,6 +75,8 @@ def constructor_params(cls: type) -> list[str]:
     return [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+@functools.cache  # once per process (a failed import is not cached: the next lookup says it again)
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    package = importlib.import_module(_PLUGINS)
+    for module in pkgutil.iter_modules(package.__path__, _PLUGINS + "."):
+        importlib.import_module(module.name)

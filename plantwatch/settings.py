@@ -24,6 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from detector.config import MonitorConfig
+
 # The embedded default: package data, so it is there in any install (editable, wheel, zip).
 DEFAULT_CONFIG = importlib.resources.files("plantwatch") / "default.yaml"
 ENV_PREFIX = "PLANTWATCH_"
@@ -175,16 +177,20 @@ class DetectorSettings(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> DetectorSettings:
         for asset in [None, *self.assets]:
-            config = self.as_config(asset)
+            values = self._monitor_values(asset)
             where = f"assets.{asset}." if asset else ""
-            if config["exit"] > config["enter"]:
+            if values["exit"] > values["enter"]:
                 raise ValueError(f"{where}exit: must be at most detector.enter (hysteresis: leave below enter)")
-            _check_detector(config, where)
+            _check_detector(values, where)
         return self
 
-    def as_config(self, asset: str | None = None) -> dict[str, Any]:
-        """The AssetMonitor keyword arguments for ``asset`` (its overrides applied); the backtest takes them too."""
-        config: dict[str, Any] = {
+    def as_config(self, asset: str | None = None) -> MonitorConfig:
+        """The monitor settings of ``asset`` (its overrides applied); the backtest takes them too."""
+        return MonitorConfig(**self._monitor_values(asset))
+
+    def _monitor_values(self, asset: str | None) -> dict[str, Any]:
+        """``MonitorConfig`` keyword arguments, unchecked (the checks here name the YAML key first)."""
+        values: dict[str, Any] = {
             "baseline_rows": self.baseline_rows,
             "detector": self.kind,
             "detector_params": dict(self.params),
@@ -209,31 +215,31 @@ class DetectorSettings(_Section):
         if tuning is not None:
             renamed = {"kind": "detector", "params": "detector_params"}
             for key, value in tuning.model_dump(exclude_none=True).items():
-                config[renamed.get(key, key)] = value
-        return config
+                values[renamed.get(key, key)] = value
+        return values
 
 
-def _check_detector(config: dict[str, Any], where: str) -> None:
+def _check_detector(values: dict[str, Any], where: str) -> None:
     """Unknown detector kinds, parameters and feature names stop start-up, naming the key."""
     from detector.features import FEATURES
     from detector.registry import available, make_detector
 
     try:
-        make_detector(config["detector"], config["detector_params"])
+        make_detector(values["detector"], values["detector_params"])
     except (ValueError, TypeError) as exc:
-        key = "kind" if config["detector"] not in available() else "params"
+        key = "kind" if values["detector"] not in available() else "params"
         raise ValueError(f"{where}{key}: {exc}") from None
-    unknown = sorted(set(config["features"] or ()) - set(FEATURES))
+    unknown = sorted(set(values["features"] or ()) - set(FEATURES))
     if unknown:
         raise ValueError(f"{where}features: unknown {unknown}; choose from {list(FEATURES)} or null for raw values")
-    _check_learnable(config, where)
+    _check_learnable(values, where)
 
 
 # Settings already tried on synthetic rows (assets usually share them): settings JSON -> None or the error.
 _LEARNABLE: dict[str, str | None] = {}
 
 
-def _check_learnable(config: dict[str, Any], where: str) -> None:
+def _check_learnable(values: dict[str, Any], where: str) -> None:
     """Learn one baseline of synthetic rows with these settings, so that parameter values a detector
     only checks when it is fitted (a PCA variance of 5, KNN neighbours beyond a fold's rows, a window
     too short to hold a sample) stop start-up now, not when the first real baseline ends an hour on.
@@ -243,9 +249,9 @@ def _check_learnable(config: dict[str, Any], where: str) -> None:
     spaced so the feature window holds ``window_samples`` rows (as at the plant's own rate), and at
     most ``TRIAL_ROWS`` of them (start-up stays quick; row-count limits beyond that are not real).
     """
-    key = json.dumps(config, sort_keys=True, default=str)
+    key = json.dumps(values, sort_keys=True, default=str)
     if key not in _LEARNABLE:
-        _LEARNABLE[key] = _baseline_error(config)
+        _LEARNABLE[key] = _baseline_error(values)
     error = _LEARNABLE[key]
     if error is not None:
         scope = where.rstrip(".")
@@ -259,22 +265,23 @@ TRIAL_SENSORS = 32
 TRIAL_ROWS = 2000
 
 
-def _baseline_error(config: dict[str, Any]) -> str | None:
+def _baseline_error(values: dict[str, Any]) -> str | None:
     from detector.monitor import AssetMonitor
 
-    n = min(int(config["baseline_rows"]), TRIAL_ROWS)
+    n = min(int(values["baseline_rows"]), TRIAL_ROWS)
     sensors = tuple(f"s{j}" for j in range(TRIAL_SENSORS))
     try:
-        monitor = AssetMonitor("settings-check", sensors, **{**config, "baseline_rows": n})
+        monitor = AssetMonitor("settings-check", MonitorConfig(**{**values, "baseline_rows": n}), sensors)
     except (ValueError, TypeError, OverflowError) as exc:
         return str(exc)
-    window_s = config.get("window_s")
-    step_s = float(window_s) / max(int(config["window_samples"]), 1) if window_s else 1.0
+    window_s = values.get("window_s")
+    step_s = float(window_s) / max(int(values["window_samples"]), 1) if window_s else 1.0
     ts = np.round(np.arange(n) * step_s * 1e9).astype(np.int64)
     rows = np.random.default_rng(0).normal(size=(n, TRIAL_SENSORS))
     with np.errstate(all="ignore"):
         monitor.process_arrays(ts, rows)
-    return None if monitor.is_warm else str(monitor.baseline_cause_)
+    failure = monitor.baseline_failure_
+    return None if monitor.is_warm else str(failure.cause if failure is not None else None)
 
 
 class AlertSettings(_Section):

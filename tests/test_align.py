@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detector.align import FrameAligner
+from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
 
 SENSORS = tuple(f"s{i}" for i in range(8))
@@ -162,8 +163,8 @@ def test_invalid_hyperparameters() -> None:
 
 def test_monitor_feed_per_sensor_messages_matches_process() -> None:
     ts, X, _ = _data(120, seed=4)
-    batch = AssetMonitor("a", SENSORS, baseline_rows=50).process(ts, X)
-    live = AssetMonitor("a", None, baseline_rows=50, max_staleness_ns=5 * SEC, discovery_ns=10 * SEC)
+    batch = AssetMonitor("a", MonitorConfig(baseline_rows=50), SENSORS).process(ts, X)
+    live = AssetMonitor("a", MonitorConfig(baseline_rows=50, max_staleness_ns=5 * SEC, discovery_ns=10 * SEC))
     rng = np.random.default_rng(5)
     fed = []
     sizes = []
@@ -185,7 +186,7 @@ def test_feed_many_gives_the_same_verdicts_as_feed_per_reading() -> None:
     readings = [(i * 10**9, {"a": v[0], "b": v[1], "c": v[2]}) for i, v in enumerate(values)]
 
     def monitor() -> AssetMonitor:
-        return AssetMonitor("m", None, baseline_rows=100, max_staleness_ns=5 * 10**9)
+        return AssetMonitor("m", MonitorConfig(baseline_rows=100, max_staleness_ns=5 * 10**9))
 
     one_by_one = monitor()
     expected = [v for ts, vals in readings for v in one_by_one.feed(ts, vals)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from detector.monitor import AssetMonitor
+from detector.config import MonitorConfig
+from detector.monitor import WARMING_UP, AssetMonitor
 from ingest.logfile import read_sensor_log
 from plantwatch.offline.backtest import backtest_main, pointwise_metrics, run_backtest, write_scores_csv
 
@@ -46,7 +48,7 @@ def test_backtest_main_writes_one_row_per_input_row(tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
     # Raw values (no rolling window whose lag would flag rows after the step ends): this test is about
     # the file contract and the metrics; detection quality of the default lives in bench/detection.py.
-    raw = {"features": None}
+    raw = MonitorConfig(features=None)
     summary = backtest_main(make_log(tmp_path), out, TRAIN, ("anomaly", "changepoint"), None, raw)
     rows = read_out(out)
     assert rows[0] == ["timestamp", "score", "probability", "anomaly"]
@@ -80,8 +82,8 @@ def test_truncating_the_log_does_not_change_earlier_rows(tmp_path: Path) -> None
 
 def test_backtest_uses_the_same_monitor_as_the_live_path(tmp_path: Path) -> None:
     log = read_sensor_log(make_log(tmp_path, nan_row=None), label_columns=["anomaly"])
-    result = run_backtest(log, train_rows=TRAIN, config={"min_duration": 5})
-    live = AssetMonitor("x", log.sensors, baseline_rows=TRAIN, min_duration=5)
+    result = run_backtest(log, train_rows=TRAIN, config=MonitorConfig(min_duration=5))
+    live = AssetMonitor("x", MonitorConfig(baseline_rows=TRAIN, min_duration=5), log.sensors)
     verdicts = [
         v
         for t, row in zip(log.timestamps_ns.tolist(), log.values, strict=True)
@@ -91,14 +93,15 @@ def test_backtest_uses_the_same_monitor_as_the_live_path(tmp_path: Path) -> None
     assert [v.probability for v in verdicts] == result.probability.tolist()
 
 
-def test_config_dict_from_settings_is_accepted_and_unknown_keys_rejected(tmp_path: Path) -> None:
+def test_the_live_config_is_accepted_with_train_rows_as_its_baseline(tmp_path: Path) -> None:
     log = read_sensor_log(make_log(tmp_path), label_columns=["anomaly", "changepoint"])
-    live_config = {"baseline_rows": 50, "enter": 0.99, "exit": 0.95, "min_duration": 3, "top_k": 3}
-    live_config["max_staleness_ns"] = 30_000_000_000
+    live_config = MonitorConfig(baseline_rows=50, enter=0.99, exit=0.95, min_duration=3, top_k=3)
+    live_config = dataclasses.replace(live_config, max_staleness_ns=30_000_000_000)
     result = run_backtest(log, train_rows=TRAIN, config=live_config)
     assert not result.anomaly[:TRAIN].any() and np.all(result.score[:TRAIN] == 0)  # train_rows wins
-    with pytest.raises(ValueError, match="unknown detector setting"):
-        run_backtest(log, train_rows=TRAIN, config={"enterr": 0.9})
+    assert (result.status[:TRAIN] == WARMING_UP).all() and result.status[TRAIN] != WARMING_UP
+    with pytest.raises(TypeError, match="enterr"):
+        MonitorConfig(enterr=0.9)  # type: ignore[call-arg]
 
 
 def test_pointwise_metrics_or_of_label_columns() -> None:
@@ -140,5 +143,5 @@ def test_a_backtest_that_learns_no_baseline_says_why(tmp_path: Path, body: str, 
 
 def test_a_backtest_whose_model_cannot_learn_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no baseline could be learned \(variance must be in \(0, 1\], got 5\)"):
-        config = {"detector_params": {"variance": 5}}
+        config = MonitorConfig(detector_params={"variance": 5})
         backtest_main(make_log(tmp_path), tmp_path / "out.csv", train_rows=TRAIN, config=config)

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.align import FrameAligner
+from detector.config import MonitorConfig
+from detector.detectors.robust import RobustZScore
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
-from detector.robust import RobustZScore
 
 SENSORS = tuple(f"s{i}" for i in range(8))
 SEC = 1_000_000_000
@@ -147,12 +148,12 @@ def test_robust_score_is_rms_of_signed_z() -> None:
 
 def test_robust_detector_finds_step_fault_and_names_the_sensor() -> None:
     ts, X, labels = synthetic(1200, seed=1, fault=(3, 800, 1000, 6.0))
-    mon = AssetMonitor("pump", SENSORS, baseline_rows=400, detector="robust_z", features=None)
+    mon = AssetMonitor("pump", MonitorConfig(baseline_rows=400, detector="robust_z", features=None), SENSORS)
     out = mon.process_arrays(ts, X)
     scored = out.status == SCORED
     assert roc_auc(labels[scored], out.score[scored]) > 0.9
     assert out.anomaly[800:1000].mean() > 0.5
-    again = AssetMonitor("pump", SENSORS, baseline_rows=400, detector="robust_z", features=None)
+    again = AssetMonitor("pump", MonitorConfig(baseline_rows=400, detector="robust_z", features=None), SENSORS)
     verdicts = [v for v in again.process(ts, X) if v.anomaly]
     in_fault = [v for v in verdicts if 800 * SEC <= v.ts_ns < 1000 * SEC]
     assert in_fault and all(v.contributions[0].sensor == "s3" for v in in_fault)
@@ -171,14 +172,14 @@ def _with_gaps(seed: int = 4):
 
 def test_monitor_warm_up_then_scoring() -> None:
     ts, X = _with_gaps()
-    mon = AssetMonitor("a", SENSORS, baseline_rows=100)
+    mon = AssetMonitor("a", MonitorConfig(baseline_rows=100), SENSORS)
     out = mon.process_arrays(ts, X)
     # Row 10 is skipped, so the baseline is rows 0..100 minus row 10.
     assert out.status[10] == SKIPPED and np.all(out.status[:10] == WARMING_UP)
     assert out.status[100] == WARMING_UP and out.status[101] == SCORED
     assert np.all(out.score[out.status == WARMING_UP] == 0) and not out.anomaly[:101].any()
     assert mon.skipped_rows_ == 5 and mon.scored_rows_ == 600 - 101 - 4
-    verdicts = AssetMonitor("a", SENSORS, baseline_rows=100).process(ts, X)
+    verdicts = AssetMonitor("a", MonitorConfig(baseline_rows=100), SENSORS).process(ts, X)
     assert len(verdicts) == 595  # one per non-skipped row
     assert sum(v.warming_up for v in verdicts) == 100
     assert all(v.contributions for v in verdicts if v.anomaly)
@@ -187,7 +188,7 @@ def test_monitor_warm_up_then_scoring() -> None:
 
 def test_monitor_skipped_rows_hold_the_alarm_state() -> None:
     ts, X = _with_gaps()
-    out = AssetMonitor("a", SENSORS, baseline_rows=100).process_arrays(ts, X)
+    out = AssetMonitor("a", MonitorConfig(baseline_rows=100), SENSORS).process_arrays(ts, X)
     assert out.anomaly[359] and out.anomaly[360] and math.isnan(out.score[360])
 
 
@@ -195,9 +196,9 @@ def test_monitor_skipped_rows_hold_the_alarm_state() -> None:
 @given(st.lists(st.integers(1, 599), max_size=12, unique=True))
 def test_monitor_micro_batches_give_identical_results(cuts: list[int]) -> None:
     ts, X = _with_gaps()
-    whole = AssetMonitor("a", SENSORS, baseline_rows=100, min_duration=2)
+    whole = AssetMonitor("a", MonitorConfig(baseline_rows=100, min_duration=2), SENSORS)
     expected = whole.process(ts, X)
-    split = AssetMonitor("a", SENSORS, baseline_rows=100, min_duration=2)
+    split = AssetMonitor("a", MonitorConfig(baseline_rows=100, min_duration=2), SENSORS)
     got = []
     bounds = [0, *sorted(cuts), len(ts)]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
@@ -207,17 +208,17 @@ def test_monitor_micro_batches_give_identical_results(cuts: list[int]) -> None:
 
 def test_monitor_is_causal() -> None:
     ts, X = _with_gaps()
-    full = AssetMonitor("a", SENSORS, baseline_rows=100).process_arrays(ts, X)
+    full = AssetMonitor("a", MonitorConfig(baseline_rows=100), SENSORS).process_arrays(ts, X)
     for k in (50, 101, 355, 400):
-        part = AssetMonitor("a", SENSORS, baseline_rows=100).process_arrays(ts[:k], X[:k])
+        part = AssetMonitor("a", MonitorConfig(baseline_rows=100), SENSORS).process_arrays(ts[:k], X[:k])
         np.testing.assert_array_equal(part.score, full.score[:k])
         np.testing.assert_array_equal(part.anomaly, full.anomaly[:k])
 
 
 def test_monitor_feed_matches_process() -> None:
     ts, X, _ = synthetic(300, seed=5, fault=(1, 200, 260, 8.0))
-    batch = AssetMonitor("a", SENSORS, baseline_rows=150).process(ts, X)
-    live = AssetMonitor("a", None, baseline_rows=150)
+    batch = AssetMonitor("a", MonitorConfig(baseline_rows=150), SENSORS).process(ts, X)
+    live = AssetMonitor("a", MonitorConfig(baseline_rows=150))
     fed = []
     for t, row in zip(ts.tolist(), X, strict=True):
         # Per-sensor messages at the same instant, split in two: the completing one emits.
@@ -225,9 +226,9 @@ def test_monitor_feed_matches_process() -> None:
         fed.extend(live.feed(t, dict(zip(SENSORS[:4], row[:4].tolist(), strict=True))))
     # The sensor set is the union over the discovery period; discovery rows are replayed.
     assert live.sensor_names == SENSORS
-    assert fed == batch and live.aligner_.unknown_values_ == 0
+    assert fed == batch and live.intake.counts().unknown_values == 0
     # Whole-row readings through the aligner give exactly the batch verdicts.
-    live2 = AssetMonitor("a", SENSORS, baseline_rows=150)
+    live2 = AssetMonitor("a", MonitorConfig(baseline_rows=150), SENSORS)
     fed2 = []
     for t, row in zip(ts.tolist(), X, strict=True):
         fed2.extend(live2.feed(t, dict(zip(SENSORS, row.tolist(), strict=True))))
@@ -236,6 +237,6 @@ def test_monitor_feed_matches_process() -> None:
 
 
 def test_monitor_rejects_wrong_width() -> None:
-    mon = AssetMonitor("a", SENSORS, baseline_rows=10)
+    mon = AssetMonitor("a", MonitorConfig(baseline_rows=10), SENSORS)
     with pytest.raises(ValueError, match="expected 8 sensors"):
         mon.process(np.zeros(2, dtype=np.int64), np.zeros((2, 3)))

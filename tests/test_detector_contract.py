@@ -21,7 +21,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from detector.base import Detector, DetectorMixin, join_state, split_state
-from detector.pyod_adapter import PYOD_MODELS, ROUNDING_ROWWISE_MODELS, PyODDetector
+from detector.detectors.pyod_adapter import PYOD_MODELS, ROUNDING_ROWWISE_MODELS, PyODDetector
 from detector.registry import available, make_detector, make_spec, register
 
 SENSORS = ("flow", "current", "pressure", "speed", "motor_temp", "bearing_temp", "vibration", "coolant_level")
@@ -381,7 +381,7 @@ def test_ensemble_evidence_is_finite_and_keeps_ranking_far_beyond_the_baseline()
 
 
 def test_ensemble_typical_rows_carry_no_evidence_and_a_nan_baseline_score_is_ignored() -> None:
-    from detector.ensemble import Ensemble
+    from detector.detectors.ensemble import Ensemble
 
     ens = Ensemble(members=[{"kind": "robust_z"}, {"kind": "pca_spc"}], combine="max").fit(NORMAL)
     evidence = ens.member_evidence(NORMAL)

@@ -14,6 +14,7 @@ from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
+from detector.config import MonitorConfig
 from detector.types import Contribution, Verdict
 from plantwatch.maintenance.tracker import MaintenanceTracker, drift_from_contributions
 from plantwatch.service.detector_stage import DetectorStage
@@ -96,7 +97,7 @@ def _stage(tmp_path: Path) -> tuple[DetectorStage, SqliteAlertStore, Maintenance
         queue.Queue(),
         sink=None,  # type: ignore[arg-type]  # _track_maintenance never touches the sink
         alerts=manager,
-        detector_config=lambda asset: {},
+        detector_config=lambda asset: MonitorConfig(),
         counters=Counters(),
         health=StageHealth(),
         stop=threading.Event(),
@@ -214,7 +215,7 @@ def test_the_detector_stage_restores_the_trends_and_saves_them_at_shutdown(tmp_p
             queue.Queue(),
             sink=None,  # type: ignore[arg-type]
             alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
-            detector_config=lambda asset: {},
+            detector_config=lambda asset: MonitorConfig(),
             counters=Counters(),
             health=StageHealth(),
             stop=threading.Event(),

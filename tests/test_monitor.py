@@ -14,6 +14,9 @@ import pytest
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
 from detector.base import join_state, split_state
+from detector.calibration import EmpiricalCalibrator
+from detector.config import MonitorConfig
+from detector.events import BaselineLearned
 from detector.features import level_drift_ratio
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from ingest.messages import Reading
@@ -48,7 +51,7 @@ def plant(n: int = 1500, fault: tuple[int, int] = (1000, 1200), seed: int = 5) -
 
 
 def monitor(**config: Any) -> AssetMonitor:
-    return AssetMonitor("pump", SENSORS, baseline_rows=300, **config)
+    return AssetMonitor("pump", MonitorConfig(baseline_rows=300, **config), SENSORS)
 
 
 def _through_disk(state: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
@@ -141,10 +144,12 @@ def test_adaptation_does_not_narrow_itself_on_steady_data() -> None:
     ts, X = plant(n=16000, fault=(0, 0))
     m = monitor(adapt=True, adapt_every=300)
     m.process_arrays(ts[:600], X[:600])
-    first = np.quantile(m.calibrator_.baseline_scores_, 0.95)
+    assert m.model_ is not None and isinstance(m.model_.calibrator, EmpiricalCalibrator)
+    first = np.quantile(m.model_.calibrator.baseline_scores_, 0.95)
     out = m.process_arrays(ts[600:], X[600:])
     assert m.refits_ > 40
-    assert np.quantile(m.calibrator_.baseline_scores_, 0.95) > 0.7 * first
+    assert m.model_ is not None and isinstance(m.model_.calibrator, EmpiricalCalibrator)
+    assert np.quantile(m.model_.calibrator.baseline_scores_, 0.95) > 0.7 * first
     assert out.anomaly.mean() < 0.01
 
 
@@ -155,12 +160,13 @@ def test_adaptation_memory_is_a_uniform_time_ordered_sample_whatever_the_batchin
     split = monitor(adapt=True, adapt_every=250)
     for a, b in zip([0, 3, 301, 1777, 4000], [3, 301, 1777, 4000, 6000], strict=True):
         split.process_arrays(ts[a:b], X[a:b])
-    assert whole.memory_ is not None and split.memory_ is not None
-    for mine, theirs in zip(whole.memory_.get_state(), split.memory_.get_state(), strict=True):
+    assert whole.adaptation_ is not None and split.adaptation_ is not None
+    memory = whole.adaptation_.memory
+    for mine, theirs in zip(memory.get_state(), split.adaptation_.memory.get_state(), strict=True):
         assert np.array_equal(np.asarray(mine), np.asarray(theirs))
-    size, seen = whole.memory_.size, whole.memory_.seen
+    size, seen = memory.size, memory.seen
     assert size == 4 * 300 and seen > 5000  # full; nearly every row was normal
-    seq = whole.memory_.counts()
+    seq = memory.counts()
     assert np.unique(seq).size == size and seq.max() <= seen
     older_half = np.mean(seq <= seen / 2)
     assert 0.4 < older_half < 0.6  # old operating conditions are kept as well as recent ones
@@ -188,7 +194,8 @@ def test_a_model_saved_with_the_older_ring_memory_still_adapts(tmp_path: Path) -
     state.pop("memory_seq"), state.pop("memory_counts")
     state["ring"], state["ring_pos"] = rows, [rows.shape[0], 0, 100]  # the earlier layout
     restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
-    assert restored.memory_ is not None and restored.memory_.size == rows.shape[0] and restored._since_refit == 100
+    adaptation = restored.adaptation_
+    assert adaptation is not None and adaptation.memory.size == rows.shape[0] and adaptation.since_refit == 100
     restored.process_arrays(ts[800:], X[800:])
     assert restored.refits_ > first.refits_
 
@@ -253,7 +260,7 @@ def _stage(
         queue.Queue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
-        detector_config=lambda asset: dict(config),
+        detector_config=lambda asset: MonitorConfig(**config),
         counters=counters,
         health=StageHealth(),
         stop=threading.Event(),
@@ -275,7 +282,7 @@ def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_pat
     live = stage.monitors["pump"]
     assert live.refits_ >= 3
     # No shutdown save: what is on disk is what a crash would leave behind.
-    after_crash = AssetMonitor("pump", None, baseline_rows=300, adapt=True, adapt_every=200)
+    after_crash = AssetMonitor("pump", MonitorConfig(baseline_rows=300, adapt=True, adapt_every=200))
     models.restore(after_crash)
     assert after_crash.refits_ == live.refits_
 
@@ -294,7 +301,7 @@ def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_
     monitor = stage.monitors["pump"]
     assert not monitor.is_warm and monitor.rows_seen_ == 100  # the old baseline is gone
     assert "plantwatch_baselines_relearned_total 1" in counters.render()
-    after_restart = AssetMonitor("pump", None, baseline_rows=300)
+    after_restart = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     models.restore(after_restart)
     assert not after_restart.is_warm  # a restart does not bring the old baseline back
     stage._process(readings[500:800])
@@ -310,7 +317,7 @@ def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_save
     restarted = _stage(tmp_path, models, {"baseline_rows": 300})
     assert restarted.request_relearn("pump") and not restarted.request_relearn("never-seen")
     restarted._process([])  # the next batch (of any asset) applies it
-    on_disk = AssetMonitor("pump", None, baseline_rows=300)
+    on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     models.restore(on_disk)
     assert not on_disk.is_warm
 
@@ -419,19 +426,19 @@ def _drifting_plant(n: int = 2400, step: tuple[int, int] | None = None) -> tuple
 
 def test_a_wandering_sensor_is_judged_by_how_it_moves_not_where_it_is() -> None:
     ts, X = _drifting_plant()
-    m = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
     out = m.process_arrays(ts, X)
     assert m.drifting_sensors == ("temp",)
     assert X[2000:, 2].min() > X[:400, 2].max() + 2  # it leaves the baseline's range far behind ...
     assert out.anomaly[400:].mean() < 0.02  # ... and is not alarmed on
-    judged_by_level = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400, drift_ratio=0)
+    judged_by_level = AssetMonitor("pump", MonitorConfig(baseline_rows=400, drift_ratio=0), ("flow", "current", "temp"))
     assert judged_by_level.process_arrays(ts, X).anomaly[400:].mean() > 0.2
     assert judged_by_level.drifting_sensors == ()
 
 
 def test_a_steady_sensor_beside_a_wandering_one_is_still_watched_and_explained(tmp_path: Path) -> None:
     ts, X = _drifting_plant(step=(1500, 1900))
-    m = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
     out, explanations = m.process_explained(ts, X)
     assert out.anomaly[1530:1900].mean() > 0.9
     assert out.anomaly[400:1500].mean() < 0.02
@@ -440,8 +447,8 @@ def test_a_steady_sensor_beside_a_wandering_one_is_still_watched_and_explained(t
     # the temperature is still watched, but only by its spread
     assert all(c.feature == "spread" for i in explanations for c in explanations[i] if c.sensor == "temp")
     # the choice of columns survives a restart
-    restored = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
-    first = AssetMonitor("pump", ("flow", "current", "temp"), baseline_rows=400)
+    restored = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
+    first = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
     first.process_arrays(ts[:1000], X[:1000])
     restored.set_state(_through_disk(first.get_state(), tmp_path))
     assert restored.drifting_sensors == ("temp",)
@@ -450,20 +457,21 @@ def test_a_steady_sensor_beside_a_wandering_one_is_still_watched_and_explained(t
 
 def test_a_single_wandering_sensor_is_still_judged_by_its_level() -> None:
     ts, X = _drifting_plant()
-    m = AssetMonitor("oven", ("temp",), baseline_rows=400)
+    m = AssetMonitor("oven", MonitorConfig(baseline_rows=400), ("temp",))
     m.process_arrays(ts, X[:, 2:])
     assert m.drifting_sensors == ()
-    assert m.columns_ is None
+    assert m.model_ is not None and m.model_.columns is None
 
 
 def test_the_service_log_names_drifting_sensors_when_the_baseline_is_learned(caplog: pytest.LogCaptureFixture) -> None:
     from plantwatch.service.alert_log import log_baseline_learned
 
     ts, X = _drifting_plant(n=500)
-    m = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400)
-    m.process_arrays(ts, X)
+    m = AssetMonitor("pump-3", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
+    learned = _learned_live(m, ts, X)
+    assert learned.drifting_sensors == m.drifting_sensors == ("temp",)
     with caplog.at_level("INFO", logger="plantwatch.service"):
-        log_baseline_learned(m)
+        log_baseline_learned("pump-3", learned)
     assert "baseline of pump-3 learned" in caplog.text
     assert "judged by how they move only: temp" in caplog.text
 
@@ -472,24 +480,36 @@ def test_a_short_baseline_says_how_few_scores_its_alarm_level_rests_on(caplog: p
     from plantwatch.service.alert_log import log_baseline_learned
 
     ts, X = _drifting_plant(n=500)
-    m = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400, enter=0.995)
+    m = AssetMonitor("pump-3", MonitorConfig(baseline_rows=400, enter=0.995), ("flow", "current", "temp"))
     assert m.scores_beyond_enter is None and m.short_baseline_advice() is None  # nothing learned yet
-    m.process_arrays(ts, X)
-    n = m.calibrator_.n_baseline_
+    learned = _learned_live(m, ts, X)
+    assert m.model_ is not None
+    n = m.model_.calibrator.n_baseline_
     assert 300 < n <= 400  # the settled baseline rows, each scored by a model fitted without it
     assert m.scores_beyond_enter == pytest.approx(n * 0.005)
     advice = m.short_baseline_advice()
     assert advice is not None and "pump-3" in advice and "enter=0.995" in advice
     needed = int(advice.split("baseline_rows >= ")[1].split(")")[0])
     assert needed * n / 400 * 0.005 == pytest.approx(10, rel=0.02)  # enough rows for 10 scores beyond
+    assert learned.advice == advice
     with caplog.at_level("WARNING", logger="plantwatch.service"):
-        log_baseline_learned(m)
+        log_baseline_learned("pump-3", learned)
     assert advice in caplog.text
     # A lower alarm level rests on more scores: 400 rows are enough for enter 0.95.
-    relaxed = AssetMonitor("pump-3", ("flow", "current", "temp"), baseline_rows=400, enter=0.95, exit=0.9)
+    relaxed = AssetMonitor(
+        "pump-3", MonitorConfig(baseline_rows=400, enter=0.95, exit=0.9), ("flow", "current", "temp")
+    )
     relaxed.process_arrays(ts, X)
     assert relaxed.scores_beyond_enter is not None and relaxed.scores_beyond_enter >= 10
     assert relaxed.short_baseline_advice() is None
+
+
+def _learned_live(m: AssetMonitor, ts: np.ndarray, X: np.ndarray) -> BaselineLearned:
+    """Rows as live readings of ``m``'s sensors; the event of the baseline they complete."""
+    names = m.sensor_names or ()
+    readings = [(int(t), dict(zip(names, row.tolist(), strict=True))) for t, row in zip(ts, X, strict=True)]
+    (learned,) = [event for event in m.observe(readings).events if isinstance(event, BaselineLearned)]
+    return learned
 
 
 def _loaded_pump(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -510,36 +530,41 @@ def test_a_baseline_episode_that_sets_the_alarm_level_is_reported_and_restored(
     ts, X = _loaded_pump(4200)
     fault = X[3600:].copy()
     fault[300:, 2] -= 6.0  # sensor c falls 60 noise widths, 5 minutes into the scored hour
-    clean = AssetMonitor("pump", sensors, baseline_rows=3600)
+    clean = AssetMonitor("pump", MonitorConfig(baseline_rows=3600), sensors)
     clean.process_arrays(ts[:3600], X[:3600])
     assert clean.scores_beyond_enter is not None and clean.scores_beyond_enter >= 10
-    assert clean.baseline_episode_ is None and clean.baseline_advice() is None
+    assert clean.model_ is not None and clean.model_.episode is None and clean.baseline_advice() is None
     assert clean.process_arrays(ts[3600:], fault).anomaly[300:].mean() > 0.9
 
     # The same hour with a 3-minute start-up dip of sensor c, half as deep as the later fault.
     with_dip = X[:3600].copy()
     with_dip[1500:1680, 2] -= 3.0
-    m = AssetMonitor("pump", sensors, baseline_rows=3600)
-    m.process_arrays(ts[:3600], with_dip)
-    episode = m.baseline_episode_
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=3600), sensors)
+    learned = _learned_live(m, ts[:3600], with_dip)
+    assert m.model_ is not None
+    episode = m.model_.episode
     assert episode is not None
     assert ts[1500] <= episode.start_ns < episode.end_ns <= ts[1680 + 15]  # + the 15-row feature window
     assert episode.scores_beyond >= 0.5 * episode.scores_beyond_total >= 5
     advice = m.baseline_advice()
     assert advice is not None and "one episode, 2023-11-14 22:38" in advice and "will not alarm" in advice
+    assert learned.advice == advice
     with caplog.at_level("WARNING", logger="plantwatch.service"):
-        log_baseline_learned(m)
+        log_baseline_learned("pump", learned)
     assert advice in caplog.text
-    restored = AssetMonitor("pump", sensors, baseline_rows=3600).set_state(_through_disk(m.get_state(), tmp_path))
-    assert restored.baseline_episode_ == episode and restored.baseline_advice() == advice
+    restored = AssetMonitor("pump", MonitorConfig(baseline_rows=3600), sensors).set_state(
+        _through_disk(m.get_state(), tmp_path)
+    )
+    assert restored.model_ is not None and restored.model_.episode == episode
+    assert restored.baseline_advice() == advice
     # What the advice warns of: the deeper fault is not flagged at all.
     assert not m.process_arrays(ts[3600:], fault).anomaly.any()
     # Across a cross-fitting block boundary (blocks of ~6 minutes) the episode is named too.
     straddling = X[:3600].copy()
     straddling[1700:1880, 2] -= 3.0
-    m = AssetMonitor("pump", sensors, baseline_rows=3600)
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=3600), sensors)
     m.process_arrays(ts[:3600], straddling)
-    assert m.baseline_episode_ is not None and ts[1700] <= m.baseline_episode_.start_ns
+    assert m.model_ is not None and m.model_.episode is not None and ts[1700] <= m.model_.episode.start_ns
 
 
 def test_alert_log_lines_label_movement_figures(caplog: pytest.LogCaptureFixture) -> None:
@@ -611,13 +636,17 @@ def test_an_asset_whose_readings_never_change_does_not_alarm(detector: str, cali
     n = 1000
     ts = np.arange(n, dtype=np.int64) * 1_000_000_000
     X = np.tile([10.0, 5.0, 3.0], (n, 1))
-    m = AssetMonitor("idle", ("a", "b", "c"), baseline_rows=600, detector=detector, calibration=calibration)
+    m = AssetMonitor(
+        "idle", MonitorConfig(baseline_rows=600, detector=detector, calibration=calibration), ("a", "b", "c")
+    )
     out = m.process_arrays(ts, X)
     assert not out.anomaly.any()
     assert np.all(out.probability[600:] < 0.6)
     X[900:, 1] = 6.0  # ... until one of them moves
     assert (
-        AssetMonitor("idle", ("a", "b", "c"), baseline_rows=600, detector=detector, calibration=calibration)
+        AssetMonitor(
+            "idle", MonitorConfig(baseline_rows=600, detector=detector, calibration=calibration), ("a", "b", "c")
+        )
         .process_arrays(ts, X)
         .anomaly[910:]
         .all()
@@ -632,19 +661,19 @@ def test_rows_refilling_the_window_after_an_outage_are_skipped_not_alarmed(tmp_p
     for start in outages:
         ts[start:] += 600 * 1_000_000_000  # ten minutes without data
     X = 10 + 0.1 * rng.standard_normal((n, 3))
-    m = AssetMonitor("a", ("s0", "s1", "s2"), baseline_rows=600)
+    m = AssetMonitor("a", MonitorConfig(baseline_rows=600), ("s0", "s1", "s2"))
     out = m.process_arrays(ts, X)
-    window = int(m.window_s_ or 0)
+    window = int(m.model_.window_s if m.model_ is not None else 0)
     assert window == 15
     for start in outages:  # a 1-sample spread would look like a dead sensor: not scored ...
         assert (out.status[start : start + window] == SKIPPED).all()
         assert (out.status[start + window : start + window + 5] == SCORED).all()  # ... until refilled
     assert not out.anomaly.any()
     # the same across batch boundaries and a restart in the middle of a refill
-    first = AssetMonitor("a", ("s0", "s1", "s2"), baseline_rows=600)
+    first = AssetMonitor("a", MonitorConfig(baseline_rows=600), ("s0", "s1", "s2"))
     cut = outages[2] + 4
     first.process_arrays(ts[:cut], X[:cut])
-    second = AssetMonitor("a", ("s0", "s1", "s2"), baseline_rows=600).set_state(
+    second = AssetMonitor("a", MonitorConfig(baseline_rows=600), ("s0", "s1", "s2")).set_state(
         _through_disk(first.get_state(), tmp_path)
     )
     rest = second.process_arrays(ts[cut:], X[cut:])
@@ -657,16 +686,17 @@ def test_a_baseline_that_cannot_be_learned_is_dropped_with_a_clear_error_and_rel
 ) -> None:
     ts, X = plant(n=60, fault=(0, 0))
     # KNN with 5 neighbours cannot be fitted on the ~4 rows a cross-fitting fold leaves of 12.
-    whole = AssetMonitor("pump", SENSORS, baseline_rows=12, detector="knn")
+    whole = AssetMonitor("pump", MonitorConfig(baseline_rows=12, detector="knn"), SENSORS)
     out = whole.process_arrays(ts[:20], X[:20])
     assert whole.baseline_failures_ == 1 and not whole.is_warm
-    assert whole.baseline_error_ is not None and "learning the baseline from 12 rows failed" in whole.baseline_error_
-    assert (out.status == WARMING_UP).all() and whole._baseline_count == 8  # the rest start the next one
-    assert whole.window_s_ is None and whole.drifting_sensors == ()  # nothing of the failed fit is left
-    split = AssetMonitor("pump", SENSORS, baseline_rows=12, detector="knn")
+    failure = whole.baseline_failure_
+    assert failure is not None and "learning the baseline from 12 rows failed" in failure.message
+    assert (out.status == WARMING_UP).all() and whole.baseline_.count == 8  # the rest start the next one
+    assert whole.model_ is None and whole.features_ is None and whole.drifting_sensors == ()  # nothing of it is left
+    split = AssetMonitor("pump", MonitorConfig(baseline_rows=12, detector="knn"), SENSORS)
     split.process_arrays(ts[:12], X[:12])
     split.process_arrays(ts[12:20], X[12:20])
-    assert split._baseline_count == 8 and split.rows_seen_ == whole.rows_seen_ == 20
+    assert split.baseline_.count == 8 and split.rows_seen_ == whole.rows_seen_ == 20
     # the live stage logs it and counts it as a detector error, once per failed baseline
     counters = Counters()
     models = ModelPersistence(str(tmp_path / "models"))
@@ -687,7 +717,7 @@ def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Pat
     def fail(rows: Any) -> Any:
         raise RuntimeError("model bug")
 
-    broken.process_rows = fail  # type: ignore[method-assign]
+    broken.observe = fail  # type: ignore[method-assign,assignment]
     ts, X = plant(n=400, fault=(0, 0))
     readings = []
     for t, row in zip(ts.tolist(), X, strict=True):
@@ -716,9 +746,9 @@ def test_the_rows_after_a_gap_of_a_window_or_more_are_skipped(gap_s: int, where:
     ts, X = plant(n=1300, fault=(0, 0))
     ts = ts.copy()
     ts[where:] += (gap_s - 1) * 1_000_000_000  # rows 1 s apart: the step is gap_s seconds
-    m = AssetMonitor("pump", SENSORS, baseline_rows=600)
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=600), SENSORS)
     out = m.process_arrays(ts, X)
-    assert m.window_s_ == 15.0
+    assert m.model_ is not None and m.model_.window_s == 15.0
     refilled = ts[where] + 15 * 1_000_000_000
     after = np.arange(max(where, 600), 1300)
     assert (out.status[after[ts[after] < refilled]] == SKIPPED).all()
@@ -736,8 +766,8 @@ def test_a_full_older_ring_is_restored_oldest_row_first(tmp_path: Path) -> None:
     # the earlier layout: a full ring of 300 rows whose next slot to write (the oldest row) is 120
     state["ring"], state["ring_pos"] = np.roll(in_time_order, 120, axis=0), [300, 120, 100]
     restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
-    assert restored.memory_ is not None
-    assert np.array_equal(restored.memory_.in_time_order(), in_time_order)
+    assert restored.adaptation_ is not None
+    assert np.array_equal(restored.adaptation_.memory.in_time_order(), in_time_order)
 
 
 def test_a_sensor_outside_the_restored_model_is_named_counted_and_shown(
@@ -757,7 +787,7 @@ def test_a_sensor_outside_the_restored_model_is_named_counted_and_shown(
     assert "POST /assets/pump/relearn" in caplog.text
     assert counters.get("plantwatch_unknown_sensor_values_total") == 100
     assert counters.get("plantwatch_rows_scored_total") == 0  # the old sensor never comes: no rows
-    assert stage.monitors["pump"].aligner_.unknown_sensors_ == {"vibration"}
+    assert stage.monitors["pump"].unknown_sensors == {"vibration"}
 
 
 def test_readings_the_detector_leaves_out_are_counted_and_a_silent_sensor_is_named(tmp_path: Path) -> None:
@@ -771,12 +801,12 @@ def test_readings_the_detector_leaves_out_are_counted_and_a_silent_sensor_is_nam
         for r in _readings(ts[400:], X[400:])
     ]
     stage._process(readings + silent)
-    aligner = stage.monitors["pump"].aligner_
-    assert aligner.stale_sensors() == ("temp",)  # /healthz stale_sensors
+    monitor = stage.monitors["pump"]
+    assert monitor.stale_sensors() == ("temp",)  # /healthz stale_sensors
     assert counters.get("plantwatch_late_readings_total") == 1
     # temp's last value is carried for max_staleness (the monitor's default 10 s, at 1 Hz: 11 more
     # instants, ages 0-10 s), then each instant is given up: 89 of the 100 silent ones
-    assert counters.get("plantwatch_incomplete_rows_total") == aligner.incomplete_rows_ == 89
+    assert counters.get("plantwatch_incomplete_rows_total") == monitor.intake.counts().incomplete_rows == 89
 
 
 def test_a_sensor_seen_once_during_discovery_does_not_stall_the_asset(
@@ -797,24 +827,26 @@ def test_a_sensor_seen_once_during_discovery_does_not_stall_the_asset(
     assert counters.get("plantwatch_sensor_rediscoveries_total") == 1
     assert set(m.sensor_names or ()) == set(SENSORS) and m.is_warm  # learned after the rediscovery
     assert counters.get("plantwatch_rows_scored_total") > 300
+    # every incomplete instant is counted, those of the aligner the rediscovery replaced too
+    assert counters.get("plantwatch_incomplete_rows_total") == m.intake.counts().incomplete_rows > 100
 
 
 def test_a_learned_model_keeps_its_sensors_when_one_stops() -> None:
     ts, X = plant(n=900)
-    m = AssetMonitor("pump", None, baseline_rows=300)
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     for t, row in zip(ts[:400], X[:400], strict=True):
         m.feed(int(t), dict(zip(SENSORS, row.tolist(), strict=True)))
     assert m.is_warm
     for t, row in zip(ts[400:], X[400:], strict=True):
         m.feed(int(t), dict(zip(SENSORS[:-1], row[:-1].tolist(), strict=True)))
     assert m.rediscoveries_ == 0 and set(m.sensor_names or ()) == set(SENSORS)
-    assert m.aligner_.stale_sensors() == ("temp",)
+    assert m.stale_sensors() == ("temp",)
 
 
 def test_a_slow_sensor_that_is_sometimes_late_is_not_rediscovered_away() -> None:
     # a at 10 Hz; b about every 25 s, once 40 s late: 10 s of incomplete instants, nowhere near
     # 10 x the 30 s staleness limit.
-    m = AssetMonitor("mixer", None, baseline_rows=100_000, max_staleness_ns=30 * 10**9)
+    m = AssetMonitor("mixer", MonitorConfig(baseline_rows=100_000, max_staleness_ns=30 * 10**9))
     t0 = 1_700_000_000 * 10**9
     b_times = [t0 + k * 25 * 10**9 for k in range(12)] + [t0 + (11 * 25 + 40) * 10**9]
     b_times += [b_times[-1] + k * 25 * 10**9 for k in range(1, 12)]
@@ -822,4 +854,4 @@ def test_a_slow_sensor_that_is_sometimes_late_is_not_rediscovered_away() -> None
     for ts_ns, values in sorted(events, key=lambda e: e[0]):
         m.feed(ts_ns, values)
     assert m.rediscoveries_ == 0 and set(m.sensor_names or ()) == {"a", "b"}
-    assert m.aligner_.incomplete_rows_ > 50  # the late stretch was given up, as it should be
+    assert m.intake.counts().incomplete_rows > 50  # the late stretch was given up, as it should be

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_detector_contract import CURRENT, PRESSURE, faulty, plant_data
 
-from detector.pca_spc import PcaSpc
+from detector.detectors.pca_spc import PcaSpc
 
 BASELINE = plant_data(1000, seed=0)
 

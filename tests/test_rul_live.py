@@ -6,6 +6,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
+from detector.config import MonitorConfig
 from detector.rul import RulModel
 from detector.types import Verdict
 from plantwatch.maintenance.rul_files import save_model
@@ -68,13 +70,13 @@ def _rows(t: np.ndarray, X: np.ndarray, S: np.ndarray) -> list[tuple[int, dict[s
     ]
 
 
-def _stage(store: SqliteAlertStore, tracker: MaintenanceTracker, detector_config: dict[str, object]) -> DetectorStage:
+def _stage(store: SqliteAlertStore, tracker: MaintenanceTracker, detector_config: dict[str, Any]) -> DetectorStage:
     """The live detector stage with a maintenance tracker, storage left out."""
     return DetectorStage(
         queue.Queue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
-        detector_config=lambda asset: dict(detector_config),
+        detector_config=lambda asset: MonitorConfig(**detector_config),
         counters=Counters(),
         health=StageHealth(),
         stop=threading.Event(),

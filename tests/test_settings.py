@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -127,8 +128,8 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_detector_settings_feed_the_backtest_config() -> None:
     config = load_settings(None, storage__kind="sqlite").detector.as_config()
-    assert config["max_staleness_ns"] == 30 * 10**9
-    assert 0 < config["exit"] <= config["enter"] < 1
+    assert config.max_staleness_ns == 30 * 10**9
+    assert 0 < config.exit <= config.enter < 1
 
 
 def test_embedded_yaml_states_the_same_defaults_as_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,24 +142,23 @@ def test_embedded_yaml_states_the_same_defaults_as_the_model(tmp_path: Path, mon
 
 
 def test_detector_defaults_match_the_monitor_defaults() -> None:
-    # The backtest and tests often build AssetMonitor without settings; its defaults must be the product's.
-    import inspect
+    # The backtest and tests often build a MonitorConfig without settings; its defaults must be the product's.
+    from detector.config import MonitorConfig
 
-    from detector.monitor import AssetMonitor
+    settings = load_settings(None, storage__kind="sqlite").detector.as_config()
+    assert dataclasses.replace(settings, max_staleness_ns=MonitorConfig().max_staleness_ns) == MonitorConfig()
+    assert MonitorConfig().max_staleness_ns == 10 * 10**9  # the monitor's own: 10 s, the service's 30 s
 
-    config = load_settings(None, storage__kind="sqlite").detector.as_config()
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(AssetMonitor).parameters.items()
-        if p.kind == p.KEYWORD_ONLY and name in config and name != "max_staleness_ns"
-    }
-    assert defaults, "no shared keys found"
-    for name, default in defaults.items():
-        value = config[name]
-        expected = list(default) if isinstance(default, tuple) else default
-        if name == "detector_params":
-            expected = dict(default or {})
-        assert value == expected, name
+
+def test_per_asset_overrides_reach_the_monitor_config(tmp_path: Path) -> None:
+    body = "detector:\n  enter: 0.99\n  assets:\n    pump-7: {kind: robust_z, params: {eps: 0.5}, enter: 0.999}\n"
+    detector = load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\n" + body)).detector
+    pump = detector.as_config("pump-7")
+    assert (pump.detector, dict(pump.detector_params), pump.enter) == ("robust_z", {"eps": 0.5}, 0.999)
+    other = detector.as_config("pump-8")
+    assert (other.detector, dict(other.detector_params), other.enter) == ("pca_spc", {}, 0.99)
+    with pytest.raises(TypeError):
+        pump.detector_params["eps"] = 1.0  # type: ignore[index]  # frozen: shared by every monitor of the asset
 
 
 @pytest.mark.parametrize(
@@ -176,5 +176,6 @@ def test_settings_a_real_asset_can_learn_pass_the_start_up_check(tmp_path: Path,
     detector = load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\n" + body)).detector
     written = yaml.safe_load(body)["detector"]
     assert {key: getattr(detector, key) for key in written} == written  # loaded as written
-    tried = [error for key, error in _LEARNABLE.items() if json.loads(key) == detector.as_config()]
+    config = detector.as_config().as_dict()
+    tried = [error for key, error in _LEARNABLE.items() if {**json.loads(key), "discovery_ns": None} == config]
     assert tried == [None]  # the synthetic baseline was learned with exactly these settings

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from detector.monitor import MIN_BASELINE_ROWS
+from detector.config import MIN_BASELINE_ROWS
 from plantwatch.cli.common import add_log_level
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings

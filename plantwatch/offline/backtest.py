@@ -1,16 +1,14 @@
 """Offline replay of a sensor log through the live detector: scores CSV and point-wise metrics.
 
 The log's rows go through ``AssetMonitor.process_arrays``, the same code the live service's
-``feed``/``process`` use, with ``baseline_rows = train_rows``: the first ``train_rows`` rows are
-learned as normal and everything after is scored causally (a row's output depends only on rows at
-or before it).
+``observe`` uses, with ``baseline_rows = train_rows``: the first ``train_rows`` rows are learned as
+normal and everything after is scored causally (a row's output depends only on rows at or before it).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,20 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor, usable_values
-from detector.types import Contribution
+from detector.config import MonitorConfig
+from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
+from detector.types import Contribution, usable_values
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import segment_delays
 
-# The plain detector config dict (``DetectorSettings.as_config()``) holds AssetMonitor keyword
-# arguments. Meaningful only live: baseline_rows is replaced by train_rows, and a log's rows are
-# already aligned, so staleness and sensor discovery never apply.
-IGNORED_KEYS = frozenset({"baseline_rows", "max_staleness_ns", "discovery_ns"})
-MONITOR_KEYS = frozenset(
-    p.name
-    for p in inspect.signature(AssetMonitor).parameters.values()
-    if p.kind == p.KEYWORD_ONLY and p.name not in IGNORED_KEYS
-)
+# Settings that apply only live: a log's rows are already aligned, so staleness and sensor discovery
+# never apply (and baseline_rows is replaced by train_rows).
+LIVE_ONLY = ("max_staleness_ns", "discovery_ns")
 
 MonitorFactory = Callable[[Sequence[str], int], AssetMonitor]
 
@@ -62,35 +55,30 @@ class BacktestResult:
         return int(self.score.shape[0])
 
 
-def monitor_settings(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``AssetMonitor`` keyword arguments in ``config``; unknown keys are an error."""
-    config = dict(config or {})
-    unknown = sorted(set(config) - MONITOR_KEYS - IGNORED_KEYS)
-    if unknown:
-        raise ValueError(f"unknown detector setting(s) {unknown}; known: {sorted(MONITOR_KEYS | IGNORED_KEYS)}")
-    return {k: v for k, v in config.items() if k in MONITOR_KEYS}
-
-
 def run_backtest(
     log: SensorLog,
     *,
     train_rows: int,
-    config: Mapping[str, Any] | None = None,
+    config: MonitorConfig | None = None,
     monitor_factory: MonitorFactory | None = None,
     explain: bool = False,
 ) -> BacktestResult:
     """Score every row of ``log`` with a fresh monitor whose baseline is the first ``train_rows`` rows.
 
-    ``monitor_factory(sensors, baseline_rows)`` replaces the default monitor (then ``config`` is
-    not used); it must return a fresh ``AssetMonitor``.
+    ``config``: the live service's settings (``DetectorSettings.as_config()``; the defaults when
+    None), with ``baseline_rows`` replaced by ``train_rows``. ``monitor_factory(sensors,
+    baseline_rows)`` replaces the default monitor (then ``config`` is not used); it must return a
+    fresh ``AssetMonitor``.
     """
     if train_rows < 1:
         raise ValueError(f"train_rows must be >= 1, got {train_rows}")
+    if config is not None and not isinstance(config, MonitorConfig):
+        raise TypeError(f"config must be a MonitorConfig (DetectorSettings.as_config()), got {type(config).__name__}")
     if monitor_factory is None:
-        settings = monitor_settings(config)
+        base = config if config is not None else MonitorConfig()
 
         def monitor_factory(sensors: Sequence[str], baseline_rows: int) -> AssetMonitor:
-            return AssetMonitor("backtest", sensors, baseline_rows=baseline_rows, **settings)
+            return AssetMonitor("backtest", dataclasses.replace(base, baseline_rows=baseline_rows), sensors)
 
     monitor = monitor_factory(log.sensors, train_rows)
     if explain:
@@ -110,6 +98,12 @@ def run_backtest(
         baseline_advice=monitor.baseline_advice(),
         no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows),
     )
+
+
+def backtest_settings(config: MonitorConfig | None, train_rows: int) -> dict[str, Any]:
+    """The settings a backtest runs with, as plain values (without those that apply only live)."""
+    values = dataclasses.replace(config or MonitorConfig(), baseline_rows=train_rows).as_dict()
+    return {key: value for key, value in values.items() if key not in LIVE_ONLY}
 
 
 def write_explanations(path: str | Path, result: BacktestResult) -> None:
@@ -193,7 +187,7 @@ def backtest_main(
     train_rows: int,
     label_columns: Sequence[str] = (),
     time_column: str | None = None,
-    config: Mapping[str, Any] | None = None,
+    config: MonitorConfig | None = None,
     explain_path: str | Path | None = None,
     include: Sequence[str] = (),
 ) -> dict[str, Any]:
@@ -201,8 +195,8 @@ def backtest_main(
 
     Columns named like labels but not declared are left out (``summary["left_out"]``) unless in ``include``.
 
-    ``config`` is the plain detector dict of the live service (``DetectorSettings.as_config()``);
-    its ``baseline_rows`` is replaced by ``train_rows`` and staleness does not apply offline.
+    ``config`` is the live service's (``DetectorSettings.as_config()``); its ``baseline_rows`` is
+    replaced by ``train_rows`` and staleness does not apply offline.
     """
     started = time.perf_counter()
     log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns, include=include)
@@ -227,7 +221,7 @@ def backtest_main(
         "anomalous_rows": int(np.sum(result.anomaly)),
         "drifting_sensors": list(result.drifting_sensors),
         "baseline_advice": result.baseline_advice,
-        "settings": monitor_settings(config),
+        "settings": backtest_settings(config, train_rows),
         "read_seconds": read_s,
         "seconds": elapsed,
         "rows_per_second": len(log) / elapsed if elapsed > 0 else float("inf"),
@@ -242,8 +236,9 @@ def backtest_main(
 
 def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int) -> str:
     """Why a backtest learned no baseline, and what to change (a score file of zeros would say nothing)."""
-    if monitor.baseline_failures_:
-        return f"no baseline could be learned ({monitor.baseline_cause_}); check the detector settings and --train-rows"
+    failure = monitor.baseline_failure_
+    if failure is not None:
+        return f"no baseline could be learned ({failure.cause}); check the detector settings and --train-rows"
     cells = usable_values(log.values)
     usable = int(cells.all(axis=1).sum())
     empty = [name for name, column in zip(log.sensors, cells.T, strict=True) if not column.any()]

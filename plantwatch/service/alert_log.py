@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from detector.monitor import AssetMonitor
+from detector.events import BaselineLearned
 from detector.types import Contribution
 
 log = logging.getLogger(__name__)
@@ -14,13 +14,12 @@ log = logging.getLogger(__name__)
 _EVENT_LEVELS = {"opened": logging.WARNING, "resolved": logging.INFO}
 
 
-def log_baseline_learned(monitor: AssetMonitor) -> None:
-    drifting = monitor.drifting_sensors
+def log_baseline_learned(asset: str, learned: BaselineLearned) -> None:
+    drifting = learned.drifting_sensors
     note = f"; level wanders over the baseline, judged by how they move only: {', '.join(drifting)}" if drifting else ""
-    log.info("baseline of %s learned, scoring starts%s", monitor.asset, note)
-    advice = monitor.baseline_advice()
-    if advice:
-        log.warning("%s", advice)
+    log.info("baseline of %s learned, scoring starts%s", asset, note)
+    if learned.advice:
+        log.warning("%s", learned.advice)
 
 
 def _feature_suffix(feature: str) -> str:

@@ -7,11 +7,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TypeVar
 
 from alerts.lifecycle import AlertManager
+from detector.config import MonitorConfig
+from detector.events import (
+    BaselineFailed,
+    BaselineLearned,
+    Event,
+    LeftOut,
+    ModelRefitted,
+    SensorsRediscovered,
+    UnknownSensors,
+)
 from detector.health import MaintenanceForecast
-from detector.monitor import REDISCOVER_AFTER, AssetMonitor
+from detector.intake import REDISCOVER_AFTER
+from detector.monitor import AssetMonitor
 from detector.types import Verdict
 from ingest.messages import Reading
 from ingest.sink import Sink, SinkStopped
@@ -32,7 +43,7 @@ class DetectorStage:
         upstream: queue.Queue[tuple[Reading, ...]],
         sink: Sink,
         alerts: AlertManager,
-        detector_config: Callable[[str], dict[str, Any]],
+        detector_config: Callable[[str], MonitorConfig],
         counters: Counters,
         *,
         health: StageHealth,
@@ -58,7 +69,7 @@ class DetectorStage:
             models.restore_trends(maintenance)
 
     def _new_monitor(self, asset: str) -> AssetMonitor:
-        monitor = AssetMonitor(asset, None, **self.detector_config(asset))
+        monitor = AssetMonitor(asset, self.detector_config(asset))
         if self.models is not None and not self.models.restore(monitor):
             self.counters.inc("plantwatch_model_restores_failed_total")
         self.monitors[asset] = monitor
@@ -152,42 +163,38 @@ class DetectorStage:
                 self._track_maintenance(verdict)
 
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
+        """Score one asset's readings; its events become log lines, counters and model saves."""
         monitor = self.monitors.get(asset) or self._new_monitor(asset)
-        was_warm, refits, failures = monitor.is_warm, monitor.refits_, monitor.baseline_failures_
-        left_out, rediscoveries = _left_out_counts(monitor), monitor.rediscoveries_
-        unknown_names = monitor.aligner_.unknown_sensors_
-        rows = monitor.align(batch)
-        self._report_unknown_sensors(monitor, unknown_names)
-        self._report_rediscovery(monitor, rediscoveries)
+        was_warm = monitor.is_warm
+        observed = monitor.observe(batch)
+        events = observed.events
+        self._report_unknown_sensors(monitor, _of(UnknownSensors, events))
+        self._report_rediscovery(monitor, _of(SensorsRediscovered, events))
         rul = self.maintenance.rul if self.maintenance is not None else None
-        if rul is not None and rows and monitor.sensor_names:
+        if rul is not None and observed.rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
-            names = monitor.sensor_names
+            names, rows = monitor.sensor_names, observed.rows
             made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
-            if made is not None and not monitor.is_warm:
+            if made is not None and not was_warm:
                 # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
                 self._check_rul_alone(asset, rows[-1][0])
-        verdicts = monitor.process_rows(rows)
-        for name, before, after in zip(_LEFT_OUT_COUNTERS, left_out, _left_out_counts(monitor), strict=True):
-            if after > before:
-                self.counters.inc(name, after - before)
-        failed = monitor.baseline_failures_ - failures
-        if failed:  # the monitor has dropped those baselines and learns again; say what to fix
-            self._count_detector_errors(failed)
-            log.error("%s%s", monitor.baseline_error_, f" ({failed} baselines in this batch)" if failed > 1 else "")
-        if monitor.is_warm and not was_warm:
-            log_baseline_learned(monitor)
-        if self.models is not None and (monitor.is_warm != was_warm or monitor.refits_ != refits):
+        for left_out in _of(LeftOut, events):
+            self._count_left_out(left_out)
+        self._report_baseline_failures(_of(BaselineFailed, events))
+        learned = _of(BaselineLearned, events)
+        if learned:
+            log_baseline_learned(asset, learned[-1])
+        if self.models is not None and (learned or any(isinstance(e, ModelRefitted) for e in events)):
             self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
-        return verdicts
+        return observed.verdicts
 
-    def _report_unknown_sensors(self, monitor: AssetMonitor, names_before: frozenset[str]) -> None:
+    def _report_unknown_sensors(self, monitor: AssetMonitor, events: list[UnknownSensors]) -> None:
         """Name each sensor outside the asset's model once (their values are counted as left out).
 
         A sensor renamed or added after the model was learned (or restored from disk) is otherwise
         ignored without a trace, and a renamed one leaves every row incomplete: no verdicts at all.
         """
-        new = sorted(monitor.aligner_.unknown_sensors_ - names_before)
+        new = sorted(name for event in events for name in event.names)
         if new:
             log.warning(
                 "%s publishes %s, not among the sensors its model uses (%s): those values are ignored. If the "
@@ -198,20 +205,34 @@ class DetectorStage:
                 monitor.asset,
             )
 
-    def _report_rediscovery(self, monitor: AssetMonitor, rediscoveries_before: int) -> None:
-        """Count and explain an asset discovering its sensors again (``AssetMonitor._rediscover_if_stuck``)."""
-        new = monitor.rediscoveries_ - rediscoveries_before
-        if new <= 0:
+    def _report_rediscovery(self, monitor: AssetMonitor, events: list[SensorsRediscovered]) -> None:
+        """Count and explain an asset discovering its sensors again (``detector.intake.SensorIntake``)."""
+        if not events:
             return
-        self.counters.inc("plantwatch_sensor_rediscoveries_total", new)
+        self.counters.inc("plantwatch_sensor_rediscoveries_total", len(events))
+        last = events[-1]
         log.warning(
             "%s: no complete row for %g s (%dx max_staleness) before its baseline was learned; %s stopped "
             "reporting. Discovering its sensors again from the next readings (the baseline starts over)",
             monitor.asset,
-            REDISCOVER_AFTER * monitor.max_staleness_ns / 1e9,
+            last.waited_ns / 1e9,
             REDISCOVER_AFTER,
-            ", ".join(monitor.rediscovered_) or "a sensor",
+            ", ".join(last.silent) or "a sensor",
         )
+
+    def _report_baseline_failures(self, failures: list[BaselineFailed]) -> None:
+        """The monitor has dropped those baselines and learns again: count them, say what to fix."""
+        if failures:
+            self._count_detector_errors(len(failures))
+            many = f" ({len(failures)} baselines in this batch)" if len(failures) > 1 else ""
+            log.error("%s%s", failures[-1].message, many)
+
+    def _count_left_out(self, event: LeftOut) -> None:
+        """Stored readings that never become a verdict must show up somewhere."""
+        counts = (event.unknown_values, event.late_readings, event.incomplete_rows, event.skipped_rows)
+        for name, n in zip(_LEFT_OUT_COUNTERS, counts, strict=True):
+            if n:
+                self.counters.inc(name, n)
 
     def _count_detector_errors(self, n: int) -> None:
         """In /healthz ``detector_errors`` and in ``plantwatch_detector_errors_total`` alike."""
@@ -244,8 +265,7 @@ class DetectorStage:
             log_alert_event(event)
 
 
-# What the detector leaves out, as counters (each a running total in the aligner or the monitor):
-# stored readings that never become a verdict must show up somewhere.
+# What the detector leaves out (``detector.events.LeftOut``), as counters.
 _LEFT_OUT_COUNTERS = (
     "plantwatch_unknown_sensor_values_total",
     "plantwatch_late_readings_total",
@@ -253,7 +273,9 @@ _LEFT_OUT_COUNTERS = (
     "plantwatch_rows_skipped_total",
 )
 
+E = TypeVar("E", bound=Event)
 
-def _left_out_counts(monitor: AssetMonitor) -> tuple[int, int, int, int]:
-    aligner = monitor.aligner_
-    return (aligner.unknown_values_, aligner.late_readings_, aligner.incomplete_rows_, monitor.skipped_rows_)
+
+def _of(kind: type[E], events: Sequence[Event]) -> list[E]:
+    """The events of one kind, in order."""
+    return [event for event in events if isinstance(event, kind)]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alerts.lifecycle import AlertManager
+from detector.config import MonitorConfig
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
@@ -39,7 +40,7 @@ class Pipeline:
         source_factory: Callable[[queue.Queue[Inbound]], Any],
         sink: Sink,
         alerts: AlertManager,
-        detector_config: Callable[[str], dict[str, Any]],
+        detector_config: Callable[[str], MonitorConfig],
         counters: Counters,
         batch_size: int,
         flush_interval_s: float,
@@ -130,8 +131,8 @@ class Pipeline:
                     "drifting_sensors": list(monitor.drifting_sensors),
                     "scores_beyond_enter": monitor.scores_beyond_enter,
                     "advice": monitor.baseline_advice(),
-                    "unknown_sensors": sorted(monitor.aligner_.unknown_sensors_),
-                    "stale_sensors": list(monitor.aligner_.stale_sensors()),
+                    "unknown_sensors": sorted(monitor.unknown_sensors),
+                    "stale_sensors": list(monitor.stale_sensors()),
                 }
                 for asset, monitor in sorted(monitors.items())
             },

@@ -1,0 +1,52 @@
+"""What to change about a learned baseline, in words an operator can act on."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from detector.calibration import Calibrator
+from detector.config import MonitorConfig
+from detector.episode import MIN_SCORES_BEYOND_ENTER, BaselineEpisode
+
+
+def scores_beyond_enter(calibrator: Calibrator | None, enter: float) -> float | None:
+    """How many baseline scores lie beyond the alarm entry level: ``n × (1 − enter)``.
+
+    The entry level is a quantile of the baseline's (cross-fitted) scores, estimated from the scores
+    beyond it; with ``k`` of them its false-alarm rate is uncertain by about ``1/√k`` (``k`` = 3:
+    ±60 %). ``None`` before a baseline is learned.
+    """
+    if calibrator is None:
+        return None
+    return float(calibrator.n_baseline_) * (1.0 - enter)
+
+
+def short_baseline_advice(asset: str, beyond: float | None, config: MonitorConfig) -> str | None:
+    """What to change when too few baseline scores lie beyond the alarm level (None when enough)."""
+    if beyond is None or beyond >= MIN_SCORES_BEYOND_ENTER:
+        return None
+    scale = MIN_SCORES_BEYOND_ENTER / max(beyond, 1e-9)
+    return (
+        f"baseline of {asset}: only {beyond:.1f} of its scores lie beyond the alarm level "
+        f"enter={config.enter:g}, so the false-alarm rate at that level is a rough guess; learn from "
+        f"about {scale:.1f}x as many rows (baseline_rows >= {math.ceil(config.baseline_rows * scale)}) "
+        "or lower enter"
+    )
+
+
+def episode_advice(asset: str, episode: BaselineEpisode | None, config: MonitorConfig) -> str | None:
+    """What to check when one episode of the baseline set the alarm level (None otherwise)."""
+    if episode is None:
+        return None
+    return (
+        f"baseline of {asset}: {episode.scores_beyond} of its {episode.scores_beyond_total} scores "
+        f"beyond the alarm level enter={config.enter:g} come from one episode, {_utc(episode.start_ns)} to "
+        f"{_utc(episode.end_ns)}; the rest of the baseline reaches that level {episode.rarity:.0f}x less "
+        "often than enter intends, so rows as unusual as that episode will not alarm. If it was not "
+        "ordinary running (a start-up, a cleaning cycle, a fault), learn the baseline from a period without it"
+    )
+
+
+def _utc(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

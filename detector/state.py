@@ -1,0 +1,198 @@
+"""A monitor's saved state: flat keys -> arrays or plain JSON values (no objects, no pickle), and back.
+
+This is a file format (``plantwatch/service/model_store.py`` stores it as one JSON and one npz file per
+asset; ``tests/data/models-v1`` holds models written before the monitor was split into parts). Keys
+are only ever added; every older layout is read here and nowhere else:
+
+* ``settings``: JSON text of ``MonitorConfig.model_settings()``; a model is refused (``ValueError``)
+  when they differ from the restoring monitor's, except ``adapt_every`` without adaptation (its default
+  was 1,000 until commit b38dce6; it shapes nothing when ``adapt`` is off).
+* ``refill_until``: absent from models saved before gaps were handled (before commit e52ded4): no
+  refill pending.
+* ``columns``: absent when every feature column is used, and from models saved before drifting
+  sensors were left out (before commit 73b719e).
+* ``episode``: absent when no baseline episode set the alarm level, and before commit 20ddc91.
+* ``memory``/``memory_seq``/``memory_counts``: the adaptation memory since commit 22fa344; before it,
+  ``ring``/``ring_pos`` held a ring of the latest rows (read as a memory of those rows, oldest first).
+
+Alignment state is not kept: after a restart the first readings complete rows again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detector.adaptation import ADAPT_MEMORY, Adaptation
+from detector.baseline import BaselineModel
+from detector.config import MonitorConfig
+from detector.episode import BaselineEpisode
+from detector.features import RollingFeatures
+from detector.gate import NEVER
+from detector.memory import NormalMemory
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
+class Learned:
+    """A warm monitor's learned parts."""
+
+    model: BaselineModel
+    features: RollingFeatures
+    adaptation: Adaptation | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
+class MonitorState:
+    """Everything a monitor saves, decoded."""
+
+    sensors: tuple[str, ...] | None
+    counters: tuple[int, int, int, int, int]  # rows seen, scored, skipped, late, refits
+    last_ts: int
+    refill_until: int
+    alarm: dict[str, Any]
+    baseline: tuple[np.ndarray, np.ndarray] | None = None  # the rows so far, while warming up
+    learned: Learned | None = None
+
+
+def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
+    """The flat state of ``saved`` (see the module docstring)."""
+    state: dict[str, Any] = {
+        "settings": json.dumps(config.model_settings(), sort_keys=True),  # nested params: one JSON text
+        "sensors": list(saved.sensors) if saved.sensors else None,
+        "counters": list(saved.counters),
+        "last_ts": int(saved.last_ts),
+        "refill_until": int(saved.refill_until),
+        "warm": saved.learned is not None,
+    }
+    state.update(_prefixed("alarm/", saved.alarm))
+    if saved.learned is None:
+        if saved.baseline is not None:
+            state["baseline/ts"], state["baseline/X"] = saved.baseline
+        return state
+    model = saved.learned.model
+    state["window_s"] = float(model.window_s or 0.0)
+    state["expected_low"], state["expected_high"] = model.expected_low, model.expected_high
+    state["center"] = model.center
+    state["feature_low"], state["feature_high"] = model.feature_low, model.feature_high
+    state["drifting"] = model.drifting.astype(np.int8)
+    if model.columns is not None:
+        state["columns"] = model.columns.astype(np.int8)
+    if model.episode is not None:
+        e = model.episode
+        state["episode"] = [e.start_ns, e.end_ns, e.scores_beyond, e.scores_beyond_total, e.rarity]
+    state.update(_prefixed("detector/", model.detector.get_state()))
+    state.update(_prefixed("calibrator/", model.calibrator.get_state()))
+    state.update(_prefixed("features/", saved.learned.features.get_state()))
+    adaptation = saved.learned.adaptation
+    if adaptation is not None:
+        state["memory"], state["memory_seq"], seen = adaptation.memory.get_state()
+        state["memory_counts"] = [seen, adaptation.since_refit]
+    return state
+
+
+def decode(state: Mapping[str, Any], config: MonitorConfig, asset: str, sensors: Sequence[str] | None) -> MonitorState:
+    """``state`` decoded for a monitor of ``config``; ``ValueError`` when it was learned with other
+    settings or its parts do not fit together. ``sensors``: the monitor's own, if the state names none."""
+    saved = json.loads(str(state["settings"]))
+    if _comparable(saved) != _comparable(json.loads(json.dumps(config.model_settings()))):
+        raise ValueError(f"saved model of {asset!r} was learned with other settings: {saved}")
+    names = tuple(state["sensors"]) if state["sensors"] is not None else None
+    rows_seen, scored, skipped, late, refits = (int(v) for v in state["counters"])
+    common: dict[str, Any] = {
+        "sensors": names,
+        "counters": (rows_seen, scored, skipped, late, refits),
+        "last_ts": int(state["last_ts"]),
+        "refill_until": int(state["refill_until"]) if "refill_until" in state else NEVER,
+        "alarm": _unprefixed("alarm/", state),
+    }
+    if not state["warm"]:
+        baseline = None
+        if "baseline/ts" in state:
+            baseline = np.asarray(state["baseline/ts"], dtype=np.int64), np.asarray(state["baseline/X"], np.float64)
+        return MonitorState(**common, baseline=baseline)
+    learned = _decode_learned(state, config)
+    width = names if names is not None else (tuple(sensors) if sensors is not None else None)
+    _check_shapes(learned.model, config, asset, None if width is None else len(width))
+    return MonitorState(**common, learned=learned)
+
+
+def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
+    episode = None
+    if "episode" in state:
+        start, end, inside, total, rarity = state["episode"]
+        episode = BaselineEpisode(int(start), int(end), int(inside), int(total), float(rarity))
+    window_s = float(state["window_s"])
+    model = BaselineModel(
+        window_s=window_s,
+        detector=config.make_detector().set_state(_unprefixed("detector/", state)),
+        calibrator=config.make_calibrator().set_state(_unprefixed("calibrator/", state)),
+        expected_low=np.asarray(state["expected_low"]),
+        expected_high=np.asarray(state["expected_high"]),
+        center=np.asarray(state["center"]),
+        feature_low=np.asarray(state["feature_low"]),
+        feature_high=np.asarray(state["feature_high"]),
+        drifting=np.asarray(state["drifting"]).astype(bool),
+        columns=np.asarray(state["columns"]).astype(bool) if "columns" in state else None,
+        episode=episode,
+    )
+    features = RollingFeatures(window_s, config.column_features)
+    features.set_state(_unprefixed("features/", state))
+    return Learned(model, features, _decode_adaptation(state, config) if config.adapt else None)
+
+
+def _decode_adaptation(state: Mapping[str, Any], config: MonitorConfig) -> Adaptation:
+    if "memory" in state:
+        rows, counts = state["memory"], state["memory_seq"]
+        seen, since_refit = (int(v) for v in state["memory_counts"])
+    elif "ring" in state:  # the ring of the latest rows of versions before commit 22fa344
+        size, next_slot = int(state["ring_pos"][0]), int(state["ring_pos"][1])
+        ring = np.asarray(state["ring"], dtype=np.float64)
+        # A full ring's oldest row is at the next slot to write; a filling one starts at 0.
+        rows = np.roll(ring, -next_slot, axis=0) if size == ring.shape[0] else ring[:size]
+        counts, seen = np.arange(1, rows.shape[0] + 1), rows.shape[0]
+        since_refit = int(state["ring_pos"][2])
+    else:
+        raise ValueError("it adapts, but holds no memory of normal rows to refit on")
+    memory = NormalMemory.from_state(ADAPT_MEMORY * config.baseline_rows, rows, counts, seen)
+    return Adaptation(memory, since_refit)
+
+
+def _check_shapes(model: BaselineModel, config: MonitorConfig, asset: str, n: int | None) -> None:
+    """``ValueError`` unless the restored arrays fit together (a foreign or damaged file would
+    otherwise load and then fail on every row)."""
+    per_sensor = {"expected_low": model.expected_low, "expected_high": model.expected_high}
+    per_sensor |= {"center": model.center, "drifting": model.drifting}
+    widths = {name: np.asarray(v).shape for name, v in per_sensor.items()}
+    if n is None or any(shape != (n,) for shape in widths.values()):
+        raise ValueError(f"saved model of {asset!r}: per-sensor arrays {widths} do not fit {n} sensors")
+    n_columns = n * len(config.column_features)
+    columns = {"feature_low": model.feature_low, "feature_high": model.feature_high}
+    if model.columns is not None:
+        columns["columns"] = model.columns
+    if any(np.asarray(v).shape != (n_columns,) for v in columns.values()):
+        raise ValueError(f"saved model of {asset!r}: feature arrays do not fit {n_columns} feature columns")
+    width = int(model.columns.sum()) if model.columns is not None else n_columns
+    try:  # the detector and calibrator must take a row of that width
+        model.calibrator.transform(model.detector.score(np.zeros((1, width))))
+    except Exception as exc:
+        raise ValueError(f"saved model of {asset!r} cannot score a row of {width} features: {exc}") from exc
+
+
+def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Model settings as far as they shape a saved model: without adaptation, ``adapt_every`` does not."""
+    out = dict(settings)
+    if not out.get("adapt"):
+        out.pop("adapt_every", None)
+    return out
+
+
+def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {prefix + key: value for key, value in values.items()}
+
+
+def _unprefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
