@@ -1,1 +1,1 @@
-"""Process-wide counters: a leaf every room may import (no project imports)."""
+"""Process-wide counters: a leaf every room may import (it imports nothing of the project)."""

@@ -1,14 +1,21 @@
-"""Process-wide counters rendered in Prometheus text format.
+"""The service's counters, exposed in Prometheus text format at ``GET /metrics``.
 
-Dependency-free on purpose: every stage (ingest, pipeline, API) increments these.
+Every stage (ingest, pipeline, alerts, API) increments these by name through one :class:`Counters`
+object, which keeps them in its own ``prometheus_client`` registry: two services in one process
+(as in the tests) never share a count. A counter must be declared in :data:`HELP` (and its labels in
+:data:`LABELS`), so a typo in a name fails where it is made instead of creating a new series.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import disable_created_metrics as _disable_created_metrics
 
-_HELP = {
+# No "<name>_created" sample beside each counter: nothing reads them, and they would double /metrics.
+_disable_created_metrics()
+
+# name -> help text. Labelled counters name their labels in LABELS.
+HELP: dict[str, str] = {
     "plantwatch_messages_received_total": "MQTT messages received.",
     "plantwatch_messages_rejected_total": "MQTT messages rejected, by reason.",
     "plantwatch_mqtt_connect_failures_total": "Failed MQTT connection attempts, by cause.",
@@ -30,45 +37,39 @@ _HELP = {
     "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
     "plantwatch_baselines_relearned_total": "Baselines forgotten on request (POST /assets/{asset}/relearn).",
 }
+LABELS: dict[str, tuple[str, ...]] = {
+    "plantwatch_messages_rejected_total": ("reason",),
+    "plantwatch_mqtt_connect_failures_total": ("cause",),
+    "plantwatch_points_dropped_total": ("reason",),
+}
 
 
 class Counters:
-    """Thread-safe monotonically increasing counters with optional labels."""
+    """The counters of one service: thread-safe, monotonically increasing, optionally labelled."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters = {
+            name: Counter(name, help_text, LABELS.get(name, ()), registry=self.registry)
+            for name, help_text in HELP.items()
+        }
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._values[name]
-            series[key] = series.get(key, 0.0) + amount
+        counter = self._counters[name]
+        (counter.labels(**labels) if labels else counter).inc(amount)
 
     def get(self, name: str, **labels: str) -> float:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            return self._values.get(name, {}).get(key, 0.0)
+        """The current value of one series (0 for a labelled series not incremented yet)."""
+        if name not in self._counters:
+            raise KeyError(name)
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
 
     def total(self, name: str) -> float:
-        with self._lock:
-            return sum(self._values.get(name, {}).values())
+        """The sum over every label value of ``name``."""
+        (metric,) = self._counters[name].collect()
+        return sum(sample.value for sample in metric.samples if sample.name == name)
 
     def render(self) -> str:
         """Prometheus text exposition format (version 0.0.4)."""
-        lines: list[str] = []
-        with self._lock:
-            names = sorted(set(self._values) | set(_HELP))
-            for name in names:
-                lines.append(f"# HELP {name} {_HELP.get(name, name)}")
-                lines.append(f"# TYPE {name} counter")
-                series = self._values.get(name) or {(): 0.0}
-                for key, value in sorted(series.items()):
-                    label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
-                    suffix = f"{{{label_text}}}" if label_text else ""
-                    lines.append(f"{name}{suffix} {value:g}")
-        return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return generate_latest(self.registry).decode("utf-8")

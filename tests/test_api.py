@@ -166,7 +166,7 @@ def test_metrics_prometheus_text(store: SqliteAlertStore) -> None:
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "# TYPE plantwatch_alerts_opened_total counter" in resp.text
-    assert "\nplantwatch_alerts_opened_total 3\n" in resp.text
+    assert "\nplantwatch_alerts_opened_total 3.0\n" in resp.text
 
 
 def test_healthz_ok_merges_health_details(store: SqliteAlertStore) -> None:
