@@ -39,7 +39,8 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     # No setting means anything at infinity or NaN (YAML spells them .inf and .nan).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # protected_namespaces=(): pydantic before 2.10 warns that `model_dir` shadows its "model_" namespace.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=())
 
 
 class MqttSettings(_Section):
