@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from detector.config import MonitorConfig
+from detector.gate import usable_values
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
-from detector.types import Contribution, usable_values
+from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import segment_delays
 
