@@ -157,3 +157,10 @@ def test_a_server_that_is_not_a_broker_is_named(victoria: VictoriaServer) -> Non
     with pytest.raises(CheckFailed, match=r"no MQTT CONNACK within 1 s \(is it an MQTT broker\?\)") as failed:
         check_broker(options, timeout_s=1)
     assert str(failed.value).startswith(f"mqtt://{victoria.host}:{victoria.port}: connected, but")
+
+
+def test_an_ipv6_broker_is_named_as_its_url_is_written() -> None:
+    options = MqttOptions(host="::1", port=free_port(), client_id="plantwatch", subscription="#")
+    with pytest.raises(CheckFailed) as failed:
+        check_broker(options, timeout_s=1)
+    assert str(failed.value).startswith(f"mqtt://[::1]:{options.port}: cannot connect: ")

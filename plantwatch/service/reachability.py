@@ -39,8 +39,7 @@ def check_broker(options: MqttOptions, timeout_s: float = TIMEOUT_S) -> str:
     The client id is the service's plus ``-check`` and the session is a clean one: connecting under
     the service's own id would take its persistent session over and disconnect a running service.
     """
-    scheme = "mqtts" if options.tls else "mqtt"
-    where = f"{scheme}://{options.host}:{options.port}"
+    where = options.url
     v5 = options.protocol == "5"
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
