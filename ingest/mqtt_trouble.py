@@ -27,7 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from telemetry.counters import Counters
 
-log = logging.getLogger("ingest.mqtt_source")
+log = logging.getLogger("ingest.mqtt_source")  # the connection's logger: its trouble is logged where it is
 
 CONNECT_FAILURES = "plantwatch_mqtt_connect_failures_total"
 
