@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from servers import MosquittoServer, require_binary, run_mosquitto
+from servers import MosquittoServer, VictoriaServer, require_binary, run_mosquitto
 from waiting import wait_until
 
 from ingest.decode import Decoder, TopicTemplate
@@ -82,6 +82,16 @@ def test_tls_to_a_plain_listener_says_which_scheme_to_use(
     error = _only_error(caplog_mqtt, mosquitto.port, "tls_handshake", 2, tls=True)
     assert f"mqtts://127.0.0.1:{mosquitto.port}" in error and "TLS handshake failed" in error
     assert "mqtts:// needs a TLS listener" in error and "use mqtt://" in error
+
+
+def test_a_server_that_closes_before_answering_connect_is_named(
+    victoria: VictoriaServer, caplog_mqtt: pytest.LogCaptureFixture
+) -> None:
+    # mqtt.url at a port that is no MQTT broker's (here an HTTP server): TCP connects, the CONNECT gets
+    # no CONNACK, the server closes. A TLS-only listener spoken to with mqtt:// ends the same way.
+    error = _only_error(caplog_mqtt, victoria.port, "no_connack", 1)
+    assert f"mqtt://127.0.0.1:{victoria.port}" in error and "closed the connection before answering" in error
+    assert "names the broker's MQTT port" in error and "needs mqtts://" in error
 
 
 @pytest.fixture
