@@ -17,10 +17,11 @@ import pytest
 from servers import MosquittoServer, VictoriaServer, require_binary, run_mosquitto
 from waiting import wait_until
 
-from ingest.decode import Decoder, TopicTemplate
+from ingest.decode import Decoder
 from ingest.messages import Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.mqtt_trouble import CONNECT_FAILURES
+from ingest.topics import TopicTemplate
 from telemetry.counters import Counters
 
 pytestmark = pytest.mark.integration
