@@ -39,7 +39,7 @@ _NS_PER_S: Final = 1_000_000_000
 class AlertEvent:
     """Something notable happened to an alert; `alert` is its state right after the change."""
 
-    kind: EventKind  # named like the consumers (plantwatch.service.pipeline) read it
+    kind: EventKind  # named like the consumers read it (plantwatch.service.alert_log)
     alert: Alert
 
 

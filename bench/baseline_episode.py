@@ -7,7 +7,7 @@ scored. Three baselines: clean; with a 3-minute start-up dip of the steady senso
 noise widths); and that same dip with the calibration refitted without the cross-fitting block
 that holds it. Each is shown a later fault (the same sensor 6 units down from minute 5 on) and a
 repeat of the start-up dip; the table gives the share of those rows flagged and whether the
-monitor's ``baseline_advice`` named the episode. The numbers are quoted in the README.
+monitor's ``baseline_advice`` named the episode. The numbers are quoted in docs/detection.md.
 """
 
 from __future__ import annotations

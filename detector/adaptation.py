@@ -6,11 +6,11 @@ and a probability below ``enter``. Rows judged anomalous are never learned. The 
 (:class:`detector.memory.NormalMemory`) holds ``ADAPT_MEMORY`` x ``baseline_rows`` rows, a uniform
 sample of all such rows since the baseline (the same for any batching and after a restart), handed
 to the refit in time order so that cross-fitting still scores each block of time with a model that
-did not see it. Two choices matter (measured on the SKAB and NAB dev halves, see the README): a
-sliding window of only the latest rows forgets operating conditions that come back; and learning
-only from rows below ``exit`` cuts the top of the normal distribution off at every refit, so each
-model is narrower than the last and false alarms spiral (NAB, 13 files: 20 false alarms without
-adaptation, ~290 with that rule).
+did not see it. Two choices matter (measured on the SKAB and NAB dev halves, see docs/detection.md,
+Adaptation): a sliding window of only the latest rows forgets operating conditions that come back;
+and learning only from rows below ``exit`` cuts the top of the normal distribution off at every
+refit, so each model is narrower than the last and false alarms spiral (NAB, 13 files: 20 false
+alarms without adaptation, ~290 with that rule).
 
 Refits happen at fixed counts of scored rows, and the monitor scores in segments that end there, so
 any split of the rows into micro-batches gives identical results.
@@ -24,7 +24,7 @@ from detector.baseline import FitModels, FittedModels
 from detector.config import MonitorConfig
 from detector.memory import NormalMemory
 
-ADAPT_MEMORY = 4  # adaptation memory, in baseline lengths (chosen on the dev halves, see the README)
+ADAPT_MEMORY = 4  # adaptation memory, in baseline lengths (chosen on the dev halves, see docs/detection.md)
 
 
 class Adaptation:

@@ -52,7 +52,7 @@ class MonitorConfig:
     # baseline and model
     baseline_rows: int = 600
     detector: str = "pca_spc"
-    detector_params: Mapping[str, Any] = field(default_factory=dict)
+    detector_params: Mapping[str, Any] = field(default_factory=dict, hash=False)  # a read-only mapping: unhashable
     features: Sequence[str] | None = ("level", "spread")  # None (or empty): the readings themselves
     window_s: float | None = None  # None: window_samples x the baseline's median sampling interval
     window_samples: int = 15

@@ -11,9 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from detector.features import window_to_ns
-from detector.types import usable_rows
+from detector.types import MAX_ABS_VALUE
 
 NEVER = int(np.iinfo(np.int64).min)
+
+
+def usable_values(X: np.ndarray) -> np.ndarray:
+    """Per value: finite and within ±``MAX_ABS_VALUE`` (NaN compares False)."""
+    return np.asarray(np.abs(X) <= MAX_ABS_VALUE)
+
+
+def usable_rows(X: np.ndarray) -> np.ndarray:
+    """Per row: every value usable (``usable_values``)."""
+    return np.asarray(usable_values(X).all(axis=1))
 
 
 class RowGate:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 # Values beyond this are unusable: their squares overflow float64, so spreads would turn to NaN and
 # the row pass as normal. No plant quantity is near it; such a value is an "invalid" sentinel
 # (DBL_MAX). The monitor skips rows holding one and the MQTT decoder refuses them.
 MAX_ABS_VALUE = 1e150
-
-
-def usable_values(X: np.ndarray) -> np.ndarray:
-    """Per value: finite and within ±``MAX_ABS_VALUE`` (NaN compares False)."""
-    return np.asarray(np.abs(X) <= MAX_ABS_VALUE)
-
-
-def usable_rows(X: np.ndarray) -> np.ndarray:
-    """Per row: every value usable (``usable_values``)."""
-    return np.asarray(usable_values(X).all(axis=1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
-from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socket_trouble
+from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socket_trouble, unanswered_trouble
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class MqttSource:
         self.connected = threading.Event()
         self._reasons_logged: set[str] = set()
         self._stopping = False
+        self._refused = False  # the broker refused the last CONNECT (paho then reports a disconnect too)
         self.trouble = TroubleLog(
             options.url,
             counters,
@@ -115,6 +116,7 @@ class MqttSource:
         self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode, props: object
     ) -> None:
         if reason.is_failure:
+            self._refused = True
             self.trouble.failed(refusal_trouble(reason))
             return
         failed = self.trouble.connected()
@@ -134,9 +136,13 @@ class MqttSource:
     ) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
-        # After a refused CONNECT paho reports a disconnect too: that attempt was already explained.
-        if was_connected and not self._stopping:
+        refused, self._refused = self._refused, False
+        if self._stopping or refused:  # after a refused CONNECT paho reports a disconnect too: explained
+            return
+        if was_connected:
             self.trouble.lost(loss_trouble(reason, self.options.client_id))
+        else:  # closed before any CONNACK: no other callback would say so
+            self.trouble.failed(unanswered_trouble(reason, tls=self.options.tls))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # paho passes no cause, but calls this from inside its `except OSError` around the connect:

@@ -7,7 +7,9 @@ paho reports trouble in three places, each turned into a :class:`Trouble` here:
 - ``on_connect`` with a failing reason code: the broker answered and refused (a wrong password, a
   client id it rejects, an MQTT version it does not speak), see :func:`refusal_trouble`;
 - ``on_disconnect`` after a connection: it was lost (another client took the session over, the
-  broker went away), see :func:`loss_trouble`.
+  broker went away), see :func:`loss_trouble`; and before one, without a refusal: the server closed
+  the connection instead of answering CONNECT (not an MQTT port, a TLS listener behind ``mqtt://``),
+  see :func:`unanswered_trouble`.
 
 :class:`TroubleLog` logs each cause in full the first time it appears, then at most
 once per ``repeat_s`` (with the count of the repeats it did not log), and counts every failed
@@ -27,7 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from telemetry.counters import Counters
 
-log = logging.getLogger("ingest.mqtt_source")
+log = logging.getLogger("ingest.mqtt_source")  # the connection's logger: its trouble is logged where it is
 
 CONNECT_FAILURES = "plantwatch_mqtt_connect_failures_total"
 
@@ -131,6 +133,16 @@ def loss_trouble(reason: ReasonCode, client_id: str) -> Trouble:
         f"the connection was lost ({name})",
         f"{_BROKER_LOG}; if it says the client is already connected, another client uses mqtt.client_id "
         f"{client_id!r}: give each its own",
+    )
+
+
+def unanswered_trouble(reason: ReasonCode, *, tls: bool) -> Trouble:
+    """The connection ended after TCP (and TLS) but before any CONNACK: the server never answered CONNECT."""
+    advice = "check that mqtt.url names the broker's MQTT port"
+    if not tls:
+        advice += "; a TLS listener (usually 8883) needs mqtts:// in mqtt.url"
+    return Trouble(
+        "no_connack", f"the server closed the connection before answering the MQTT CONNECT ({reason.getName()})", advice
     )
 
 

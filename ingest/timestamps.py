@@ -80,7 +80,11 @@ def iso_to_ns(text: str, *, naive_is_utc: bool) -> int:
 
 
 def _sub_microsecond_ns(text: str) -> int:
-    """Nanoseconds in the 7th to 9th fraction digits (fromisoformat truncates after the 6th)."""
+    """Nanoseconds in the 7th to 9th fraction digits of the seconds (fromisoformat truncates after the 6th).
+
+    A fraction after the zone designator belongs to a UTC offset such as ``+01:00:00.5`` and is left to
+    fromisoformat. (Index 10 is past any date form's own ``-``.)
+    """
     dot = text.find(".", 10)
     if dot < 0:
         dot = text.find(",", 10)
@@ -90,7 +94,12 @@ def _sub_microsecond_ns(text: str) -> int:
     while end < len(text) and text[end] in "0123456789":
         end += 1
     extra = text[dot + 7 : min(end, dot + 10)]
-    return int(extra.ljust(3, "0")) if extra else 0
+    if not extra:
+        return 0
+    before = text[10:dot]  # checked only now: most times have no digits past the microsecond
+    if "+" in before or "-" in before or "Z" in before or "z" in before:
+        return 0
+    return int(extra.ljust(3, "0"))
 
 
 def epoch_unit_ns(magnitude: float) -> int:

@@ -295,6 +295,8 @@ class AlertSettings(_Section):
     def _store_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("use sqlite:///path.db, sqlite:////abs/path.db or postgresql://user@host/db")
+        if value == "sqlite:///":
+            raise ValueError("no file after sqlite:///; use sqlite:///path.db or sqlite:////abs/path.db")
         return value
 
 

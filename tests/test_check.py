@@ -14,7 +14,7 @@ from test_alert_store import PG_URL, pg_schema  # noqa: F401 - pg_schema is a fi
 
 from ingest.mqtt_source import MqttOptions
 from plantwatch.cli import main
-from plantwatch.service.reachability import CheckFailed, check_broker
+from plantwatch.service.reachability import CheckFailed, check_alert_store, check_broker
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +157,16 @@ def test_a_server_that_is_not_a_broker_is_named(victoria: VictoriaServer) -> Non
     with pytest.raises(CheckFailed, match=r"no MQTT CONNACK within 1 s \(is it an MQTT broker\?\)") as failed:
         check_broker(options, timeout_s=1)
     assert str(failed.value).startswith(f"mqtt://{victoria.host}:{victoria.port}: connected, but")
+
+
+def test_an_ipv6_broker_is_named_as_its_url_is_written() -> None:
+    options = MqttOptions(host="::1", port=free_port(), client_id="plantwatch", subscription="#")
+    with pytest.raises(CheckFailed) as failed:
+        check_broker(options, timeout_s=1)
+    assert str(failed.value).startswith(f"mqtt://[::1]:{options.port}: cannot connect: ")
+
+
+def test_a_password_in_the_store_url_query_is_not_printed(pg_alerts_url: str) -> None:
+    # libpq takes the password as a query parameter too; the check's lines are meant to be pasted.
+    line = check_alert_store(f"{pg_alerts_url}&password=pw-in-the-query")
+    assert line == f"alerts.store_url {pg_alerts_url}&password=***: opened"

@@ -62,6 +62,16 @@ def test_the_config_is_frozen_checked_once_and_plain_to_print() -> None:
     assert dataclasses.replace(config, baseline_rows=400) == MonitorConfig(**{**config.as_dict(), "baseline_rows": 400})
 
 
+def test_a_config_is_a_value_equal_configs_hash_alike() -> None:
+    # Frozen, so it can key a cache or sit in a set (the read-only params take no part in the hash).
+    ensemble = {"members": [{"kind": "pca_spc"}, {"kind": "robust_z"}]}
+    configs = {MonitorConfig(), MonitorConfig(), MonitorConfig(baseline_rows=400)}
+    configs |= {MonitorConfig(detector="ensemble", detector_params=ensemble)} | {MonitorConfig(detector="ensemble")}
+    assert len(configs) == 4
+    pca = {"variance": 0.9}
+    assert hash(MonitorConfig(detector_params=pca)) == hash(MonitorConfig(detector_params=dict(pca)))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from servers import MosquittoServer, require_binary, run_mosquitto
+from servers import MosquittoServer, VictoriaServer, require_binary, run_mosquitto
 from waiting import wait_until
 
-from ingest.decode import Decoder, TopicTemplate
+from ingest.decode import Decoder
 from ingest.messages import Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.mqtt_trouble import CONNECT_FAILURES
+from ingest.topics import TopicTemplate
 from telemetry.counters import Counters
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,16 @@ def test_tls_to_a_plain_listener_says_which_scheme_to_use(
     error = _only_error(caplog_mqtt, mosquitto.port, "tls_handshake", 2, tls=True)
     assert f"mqtts://127.0.0.1:{mosquitto.port}" in error and "TLS handshake failed" in error
     assert "mqtts:// needs a TLS listener" in error and "use mqtt://" in error
+
+
+def test_a_server_that_closes_before_answering_connect_is_named(
+    victoria: VictoriaServer, caplog_mqtt: pytest.LogCaptureFixture
+) -> None:
+    # mqtt.url at a port that is no MQTT broker's (here an HTTP server): TCP connects, the CONNECT gets
+    # no CONNACK, the server closes. A TLS-only listener spoken to with mqtt:// ends the same way.
+    error = _only_error(caplog_mqtt, victoria.port, "no_connack", 1)
+    assert f"mqtt://127.0.0.1:{victoria.port}" in error and "closed the connection before answering" in error
+    assert "names the broker's MQTT port" in error and "needs mqtts://" in error
 
 
 @pytest.fixture

@@ -185,3 +185,34 @@ def test_an_api_port_in_use_exits_2_naming_the_keys(tmp_path: Path) -> None:
     assert returncode == 2, output
     assert "address already in use" in output and f"if 127.0.0.1:{port} is in use, change api.host/api.port" in output
     assert "Traceback" not in output
+
+
+def test_ctrl_c_while_the_settings_are_checked_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    # The settings read the password file: a FIFO holds start-up inside load_settings (before the trial
+    # baselines, the longest part of starting) until its writer goes, with no timing involved.
+    fifo = tmp_path / "mqtt-password"
+    os.mkfifo(fifo)
+    env = {"PLANTWATCH_MQTT__PASSWORD_FILE": str(fifo)}
+    proc = _plantwatch("run", "--config", str(_small_config(tmp_path)), env=env, log=tmp_path / "out.txt")
+    writer: list[int] = []
+
+    def reading_the_password() -> bool:
+        try:  # opens only once plantwatch has the FIFO open for reading (ENXIO until then)
+            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return proc.poll() is not None
+        return True
+
+    try:
+        wait_until(reading_the_password, 60, "plantwatch to read mqtt's password file")
+        proc.send_signal(signal.SIGINT)
+        returncode = proc.wait(timeout=60)
+    finally:
+        for fd in writer:
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=20)
+    output = (tmp_path / "out.txt").read_text()
+    assert returncode == 130, output
+    assert output.strip().splitlines() == ["plantwatch: interrupted while starting"]

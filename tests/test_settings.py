@@ -91,6 +91,7 @@ def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
         ("influx:\n  url: influx:8086\n", "influx.url"),
         ("detector:\n  enter: 0.9\n  exit: 0.95\n", "detector.exit: must be at most"),
         ("alerts:\n  store_url: mysql://x/y\n", "alerts.store_url"),
+        ("alerts:\n  store_url: sqlite:///\n", "alerts.store_url: no file after sqlite:///"),
         ("mqtt: [1, 2]\n", "mqtt"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("mqtt: {url: [\n", "not valid YAML"),

@@ -47,6 +47,15 @@ def test_naive_text_is_utc_or_refused_as_the_caller_says() -> None:
     assert err.value.problem == "no_zone" and "add a zone such as Z" in str(err.value)
 
 
+def test_digits_of_a_utc_offset_are_not_read_as_the_times_nanoseconds() -> None:
+    # fromisoformat takes an offset with a seconds fraction; past its microsecond, those digits are the
+    # offset's (dropped, as fromisoformat drops them), never the time's own.
+    coarse = iso_to_ns("2024-05-01T12:00:00+01:00:00.123456", naive_is_utc=False)
+    assert iso_to_ns("2024-05-01T12:00:00+01:00:00.1234567", naive_is_utc=False) == coarse
+    assert iso_to_ns("2024-05-01T12:00:00.000000999+01:00:00.1234567", naive_is_utc=False) == coarse + 999
+    assert iso_to_ns("20240501T120000.1234567-0100", naive_is_utc=False) == 1714568400123456700
+
+
 def test_syntax_error() -> None:
     with pytest.raises(TimeParseError) as err:
         iso_to_ns("yesterday", naive_is_utc=True)

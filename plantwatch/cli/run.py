@@ -20,13 +20,13 @@ def add_parser(subparsers: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Exit 0 after SIGINT/SIGTERM stopped the service cleanly; 2 when it cannot start or storage failed."""
-    from plantwatch.service.wiring import build_service, serve
-
-    settings = load_settings(args.config)
-    logging.getLogger().setLevel(settings.log_level)
     try:
+        from plantwatch.service.wiring import build_service, serve
+
+        settings = load_settings(args.config)  # seconds: it learns a trial baseline per detector setting
+        logging.getLogger().setLevel(settings.log_level)
         service = build_service(settings)
-    except KeyboardInterrupt:  # Ctrl-C while the baselines load: nothing runs yet, nothing to stop
+    except KeyboardInterrupt:  # Ctrl-C while starting: nothing runs yet, nothing to stop
         print("plantwatch: interrupted while starting", file=sys.stderr)
         return 130
     return serve(service)

@@ -1,9 +1,9 @@
 """Remaining-useful-life files: run-to-failure fleet logs (CSV) and saved RUL models.
 
-CSV: header row, ',' or ';' separated, one row per asset per time step. ``--asset-column`` names the asset
-(kept verbatim as text), ``--time-column`` the time (any increasing number: cycles, seconds). Settings
-columns: ``--settings-columns a,b`` or every column whose name starts with ``setting``. Sensors: every other
-column whose values are all numeric, minus ``--label-column`` ones.
+CSV: header row, ',' ';' or tab separated (sniffed as for sensor logs), one row per asset per time step.
+``--asset-column`` names the asset (kept verbatim as text), ``--time-column`` the time (any increasing
+number: cycles, seconds). Settings columns: ``--settings-columns a,b`` or every column whose name starts
+with ``setting``. Sensors: every other column whose values are all numeric, minus ``--label-column`` ones.
 
 A model is a directory: ``model.json`` (parameters, column names, small state) + ``arrays.npz`` (plain arrays,
 read with ``allow_pickle=False``). Loading only opens those two names inside the directory and refuses

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from detector.config import MonitorConfig
+from detector.gate import usable_values
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
-from detector.types import Contribution, usable_values
+from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import segment_delays
 
@@ -44,7 +45,7 @@ class BacktestResult:
     train_rows: int
     # Row index -> top contributing sensors, for anomalous rows (only when asked for: it costs time).
     explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
-    # Sensors whose level wandered over the baseline: judged by how they move only (see AssetMonitor).
+    # Sensors whose level wandered over the baseline: judged by how they move only (see detector.baseline).
     drifting_sensors: tuple[str, ...] = ()
     # AssetMonitor.baseline_advice(): set when the alarm level rests on too few baseline scores, or on one episode.
     baseline_advice: str | None = None

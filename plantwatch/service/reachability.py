@@ -7,6 +7,7 @@ raises :class:`CheckFailed` with one line saying what was tried and what went wr
 
 from __future__ import annotations
 
+import re
 import socket
 import sqlite3
 import ssl
@@ -39,8 +40,7 @@ def check_broker(options: MqttOptions, timeout_s: float = TIMEOUT_S) -> str:
     The client id is the service's plus ``-check`` and the session is a clean one: connecting under
     the service's own id would take its persistent session over and disconnect a running service.
     """
-    scheme = "mqtts" if options.tls else "mqtt"
-    where = f"{scheme}://{options.host}:{options.port}"
+    where = options.url
     v5 = options.protocol == "5"
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
@@ -125,10 +125,19 @@ def check_alert_store(url: str) -> str:
     return f"alerts.store_url {shown}: opened"
 
 
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password)=[^&]*")
+
+
 def _without_password(url: str) -> str:
-    """The URL with any password replaced by ***, so the check's output can be pasted into a ticket."""
+    """The URL with any password replaced by ***, so the check's output can be pasted into a ticket.
+
+    libpq reads a password from ``user:password@`` and from a ``password=`` query parameter alike.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = _QUERY_PASSWORD.sub(r"\1=***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # as written: urlunsplit would turn sqlite:///a.db into sqlite:/a.db
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
