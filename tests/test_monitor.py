@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
@@ -320,6 +321,38 @@ def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_save
     on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     models.restore(on_disk)
     assert not on_disk.is_warm
+
+
+def test_relearn_is_applied_while_no_readings_arrive(tmp_path: Path) -> None:
+    counters = Counters()
+    models = ModelPersistence(str(tmp_path / "models"))
+    stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
+    ts, X = plant(n=400, fault=(0, 0))
+    stage._process(_readings(ts, X))
+    thread = threading.Thread(target=stage.run)
+    thread.start()
+    try:
+        assert stage.request_relearn("pump")
+        wait_until(lambda: counters.get("plantwatch_baselines_relearned_total") == 1, 10, "the relearn")
+    finally:
+        stage.stop.set()
+        thread.join()
+    assert not stage.monitors["pump"].is_warm  # /healthz says so at once, not at the next reading
+    on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
+    models.restore(on_disk)
+    assert not on_disk.is_warm
+
+
+def test_a_relearn_requested_just_before_shutdown_is_saved(tmp_path: Path) -> None:
+    models = ModelPersistence(str(tmp_path / "models"))
+    stage = _stage(tmp_path, models, {"baseline_rows": 300})
+    ts, X = plant(n=400, fault=(0, 0))
+    stage._process(_readings(ts, X))
+    assert stage.request_relearn("pump")
+    stage.save_models()  # the pipeline's stop, after the detector thread has ended
+    on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
+    models.restore(on_disk)
+    assert not on_disk.is_warm  # the old baseline does not come back after the restart
 
 
 def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_path: Path) -> None:

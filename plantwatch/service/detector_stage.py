@@ -76,7 +76,10 @@ class DetectorStage:
         return monitor
 
     def request_relearn(self, asset: str, maintenance: bool = False) -> bool:
-        """Forget ``asset``'s baseline before its next readings (False: no such asset here).
+        """Forget ``asset``'s baseline within a loop of the detector thread (False: no such asset here).
+
+        Applied whether or not readings arrive (and at shutdown, before the models are saved), so a
+        restart never brings the old baseline back.
 
         ``maintenance=True``: the asset was overhauled, so its health trend and RUL history go too.
         """
@@ -109,6 +112,8 @@ class DetectorStage:
             )
 
     def save_models(self) -> None:
+        """At shutdown, once the detector thread has stopped: relearns still queued, then every model."""
+        self._apply_relearn_requests()
         if self.models is not None:
             for monitor in self.monitors.values():
                 self.models.save(monitor)
@@ -125,9 +130,9 @@ class DetectorStage:
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                readings = self.upstream.get(timeout=0.2)
+                readings: Sequence[Reading] = self.upstream.get(timeout=0.2)
             except queue.Empty:
-                continue
+                readings = ()  # a quiet asset's relearn must not wait for readings
             try:
                 self._process(readings)
                 self._save_trends_now_and_then()
