@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import uvicorn
 from ingest.logfile import SensorLog
 from ingest.replay import Publisher, as_log, replay
 from ingest.topics import TopicTemplate
+from plantwatch.service.listen import bind_api
 from plantwatch.service.wiring import build_service
 from plantwatch.settings import load_settings
 
@@ -113,13 +115,15 @@ class InProcessBroker:
 
 
 def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = False, workdir: str | None = None) -> int:
+    # Bound first: a port in use is one line naming --port before anything starts (port 0: a free one).
+    sockets = bind_api("127.0.0.1", api_port, port_key="--port")
+    port = sockets[0].getsockname()[1]
     work = Path(workdir or tempfile.mkdtemp(prefix="plantwatch-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     for noisy in ("amqtt", "transitions", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     broker = InProcessBroker(free_port())
     broker.start()
-    port = api_port or free_port()
     settings = load_settings(
         None,
         mqtt__url=f"mqtt://127.0.0.1:{broker.port}",
@@ -133,12 +137,13 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
         api__port=port,
     )
     service = build_service(settings)
-    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="warning"))
-    server_thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
+    config = uvicorn.Config(service.app, log_config=None, log_level="warning")  # the root logger's format
+    server = uvicorn.Server(config)
+    server_thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name="demo-api", daemon=True)
     server_thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base)
+        wait_healthy(base, alive=server_thread.is_alive)
         return _replay_and_watch(service, broker.port, base, work, rate, keep_running)
     finally:
         server.should_exit = True
@@ -192,7 +197,8 @@ def _get_json(url: str, timeout_s: float) -> Any:
         return json.load(response)
 
 
-def wait_healthy(base: str, timeout_s: float = 30) -> None:
+def wait_healthy(base: str, timeout_s: float = 30, alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait until ``base``/healthz answers; ``alive`` says whether the server is still running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -200,6 +206,8 @@ def wait_healthy(base: str, timeout_s: float = 30) -> None:
             return
         except OSError:  # refused while uvicorn starts, or a 503 (urllib's HTTPError is an OSError)
             pass
+        if not alive():
+            raise RuntimeError(f"the service at {base} stopped while starting (the error is above)")
         time.sleep(0.1)
     raise RuntimeError(f"the service at {base} did not become healthy within {timeout_s} s")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,6 +51,15 @@ def _small_config(tmp_path: Path) -> Path:
     config = tmp_path / "small.yaml"
     config.write_text("mqtt:\n  url: mqtt://127.0.0.1:1\ndetector:\n  baseline_rows: 100\n")
     return config
+
+
+def _stores_in(tmp_path: Path) -> dict[str, str]:
+    """Readings and alerts in SQLite files under ``tmp_path``, not in the working folder."""
+    return {
+        "PLANTWATCH_STORAGE__KIND": "sqlite",
+        "PLANTWATCH_STORAGE__SQLITE_PATH": str(tmp_path / "readings.db"),
+        "PLANTWATCH_ALERTS__STORE_URL": f"sqlite:///{tmp_path / 'alerts.db'}",
+    }
 
 
 @pytest.mark.parametrize(
@@ -168,23 +178,38 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     returncode = proc.wait(timeout=60)
     output = (tmp_path / "out.txt").read_text()
     assert returncode == 0, output
+    # uvicorn's lines in the service's format, the access log at INFO among them; none in uvicorn's own.
+    assert f"INFO    plantwatch.service.wiring: API listening on {base}" in output
+    assert re.search(r'INFO    uvicorn.access: 127.0.0.1:\d+ - "GET /healthz HTTP/1.1" 200', output), output
+    assert not re.search(r"^(INFO|ERROR): ", output, re.MULTILINE), output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output
     assert f"stopped on {signal.Signals(sig).name}: pipeline stopped, alerts flushed" in output
     assert len(list(models.glob(f"{ASSET}-*.json"))) == 1 and len(list(models.glob(f"{ASSET}-*.npz"))) == 1
 
 
-def test_an_api_port_in_use_exits_2_naming_the_keys(tmp_path: Path) -> None:
+def test_an_api_port_in_use_is_one_line_naming_the_key_before_anything_connects(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        env = {"PLANTWATCH_API__PORT": str(port), "PLANTWATCH_STORAGE__KIND": "sqlite"}
-        env["PLANTWATCH_STORAGE__SQLITE_PATH"] = str(tmp_path / "readings.db")
-        env["PLANTWATCH_ALERTS__STORE_URL"] = f"sqlite:///{tmp_path / 'alerts.db'}"
+        env = {"PLANTWATCH_API__PORT": str(port), "PLANTWATCH_MQTT__URL": mosquitto.url, **_stores_in(tmp_path)}
         returncode, output = _run_to_exit("run", "--config", str(_small_config(tmp_path)), env=env, tmp_path=tmp_path)
     assert returncode == 2, output
-    assert "address already in use" in output and f"if 127.0.0.1:{port} is in use, change api.host/api.port" in output
-    assert "Traceback" not in output
+    # One line: the broker was not connected to (it would log "MQTT connected"), uvicorn never ran.
+    assert output.strip().splitlines() == [
+        f"plantwatch: api.port: 127.0.0.1:{port} is in use; stop the program that listens there or choose "
+        "another api.port"
+    ]
+
+
+def test_an_api_host_that_does_not_resolve_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    env = {"PLANTWATCH_API__HOST": "no-such-host.invalid", **_stores_in(tmp_path)}
+    returncode, output = _run_to_exit("run", "--config", str(_small_config(tmp_path)), env=env, tmp_path=tmp_path)
+    assert returncode == 2, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plantwatch: api.host: cannot resolve 'no-such-host.invalid': ")
 
 
 def test_ctrl_c_while_the_settings_are_checked_is_one_line_and_exit_130(tmp_path: Path) -> None:
