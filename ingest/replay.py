@@ -23,6 +23,15 @@ from ingest.logfile import SensorLog
 MAX_OUTSTANDING = 2000
 
 
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`replay`: ``published`` of the log's ``rows`` frames had been handed to the client."""
+
+    def __init__(self, published: int, rows: int) -> None:
+        super().__init__(published, rows)
+        self.published = published
+        self.rows = rows
+
+
 @dataclass(frozen=True)
 class ReplayStats:
     rows: int
@@ -77,6 +86,10 @@ class Publisher:
                 raise TimeoutError(f"{len(self._pending)} publishes still unacknowledged after {timeout_s} s")
             self._pending.popleft().wait_for_publish(timeout=left)
 
+    def unacknowledged(self) -> int:
+        """QoS 1 publishes the broker has not acknowledged yet (lost if the connection closes now)."""
+        return sum(not info.is_published() for info in self._pending)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -99,18 +112,21 @@ def replay(
     started = time.monotonic()
     first_ts = int(log.timestamps_ns[0]) if len(log.timestamps_ns) else 0
     published = skipped = 0
-    for index, (ts_ns, payload, left_out) in enumerate(frames(log)):
-        if stop is not None and stop.is_set():
-            break
-        due = _due(index, ts_ns - first_ts, speed, rate)
-        if due is not None:
-            wait = started + due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        publisher.publish(topic, payload)
-        published += 1
-        skipped += left_out
-    publisher.flush()
+    try:
+        for index, (ts_ns, payload, left_out) in enumerate(frames(log)):
+            if stop is not None and stop.is_set():
+                break
+            due = _due(index, ts_ns - first_ts, speed, rate)
+            if due is not None:
+                wait = started + due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            publisher.publish(topic, payload)
+            published += 1
+            skipped += left_out
+        publisher.flush()
+    except KeyboardInterrupt:
+        raise ReplayInterrupted(published, len(log.timestamps_ns)) from None
     return ReplayStats(len(log.timestamps_ns), published, skipped, time.monotonic() - started)
 
 

@@ -155,15 +155,23 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
     pump = pump_log()
     topic = TopicTemplate(service.settings.mqtt.topic_template).render(asset="pump-101")
     print(f"plantwatch demo: API on {base}, data in {work}")
-    print(f"replaying {len(pump.timestamps_ns)} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)")
+    rows = len(pump.timestamps_ns)
+    print(f"replaying {rows} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)", flush=True)
     publisher = Publisher("127.0.0.1", broker_port, client_id="plantwatch-demo-replay")
+    stop = threading.Event()  # set on Ctrl-C: the replay ends before the broker under it does
     started = time.monotonic()
-    replay_thread = threading.Thread(target=replay, args=(pump, publisher, topic), kwargs={"rate": rate}, daemon=True)
+    replay_thread = threading.Thread(
+        target=replay, args=(pump, publisher, topic), kwargs={"rate": rate, "stop": stop}, daemon=True
+    )
     replay_thread.start()
-    alerts = _poll_alerts(base, deadline_s=120)
-    first_alert_s = time.monotonic() - started
-    replay_thread.join(timeout=120)
-    publisher.close()
+    try:
+        alerts = _poll_alerts(base, deadline_s=120)
+        first_alert_s = time.monotonic() - started
+        replay_thread.join(timeout=120)
+    finally:
+        stop.set()
+        replay_thread.join(timeout=30)
+        publisher.close()
     if not alerts:
         print("no alert appeared within 120 s: something is wrong (see the log above)")
         return 1
@@ -173,12 +181,12 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
         f"began at replay time {fault_at_s:.1f} s): GET {base}/alerts ->"
     )
     print(json.dumps(alerts, indent=2))
-    _wait_written(service, len(pump.timestamps_ns))
+    _wait_written(service, rows)
     with sqlite3.connect(work / "readings.db") as db:
         stored = db.execute("SELECT COUNT(DISTINCT ts_ns) FROM readings").fetchone()[0]
-    print(f"readings stored in {work / 'readings.db'}: {stored} rows of {len(pump.timestamps_ns)} published")
+    print(f"readings stored in {work / 'readings.db'}: {stored} rows of {rows} published")
     if keep:
-        print(f"API still serving on {base} (Ctrl-C to stop)")
+        print(f"API still serving on {base} (Ctrl-C to stop)", flush=True)
         try:
             while True:
                 time.sleep(3600)

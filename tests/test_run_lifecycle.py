@@ -22,7 +22,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from servers import MosquittoServer, free_port
-from waiting import wait_until
+from waiting import blocked_reading, interrupt_when, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -219,25 +219,12 @@ def test_ctrl_c_while_the_settings_are_checked_is_one_line_and_exit_130(tmp_path
     os.mkfifo(fifo)
     env = {"PLANTWATCH_MQTT__PASSWORD_FILE": str(fifo)}
     proc = _plantwatch("run", "--config", str(_small_config(tmp_path)), env=env, log=tmp_path / "out.txt")
-    writer: list[int] = []
-
-    def reading_the_password() -> bool:
-        try:  # opens only once plantwatch has the FIFO open for reading (ENXIO until then)
-            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            return proc.poll() is not None
-        return True
-
+    writers: list[int] = []
     try:
-        wait_until(reading_the_password, 60, "plantwatch to read mqtt's password file")
-        proc.send_signal(signal.SIGINT)
-        returncode = proc.wait(timeout=60)
+        returncode = interrupt_when(proc, lambda: blocked_reading(fifo, proc, writers), 60, "the password file read")
     finally:
-        for fd in writer:
+        for fd in writers:
             os.close(fd)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=20)
     output = (tmp_path / "out.txt").read_text()
     assert returncode == 130, output
     assert output.strip().splitlines() == ["plantwatch: interrupted while starting"]

@@ -7,13 +7,15 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from plantwatch.cli.common import add_log_level
+from plantwatch.cli.common import add_log_level, input_file
 from plantwatch.settings import load_settings
 
 
 def add_parser(subparsers: Any) -> None:
     rep = subparsers.add_parser("replay", help="publish a sensor log over MQTT, one JSON frame per row")
-    rep.add_argument("log", help="CSV sensor log (time column + numeric sensor columns; ',' ';' or tab separated)")
+    rep.add_argument(
+        "log", metavar="LOG.csv", help="CSV sensor log (time column + numeric sensor columns; ',' ';' or tab separated)"
+    )
     rep.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
     rep.add_argument("--asset", required=True, help="asset name the rows belong to")
     rep.add_argument("--config", help="YAML config whose mqtt.topic_template names the topic")
@@ -38,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ingest.logfile import left_out_notice, read_sensor_log
-    from ingest.replay import Publisher, replay
+    from ingest.replay import Publisher, ReplayInterrupted, replay
     from ingest.topics import TopicTemplate
 
     broker = urlsplit(args.broker)
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         template = load_settings(args.config).mqtt.topic_template if args.config else "plantwatch/{asset}"
         topic = TopicTemplate(template).render(asset=args.asset)
     sensor_log = read_sensor_log(
-        args.log,
+        input_file("LOG.csv", args.log),
         time_column=args.time_column,
         ignore_columns=tuple(args.label_column),  # never published, so never read (text in them is fine)
         include=tuple(args.include),
@@ -66,6 +68,11 @@ def main(args: argparse.Namespace) -> int:
     publisher = Publisher(broker.hostname, broker.port or 1883)
     try:
         stats = replay(sensor_log, publisher, topic, speed=args.speed, rate=args.rate)
+    except ReplayInterrupted as stopped:  # main says "interrupted"; first what reached the broker
+        waiting = publisher.unacknowledged()
+        unsure = f" ({waiting} of them not yet acknowledged by the broker)" if waiting else ""
+        print(f"published {stopped.published} of {stopped.rows} frames to {topic}{unsure}", file=sys.stderr)
+        raise
     finally:
         publisher.close()
     print(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plantwatch.cli.common import add_log_level
+from plantwatch.cli.common import add_log_level, input_file, output_file, output_folder
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -20,6 +20,8 @@ def _fit(args: argparse.Namespace) -> int:
     from detector.rul import RulModel
     from plantwatch.maintenance.rul_files import read_fleet_csv, save_model
 
+    input_file("TRAIN.csv", args.train)
+    output_folder("--out", args.out)
     log = read_fleet_csv(
         args.train, args.asset_column, args.time_column, _split(args.settings_columns), args.label_column
     )
@@ -39,6 +41,8 @@ def _fit(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from plantwatch.maintenance.rul_files import load_model, read_fleet_csv
 
+    input_file("TEST.csv", args.test)
+    output_file("--out", args.out)
     model, sensors, settings = load_model(args.model)
     log = read_fleet_csv(
         args.test, args.asset_column, args.time_column, settings, args.label_column, sensor_columns=sensors

@@ -1,0 +1,113 @@
+"""Bad command lines: one `plantwatch:` line naming the flag or argument and the path, exit 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plantwatch.cli import main, os_error_line
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "log.csv"
+    path.write_text("time,a,b\n" + "".join(f"{1_600_000_000 + i},{i % 7},{i % 5}\n" for i in range(200)))
+    return path
+
+
+def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["backtest", "{tmp}", "--train-rows", "100", "--out", "{tmp}/o.csv"],
+            "LOG.csv {tmp}: is a folder, not a file",
+        ),
+        (
+            ["backtest", "{tmp}/nope.csv", "--train-rows", "100", "--out", "{tmp}/o.csv"],
+            "LOG.csv {tmp}/nope.csv: no such file",
+        ),
+        (
+            ["replay", "{tmp}", "--broker", "mqtt://127.0.0.1:1", "--asset", "p"],
+            "LOG.csv {tmp}: is a folder, not a file",
+        ),
+        (
+            ["rul", "fit", "{tmp}", "--asset-column", "u", "--time-column", "t", "--out", "{tmp}/m"],
+            "TRAIN.csv {tmp}: is a folder, not a file",
+        ),
+        (
+            [
+                "rul",
+                "predict",
+                "{tmp}/nope.csv",
+                "--model",
+                "{tmp}",
+                "--asset-column",
+                "u",
+                "--time-column",
+                "t",
+                "--out",
+                "{tmp}/p.csv",
+            ],
+            "TEST.csv {tmp}/nope.csv: no such file",
+        ),
+        (["backtest", "{log}", "--train-rows", "100", "--out", "{tmp}"], "--out {tmp}: is a folder; give a file name"),
+        (
+            ["backtest", "{log}", "--train-rows", "100", "--out", "{tmp}/no/dir/o.csv"],
+            "--out {tmp}/no/dir/o.csv: no such folder {tmp}/no/dir",
+        ),
+        (
+            ["backtest", "{log}", "--train-rows", "100", "--out", "{tmp}/o.csv", "--explain", "{tmp}/no/w.jsonl"],
+            "--explain {tmp}/no/w.jsonl: no such folder {tmp}/no",
+        ),
+        (
+            ["backtest", "{log}", "--train-rows", "100", "--out", "{log}/o.csv"],
+            "--out {log}/o.csv: {log} is a file, not a folder",
+        ),
+        (
+            ["rul", "fit", "{log}", "--asset-column", "u", "--time-column", "t", "--out", "{log}"],
+            "--out {log}: is a file, not a folder",
+        ),
+    ],
+    ids=[
+        "backtest-log-folder",
+        "backtest-log-missing",
+        "replay-log-folder",
+        "rul-fit-train-folder",
+        "rul-predict-test-missing",
+        "backtest-out-folder",
+        "backtest-out-no-folder",
+        "backtest-explain-no-folder",
+        "backtest-out-under-a-file",
+        "rul-fit-out-a-file",
+    ],
+)
+def test_a_path_that_cannot_be_used_names_its_flag(
+    argv: list[str], line: str, tmp_path: Path, log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill = {"tmp": tmp_path, "log": log}
+    assert _error([arg.format(**fill) for arg in argv], capsys) == f"plantwatch: {line.format(**fill)}"
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "m").exists()  # refused before any work
+
+
+def test_os_errors_the_commands_do_not_name_still_name_the_file(tmp_path: Path) -> None:
+    """The fallback in main: `/nope.csv: no such file`, not `[Errno 2] No such file or directory: '/nope.csv'`."""
+    cases = {
+        tmp_path / "nope.csv": "no such file",
+        tmp_path / "no" / "x.csv": f"no such folder {tmp_path / 'no'}",
+        tmp_path: "is a folder, not a file",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(OSError) as failed:
+            path.open(encoding="utf-8")
+        assert os_error_line(failed.value) == f"{path}: {reason}"
+    assert os_error_line(ConnectionRefusedError(111, "Connection refused")) == "Connection refused"
