@@ -14,6 +14,7 @@ import importlib.resources
 import json
 import os
 import re
+from contextvars import ContextVar
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
@@ -358,7 +359,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _influx_needs_token(self) -> Settings:
-        if self.storage.kind == "influxdb" and self.influx.token is None:
+        if self.storage.kind == "influxdb" and self.influx.token is None and not _OFFLINE.get():
             raise ValueError(
                 "influx.token: storage.kind is influxdb but no token is set: export PLANTWATCH_INFLUX__TOKEN=... or "
                 "PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token (or set storage.kind: sqlite)"
@@ -385,18 +386,29 @@ class _WithoutSecretFileVars(PydanticBaseSettingsSource):
         return values
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (the embedded default when ``path`` is None), apply env, validate."""
+# Set while load_settings(offline=True) validates: the InfluxDB token is not required then.
+_OFFLINE: ContextVar[bool] = ContextVar("plantwatch_settings_offline", default=False)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *, offline: bool = False, **overrides: Any) -> Settings:
+    """Read the YAML file (the embedded default when ``path`` is None), apply env, validate.
+
+    ``offline``: for the commands that write nothing to the time-series database (backtest, replay),
+    which need no InfluxDB token whatever ``storage.kind`` says.
+    """
     source: Path | Traversable = Path(path) if path is not None else DEFAULT_CONFIG
     data = _read_yaml(source)
     _refuse_secrets_in_file(data, source)
     _read_secret_files(data)
     for dotted, value in overrides.items():
         _set_dotted(data, dotted.split("__"), value)
+    offline_now = _OFFLINE.set(offline)
     try:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    finally:
+        _OFFLINE.reset(offline_now)
 
 
 def _read_yaml(source: Path | Traversable) -> dict[str, Any]:

@@ -111,3 +111,14 @@ def test_os_errors_the_commands_do_not_name_still_name_the_file(tmp_path: Path) 
             path.open(encoding="utf-8")
         assert os_error_line(failed.value) == f"{path}: {reason}"
     assert os_error_line(ConnectionRefusedError(111, "Connection refused")) == "Connection refused"
+
+
+def test_backtest_asks_for_no_influxdb_token_even_when_the_environment_chooses_influxdb(
+    log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The environment outranks the file and any override: only load_settings(offline=True) leaves the token out.
+    monkeypatch.setenv("PLANTWATCH_STORAGE__KIND", "influxdb")
+    monkeypatch.delenv("PLANTWATCH_INFLUX__TOKEN", raising=False)
+    assert main(["backtest", str(log), "--train-rows", "100", "--out", str(tmp_path / "o.csv")]) == 0, (
+        capsys.readouterr()
+    )

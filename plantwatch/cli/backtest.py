@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         output_file("--explain", args.explain)
     # The same detector settings the live service runs with (the embedded default without --config);
     # storage is irrelevant offline, so no InfluxDB token is asked for.
-    detector = load_settings(args.config, storage__kind="sqlite").detector
+    detector = load_settings(args.config, offline=True).detector
     if args.asset is not None and args.asset not in detector.assets:
         known = ", ".join(sorted(detector.assets)) or "none"
         print(
