@@ -122,3 +122,28 @@ def test_backtest_asks_for_no_influxdb_token_even_when_the_environment_chooses_i
     assert main(["backtest", str(log), "--train-rows", "100", "--out", str(tmp_path / "o.csv")]) == 0, (
         capsys.readouterr()
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ("{tmp}/nosuch", "no such folder; write one with `plantwatch rul fit TRAIN.csv --out DIR ...`"),
+        ("{log}", "is a file, not a model folder written by `plantwatch rul fit TRAIN.csv --out DIR ...`"),
+        ("{tmp}", "has no model.json; is it a folder written by `plantwatch rul fit TRAIN.csv --out DIR ...`?"),
+    ],
+    ids=["missing", "a-file", "not-a-model"],
+)
+def test_rul_predict_names_the_model_flag(
+    model: str, problem: str, tmp_path: Path, log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = model.format(tmp=tmp_path, log=log)
+    argv = ["rul", "predict", str(log), "--model", model, "--asset-column", "a", "--time-column", "time"]
+    assert _error([*argv, "--out", str(tmp_path / "p.csv")], capsys) == f"plantwatch: --model {model}: {problem}"
+
+
+def test_rul_fit_help_describes_its_log_and_its_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["rul", "fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "TRAIN.csv run-to-failure log: one row per asset per time step" in text
+    assert "--out DIR folder to write the model to" in text
