@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from plantwatch.cli.common import CommandError, add_log_level, input_file
 from plantwatch.settings import Settings, load_settings
+from plantwatch.settings_errors import mask_password
 
 if TYPE_CHECKING:
     from ingest.replay import Publisher
@@ -138,9 +139,9 @@ class _Broker(NamedTuple):
 
 def _broker(flag: str | None, settings: Settings | None, config: str | None) -> _Broker:
     if flag is not None:
-        where, url = f"--broker {flag}", flag
+        where, url = f"--broker {mask_password(flag)}", flag
     elif settings is not None:
-        where, url = f"{config}: mqtt.url {settings.mqtt.url}", settings.mqtt.url
+        where, url = f"{config}: mqtt.url {mask_password(settings.mqtt.url)}", settings.mqtt.url
     else:
         raise CommandError("replay needs --broker mqtt://HOST:PORT, or --config FILE whose mqtt.url names the broker")
     parts = urlsplit(url)

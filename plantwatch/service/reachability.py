@@ -7,7 +7,6 @@ raises :class:`CheckFailed` with one line saying what was tried and what went wr
 
 from __future__ import annotations
 
-import re
 import socket
 import sqlite3
 import ssl
@@ -15,7 +14,6 @@ import threading
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -24,6 +22,7 @@ from alerts.store import StoreOpenError, open_store
 from ingest.mqtt_source import MqttOptions
 from ingest.sink import SqliteSink
 from plantwatch.settings import Settings
+from plantwatch.settings_errors import mask_password
 from telemetry.counters import Counters
 
 # How long one server may take to answer; a plant's broker or database answers in milliseconds.
@@ -110,7 +109,7 @@ def _check_sqlite_readings(path: str) -> str:
 
 def check_alert_store(url: str) -> str:
     """Open the store as the service does (creating its table if missing) and read the open alerts."""
-    shown = _without_password(url)
+    shown = mask_password(url)  # the check's lines are meant to be pasted into a ticket
     try:
         store = open_store(url)
     except StoreOpenError as exc:  # one line naming the file or the server, never a password
@@ -123,21 +122,3 @@ def check_alert_store(url: str) -> str:
     finally:
         store.close()
     return f"alerts.store_url {shown}: opened"
-
-
-_QUERY_PASSWORD = re.compile(r"((?:^|&)password)=[^&]*")
-
-
-def _without_password(url: str) -> str:
-    """The URL with any password replaced by ***, so the check's output can be pasted into a ticket.
-
-    libpq reads a password from ``user:password@`` and from a ``password=`` query parameter alike.
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = _QUERY_PASSWORD.sub(r"\1=***", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # as written: urlunsplit would turn sqlite:///a.db into sqlite:/a.db
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
