@@ -358,11 +358,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _influx_needs_token(self) -> Settings:
-        if self.storage.kind == "influxdb" and self.influx.token is None and not _OFFLINE.get():
+        if self.storage.kind != "influxdb" or _OFFLINE.get():
+            return self
+        set_it = "export PLANTWATCH_INFLUX__TOKEN=... or PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token"
+        if self.influx.token is None:
             raise ValueError(
-                "influx.token: storage.kind is influxdb but no token is set: export PLANTWATCH_INFLUX__TOKEN=... or "
-                "PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token (or set storage.kind: sqlite)"
+                f"influx.token: storage.kind is influxdb but no token is set: {set_it} (or set storage.kind: sqlite)"
             )
+        if not self.influx.token.get_secret_value().strip():  # InfluxDB would refuse every write
+            raise ValueError(f"influx.token: the token is empty: {set_it}, with the token InfluxDB gave you")
         return self
 
 

@@ -110,3 +110,25 @@ def test_a_rejected_url_never_shows_its_password(plant: Path, monkeypatch: pytes
 )
 def test_mask_password(text: str, shown: str) -> None:
     assert mask_password(text) == shown
+
+
+@pytest.mark.parametrize("how", ["variable", "file"])
+def test_an_empty_influxdb_token_is_refused_like_a_missing_one(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = tmp_path / "plant.yaml"
+    plant.write_text("storage: {kind: influxdb}\n", encoding="utf-8")
+    monkeypatch.delenv("PLANTWATCH_INFLUX__TOKEN", raising=False)
+    if how == "variable":
+        monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "")
+        variable = "PLANTWATCH_INFLUX__TOKEN"
+    else:
+        (tmp_path / "token").write_text("\n")
+        monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN_FILE", str(tmp_path / "token"))
+        variable = "PLANTWATCH_INFLUX__TOKEN_FILE"
+    assert _refusal(plant) == [
+        "invalid configuration (the environment):",
+        f"  {variable}: the token is empty: export PLANTWATCH_INFLUX__TOKEN=... or "
+        "PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token, with the token InfluxDB gave you",
+    ]
+    assert load_settings(plant, offline=True).influx.token is not None  # backtest and replay need none
