@@ -175,6 +175,14 @@ class DetectorSettings(_Section):
     model_dir: str | None = None
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
 
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir_is_a_folder(cls, value: str | None) -> str | None:
+        # A missing folder is created when the first model is saved; a file in the way would fail then, silently.
+        if value is not None and Path(value).exists() and not Path(value).is_dir():
+            raise ValueError("is a file, not a folder; name a folder (created if missing) for the learned models")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> DetectorSettings:
         for asset in [None, *self.assets]:

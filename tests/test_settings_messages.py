@@ -132,3 +132,17 @@ def test_an_empty_influxdb_token_is_refused_like_a_missing_one(
         "PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token, with the token InfluxDB gave you",
     ]
     assert load_settings(plant, offline=True).influx.token is not None  # backtest and replay need none
+
+
+def test_a_model_dir_that_is_a_file_is_refused_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(f"storage: {{kind: sqlite}}\ndetector: {{model_dir: '{tmp_path / 'a-file'}'}}\n")
+    assert _refusal(plant) == [
+        f"invalid configuration ({plant}):",
+        "  detector.model_dir: is a file, not a folder; name a folder (created if missing) for the learned models "
+        f"(got '{tmp_path / 'a-file'}')",
+    ]
+    plant.write_text(f"storage: {{kind: sqlite}}\ndetector: {{model_dir: '{tmp_path / 'models'}'}}\n")
+    assert load_settings(plant).detector.model_dir == str(tmp_path / "models")  # missing: created when saving
+    assert not (tmp_path / "models").exists()

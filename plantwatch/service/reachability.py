@@ -13,6 +13,7 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,6 +22,7 @@ import psycopg
 from alerts.store import StoreOpenError, open_store
 from ingest.mqtt_source import MqttOptions
 from ingest.sink import SqliteSink
+from plantwatch.paths import why_not_writable_folder
 from plantwatch.settings import Settings
 from plantwatch.settings_errors import mask_password
 from telemetry.counters import Counters
@@ -122,3 +124,14 @@ def check_alert_store(url: str) -> str:
     finally:
         store.close()
     return f"alerts.store_url {shown}: opened"
+
+
+def check_model_dir(model_dir: str | None) -> str:
+    """Whether the folder for the learned models exists and is writable, or can be created; touches nothing."""
+    if model_dir is None:
+        return "detector.model_dir not set: learned baselines are not kept across restarts"
+    path = Path(model_dir)
+    problem = why_not_writable_folder(path)
+    if problem is not None:
+        raise CheckFailed(f"detector.model_dir {model_dir}: {problem}")
+    return f"detector.model_dir {model_dir}: " + ("exists, writable" if path.is_dir() else "will be created")
