@@ -80,10 +80,19 @@ def _stores_in(tmp_path: Path) -> dict[str, str]:
                 "PLANTWATCH_STORAGE__KIND": "sqlite",
                 "PLANTWATCH_STORAGE__SQLITE_PATH": "{tmp}",
             },
-            "plantwatch: storage.sqlite_path: cannot open the SQLite file {tmp}: unable to open database file",
+            "plantwatch: storage.sqlite_path: cannot use the SQLite file {tmp}: is a folder; give a file name",
+        ),
+        (
+            {
+                "PLANTWATCH_ALERTS__STORE_URL": "sqlite:///{tmp}/alerts.db",
+                "PLANTWATCH_STORAGE__KIND": "sqlite",
+                "PLANTWATCH_STORAGE__SQLITE_PATH": "{tmp}/no-folder/readings.db",
+            },
+            "plantwatch: storage.sqlite_path: cannot use the SQLite file {tmp}/no-folder/readings.db: "
+            "no such folder {tmp}/no-folder",
         ),
     ],
-    ids=["postgresql-unreachable", "alerts-sqlite-folder", "readings-sqlite-folder"],
+    ids=["postgresql-unreachable", "alerts-sqlite-folder", "readings-sqlite-folder", "readings-sqlite-no-folder"],
 )
 def test_unopenable_storage_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], line: str) -> None:
     fill = {"port": free_port(), "tmp": tmp_path}

@@ -1,4 +1,5 @@
-"""`plantwatch check`: validate a configuration and reach its servers, without starting the service.
+"""`plantwatch check`: validate a configuration and reach its servers, without starting the service or
+changing anything (no file, folder or table is created).
 
 In order: the settings (every key, plus the detector's trial baseline that ``load_settings`` fits),
 then the MQTT broker (a full MQTT CONNECT with the configured protocol, TLS and credentials), the

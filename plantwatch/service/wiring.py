@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -25,6 +26,7 @@ from ingest.sink import InfluxSink, Sink, SqliteSink
 from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.paths import why_not_writable_file
 from plantwatch.service.listen import listening_url
 from plantwatch.service.pipeline import Pipeline
 from plantwatch.settings import ConfigError, Settings
@@ -45,6 +47,9 @@ class Service:
 def build_sink(settings: Settings, counters: Counters, stop: threading.Event) -> Sink:
     if settings.storage.kind == "sqlite":
         path = settings.storage.sqlite_path
+        problem = why_not_writable_file(Path(path))  # sqlite3 would say only "unable to open database file"
+        if problem is not None:
+            raise ConfigError(f"storage.sqlite_path: cannot use the SQLite file {path}: {problem}")
         try:
             return SqliteSink(path, counters=counters)
         except (OSError, sqlite3.Error) as exc:
