@@ -147,3 +147,14 @@ def test_rul_fit_help_describes_its_log_and_its_output(capsys: pytest.CaptureFix
     text = " ".join(capsys.readouterr().out.split())
     assert "TRAIN.csv run-to-failure log: one row per asset per time step" in text
     assert "--out DIR folder to write the model to" in text
+
+
+def test_backtest_asset_without_config_says_there_are_no_overrides(
+    log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["backtest", str(log), "--train-rows", "100", "--out", str(tmp_path / "o.csv"), "--asset", "pump-7"]
+    assert main(argv) == 0  # scored with the default settings, as the service would score pump-7
+    assert capsys.readouterr().err.splitlines() == [
+        "note: --asset pump-7: there are no per-asset overrides without --config FILE (its detector.assets); "
+        "using the embedded default's detector settings"
+    ]

@@ -38,7 +38,9 @@ def add_parser(subparsers: Any) -> None:
     )
     bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     bt.add_argument("--config", help="YAML config whose detector section to use")
-    bt.add_argument("--asset", help="apply this asset's detector.assets overrides, as the live service does")
+    bt.add_argument(
+        "--asset", help="apply this asset's detector.assets overrides from --config, as the live service does"
+    )
     bt.add_argument(
         "--explain", metavar="WHY.jsonl", help="also write JSON lines explaining every anomalous row (top sensors)"
     )
@@ -75,11 +77,15 @@ def main(args: argparse.Namespace) -> int:
     # storage is irrelevant offline, so no InfluxDB token is asked for.
     detector = load_settings(args.config, offline=True).detector
     if args.asset is not None and args.asset not in detector.assets:
-        known = ", ".join(sorted(detector.assets)) or "none"
-        print(
-            f"note: detector.assets has no {args.asset!r} (overrides for: {known}); using the top-level settings",
-            file=sys.stderr,
-        )
+        if args.config is None and not detector.assets:
+            note = f"--asset {args.asset}: there are no per-asset overrides without --config FILE (its detector.assets)"
+            print(f"note: {note}; using the embedded default's detector settings", file=sys.stderr)
+        else:
+            known = ", ".join(sorted(detector.assets)) or "none"
+            print(
+                f"note: detector.assets has no {args.asset!r} (overrides for: {known}); using the top-level settings",
+                file=sys.stderr,
+            )
     config = detector.as_config(args.asset)
     summary = backtest_main(
         args.log,
