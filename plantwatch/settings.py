@@ -419,7 +419,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, offline: bool =
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, name, _setting_variables())) from None
+        raise ConfigError(describe(exc, name, _setting_variables() + _secret_file_variables())) from None
     finally:
         _OFFLINE.reset(offline_now)
 

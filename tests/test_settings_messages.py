@@ -43,6 +43,15 @@ def test_an_unknown_key_from_the_environment_names_the_variable_and_the_nearest_
     ]
 
 
+def test_a_misspelt_secret_file_variable_is_pointed_to_the_real_one(
+    plant: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLANTWATCH_INFLUX__TOKN_FILE", str(tmp_path / "token"))
+    assert _refusal(plant)[-1] == (
+        "  PLANTWATCH_INFLUX__TOKN_FILE: no such setting; did you mean PLANTWATCH_INFLUX__TOKEN_FILE?"
+    )
+
+
 def test_the_file_and_the_environment_are_each_blamed_for_their_own_keys(
     plant: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
