@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -21,6 +23,15 @@ import paho.mqtt.client as mqtt
 from ingest.logfile import SensorLog
 
 MAX_OUTSTANDING = 2000
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`replay`: ``published`` of the log's ``rows`` frames had been handed to the client."""
+
+    def __init__(self, published: int, rows: int) -> None:
+        super().__init__(published, rows)
+        self.published = published
+        self.rows = rows
 
 
 @dataclass(frozen=True)
@@ -43,22 +54,51 @@ def frames(log: SensorLog) -> Iterator[tuple[int, bytes, int]]:
 
 
 class Publisher:
-    """A paho publisher that keeps at most ``max_outstanding`` QoS 1 publishes unacknowledged."""
+    """A paho publisher that keeps at most ``max_outstanding`` QoS 1 publishes unacknowledged.
 
-    def __init__(self, host: str, port: int, *, client_id: str = "", qos: int = 1, max_outstanding: int = 1000):
+    Connecting raises OSError: ``socket.gaierror`` for a host that does not resolve, the refusal or
+    TLS failure of the connect, ConnectionError when the broker refuses the session or never answers.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str = "",
+        qos: int = 1,
+        max_outstanding: int = 1000,
+        tls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ):
         self.qos = qos
         self.max_outstanding = max_outstanding
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()
         self._connected = threading.Event()
+        self._refused: list[str] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         self.client.max_inflight_messages_set(20)
         self.client.max_queued_messages_set(0)
-        self.client.on_connect = lambda *args: self._connected.set()
+        if tls:
+            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
+        # The messages leave the broker's name to the caller, which knows where it came from (a flag, a key).
         if not self._connected.wait(timeout=10):
             self.close()
-            raise ConnectionError(f"no CONNACK from MQTT broker {host}:{port} within 10 s")
+            raise ConnectionError("connected, but no MQTT CONNACK within 10 s (is it an MQTT broker?)")
+        if self._refused:
+            self.close()
+            raise ConnectionError(f"the broker refused the connection: {self._refused[0]}")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._refused.append(str(reason_code))
+        self._connected.set()
 
     def publish(self, topic: str, payload: bytes) -> None:
         while len(self._pending) >= self.max_outstanding:
@@ -76,6 +116,10 @@ class Publisher:
             if left <= 0:
                 raise TimeoutError(f"{len(self._pending)} publishes still unacknowledged after {timeout_s} s")
             self._pending.popleft().wait_for_publish(timeout=left)
+
+    def unacknowledged(self) -> int:
+        """QoS 1 publishes the broker has not acknowledged yet (lost if the connection closes now)."""
+        return sum(not info.is_published() for info in self._pending)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -99,18 +143,21 @@ def replay(
     started = time.monotonic()
     first_ts = int(log.timestamps_ns[0]) if len(log.timestamps_ns) else 0
     published = skipped = 0
-    for index, (ts_ns, payload, left_out) in enumerate(frames(log)):
-        if stop is not None and stop.is_set():
-            break
-        due = _due(index, ts_ns - first_ts, speed, rate)
-        if due is not None:
-            wait = started + due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        publisher.publish(topic, payload)
-        published += 1
-        skipped += left_out
-    publisher.flush()
+    try:
+        for index, (ts_ns, payload, left_out) in enumerate(frames(log)):
+            if stop is not None and stop.is_set():
+                break
+            due = _due(index, ts_ns - first_ts, speed, rate)
+            if due is not None:
+                wait = started + due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            publisher.publish(topic, payload)
+            published += 1
+            skipped += left_out
+        publisher.flush()
+    except KeyboardInterrupt:
+        raise ReplayInterrupted(published, len(log.timestamps_ns)) from None
     return ReplayStats(len(log.timestamps_ns), published, skipped, time.monotonic() - started)
 
 

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import uvicorn
 from ingest.logfile import SensorLog
 from ingest.replay import Publisher, as_log, replay
 from ingest.topics import TopicTemplate
+from plantwatch.service.listen import bind_api
 from plantwatch.service.wiring import build_service
 from plantwatch.settings import load_settings
 
@@ -113,13 +115,15 @@ class InProcessBroker:
 
 
 def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = False, workdir: str | None = None) -> int:
+    # Bound first: a port in use is one line naming --port before anything starts (port 0: a free one).
+    sockets = bind_api("127.0.0.1", api_port, port_key="--port")
+    port = sockets[0].getsockname()[1]
     work = Path(workdir or tempfile.mkdtemp(prefix="plantwatch-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     for noisy in ("amqtt", "transitions", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     broker = InProcessBroker(free_port())
     broker.start()
-    port = api_port or free_port()
     settings = load_settings(
         None,
         mqtt__url=f"mqtt://127.0.0.1:{broker.port}",
@@ -133,12 +137,13 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
         api__port=port,
     )
     service = build_service(settings)
-    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="warning"))
-    server_thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
+    config = uvicorn.Config(service.app, log_config=None, log_level="warning")  # the root logger's format
+    server = uvicorn.Server(config)
+    server_thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name="demo-api", daemon=True)
     server_thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base)
+        wait_healthy(base, alive=server_thread.is_alive)
         return _replay_and_watch(service, broker.port, base, work, rate, keep_running)
     finally:
         server.should_exit = True
@@ -150,15 +155,23 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
     pump = pump_log()
     topic = TopicTemplate(service.settings.mqtt.topic_template).render(asset="pump-101")
     print(f"plantwatch demo: API on {base}, data in {work}")
-    print(f"replaying {len(pump.timestamps_ns)} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)")
+    rows = len(pump.timestamps_ns)
+    print(f"replaying {rows} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)", flush=True)
     publisher = Publisher("127.0.0.1", broker_port, client_id="plantwatch-demo-replay")
+    stop = threading.Event()  # set on Ctrl-C: the replay ends before the broker under it does
     started = time.monotonic()
-    replay_thread = threading.Thread(target=replay, args=(pump, publisher, topic), kwargs={"rate": rate}, daemon=True)
+    replay_thread = threading.Thread(
+        target=replay, args=(pump, publisher, topic), kwargs={"rate": rate, "stop": stop}, daemon=True
+    )
     replay_thread.start()
-    alerts = _poll_alerts(base, deadline_s=120)
-    first_alert_s = time.monotonic() - started
-    replay_thread.join(timeout=120)
-    publisher.close()
+    try:
+        alerts = _poll_alerts(base, deadline_s=120)
+        first_alert_s = time.monotonic() - started
+        replay_thread.join(timeout=120)
+    finally:
+        stop.set()
+        replay_thread.join(timeout=30)
+        publisher.close()
     if not alerts:
         print("no alert appeared within 120 s: something is wrong (see the log above)")
         return 1
@@ -168,12 +181,12 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
         f"began at replay time {fault_at_s:.1f} s): GET {base}/alerts ->"
     )
     print(json.dumps(alerts, indent=2))
-    _wait_written(service, len(pump.timestamps_ns))
+    _wait_written(service, rows)
     with sqlite3.connect(work / "readings.db") as db:
         stored = db.execute("SELECT COUNT(DISTINCT ts_ns) FROM readings").fetchone()[0]
-    print(f"readings stored in {work / 'readings.db'}: {stored} rows of {len(pump.timestamps_ns)} published")
+    print(f"readings stored in {work / 'readings.db'}: {stored} rows of {rows} published")
     if keep:
-        print(f"API still serving on {base} (Ctrl-C to stop)")
+        print(f"API still serving on {base} (Ctrl-C to stop)", flush=True)
         try:
             while True:
                 time.sleep(3600)
@@ -192,7 +205,8 @@ def _get_json(url: str, timeout_s: float) -> Any:
         return json.load(response)
 
 
-def wait_healthy(base: str, timeout_s: float = 30) -> None:
+def wait_healthy(base: str, timeout_s: float = 30, alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait until ``base``/healthz answers; ``alive`` says whether the server is still running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -200,6 +214,8 @@ def wait_healthy(base: str, timeout_s: float = 30) -> None:
             return
         except OSError:  # refused while uvicorn starts, or a 503 (urllib's HTTPError is an OSError)
             pass
+        if not alive():
+            raise RuntimeError(f"the service at {base} stopped while starting (the error is above)")
         time.sleep(0.1)
     raise RuntimeError(f"the service at {base} did not become healthy within {timeout_s} s")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
-import re
+from contextvars import ContextVar
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detector.config import MonitorConfig
+from plantwatch.settings_errors import ENV_PREFIX, describe, setting_variables, warn_unused_variables, yaml_problem
 
 # The embedded default: package data, so it is there in any install (editable, wheel, zip).
 DEFAULT_CONFIG = importlib.resources.files("plantwatch") / "default.yaml"
-ENV_PREFIX = "PLANTWATCH_"
 # Keys that must come from the environment or a secret file, never from the YAML file.
 SECRET_KEYS = (("influx", "token"), ("mqtt", "password"))
 
@@ -72,7 +72,7 @@ class MqttSettings(_Section):
         try:
             parts.port  # noqa: B018 - raises ValueError on a non-numeric port
         except ValueError as exc:
-            raise ValueError(f"bad port in {value!r}") from exc
+            raise ValueError("the port must be a number from 0 to 65535") from exc
         return value
 
     @field_validator("topic_template")
@@ -174,6 +174,14 @@ class DetectorSettings(_Section):
     drift_ratio: float = Field(default=20.0, ge=0)
     model_dir: str | None = None
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir_is_a_folder(cls, value: str | None) -> str | None:
+        # A missing folder is created when the first model is saved; a file in the way would fail then, silently.
+        if value is not None and Path(value).exists() and not Path(value).is_dir():
+            raise ValueError("is a file, not a folder; name a folder (created if missing) for the learned models")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DetectorSettings:
@@ -358,11 +366,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _influx_needs_token(self) -> Settings:
-        if self.storage.kind == "influxdb" and self.influx.token is None:
+        if self.storage.kind != "influxdb" or _OFFLINE.get():
+            return self
+        set_it = "export PLANTWATCH_INFLUX__TOKEN=... or PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token"
+        if self.influx.token is None:
             raise ValueError(
-                "influx.token: storage.kind is influxdb but no token is set: export PLANTWATCH_INFLUX__TOKEN=... or "
-                "PLANTWATCH_INFLUX__TOKEN_FILE=/run/secrets/influx_token (or set storage.kind: sqlite)"
+                f"influx.token: storage.kind is influxdb but no token is set: {set_it} (or set storage.kind: sqlite)"
             )
+        if not self.influx.token.get_secret_value().strip():  # InfluxDB would refuse every write
+            raise ValueError(f"influx.token: the token is empty: {set_it}, with the token InfluxDB gave you")
         return self
 
 
@@ -385,41 +397,69 @@ class _WithoutSecretFileVars(PydanticBaseSettingsSource):
         return values
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (the embedded default when ``path`` is None), apply env, validate."""
+# Set while load_settings(offline=True) validates: the InfluxDB token is not required then.
+_OFFLINE: ContextVar[bool] = ContextVar("plantwatch_settings_offline", default=False)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *, offline: bool = False, **overrides: Any) -> Settings:
+    """Read the YAML file (the embedded default when ``path`` is None), apply env, validate.
+
+    ``offline``: for the commands that write nothing to the time-series database (backtest, replay),
+    which need no InfluxDB token whatever ``storage.kind`` says.
+    """
     source: Path | Traversable = Path(path) if path is not None else DEFAULT_CONFIG
-    data = _read_yaml(source)
-    _refuse_secrets_in_file(data, source)
+    name = str(path) if path is not None else "the embedded default configuration"  # not a site-packages path
+    warn_unused_variables(Settings.model_fields, _setting_variables(), _secret_file_variables())
+    data = _read_yaml(source, name)
+    _refuse_secrets_in_file(data, name)
     _read_secret_files(data)
     for dotted, value in overrides.items():
         _set_dotted(data, dotted.split("__"), value)
+    offline_now = _OFFLINE.set(offline)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(describe(exc, name, _setting_variables() + _secret_file_variables())) from None
+    finally:
+        _OFFLINE.reset(offline_now)
 
 
-def _read_yaml(source: Path | Traversable) -> dict[str, Any]:
+def _setting_variables() -> list[str]:
+    sections = {}
+    scalars = []
+    for field_name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            sections[field_name] = list(field.annotation.model_fields)
+        else:
+            scalars.append(field_name)
+    return setting_variables(sections, scalars)
+
+
+def _secret_file_variables() -> list[str]:
+    return [f"{ENV_PREFIX}{section.upper()}__{key.upper()}_FILE" for section, key in SECRET_KEYS]
+
+
+def _read_yaml(source: Path | Traversable, name: str) -> dict[str, Any]:
     if not source.is_file():
-        raise ConfigError(f"{source}: config file not found (pass --config FILE with an existing file)")
+        raise ConfigError(f"{name}: config file not found (pass --config FILE with an existing file)")
     try:
         loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{name}: not valid YAML: {yaml_problem(exc)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections (mqtt:, storage:, ...)")
+        raise ConfigError(f"{name}: the top level must be a mapping of sections (mqtt:, storage:, ...)")
     return loaded
 
 
-def _refuse_secrets_in_file(data: dict[str, Any], source: Path | Traversable) -> None:
+def _refuse_secrets_in_file(data: dict[str, Any], name: str) -> None:
     for section, key in SECRET_KEYS:
         block = data.get(section)
         if isinstance(block, dict) and block.get(key) is not None:
             env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
             raise ConfigError(
-                f"{source}: {section}.{key}: secrets are not read from the config file; remove it and "
+                f"{name}: {section}.{key}: secrets are not read from the config file; remove it and "
                 f"set {env} or {env}_FILE instead"
             )
 
@@ -440,22 +480,3 @@ def _set_dotted(data: dict[str, Any], keys: list[str], value: Any) -> None:
     for key in keys[:-1]:
         data = data.setdefault(key, {})
     data[keys[-1]] = value
-
-
-def _describe(exc: ValidationError, source: Path | Traversable) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if not key:  # model-level checks put the key at the start of their message
-            lines.append(f"  {message}")
-            continue
-        field, sep, rest = message.partition(": ")
-        if sep and re.fullmatch(r"[\w.-]+", field):  # section-level checks name the field first
-            key, message = f"{key}.{field}", rest
-        if error["type"] == "extra_forbidden":
-            message = "unknown key; check the spelling against `plantwatch config` (the embedded default)"
-        elif "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
-            message = f"{message} (got {error['input']!r})"
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)

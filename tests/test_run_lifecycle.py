@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from servers import MosquittoServer, free_port
-from waiting import wait_until
+from waiting import blocked_reading, interrupt_when, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,15 @@ def _small_config(tmp_path: Path) -> Path:
     return config
 
 
+def _stores_in(tmp_path: Path) -> dict[str, str]:
+    """Readings and alerts in SQLite files under ``tmp_path``, not in the working folder."""
+    return {
+        "PLANTWATCH_STORAGE__KIND": "sqlite",
+        "PLANTWATCH_STORAGE__SQLITE_PATH": str(tmp_path / "readings.db"),
+        "PLANTWATCH_ALERTS__STORE_URL": f"sqlite:///{tmp_path / 'alerts.db'}",
+    }
+
+
 @pytest.mark.parametrize(
     ("env", "line"),
     [
@@ -70,10 +80,19 @@ def _small_config(tmp_path: Path) -> Path:
                 "PLANTWATCH_STORAGE__KIND": "sqlite",
                 "PLANTWATCH_STORAGE__SQLITE_PATH": "{tmp}",
             },
-            "plantwatch: storage.sqlite_path: cannot open the SQLite file {tmp}: unable to open database file",
+            "plantwatch: storage.sqlite_path: cannot use the SQLite file {tmp}: is a folder; give a file name",
+        ),
+        (
+            {
+                "PLANTWATCH_ALERTS__STORE_URL": "sqlite:///{tmp}/alerts.db",
+                "PLANTWATCH_STORAGE__KIND": "sqlite",
+                "PLANTWATCH_STORAGE__SQLITE_PATH": "{tmp}/no-folder/readings.db",
+            },
+            "plantwatch: storage.sqlite_path: cannot use the SQLite file {tmp}/no-folder/readings.db: "
+            "no such folder {tmp}/no-folder",
         ),
     ],
-    ids=["postgresql-unreachable", "alerts-sqlite-folder", "readings-sqlite-folder"],
+    ids=["postgresql-unreachable", "alerts-sqlite-folder", "readings-sqlite-folder", "readings-sqlite-no-folder"],
 )
 def test_unopenable_storage_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], line: str) -> None:
     fill = {"port": free_port(), "tmp": tmp_path}
@@ -168,23 +187,38 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     returncode = proc.wait(timeout=60)
     output = (tmp_path / "out.txt").read_text()
     assert returncode == 0, output
+    # uvicorn's lines in the service's format, the access log at INFO among them; none in uvicorn's own.
+    assert f"INFO    plantwatch.service.wiring: API listening on {base}" in output
+    assert re.search(r'INFO    uvicorn.access: 127.0.0.1:\d+ - "GET /healthz HTTP/1.1" 200', output), output
+    assert not re.search(r"^(INFO|ERROR): ", output, re.MULTILINE), output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output
     assert f"stopped on {signal.Signals(sig).name}: pipeline stopped, alerts flushed" in output
     assert len(list(models.glob(f"{ASSET}-*.json"))) == 1 and len(list(models.glob(f"{ASSET}-*.npz"))) == 1
 
 
-def test_an_api_port_in_use_exits_2_naming_the_keys(tmp_path: Path) -> None:
+def test_an_api_port_in_use_is_one_line_naming_the_key_before_anything_connects(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        env = {"PLANTWATCH_API__PORT": str(port), "PLANTWATCH_STORAGE__KIND": "sqlite"}
-        env["PLANTWATCH_STORAGE__SQLITE_PATH"] = str(tmp_path / "readings.db")
-        env["PLANTWATCH_ALERTS__STORE_URL"] = f"sqlite:///{tmp_path / 'alerts.db'}"
+        env = {"PLANTWATCH_API__PORT": str(port), "PLANTWATCH_MQTT__URL": mosquitto.url, **_stores_in(tmp_path)}
         returncode, output = _run_to_exit("run", "--config", str(_small_config(tmp_path)), env=env, tmp_path=tmp_path)
     assert returncode == 2, output
-    assert "address already in use" in output and f"if 127.0.0.1:{port} is in use, change api.host/api.port" in output
-    assert "Traceback" not in output
+    # One line: the broker was not connected to (it would log "MQTT connected"), uvicorn never ran.
+    assert output.strip().splitlines() == [
+        f"plantwatch: api.port: 127.0.0.1:{port} is in use; stop the program that listens there or choose "
+        "another api.port"
+    ]
+
+
+def test_an_api_host_that_does_not_resolve_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    env = {"PLANTWATCH_API__HOST": "no-such-host.invalid", **_stores_in(tmp_path)}
+    returncode, output = _run_to_exit("run", "--config", str(_small_config(tmp_path)), env=env, tmp_path=tmp_path)
+    assert returncode == 2, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plantwatch: api.host: cannot resolve 'no-such-host.invalid': ")
 
 
 def test_ctrl_c_while_the_settings_are_checked_is_one_line_and_exit_130(tmp_path: Path) -> None:
@@ -194,25 +228,12 @@ def test_ctrl_c_while_the_settings_are_checked_is_one_line_and_exit_130(tmp_path
     os.mkfifo(fifo)
     env = {"PLANTWATCH_MQTT__PASSWORD_FILE": str(fifo)}
     proc = _plantwatch("run", "--config", str(_small_config(tmp_path)), env=env, log=tmp_path / "out.txt")
-    writer: list[int] = []
-
-    def reading_the_password() -> bool:
-        try:  # opens only once plantwatch has the FIFO open for reading (ENXIO until then)
-            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            return proc.poll() is not None
-        return True
-
+    writers: list[int] = []
     try:
-        wait_until(reading_the_password, 60, "plantwatch to read mqtt's password file")
-        proc.send_signal(signal.SIGINT)
-        returncode = proc.wait(timeout=60)
+        returncode = interrupt_when(proc, lambda: blocked_reading(fifo, proc, writers), 60, "the password file read")
     finally:
-        for fd in writer:
+        for fd in writers:
             os.close(fd)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=20)
     output = (tmp_path / "out.txt").read_text()
     assert returncode == 130, output
     assert output.strip().splitlines() == ["plantwatch: interrupted while starting"]

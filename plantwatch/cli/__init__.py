@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from plantwatch import __version__
 from plantwatch.cli import backtest, check, config, demo, replay, rul, run
+from plantwatch.cli.common import CommandError
 from plantwatch.settings import ConfigError
 
 # In the order a newcomer meets them: try it, write a config, check it, run it; then the offline tools.
@@ -28,12 +31,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except KeyboardInterrupt:  # Ctrl-C: what the command had done is said by the command, if anything
+        print("plantwatch: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, CommandError, ValueError) as exc:
         print(f"plantwatch: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, ConnectionError) as exc:
-        print(f"plantwatch: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # `plantwatch check | head -2`: the reader has left; stop quietly
+        # The usual recipe (https://docs.python.org/3/library/signal.html#note-on-sigpipe): stdout to
+        # /dev/null, or Python reports the broken pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # the commands name the flag where they know it; this names at least the file
+        print(f"plantwatch: {os_error_line(exc)}", file=sys.stderr)
         return 2
+
+
+def os_error_line(exc: OSError) -> str:
+    """``/nope.csv: no such file`` for ``[Errno 2] No such file or directory: '/nope.csv'``."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    path = Path(os.fsdecode(exc.filename))
+    if isinstance(exc, FileNotFoundError):
+        reason = "no such file" if path.parent.is_dir() else f"no such folder {path.parent}"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "is a folder, not a file"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    return f"{path}: {reason}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,14 +7,14 @@ import sys
 from typing import Any
 
 from detector.config import MIN_BASELINE_ROWS
-from plantwatch.cli.common import add_log_level
+from plantwatch.cli.common import add_log_level, input_file, output_file
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
 
 
 def add_parser(subparsers: Any) -> None:
     bt = subparsers.add_parser("backtest", help="score a sensor log offline with the live detector and alarm rules")
-    bt.add_argument("log", help="CSV sensor log")
+    bt.add_argument("log", metavar="LOG.csv", help="CSV sensor log")
     bt.add_argument(
         "--train-rows",
         type=_train_rows,
@@ -24,7 +24,8 @@ def add_parser(subparsers: Any) -> None:
     bt.add_argument(
         "--out",
         required=True,
-        help="SCORES.csv: timestamp,score,probability,anomaly; the three left empty for baseline rows",
+        metavar="SCORES.csv",
+        help="write timestamp,score,probability,anomaly to this file; the three left empty for baseline rows",
     )
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
     bt.add_argument(
@@ -37,8 +38,12 @@ def add_parser(subparsers: Any) -> None:
     )
     bt.add_argument("--time-column", help="name of the time column (default: auto-detect)")
     bt.add_argument("--config", help="YAML config whose detector section to use")
-    bt.add_argument("--asset", help="apply this asset's detector.assets overrides, as the live service does")
-    bt.add_argument("--explain", help="also write JSON lines explaining every anomalous row (top sensors)")
+    bt.add_argument(
+        "--asset", help="apply this asset's detector.assets overrides from --config, as the live service does"
+    )
+    bt.add_argument(
+        "--explain", metavar="WHY.jsonl", help="also write JSON lines explaining every anomalous row (top sensors)"
+    )
     add_log_level(bt)
     bt.set_defaults(func=main)
 
@@ -63,15 +68,24 @@ def main(args: argparse.Namespace) -> int:
     from ingest.logfile import left_out_notice
     from plantwatch.offline.backtest import backtest_main
 
+    # Checked before the work: scoring a long log takes minutes, which a bad --out would waste.
+    input_file("LOG.csv", args.log)
+    output_file("--out", args.out)
+    if args.explain is not None:
+        output_file("--explain", args.explain)
     # The same detector settings the live service runs with (the embedded default without --config);
     # storage is irrelevant offline, so no InfluxDB token is asked for.
-    detector = load_settings(args.config, storage__kind="sqlite").detector
+    detector = load_settings(args.config, offline=True).detector
     if args.asset is not None and args.asset not in detector.assets:
-        known = ", ".join(sorted(detector.assets)) or "none"
-        print(
-            f"note: detector.assets has no {args.asset!r} (overrides for: {known}); using the top-level settings",
-            file=sys.stderr,
-        )
+        if args.config is None and not detector.assets:
+            note = f"--asset {args.asset}: there are no per-asset overrides without --config FILE (its detector.assets)"
+            print(f"note: {note}; using the embedded default's detector settings", file=sys.stderr)
+        else:
+            known = ", ".join(sorted(detector.assets)) or "none"
+            print(
+                f"note: detector.assets has no {args.asset!r} (overrides for: {known}); using the top-level settings",
+                file=sys.stderr,
+            )
     config = detector.as_config(args.asset)
     summary = backtest_main(
         args.log,

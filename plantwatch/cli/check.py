@@ -1,9 +1,10 @@
-"""`plantwatch check`: validate a configuration and reach its servers, without starting the service.
+"""`plantwatch check`: validate a configuration and reach its servers, without starting the service or
+changing anything (no file, folder or table is created).
 
 In order: the settings (every key, plus the detector's trial baseline that ``load_settings`` fits),
 then the MQTT broker (a full MQTT CONNECT with the configured protocol, TLS and credentials), the
 time-series database (``GET /health``: InfluxDB 2 and VictoriaMetrics both answer it) or the SQLite
-readings file, and the alert store (opened as the service opens it). One line per check; exit 0
+readings file, the alert store, and the folder for the learned models. One line per check; exit 0
 when all pass, 2 otherwise.
 """
 
@@ -28,7 +29,13 @@ def add_parser(subparsers: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     # Imported here, as in every command: `plantwatch --help` need not load the clients and the models.
     from ingest.topics import TopicTemplate
-    from plantwatch.service.reachability import CheckFailed, check_alert_store, check_broker, check_storage
+    from plantwatch.service.reachability import (
+        CheckFailed,
+        check_alert_store,
+        check_broker,
+        check_model_dir,
+        check_storage,
+    )
     from plantwatch.service.wiring import mqtt_options
     from plantwatch.settings import ConfigError, load_settings
 
@@ -44,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
         ("broker", lambda: check_broker(options)),
         ("storage", lambda: check_storage(settings)),
         ("alerts", lambda: check_alert_store(settings.alerts.store_url)),
+        ("models", lambda: check_model_dir(settings.detector.model_dir)),
     ]
     passed = True
     for name, run in checks:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plantwatch.cli.common import add_log_level
+from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file, output_folder
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -20,6 +20,8 @@ def _fit(args: argparse.Namespace) -> int:
     from detector.rul import RulModel
     from plantwatch.maintenance.rul_files import read_fleet_csv, save_model
 
+    input_file("TRAIN.csv", args.train)
+    output_folder("--out", args.out)
     log = read_fleet_csv(
         args.train, args.asset_column, args.time_column, _split(args.settings_columns), args.label_column
     )
@@ -37,9 +39,17 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from plantwatch.maintenance.rul_files import load_model, read_fleet_csv
+    from plantwatch.maintenance.rul_files import load_model, model_problem, read_fleet_csv
 
-    model, sensors, settings = load_model(args.model)
+    input_file("TEST.csv", args.test)
+    output_file("--out", args.out)
+    problem = model_problem(Path(args.model))
+    if problem is not None:
+        raise CommandError(f"--model {args.model}: {problem}")
+    try:
+        model, sensors, settings = load_model(args.model)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged or foreign model.json / arrays.npz
+        raise CommandError(f"--model {args.model}: cannot load it: {exc}") from None
     log = read_fleet_csv(
         args.test, args.asset_column, args.time_column, settings, args.label_column, sensor_columns=sensors
     )
@@ -63,22 +73,40 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--asset-column", required=True, help="column naming the asset (unit, engine, ...)")
         p.add_argument("--time-column", required=True, help="numeric, increasing time column (cycle, seconds)")
         p.add_argument("--label-column", action="append", default=[], help="column to leave out (repeatable)")
-        p.add_argument("--out", required=True)
         add_log_level(p)
 
     fit = sub.add_parser("fit", help="learn RUL from logs that each end at the asset's failure")
-    fit.add_argument("train", metavar="TRAIN.csv")
+    fit.add_argument(
+        "train",
+        metavar="TRAIN.csv",
+        help="run-to-failure log: one row per asset per time step, each asset's last row at its failure",
+    )
     common(fit)
+    fit.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder to write the model to (model.json and arrays.npz; created if missing): "
+        "rul predict --model and maintenance.rul_model read it",
+    )
     fit.add_argument("--settings-columns", help="comma-separated operating-settings columns (default: setting*)")
     fit.add_argument("--cap", type=float, default=125.0, help="cap of the piece-wise linear target (default 125)")
     fit.add_argument("--window", type=int, default=90, help="feature window in rows (default 90)")
     fit.add_argument("--coverage", type=float, default=0.8, help="nominal interval coverage (default 0.8)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.set_defaults(func=_fit)
 
     pred = sub.add_parser("predict", help="RUL at each asset's last row: asset,rul,rul_low,rul_high")
-    pred.add_argument("test", metavar="TEST.csv")
-    pred.add_argument("--model", required=True, help="model directory written by `rul fit`")
+    pred.add_argument(
+        "test", metavar="TEST.csv", help="log of the assets to predict, as TRAIN.csv but up to now, not to a failure"
+    )
+    pred.add_argument("--model", required=True, metavar="DIR", help="model folder written by `rul fit --out DIR`")
     common(pred)
+    pred.add_argument(
+        "--out",
+        required=True,
+        metavar="PREDICTIONS.csv",
+        help="write asset,rul,rul_low,rul_high to this file, one row per asset",
+    )
     pred.set_defaults(func=_predict)
     return rul

@@ -132,6 +132,19 @@ def save_model(model: RulModel, directory: str | Path, sensor_columns: list[str]
     (d / MODEL_JSON).write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
 
 
+def model_problem(directory: Path) -> str | None:
+    """Why ``directory`` is not a model folder ``rul fit`` wrote, in a few words, or None if it looks like one."""
+    written_by = "`plantwatch rul fit TRAIN.csv --out DIR ...`"
+    if not directory.exists():
+        return f"no such folder; write one with {written_by}"
+    if not directory.is_dir():
+        return f"is a file, not a model folder written by {written_by}"
+    for name in (MODEL_JSON, ARRAYS_NPZ):
+        if not (directory / name).is_file():
+            return f"has no {name}; is it a folder written by {written_by}?"
+    return None
+
+
 def _inside(directory: Path, name: str) -> Path:
     base = directory.resolve(strict=True)
     target = (directory / name).resolve(strict=True)

@@ -1,30 +1,33 @@
 """Can the service reach what its settings name? The broker, the time-series database, the alert store.
 
-Each check tries what the service will do at start-up and returns one line saying what answered, or
+Each check tries what the service will do at start-up, short of changing anything: it connects, reads
+what exists (SQLite files read-only) and, for what the service would create (a SQLite file, the
+alerts table, the models folder), says whether it could. It returns one line saying what answered, or
 raises :class:`CheckFailed` with one line saying what was tried and what went wrong
 (``plantwatch check`` prints them).
 """
 
 from __future__ import annotations
 
-import re
 import socket
 import sqlite3
 import ssl
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
 
-from alerts.store import StoreOpenError, open_store
+from alerts.model import STATE_OPEN
 from ingest.mqtt_source import MqttOptions
-from ingest.sink import SqliteSink
+from plantwatch.paths import why_not_creatable, why_not_writable_file, why_not_writable_folder
 from plantwatch.settings import Settings
-from telemetry.counters import Counters
+from plantwatch.settings_errors import mask_password
 
 # How long one server may take to answer; a plant's broker or database answers in milliseconds.
 TIMEOUT_S = 5.0
@@ -85,8 +88,9 @@ def check_broker(options: MqttOptions, timeout_s: float = TIMEOUT_S) -> str:
 
 
 def check_storage(settings: Settings, timeout_s: float = TIMEOUT_S) -> str:
-    if settings.storage.kind == "sqlite":
-        return _check_sqlite_readings(settings.storage.sqlite_path)
+    if settings.storage.kind == "sqlite":  # the service creates the file, not its folder (ingest.sink)
+        path = settings.storage.sqlite_path
+        return _check_sqlite(f"storage.sqlite_path {path}", Path(path), "readings", why_not_writable_file)
     url = settings.influx.url.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=min(timeout_s, settings.influx.timeout_s)) as response:
@@ -100,44 +104,71 @@ def check_storage(settings: Settings, timeout_s: float = TIMEOUT_S) -> str:
     return f"GET {url}: HTTP {status} (reachable; the token is checked by the first write)"
 
 
-def _check_sqlite_readings(path: str) -> str:
-    try:
-        SqliteSink(path, counters=Counters()).close()
-    except sqlite3.Error as exc:
-        raise CheckFailed(f"storage.sqlite_path {path}: cannot open: {exc}") from None
-    return f"storage.sqlite_path {path}: opened"
-
-
 def check_alert_store(url: str) -> str:
-    """Open the store as the service does (creating its table if missing) and read the open alerts."""
-    shown = _without_password(url)
+    """Read the alert store without changing it: its open alerts, or whether the service can create it."""
+    shown = mask_password(url)  # the check's lines are meant to be pasted into a ticket
+    name = f"alerts.store_url {shown}"
+    if url.startswith("sqlite:///"):  # the service creates the file's folders too (alerts.store)
+        return _check_sqlite(name, Path(url.removeprefix("sqlite:///")), "alerts", why_not_creatable)
+    return _check_postgres(name, url)
+
+
+def _check_sqlite(name: str, path: Path, table: str, why_not_created: Callable[[Path], str | None]) -> str:
+    """An existing file is opened read-only and read; for a missing one, whether the service can create it."""
+    if path.is_file():
+        return f"{name}: {_read_sqlite(name, path, table)}"
+    problem = "is a folder, not a file" if path.is_dir() else why_not_created(path)
+    if problem is not None:
+        raise CheckFailed(f"{name}: {problem}")
+    return f"{name}: no such file yet: will be created at start"
+
+
+def _read_sqlite(name: str, path: Path, table: str) -> str:
+    # Read-only, and no file left behind: a read-only connection to a WAL database creates its -wal and
+    # -shm files and, unlike the last writer, does not remove them. Without a -wal file no writer is
+    # connected (the service's opens one at once), so the file can be read as immutable, creating nothing.
+    live = path.with_name(f"{path.name}-wal").exists()
+    uri = f"{path.resolve().as_uri()}?{'mode=ro' if live else 'immutable=1'}"
     try:
-        store = open_store(url)
-    except StoreOpenError as exc:  # one line naming the file or the server, never a password
-        raise CheckFailed(f"alerts.store_url {shown}: {exc}") from None
+        with closing(sqlite3.connect(uri, uri=True, timeout=TIMEOUT_S)) as db:
+            listed = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+            if not listed.fetchone()[0]:
+                return f"opened read-only; no {table} table yet: will be created at start"
+            if table != "alerts":
+                return f"opened read-only; {table} table present"
+            (open_alerts,) = db.execute("SELECT count(*) FROM alerts WHERE state = ?", (STATE_OPEN,)).fetchone()
+    except sqlite3.Error as exc:  # not a database, locked, unreadable
+        raise CheckFailed(f"{name}: cannot read it: {exc}") from None
+    return f"opened read-only; {open_alerts} open alert(s)"
+
+
+def _check_postgres(name: str, url: str) -> str:
+    """Connect and look: the alerts table and its open alerts, or whether the service may create the table."""
     try:
-        store.open_alerts()
-    except (sqlite3.Error, psycopg.Error) as exc:
-        first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]  # libpq adds hint lines
-        raise CheckFailed(f"alerts.store_url {shown}: cannot read its alerts: {first_line}") from None
-    finally:
-        store.close()
-    return f"alerts.store_url {shown}: opened"
+        with psycopg.connect(url, autocommit=True, connect_timeout=int(TIMEOUT_S)) as conn:
+            exists, schema, may_create = conn.execute(
+                "SELECT to_regclass('alerts') IS NOT NULL, current_schema(), "
+                "coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+            ).fetchone() or (False, None, False)
+            if exists:
+                query = "SELECT count(*) FROM alerts WHERE state = %s"
+                (open_alerts,) = conn.execute(query, (STATE_OPEN,)).fetchone() or (0,)
+    except psycopg.Error as exc:  # unreachable, refused login, no such database, no right to read
+        raise CheckFailed(f"{name}: {' '.join(str(exc).split())}") from None  # libpq's hint is on a second line
+    if exists:
+        return f"{name}: connected; {open_alerts} open alert(s)"
+    if not may_create:
+        where = f"schema {schema}" if schema else "any schema of its search_path"
+        raise CheckFailed(f"{name}: connected, but there is no alerts table and no right to create one in {where}")
+    return f"{name}: connected; no alerts table yet: will be created at start (schema {schema})"
 
 
-_QUERY_PASSWORD = re.compile(r"((?:^|&)password)=[^&]*")
-
-
-def _without_password(url: str) -> str:
-    """The URL with any password replaced by ***, so the check's output can be pasted into a ticket.
-
-    libpq reads a password from ``user:password@`` and from a ``password=`` query parameter alike.
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = _QUERY_PASSWORD.sub(r"\1=***", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # as written: urlunsplit would turn sqlite:///a.db into sqlite:/a.db
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+def check_model_dir(model_dir: str | None) -> str:
+    """Whether the folder for the learned models exists and is writable, or can be created; touches nothing."""
+    if model_dir is None:
+        return "detector.model_dir not set: learned baselines are not kept across restarts"
+    path = Path(model_dir)
+    problem = why_not_writable_folder(path)
+    if problem is not None:
+        raise CheckFailed(f"detector.model_dir {model_dir}: {problem}")
+    return f"detector.model_dir {model_dir}: " + ("exists, writable" if path.is_dir() else "will be created")

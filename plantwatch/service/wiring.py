@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -24,6 +26,8 @@ from ingest.sink import InfluxSink, Sink, SqliteSink
 from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.paths import why_not_writable_file
+from plantwatch.service.listen import listening_url
 from plantwatch.service.pipeline import Pipeline
 from plantwatch.settings import ConfigError, Settings
 from telemetry.counters import Counters
@@ -43,6 +47,9 @@ class Service:
 def build_sink(settings: Settings, counters: Counters, stop: threading.Event) -> Sink:
     if settings.storage.kind == "sqlite":
         path = settings.storage.sqlite_path
+        problem = why_not_writable_file(Path(path))  # sqlite3 would say only "unable to open database file"
+        if problem is not None:
+            raise ConfigError(f"storage.sqlite_path: cannot use the SQLite file {path}: {problem}")
         try:
             return SqliteSink(path, counters=counters)
         except (OSError, sqlite3.Error) as exc:
@@ -167,16 +174,15 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 
 
-def serve(service: Service) -> int:
-    """Run the API (which starts the pipeline) until SIGINT/SIGTERM or a fatal storage failure.
+def serve(service: Service, sockets: list[socket.socket]) -> int:
+    """Run the API on ``sockets`` (from ``bind_api``; the pipeline starts in its lifespan) until
+    SIGINT/SIGTERM or a fatal storage failure.
 
-    Exit codes: 0 after a clean stop on a signal, 2 when storage failed fatally or the server could
-    not start (e.g. api.port in use: uvicorn has logged why).
+    Exit codes: 0 after a clean stop on a signal, 2 when storage failed fatally or start-up failed.
     """
-    api = service.settings.api
-    config = uvicorn.Config(
-        service.app, host=api.host, port=api.port, log_level=service.settings.log_level.lower(), lifespan="on"
-    )
+    # log_config=None: uvicorn's loggers keep no handlers of their own and propagate to the root
+    # logger, so its lines (the access log at INFO included) have the service's format.
+    config = uvicorn.Config(service.app, log_config=None, log_level=service.settings.log_level.lower(), lifespan="on")
     server = uvicorn.Server(config)
 
     def watch_fatal() -> None:
@@ -184,17 +190,14 @@ def serve(service: Service) -> int:
         server.should_exit = True
 
     threading.Thread(target=watch_fatal, name="plantwatch-fatal-watch", daemon=True).start()
+    # uvicorn names the address only when it binds it itself.
+    log.info("API listening on %s", listening_url(sockets))
     try:
-        stopped_by = _run_catching_stop_signals(server)
-    except SystemExit as exc:  # uvicorn exits when it cannot bind or its startup failed
+        stopped_by = _run_catching_stop_signals(server, sockets)
+    except SystemExit as exc:  # uvicorn exits when the lifespan start-up failed
         if not exc.code:
             raise
-        log.critical(
-            "the service did not start (the error is above); if %s:%s is in use, change api.host/api.port or stop "
-            "the program that holds it",
-            api.host,
-            api.port,
-        )
+        log.critical("the service did not start (the error is above)")
         return 2
     if service.pipeline.fatal.is_set():
         log.critical("stopped: %s", service.pipeline.health.fatal)
@@ -206,7 +209,7 @@ def serve(service: Service) -> int:
     return 0
 
 
-def _run_catching_stop_signals(server: uvicorn.Server) -> list[int]:
+def _run_catching_stop_signals(server: uvicorn.Server, sockets: list[socket.socket]) -> list[int]:
     """Run ``server``; returns the stop signals received (SIGINT, SIGTERM), which end the process no further.
 
     uvicorn handles the signals while it serves (graceful shutdown, our lifespan stops the pipeline)
@@ -216,7 +219,7 @@ def _run_catching_stop_signals(server: uvicorn.Server) -> list[int]:
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        server.run()
+        server.run(sockets=sockets)
         return received
 
     def note(signum: int, frame: FrameType | None) -> None:
@@ -224,7 +227,7 @@ def _run_catching_stop_signals(server: uvicorn.Server) -> list[int]:
 
     previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
