@@ -119,10 +119,6 @@ class AlertManager:
 
     # -- maintenance ---------------------------------------------------------------------------
 
-    def open_maintenance_alerts(self) -> list[Alert]:
-        with self._lock:
-            return [t.alert for t in self._maintenance.values()]
-
     def observe_maintenance(
         self, forecast: MaintenanceForecast, top_sensors: tuple[Contribution, ...] | None = None
     ) -> list[AlertEvent]:

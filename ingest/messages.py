@@ -42,16 +42,6 @@ class Inbound:
     qos: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A message that could not be decoded: why, and where it came from."""
-
-    reason: str
-    topic: str
-    detail: str
-    payload: bytes = b""
-
-
 def short(value: object, limit: int = 60) -> str:
     """repr() cut to ``limit`` chars for error details: they end up in logs and dead letters; payloads reach 64 KiB."""
     text = repr(value)

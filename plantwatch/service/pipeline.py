@@ -89,7 +89,6 @@ class Pipeline:
             thread.start()
             self._threads.append(thread)
         self.source.start()
-        self.health.started = True
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful stop: the writer finishes and acknowledges the batch in hand, then we disconnect.

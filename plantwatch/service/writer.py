@@ -11,8 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
@@ -29,8 +28,6 @@ class StageHealth:
     fatal: str | None = None
     last_write_ns: int = 0
     detector_errors: int = 0
-    started: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Writer:
