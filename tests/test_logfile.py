@@ -141,7 +141,7 @@ def test_row_longer_than_header_is_an_error(tmp_path: Path) -> None:
 # -- newcomer mistakes: each is one line naming the file, or handled -----------------------------
 
 
-def fails(path: Path, match: str, **kwargs: object) -> str:
+def assert_refused(path: Path, match: str, **kwargs: object) -> str:
     with pytest.raises(ValueError, match=match) as err:
         read_sensor_log(path, **kwargs)  # type: ignore[arg-type]
     message = str(err.value)
@@ -152,37 +152,37 @@ def fails(path: Path, match: str, **kwargs: object) -> str:
 def test_a_binary_file_is_not_a_utf8_csv(tmp_path: Path) -> None:
     path = tmp_path / "ls"
     path.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
-    fails(path, r"not a UTF-8 CSV text \(byte 0x80 at offset 136\)")  # the NUL bytes are valid UTF-8
+    assert_refused(path, r"not a UTF-8 CSV text \(byte 0x80 at offset 136\)")  # the NUL bytes are valid UTF-8
 
 
 def test_text_in_another_encoding_says_where_and_what_to_do(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("\ufefftime;temp °C\n1;2\n".encode("utf-8")[:3] + "time;temp °C\n1;2\n".encode("latin-1"))
-    fails(latin1, r"byte 0xb0 at offset 13\); if it is text in another encoding, save it as UTF-8")
+    assert_refused(latin1, r"byte 0xb0 at offset 13\); if it is text in another encoding, save it as UTF-8")
     utf16 = tmp_path / "utf16.csv"
     utf16.write_bytes("time,a\n1,2\n".encode("utf-16"))
-    fails(utf16, "UTF-16 text, not a UTF-8 CSV")
+    assert_refused(utf16, "UTF-16 text, not a UTF-8 CSV")
 
 
 def test_nul_bytes_are_not_csv_text(tmp_path: Path) -> None:
-    fails(write(tmp_path, "time,a\n1,2\x00\n"), "NUL bytes")
+    assert_refused(write(tmp_path, "time,a\n1,2\x00\n"), "NUL bytes")
 
 
 @pytest.mark.parametrize("text", ["", "\n\n  \r\n"])
 def test_empty_file(tmp_path: Path, text: str) -> None:
-    fails(write(tmp_path, text), "empty file; expected a header line")
+    assert_refused(write(tmp_path, text), "empty file; expected a header line")
 
 
 def test_header_problems(tmp_path: Path) -> None:
-    fails(write(tmp_path, "\ntime,a\n1,2\n"), "the first line is empty; it must be the header")
-    fails(write(tmp_path, "time a b\n1 2 3\n"), r"one column 'time a b'; .* separated by ',', ';' or a tab")
-    fails(write(tmp_path, "time,a,b,\n1,2,3,\n"), r"column\(s\) \[4\] have no name")
-    fails(write(tmp_path, "time,a,a\n1,2,3\n"), r"duplicate column names \['a'\]")
-    fails(write(tmp_path, "time,anomaly\n1,0\n"), r"no sensor columns; columns are \['time', 'anomaly'\]")
+    assert_refused(write(tmp_path, "\ntime,a\n1,2\n"), "the first line is empty; it must be the header")
+    assert_refused(write(tmp_path, "time a b\n1 2 3\n"), r"one column 'time a b'; .* separated by ',', ';' or a tab")
+    assert_refused(write(tmp_path, "time,a,b,\n1,2,3,\n"), r"column\(s\) \[4\] have no name")
+    assert_refused(write(tmp_path, "time,a,a\n1,2,3\n"), r"duplicate column names \['a'\]")
+    assert_refused(write(tmp_path, "time,anomaly\n1,0\n"), r"no sensor columns; columns are \['time', 'anomaly'\]")
 
 
 def test_missing_time_column_names_the_flag_and_the_columns(tmp_path: Path) -> None:
-    message = fails(write(tmp_path, "when,a\n1,2\n"), "no time column found")
+    message = assert_refused(write(tmp_path, "when,a\n1,2\n"), "no time column found")
     assert "--time-column" in message and "['when', 'a']" in message
 
 
@@ -212,13 +212,17 @@ def test_label_like_columns_are_left_out_unless_declared_or_included(tmp_path: P
     assert log.sensors == ("a", "changepoint", "labels") and set(log.labels) == {"Anomaly"}
     assert log.left_out == ("LABEL", "is_anomaly")
     assert read_sensor_log(path, ignore_columns=["LABEL"]).left_out == ("Anomaly", "changepoint", "is_anomaly")
-    fails(path, r"\['Anomaly'\] cannot be left out and included", label_columns=["Anomaly"], include=["Anomaly"])
-    fails(path, r"column\(s\) to include \['nope'\] not found; columns are .* \(--include\)", include=["nope"])
+    assert_refused(
+        path, r"\['Anomaly'\] cannot be left out and included", label_columns=["Anomaly"], include=["Anomaly"]
+    )
+    assert_refused(path, r"column\(s\) to include \['nope'\] not found; columns are .* \(--include\)", include=["nope"])
 
 
 def test_text_in_a_label_column_is_refused_with_line_and_value(tmp_path: Path) -> None:
     path = write(tmp_path, "time,a,anomaly\n1,2,0\n\n2,3,ok\n3,4,1\n")  # the blank line still counts
-    fails(path, r"line 4: label column 'anomaly' holds 'ok'; label cells must be numbers", label_columns=["anomaly"])
+    assert_refused(
+        path, r"line 4: label column 'anomaly' holds 'ok'; label cells must be numbers", label_columns=["anomaly"]
+    )
     # Empty label cells are no label (NaN, read as normal); columns only left out are never read.
     log = read_sensor_log(write(tmp_path, "time,a,anomaly\n1,2,\n2,3,1\n"), label_columns=["anomaly"])
     assert math.isnan(log.labels["anomaly"][0]) and log.labels["anomaly"][1] == 1.0
@@ -233,7 +237,7 @@ def test_a_sensor_column_of_text_is_named(tmp_path: Path) -> None:
 
 
 def test_ragged_row_line_number_counts_blank_lines(tmp_path: Path) -> None:
-    fails(write(tmp_path, "time,a,b\n\n1,2,3\n2,3\n"), "line 4: 2 cells, header has 3")
+    assert_refused(write(tmp_path, "time,a,b\n\n1,2,3\n2,3\n"), "line 4: 2 cells, header has 3")
 
 
 @pytest.mark.parametrize(
@@ -241,7 +245,9 @@ def test_ragged_row_line_number_counts_blank_lines(tmp_path: Path) -> None:
 )
 def test_iso_times_outside_int64_are_refused_not_wrapped(tmp_path: Path, stamp: str) -> None:
     # numpy's datetime64[ns] parser wraps these into wrong times without a word.
-    fails(write(tmp_path, f"time,a\n2020-01-01,1\n{stamp},2\n"), re.escape(f"data row 2: time '{stamp}' is outside"))
+    assert_refused(
+        write(tmp_path, f"time,a\n2020-01-01,1\n{stamp},2\n"), re.escape(f"data row 2: time '{stamp}' is outside")
+    )
 
 
 def test_zoned_times_keep_nanoseconds_as_naive_ones_do(tmp_path: Path) -> None:
