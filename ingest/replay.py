@@ -15,11 +15,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from ingest.connack import NoSession, connect_and_await_connack
 from ingest.logfile import SensorLog
 
 MAX_OUTSTANDING = 2000
@@ -57,7 +57,8 @@ class Publisher:
     """A paho publisher that keeps at most ``max_outstanding`` QoS 1 publishes unacknowledged.
 
     Connecting raises OSError: ``socket.gaierror`` for a host that does not resolve, the refusal or
-    TLS failure of the connect, ConnectionError when the broker refuses the session or never answers.
+    TLS failure of the connect; :class:`~ingest.connack.NoSession` when the broker refuses the session or
+    never answers.
     """
 
     def __init__(
@@ -75,8 +76,6 @@ class Publisher:
         self.qos = qos
         self.max_outstanding = max_outstanding
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()
-        self._connected = threading.Event()
-        self._refused: list[str] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         self.client.max_inflight_messages_set(20)
         self.client.max_queued_messages_set(0)
@@ -84,21 +83,12 @@ class Publisher:
             self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         if username:
             self.client.username_pw_set(username, password)
-        self.client.on_connect = self._on_connect
-        self.client.connect(host, port, keepalive=30)
-        self.client.loop_start()
         # The messages leave the broker's name to the caller, which knows where it came from (a flag, a key).
-        if not self._connected.wait(timeout=10):
+        try:
+            connect_and_await_connack(self.client, host, port, keepalive=30, timeout_s=10)
+        except NoSession:
             self.close()
-            raise ConnectionError("connected, but no MQTT CONNACK within 10 s (is it an MQTT broker?)")
-        if self._refused:
-            self.close()
-            raise ConnectionError(f"the broker refused the connection: {self._refused[0]}")
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
-            self._refused.append(str(reason_code))
-        self._connected.set()
+            raise
 
     def publish(self, topic: str, payload: bytes) -> None:
         while len(self._pending) >= self.max_outstanding:

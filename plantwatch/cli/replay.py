@@ -157,6 +157,7 @@ def _broker(flag: str | None, settings: Settings | None, config: str | None) -> 
 
 def _connect(broker: _Broker, settings: Settings | None) -> Publisher:
     """A connected publisher; the broker's credentials come from the config, if one was given."""
+    from ingest.connack import NoSession
     from ingest.replay import Publisher
 
     mqtt = settings.mqtt if settings is not None else None
@@ -170,9 +171,9 @@ def _connect(broker: _Broker, settings: Settings | None) -> Publisher:
         )
     except socket.gaierror as exc:
         raise CommandError(f"{broker.where}: cannot resolve {broker.host}: {exc.strerror}") from None
+    except NoSession as exc:  # the broker refused the session, or is silent
+        raise CommandError(f"{broker.where}: {exc}") from None
     except OSError as exc:
-        if isinstance(exc, ConnectionError) and exc.errno is None:  # the broker refused the session, or is silent
-            raise CommandError(f"{broker.where}: {exc}") from None
         cause = getattr(exc, "reason", None) or exc.strerror or exc  # ssl.SSLError has a reason
         if broker.tls and not isinstance(exc, ConnectionRefusedError):
             raise CommandError(f"{broker.where}: TLS handshake failed: {cause} (does the port speak TLS?)") from None

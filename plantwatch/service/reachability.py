@@ -12,18 +12,17 @@ from __future__ import annotations
 import socket
 import sqlite3
 import ssl
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 
 from alerts.model import STATE_OPEN
+from ingest.connack import NoSession, connect_and_await_connack
 from ingest.mqtt_source import MqttOptions
 from plantwatch.paths import why_not_creatable, why_not_writable_file, why_not_writable_folder
 from plantwatch.settings import Settings
@@ -55,31 +54,21 @@ def check_broker(options: MqttOptions, timeout_s: float = TIMEOUT_S) -> str:
         client.username_pw_set(options.username, options.password)
     if options.tls:
         client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-    answered = threading.Event()
-    reason: list[Any] = []
-
-    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        reason.append(reason_code)
-        answered.set()
-
-    client.on_connect = on_connect
     try:  # TCP first, so that a failure after it can be named a TLS failure
         socket.create_connection((options.host, options.port), timeout=timeout_s).close()
     except OSError as exc:
         raise CheckFailed(f"{where}: cannot connect: {exc.strerror or exc}") from None
     try:
-        client.connect(options.host, options.port, keepalive=options.keepalive_s)
+        connect_and_await_connack(
+            client, options.host, options.port, keepalive=options.keepalive_s, timeout_s=timeout_s
+        )
+    except NoSession as exc:  # no CONNACK, or a refusal
+        raise CheckFailed(f"{where}: {exc}") from None
     except OSError as exc:  # ssl.SSLError is an OSError
         cause = getattr(exc, "reason", None) or exc.strerror or exc
         if options.tls:
             raise CheckFailed(f"{where}: TLS handshake failed: {cause} (does the port speak TLS?)") from None
         raise CheckFailed(f"{where}: cannot connect: {cause}") from None
-    client.loop_start()
-    try:
-        if not answered.wait(timeout_s):
-            raise CheckFailed(f"{where}: connected, but no MQTT CONNACK within {timeout_s:g} s (is it an MQTT broker?)")
-        if reason[0].is_failure:
-            raise CheckFailed(f"{where}: the broker refused the connection: {reason[0]}")
     finally:
         client.disconnect()
         client.loop_stop()
