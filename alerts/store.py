@@ -84,14 +84,19 @@ class AlertStore(Protocol):
     def close(self) -> None: ...
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL (relative, or absolute with a fourth slash); None for other schemes."""
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+
+
 def open_store(url: str) -> AlertStore:
     """Build a store from a URL: sqlite:///rel.db, sqlite:////abs.db, postgresql://..., postgres://..."""
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
+    path = sqlite_file(url)
+    if path is not None:
         if not path:
             raise ValueError(f"sqlite URL has no path: {url!r}")
         return SqliteAlertStore(path)
-    if url.startswith(("postgresql://", "postgres://")):
+    if url.startswith(SUPPORTED_SCHEMES):
         return PostgresAlertStore(url)
     raise ValueError(f"unsupported alert store URL {url!r}; supported schemes: {', '.join(SUPPORTED_SCHEMES)}")
 

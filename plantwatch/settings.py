@@ -301,9 +301,11 @@ class AlertSettings(_Section):
     @field_validator("store_url")
     @classmethod
     def _store_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        from alerts.store import SUPPORTED_SCHEMES, sqlite_file  # here: it imports psycopg, which --help need not
+
+        if not value.startswith(SUPPORTED_SCHEMES):
             raise ValueError("use sqlite:///path.db, sqlite:////abs/path.db or postgresql://user@host/db")
-        if value == "sqlite:///":
+        if sqlite_file(value) == "":
             raise ValueError("no file after sqlite:///; use sqlite:///path.db or sqlite:////abs/path.db")
         return value
 

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from alerts.model import STATE_OPEN
+from alerts.store import sqlite_file
 from ingest.connack import NoSession, connect_and_await_connack
 from ingest.mqtt_source import MqttOptions
 from plantwatch.paths import why_not_creatable, why_not_writable_file, why_not_writable_folder
@@ -97,8 +98,9 @@ def check_alert_store(url: str) -> str:
     """Read the alert store without changing it: its open alerts, or whether the service can create it."""
     shown = mask_password(url)  # the check's lines are meant to be pasted into a ticket
     name = f"alerts.store_url {shown}"
-    if url.startswith("sqlite:///"):  # the service creates the file's folders too (alerts.store)
-        return _check_sqlite(name, Path(url.removeprefix("sqlite:///")), "alerts", why_not_creatable)
+    path = sqlite_file(url)
+    if path is not None:  # the service creates the file's folders too (alerts.store)
+        return _check_sqlite(name, Path(path), "alerts", why_not_creatable)
     return _check_postgres(name, url)
 
 
