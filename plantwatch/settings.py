@@ -411,7 +411,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, offline: bool =
     """
     source: Path | Traversable = Path(path) if path is not None else DEFAULT_CONFIG
     name = str(path) if path is not None else "the embedded default configuration"  # not a site-packages path
-    warn_unused_variables(Settings.model_fields, _setting_variables(), _secret_file_variables())
+    variables, secret_files = _setting_variables(), _secret_file_variables()
+    warn_unused_variables(Settings.model_fields, variables, secret_files)
     data = _read_yaml(source, name)
     _refuse_secrets_in_file(data, name)
     _read_secret_files(data)
@@ -421,7 +422,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, offline: bool =
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, name, _setting_variables() + _secret_file_variables())) from None
+        raise ConfigError(describe(exc, name, variables + secret_files)) from None
     finally:
         _OFFLINE.reset(offline_now)
 
@@ -437,8 +438,13 @@ def _setting_variables() -> list[str]:
     return setting_variables(sections, scalars)
 
 
+def _secret_variable(section: str, key: str) -> str:
+    """The variable that gives a secret (``PLANTWATCH_INFLUX__TOKEN``); with ``_FILE``, the file holding it."""
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
 def _secret_file_variables() -> list[str]:
-    return [f"{ENV_PREFIX}{section.upper()}__{key.upper()}_FILE" for section, key in SECRET_KEYS]
+    return [f"{_secret_variable(section, key)}_FILE" for section, key in SECRET_KEYS]
 
 
 def _read_yaml(source: Path | Traversable, name: str) -> dict[str, Any]:
@@ -459,7 +465,7 @@ def _refuse_secrets_in_file(data: dict[str, Any], name: str) -> None:
     for section, key in SECRET_KEYS:
         block = data.get(section)
         if isinstance(block, dict) and block.get(key) is not None:
-            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            env = _secret_variable(section, key)
             raise ConfigError(
                 f"{name}: {section}.{key}: secrets are not read from the config file; remove it and "
                 f"set {env} or {env}_FILE instead"
@@ -468,7 +474,7 @@ def _refuse_secrets_in_file(data: dict[str, Any], name: str) -> None:
 
 def _read_secret_files(data: dict[str, Any]) -> None:
     for section, key in SECRET_KEYS:
-        env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+        env = _secret_variable(section, key)
         file_name = os.environ.get(f"{env}_FILE")
         if file_name and env not in os.environ:
             try:
