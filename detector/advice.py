@@ -27,9 +27,18 @@ def short_baseline_advice(asset: str, beyond: float | None, config: MonitorConfi
     if beyond is None or beyond >= MIN_SCORES_BEYOND_ENTER:
         return None
     scale = MIN_SCORES_BEYOND_ENTER / max(beyond, 1e-9)
+    if config.false_alerts_per_week is not None:  # the level is extrapolated from the tail beyond enter
+        what = (
+            f"only {beyond:.1f} of its scores lie beyond enter={config.enter:g}, so the tail the alarm level is "
+            "extrapolated from is a rough guess"
+        )
+    else:
+        what = (
+            f"only {beyond:.1f} of its scores lie beyond the alarm level enter={config.enter:g}, so the "
+            "false-alarm rate at that level is a rough guess"
+        )
     return (
-        f"baseline of {asset}: only {beyond:.1f} of its scores lie beyond the alarm level "
-        f"enter={config.enter:g}, so the false-alarm rate at that level is a rough guess; learn from "
+        f"baseline of {asset}: {what}; learn from "
         f"about {scale:.1f}x as many rows (baseline_rows >= {math.ceil(config.baseline_rows * scale)}) "
         "or lower enter"
     )

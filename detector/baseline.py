@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.alert_rate import AlertRate, measure_rho, median_interval_s
 from detector.base import Detector
 from detector.calibration import Calibrator, cross_fitting_folds, holdout_split
 from detector.config import MonitorConfig
@@ -112,6 +113,14 @@ class BaselineModel:
     drifting: np.ndarray
     columns: np.ndarray | None
     episode: BaselineEpisode | None
+    alert_rate: AlertRate
+
+    def alarm_enter(self, config: MonitorConfig) -> float:
+        """The alarm entry level: derived from ``false_alerts_per_week`` (see :mod:`detector.alert_rate`),
+        never below ``enter``; ``enter`` itself without a target."""
+        if config.false_alerts_per_week is None:
+            return config.enter
+        return self.alert_rate.enter(config.false_alerts_per_week, config.enter)
 
     def model_rows(self, F: np.ndarray) -> np.ndarray:
         """Feature rows over every column → over the model's columns."""
@@ -163,6 +172,8 @@ def learn_baseline(
     fitted = fit(F, config)
     scores = fitted.calibration_scores
     episode = None if scores is None else find_episode(ts[settled], scores, fitted.calibrator, config)
+    rho = 1.0 if scores is None else measure_rho(scores, fitted.calibrator, config.make_alarm())
+    alert_rate = AlertRate(rho, median_interval_s(ts))
     model = BaselineModel(
         window_s,
         fitted.detector,
@@ -175,6 +186,7 @@ def learn_baseline(
         drifting,
         columns,
         episode,
+        alert_rate,
     )
     return model, features, F
 
@@ -198,6 +210,4 @@ def choose_columns(
 
 def window_from_sampling(ts: np.ndarray, samples: int) -> float:
     """``samples`` times the median interval between distinct timestamps (seconds; 1 s if unknown)."""
-    steps = np.diff(np.unique(ts))
-    step_s = float(np.median(steps)) / 1e9 if steps.size else 1.0
-    return samples * (step_s if step_s > 0 else 1.0)
+    return samples * median_interval_s(ts)

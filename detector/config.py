@@ -62,9 +62,10 @@ class MonitorConfig:
     calibration_fraction: float = 0.3  # with calibration_folds 0: the newest part, held out
     calibration_folds: int = 10
     # alarm rule
-    enter: float = 0.995
-    exit: float = 0.98
-    min_duration: int = 5
+    false_alerts_per_week: float | None = 1.0  # None: the alarm enters at ``enter`` (a per-row quantile)
+    enter: float = 0.995  # with false_alerts_per_week, the lowest entry level the derived one may take
+    exit: float = 0.8
+    min_duration: int = 2
     exit_duration: int = 5
     suppress_rows: int = 0
     # explanations
@@ -100,6 +101,9 @@ class MonitorConfig:
             raise ValueError(f"window_samples must be >= 2, got {self.window_samples}")
         if not self.drift_ratio >= 0:
             raise ValueError(f"drift_ratio must be >= 0 (0 = off), got {self.drift_ratio}")
+        if self.false_alerts_per_week is not None and not self.false_alerts_per_week > 0:
+            target = self.false_alerts_per_week
+            raise ValueError(f"false_alerts_per_week must be > 0 (or null: enter is the level), got {target}")
         if self.adapt and self.adapt_every < 1:
             raise ValueError(f"adapt_every must be >= 1, got {self.adapt_every}")
         self.make_detector()  # unknown kinds and params

@@ -153,6 +153,13 @@ class AssetMonitor:
         return tuple(name for name, flag in zip(names, model.drifting.tolist(), strict=True) if flag)
 
     @property
+    def alarm_enter(self) -> float:
+        """The calibrated probability at which the alarm enters (derived from ``false_alerts_per_week``
+        once a baseline is learned; ``enter`` before that and without a target)."""
+        model = self.model_
+        return model.alarm_enter(self.config) if model is not None else self.config.enter
+
+    @property
     def scores_beyond_enter(self) -> float | None:
         """How many baseline scores lie beyond the alarm entry level (``advice.scores_beyond_enter``)."""
         model = self.model_
@@ -312,6 +319,7 @@ class AssetMonitor:
             events.append(self.baseline_failure_)
             return
         self.model_, self.features_ = model, features
+        self.alarm_.enter = model.alarm_enter(config)
         self.gate.after_baseline(ts, self._window_s())
         self.adaptation_ = Adaptation.start(config, F) if config.adapt else None
         events.append(BaselineLearned(self.drifting_sensors, self.baseline_advice()))
@@ -393,6 +401,7 @@ class AssetMonitor:
         if saved.learned is not None:
             self.features_, self.adaptation_ = saved.learned.features, saved.learned.adaptation
             self.model_ = saved.learned.model
+            self.alarm_.enter = self.model_.alarm_enter(self.config)
         return self
 
 

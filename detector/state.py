@@ -12,6 +12,9 @@ are only ever added; every older layout is read here and nowhere else:
 * ``columns``: absent when every feature column is used, and from models saved before drifting
   sensors were left out (before commit 73b719e).
 * ``episode``: absent when no baseline episode set the alarm level, and before commit 20ddc91.
+* ``alert_rate``: ``[rho, sample_s]`` of :class:`detector.alert_rate.AlertRate`; absent from models saved
+  before the alarm level was derived from ``false_alerts_per_week``: read as ``rho`` 1 (the
+  conservative bound) and the sampling interval the feature window was made from.
 * ``memory``/``memory_seq``/``memory_counts``: the adaptation memory since commit 22fa344; before it,
   ``ring``/``ring_pos`` held a ring of the latest rows (read as a memory of those rows, oldest first).
 
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from detector.adaptation import ADAPT_MEMORY, Adaptation
+from detector.alert_rate import AlertRate
 from detector.baseline import BaselineModel
 from detector.config import MonitorConfig
 from detector.episode import BaselineEpisode
@@ -84,6 +88,7 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
     if model.episode is not None:
         e = model.episode
         state["episode"] = [e.start_ns, e.end_ns, e.scores_beyond, e.scores_beyond_total, e.rarity]
+    state["alert_rate"] = [model.alert_rate.rho, model.alert_rate.sample_s]
     state.update(_prefixed("detector/", model.detector.get_state()))
     state.update(_prefixed("calibrator/", model.calibrator.get_state()))
     state.update(_prefixed("features/", saved.learned.features.get_state()))
@@ -126,6 +131,10 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
         start, end, inside, total, rarity = state["episode"]
         episode = BaselineEpisode(int(start), int(end), int(inside), int(total), float(rarity))
     window_s = float(state["window_s"])
+    if "alert_rate" in state:
+        rho, sample_s = (float(v) for v in state["alert_rate"])
+    else:  # saved before the level was derived: the bound, and the interval behind the window
+        rho, sample_s = 1.0, (window_s / config.window_samples if config.window_s is None else 1.0)
     model = BaselineModel(
         window_s=window_s,
         detector=config.make_detector().set_state(_unprefixed("detector/", state)),
@@ -138,6 +147,7 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
         drifting=np.asarray(state["drifting"]).astype(bool),
         columns=np.asarray(state["columns"]).astype(bool) if "columns" in state else None,
         episode=episode,
+        alert_rate=AlertRate(rho, sample_s),
     )
     features = RollingFeatures(window_s, config.column_features)
     features.set_state(_unprefixed("features/", state))

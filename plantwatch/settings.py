@@ -144,6 +144,7 @@ class DetectorTuning(_Section):
     window_samples: int | None = Field(default=None, ge=2)
     baseline_rows: int | None = Field(default=None, ge=10)
     calibration: Literal["pot", "empirical"] | None = None
+    false_alerts_per_week: float | None = Field(default=None, gt=0)
     enter: float | None = Field(default=None, gt=0, lt=1)
     exit: float | None = Field(default=None, gt=0, lt=1)
     min_duration: int | None = Field(default=None, ge=1)
@@ -162,9 +163,10 @@ class DetectorSettings(_Section):
     calibration: Literal["pot", "empirical"] = "empirical"
     calibration_fraction: float = Field(default=0.3, gt=0, lt=1)
     calibration_folds: int = Field(default=10, ge=0)
+    false_alerts_per_week: float | None = Field(default=1.0, gt=0)
     enter: float = Field(default=0.995, gt=0, lt=1)
-    exit: float = Field(default=0.98, gt=0, lt=1)
-    min_duration: int = Field(default=5, ge=1)
+    exit: float = Field(default=0.8, gt=0, lt=1)
+    min_duration: int = Field(default=2, ge=1)
     exit_duration: int = Field(default=5, ge=1)
     suppress_rows: int = Field(default=0, ge=0)
     top_k: int = Field(default=3, ge=1)
@@ -209,6 +211,7 @@ class DetectorSettings(_Section):
             "calibration": self.calibration,
             "calibration_fraction": self.calibration_fraction,
             "calibration_folds": self.calibration_folds,
+            "false_alerts_per_week": self.false_alerts_per_week,
             "enter": self.enter,
             "exit": self.exit,
             "min_duration": self.min_duration,
