@@ -242,6 +242,8 @@ def test_fault_raises_alert_and_every_reading_is_stored(
     # 600 baseline rows leave ~3 scores beyond enter 0.995: /healthz says so and what to change
     assert 2 < health["baselines"]["pump-7"]["scores_beyond_enter"] < 10
     assert "baseline_rows >=" in health["baselines"]["pump-7"]["advice"]
+    # the alarm level derived for 1 false alert per week lies far beyond the per-row floor enter 0.995
+    assert 0.9999 < health["baselines"]["pump-7"]["alarm_enter"] < 1.0
     metrics = httpx.get(f"{base}/metrics", timeout=5).text
     assert 'plantwatch_messages_rejected_total{reason="malformed_json"} 1' in metrics
     assert 'plantwatch_messages_rejected_total{reason="bad_encoding"} 1' in metrics

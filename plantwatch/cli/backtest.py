@@ -105,8 +105,13 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
         f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped) in {summary['seconds']:.3f} s "
-        f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous; wrote {args.out}"
+        f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
+        f"{summary['alerts']} alerts; wrote {args.out}"
     )
+    if summary["alarm_enter"] is not None:
+        target = summary["settings"]["false_alerts_per_week"]
+        why = f"derived for {target:g} false alerts per week" if target is not None else "enter"
+        print(f"alarm level: probability >= {summary['alarm_enter']:.7f} ({why})")
     if summary["drifting_sensors"]:
         print(
             "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])

@@ -23,7 +23,7 @@ from detector.gate import usable_values
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
-from plantwatch.offline.evaluation import segment_delays
+from plantwatch.offline.evaluation import alarm_onsets, segment_delays
 
 # Settings that apply only live: a log's rows are already aligned, so staleness and sensor discovery
 # never apply (and baseline_rows is replaced by train_rows).
@@ -51,6 +51,8 @@ class BacktestResult:
     baseline_advice: str | None = None
     # Set when no baseline was learned (every row is warm-up): why, and what to change.
     no_baseline: str | None = None
+    # The calibrated probability the alarm entered at (AssetMonitor.alarm_enter).
+    alarm_enter: float | None = None
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -98,6 +100,7 @@ def run_backtest(
         drifting_sensors=monitor.drifting_sensors,
         baseline_advice=monitor.baseline_advice(),
         no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows),
+        alarm_enter=monitor.alarm_enter if monitor.is_warm else None,
     )
 
 
@@ -220,6 +223,8 @@ def backtest_main(
         "scored_rows": int(np.sum(result.status == SCORED)),
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
         "anomalous_rows": int(np.sum(result.anomaly)),
+        "alerts": int(alarm_onsets(result.anomaly).size),
+        "alarm_enter": result.alarm_enter,
         "drifting_sensors": list(result.drifting_sensors),
         "baseline_advice": result.baseline_advice,
         "settings": backtest_settings(config, train_rows),

@@ -128,6 +128,7 @@ class Pipeline:
                 asset: {
                     "learned": monitor.is_warm,
                     "drifting_sensors": list(monitor.drifting_sensors),
+                    "alarm_enter": monitor.alarm_enter if monitor.is_warm else None,
                     "scores_beyond_enter": monitor.scores_beyond_enter,
                     "advice": monitor.baseline_advice(),
                     "unknown_sensors": sorted(monitor.unknown_sensors),
