@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from saved_state import through_disk
 from waiting import wait_until
 
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
-from detector.base import join_state, split_state
 from detector.calibration import EmpiricalCalibrator
 from detector.config import MonitorConfig
 from detector.events import BaselineLearned
@@ -55,15 +55,6 @@ def monitor(**config: Any) -> AssetMonitor:
     return AssetMonitor("pump", MonitorConfig(baseline_rows=300, **config), SENSORS)
 
 
-def _through_disk(state: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    arrays, meta = split_state(state)
-    np.savez(tmp_path / "state.npz", allow_pickle=False, **arrays)
-    (tmp_path / "state.json").write_text(json.dumps(meta))
-    with np.load(tmp_path / "state.npz", allow_pickle=False) as data:
-        loaded = {k: data[k] for k in data.files}
-    return join_state(loaded, json.loads((tmp_path / "state.json").read_text()))
-
-
 @pytest.mark.parametrize(
     "config", CONFIGS, ids=lambda c: c.get("detector", "default") + ("+adapt" if c.get("adapt") else "")
 )
@@ -73,7 +64,7 @@ def test_restart_from_saved_state_continues_identically(config: dict[str, Any], 
     whole = monitor(**config).process_arrays(ts, X)
     first = monitor(**config)
     first.process_arrays(ts[:cut], X[:cut])
-    second = monitor(**config).set_state(_through_disk(first.get_state(), tmp_path))
+    second = monitor(**config).set_state(through_disk(first.get_state(), tmp_path))
     rest = second.process_arrays(ts[cut:], X[cut:])
     assert np.array_equal(rest.score, whole.score[cut:], equal_nan=True)
     assert np.array_equal(rest.probability, whole.probability[cut:], equal_nan=True)
@@ -194,7 +185,7 @@ def test_a_model_saved_with_the_older_ring_memory_still_adapts(tmp_path: Path) -
     rows = state.pop("memory")
     state.pop("memory_seq"), state.pop("memory_counts")
     state["ring"], state["ring_pos"] = rows, [rows.shape[0], 0, 100]  # the earlier layout
-    restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
+    restored = monitor(adapt=True, adapt_every=250).set_state(through_disk(state, tmp_path))
     adaptation = restored.adaptation_
     assert adaptation is not None and adaptation.memory.size == rows.shape[0] and adaptation.since_refit == 100
     restored.process_arrays(ts[800:], X[800:])
@@ -483,7 +474,7 @@ def test_a_steady_sensor_beside_a_wandering_one_is_still_watched_and_explained(t
     restored = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
     first = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
     first.process_arrays(ts[:1000], X[:1000])
-    restored.set_state(_through_disk(first.get_state(), tmp_path))
+    restored.set_state(through_disk(first.get_state(), tmp_path))
     assert restored.drifting_sensors == ("temp",)
     assert np.array_equal(restored.process_arrays(ts[1000:], X[1000:]).score, out.score[1000:])
 
@@ -586,7 +577,7 @@ def test_a_baseline_episode_that_sets_the_alarm_level_is_reported_and_restored(
         log_baseline_learned("pump", learned)
     assert advice in caplog.text
     restored = AssetMonitor("pump", MonitorConfig(baseline_rows=3600), sensors).set_state(
-        _through_disk(m.get_state(), tmp_path)
+        through_disk(m.get_state(), tmp_path)
     )
     assert restored.model_ is not None and restored.model_.episode == episode
     assert restored.baseline_advice() == advice
@@ -707,7 +698,7 @@ def test_rows_refilling_the_window_after_an_outage_are_skipped_not_alarmed(tmp_p
     cut = outages[2] + 4
     first.process_arrays(ts[:cut], X[:cut])
     second = AssetMonitor("a", MonitorConfig(baseline_rows=600), ("s0", "s1", "s2")).set_state(
-        _through_disk(first.get_state(), tmp_path)
+        through_disk(first.get_state(), tmp_path)
     )
     rest = second.process_arrays(ts[cut:], X[cut:])
     assert np.array_equal(rest.status, out.status[cut:])
@@ -765,7 +756,7 @@ def test_models_saved_before_the_adapt_every_default_changed_still_load(tmp_path
     ts, X = plant(n=800)
     old = monitor(adapt_every=1000)  # the earlier default; it does nothing without adaptation
     old.process_arrays(ts[:500], X[:500])
-    restored = monitor().set_state(_through_disk(old.get_state(), tmp_path))
+    restored = monitor().set_state(through_disk(old.get_state(), tmp_path))
     assert restored.is_warm
     adaptive = monitor(adapt=True, adapt_every=1000)
     adaptive.process_arrays(ts[:500], X[:500])
@@ -798,7 +789,7 @@ def test_a_full_older_ring_is_restored_oldest_row_first(tmp_path: Path) -> None:
     state.pop("memory_seq"), state.pop("memory_counts")
     # the earlier layout: a full ring of 300 rows whose next slot to write (the oldest row) is 120
     state["ring"], state["ring_pos"] = np.roll(in_time_order, 120, axis=0), [300, 120, 100]
-    restored = monitor(adapt=True, adapt_every=250).set_state(_through_disk(state, tmp_path))
+    restored = monitor(adapt=True, adapt_every=250).set_state(through_disk(state, tmp_path))
     assert restored.adaptation_ is not None
     assert np.array_equal(restored.adaptation_.memory.in_time_order(), in_time_order)
 
