@@ -24,6 +24,7 @@ from detector.align import FrameAligner
 from detector.base import Detector
 from detector.calibration import CALIBRATORS, Calibrator
 from detector.registry import make_detector
+from detector.running_rule import RunningRule
 
 DEFAULT_MAX_STALENESS_NS = 10_000_000_000  # 10 s: a few missed samples of a 1 Hz sensor
 MIN_BASELINE_ROWS = 10  # fewer rows cannot be cross-fitted into a calibration worth the name
@@ -76,6 +77,10 @@ class MonitorConfig:
     # adaptation
     adapt: bool = False
     adapt_every: int = 500
+    # operating states (detector.running): not model settings, a changed rule keeps the baseline
+    running_when: str | None = None  # None: always running
+    settle_s: float = 0.0  # after each start, not scored (the feature window refills after it anyway)
+    running_rule: RunningRule | None = field(default=None, init=False, repr=False, compare=False)  # parsed
 
     def __post_init__(self) -> None:
         # Frozen all the way down where it is cheap: a private copy of the params, read-only, and a
@@ -83,6 +88,7 @@ class MonitorConfig:
         object.__setattr__(self, "detector_params", MappingProxyType(copy.deepcopy(dict(self.detector_params or {}))))
         object.__setattr__(self, "features", tuple(self.features) if self.features else None)
         self._check()
+        object.__setattr__(self, "running_rule", self._parse_running_when())
 
     def _check(self) -> None:
         """``ValueError`` naming the first unusable setting (in this order, which the messages of the
@@ -106,9 +112,21 @@ class MonitorConfig:
             raise ValueError(f"false_alerts_per_week must be > 0 (or null: enter is the level), got {target}")
         if self.adapt and self.adapt_every < 1:
             raise ValueError(f"adapt_every must be >= 1, got {self.adapt_every}")
+        if not 0 <= self.settle_s < float("inf"):
+            raise ValueError(f"settle_s must be >= 0 (seconds not scored after each start), got {self.settle_s}")
         self.make_detector()  # unknown kinds and params
         self.make_aligner(None)  # the aligner and the alarm check their own parameters
         self.make_alarm()
+
+    def _parse_running_when(self) -> RunningRule | None:
+        if self.running_when is None:
+            return None
+        if not isinstance(self.running_when, str):
+            raise ValueError(f"running_when must be a condition text or None, got {self.running_when!r}")
+        try:
+            return RunningRule.parse(self.running_when)
+        except ValueError as exc:
+            raise ValueError(f"running_when {self.running_when!r}: {exc}") from None
 
     # -- the parts it configures ---------------------------------------------------------------
 
@@ -136,7 +154,7 @@ class MonitorConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Every setting as plain JSON values (lists, dicts), e.g. to print or compare."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         values["detector_params"] = copy.deepcopy(dict(self.detector_params))
         values["features"] = list(self.features) if self.features else None
         return values

@@ -151,6 +151,13 @@ class DetectorTuning(_Section):
     exit_duration: int | None = Field(default=None, ge=1)
     suppress_rows: int | None = Field(default=None, ge=0)
     drift_ratio: float | None = Field(default=None, ge=0)
+    running_when: str | None = None
+    settle_s: float | None = Field(default=None, ge=0)
+
+    @field_validator("running_when")
+    @classmethod
+    def _running_when_parses(cls, value: str | None) -> str | None:
+        return _parsed_running_when(value)
 
 
 class DetectorSettings(_Section):
@@ -174,8 +181,15 @@ class DetectorSettings(_Section):
     adapt: bool = False
     adapt_every: int = Field(default=500, ge=1)
     drift_ratio: float = Field(default=20.0, ge=0)
+    running_when: str | None = None
+    settle_s: float = Field(default=0.0, ge=0)
     model_dir: str | None = None
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
+
+    @field_validator("running_when")
+    @classmethod
+    def _running_when_parses(cls, value: str | None) -> str | None:
+        return _parsed_running_when(value)
 
     @field_validator("model_dir")
     @classmethod
@@ -222,6 +236,8 @@ class DetectorSettings(_Section):
             "adapt": self.adapt,
             "adapt_every": self.adapt_every,
             "drift_ratio": self.drift_ratio,
+            "running_when": self.running_when,
+            "settle_s": self.settle_s,
         }
         tuning = self.assets.get(asset) if asset is not None else None
         if tuning is not None:
@@ -229,6 +245,16 @@ class DetectorSettings(_Section):
             for key, value in tuning.model_dump(exclude_none=True).items():
                 values[renamed.get(key, key)] = value
         return values
+
+
+def _parsed_running_when(value: str | None) -> str | None:
+    """A ``running_when`` that does not parse stops start-up, naming the key (its sensors are checked
+    once the asset's are known: the monitor then reports those it lacks)."""
+    from detector.running_rule import RunningRule
+
+    if value is not None:
+        RunningRule.parse(value)
+    return value
 
 
 def _check_detector(values: dict[str, Any], where: str) -> None:
@@ -261,6 +287,9 @@ def _check_learnable(values: dict[str, Any], where: str) -> None:
     spaced so the feature window holds ``window_samples`` rows (as at the plant's own rate), and at
     most ``TRIAL_ROWS`` of them (start-up stays quick; row-count limits beyond that are not real).
     """
+    # Without the operating states: running_when names the plant's sensors, not the trial's, and
+    # neither changes whether a baseline can be learned.
+    values = {**values, "running_when": None, "settle_s": 0.0}
     key = json.dumps(values, sort_keys=True, default=str)
     if key not in _LEARNABLE:
         _LEARNABLE[key] = _baseline_error(values)
