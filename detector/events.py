@@ -43,6 +43,28 @@ class UnknownSensors:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningRuleUnusable:
+    """``running_when`` names sensors the asset does not have (found once its sensors are known):
+    every row counts as running until the rule is fixed. Scoring the stops is safer than never
+    scoring the asset over a typo."""
+
+    asset: str
+    rule: str
+    missing: tuple[str, ...]  # the rule's sensors the asset lacks
+    sensors: tuple[str, ...]  # the asset's sensors (empty: not known)
+
+    @property
+    def problem(self) -> str:
+        names = ", ".join(repr(name) for name in self.missing)
+        known = ", ".join(self.sensors) or "none known"
+        return f"asset {self.asset!r}: running_when {self.rule!r} names {names}, not among its sensors ({known})"
+
+    @property
+    def message(self) -> str:
+        return f"{self.problem}; every row counts as running (stops are scored) until the rule is fixed"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRefitted:
     """Adaptation refitted the detector and calibrator on the memory of normal rows."""
 
@@ -57,6 +79,15 @@ class LeftOut:
     late_readings: int  # readings stamped before the newest instant
     incomplete_rows: int  # instants without a fresh value of every sensor
     skipped_rows: int  # rows not scored: an unusable value, out of time order, or refilling after a gap
+    stopped_rows: int = 0  # rows not scored: the asset stopped (running_when) or settling after a start
 
 
-Event = BaselineLearned | BaselineFailed | SensorsRediscovered | UnknownSensors | ModelRefitted | LeftOut
+Event = (
+    BaselineLearned
+    | BaselineFailed
+    | SensorsRediscovered
+    | UnknownSensors
+    | RunningRuleUnusable
+    | ModelRefitted
+    | LeftOut
+)

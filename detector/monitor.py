@@ -9,6 +9,8 @@
 * ``intake`` (:mod:`detector.intake`): live readings into aligned rows; rediscovery of a sensor
   that went silent before the baseline;
 * ``gate`` (:mod:`detector.gate`): which rows are usable (finite, in time order, window refilled);
+* ``operating`` (:mod:`detector.running`): which usable rows are of a running machine, settled after
+  its start (``running_when``, ``settle_s``); only those are learned and scored;
 * :mod:`detector.baseline`: the baseline rows, and the model learned at their end (window, drifting
   sensors, cross-fitted calibration, :mod:`detector.episode`);
 * :mod:`detector.adaptation`: refits on a memory of normal rows (``adapt``);
@@ -43,8 +45,9 @@ from detector.config import MonitorConfig
 from detector.events import BaselineFailed, BaselineLearned, Event, LeftOut, ModelRefitted, SensorsRediscovered
 from detector.explain import Explainer
 from detector.features import RollingFeatures
-from detector.gate import RowGate
+from detector.gate import NEVER, RowGate
 from detector.intake import SensorIntake, rows_to_arrays
+from detector.running import OperatingStates, alarm_resets
 from detector.state import Learned, MonitorState, decode, encode
 from detector.types import Contribution, Verdict
 
@@ -52,6 +55,9 @@ from detector.types import Contribution, Verdict
 WARMING_UP = 0
 SCORED = 1
 SKIPPED = 2
+STOPPED = 3  # running_when is false
+SETTLING = 4  # started, not yet scored: settle_s, then the feature window refilling
+NOT_RUNNING = (STOPPED, SETTLING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +65,15 @@ class ScoredRows:
     """Per-row results of one ``process_arrays`` call, aligned with its input rows.
 
     Warm-up rows: score 0, probability 0, anomaly False. Skipped rows (any non-finite value):
-    score and probability NaN, anomaly = the alarm state held from the previous scored row.
+    score and probability NaN, anomaly = the alarm state held from the previous scored row. Stopped
+    and settling rows (:mod:`detector.running`): score and probability NaN, anomaly False.
     """
 
     ts_ns: np.ndarray  # int64
     score: np.ndarray  # float64
     probability: np.ndarray  # float64
     anomaly: np.ndarray  # bool
-    status: np.ndarray  # int8: WARMING_UP / SCORED / SKIPPED
+    status: np.ndarray  # int8: WARMING_UP / SCORED / SKIPPED / STOPPED / SETTLING
 
     @classmethod
     def skipped(cls, ts: np.ndarray) -> ScoredRows:
@@ -80,7 +87,7 @@ class Observation:
     """What one :meth:`AssetMonitor.observe` call gave."""
 
     rows: list[Row]  # the aligned rows the readings completed, in ``sensor_names`` order
-    verdicts: list[Verdict]  # one per row that was not skipped
+    verdicts: list[Verdict]  # one per row that was learned, scored or stopped
     events: tuple[Event, ...]
 
 
@@ -102,6 +109,10 @@ class AssetMonitor:
         """Forget the baseline, the models, the alarm state and the counters."""
         self.intake = SensorIntake(self.config, self.sensors)
         self.gate = RowGate()
+        self.operating = OperatingStates(self.config.running_rule, self.config.settle_s)
+        unusable = self.operating.bind(self.asset, self.sensors) if self.sensors is not None else None
+        if unusable is not None:  # configured sensors: refused now, as a bad setting
+            raise ValueError(unusable.problem)
         self.alarm_ = self.config.make_alarm()
         self.baseline_ = BaselineRows(self.config.baseline_rows)
         # Replaced whole, never changed in place (a refit swaps in a new one): /healthz reads it from
@@ -191,10 +202,10 @@ class AssetMonitor:
         rows = self.intake.add(readings, fixed=self.is_warm, events=events)
         if any(isinstance(e, SensorsRediscovered) for e in events):
             self.baseline_.clear()  # rows of the abandoned sensor set
-        verdicts, skipped = self._score_rows(rows, events)
+        verdicts, skipped, stopped = self._score_rows(rows, events)
         left = self.intake.counts() - counts
-        if skipped or left.unknown_values or left.late_readings or left.incomplete_rows:
-            events.append(LeftOut(left.unknown_values, left.late_readings, left.incomplete_rows, skipped))
+        if skipped or stopped or left.unknown_values or left.late_readings or left.incomplete_rows:
+            events.append(LeftOut(left.unknown_values, left.late_readings, left.incomplete_rows, skipped, stopped))
         return Observation(rows, verdicts, tuple(events))
 
     def feed(self, reading_ts_ns: int, values: Mapping[str, float]) -> list[Verdict]:
@@ -210,12 +221,13 @@ class AssetMonitor:
         events: list[Event] = []
         return self._score_rows(self.intake.flush(events), events)[0]
 
-    def _score_rows(self, rows: Sequence[Row], events: list[Event]) -> tuple[list[Verdict], int]:
-        """The verdicts of these rows, and how many were skipped."""
+    def _score_rows(self, rows: Sequence[Row], events: list[Event]) -> tuple[list[Verdict], int, int]:
+        """The verdicts of these rows, how many were skipped, and how many stopped or settling."""
         if not rows:
-            return [], 0
+            return [], 0, 0
         out, contributions = self._process(*rows_to_arrays(rows), explain=True, events=events)
-        return self._verdicts(out, contributions), int((out.status == SKIPPED).sum())
+        skipped, stopped = int((out.status == SKIPPED).sum()), int(np.isin(out.status, NOT_RUNNING).sum())
+        return self._verdicts(out, contributions), skipped, stopped
 
     # -- arrays ----------------------------------------------------------------------------------
 
@@ -230,15 +242,15 @@ class AssetMonitor:
         return self._process(ts_ns, X, explain=True, events=[])
 
     def process(self, ts_ns: np.ndarray, X: np.ndarray) -> list[Verdict]:
-        """Like ``process_arrays`` but as ``Verdict`` objects (skipped rows give none)."""
+        """Like ``process_arrays`` but as ``Verdict`` objects (skipped and settling rows give none)."""
         return self._verdicts(*self.process_explained(ts_ns, X))
 
     def _verdicts(self, out: ScoredRows, contributions: dict[int, tuple[Contribution, ...]]) -> list[Verdict]:
         columns = (out.ts_ns, out.score, out.probability, out.anomaly, out.status)
         return [
-            Verdict(self.asset, t, s, p, a, contributions.get(i, ()), st == WARMING_UP)
+            Verdict(self.asset, t, s, p, a, contributions.get(i, ()), st == WARMING_UP, st != STOPPED)
             for i, (t, s, p, a, st) in enumerate(zip(*(c.tolist() for c in columns), strict=True))
-            if st != SKIPPED
+            if st in (WARMING_UP, SCORED, STOPPED)
         ]
 
     def _process(
@@ -246,25 +258,36 @@ class AssetMonitor:
     ) -> tuple[ScoredRows, dict[int, tuple[Contribution, ...]]]:
         """The scored rows, and with ``explain`` the explanation of every anomalous row by row index."""
         ts, X = self._check_input(ts_ns, X)
+        unusable = self.operating.bind(self.asset, self.sensor_names)  # once the sensors are known
+        if unusable is not None:
+            events.append(unusable)
         out = ScoredRows.skipped(ts)
         held = self.alarm_.active_  # alarm state carried into skipped rows
         rows, previous, late = self.gate.in_order(ts, X)
         self.late_rows_ += late
+        rows, started_at = self._running_rows(ts, X, rows, out)
         rows = self._absorb_baseline(ts, X, rows, out, events)
         explanations: dict[int, tuple[Contribution, ...]] = {}
         if rows.size:
             assert self.features_ is not None and self.model_ is not None
             features = self.features_.update(ts[rows], X[rows])
             F = self.model_.model_rows(features if self.config.features else X[rows])
-            settled = ~self.gate.refilling(ts[rows], previous[rows], self._window_s())
+            refilling = self.gate.refilling(ts[rows], previous[rows], self._window_s())
+            starting = self.operating.refilling(ts[rows], started_at[rows], self._window_s())
+            out.status[rows[starting]] = SETTLING
+            settled = ~(refilling | starting)
             rows, F = rows[settled], F[settled]
+        resets, reset_after = alarm_resets(out.status == STOPPED, rows)
         if rows.size:
-            self._score(rows, F, out, X if explain else None, explanations, events)
+            self._score(rows, F, resets, out, X if explain else None, explanations, events)
             out.status[rows] = SCORED
             self.scored_rows_ += int(rows.size)
+        if reset_after:
+            self.alarm_.reset()
         skipped = out.status == SKIPPED
         if skipped.any():
-            out.anomaly[skipped] = _held_state(out.anomaly, out.status == SCORED, held)[skipped]
+            decided = np.isin(out.status, (SCORED, *NOT_RUNNING))  # stopped and settling rows: alarm off
+            out.anomaly[skipped] = _held_state(out.anomaly, decided, held)[skipped]
             self.skipped_rows_ += int(skipped.sum())
         self.rows_seen_ += ts.size
         return out, explanations
@@ -283,6 +306,20 @@ class AssetMonitor:
         """The feature window rows refill after a gap (None: features off, or no model yet)."""
         model = self.model_
         return model.window_s if model is not None and self.config.features else None
+
+    # -- operating states --------------------------------------------------------------------------
+
+    def _running_rows(
+        self, ts: np.ndarray, X: np.ndarray, rows: np.ndarray, out: ScoredRows
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mark the stopped and settling ones of the usable ``rows``; return the rest (fed into the
+        baseline and the features) and, per row of the batch, the stamp of its latest start."""
+        states = self.operating.classify(ts, X, rows)
+        out.status[rows[states.stopped]] = STOPPED
+        out.status[rows[states.settling]] = SETTLING
+        started_at = np.full(ts.size, NEVER, dtype=np.int64)
+        started_at[rows] = states.started_at
+        return rows[states.fed], started_at
 
     # -- baseline --------------------------------------------------------------------------------
 
@@ -334,21 +371,28 @@ class AssetMonitor:
         self,
         rows: np.ndarray,
         F: np.ndarray,
+        resets: np.ndarray,
         out: ScoredRows,
         X: np.ndarray | None,
         explanations: dict[int, tuple[Contribution, ...]],
         events: list[Event],
     ) -> None:
-        """Score in segments that end where adaptation refits, so batch splits never matter.
+        """Score in segments that end where adaptation refits, so batch splits never matter, and where
+        a stop lies between two scored rows (``resets``): the alarm starts again after it.
 
         With ``X`` (the batch's readings), anomalous rows are explained by the model that scored
         them, before any refit.
         """
         config, start = self.config, 0
+        reset_at = np.flatnonzero(resets)
         while start < rows.size:
             adaptation, model = self.adaptation_, self.model_
             assert model is not None
+            if resets[start]:
+                self.alarm_.reset()
             stop = rows.size if adaptation is None else min(rows.size, start + adaptation.rows_to_refit(config))
+            next_reset = reset_at[reset_at > start]
+            stop = min(stop, int(next_reset[0])) if next_reset.size else stop
             seg, idx = slice(start, stop), rows[start:stop]
             raw = model.detector.score(F[seg])
             prob = model.calibrator.transform(raw)
@@ -380,6 +424,8 @@ class AssetMonitor:
             counters=(self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_),
             last_ts=self.gate.last_ts_,
             refill_until=self.gate.refill_until_,
+            stopped=self.operating.stopped_,
+            started_at=self.operating.started_at_,
             alarm=self.alarm_.get_state(),
             baseline=self.baseline_.arrays() if learned is None else None,
             learned=learned,
@@ -395,6 +441,7 @@ class AssetMonitor:
             self.intake.restore(saved.sensors)
         self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_ = saved.counters
         self.gate = RowGate(saved.last_ts, saved.refill_until)
+        self.operating.stopped_, self.operating.started_at_ = saved.stopped, saved.started_at
         self.alarm_.set_state(saved.alarm)
         if saved.baseline is not None:
             self.baseline_.restore(*saved.baseline)

@@ -9,6 +9,8 @@ are only ever added; every older layout is read here and nowhere else:
   was 1,000 until commit b38dce6; it shapes nothing when ``adapt`` is off).
 * ``refill_until``: absent from models saved before gaps were handled (before commit e52ded4): no
   refill pending.
+* ``stopped``/``started_at``: the operating state (:mod:`detector.running`); absent from models saved
+  before operating states: running, no start.
 * ``columns``: absent when every feature column is used, and from models saved before drifting
   sensors were left out (before commit 73b719e).
 * ``episode``: absent when no baseline episode set the alarm level, and before commit 20ddc91.
@@ -58,6 +60,8 @@ class MonitorState:
     last_ts: int
     refill_until: int
     alarm: dict[str, Any]
+    stopped: bool = False  # the last usable row was stopped (detector.running)
+    started_at: int = NEVER  # the latest start's stamp
     baseline: tuple[np.ndarray, np.ndarray] | None = None  # the rows so far, while warming up
     learned: Learned | None = None
 
@@ -70,6 +74,8 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
         "counters": list(saved.counters),
         "last_ts": int(saved.last_ts),
         "refill_until": int(saved.refill_until),
+        "stopped": bool(saved.stopped),
+        "started_at": int(saved.started_at),
         "warm": saved.learned is not None,
     }
     state.update(_prefixed("alarm/", saved.alarm))
@@ -112,6 +118,8 @@ def decode(state: Mapping[str, Any], config: MonitorConfig, asset: str, sensors:
         "counters": (rows_seen, scored, skipped, late, refits),
         "last_ts": int(state["last_ts"]),
         "refill_until": int(state["refill_until"]) if "refill_until" in state else NEVER,
+        "stopped": bool(state.get("stopped", False)),
+        "started_at": int(state.get("started_at", NEVER)),
         "alarm": _unprefixed("alarm/", state),
     }
     if not state["warm"]:

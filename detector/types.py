@@ -44,3 +44,6 @@ class Verdict:
     anomaly: bool  # the alarm rule's decision (after hysteresis / minimum duration)
     contributions: tuple[Contribution, ...] = ()
     warming_up: bool = False  # True while the baseline is still being learned
+    # False while the asset is stopped (``running_when`` false): not scored, score and probability NaN,
+    # anomaly False. Rows settling after a start give no verdict, as rows refilling after a gap.
+    running: bool = True

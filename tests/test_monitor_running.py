@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from saved_state import through_disk
 
 from detector.config import MonitorConfig
-from detector.monitor import AssetMonitor
+from detector.events import LeftOut, RunningRuleUnusable
+from detector.gate import NEVER
+from detector.monitor import SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
 from detector.running_rule import RunningRule
 from plantwatch.settings import ConfigError, load_settings
 
@@ -131,3 +134,174 @@ def test_running_when_and_settle_s_are_overridden_per_asset(tmp_path: Path) -> N
     assert (other.running_when, other.settle_s) == ("current > 3", 60)
     # a rule naming the plant's sensors passes the start-up trial, which learns from other sensors
     assert load_settings(None, storage__kind="sqlite").detector.running_when is None
+
+
+# -- sensors the rule names ------------------------------------------------------------------------
+
+
+def test_a_rule_naming_an_unknown_sensor_is_refused_when_the_sensors_are_configured() -> None:
+    with pytest.raises(ValueError) as err:
+        monitor(running_when="speed > 100 and `motor amps` > 3")
+    assert str(err.value) == (
+        "asset 'pump-7': running_when 'speed > 100 and `motor amps` > 3' names 'motor amps', "
+        "not among its sensors (speed, flow, current, temp)"
+    )
+
+
+def test_a_rule_naming_an_unknown_sensor_is_an_event_once_the_sensors_are_discovered(tmp_path: Path) -> None:
+    ts, X = pump(n=400, stops=((350, 400),))
+    live = AssetMonitor("pump-7", MonitorConfig(baseline_rows=300, running_when="sped > 100"))
+    readings = _readings(ts, X)
+    first = live.observe(readings[:200]).events
+    unusable = [e for e in first if isinstance(e, RunningRuleUnusable)]
+    assert (
+        len(unusable) == 1
+        and unusable[0].missing == ("sped",)
+        and "every row counts as running" in (unusable[0].message)
+    )
+    later = live.observe(readings[200:]).events
+    assert not [e for e in later if isinstance(e, RunningRuleUnusable)]  # said once
+    assert live.is_warm and live.scored_rows_ > 0  # every row counted as running, stops included
+    restored = AssetMonitor("pump-7", MonitorConfig(baseline_rows=300, running_when="sped > 100"))
+    restored.set_state(through_disk(live.get_state(), tmp_path))  # a typo does not cost the baseline
+    assert restored.is_warm
+    again = restored.observe(_readings(ts[-1:] + SEC, X[:1])).events
+    assert [e.missing for e in again if isinstance(e, RunningRuleUnusable)] == [("sped",)]
+
+
+# -- stopped and settling rows ---------------------------------------------------------------------
+
+
+def test_a_baseline_that_starts_while_stopped_waits_and_learns_running_rows_only() -> None:
+    stops = ((0, 150), (250, 400))
+    ts, X = pump(n=800, stops=stops)
+    m = monitor()
+    out = m.process_arrays(ts, X)
+    stopped = np.zeros(800, dtype=bool)
+    for a, b in stops:
+        stopped[a:b] = True
+    assert (out.status[stopped] == STOPPED).all()
+    warm_up = np.flatnonzero(out.status == WARMING_UP)
+    assert warm_up.size == 300 and not stopped[warm_up].any() and warm_up[-1] == 599
+    assert np.isnan(out.score[stopped]).all() and not out.anomaly[stopped].any()
+    # learned from the running rows alone: the same model as a log without the stops
+    running = AssetMonitor("pump-7", MonitorConfig(baseline_rows=300), SENSORS)
+    running.process_arrays(ts[~stopped][:300], X[~stopped][:300])
+    assert m.model_ is not None and running.model_ is not None
+    assert np.array_equal(m.model_.center, running.model_.center)
+    assert np.array_equal(m.model_.expected_low, running.model_.expected_low)
+    assert m.model_.calibrator.get_state().keys() == running.model_.calibrator.get_state().keys()
+    for key, value in m.model_.calibrator.get_state().items():
+        assert np.array_equal(np.asarray(value), np.asarray(running.model_.calibrator.get_state()[key]))
+
+
+def test_stopped_and_settling_rows_are_as_if_absent_but_the_alarm_starts_again() -> None:
+    """Fed rows are what a log without the stopped and settling rows holds: same scores, same refill."""
+    ts, X = pump()
+    settle = 20
+    with_rule = monitor(settle_s=settle).process_arrays(ts, X)
+    absent = np.zeros(ts.size, dtype=bool)
+    for a, b in STOPS:
+        absent[a : b + settle] = True
+    without = monitor(running_when=None).process_arrays(ts[~absent], X[~absent])
+    kept = with_rule.status[~absent]
+    assert np.array_equal(with_rule.score[~absent], without.score, equal_nan=True)
+    assert np.array_equal(with_rule.probability[~absent], without.probability, equal_nan=True)
+    # the window refill after each start is SETTLING here, SKIPPED (a gap) there
+    assert np.array_equal(np.where(kept == SETTLING, SKIPPED, kept), without.status)
+    for a, b in STOPS:
+        assert (with_rule.status[a:b] == STOPPED).all()
+        assert (with_rule.status[b : b + settle + 15] == SETTLING).all()  # settle_s, then the 15 s window
+        assert with_rule.status[b + settle + 15] == SCORED
+
+
+def test_stopped_rows_are_not_learned_by_adaptation() -> None:
+    ts, X = pump()
+    m = monitor(adapt=True, adapt_every=5000)
+    out = m.process_arrays(ts, X)
+    assert m.adaptation_ is not None
+    assert m.adaptation_.since_refit == int((out.status == SCORED).sum()) == m.scored_rows_
+    assert (out.status == STOPPED).sum() == sum(b - a for a, b in STOPS)
+
+
+def test_an_alarm_open_when_the_machine_stops_is_cleared() -> None:
+    ts, X = pump(n=1400, stops=((1000, 1100),))
+    X[900:1000, 3] += 5.0  # the motor runs hot until it is stopped
+    X[1010, 3] = np.nan  # a NaN reading while stopped, and one before the stop
+    X[950, 3] = np.nan
+    m = monitor()
+    out = m.process_arrays(ts, X)
+    assert out.anomaly[990:1000].all() and out.status[950] == SKIPPED and out.anomaly[950]  # held
+    assert not out.anomaly[1000:].any()  # off while stopped (the NaN row too) and after the start
+    verdicts = monitor().process(ts, X)
+    stopped = [v for v in verdicts if not v.running]
+    assert len(stopped) == 99 and all(np.isnan(v.probability) and not v.anomaly for v in stopped)
+    # Without the rule, the stop itself keeps the alarm on.
+    assert monitor(running_when=None).process_arrays(ts, X).anomaly[1000:1100].all()
+    # The state an alarm starts again from, whatever the batches: a stop at the end of one resets it.
+    split = monitor()
+    split.process_arrays(ts[:1005], X[:1005])
+    assert split.alarm_.get_state() == {"active": False, "run_length": 0, "exit_run": 0, "suppress_left": 0}
+
+
+@pytest.mark.parametrize("config", [{}, {"settle_s": 12, "adapt": True, "adapt_every": 150}])
+def test_micro_batches_with_stops_change_nothing(config: dict[str, Any]) -> None:
+    ts, X = pump()
+    X[600:700, 3] += 5.0  # an alarm that is open when the first stop comes
+    whole = monitor(**config).process_arrays(ts, X)
+    split = monitor(**config)
+    bounds = [0, 1, 299, 300, 301, 699, 700, 701, 905, 1310, 1329, 1331, 1360, 2000, 2400]
+    parts = [split.process_arrays(ts[a:b], X[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    for name in ("score", "probability"):
+        assert np.array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name), equal_nan=True)
+    for name in ("anomaly", "status"):
+        assert np.array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name))
+    assert whole.anomaly[650:700].any() and (whole.status == SETTLING).any()
+
+
+@pytest.mark.parametrize("cut", [800, 905, 1315, 2015])  # stopped, settling, stopped, refilling the window
+def test_a_restart_in_the_middle_of_a_stop_or_a_settle_continues_identically(cut: int, tmp_path: Path) -> None:
+    ts, X = pump()
+    whole = monitor(settle_s=10).process_arrays(ts, X)
+    first = monitor(settle_s=10)
+    first.process_arrays(ts[:cut], X[:cut])
+    state = through_disk(first.get_state(), tmp_path)
+    assert state["stopped"] == any(a <= cut - 1 < b for a, b in STOPS)
+    second = monitor(settle_s=10).set_state(state)
+    rest = second.process_arrays(ts[cut:], X[cut:])
+    assert np.array_equal(rest.status, whole.status[cut:])
+    assert np.array_equal(rest.probability, whole.probability[cut:], equal_nan=True)
+    assert np.array_equal(rest.anomaly, whole.anomaly[cut:])
+
+
+def test_a_state_saved_before_operating_states_restores_as_running() -> None:
+    ts, X = pump()
+    first = monitor()
+    first.process_arrays(ts[:800], X[:800])
+    state = first.get_state()
+    assert state["stopped"] is True and state["started_at"] == NEVER
+    del state["stopped"], state["started_at"]  # the older layout
+    restored = monitor().set_state(state)
+    assert not restored.operating.stopped_ and restored.operating.started_at_ == NEVER
+
+
+def test_the_operating_states_are_not_model_settings() -> None:
+    ts, X = pump()
+    first = monitor(running_when=None)
+    first.process_arrays(ts[:500], X[:500])
+    restored = monitor(running_when="current > 3", settle_s=30).set_state(first.get_state())
+    assert restored.is_warm  # a changed rule keeps the learned baseline
+    assert "running_when" not in MonitorConfig().model_settings()
+
+
+def test_the_live_path_gives_stopped_verdicts_and_counts_stopped_and_settling_rows() -> None:
+    ts, X = pump(n=1000, stops=((700, 900),))
+    live = monitor(settle_s=5)
+    readings = _readings(ts, X)
+    observed = live.observe(readings)
+    left = [e for e in observed.events if isinstance(e, LeftOut)]
+    verdicts = {v.ts_ns: v for v in observed.verdicts}
+    assert len(left) == 1 and left[0].stopped_rows == 200 + 5 + 15 and left[0].skipped_rows == 0
+    assert not verdicts[int(ts[750])].running and np.isnan(verdicts[int(ts[750])].score)
+    assert int(ts[910]) not in verdicts  # settling: no verdict, as after a gap
+    assert verdicts[int(ts[950])].running and np.isfinite(verdicts[int(ts[950])].probability)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from detector.config import MonitorConfig
+from detector.gate import NEVER
 from detector.monitor import AssetMonitor
 from plantwatch.service.persistence import ModelPersistence
 
@@ -69,13 +70,15 @@ def test_a_v1_model_restores_and_scores_the_next_rows_as_the_old_code_did(name: 
     assert list(monitor.drifting_sensors) == case["restored"]["drifting_sensors"]
     assert monitor.baseline_advice() == case["restored"]["advice"]
     assert monitor.refits_ == case["restored"]["refits"]
-    # What the next save writes: the same keys, arrays and values as the old code wrote, and one key
-    # added since (a learned model's alert rate: the conservative bound for a model learned then).
+    # What the next save writes: the same keys, arrays and values as the old code wrote, and keys
+    # added since: a learned model's alert rate (the conservative bound for a model learned then) and
+    # the operating state (running, no start: there was no running_when then).
     state_after = _digest(monitor.get_state())
     alert_rate = state_after.pop("alert_rate", None)
     assert (alert_rate is not None) == monitor.is_warm
     if alert_rate is not None and case["before"]["warm"]:
         assert json.loads(alert_rate)[0] == 1.0
+    assert (state_after.pop("stopped"), state_after.pop("started_at")) == ("false", str(NEVER))
     assert state_after == case["restored"]["state_after"]
 
 
