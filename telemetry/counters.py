@@ -29,6 +29,7 @@ HELP: dict[str, str] = {
     "plantwatch_incomplete_rows_total": "Instants not scored: a sensor had no value within max_staleness_s.",
     "plantwatch_sensor_rediscoveries_total": "Sensor sets discovered again: a sensor stopped before the baseline.",
     "plantwatch_rows_skipped_total": "Rows not scored: unusable values, out of time order, or refilling after a gap.",
+    "plantwatch_rows_stopped_total": "Rows not scored: the asset stopped (running_when) or settling after a start.",
     "plantwatch_model_restores_failed_total": "Saved models that could not be restored (a new baseline is learned).",
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
     "plantwatch_alerts_opened_total": "Alerts opened.",

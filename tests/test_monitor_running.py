@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +12,19 @@ import numpy as np
 import pytest
 from saved_state import through_disk
 
+from alerts.lifecycle import AlertManager
+from alerts.store import SqliteAlertStore
 from detector.config import MonitorConfig
 from detector.events import LeftOut, RunningRuleUnusable
 from detector.gate import NEVER
 from detector.monitor import SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
 from detector.running_rule import RunningRule
+from detector.types import Verdict
+from ingest.messages import Reading
+from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.writer import StageHealth
 from plantwatch.settings import ConfigError, load_settings
+from telemetry.counters import Counters
 
 SEC = 1_000_000_000
 SENSORS = ("speed", "flow", "current", "temp")
@@ -102,38 +112,6 @@ def test_a_condition_that_does_not_parse_says_what_and_where(text: str, message:
     assert message in str(err.value)
     with pytest.raises(ValueError, match=r"^running_when '.*': "):  # the config names its key
         MonitorConfig(running_when=text)
-
-
-def test_bad_running_when_and_settle_s_in_the_settings_are_named_by_their_keys(tmp_path: Path) -> None:
-    path = tmp_path / "plant.yaml"
-    path.write_text(
-        "storage:\n  kind: sqlite\ndetector:\n  running_when: 'speed >'\n  assets:\n"
-        "    pump-7: {running_when: 'current => 3', settle_s: -1}\n"
-    )
-    with pytest.raises(ConfigError) as err:
-        load_settings(path)
-    lines = str(err.value).splitlines()
-    assert "  detector.running_when: expected a finite number at column 8, found the end (got 'speed >')" in lines
-    assert any(line.startswith("  detector.assets.pump-7.running_when: cannot read '=> 3'") for line in lines)
-    assert any(line.startswith("  detector.assets.pump-7.settle_s: Input should be greater") for line in lines)
-    with pytest.raises(ValueError, match="settle_s must be >= 0"):
-        MonitorConfig(settle_s=-1)
-
-
-def test_running_when_and_settle_s_are_overridden_per_asset(tmp_path: Path) -> None:
-    path = tmp_path / "plant.yaml"
-    path.write_text(
-        "storage:\n  kind: sqlite\ndetector:\n  running_when: 'current > 3'\n  settle_s: 60\n  assets:\n"
-        "    pump-7: {running_when: '`shaft speed` > 100 or current > 3'}\n    fan-2: {settle_s: 5}\n"
-    )
-    detector = load_settings(path).detector
-    pump_7, fan_2, other = (detector.as_config(asset) for asset in ("pump-7", "fan-2", "pump-8"))
-    assert (pump_7.running_when, pump_7.settle_s) == ("`shaft speed` > 100 or current > 3", 60)
-    assert pump_7.running_rule is not None and pump_7.running_rule.sensors == ("shaft speed", "current")
-    assert (fan_2.running_when, fan_2.settle_s) == ("current > 3", 5)
-    assert (other.running_when, other.settle_s) == ("current > 3", 60)
-    # a rule naming the plant's sensors passes the start-up trial, which learns from other sensors
-    assert load_settings(None, storage__kind="sqlite").detector.running_when is None
 
 
 # -- sensors the rule names ------------------------------------------------------------------------
@@ -305,3 +283,88 @@ def test_the_live_path_gives_stopped_verdicts_and_counts_stopped_and_settling_ro
     assert not verdicts[int(ts[750])].running and np.isnan(verdicts[int(ts[750])].score)
     assert int(ts[910]) not in verdicts  # settling: no verdict, as after a gap
     assert verdicts[int(ts[950])].running and np.isfinite(verdicts[int(ts[950])].probability)
+
+
+# -- settings and the live service -----------------------------------------------------------------
+
+
+def test_bad_running_when_and_settle_s_in_the_settings_are_named_by_their_keys(tmp_path: Path) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text(
+        "storage:\n  kind: sqlite\ndetector:\n  running_when: 'speed >'\n  assets:\n"
+        "    pump-7: {running_when: 'current => 3', settle_s: -1}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    lines = str(err.value).splitlines()
+    assert "  detector.running_when: expected a finite number at column 8, found the end (got 'speed >')" in lines
+    assert any(line.startswith("  detector.assets.pump-7.running_when: cannot read '=> 3'") for line in lines)
+    assert any(line.startswith("  detector.assets.pump-7.settle_s: Input should be greater") for line in lines)
+    with pytest.raises(ValueError, match="settle_s must be >= 0"):
+        MonitorConfig(settle_s=-1)
+
+
+def test_running_when_and_settle_s_are_overridden_per_asset(tmp_path: Path) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text(
+        "storage:\n  kind: sqlite\ndetector:\n  running_when: 'current > 3'\n  settle_s: 60\n  assets:\n"
+        "    pump-7: {running_when: '`shaft speed` > 100 or current > 3'}\n    fan-2: {settle_s: 5}\n"
+    )
+    detector = load_settings(path).detector
+    pump_7, fan_2, other = (detector.as_config(asset) for asset in ("pump-7", "fan-2", "pump-8"))
+    assert (pump_7.running_when, pump_7.settle_s) == ("`shaft speed` > 100 or current > 3", 60)
+    assert pump_7.running_rule is not None and pump_7.running_rule.sensors == ("shaft speed", "current")
+    assert (fan_2.running_when, fan_2.settle_s) == ("current > 3", 5)
+    assert (other.running_when, other.settle_s) == ("current > 3", 60)
+    # a rule naming the plant's sensors passes the start-up trial, which learns from other sensors
+    assert load_settings(None, storage__kind="sqlite").detector.running_when is None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.verdicts: list[Verdict] = []
+
+    def write_verdicts(self, verdicts: list[Verdict]) -> None:
+        self.verdicts += verdicts
+
+
+def _stage(tmp_path: Path, sink: _Sink, counters: Counters, **config: Any) -> DetectorStage:
+    return DetectorStage(
+        queue.Queue(),
+        sink=sink,  # type: ignore[arg-type]
+        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
+        detector_config=lambda asset: MonitorConfig(**({"baseline_rows": 300} | config)),
+        counters=counters,
+        health=StageHealth(),
+        stop=threading.Event(),
+    )
+
+
+def test_the_service_stores_and_counts_scored_rows_only_and_a_stop_resolves_the_alert(tmp_path: Path) -> None:
+    ts, X = pump(n=1400, stops=((1000, 1300),))
+    X[900:1000, 3] += 5.0  # hot until it is stopped
+    sink, counters = _Sink(), Counters()
+    stage = _stage(tmp_path, sink, counters, running_when=RULE, settle_s=5)
+    readings = [Reading("pump-7", t, values) for t, values in _readings(ts, X)]
+    for start in range(0, 1400, 100):
+        stage._process(readings[start : start + 100])
+    assert sink.verdicts and all(v.running and np.isfinite(v.probability) for v in sink.verdicts)
+    assert counters.get("plantwatch_rows_scored_total") == len(sink.verdicts)
+    assert counters.get("plantwatch_rows_stopped_total") == 300 + 5 + 15
+    assert counters.get("plantwatch_baseline_rows_total") == 300
+    assert counters.get("plantwatch_alerts_opened_total") == 1  # while hot ...
+    assert counters.get("plantwatch_alerts_resolved_total") == 1 and stage.alerts.open_alerts() == []  # ... stop
+
+
+def test_the_service_logs_a_rule_naming_an_unknown_sensor_with_its_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ts, X = pump(n=50, stops=())
+    stage = _stage(tmp_path, _Sink(), Counters(), running_when="sped > 100")
+    readings = [Reading("pump-7", t, values) for t, values in _readings(ts, X)]
+    with caplog.at_level(logging.ERROR, logger="plantwatch.service"):
+        stage._process(readings[:25])
+        stage._process(readings[25:])
+    [line] = [r.getMessage() for r in caplog.records if "running_when" in r.getMessage()]
+    assert line.startswith("asset 'pump-7': running_when 'sped > 100' names 'sped', not among its sensors (")
+    assert line.endswith("until the rule is fixed (detector.running_when or detector.assets.pump-7.running_when)")

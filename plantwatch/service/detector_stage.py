@@ -17,6 +17,7 @@ from detector.events import (
     Event,
     LeftOut,
     ModelRefitted,
+    RunningRuleUnusable,
     SensorsRediscovered,
     UnknownSensors,
 )
@@ -156,15 +157,17 @@ class DetectorStage:
                 log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
         if not verdicts:
             return
-        scored = [v for v in verdicts if not v.warming_up]
+        # Stopped rows (running False) are neither stored nor counted as scored, like rows refilling
+        # after a gap; the alert manager sees them: a stop lets an open alert resolve.
+        scored = [v for v in verdicts if not v.warming_up and v.running]
         self.counters.inc("plantwatch_rows_scored_total", len(scored))
-        self.counters.inc("plantwatch_baseline_rows_total", len(verdicts) - len(scored))
+        self.counters.inc("plantwatch_baseline_rows_total", sum(v.warming_up for v in verdicts))
         if scored:
             self.sink.write_verdicts(scored)
         for verdict in verdicts:
             for event in self.alerts.observe(verdict):
                 log_alert_event(event)
-            if self.maintenance is not None and not verdict.warming_up:
+            if self.maintenance is not None and not verdict.warming_up and verdict.running:
                 self._track_maintenance(verdict)
 
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
@@ -175,6 +178,7 @@ class DetectorStage:
         events = observed.events
         self._report_unknown_sensors(monitor, _of(UnknownSensors, events))
         self._report_rediscovery(monitor, _of(SensorsRediscovered, events))
+        self._report_running_rule(_of(RunningRuleUnusable, events))
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and observed.rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
@@ -225,6 +229,13 @@ class DetectorStage:
             ", ".join(last.silent) or "a sensor",
         )
 
+    def _report_running_rule(self, events: list[RunningRuleUnusable]) -> None:
+        """``running_when`` names sensors the asset lacks (said once per sensor set): the asset is
+        scored as always running until the rule is fixed."""
+        for event in events:
+            keys = f"detector.running_when or detector.assets.{event.asset}.running_when"
+            log.error("%s (%s)", event.message, keys)
+
     def _report_baseline_failures(self, failures: list[BaselineFailed]) -> None:
         """The monitor has dropped those baselines and learns again: count them, say what to fix."""
         if failures:
@@ -234,7 +245,13 @@ class DetectorStage:
 
     def _count_left_out(self, event: LeftOut) -> None:
         """Stored readings that never become a verdict must show up somewhere."""
-        counts = (event.unknown_values, event.late_readings, event.incomplete_rows, event.skipped_rows)
+        counts = (
+            event.unknown_values,
+            event.late_readings,
+            event.incomplete_rows,
+            event.skipped_rows,
+            event.stopped_rows,
+        )
         for name, n in zip(_LEFT_OUT_COUNTERS, counts, strict=True):
             if n:
                 self.counters.inc(name, n)
@@ -276,6 +293,7 @@ _LEFT_OUT_COUNTERS = (
     "plantwatch_late_readings_total",
     "plantwatch_incomplete_rows_total",
     "plantwatch_rows_skipped_total",
+    "plantwatch_rows_stopped_total",
 )
 
 E = TypeVar("E", bound=Event)
