@@ -51,13 +51,14 @@ def test_backtest_main_writes_one_row_per_input_row(tmp_path: Path) -> None:
     raw = MonitorConfig(features=None)
     summary = backtest_main(make_log(tmp_path), out, TRAIN, ("anomaly", "changepoint"), None, raw)
     rows = read_out(out)
-    assert rows[0] == ["timestamp", "score", "probability", "anomaly"]
+    assert rows[0] == ["timestamp", "score", "probability", "anomaly", "status"]
     assert len(rows) == N + 1
     assert rows[1][0] == "2021-05-01 00:00:00" and rows[N][0] == "2021-05-01 00:14:59"
-    assert all(r[1:] == ["", "", ""] for r in rows[1 : TRAIN + 1])  # baseline rows are not scored: empty
+    assert all(r[1:] == ["", "", "", "baseline"] for r in rows[1 : TRAIN + 1])  # not scored: empty
     assert {r[3] for r in rows[TRAIN + 1 :]} <= {"0", "1"}
     # The 'n/a' row cannot be scored: score and probability empty, the alarm state held (off).
-    assert rows[451][1:] == ["", "", "0"]
+    assert rows[451][1:] == ["", "", "0", "skipped"]
+    assert {r[4] for r in rows[TRAIN + 1 :]} == {"scored", "skipped"}
     probs = [float(r[2]) for r in rows[TRAIN + 1 :] if r[2]]
     assert len(probs) == N - TRAIN - 1 and all(0.0 <= p < 1.0 for p in probs)
     assert summary["rows"] == N and summary["skipped_rows"] == 1 and len(summary["sensors"]) == 8

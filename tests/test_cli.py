@@ -100,7 +100,7 @@ def test_backtest_writes_the_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "labelled segments after row 300: 1 of 1 flagged; first flag a median" in printed
     rows = _read_scores(out)
     assert len(rows) == 900
-    assert list(rows[0]) == ["timestamp", "score", "probability", "anomaly"]
+    assert list(rows[0]) == ["timestamp", "score", "probability", "anomaly", "status"]
     assert rows[0]["timestamp"] == "2020-03-09 10:00:00"  # as in the input, input order
     assert all(r["score"] == r["probability"] == r["anomaly"] == "" for r in rows[:300])  # baseline: not scored
     probabilities = np.array([float(r["probability"]) for r in rows[300:]])

@@ -21,6 +21,7 @@ from detector.monitor import SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, Ass
 from detector.running_rule import RunningRule
 from detector.types import Verdict
 from ingest.messages import Reading
+from plantwatch.offline.backtest import backtest_main
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.writer import StageHealth
 from plantwatch.settings import ConfigError, load_settings
@@ -368,3 +369,24 @@ def test_the_service_logs_a_rule_naming_an_unknown_sensor_with_its_keys(
     [line] = [r.getMessage() for r in caplog.records if "running_when" in r.getMessage()]
     assert line.startswith("asset 'pump-7': running_when 'sped > 100' names 'sped', not among its sensors (")
     assert line.endswith("until the rule is fixed (detector.running_when or detector.assets.pump-7.running_when)")
+
+
+# -- backtest --------------------------------------------------------------------------------------
+
+
+def test_the_backtest_counts_and_shows_stopped_and_settling_rows(tmp_path: Path) -> None:
+    ts, X = pump(n=1000, stops=((100, 200), (700, 900)))
+    log = tmp_path / "log.csv"
+    lines = ["time," + ",".join(SENSORS)]
+    lines += [f"{int(t)}," + ",".join(f"{v:.6f}" for v in row) for t, row in zip(ts, X, strict=True)]
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores.csv"
+    summary = backtest_main(log, out, 300, config=MonitorConfig(running_when=RULE, settle_s=10))
+    # settle_s after both starts; the window refills only after the second: the first is in the baseline
+    assert (summary["stopped_rows"], summary["settling_rows"]) == (300, 10 + 10 + 15)
+    assert summary["warming_up_rows"] == 300 and summary["settings"]["running_when"] == RULE
+    rows = out.read_text().splitlines()
+    assert rows[0] == "timestamp,score,probability,anomaly,status"
+    assert rows[1 + 150].endswith(",,,0,stopped") and rows[1 + 905].endswith(",,,0,settling")
+    assert rows[1 + 205].endswith(",,,0,settling") and rows[1 + 300].endswith(",,,,baseline")
+    assert rows[1 + 950].endswith(",scored")

@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
         "--out",
         required=True,
         metavar="SCORES.csv",
-        help="write timestamp,score,probability,anomaly to this file; the three left empty for baseline rows",
+        help="write timestamp,score,probability,anomaly,status to this file; the three left empty for baseline rows",
     )
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
     bt.add_argument(
@@ -102,9 +102,13 @@ def main(args: argparse.Namespace) -> int:
     )
     if notice:
         print(notice, file=sys.stderr)
+    not_running = ""
+    if summary["stopped_rows"] or summary["settling_rows"]:
+        not_running = f", {summary['stopped_rows']} stopped, {summary['settling_rows']} settling after a start"
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
-        f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped) in {summary['seconds']:.3f} s "
+        f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped{not_running}) "
+        f"in {summary['seconds']:.3f} s "
         f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
         f"{summary['alerts']} alerts; wrote {args.out}"
     )

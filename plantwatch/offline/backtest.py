@@ -3,6 +3,8 @@
 The log's rows go through ``AssetMonitor.process_arrays``, the same code the live service's
 ``observe`` uses, with ``baseline_rows = train_rows``: the first ``train_rows`` rows are learned as
 normal and everything after is scored causally (a row's output depends only on rows at or before it).
+With ``running_when`` the baseline is the first ``train_rows`` rows of running (stopped and settling
+rows are neither learned nor scored; the summary counts them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from detector.config import MonitorConfig
 from detector.gate import usable_values
-from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
+from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
 from detector.types import Contribution
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import alarm_onsets, segment_delays
@@ -31,6 +33,9 @@ LIVE_ONLY = ("max_staleness_ns", "discovery_ns")
 
 MonitorFactory = Callable[[Sequence[str], int], AssetMonitor]
 
+# The scores CSV's ``status`` column, by row status.
+STATUS_TEXT = {WARMING_UP: "baseline", SCORED: "scored", SKIPPED: "skipped", STOPPED: "stopped", SETTLING: "settling"}
+
 
 @dataclass(frozen=True)
 class BacktestResult:
@@ -38,10 +43,10 @@ class BacktestResult:
 
     timestamp_text: list[str]
     timestamps_ns: np.ndarray  # int64
-    score: np.ndarray  # float64; 0 during warm-up, NaN for skipped (non-finite) rows
+    score: np.ndarray  # float64; 0 during warm-up, NaN for skipped, stopped and settling rows
     probability: np.ndarray  # float64; same conventions as score
-    anomaly: np.ndarray  # bool; False during warm-up, held alarm state on skipped rows
-    status: np.ndarray  # int8: detector.monitor.WARMING_UP / SCORED / SKIPPED
+    anomaly: np.ndarray  # bool; False during warm-up and on stopped or settling rows, held on skipped rows
+    status: np.ndarray  # int8: detector.monitor.WARMING_UP / SCORED / SKIPPED / STOPPED / SETTLING
     train_rows: int
     # Row index -> top contributing sensors, for anomalous rows (only when asked for: it costs time).
     explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
@@ -99,7 +104,7 @@ def run_backtest(
         explanations=explanations,
         drifting_sensors=monitor.drifting_sensors,
         baseline_advice=monitor.baseline_advice(),
-        no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows),
+        no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows, out.status),
         alarm_enter=monitor.alarm_enter if monitor.is_warm else None,
     )
 
@@ -126,13 +131,15 @@ def write_explanations(path: str | Path, result: BacktestResult) -> None:
 
 
 def write_scores_csv(path: str | Path, result: BacktestResult) -> None:
-    """``timestamp,score,probability,anomaly``: one line per input row, input order.
+    """``timestamp,score,probability,anomaly,status``: one line per input row, input order.
 
     ``timestamp`` is the original text. A scored row has its score, its calibrated probability in
     [0, 1] and ``anomaly`` 0/1. The rest were not scored, and say so with empty fields rather than
     with numbers a reader would take for a quiet row: a baseline (warm-up) row has all three empty;
     a skipped row (a missing or non-finite sensor value) has score and probability empty and the
-    alarm state held from the row before (an open alarm stays open over a gap in the data).
+    alarm state held from the row before (an open alarm stays open over a gap in the data); a
+    stopped or settling row (``running_when``, ``settle_s``) has them empty and ``anomaly`` 0.
+    ``status`` says which: baseline, scored, skipped, stopped or settling (``STATUS_TEXT``).
     """
     scored = (result.status == SCORED).tolist()
     warming_up = (result.status == WARMING_UP).tolist()
@@ -140,10 +147,11 @@ def write_scores_csv(path: str | Path, result: BacktestResult) -> None:
     score = [repr(v) if ok else "" for v, ok in zip(result.score.tolist(), scored, strict=True)]
     probability = [repr(v) if ok else "" for v, ok in zip(result.probability.tolist(), scored, strict=True)]
     anomaly = ["" if warm else str(int(a)) for a, warm in zip(result.anomaly.tolist(), warming_up, strict=True)]
+    status = [STATUS_TEXT[s] for s in result.status.tolist()]
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(("timestamp", "score", "probability", "anomaly"))
-        writer.writerows(zip(result.timestamp_text, score, probability, anomaly, strict=True))
+        writer.writerow(("timestamp", "score", "probability", "anomaly", "status"))
+        writer.writerows(zip(result.timestamp_text, score, probability, anomaly, status, strict=True))
 
 
 def combine_labels(labels: np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> np.ndarray:
@@ -222,6 +230,8 @@ def backtest_main(
         "warming_up_rows": int(np.sum(result.status == WARMING_UP)),
         "scored_rows": int(np.sum(result.status == SCORED)),
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
+        "stopped_rows": int(np.sum(result.status == STOPPED)),
+        "settling_rows": int(np.sum(result.status == SETTLING)),
         "anomalous_rows": int(np.sum(result.anomaly)),
         "alerts": int(alarm_onsets(result.anomaly).size),
         "alarm_enter": result.alarm_enter,
@@ -240,7 +250,7 @@ def backtest_main(
     return summary
 
 
-def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int) -> str:
+def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int, status: np.ndarray) -> str:
     """Why a backtest learned no baseline, and what to change (a score file of zeros would say nothing)."""
     failure = monitor.baseline_failure_
     if failure is not None:
@@ -254,7 +264,13 @@ def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int) -> str:
         if monitor.late_rows_
         else ""
     )
+    not_running = int(np.isin(status, NOT_RUNNING).sum())
+    stopped = (
+        f", on {not_running} of them the asset was stopped or settling after a start (running_when, settle_s)"
+        if not_running
+        else ""
+    )
     return (
-        f"no baseline learned: {usable} of the log's {len(log)} rows have a number in every sensor column{late}; "
-        f"the baseline needs {train_rows} (--train-rows){hint}"
+        f"no baseline learned: {usable} of the log's {len(log)} rows have a number in every sensor column{late}"
+        f"{stopped}; the baseline needs {train_rows} (--train-rows){hint}"
     )
