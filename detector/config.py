@@ -76,6 +76,8 @@ class MonitorConfig:
     # adaptation
     adapt: bool = False
     adapt_every: int = 500
+    # recalibration: the calibrator keeps learning live normal scores (off while adapt refits it anyway)
+    recalibrate: bool = True
 
     def __post_init__(self) -> None:
         # Frozen all the way down where it is cheap: a private copy of the params, read-only, and a
@@ -126,6 +128,11 @@ class MonitorConfig:
 
     def make_alarm(self) -> HysteresisAlarm:
         return HysteresisAlarm(self.enter, self.exit, self.min_duration, self.exit_duration, self.suppress_rows)
+
+    @property
+    def recalibrates(self) -> bool:
+        """Whether the calibrator is refitted on live normal scores (:mod:`detector.recalibration`)."""
+        return self.recalibrate and not self.adapt
 
     @property
     def column_features(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@
 * :mod:`detector.baseline`: the baseline rows, and the model learned at their end (window, drifting
   sensors, cross-fitted calibration, :mod:`detector.episode`);
 * :mod:`detector.adaptation`: refits on a memory of normal rows (``adapt``);
+* :mod:`detector.recalibration`: raises the alarm level when live normal scores show a heavier tail;
 * :mod:`detector.explain` and :mod:`detector.advice`: top sensors of anomalous rows, and what to
   change about a baseline;
 * :mod:`detector.state`: the saved state, and every older layout of it.
@@ -45,6 +46,7 @@ from detector.explain import Explainer
 from detector.features import RollingFeatures
 from detector.gate import RowGate
 from detector.intake import SensorIntake, rows_to_arrays
+from detector.recalibration import GUARD_WINDOWS, Recalibration
 from detector.state import Learned, MonitorState, decode, encode
 from detector.types import Contribution, Verdict
 
@@ -109,8 +111,9 @@ class AssetMonitor:
         self.model_: BaselineModel | None = None
         self.features_: RollingFeatures | None = None
         self.adaptation_: Adaptation | None = None
+        self.recalibration_: Recalibration | None = None
         self.rows_seen_ = self.scored_rows_ = self.skipped_rows_ = self.late_rows_ = self.refits_ = 0
-        self.baseline_failures_ = 0
+        self.baseline_failures_ = self.recalibrations_ = 0
         self.baseline_failure_: BaselineFailed | None = None  # the last one: why, and what to change
 
     # -- what it knows ---------------------------------------------------------------------------
@@ -154,10 +157,14 @@ class AssetMonitor:
 
     @property
     def alarm_enter(self) -> float:
-        """The calibrated probability at which the alarm enters (derived from ``false_alerts_per_week``
-        once a baseline is learned; ``enter`` before that and without a target)."""
-        model = self.model_
-        return model.alarm_enter(self.config) if model is not None else self.config.enter
+        """The calibrated probability at which the alarm enters: derived from ``false_alerts_per_week``
+        once a baseline is learned, raised when recalibration finds the live tail heavier
+        (:mod:`detector.recalibration`); ``enter`` before that and without a target."""
+        model, recalibration = self.model_, self.recalibration_
+        if model is None:
+            return self.config.enter
+        derived = model.alarm_enter(self.config)
+        return derived if recalibration is None else max(derived, recalibration.enter_)
 
     @property
     def scores_beyond_enter(self) -> float | None:
@@ -322,6 +329,7 @@ class AssetMonitor:
         self.alarm_.enter = model.alarm_enter(config)
         self.gate.after_baseline(ts, self._window_s())
         self.adaptation_ = Adaptation.start(config, F) if config.adapt else None
+        self.recalibration_ = Recalibration.start(config, model.calibrator) if config.recalibrates else None
         events.append(BaselineLearned(self.drifting_sensors, self.baseline_advice()))
 
     def _fit(self, F: np.ndarray, config: MonitorConfig) -> FittedModels:
@@ -346,9 +354,12 @@ class AssetMonitor:
         """
         config, start = self.config, 0
         while start < rows.size:
-            adaptation, model = self.adaptation_, self.model_
+            adaptation, recalibration, model = self.adaptation_, self.recalibration_, self.model_
             assert model is not None
-            stop = rows.size if adaptation is None else min(rows.size, start + adaptation.rows_to_refit(config))
+            stop = rows.size
+            for refits in (adaptation, recalibration):
+                if refits is not None:
+                    stop = min(stop, start + refits.rows_to_refit(config))
             seg, idx = slice(start, stop), rows[start:stop]
             raw = model.detector.score(F[seg])
             prob = model.calibrator.transform(raw)
@@ -365,6 +376,12 @@ class AssetMonitor:
                     self.model_ = dataclasses.replace(model, detector=fitted.detector, calibrator=fitted.calibrator)
                     self.refits_ += 1
                     events.append(ModelRefitted(self.refits_))
+            if recalibration is not None:
+                recalibration.learn(raw, flags, GUARD_WINDOWS * config.window_samples)
+                if recalibration.refit_due(config):
+                    recalibration.refit(config, model.calibrator, model.alarm_enter(config))
+                    self.alarm_.enter = self.alarm_enter
+                    self.recalibrations_ += 1
             start = stop
 
     # -- persistence -----------------------------------------------------------------------------
@@ -374,7 +391,7 @@ class AssetMonitor:
         learned = None
         if self.model_ is not None:
             assert self.features_ is not None
-            learned = Learned(self.model_, self.features_, self.adaptation_)
+            learned = Learned(self.model_, self.features_, self.adaptation_, self.recalibration_)
         saved = MonitorState(
             sensors=self.sensor_names,
             counters=(self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_),
@@ -400,8 +417,9 @@ class AssetMonitor:
             self.baseline_.restore(*saved.baseline)
         if saved.learned is not None:
             self.features_, self.adaptation_ = saved.learned.features, saved.learned.adaptation
+            self.recalibration_ = saved.learned.recalibration
             self.model_ = saved.learned.model
-            self.alarm_.enter = self.model_.alarm_enter(self.config)
+            self.alarm_.enter = self.alarm_enter
         return self
 
 

@@ -173,6 +173,7 @@ class DetectorSettings(_Section):
     max_staleness_s: float = Field(default=30.0, gt=0)
     adapt: bool = False
     adapt_every: int = Field(default=500, ge=1)
+    recalibrate: bool = True
     drift_ratio: float = Field(default=20.0, ge=0)
     model_dir: str | None = None
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
@@ -221,6 +222,7 @@ class DetectorSettings(_Section):
             "max_staleness_ns": int(self.max_staleness_s * 1e9),
             "adapt": self.adapt,
             "adapt_every": self.adapt_every,
+            "recalibrate": self.recalibrate,
             "drift_ratio": self.drift_ratio,
         }
         tuning = self.assets.get(asset) if asset is not None else None

@@ -38,7 +38,12 @@ def _digest(state: dict[str, Any]) -> dict[str, str]:
 
 
 # The alarm defaults of the recording's version: the entry level was ``enter`` itself (no target).
-RECORDED_DEFAULTS: dict[str, Any] = {"false_alerts_per_week": None, "exit": 0.98, "min_duration": 5}
+RECORDED_DEFAULTS: dict[str, Any] = {
+    "false_alerts_per_week": None,
+    "exit": 0.98,
+    "min_duration": 5,
+    "recalibrate": False,
+}
 
 
 def _restored(name: str) -> AssetMonitor:
