@@ -15,6 +15,9 @@ are only ever added; every older layout is read here and nowhere else:
 * ``recal_*``: the recalibration (:mod:`detector.recalibration`): the baseline's scores, the memory of
   live scores, the rows waiting to be learned and the raised alarm level; absent from models saved
   before it (and with ``recalibrate`` off): a recalibration starts afresh from the model's calibrator.
+* ``feedback/*``: the baseline's feature rows, the rows operators marked normal and the recent alert
+  rows (:mod:`detector.feedback`); absent from models saved before feedback was kept: such a model
+  cannot learn feedback until its baseline is relearned.
 * ``alert_rate``: ``[rho, sample_s]`` of :class:`detector.alert_rate.AlertRate`; absent from models saved
   before the alarm level was derived from ``false_alerts_per_week``: read as ``rho`` 1 (the
   conservative bound) and the sampling interval the feature window was made from.
@@ -39,6 +42,7 @@ from detector.baseline import BaselineModel
 from detector.config import MonitorConfig
 from detector.episode import BaselineEpisode
 from detector.features import RollingFeatures
+from detector.feedback import AlertRows, Feedback
 from detector.gate import NEVER
 from detector.memory import NormalMemory
 from detector.recalibration import RECALIBRATION_MEMORY, Recalibration
@@ -52,6 +56,7 @@ class Learned:
     features: RollingFeatures
     adaptation: Adaptation | None
     recalibration: Recalibration | None = None
+    feedback: Feedback | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -104,6 +109,11 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
     recalibration = saved.learned.recalibration
     if recalibration is not None:
         state.update(_encode_recalibration(recalibration))
+    feedback = saved.learned.feedback
+    if feedback is not None:
+        state["feedback/baseline"], state["feedback/marked"] = feedback.baseline, feedback.marked
+        state["feedback/alert_ts"], state["feedback/alert_F"] = feedback.alerts.ts, feedback.alerts.F
+        state["feedback/enter"] = feedback.enter_
     return state
 
 
@@ -161,7 +171,15 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
     features.set_state(_unprefixed("features/", state))
     adaptation = _decode_adaptation(state, config) if config.adapt else None
     recalibration = _decode_recalibration(state, config, model) if config.recalibrates else None
-    return Learned(model, features, adaptation, recalibration)
+    return Learned(model, features, adaptation, recalibration, _decode_feedback(state))
+
+
+def _decode_feedback(state: Mapping[str, Any]) -> Feedback | None:
+    if "feedback/baseline" not in state:  # saved before feedback was kept
+        return None
+    alerts = AlertRows(np.asarray(state["feedback/alert_ts"], dtype=np.int64), np.asarray(state["feedback/alert_F"]))
+    marked = np.asarray(state["feedback/marked"])
+    return Feedback(np.asarray(state["feedback/baseline"]), marked, alerts, float(state["feedback/enter"]))
 
 
 def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
