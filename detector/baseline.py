@@ -130,24 +130,32 @@ class BaselineModel:
 FitModels = Callable[[np.ndarray, MonitorConfig], FittedModels]
 
 
-def fit_models(F: np.ndarray, config: MonitorConfig) -> FittedModels:
-    """Fit detector and calibrator on the model's feature rows ``F`` (at the baseline and at each refit)."""
+def fit_models(F: np.ndarray, config: MonitorConfig, normal: np.ndarray | None = None) -> FittedModels:
+    """Fit detector and calibrator on the model's feature rows ``F`` (at the baseline and at each refit).
+
+    ``normal``: more rows known to be normal (an operator marked them, :mod:`detector.feedback`): every
+    model learns them, the calibrator never does. Scored by a model that had not seen them they look
+    as unusual as a fault, and calibrating on that would put the alarm level above faults too.
+    """
+    extra = np.empty((0, F.shape[1])) if normal is None else normal
     if config.calibration_folds >= 2:
         # Cross-fitting: every row is scored by a model that did not see it, so the calibrator learns
         # from all of them; the live detector is then fitted on all rows.
-        scores = cross_fitted_scores(F, config)
-        detector = config.make_detector().fit(F)
+        scores = cross_fitted_scores(F, config, extra)
+        detector = config.make_detector().fit(np.vstack([F, extra]))
         return FittedModels(detector, config.make_calibrator().fit(scores), scores)
     fit_idx, calib_idx = holdout_split(F.shape[0], config.calibration_fraction)
-    detector = config.make_detector().fit(F[fit_idx])
+    detector = config.make_detector().fit(np.vstack([F[fit_idx], extra]))
     return FittedModels(detector, config.make_calibrator().fit(detector.score(F[calib_idx])), None)
 
 
-def cross_fitted_scores(F: np.ndarray, config: MonitorConfig) -> np.ndarray:
+def cross_fitted_scores(F: np.ndarray, config: MonitorConfig, normal: np.ndarray | None = None) -> np.ndarray:
+    """Each cross-fitting block of ``F`` scored by a model fitted on the other blocks (and ``normal``)."""
+    extra = np.empty((0, F.shape[1])) if normal is None else normal
     scores = np.empty(F.shape[0])
     for fold in cross_fitting_folds(F.shape[0], config.calibration_folds):
         rest = np.setdiff1d(np.arange(F.shape[0]), fold)
-        scores[fold] = config.make_detector().fit(F[rest]).score(F[fold])
+        scores[fold] = config.make_detector().fit(np.vstack([F[rest], extra])).score(F[fold])
     return scores
 
 

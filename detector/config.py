@@ -77,6 +77,8 @@ class MonitorConfig:
     # adaptation
     adapt: bool = False
     adapt_every: int = 500
+    # recalibration: the calibrator keeps learning live normal scores (off while adapt refits it anyway)
+    recalibrate: bool = True
     # operating states (detector.running): not model settings, a changed rule keeps the baseline
     running_when: str | None = None  # None: always running
     settle_s: float = 0.0  # after each start, not scored (the feature window refills after it anyway)
@@ -144,6 +146,11 @@ class MonitorConfig:
 
     def make_alarm(self) -> HysteresisAlarm:
         return HysteresisAlarm(self.enter, self.exit, self.min_duration, self.exit_duration, self.suppress_rows)
+
+    @property
+    def recalibrates(self) -> bool:
+        """Whether the calibrator is refitted on live normal scores (:mod:`detector.recalibration`)."""
+        return self.recalibrate and not self.adapt
 
     @property
     def column_features(self) -> tuple[str, ...]:

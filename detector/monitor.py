@@ -14,6 +14,7 @@
 * :mod:`detector.baseline`: the baseline rows, and the model learned at their end (window, drifting
   sensors, cross-fitted calibration, :mod:`detector.episode`);
 * :mod:`detector.adaptation`: refits on a memory of normal rows (``adapt``);
+* :mod:`detector.recalibration`: raises the alarm level when live normal scores show a heavier tail;
 * :mod:`detector.explain` and :mod:`detector.advice`: top sensors of anomalous rows, and what to
   change about a baseline;
 * :mod:`detector.state`: the saved state, and every older layout of it.
@@ -45,8 +46,10 @@ from detector.config import MonitorConfig
 from detector.events import BaselineFailed, BaselineLearned, Event, LeftOut, ModelRefitted, SensorsRediscovered
 from detector.explain import Explainer
 from detector.features import RollingFeatures
+from detector.feedback import Feedback
 from detector.gate import NEVER, RowGate
 from detector.intake import SensorIntake, rows_to_arrays
+from detector.recalibration import GUARD_WINDOWS, Recalibration
 from detector.running import OperatingStates, alarm_resets
 from detector.state import Learned, MonitorState, decode, encode
 from detector.types import Contribution, Verdict
@@ -120,8 +123,10 @@ class AssetMonitor:
         self.model_: BaselineModel | None = None
         self.features_: RollingFeatures | None = None
         self.adaptation_: Adaptation | None = None
+        self.recalibration_: Recalibration | None = None
+        self.feedback_: Feedback | None = None
         self.rows_seen_ = self.scored_rows_ = self.skipped_rows_ = self.late_rows_ = self.refits_ = 0
-        self.baseline_failures_ = 0
+        self.baseline_failures_ = self.recalibrations_ = 0
         self.baseline_failure_: BaselineFailed | None = None  # the last one: why, and what to change
 
     # -- what it knows ---------------------------------------------------------------------------
@@ -165,10 +170,19 @@ class AssetMonitor:
 
     @property
     def alarm_enter(self) -> float:
-        """The calibrated probability at which the alarm enters (derived from ``false_alerts_per_week``
-        once a baseline is learned; ``enter`` before that and without a target)."""
-        model = self.model_
-        return model.alarm_enter(self.config) if model is not None else self.config.enter
+        """The calibrated probability at which the alarm enters: derived from ``false_alerts_per_week``
+        once a baseline is learned, raised when recalibration finds the live tail heavier
+        (:mod:`detector.recalibration`) and above rows operators marked normal (:mod:`detector.feedback`);
+        ``enter`` before that and without a target."""
+        model, recalibration = self.model_, self.recalibration_
+        if model is None:
+            return self.config.enter
+        raised = [model.alarm_enter(self.config)]
+        if recalibration is not None:
+            raised.append(recalibration.enter_)
+        if self.feedback_ is not None:
+            raised.append(self.feedback_.enter_)
+        return max(raised)
 
     @property
     def scores_beyond_enter(self) -> float | None:
@@ -359,6 +373,8 @@ class AssetMonitor:
         self.alarm_.enter = model.alarm_enter(config)
         self.gate.after_baseline(ts, self._window_s())
         self.adaptation_ = Adaptation.start(config, F) if config.adapt else None
+        self.recalibration_ = Recalibration.start(config, model.calibrator) if config.recalibrates else None
+        self.feedback_ = Feedback.start(F)
         events.append(BaselineLearned(self.drifting_sensors, self.baseline_advice()))
 
     def _fit(self, F: np.ndarray, config: MonitorConfig) -> FittedModels:
@@ -386,11 +402,14 @@ class AssetMonitor:
         config, start = self.config, 0
         reset_at = np.flatnonzero(resets)
         while start < rows.size:
-            adaptation, model = self.adaptation_, self.model_
+            adaptation, recalibration, model = self.adaptation_, self.recalibration_, self.model_
             assert model is not None
             if resets[start]:
                 self.alarm_.reset()
-            stop = rows.size if adaptation is None else min(rows.size, start + adaptation.rows_to_refit(config))
+            stop = rows.size
+            for refits in (adaptation, recalibration):
+                if refits is not None:
+                    stop = min(stop, start + refits.rows_to_refit(config))
             next_reset = reset_at[reset_at > start]
             stop = min(stop, int(next_reset[0])) if next_reset.size else stop
             seg, idx = slice(start, stop), rows[start:stop]
@@ -398,6 +417,8 @@ class AssetMonitor:
             prob = model.calibrator.transform(raw)
             flags = self.alarm_.run(prob)
             out.score[idx], out.probability[idx], out.anomaly[idx] = raw, prob, flags
+            if self.feedback_ is not None:
+                self.feedback_.remember_alerts(out.ts_ns[idx], F[seg], flags, config)
             if X is not None and flags.any():
                 names = self.sensor_names or tuple(f"x{j}" for j in range(X.shape[1]))
                 explainer = Explainer(model, names, config.column_features, config.top_k)
@@ -409,7 +430,48 @@ class AssetMonitor:
                     self.model_ = dataclasses.replace(model, detector=fitted.detector, calibrator=fitted.calibrator)
                     self.refits_ += 1
                     events.append(ModelRefitted(self.refits_))
+            if recalibration is not None:
+                recalibration.learn(raw, flags, GUARD_WINDOWS * config.window_samples)
+                if recalibration.refit_due(config):
+                    recalibration.refit(config, model.calibrator, model.alarm_enter(config))
+                    self.alarm_.enter = self.alarm_enter
+                    self.recalibrations_ += 1
             start = stop
+
+    # -- operator feedback -----------------------------------------------------------------------
+
+    def learn_false_alarm(self, start_ns: int, end_ns: int) -> int:
+        """An operator marked the alert rows stamped in ``[start_ns, end_ns]`` a false alarm: learn them
+        as normal (:mod:`detector.feedback`) and refit; how many rows were learned (0: no kept alert
+        row in that period, nothing changed). ``ValueError`` without a learned baseline, or for a
+        model saved before feedback was kept (relearn its baseline)."""
+        feedback, model = self._feedback()
+        rows, fitted = feedback.learn(start_ns, end_ns, self.config)
+        if fitted is None:
+            return 0
+        self.model_ = dataclasses.replace(model, detector=fitted.detector, calibrator=fitted.calibrator)
+        if self.adaptation_ is not None:
+            self.adaptation_.memory.add(rows)
+        if self.recalibration_ is not None:  # live scores of the old model say nothing of the new one
+            self.recalibration_ = Recalibration.start(self.config, fitted.calibrator)
+        self.alarm_.enter = self.alarm_enter
+        self.refits_ += 1
+        return int(rows.shape[0])
+
+    def mark_true_fault(self, start_ns: int, end_ns: int) -> int:
+        """An operator confirmed the alert rows stamped in ``[start_ns, end_ns]`` a fault: they can never
+        be learned as normal; how many kept alert rows were dropped."""
+        return self._feedback()[0].forget(start_ns, end_ns)
+
+    def _feedback(self) -> tuple[Feedback, BaselineModel]:
+        feedback, model = self.feedback_, self.model_
+        if model is None:
+            raise ValueError(f"asset {self.asset!r} has no learned baseline: there is no alert to learn from")
+        if feedback is None:
+            raise ValueError(
+                f"asset {self.asset!r}: its model was saved before feedback was kept; relearn its baseline"
+            )
+        return feedback, model
 
     # -- persistence -----------------------------------------------------------------------------
 
@@ -418,7 +480,7 @@ class AssetMonitor:
         learned = None
         if self.model_ is not None:
             assert self.features_ is not None
-            learned = Learned(self.model_, self.features_, self.adaptation_)
+            learned = Learned(self.model_, self.features_, self.adaptation_, self.recalibration_, self.feedback_)
         saved = MonitorState(
             sensors=self.sensor_names,
             counters=(self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_),
@@ -447,8 +509,9 @@ class AssetMonitor:
             self.baseline_.restore(*saved.baseline)
         if saved.learned is not None:
             self.features_, self.adaptation_ = saved.learned.features, saved.learned.adaptation
+            self.recalibration_, self.feedback_ = saved.learned.recalibration, saved.learned.feedback
             self.model_ = saved.learned.model
-            self.alarm_.enter = self.model_.alarm_enter(self.config)
+            self.alarm_.enter = self.alarm_enter
         return self
 
 

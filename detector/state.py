@@ -14,6 +14,12 @@ are only ever added; every older layout is read here and nowhere else:
 * ``columns``: absent when every feature column is used, and from models saved before drifting
   sensors were left out (before commit 73b719e).
 * ``episode``: absent when no baseline episode set the alarm level, and before commit 20ddc91.
+* ``recal_*``: the recalibration (:mod:`detector.recalibration`): the baseline's scores, the memory of
+  live scores, the rows waiting to be learned and the raised alarm level; absent from models saved
+  before it (and with ``recalibrate`` off): a recalibration starts afresh from the model's calibrator.
+* ``feedback/*``: the baseline's feature rows, the rows operators marked normal and the recent alert
+  rows (:mod:`detector.feedback`); absent from models saved before feedback was kept: such a model
+  cannot learn feedback until its baseline is relearned.
 * ``alert_rate``: ``[rho, sample_s]`` of :class:`detector.alert_rate.AlertRate`; absent from models saved
   before the alarm level was derived from ``false_alerts_per_week``: read as ``rho`` 1 (the
   conservative bound) and the sampling interval the feature window was made from.
@@ -38,8 +44,10 @@ from detector.baseline import BaselineModel
 from detector.config import MonitorConfig
 from detector.episode import BaselineEpisode
 from detector.features import RollingFeatures
+from detector.feedback import AlertRows, Feedback
 from detector.gate import NEVER
 from detector.memory import NormalMemory
+from detector.recalibration import RECALIBRATION_MEMORY, Recalibration
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -49,6 +57,8 @@ class Learned:
     model: BaselineModel
     features: RollingFeatures
     adaptation: Adaptation | None
+    recalibration: Recalibration | None = None
+    feedback: Feedback | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -102,6 +112,14 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
     if adaptation is not None:
         state["memory"], state["memory_seq"], seen = adaptation.memory.get_state()
         state["memory_counts"] = [seen, adaptation.since_refit]
+    recalibration = saved.learned.recalibration
+    if recalibration is not None:
+        state.update(_encode_recalibration(recalibration))
+    feedback = saved.learned.feedback
+    if feedback is not None:
+        state["feedback/baseline"], state["feedback/marked"] = feedback.baseline, feedback.marked
+        state["feedback/alert_ts"], state["feedback/alert_F"] = feedback.alerts.ts, feedback.alerts.F
+        state["feedback/enter"] = feedback.enter_
     return state
 
 
@@ -159,7 +177,46 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
     )
     features = RollingFeatures(window_s, config.column_features)
     features.set_state(_unprefixed("features/", state))
-    return Learned(model, features, _decode_adaptation(state, config) if config.adapt else None)
+    adaptation = _decode_adaptation(state, config) if config.adapt else None
+    recalibration = _decode_recalibration(state, config, model) if config.recalibrates else None
+    return Learned(model, features, adaptation, recalibration, _decode_feedback(state))
+
+
+def _decode_feedback(state: Mapping[str, Any]) -> Feedback | None:
+    if "feedback/baseline" not in state:  # saved before feedback was kept
+        return None
+    alerts = AlertRows(np.asarray(state["feedback/alert_ts"], dtype=np.int64), np.asarray(state["feedback/alert_F"]))
+    marked = np.asarray(state["feedback/marked"])
+    return Feedback(np.asarray(state["feedback/baseline"]), marked, alerts, float(state["feedback/enter"]))
+
+
+def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
+    memory, seq, seen = recalibration.memory.get_state()
+    return {
+        "recal_scores": recalibration.baseline_scores.copy(),
+        "recal_memory": memory.ravel(),
+        "recal_seq": seq,
+        "recal_pending": np.array(recalibration.pending, dtype=np.float64),
+        "recal_counts": [seen, recalibration.since_refit, recalibration.guard_left, int(recalibration.in_alert)],
+        "recal_enter": recalibration.enter_,
+    }
+
+
+def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model: BaselineModel) -> Recalibration:
+    if "recal_scores" not in state:  # saved before recalibration, or with it off
+        return Recalibration.start(config, model.calibrator)
+    seen, since_refit, guard_left, in_alert = (int(v) for v in state["recal_counts"])
+    memory = np.asarray(state["recal_memory"], dtype=np.float64).reshape(-1, 1)
+    capacity = RECALIBRATION_MEMORY * config.baseline_rows
+    return Recalibration(
+        state["recal_scores"],
+        NormalMemory.from_state(capacity, memory, state["recal_seq"], seen),
+        since_refit,
+        state["recal_pending"],
+        guard_left,
+        bool(in_alert),
+        float(state["recal_enter"]),
+    )
 
 
 def _decode_adaptation(state: Mapping[str, Any], config: MonitorConfig) -> Adaptation:

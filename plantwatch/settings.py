@@ -180,6 +180,7 @@ class DetectorSettings(_Section):
     max_staleness_s: float = Field(default=30.0, gt=0)
     adapt: bool = False
     adapt_every: int = Field(default=500, ge=1)
+    recalibrate: bool = True
     drift_ratio: float = Field(default=20.0, ge=0)
     running_when: str | None = None
     settle_s: float = Field(default=0.0, ge=0)
@@ -235,6 +236,7 @@ class DetectorSettings(_Section):
             "max_staleness_ns": int(self.max_staleness_s * 1e9),
             "adapt": self.adapt,
             "adapt_every": self.adapt_every,
+            "recalibrate": self.recalibrate,
             "drift_ratio": self.drift_ratio,
             "running_when": self.running_when,
             "settle_s": self.settle_s,
