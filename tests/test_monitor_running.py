@@ -18,6 +18,7 @@ from detector.config import MonitorConfig
 from detector.events import LeftOut, RunningRuleUnusable
 from detector.gate import NEVER
 from detector.monitor import SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
+from detector.recalibration import RECALIBRATION_EVERY
 from detector.running_rule import RunningRule
 from detector.types import Verdict
 from ingest.messages import Reading
@@ -194,13 +195,19 @@ def test_stopped_and_settling_rows_are_as_if_absent_but_the_alarm_starts_again()
         assert with_rule.status[b + settle + 15] == SCORED
 
 
-def test_stopped_rows_are_not_learned_by_adaptation() -> None:
+def test_stopped_rows_are_not_learned_by_adaptation_or_recalibration() -> None:
     ts, X = pump()
     m = monitor(adapt=True, adapt_every=5000)
     out = m.process_arrays(ts, X)
     assert m.adaptation_ is not None
     assert m.adaptation_.since_refit == int((out.status == SCORED).sum()) == m.scored_rows_
     assert (out.status == STOPPED).sum() == sum(b - a for a, b in STOPS)
+    recalibrating = monitor(recalibrate=True)
+    out = recalibrating.process_arrays(ts, X)
+    recalibration = recalibrating.recalibration_
+    assert recalibration is not None
+    learned = recalibration.since_refit + recalibrating.recalibrations_ * RECALIBRATION_EVERY * 300
+    assert learned == int((out.status == SCORED).sum()) < ts.size - 300
 
 
 def test_an_alarm_open_when_the_machine_stops_is_cleared() -> None:
