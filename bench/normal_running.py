@@ -17,11 +17,11 @@ Scenarios (generated with fixed seeds; ``--seeds`` runs each generated one once 
    the load through a 10-minute lag and a daily ambient cycle of +-3 C; 7 days scored.
 3. ``stop_start``: the same pump, stopped for 20-90 minutes every 3-9 hours, with a start-up
    transient (inrush current, pressure overshoot); the baseline hour runs without a stop; 7 days.
+   The motor draws no current once it is switched off, while the pump coasts down for ~20 seconds.
    Run three times, as the asset ``pump-3`` of the settings: without operating states, with the rule
-   a plant engineer would write for it (``detector.assets.pump-3.running_when: "speed > 100"``), and
-   with that rule and ``settle_s: 120`` (its start-up ramp lasts 2 minutes). Every sensor of this
-   pump follows the speed's 20-second coast-down, so no threshold on them sees a stop before the
-   model does.
+   a plant engineer would write for it (``detector.assets.pump-3.running_when: "current > 1"``: the
+   motor draws current), and with that rule and ``settle_s: 180`` (its start-up ramp lasts 2 minutes
+   and the speed follows it through a 20-second lag).
 4. ``skab_anomaly_free``: SKAB's 2.8-hour normal recording (``anomaly-free/anomaly-free.csv``) after
    its first hour.
 """
@@ -60,8 +60,8 @@ LOADS = (0.55, 0.75, 0.95)  # the three operating points, as a fraction of full 
 STOP_START_ASSET = "pump-3"
 STOP_START_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("", {}),
-    (" +rule", {"running_when": "speed > 100"}),
-    (" +rule+settle", {"running_when": "speed > 100", "settle_s": 120}),
+    (" +rule", {"running_when": "current > 1"}),
+    (" +rule+settle", {"running_when": "current > 1", "settle_s": 180}),
 )
 
 
@@ -159,7 +159,8 @@ def pump(seed: int, days: int, stops: bool) -> SensorLog:
     columns = {
         "flow": 120.0 * rel + 0.8 * noise["flow"],
         "pressure": 3.0 * rel**2 + 0.4 * started + 0.03 * noise["pressure"],
-        "current": 2.0 + 10.0 * rel**3 + 6.0 * started + 0.1 * noise["current"],
+        # a switched-off motor draws no current, however fast the pump still turns
+        "current": np.where(running, 2.0 + 10.0 * rel**3 + 6.0 * started, 0.0) + 0.1 * noise["current"],
         "speed": speed + 3.0 * noise["speed"],
         "vibration": 0.05 + 0.4 * rel**2 + 0.01 * noise["vibration"],
         "motor_temp": ambient + heat + 0.2 * noise["motor_temp"],
