@@ -34,7 +34,7 @@ class AlertFilters(BaseModel):
 class FeedbackIn(BaseModel):
     """Body of ``POST /assets/{asset}/feedback``: an operator's verdict on the asset's alert rows in a period."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)  # epoch seconds as a JSON number too
 
     verdict: Literal["false_alarm", "true_fault"]
     start: str = Field(description="first instant of the period: epoch seconds or ISO-8601 with a zone")

@@ -263,6 +263,8 @@ def test_feedback_hands_the_verdict_and_period_to_the_pipeline(store: SqliteAler
         backwards = client.post("/assets/pump%207/feedback", json=body | {"end": "1714564700"})
         assert backwards.status_code == 422 and backwards.json()["detail"] == "end: before start"
         assert len(asked) == calls
+        numbers = client.post("/assets/pump%207/feedback", json=body | {"start": 1714564800, "end": 1714564830.5})
+        assert numbers.status_code == 200 and asked[-1][2:] == (T0, T0 + 30 * S + 500_000_000)
 
 
 def test_feedback_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> None:

@@ -17,6 +17,7 @@ from detector.monitor import AssetMonitor
 from detector.types import Verdict
 from ingest.messages import Reading
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.feedback_requests import FeedbackRequests
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
@@ -84,3 +85,30 @@ def test_feedback_on_an_asset_without_a_baseline_answers_with_the_reason(tmp_pat
     with pytest.raises(ValueError, match="no learned baseline"):
         answer.result(timeout=0)
     store.close()
+
+
+def test_a_request_its_caller_gave_up_on_is_never_applied() -> None:
+    requests = FeedbackRequests()
+    answer = requests.submit("pump-1", "false_alarm", 0, 1)
+    assert answer.cancel()  # what the pipeline does when its wait times out
+    asked: list[str] = []
+
+    def monitor_of(asset: str) -> AssetMonitor:
+        asked.append(asset)
+        raise AssertionError("a cancelled request must not reach a monitor")
+
+    requests.apply(monitor_of, lambda monitor, verdict, rows: None)
+    assert asked == []
+
+
+def test_a_failure_after_applying_still_answers_the_caller(tmp_path: Path) -> None:
+    monitor = AssetMonitor("pump-1", MonitorConfig(baseline_rows=600))
+    requests = FeedbackRequests()
+    answer = requests.submit("pump-1", "true_fault", 0, 1)
+
+    def broken(monitor: AssetMonitor, verdict: str, rows: int) -> None:
+        raise RuntimeError("disk full")
+
+    requests.apply(lambda asset: monitor, broken)
+    with pytest.raises(ValueError, match="no learned baseline"):
+        answer.result(timeout=0)  # the monitor refused first: still answered, the thread goes on

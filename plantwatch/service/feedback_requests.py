@@ -50,14 +50,16 @@ class FeedbackRequests:
                 request = self._queue.get_nowait()
             except queue.Empty:
                 return
+            if not request.answer.set_running_or_notify_cancel():
+                continue  # the caller gave up waiting and was told so: applying it now would surprise them
             try:
                 monitor = monitor_of(request.asset)
                 if request.verdict == FALSE_ALARM:
                     rows = monitor.learn_false_alarm(request.start_ns, request.end_ns)
                 else:
                     rows = monitor.mark_true_fault(request.start_ns, request.end_ns)
+                applied(monitor, request.verdict, rows)
             except Exception as exc:  # the caller is answered in every case, and the thread goes on
                 request.answer.set_exception(exc)
                 continue
-            applied(monitor, request.verdict, rows)
             request.answer.set_result(rows)

@@ -122,8 +122,14 @@ class Pipeline:
             raise ValueError(f"verdict must be {FALSE_ALARM!r} or {TRUE_FAULT!r}, got {verdict!r}")
         checked: OperatorVerdict = FALSE_ALARM if verdict == FALSE_ALARM else TRUE_FAULT
         answer = self.detector.request_feedback(asset, checked, start_ns, end_ns)
-        # A refit takes about a second; the detector thread may first finish a large batch.
-        return None if answer is None else answer.result(timeout=FEEDBACK_TIMEOUT_S)
+        if answer is None:
+            return None
+        try:  # a refit takes about a second; the detector thread may first finish a large batch
+            return answer.result(timeout=FEEDBACK_TIMEOUT_S)
+        except TimeoutError:
+            if answer.cancel():  # not started: it never will be, so "try again" is true
+                raise
+            return answer.result()  # being applied right now: its answer is moments away
 
     def health_report(self) -> dict[str, Any]:
         connected = bool(self.source.connected.is_set())
