@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from alerts.store import AlertStore
-from api.hooks import HealthReport, MaintenanceSnapshot, Relearn, ServiceHooks
+from api.hooks import Feedback, HealthReport, MaintenanceSnapshot, Relearn, ServiceHooks
 from telemetry.counters import Counters
 
 
@@ -39,8 +39,13 @@ def get_relearn(hooks: HooksDep) -> Relearn:
     return hooks.relearn
 
 
+def get_feedback(hooks: HooksDep) -> Feedback:
+    return hooks.feedback
+
+
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthReport | None, Depends(get_health)]
 MaintenanceDep = Annotated[MaintenanceSnapshot, Depends(get_maintenance)]
 RelearnDep = Annotated[Relearn, Depends(get_relearn)]
+FeedbackDep = Annotated[Feedback, Depends(get_feedback)]

@@ -21,6 +21,10 @@ MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
 # (asset, maintenance done) -> False when the service knows no such asset.
 Relearn = Callable[[str, bool], bool]
 Hook = Callable[[], None]
+# (asset, verdict "false_alarm" | "true_fault", start ns, end ns) -> alert rows learned or dropped;
+# None when the service knows no such asset; raises ValueError when the asset cannot take it (no
+# baseline) and TimeoutError when the detector did not answer in time.
+Feedback = Callable[[str, str, int, int], int | None]
 
 
 def no_maintenance() -> list[dict[str, Any]]:
@@ -29,6 +33,10 @@ def no_maintenance() -> list[dict[str, Any]]:
 
 def no_assets(asset: str, maintenance: bool) -> bool:
     return False
+
+
+def no_feedback(asset: str, verdict: str, start_ns: int, end_ns: int) -> int | None:
+    return None
 
 
 def nothing() -> None:
@@ -48,5 +56,6 @@ class ServiceHooks:
     health: HealthReport | None = None  # None: /healthz reports liveness only
     maintenance: MaintenanceSnapshot = no_maintenance
     relearn: Relearn = no_assets
+    feedback: Feedback = no_feedback
     on_startup: Hook = nothing
     on_shutdown: Hook = nothing

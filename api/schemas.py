@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.model import Alert
 from detector.types import Contribution
@@ -29,6 +29,16 @@ class AlertFilters(BaseModel):
         "(2024-05-01T12:00:00Z) or epoch seconds (1714564800.5).",
     )
     limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class FeedbackIn(BaseModel):
+    """Body of ``POST /assets/{asset}/feedback``: an operator's verdict on the asset's alert rows in a period."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)  # epoch seconds as a JSON number too
+
+    verdict: Literal["false_alarm", "true_fault"]
+    start: str = Field(description="first instant of the period: epoch seconds or ISO-8601 with a zone")
+    end: str = Field(description="last instant of the period, as start")
 
 
 # -- outbound --------------------------------------------------------------------------------------
@@ -101,6 +111,14 @@ class RelearnOut(BaseModel):
     asset: str
     status: str  # "relearning"
     maintenance: bool  # True: the health trend and RUL history start again too
+
+
+class FeedbackOut(BaseModel):
+    """Answer of ``POST /assets/{asset}/feedback``."""
+
+    asset: str
+    verdict: str
+    rows: int  # alert rows learned as normal (false_alarm) or dropped for good (true_fault); 0: none kept there
 
 
 class MaintenanceOut(BaseModel):

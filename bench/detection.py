@@ -78,7 +78,7 @@ NAB_PUBLISHED = json.loads((Path(__file__).with_name("nab_published.json")).read
 # Alarm entry levels swept for the leaderboard-style figure (NAB optimises each detector's threshold).
 NAB_ENTER_SWEEP = (0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
 GOAL_SKAB = {"f1": 0.85, "far": 0.10, "mar": 0.20}
-GOAL_NAB = 75.0
+GOAL_NAB = 65.4  # issue 11: ARTime, the best published detector on these 13 files
 ANOMALY_FREE_BASELINES = (400, 1800, 3600)  # rows (~1 s each): SKAB's 400, 30 min, 1 h
 
 
@@ -325,7 +325,7 @@ def report(
     oracle = published_file_oracle(c, list(per))
     if oracle is not None:
         print(f"  {'best published detector picked per file':<40}{'':>10}{oracle:>10.1f}")
-    print(f"  {'goal':<40}{'':>10}{'>=75':>10}   {_mark(c['score'] >= GOAL_NAB)}")
+    print(f"  {'goal':<40}{'':>10}{'>=' + format(GOAL_NAB, 'g'):>10}   {_mark(c['score'] >= GOAL_NAB)}")
     print(
         f"  raw {c['raw']:+.2f} (null {c['null_raw']:+.0f}, perfect {c['perfect_raw']:+.0f}); "
         f"window recall {c['windows_detected']}/{c['windows']} = {c['window_recall']:.2f}"

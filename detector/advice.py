@@ -59,3 +59,16 @@ def episode_advice(asset: str, episode: BaselineEpisode | None, config: MonitorC
 
 def _utc(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def capped_advice(asset: str, derived: float, cap: float, config: MonitorConfig) -> str | None:
+    """What to change when the detector's scores stop growing below the level the false-alert target
+    asks for (None otherwise): the level stays where far rows still reach, so the target is not held."""
+    if config.false_alerts_per_week is None or derived <= cap:
+        return None
+    return (
+        f"baseline of {asset}: detector {config.detector!r} stops scoring rows higher once they lie far "
+        f"outside the baseline, below the alarm level false_alerts_per_week={config.false_alerts_per_week:g} "
+        f"asks for ({derived:.7f}); the level stays at {cap:.7f}, so expect more false alerts than that. "
+        "pca_spc, robust_z and knn scores keep growing"
+    )

@@ -21,9 +21,11 @@ Then alerts per week at level ``L`` are ``rho x rows_per_week x e^-L``, and the 
     L = ln(rho x rows_per_week / false_alerts_per_week)
 
 never below the configured ``enter`` (the floor; also the reference quantile of the baseline advice
-and the episode check). Measured in ``bench/normal_running.py`` and docs/detection.md: on independent
-and autocorrelated normal data the extrapolation holds the target; ``rho`` falls slowly at higher
-levels, so the estimate at a lower level errs towards fewer alerts.
+and the episode check), and never beyond what rows far outside the baseline reach: detectors whose
+scores stop growing (iforest, ecod, copod, hbos) would otherwise never alarm (``reachable``).
+Measured in ``bench/normal_running.py`` (docs/detection.md): an hour of baseline gets the far tail
+wrong by up to 17x either way on independent sensors, which :mod:`detector.recalibration` corrects
+as live data accrue; ``rho`` itself held within ~25 % between the baseline and two weeks of live rows.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.alarm import HysteresisAlarm
-from detector.calibration import Calibrator, log_survival_to_probability
+from detector.base import Detector
+from detector.calibration import SATURATION_SURVIVAL, Calibrator, log_survival_to_probability
 
 WEEK_S = 7 * 24 * 3600.0
 MIN_ALERTS = 10  # alerts the baseline must open at a trial level for rho to be measured there
 TRIAL_LEVELS = tuple(np.arange(1.0, 8.01, 0.25).tolist())  # surprise levels tried, e^-1 .. e^-8 of rows
+REACHABLE_SURPRISE = 30.0  # a model whose far rows reach this surprise (e^-30 of rows) is not capped
+PROBE_DISTANCE = 1e3  # probe rows lie this many spreads of a column from the baseline's median
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,17 @@ class AlertRate:
 
     rho: float  # alerts per exceeding row, measured on the baseline (1.0: not measurable, the bound)
     sample_s: float  # the baseline's median sampling interval, seconds
+    # The highest probability the model gives any row (``reachable_probability``): detectors whose
+    # scores stop growing (iforest, ecod, copod, hbos) never reach a level beyond it.
+    reachable: float = 1.0
+
+    def cap(self, floor: float) -> float:
+        """The highest alarm level rows far outside the baseline still reach (one nat of surprise below
+        the most they reach), never below ``floor``; 1.0 when the model's scores grow without bound."""
+        if self.reachable >= probability_at_surprise(REACHABLE_SURPRISE):
+            return 1.0
+        level = -math.log(max(1.0 - self.reachable, 1e-300)) - 1.0
+        return max(floor, probability_at_surprise(level))
 
     def surprise_level(self, false_alerts_per_week: float) -> float:
         """The entry level in surprise units ``-ln S`` for this target."""
@@ -54,14 +70,23 @@ class AlertRate:
         return math.log(max(self.rho * rows_per_week / false_alerts_per_week, 1.0))
 
     def enter(self, false_alerts_per_week: float, floor: float) -> float:
-        """The entry level as a calibrated probability, at least ``floor``."""
+        """The entry level as a calibrated probability, at least ``floor`` and at most ``cap(floor)``."""
         level = self.surprise_level(false_alerts_per_week)
-        return max(floor, probability_at_surprise(level))
+        return min(max(floor, probability_at_surprise(level)), self.cap(floor))
 
 
 def probability_at_surprise(level: float) -> float:
     """The calibrated probability of a row whose survival is ``e^-level`` (the saturation rule)."""
     return float(log_survival_to_probability(np.array([math.exp(-level)]), np.array([-level]))[0])
+
+
+def surprise_at_probability(probability: float) -> float:
+    """The inverse of ``probability_at_surprise``: ``-ln S`` of a row with this calibrated probability."""
+    q = 1.0 - probability
+    if q >= SATURATION_SURVIVAL:
+        return -math.log(q) if q > 0 else math.inf
+    excess = math.expm1(min(SATURATION_SURVIVAL / q - 1.0, 700.0))  # the compressive map, inverted
+    return -math.log(SATURATION_SURVIVAL) + excess
 
 
 def measure_rho(scores: np.ndarray, calibrator: Calibrator, alarm: HysteresisAlarm) -> float:
@@ -92,3 +117,16 @@ def median_interval_s(ts_ns: np.ndarray) -> float:
     steps = np.diff(np.unique(np.asarray(ts_ns, dtype=np.int64)))
     step_s = float(np.median(steps)) / 1e9 if steps.size else 1.0
     return step_s if step_s > 0 else 1.0
+
+
+def reachable_probability(detector: Detector, calibrator: Calibrator, F: np.ndarray) -> float:
+    """The probability a row reaches when any one feature column lies far outside the feature rows
+    ``F`` (``PROBE_DISTANCE`` spreads from the median, the farther-scoring side): the least over the
+    columns, as a fault may show in one sensor's column alone."""
+    center = np.median(F, axis=0)
+    spread = np.maximum(np.std(F, axis=0), 1e-9)
+    k = F.shape[1]
+    offsets = np.eye(k) * PROBE_DISTANCE * spread
+    scores = np.fmax(detector.score(center + offsets), detector.score(center - offsets))
+    probability = calibrator.transform(np.where(np.isfinite(scores), scores, -np.inf))
+    return float(np.min(probability, initial=1.0))

@@ -26,12 +26,13 @@ not judged at all). When every sensor drifts (a single-sensor stream) none is le
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from detector.alert_rate import AlertRate, measure_rho, median_interval_s
+from detector.alert_rate import AlertRate, measure_rho, median_interval_s, reachable_probability
 from detector.base import Detector
 from detector.calibration import Calibrator, cross_fitting_folds, holdout_split
 from detector.config import MonitorConfig
@@ -122,6 +123,17 @@ class BaselineModel:
             return config.enter
         return self.alert_rate.enter(config.false_alerts_per_week, config.enter)
 
+    def refitted(self, fitted: FittedModels, F: np.ndarray) -> BaselineModel:
+        """This model with a refitted detector and calibrator (adaptation, feedback), fitted on rows
+        like ``F``: what far rows reach is measured again."""
+        reachable = reachable_probability(fitted.detector, fitted.calibrator, F)
+        rate = dataclasses.replace(self.alert_rate, reachable=reachable)
+        return dataclasses.replace(self, detector=fitted.detector, calibrator=fitted.calibrator, alert_rate=rate)
+
+    def alarm_cap(self, config: MonitorConfig) -> float:
+        """The highest level any raise (recalibration, feedback) may take: what far rows still reach."""
+        return self.alert_rate.cap(config.enter)
+
     def model_rows(self, F: np.ndarray) -> np.ndarray:
         """Feature rows over every column → over the model's columns."""
         return F if self.columns is None else F[:, self.columns]
@@ -181,7 +193,8 @@ def learn_baseline(
     scores = fitted.calibration_scores
     episode = None if scores is None else find_episode(ts[settled], scores, fitted.calibrator, config)
     rho = 1.0 if scores is None else measure_rho(scores, fitted.calibrator, config.make_alarm())
-    alert_rate = AlertRate(rho, median_interval_s(ts))
+    reachable = reachable_probability(fitted.detector, fitted.calibrator, F)
+    alert_rate = AlertRate(rho, median_interval_s(ts), reachable)
     model = BaselineModel(
         window_s,
         fitted.detector,

@@ -15,8 +15,10 @@ A model that learns a few hundred unusual rows among thousands still finds the r
 unusual: a step's first and last seconds, where the rolling spread jumps, kept alerting after three
 markings (``bench/feedback.py``). So the alarm level is also raised just above the highest
 probability the refitted model gives any row marked normal (``enter_``): what an operator called
-normal does not alert again. This raises the level for every sensor; a fault that scores above the
-marked behaviour still alerts, and ``/healthz`` shows the level (``alarm_enter``).
+normal does not alert again. This raises the level for every sensor, so it is bounded: at most
+``FEEDBACK_MAX_RAISE`` nats of surprise above the level derived from the baseline (the monitor caps
+it), so that one mistaken mark of a huge fault cannot silence the asset. A fault that scores above
+the marked behaviour still alerts; ``/healthz`` shows the level (``alarm_enter``).
 
 Rows marked ``true_fault`` are dropped from the alert rows: they can never be learned afterwards.
 Rows that were not in an alert are not kept, and cannot be marked.
@@ -33,6 +35,7 @@ from detector.config import MonitorConfig
 
 ALERT_ROWS_KEPT = 1  # feature rows of recent alerts kept for feedback, in baseline lengths
 MARKED_NORMAL_KEPT = 1  # rows marked normal learned from, in baseline lengths (the newest kept)
+FEEDBACK_MAX_RAISE = 3.0  # nats of surprise the alarm level may rise above the derived one (20x rarer)
 
 
 @dataclass
@@ -82,12 +85,14 @@ class Feedback:
     def learn(self, start_ns: int, end_ns: int, config: MonitorConfig) -> tuple[np.ndarray, FittedModels | None]:
         """Learn the alert rows stamped in ``[start_ns, end_ns]`` as normal: those rows, and the
         refitted models (None when no kept alert row lies in that period)."""
+        inside = (self.alerts.ts >= start_ns) & (self.alerts.ts <= end_ns)
+        if not inside.any():
+            return self.alerts.F[inside], None
+        marked = np.vstack([self.marked, self.alerts.F[inside]])[-MARKED_NORMAL_KEPT * config.baseline_rows :]
+        fitted = fit_models(self.baseline, config, normal=marked)  # first: a failing fit changes nothing
         _, rows = self.alerts.take(start_ns, end_ns)
-        if rows.shape[0] == 0:
-            return rows, None
-        self.marked = np.vstack([self.marked, rows])[-MARKED_NORMAL_KEPT * config.baseline_rows :]
-        fitted = fit_models(self.baseline, config, normal=self.marked)
-        highest = float(np.max(fitted.calibrator.transform(fitted.detector.score(self.marked))))
+        self.marked = marked
+        highest = float(np.max(fitted.calibrator.transform(fitted.detector.score(marked))))
         self.enter_ = float(np.nextafter(highest, 1.0))
         return rows, fitted
 

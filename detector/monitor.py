@@ -31,7 +31,7 @@ and truncating the input never changes earlier outputs.
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,14 +39,15 @@ from typing import Any
 import numpy as np
 
 from detector.adaptation import Adaptation
-from detector.advice import episode_advice, scores_beyond_enter, short_baseline_advice
+from detector.advice import capped_advice, episode_advice, scores_beyond_enter, short_baseline_advice
+from detector.alert_rate import probability_at_surprise, surprise_at_probability
 from detector.align import Row
 from detector.baseline import BaselineModel, BaselineRows, FittedModels, fit_models, learn_baseline
 from detector.config import MonitorConfig
 from detector.events import BaselineFailed, BaselineLearned, Event, LeftOut, ModelRefitted, SensorsRediscovered
 from detector.explain import Explainer
 from detector.features import RollingFeatures
-from detector.feedback import Feedback
+from detector.feedback import FEEDBACK_MAX_RAISE, Feedback
 from detector.gate import NEVER, RowGate
 from detector.intake import SensorIntake, rows_to_arrays
 from detector.recalibration import GUARD_WINDOWS, Recalibration
@@ -179,12 +180,15 @@ class AssetMonitor:
         model, recalibration = self.model_, self.recalibration_
         if model is None:
             return self.config.enter
-        raised = [model.alarm_enter(self.config)]
+        derived = model.alarm_enter(self.config)
+        raised = [derived]
+        feedback = self.feedback_  # read once: a relearn on the detector thread may reset it
         if recalibration is not None:
             raised.append(recalibration.enter_)
-        if self.feedback_ is not None:
-            raised.append(self.feedback_.enter_)
-        return max(raised)
+        if feedback is not None:  # bounded: one mistaken mark must not silence the asset
+            ceiling = probability_at_surprise(surprise_at_probability(derived) + FEEDBACK_MAX_RAISE)
+            raised.append(min(feedback.enter_, ceiling))
+        return min(max(raised), max(derived, model.alarm_cap(self.config)))
 
     @property
     def scores_beyond_enter(self) -> float | None:
@@ -202,9 +206,19 @@ class AssetMonitor:
         return episode_advice(self.asset, model.episode if model is not None else None, self.config)
 
     def baseline_advice(self) -> str | None:
-        """What to change about the baseline, if anything: too few scores beyond the alarm level, or
-        one episode setting it (only judged with enough such scores, so at most one of the two applies)."""
-        return self.short_baseline_advice() or self.episode_advice()
+        """What to change about the baseline, if anything: a detector that cannot reach the derived
+        alarm level, too few scores beyond ``enter``, or one episode setting the level (only judged
+        with enough such scores, so at most one of the last two applies)."""
+        return self.capped_advice() or self.short_baseline_advice() or self.episode_advice()
+
+    def capped_advice(self) -> str | None:
+        """What to change when the detector cannot reach the level the false-alert target asks for."""
+        model, config = self.model_, self.config
+        target = config.false_alerts_per_week
+        if model is None or target is None:
+            return None
+        derived = max(config.enter, probability_at_surprise(model.alert_rate.surprise_level(target)))
+        return capped_advice(self.asset, derived, model.alarm_cap(config), config)
 
     # -- live path -------------------------------------------------------------------------------
 
@@ -319,6 +333,11 @@ class AssetMonitor:
             raise ValueError(f"asset {self.asset!r}: expected {len(names)} sensors, got {X.shape[1]}")
         return ts, X
 
+    @staticmethod
+    def _guard_rows(model: BaselineModel) -> int:
+        """Rows around an alert that recalibration does not learn: ``GUARD_WINDOWS`` feature windows."""
+        return math.ceil(GUARD_WINDOWS * model.window_s / model.alert_rate.sample_s)
+
     def _window_s(self) -> float | None:
         """The feature window rows refill after a gap (None: features off, or no model yet)."""
         model = self.model_
@@ -430,11 +449,11 @@ class AssetMonitor:
                 adaptation.learn(F[seg], prob, flags, config)
                 if adaptation.refit_due(config):
                     fitted = adaptation.refit(config, self._fit)
-                    self.model_ = dataclasses.replace(model, detector=fitted.detector, calibrator=fitted.calibrator)
+                    self.model_ = model.refitted(fitted, adaptation.memory.in_time_order())
                     self.refits_ += 1
                     events.append(ModelRefitted(self.refits_))
             if recalibration is not None:
-                recalibration.learn(raw, flags, GUARD_WINDOWS * config.window_samples)
+                recalibration.learn(raw, flags, self._guard_rows(model))
                 if recalibration.refit_due(config):
                     recalibration.refit(config, model.calibrator, model.alarm_enter(config))
                     self.alarm_.enter = self.alarm_enter
@@ -449,12 +468,15 @@ class AssetMonitor:
         row in that period, nothing changed). ``ValueError`` without a learned baseline, or for a
         model saved before feedback was kept (relearn its baseline)."""
         feedback, model = self._feedback()
+        if self.config.adapt:
+            raise ValueError(
+                f"asset {self.asset!r} adapts (detector.adapt: true), and its refits would calibrate on the "
+                "marked rows and forget the rest; feedback is learned only without adapt"
+            )
         rows, fitted = feedback.learn(start_ns, end_ns, self.config)
         if fitted is None:
             return 0
-        self.model_ = dataclasses.replace(model, detector=fitted.detector, calibrator=fitted.calibrator)
-        if self.adaptation_ is not None:
-            self.adaptation_.memory.add(rows)
+        self.model_ = model.refitted(fitted, feedback.baseline)
         if self.recalibration_ is not None:  # live scores of the old model say nothing of the new one
             self.recalibration_ = Recalibration.start(self.config, fitted.calibrator)
         self.alarm_.enter = self.alarm_enter

@@ -20,7 +20,8 @@ are only ever added; every older layout is read here and nowhere else:
 * ``feedback/*``: the baseline's feature rows, the rows operators marked normal and the recent alert
   rows (:mod:`detector.feedback`); absent from models saved before feedback was kept: such a model
   cannot learn feedback until its baseline is relearned.
-* ``alert_rate``: ``[rho, sample_s]`` of :class:`detector.alert_rate.AlertRate`; absent from models saved
+* ``alert_rate``: ``[rho, sample_s, reachable]`` of :class:`detector.alert_rate.AlertRate` (the third
+  added later: read as 1.0, uncapped, when absent); absent from models saved
   before the alarm level was derived from ``false_alerts_per_week``: read as ``rho`` 1 (the
   conservative bound) and the sampling interval the feature window was made from.
 * ``memory``/``memory_seq``/``memory_counts``: the adaptation memory since commit 22fa344; before it,
@@ -104,7 +105,8 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
     if model.episode is not None:
         e = model.episode
         state["episode"] = [e.start_ns, e.end_ns, e.scores_beyond, e.scores_beyond_total, e.rarity]
-    state["alert_rate"] = [model.alert_rate.rho, model.alert_rate.sample_s]
+    rate = model.alert_rate
+    state["alert_rate"] = [rate.rho, rate.sample_s, rate.reachable]
     state.update(_prefixed("detector/", model.detector.get_state()))
     state.update(_prefixed("calibrator/", model.calibrator.get_state()))
     state.update(_prefixed("features/", saved.learned.features.get_state()))
@@ -157,10 +159,13 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
         start, end, inside, total, rarity = state["episode"]
         episode = BaselineEpisode(int(start), int(end), int(inside), int(total), float(rarity))
     window_s = float(state["window_s"])
+    # Older layouts: [rho, sample_s] without the reachable probability (read as uncapped); before the
+    # level was derived, nothing: the bound rho = 1, and the sampling interval behind the window.
+    rho, sample_s, reachable = 1.0, (window_s / config.window_samples if config.window_s is None else 1.0), 1.0
     if "alert_rate" in state:
-        rho, sample_s = (float(v) for v in state["alert_rate"])
-    else:  # saved before the level was derived: the bound, and the interval behind the window
-        rho, sample_s = 1.0, (window_s / config.window_samples if config.window_s is None else 1.0)
+        saved_rate = [float(v) for v in state["alert_rate"]]
+        rho, sample_s = saved_rate[:2]
+        reachable = saved_rate[2] if len(saved_rate) > 2 else 1.0
     model = BaselineModel(
         window_s=window_s,
         detector=config.make_detector().set_state(_unprefixed("detector/", state)),
@@ -173,7 +178,7 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
         drifting=np.asarray(state["drifting"]).astype(bool),
         columns=np.asarray(state["columns"]).astype(bool) if "columns" in state else None,
         episode=episode,
-        alert_rate=AlertRate(rho, sample_s),
+        alert_rate=AlertRate(rho, sample_s, reachable),
     )
     features = RollingFeatures(window_s, config.column_features)
     features.set_state(_unprefixed("features/", state))

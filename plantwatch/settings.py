@@ -134,6 +134,10 @@ class StorageSettings(_Section):
     flush_interval_s: float = Field(default=0.5, gt=0, le=60)
 
 
+# Per-asset keys whose null means something of its own rather than "as the detector section says".
+NULL_IS_A_SETTING = frozenset({"false_alerts_per_week", "running_when", "window_s", "features"})
+
+
 class DetectorTuning(_Section):
     """The detector keys that may differ per asset (``detector.assets.<asset>``); None = inherit."""
 
@@ -244,8 +248,11 @@ class DetectorSettings(_Section):
         tuning = self.assets.get(asset) if asset is not None else None
         if tuning is not None:
             renamed = {"kind": "detector", "params": "detector_params"}
-            for key, value in tuning.model_dump(exclude_none=True).items():
-                values[renamed.get(key, key)] = value
+            for key, value in tuning.model_dump(exclude_unset=True).items():
+                # An unset key inherits; null inherits too, except where null is itself a setting
+                # (no false-alert target, always running, the window from the samples, raw values).
+                if value is not None or key in NULL_IS_A_SETTING:
+                    values[renamed.get(key, key)] = value
         return values
 
 

@@ -37,8 +37,10 @@ HELP: dict[str, str] = {
     "plantwatch_maintenance_alerts_opened_total": "Maintenance alerts opened (projected threshold crossing due).",
     "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
     "plantwatch_baselines_relearned_total": "Baselines forgotten on request (POST /assets/{asset}/relearn).",
+    "plantwatch_feedback_total": "Operator verdicts on alert rows applied (POST /assets/{asset}/feedback).",
 }
 LABELS: dict[str, tuple[str, ...]] = {
+    "plantwatch_feedback_total": ("verdict",),
     "plantwatch_messages_rejected_total": ("reason",),
     "plantwatch_mqtt_connect_failures_total": ("cause",),
     "plantwatch_points_dropped_total": ("reason",),

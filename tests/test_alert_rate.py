@@ -16,6 +16,7 @@ from detector.alert_rate import (
     measure_rho,
     median_interval_s,
     probability_at_surprise,
+    surprise_at_probability,
 )
 from detector.calibration import EmpiricalCalibrator
 from detector.config import MonitorConfig
@@ -122,3 +123,27 @@ def test_a_model_saved_before_the_level_was_derived_takes_the_conservative_bound
 def test_a_target_that_is_not_positive_is_refused() -> None:
     with pytest.raises(ValueError, match="false_alerts_per_week must be > 0"):
         MonitorConfig(false_alerts_per_week=0.0)
+
+
+def test_a_detector_whose_scores_stop_growing_keeps_a_level_it_can_reach_and_says_so() -> None:
+    rng = np.random.default_rng(1)
+    n = 3600 + 600
+    X = rng.normal(size=(n, 8))
+    X[3900:4200, 1] += 100.0  # far outside the baseline on one sensor
+    ts = np.arange(n, dtype=np.int64) * 10**9
+    sensors = tuple("abcdefgh")
+    bounded = AssetMonitor("pump", MonitorConfig(baseline_rows=3600, detector="iforest"), sensors)
+    out = bounded.process_arrays(ts, X)
+    assert bounded.alarm_enter == 0.995  # the floor: far rows never reach the derived level
+    assert out.anomaly[3900:4200].any()
+    advice = bounded.baseline_advice()
+    assert advice is not None and "'iforest' stops scoring rows higher" in advice
+    growing = AssetMonitor("pump", MonitorConfig(baseline_rows=3600), sensors)
+    growing.process_arrays(ts, X)
+    assert growing.model_ is not None and growing.model_.alert_rate.cap(0.995) == 1.0
+    assert growing.alarm_enter > 0.9999 and growing.capped_advice() is None
+
+
+def test_the_surprise_of_a_probability_inverts_the_saturation_rule() -> None:
+    for level in (1.0, 10.0, 13.0, 20.0, 40.0):
+        assert surprise_at_probability(probability_at_surprise(level)) == pytest.approx(level, rel=1e-6)

@@ -14,7 +14,7 @@ from alerts.model import Alert
 from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
-from api.routes.alerts import parse_since
+from api.instants import parse_instant
 from detector.types import Contribution
 from telemetry.counters import Counters
 
@@ -155,8 +155,8 @@ def test_invalid_state_and_limit_are_422(store: SqliteAlertStore, params: dict[s
 
 
 def test_parse_since_keeps_nanoseconds() -> None:
-    assert parse_since("1714564800.123456789") == T0 + 123_456_789
-    assert parse_since("2024-05-01T12:00:00.5Z") == T0 + 500_000_000
+    assert parse_instant("1714564800.123456789", "since") == T0 + 123_456_789
+    assert parse_instant("2024-05-01T12:00:00.5Z", "since") == T0 + 500_000_000
 
 
 def test_metrics_prometheus_text(store: SqliteAlertStore) -> None:
@@ -229,3 +229,46 @@ def test_relearn_asks_the_pipeline_and_answers_202(store: SqliteAlertStore) -> N
 def test_relearn_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> None:
     with client_for(store) as client:
         assert client.post("/assets/pump-7/relearn").status_code == 404
+
+
+def test_feedback_hands_the_verdict_and_period_to_the_pipeline(store: SqliteAlertStore) -> None:
+    asked: list[tuple[str, str, int, int]] = []
+
+    def feedback(asset: str, verdict: str, start_ns: int, end_ns: int) -> int | None:
+        asked.append((asset, verdict, start_ns, end_ns))
+        if asset == "cold":
+            raise ValueError("asset 'cold' has no learned baseline: there is no alert to learn from")
+        if asset == "busy":
+            raise TimeoutError
+        return 42 if asset == "pump 7" else None
+
+    body = {"verdict": "false_alarm", "start": "2024-05-01T12:00:00Z", "end": "1714564830"}
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), feedback=feedback))) as client:
+        resp = client.post("/assets/pump%207/feedback", json=body)
+        assert resp.status_code == 200
+        assert resp.json() == {"asset": "pump 7", "verdict": "false_alarm", "rows": 42}
+        assert asked[-1] == ("pump 7", "false_alarm", T0, T0 + 30 * S)
+        fault = client.post("/assets/pump%207/feedback", json=body | {"verdict": "true_fault"})
+        assert fault.status_code == 200 and fault.json()["verdict"] == "true_fault"
+        unknown = client.post("/assets/fan-9/feedback", json=body)
+        assert unknown.status_code == 404 and "fan-9" in unknown.json()["detail"]
+        cold = client.post("/assets/cold/feedback", json=body)
+        assert cold.status_code == 409 and "no learned baseline" in cold.json()["detail"]
+        assert client.post("/assets/busy/feedback", json=body).status_code == 503
+        calls = len(asked)
+        # refused before the pipeline is asked
+        assert client.post("/assets/pump%207/feedback", json=body | {"verdict": "maybe"}).status_code == 422
+        assert client.post("/assets/pump%207/feedback", json=body | {"extra": 1}).status_code == 422
+        naive = client.post("/assets/pump%207/feedback", json=body | {"start": "2024-05-01T12:00:00"})
+        assert naive.status_code == 422 and naive.json()["detail"].startswith("invalid 'start' value")
+        backwards = client.post("/assets/pump%207/feedback", json=body | {"end": "1714564700"})
+        assert backwards.status_code == 422 and backwards.json()["detail"] == "end: before start"
+        assert len(asked) == calls
+        numbers = client.post("/assets/pump%207/feedback", json=body | {"start": 1714564800, "end": 1714564830.5})
+        assert numbers.status_code == 200 and asked[-1][2:] == (T0, T0 + 30 * S + 500_000_000)
+
+
+def test_feedback_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> None:
+    body = {"verdict": "true_fault", "start": "0", "end": "1"}
+    with client_for(store) as client:
+        assert client.post("/assets/pump-7/feedback", json=body).status_code == 404

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from detector.alert_rate import surprise_at_probability
 from detector.baseline import fit_models
 from detector.config import MonitorConfig
-from detector.feedback import AlertRows
+from detector.feedback import FEEDBACK_MAX_RAISE, AlertRows
 from detector.monitor import AssetMonitor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +22,9 @@ SENSORS = ("a", "b", "c", "d")
 
 def test_a_marked_behaviour_stops_alerting_and_a_fault_on_another_sensor_still_alerts() -> None:
     bench: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "feedback.py"))
-    behaviour, fault = bench["run"](3.0, 2, 3)  # size 3 noise widths, seed 2, three repeats
+    behaviour, fault = bench["run"](2.0, 3, 4)  # a step of 2 noise widths, seed 3, four repeats
     assert behaviour[0] == 1  # absent from the baseline: it alerts once ...
-    assert behaviour[1:] == [0, 0]  # ... is marked, and does not alert again
+    assert behaviour[1:] == [0, 0, 0]  # ... is marked, and does not alert again
     assert fault >= 1  # the same step on another sensor, never marked, still alerts
 
 
@@ -95,3 +96,30 @@ def test_rows_known_normal_are_learned_by_every_model_and_never_calibrated() -> 
     plain = fit_models(F, config)
     # the detector learned the shifted rows: it finds them less unusual than one that did not
     assert fitted.detector.score(normal).mean() < plain.detector.score(normal).mean()
+
+
+def test_one_mistaken_mark_cannot_silence_the_asset() -> None:
+    rng = np.random.default_rng(4)
+    n = 1000 + 1200
+    X = rng.normal(size=(n, len(SENSORS)))
+    X[1200:1400, 1] += 1000.0  # a huge fault, marked a false alarm by mistake
+    X[1800:2000, 2] += 3.0  # a fault of three noise widths on another sensor, later
+    ts = np.arange(n, dtype=np.int64) * 10**9
+    monitor = AssetMonitor("pump", MonitorConfig(baseline_rows=1000), SENSORS)
+    monitor.process_arrays(ts[:1600], X[:1600])
+    assert monitor.model_ is not None
+    derived = monitor.model_.alarm_enter(monitor.config)
+    assert monitor.learn_false_alarm(int(ts[1000]), int(ts[1599])) > 100
+    # the level rose at most FEEDBACK_MAX_RAISE nats above the derived one ...
+    assert surprise_at_probability(monitor.alarm_enter) <= surprise_at_probability(derived) + FEEDBACK_MAX_RAISE + 1e-6
+    # ... so the later fault elsewhere still alerts
+    assert monitor.process_arrays(ts[1600:], X[1600:]).anomaly[200:400].mean() > 0.5
+
+
+def test_feedback_is_refused_while_the_asset_adapts() -> None:
+    rng = np.random.default_rng(5)
+    X, ts = rng.normal(size=(1100, len(SENSORS))), np.arange(1100, dtype=np.int64) * 10**9
+    monitor = AssetMonitor("pump", MonitorConfig(baseline_rows=1000, adapt=True), SENSORS)
+    monitor.process_arrays(ts, X)
+    with pytest.raises(ValueError, match="feedback is learned only without adapt"):
+        monitor.learn_false_alarm(0, int(ts[-1]))

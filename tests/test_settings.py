@@ -162,6 +162,18 @@ def test_per_asset_overrides_reach_the_monitor_config(tmp_path: Path) -> None:
         pump.detector_params["eps"] = 1.0  # type: ignore[index]  # frozen: shared by every monitor of the asset
 
 
+def test_a_per_asset_null_turns_off_what_null_means_and_inherits_the_rest(tmp_path: Path) -> None:
+    body = (
+        "detector:\n  running_when: 'speed > 100'\n  enter: 0.99\n  assets:\n"
+        "    fan-2: {false_alerts_per_week: null, running_when: null, enter: null}\n"
+    )
+    detector = load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\n" + body)).detector
+    fan = detector.as_config("fan-2")
+    assert (fan.false_alerts_per_week, fan.running_when, fan.enter) == (None, None, 0.99)
+    other = detector.as_config("pump-8")
+    assert (other.false_alerts_per_week, other.running_when) == (1.0, "speed > 100")
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi import HTTPException
 
-from api.routes.alerts import parse_since
+from api.instants import parse_instant
 from ingest.timestamps import (
     INT64_MAX,
     INT64_MIN,
@@ -100,10 +100,10 @@ def test_formatters() -> None:
 
 
 def test_api_since_keeps_its_messages_and_now_nanoseconds_of_iso_text() -> None:
-    assert parse_since("2024-05-01T12:00:00.000000001Z") == T0 + 1
+    assert parse_instant("2024-05-01T12:00:00.000000001Z", "since") == T0 + 1
     for text, message in [("2024-05-01T12:00:00", "must include a zone"), ("soon", "or epoch seconds")]:
         with pytest.raises(HTTPException) as err:
-            parse_since(text)
+            parse_instant(text, "since")
         assert err.value.status_code == 422 and message in str(err.value.detail)
 
 

@@ -1,4 +1,5 @@
-"""POST /assets/{asset}/relearn: forget an asset's learned baseline and learn a new one."""
+"""POST /assets/{asset}/relearn: forget an asset's learned baseline and learn a new one.
+POST /assets/{asset}/feedback: an operator's verdict on the asset's alert rows in a period."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import RelearnDep
-from api.schemas import RelearnOut
+from api.deps import FeedbackDep, RelearnDep
+from api.instants import parse_instant
+from api.schemas import FeedbackIn, FeedbackOut, RelearnOut
 
 router = APIRouter(tags=["assets"])
 
@@ -27,3 +29,25 @@ def relearn_baseline(asset: str, relearn: RelearnDep, maintenance: MaintenancePa
     if not relearn(asset, maintenance):
         raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the start, no saved model")
     return RelearnOut(asset=asset, status="relearning", maintenance=maintenance)
+
+
+@router.post("/assets/{asset}/feedback", response_model=FeedbackOut)
+def alert_feedback(asset: str, body: FeedbackIn, feedback: FeedbackDep) -> FeedbackOut:
+    """``false_alarm``: the asset's alert rows stamped from ``start`` to ``end`` were normal running the
+    baseline never showed. They are learned as normal (the model is refitted with them and the alarm
+    level raised above them), so the same behaviour does not alert again; a fault elsewhere still
+    does. ``true_fault``: those rows were a fault and are never learned. ``rows`` says how many of the
+    asset's recent alert rows (one baseline length is kept) lay in the period; 0 changes nothing.
+    """
+    start_ns, end_ns = parse_instant(body.start, "start"), parse_instant(body.end, "end")
+    if end_ns < start_ns:
+        raise HTTPException(status_code=422, detail="end: before start")
+    try:
+        rows = feedback(asset, body.verdict, start_ns, end_ns)
+    except ValueError as exc:  # no learned baseline, or a model saved before feedback was kept
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    except TimeoutError:
+        raise HTTPException(status_code=503, detail="the detector did not answer in time; try again") from None
+    if rows is None:
+        raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the start, no saved model")
+    return FeedbackOut(asset=asset, verdict=body.verdict, rows=rows)

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import TypeVar
 
 from alerts.lifecycle import AlertManager
@@ -29,6 +30,7 @@ from ingest.messages import Reading
 from ingest.sink import Sink, SinkStopped
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
+from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
 from plantwatch.service.persistence import TRENDS_SAVE_INTERVAL_S, ModelPersistence
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
@@ -65,6 +67,7 @@ class DetectorStage:
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
+        self._feedback = FeedbackRequests()
         self._trends_saved_at = time.monotonic()
         if models is not None and maintenance is not None:
             models.restore_trends(maintenance)
@@ -85,10 +88,31 @@ class DetectorStage:
         ``maintenance=True``: the asset was overhauled, so its health trend and RUL history go too.
         """
         # An asset known only from its saved model (no readings since a restart) counts too.
-        if asset not in self.monitors and not (self.models is not None and self.models.has(asset)):
+        if not self.knows(asset):
             return False
         self._relearn.put((asset, maintenance))
         return True
+
+    def knows(self, asset: str) -> bool:
+        """Whether the asset has sent readings since the start or has a saved model."""
+        return asset in self.monitors or (self.models is not None and self.models.has(asset))
+
+    def request_feedback(self, asset: str, verdict: OperatorVerdict, start_ns: int, end_ns: int) -> Future[int] | None:
+        """Queue an operator's verdict on ``asset``'s alert rows stamped in ``[start_ns, end_ns]``
+        (``false_alarm``: learned as normal; ``true_fault``: never learned); None for an unknown asset.
+        The future answers with the rows learned or dropped, or the monitor's ``ValueError``."""
+        return self._feedback.submit(asset, verdict, start_ns, end_ns) if self.knows(asset) else None
+
+    def _feedback_applied(self, monitor: AssetMonitor, verdict: OperatorVerdict, rows: int) -> None:
+        self.counters.inc("plantwatch_feedback_total", verdict=verdict)
+        if rows and self.models is not None:
+            self.models.save(monitor)  # what an operator taught must survive a restart
+        log.warning(
+            "operator feedback on %s: %d alert rows %s",
+            monitor.asset,
+            rows,
+            "learned as normal" if verdict == FALSE_ALARM else "confirmed a fault, never to be learned",
+        )
 
     def _apply_relearn_requests(self) -> None:
         while True:
@@ -113,8 +137,9 @@ class DetectorStage:
             )
 
     def save_models(self) -> None:
-        """At shutdown, once the detector thread has stopped: relearns still queued, then every model."""
-        self._apply_relearn_requests()
+        """At shutdown, once the detector thread has stopped: relearns and feedback still queued, then
+        every model."""
+        self._apply_requests()
         if self.models is not None:
             for monitor in self.monitors.values():
                 self.models.save(monitor)
@@ -143,8 +168,12 @@ class DetectorStage:
                 self._count_detector_errors(1)
                 log.exception("detector stage failed on a batch of %d readings", len(readings))
 
-    def _process(self, readings: Sequence[Reading]) -> None:
+    def _apply_requests(self) -> None:
         self._apply_relearn_requests()
+        self._feedback.apply(lambda asset: self.monitors.get(asset) or self._new_monitor(asset), self._feedback_applied)
+
+    def _process(self, readings: Sequence[Reading]) -> None:
+        self._apply_requests()
         by_asset: dict[str, list[tuple[int, Mapping[str, float]]]] = {}
         for reading in readings:
             by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))

@@ -24,9 +24,12 @@ from ingest.messages import Inbound, Reading
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.writer import StageHealth, Writer
 from telemetry.counters import Counters
+
+FEEDBACK_TIMEOUT_S = 30.0  # how long POST /assets/{asset}/feedback waits for the detector thread
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,23 @@ class Pipeline:
     def relearn(self, asset: str, maintenance: bool = False) -> bool:
         """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""
         return self.detector.request_relearn(asset, maintenance)
+
+    def feedback(self, asset: str, verdict: str, start_ns: int, end_ns: int) -> int | None:
+        """An operator's verdict on ``asset``'s alert rows in ``[start_ns, end_ns]``
+        (``POST /assets/{asset}/feedback``): the rows learned or dropped once the detector thread
+        applied it; None for an unknown asset; the monitor's ``ValueError``; ``TimeoutError``."""
+        if verdict not in (FALSE_ALARM, TRUE_FAULT):
+            raise ValueError(f"verdict must be {FALSE_ALARM!r} or {TRUE_FAULT!r}, got {verdict!r}")
+        checked: OperatorVerdict = FALSE_ALARM if verdict == FALSE_ALARM else TRUE_FAULT
+        answer = self.detector.request_feedback(asset, checked, start_ns, end_ns)
+        if answer is None:
+            return None
+        try:  # a refit takes about a second; the detector thread may first finish a large batch
+            return answer.result(timeout=FEEDBACK_TIMEOUT_S)
+        except TimeoutError:
+            if answer.cancel():  # not started: it never will be, so "try again" is true
+                raise
+            return answer.result()  # being applied right now: its answer is moments away
 
     def health_report(self) -> dict[str, Any]:
         connected = bool(self.source.connected.is_set())

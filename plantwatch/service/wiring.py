@@ -167,6 +167,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         health=pipeline.health_report,
         maintenance=tracker.snapshot,
         relearn=pipeline.relearn,
+        feedback=pipeline.feedback,
         on_startup=pipeline.start,
         on_shutdown=on_shutdown,
     )
