@@ -179,6 +179,7 @@ class AlertManager:
                 verdict.score,
                 verdict.probability,
                 _ranked(verdict.contributions),
+                verdict.unseen_operating_point,
             )
         )
         self._open[verdict.asset] = _Tracked(alert, written_at_ns=verdict.ts_ns)
@@ -197,7 +198,12 @@ class AlertManager:
         )
         # The peak row is the highest *score*: probabilities saturate near 1 and stop ranking rows.
         if verdict.score > old.peak_score:
-            new = dataclasses.replace(new, peak_score=verdict.score, top_sensors=_ranked(verdict.contributions))
+            new = dataclasses.replace(
+                new,
+                peak_score=verdict.score,
+                top_sensors=_ranked(verdict.contributions),
+                unseen_operating_point=verdict.unseen_operating_point,
+            )
         if new == old:
             return []
         tracked.alert = new

@@ -37,6 +37,9 @@ class Alert:
     peak_score: float  # maintenance: the peak health index (1 = at the maintenance threshold)
     peak_probability: float  # maintenance: 0.0 (not applicable)
     top_sensors: tuple[Contribution, ...] = ()  # the contributions at the peak-score row
+    # The peak-score row lies at an operating point the baseline never covered (detector.operating_point):
+    # its top sensors are levels beyond the baseline's range together, not faults of those sensors.
+    unseen_operating_point: bool = False
 
     @classmethod
     def opened(
@@ -48,6 +51,7 @@ class Alert:
         peak_score: float,
         peak_probability: float,
         top_sensors: tuple[Contribution, ...],
+        unseen_operating_point: bool = False,
     ) -> Alert:
         """A new open alert that starts (and was last anomalous) at ``ts_ns``; the store assigns its id."""
         return cls(
@@ -62,6 +66,7 @@ class Alert:
             peak_score=peak_score,
             peak_probability=peak_probability,
             top_sensors=top_sensors,
+            unseen_operating_point=unseen_operating_point,
         )
 
     @property

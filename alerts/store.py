@@ -34,6 +34,7 @@ _COLUMNS = (
     "peak_score",
     "peak_probability",
     "top_sensors",
+    "unseen_operating_point",
 )
 _SELECT_COLUMNS = ("id", *_COLUMNS)
 
@@ -49,8 +50,13 @@ _SCHEMA_BODY = """
     severity TEXT NOT NULL,
     peak_score DOUBLE PRECISION NOT NULL,
     peak_probability DOUBLE PRECISION NOT NULL,
-    top_sensors TEXT NOT NULL
-"""
+    top_sensors TEXT NOT NULL"""
+
+# Columns added to the schema after its first version, as ``(name, type)``: a table created before one
+# gains it when the store opens, and the rows it holds read the default (an alert written before
+# alerts were judged for an unseen operating point was not judged one).
+_ADDED_COLUMNS = (("unseen_operating_point", "BOOLEAN NOT NULL DEFAULT FALSE"),)
+_SCHEMA_BODY += "".join(f",\n    {column} {kind}" for column, kind in _ADDED_COLUMNS) + "\n"
 
 SUPPORTED_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 
@@ -126,11 +132,12 @@ def _to_row(alert: Alert) -> tuple[Any, ...]:
         alert.peak_score,
         alert.peak_probability,
         _encode_sensors(alert.top_sensors),
+        alert.unseen_operating_point,
     )
 
 
 def _from_row(row: tuple[Any, ...] | sqlite3.Row) -> Alert:
-    (id_, asset, kind, state, started, last_anom, resolved, _activity, severity, score, prob, sensors) = row
+    (id_, asset, kind, state, started, last_anom, resolved, _activity, severity, score, prob, sensors, unseen) = row
     return Alert(
         id=int(id_),
         asset=asset,
@@ -143,6 +150,7 @@ def _from_row(row: tuple[Any, ...] | sqlite3.Row) -> Alert:
         peak_score=float(score),
         peak_probability=float(prob),
         top_sensors=_decode_sensors(sensors),
+        unseen_operating_point=bool(unseen),  # SQLite keeps a boolean as 0 or 1
     )
 
 
@@ -195,6 +203,10 @@ class SqliteAlertStore:
                 self._conn.execute(
                     f"CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT,{_SCHEMA_BODY})"
                 )
+                present = {row[1] for row in self._conn.execute("PRAGMA table_info(alerts)")}
+                for column, kind in _ADDED_COLUMNS:
+                    if column not in present:
+                        self._conn.execute(f"ALTER TABLE alerts ADD COLUMN {column} {kind}")
                 for ddl in _index_ddl():
                     self._conn.execute(ddl)
         except sqlite3.Error as exc:  # not a database, read-only, locked beyond busy_timeout
@@ -278,6 +290,8 @@ class PostgresAlertStore:
         conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY," + _SCHEMA_BODY + ")").format(self._table)
         )
+        for column, kind in _ADDED_COLUMNS:
+            conn.execute(sql.SQL(f"ALTER TABLE {{}} ADD COLUMN IF NOT EXISTS {column} {kind}").format(self._table))
         for ddl in _index_ddl():
             # Index DDL is shared with SQLite; only the table reference needs qualifying.
             conn.execute(sql.SQL(ddl.replace(" ON alerts", " ON {}")).format(self._table))

@@ -82,6 +82,9 @@ class AlertOut(BaseModel):
     peak_score: float
     peak_probability: float
     top_sensors: list[SensorContributionOut]
+    # True when the peak row lies at an operating point the baseline never covered: most sensors' levels
+    # beyond the baseline's range together, moved as its correlations move them; not a fault of each.
+    unseen_operating_point: bool
 
     @classmethod
     def from_alert(cls, alert: Alert) -> AlertOut:
@@ -98,6 +101,7 @@ class AlertOut(BaseModel):
             peak_score=alert.peak_score,
             peak_probability=alert.peak_probability,
             top_sensors=[SensorContributionOut.from_contribution(c) for c in alert.top_sensors],
+            unseen_operating_point=alert.unseen_operating_point,
         )
 
 

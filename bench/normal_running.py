@@ -108,14 +108,16 @@ def lag(x: np.ndarray, tau_s: float, start: float) -> np.ndarray:
     return out
 
 
-def load_profile(rng: np.random.Generator, n: int, stops: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Load (fraction of full) and running flag per second. The first hour runs the three operating
-    points for 20 minutes each; then dwell times of 20 min to 3 h at a random other point, 2-minute
-    ramps between them; with ``stops``, a stop of 20-90 minutes every 3-9 hours."""
+def load_profile(
+    rng: np.random.Generator, n: int, stops: bool, first_hour: Sequence[float] = LOADS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load (fraction of full) and running flag per second. The first hour runs the operating points
+    ``first_hour`` (the three, 20 minutes each); then dwell times of 20 min to 3 h at a random other
+    of the three, 2-minute ramps between them; with ``stops``, a stop of 20-90 minutes every 3-9 hours."""
     load = np.empty(n)
     running = np.ones(n, dtype=bool)
-    t, current = 0, LOADS[0]
-    segments: list[tuple[int, float]] = [(1200, LOADS[0]), (1200, LOADS[1]), (1200, LOADS[2])]
+    t, current = 0, first_hour[0]
+    segments = [(HOUR // len(first_hour), point) for point in first_hour]
     next_stop = HOUR + int(rng.integers(3 * HOUR, 9 * HOUR)) if stops else n
     while t < n:
         if segments:
@@ -139,10 +141,10 @@ def load_profile(rng: np.random.Generator, n: int, stops: bool) -> tuple[np.ndar
     return load, running
 
 
-def pump(seed: int, days: int, stops: bool) -> SensorLog:
+def pump(seed: int, days: int, stops: bool, first_hour: Sequence[float] = LOADS) -> SensorLog:
     rng = np.random.default_rng(seed)
     n = BASELINE_ROWS + days * DAY
-    load, running = load_profile(rng, n, stops)
+    load, running = load_profile(rng, n, stops, first_hour)
     seconds = np.arange(n)
     ambient = 20.0 + 3.0 * np.sin(2 * np.pi * (seconds / DAY - 0.3))
     # speed follows load through a 20 s lag: starts and stops take time

@@ -1,4 +1,5 @@
-"""Which sensors drive an anomalous row, and how far each is from what the baseline expects."""
+"""Which sensors drive an anomalous row, how far each is from what the baseline expects, and whether
+the row lies at an operating point the baseline never covered (:mod:`detector.operating_point`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.baseline import BaselineModel
-from detector.types import Contribution
+from detector.operating_point import unseen_operating_point
+from detector.types import Contribution, Explanation
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +25,18 @@ class Explainer:
     column_features: Sequence[str]
     top_k: int
 
-    def rows(self, X: np.ndarray, rows: np.ndarray, F: np.ndarray) -> dict[int, tuple[Contribution, ...]]:
+    def rows(self, X: np.ndarray, rows: np.ndarray, F: np.ndarray) -> dict[int, Explanation]:
         """The given rows of ``X`` (their model feature rows ``F``), keyed by row index."""
         model = self.model
         per_feature = model.detector.contributions(F)
         features = F
         if model.columns is not None:  # back to every sensor's columns; left-out ones contribute 0
             per_feature, features = _widen(per_feature, model.columns, 0.0), _widen(features, model.columns, np.nan)
-        return {int(r): self.top(X[r], features[j], per_feature[j]) for j, r in enumerate(rows.tolist())}
+        unseen = unseen_operating_point(model, self.column_features, X[rows], features, F).tolist()
+        return {
+            int(r): Explanation(self.top(X[r], features[j], per_feature[j]), unseen[j])
+            for j, r in enumerate(rows.tolist())
+        }
 
     def top(self, values: np.ndarray, features: np.ndarray, contribution: np.ndarray) -> tuple[Contribution, ...]:
         """One row's per-feature contributions aggregated to sensors: share, direction, value, expected range.

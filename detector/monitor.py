@@ -53,7 +53,7 @@ from detector.intake import SensorIntake, rows_to_arrays
 from detector.recalibration import GUARD_WINDOWS, Recalibration
 from detector.running import OperatingStates, alarm_resets
 from detector.state import Learned, MonitorState, decode, encode
-from detector.types import Contribution, Verdict
+from detector.types import Explanation, Verdict
 
 # Row status codes in ``ScoredRows.status``.
 WARMING_UP = 0
@@ -62,6 +62,8 @@ SKIPPED = 2
 STOPPED = 3  # running_when is false
 SETTLING = 4  # started, not yet scored: settle_s, then the feature window refilling
 NOT_RUNNING = (STOPPED, SETTLING)
+
+UNEXPLAINED = Explanation(())  # rows that are not anomalous, or were not asked to be explained
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +255,9 @@ class AssetMonitor:
         """The verdicts of these rows, how many were skipped, and how many stopped or settling."""
         if not rows:
             return [], 0, 0
-        out, contributions = self._process(*rows_to_arrays(rows), explain=True, events=events)
+        out, explanations = self._process(*rows_to_arrays(rows), explain=True, events=events)
         skipped, stopped = int((out.status == SKIPPED).sum()), int(np.isin(out.status, NOT_RUNNING).sum())
-        return self._verdicts(out, contributions), skipped, stopped
+        return self._verdicts(out, explanations), skipped, stopped
 
     # -- arrays ----------------------------------------------------------------------------------
 
@@ -263,9 +265,7 @@ class AssetMonitor:
         """Score a batch of aligned rows (in time order); the backtest's fast path."""
         return self._process(ts_ns, X, explain=False, events=[])[0]
 
-    def process_explained(
-        self, ts_ns: np.ndarray, X: np.ndarray
-    ) -> tuple[ScoredRows, dict[int, tuple[Contribution, ...]]]:
+    def process_explained(self, ts_ns: np.ndarray, X: np.ndarray) -> tuple[ScoredRows, dict[int, Explanation]]:
         """``process_arrays`` plus the explanation of every anomalous row, keyed by row index."""
         return self._process(ts_ns, X, explain=True, events=[])
 
@@ -273,17 +273,20 @@ class AssetMonitor:
         """Like ``process_arrays`` but as ``Verdict`` objects (skipped and settling rows give none)."""
         return self._verdicts(*self.process_explained(ts_ns, X))
 
-    def _verdicts(self, out: ScoredRows, contributions: dict[int, tuple[Contribution, ...]]) -> list[Verdict]:
+    def _verdicts(self, out: ScoredRows, explanations: dict[int, Explanation]) -> list[Verdict]:
         columns = (out.ts_ns, out.score, out.probability, out.anomaly, out.status)
-        return [
-            Verdict(self.asset, t, s, p, a, contributions.get(i, ()), st == WARMING_UP, st != STOPPED)
-            for i, (t, s, p, a, st) in enumerate(zip(*(c.tolist() for c in columns), strict=True))
-            if st in (WARMING_UP, SCORED, STOPPED)
-        ]
+        verdicts = []
+        for i, (t, s, p, a, st) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
+            if st not in (WARMING_UP, SCORED, STOPPED):
+                continue
+            why = explanations.get(i, UNEXPLAINED)
+            unseen = why.unseen_operating_point
+            verdicts.append(Verdict(self.asset, t, s, p, a, why.contributions, st == WARMING_UP, st != STOPPED, unseen))
+        return verdicts
 
     def _process(
         self, ts_ns: np.ndarray, X: np.ndarray, *, explain: bool, events: list[Event]
-    ) -> tuple[ScoredRows, dict[int, tuple[Contribution, ...]]]:
+    ) -> tuple[ScoredRows, dict[int, Explanation]]:
         """The scored rows, and with ``explain`` the explanation of every anomalous row by row index."""
         ts, X = self._check_input(ts_ns, X)
         unusable = self.operating.bind(self.asset, self.sensor_names)  # once the sensors are known
@@ -295,7 +298,7 @@ class AssetMonitor:
         self.late_rows_ += late
         rows, started_at = self._running_rows(ts, X, rows, out)
         rows = self._absorb_baseline(ts, X, rows, out, events)
-        explanations: dict[int, tuple[Contribution, ...]] = {}
+        explanations: dict[int, Explanation] = {}
         if rows.size:
             assert self.features_ is not None and self.model_ is not None
             features = self.features_.update(ts[rows], X[rows])
@@ -409,7 +412,7 @@ class AssetMonitor:
         resets: np.ndarray,
         out: ScoredRows,
         X: np.ndarray | None,
-        explanations: dict[int, tuple[Contribution, ...]],
+        explanations: dict[int, Explanation],
         events: list[Event],
     ) -> None:
         """Score in segments that end where adaptation refits, so batch splits never matter, and where

@@ -34,6 +34,16 @@ class Contribution:
 
 
 @dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why one anomalous row scored high: its top sensors, and whether it lies at an operating point
+    the baseline never covered (most sensors' levels beyond the baseline's range together, their
+    relations kept: :mod:`detector.operating_point`) rather than at a fault of those sensors."""
+
+    contributions: tuple[Contribution, ...]
+    unseen_operating_point: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The detector's output for one aligned row of one asset."""
 
@@ -47,3 +57,6 @@ class Verdict:
     # False while the asset is stopped (``running_when`` false): not scored, score and probability NaN,
     # anomaly False. Rows settling after a start give no verdict, as rows refilling after a gap.
     running: bool = True
+    # The explanation's judgement (anomalous rows only): the row lies at an operating point the baseline
+    # never covered, so its contributions name sensors beyond the baseline's range together, not faults.
+    unseen_operating_point: bool = False

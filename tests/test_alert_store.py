@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,9 +74,12 @@ def make_alert(asset: str = "pump-1", start_s: int = 100, **changes: object) -> 
 
 def test_insert_assigns_ids_and_round_trips_every_field(store: AlertStore) -> None:
     first = store.insert(make_alert())
-    second = store.insert(make_alert(asset="pump-2"))
+    second = store.insert(make_alert(asset="pump-2", unseen_operating_point=True))
     assert first.id is not None and second.id is not None and first.id != second.id
     assert store.list(asset="pump-1") == [first]  # includes top_sensors decoded from JSON
+    assert store.list(asset="pump-2") == [second] and second.unseen_operating_point
+    store.update(dataclasses.replace(second, unseen_operating_point=False))
+    assert store.list(asset="pump-2")[0].unseen_operating_point is False
 
 
 def test_update_overwrites_state_and_resolution(store: AlertStore) -> None:
@@ -169,6 +174,60 @@ def test_postgres_schema_creation_is_idempotent(pg_schema: str) -> None:
     first.close()
     again = PostgresAlertStore(PG_URL, schema=pg_schema)
     assert again.open_alerts() == [saved]
+    again.close()
+
+
+def _first_schema(table: str, id_type: str) -> tuple[str, str]:
+    """The alerts table as the first schema made it, before unseen_operating_point, and one row for it."""
+    create = (
+        f"CREATE TABLE {table} (id {id_type} PRIMARY KEY, asset TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,"
+        " started_at_ns BIGINT NOT NULL, last_anomalous_at_ns BIGINT NOT NULL, resolved_at_ns BIGINT,"
+        " last_activity_ns BIGINT NOT NULL, severity TEXT NOT NULL, peak_score DOUBLE PRECISION NOT NULL,"
+        " peak_probability DOUBLE PRECISION NOT NULL, top_sensors TEXT NOT NULL)"
+    )
+    sensors = json.dumps(
+        [{"sensor": "flow", "share": 1, "direction": "high", "value": 3, "expected_low": 1, "expected_high": 2}]
+    )
+    insert = (
+        f"INSERT INTO {table} (asset, kind, state, started_at_ns, last_anomalous_at_ns, last_activity_ns, severity,"
+        f" peak_score, peak_probability, top_sensors) VALUES ('pump-9', 'anomaly', 'open', 5, 6, 6, 'warning', 2.5,"
+        f" 0.99, '{sensors}')"
+    )
+    return create, insert
+
+
+def _reads_the_old_row_and_writes_new_ones(store: AlertStore) -> None:
+    (old,) = store.list()
+    assert old.asset == "pump-9" and old.unseen_operating_point is False  # the default of a row written before
+    assert old.top_sensors == (Contribution("flow", 1.0, "high", 3.0, 1.0, 2.0),)
+    new = store.insert(make_alert(unseen_operating_point=True))
+    assert store.list(asset="pump-1") == [new]
+
+
+def test_a_sqlite_table_of_the_first_schema_gains_the_new_column(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.db"
+    with sqlite3.connect(path) as db:
+        for statement in _first_schema("alerts", "INTEGER"):
+            db.execute(statement)
+    store = SqliteAlertStore(path)
+    _reads_the_old_row_and_writes_new_ones(store)
+    store.close()
+    again = SqliteAlertStore(path)  # opening it again adds nothing twice
+    assert len(again.list()) == 2
+    again.close()
+
+
+def test_a_postgres_table_of_the_first_schema_gains_the_new_column(pg_schema: str) -> None:
+    table = f'"{pg_schema}".alerts'
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        for statement in _first_schema(table, "BIGSERIAL"):
+            conn.execute(statement)
+    store = PostgresAlertStore(PG_URL, schema=pg_schema)
+    _reads_the_old_row_and_writes_new_ones(store)
+    store.close()
+    again = PostgresAlertStore(PG_URL, schema=pg_schema)
+    assert len(again.list()) == 2
     again.close()
 
 

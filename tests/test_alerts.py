@@ -64,8 +64,11 @@ def v(
     probability: float = 0.9,
     sensors: tuple[Contribution, ...] = (),
     warming_up: bool = False,
+    unseen: bool = False,
 ) -> Verdict:
-    return Verdict(asset, T0 + round(t_s * S), score, probability, anomaly, sensors, warming_up)
+    return Verdict(
+        asset, T0 + round(t_s * S), score, probability, anomaly, sensors, warming_up, unseen_operating_point=unseen
+    )
 
 
 def manager(store: RecordingStore | SqliteAlertStore, counters: Counters | None = None, **kw: float) -> AlertManager:
@@ -184,6 +187,20 @@ def test_peak_tracks_max_and_top_sensors_come_from_peak_row() -> None:
     alert = events[0].alert
     assert (alert.peak_score, alert.peak_probability, alert.top_sensors) == (5, 0.97, peak_sensors)
     assert alert.last_anomalous_at_ns == T0 + 3 * S
+
+
+def test_an_unseen_operating_point_is_said_of_the_alert_whose_peak_row_lies_at_one() -> None:
+    store = RecordingStore()
+    m = manager(store)
+    opened = m.observe(v(0, True, score=2, unseen=True))[0].alert
+    assert opened.unseen_operating_point and store.rows[1].unseen_operating_point
+    # a lower row says nothing of the alert; a new peak row replaces what it says, as its top sensors
+    assert m.observe(v(1, True, score=1.5, unseen=False)) == []
+    assert m.open_alerts()[0].unseen_operating_point
+    events = m.observe(v(2, True, score=4, unseen=False))
+    assert not events[0].alert.unseen_operating_point
+    resolved = m.observe(v(20, False))[0].alert
+    assert resolved.state == "resolved" and not resolved.unseen_operating_point
 
 
 def test_writes_are_coalesced_to_once_per_event_second() -> None:

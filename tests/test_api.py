@@ -91,6 +91,7 @@ def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> 
                     "within_expected": False,
                 }
             ],
+            "unseen_operating_point": False,
         }
     ]
 

@@ -157,6 +157,7 @@ def test_backtest_explains_every_anomalous_row(tmp_path: Path) -> None:
     assert in_fault and all(r["sensors"][0]["sensor"] == "temp" for r in in_fault)
     assert all(r["sensors"][0]["direction"] == "high" for r in in_fault)
     assert all(r["sensors"][0]["within_expected"] is False for r in in_fault)  # the step leaves its range
+    assert all(r["unseen_operating_point"] is False for r in records)  # one sensor: a fault, no new load
 
 
 def test_backtest_names_the_sensors_it_judges_by_movement_only(

@@ -466,10 +466,10 @@ def test_a_steady_sensor_beside_a_wandering_one_is_still_watched_and_explained(t
     out, explanations = m.process_explained(ts, X)
     assert out.anomaly[1530:1900].mean() > 0.9
     assert out.anomaly[400:1500].mean() < 0.02
-    tops = [explanations[i][0] for i in range(1530, 1900) if i in explanations]
+    tops = [explanations[i].contributions[0] for i in range(1530, 1900) if i in explanations]
     assert tops and all(c.sensor == "flow" and c.direction == "low" for c in tops)
     # the temperature is still watched, but only by its spread
-    assert all(c.feature == "spread" for i in explanations for c in explanations[i] if c.sensor == "temp")
+    assert all(c.feature == "spread" for why in explanations.values() for c in why.contributions if c.sensor == "temp")
     # the choice of columns survives a restart
     restored = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))
     first = AssetMonitor("pump", MonitorConfig(baseline_rows=400), ("flow", "current", "temp"))

@@ -237,7 +237,7 @@ def test_left_out_columns_explain_nothing_and_each_sensor_is_judged_by_its_drivi
     new_X[-5:, 0] += 8.0  # sensor 0 jumps
     F = model.model_rows(features.update(new_ts, new_X))
     explainer = Explainer(model, ("flow", "temp", "pressure"), config.column_features, 2)
-    top = explainer.rows(new_X, np.array([29]), F[29:])[29]
+    top = explainer.rows(new_X, np.array([29]), F[29:])[29].contributions
     assert top[0].sensor == "flow" and top[0].direction == "high" and len(top) <= 2
     assert all(c.feature == "spread" for c in top if c.sensor == "temp")
     assert sum(c.share for c in top) <= 1 + 1e-9

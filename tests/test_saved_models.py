@@ -68,7 +68,7 @@ def test_a_v1_model_restores_and_scores_the_next_rows_as_the_old_code_did(name: 
     recorded = {int(k): v for k, v in after["explanations"].items()}
     got = {
         k: [[c.sensor, c.share, c.direction, c.value, c.expected_low, c.expected_high, c.feature] for c in v]
-        for k, v in explanations.items()
+        for k, v in ((k, why.contributions) for k, why in explanations.items())
     }
     assert got == recorded
     assert monitor.is_warm == case["restored"]["warm"]  # (after the rows: a mid-baseline model learns)

@@ -146,6 +146,16 @@ class PcaSpc(DetectorMixin):
         """SPE / Q per row: squared norm of the residual off the PCA model plane (robust-z units)."""
         return self._statistics(self._standardise(X))[1]
 
+    def from_the_others(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(z, others)``: the rows in robust-z units, and where the model plane puts each column judged
+        from the rest of its row: the row's projection on the plane less the column's own part
+        (``sum_{i != j} H_ji z_i``, with ``H = P Pᵀ`` the projection). ``detector.operating_point``
+        asks whether the baseline's correlations move a sensor the way it moved."""
+        Z = self._standardise(X)
+        resid = self._statistics(Z)[3]
+        own = np.einsum("ja,ja->j", self.components_, self.components_)  # the diagonal of H
+        return Z, Z - resid - Z * own
+
     def score(self, X: np.ndarray) -> np.ndarray:
         t2, q, _, _ = self._statistics(self._standardise(X))
         r_t2, r_q = t2 / self.t2_limit_, q / self.q_limit_

@@ -23,7 +23,7 @@ import numpy as np
 from detector.config import MonitorConfig
 from detector.gate import usable_values
 from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
-from detector.types import Contribution
+from detector.types import Explanation
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import alarm_onsets, segment_delays
 
@@ -48,8 +48,9 @@ class BacktestResult:
     anomaly: np.ndarray  # bool; False during warm-up and on stopped or settling rows, held on skipped rows
     status: np.ndarray  # int8: detector.monitor.WARMING_UP / SCORED / SKIPPED / STOPPED / SETTLING
     train_rows: int
-    # Row index -> top contributing sensors, for anomalous rows (only when asked for: it costs time).
-    explanations: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
+    # Row index -> top contributing sensors and whether the row lies at an operating point the baseline
+    # never covered, for anomalous rows (only when asked for: it costs time).
+    explanations: dict[int, Explanation] = field(default_factory=dict)
     # Sensors whose level wandered over the baseline: judged by how they move only (see detector.baseline).
     drifting_sensors: tuple[str, ...] = ()
     # AssetMonitor.baseline_advice(): set when the alarm level rests on too few baseline scores, or on one episode.
@@ -116,16 +117,18 @@ def backtest_settings(config: MonitorConfig | None, train_rows: int) -> dict[str
 
 
 def write_explanations(path: str | Path, result: BacktestResult) -> None:
-    """JSON lines, one per anomalous row: its time, score, probability and top contributing sensors
+    """JSON lines, one per anomalous row: its time, score, probability, whether it lies at an operating
+    point the baseline never covered (``detector.operating_point``) and its top contributing sensors
     (share, direction, dominant feature, value, expected range, whether the value is inside it) —
     what an alert would say."""
     with open(path, "w", encoding="utf-8") as fh:
-        for row, contributions in sorted(result.explanations.items()):
+        for row, why in sorted(result.explanations.items()):
             record = {
                 "timestamp": result.timestamp_text[row],
                 "score": float(result.score[row]),
                 "probability": float(result.probability[row]),
-                "sensors": [{**dataclasses.asdict(c), "within_expected": c.within_expected} for c in contributions],
+                "unseen_operating_point": why.unseen_operating_point,
+                "sensors": [{**dataclasses.asdict(c), "within_expected": c.within_expected} for c in why.contributions],
             }
             fh.write(json.dumps(record) + "\n")
 
