@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
+import pytest
 
 from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
@@ -127,3 +129,20 @@ def test_the_judgement_is_the_same_whatever_the_batches_and_reaches_the_verdicts
     verdicts = AssetMonitor("pump", config, SENSORS).process(ts, X)
     assert {v.ts_ns for v in verdicts if v.unseen_operating_point} == {int(ts[row]) for row in unseen_rows(whole)}
     assert not any(v.unseen_operating_point for v in verdicts if not v.anomaly)
+
+
+def test_the_alert_line_says_unseen_operating_point_before_its_sensors(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from alerts.model import Alert
+    from detector.types import Contribution
+    from plantwatch.service.alert_log import log_alert_event
+
+    top = (Contribution("flow", 0.6, "high", 140.0, 60.0, 120.0, "level"),)
+    alert = Alert.opened("pump-1", "anomaly", 0, "warning", 9.0, 0.99999, top, unseen_operating_point=True)
+    with caplog.at_level("WARNING", logger="plantwatch.service"):
+        log_alert_event(SimpleNamespace(kind="opened", alert=alert))
+        log_alert_event(SimpleNamespace(kind="opened", alert=dataclasses.replace(alert, unseen_operating_point=False)))
+    first, second = caplog.messages
+    assert "an operating point the baseline never saw; top sensors: flow level=140" in first
+    assert "never saw" not in second

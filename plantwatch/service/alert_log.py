@@ -47,13 +47,17 @@ def log_alert_event(event: Any) -> None:
         f"{c.sensor}{_feature_suffix(c.feature)}={c.value:.4g} ({_how_far(c)}, {c.share:.0%})"
         for c in alert.top_sensors
     )
+    # Sensors that moved together beyond the baseline's range, as a new load would: say so first,
+    # so the line does not read as a fault of each of them.
+    where = "an operating point the baseline never saw; " if getattr(alert, "unseen_operating_point", False) else ""
     log.log(
         level,
-        "alert %s: asset=%s kind=%s severity=%s peak_probability=%.9f top sensors: %s",
+        "alert %s: asset=%s kind=%s severity=%s peak_probability=%.9f %stop sensors: %s",
         event.kind,
         alert.asset,
         alert.kind,
         alert.severity,
         alert.peak_probability,
+        where,
         sensors or "-",
     )
