@@ -1,6 +1,6 @@
 """What the false-alert target costs: faults injected after days of normal running, flagged or not.
 
-    python bench/sensitivity.py [--config FILE] [--seeds 1,2,3]
+    python bench/sensitivity.py [--config FILE] [--seeds 1,2,3] [--sizes 1,2,3,5]
 
 The generated data of ``bench/normal_running.py`` (independent sensors; the pump at three operating
 points), a one-hour baseline, then three days of normal running and a 10-minute step of 1-5 noise
@@ -45,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML config whose detector section to use (default: the live default)")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument("--sizes", default="1,2,3,5", help="comma-separated steps in noise widths (default 1,2,3,5)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    sizes = [float(s) for s in args.sizes.split(",")]
     print("scenario          step (noise widths)  per seed: share of the step's rows flagged @ first flag")
     for scenario in ("independent", "operating_points"):
-        for size in (1.0, 2.0, 3.0, 5.0):
+        for size in sizes:
             cells = []
             for seed in seeds:
                 share, delay = flagged(scenario, seed, size, args.config)
