@@ -52,8 +52,9 @@ class AlertRate:
 
     rho: float  # alerts per exceeding row, measured on the baseline (1.0: not measurable, the bound)
     sample_s: float  # the baseline's median sampling interval, seconds
-    # The highest probability the model gives any row (``reachable_probability``): detectors whose
-    # scores stop growing (iforest, ecod, copod, hbos) never reach a level beyond it.
+    # The probability a row reaches with any one feature column far outside the baseline
+    # (``reachable_probability``): detectors whose scores stop growing (iforest, ecod, copod, hbos)
+    # never reach a level beyond it.
     reachable: float = 1.0
 
     def cap(self, floor: float) -> float:
@@ -61,18 +62,20 @@ class AlertRate:
         the most they reach), never below ``floor``; 1.0 when the model's scores grow without bound."""
         if self.reachable >= probability_at_surprise(REACHABLE_SURPRISE):
             return 1.0
-        level = -math.log(max(1.0 - self.reachable, 1e-300)) - 1.0
-        return max(floor, probability_at_surprise(level))
+        return max(floor, probability_at_surprise(surprise_at_probability(self.reachable) - 1.0))
 
     def surprise_level(self, false_alerts_per_week: float) -> float:
         """The entry level in surprise units ``-ln S`` for this target."""
         rows_per_week = WEEK_S / self.sample_s
         return math.log(max(self.rho * rows_per_week / false_alerts_per_week, 1.0))
 
+    def derived(self, false_alerts_per_week: float, floor: float) -> float:
+        """The entry level the target asks for, as a calibrated probability, at least ``floor``."""
+        return max(floor, probability_at_surprise(self.surprise_level(false_alerts_per_week)))
+
     def enter(self, false_alerts_per_week: float, floor: float) -> float:
-        """The entry level as a calibrated probability, at least ``floor`` and at most ``cap(floor)``."""
-        level = self.surprise_level(false_alerts_per_week)
-        return min(max(floor, probability_at_surprise(level)), self.cap(floor))
+        """The entry level: ``derived``, at most ``cap(floor)``."""
+        return min(self.derived(false_alerts_per_week, floor), self.cap(floor))
 
 
 def probability_at_surprise(level: float) -> float:

@@ -54,9 +54,13 @@ class AlertRows:
         self.ts = np.concatenate([self.ts, ts])[-capacity:]
         self.F = np.vstack([self.F, F])[-capacity:]
 
+    def inside(self, start_ns: int, end_ns: int) -> np.ndarray:
+        """Which rows are stamped in ``[start_ns, end_ns]``."""
+        return np.asarray((self.ts >= start_ns) & (self.ts <= end_ns))
+
     def take(self, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Remove and return the rows stamped in ``[start_ns, end_ns]``."""
-        inside = (self.ts >= start_ns) & (self.ts <= end_ns)
+        inside = self.inside(start_ns, end_ns)
         taken = self.ts[inside], self.F[inside]
         self.ts, self.F = self.ts[~inside], self.F[~inside]
         return taken
@@ -82,19 +86,19 @@ class Feedback:
         if flags.any():
             self.alerts.add(ts[flags], F[flags], ALERT_ROWS_KEPT * config.baseline_rows)
 
-    def learn(self, start_ns: int, end_ns: int, config: MonitorConfig) -> tuple[np.ndarray, FittedModels | None]:
-        """Learn the alert rows stamped in ``[start_ns, end_ns]`` as normal: those rows, and the
-        refitted models (None when no kept alert row lies in that period)."""
-        inside = (self.alerts.ts >= start_ns) & (self.alerts.ts <= end_ns)
+    def learn(self, start_ns: int, end_ns: int, config: MonitorConfig) -> tuple[int, FittedModels | None]:
+        """Learn the alert rows stamped in ``[start_ns, end_ns]`` as normal: how many, and the refitted
+        models (None when no kept alert row lies in that period)."""
+        inside = self.alerts.inside(start_ns, end_ns)
         if not inside.any():
-            return self.alerts.F[inside], None
+            return 0, None
         marked = np.vstack([self.marked, self.alerts.F[inside]])[-MARKED_NORMAL_KEPT * config.baseline_rows :]
         fitted = fit_models(self.baseline, config, normal=marked)  # first: a failing fit changes nothing
-        _, rows = self.alerts.take(start_ns, end_ns)
+        self.alerts.take(start_ns, end_ns)
         self.marked = marked
         highest = float(np.max(fitted.calibrator.transform(fitted.detector.score(marked))))
         self.enter_ = float(np.nextafter(highest, 1.0))
-        return rows, fitted
+        return int(inside.sum()), fitted
 
     def forget(self, start_ns: int, end_ns: int) -> int:
         """Drop the alert rows stamped in ``[start_ns, end_ns]`` (a true fault); how many."""

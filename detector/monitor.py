@@ -217,7 +217,7 @@ class AssetMonitor:
         target = config.false_alerts_per_week
         if model is None or target is None:
             return None
-        derived = max(config.enter, probability_at_surprise(model.alert_rate.surprise_level(target)))
+        derived = model.alert_rate.derived(target, config.enter)
         return capped_advice(self.asset, derived, model.alarm_cap(config), config)
 
     # -- live path -------------------------------------------------------------------------------
@@ -392,11 +392,11 @@ class AssetMonitor:
             events.append(self.baseline_failure_)
             return
         self.model_, self.features_ = model, features
-        self.alarm_.enter = model.alarm_enter(config)
         self.gate.after_baseline(ts, self._window_s())
         self.adaptation_ = Adaptation.start(config, F) if config.adapt else None
         self.recalibration_ = Recalibration.start(config, model.calibrator) if config.recalibrates else None
         self.feedback_ = Feedback.start(F)
+        self.alarm_.enter = self.alarm_enter
         events.append(BaselineLearned(self.drifting_sensors, self.baseline_advice()))
 
     def _fit(self, F: np.ndarray, config: MonitorConfig) -> FittedModels:
@@ -481,7 +481,7 @@ class AssetMonitor:
             self.recalibration_ = Recalibration.start(self.config, fitted.calibrator)
         self.alarm_.enter = self.alarm_enter
         self.refits_ += 1
-        return int(rows.shape[0])
+        return rows
 
     def mark_true_fault(self, start_ns: int, end_ns: int) -> int:
         """An operator confirmed the alert rows stamped in ``[start_ns, end_ns]`` a fault: they can never
