@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+import normal_running as nr  # the generators of the normal-running bench (bench/ is the script's folder)
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import normal_running as nr  # noqa: E402  (the generators of the normal-running bench)
-
-from plantwatch.offline.backtest import run_backtest  # noqa: E402
-from plantwatch.settings import load_settings  # noqa: E402
+from plantwatch.offline.backtest import run_backtest
+from plantwatch.settings import load_settings
 
 STEP_ROWS = 600  # ten minutes at 1 Hz
 AT = nr.BASELINE_ROWS + 3 * nr.DAY  # after three days of normal running

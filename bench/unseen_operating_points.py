@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from detection import SKAB_LABELS, SKAB_TRAIN_ROWS
 from normal_running import BASELINE_ROWS, DEFAULT_DATA, LOADS, load_profile, pump
 
 from detector.config import MonitorConfig
@@ -38,8 +39,6 @@ from plantwatch.offline.backtest import BacktestResult, run_backtest
 from plantwatch.offline.evaluation import alarm_onsets
 from plantwatch.settings import load_settings
 
-SKAB_TRAIN_ROWS = 400
-SKAB_LABELS = ("anomaly", "changepoint")  # both kept out of the sensors; only `anomaly` marks a fault
 NEW_POINT_BASELINE = LOADS[:2]  # the baseline hour of new_operating_point: the two lower loads
 ABOVE_BASELINE = 0.85  # a peak row above this load runs beyond every load of that baseline
 
