@@ -44,6 +44,7 @@ from detector.alert_rate import probability_at_surprise, surprise_at_probability
 from detector.align import Row
 from detector.baseline import BaselineModel, BaselineRows, FittedModels, fit_models, learn_baseline
 from detector.config import MonitorConfig
+from detector.detectability import SmallestShifts, level_columns, smallest_shifts
 from detector.events import BaselineFailed, BaselineLearned, Event, LeftOut, ModelRefitted, SensorsRediscovered
 from detector.explain import Explainer
 from detector.features import RollingFeatures
@@ -131,6 +132,7 @@ class AssetMonitor:
         self.rows_seen_ = self.scored_rows_ = self.skipped_rows_ = self.late_rows_ = self.refits_ = 0
         self.baseline_failures_ = self.recalibrations_ = 0
         self.baseline_failure_: BaselineFailed | None = None  # the last one: why, and what to change
+        self._steps: tuple[object, float, SmallestShifts | None] | None = None  # (detector, level, steps)
 
     # -- what it knows ---------------------------------------------------------------------------
 
@@ -189,6 +191,29 @@ class AssetMonitor:
             ceiling = probability_at_surprise(surprise_at_probability(derived) + FEEDBACK_MAX_RAISE)
             raised.append(min(feedback.enter_, ceiling))
         return min(max(raised), max(derived, model.alarm_cap(self.config)))
+
+    def smallest_shifts(self) -> SmallestShifts | None:
+        """The smallest settled shift of each sensor's level the alarm flags now (:mod:`detector.detectability`),
+        worked out again when the model or the alarm level changed; None before a baseline, for a
+        model restored without its baseline rows, and above ``MAX_SENSORS`` sensors."""
+        model, feedback, level = self.model_, self.feedback_, self.alarm_enter
+        if model is None or feedback is None:
+            return None
+        cached = self._steps
+        if cached is not None and cached[0] is model.detector and cached[1] == level:
+            return cached[2]
+        d = model.drifting.size
+        steps = smallest_shifts(
+            model.detector,
+            model.calibrator,
+            surprise_at_probability(level),
+            feedback.baseline,
+            level_columns(d, self.config.column_features, model.columns),
+            model.expected_high - model.expected_low,
+            self.sensor_names or tuple(f"x{j}" for j in range(d)),
+        )
+        self._steps = (model.detector, level, steps)
+        return steps
 
     @property
     def scores_beyond_enter(self) -> float | None:

@@ -96,6 +96,7 @@ def test_backtest_writes_the_contract(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "precision" in printed and "recall" in printed and "F1" in printed
     assert "scores lie beyond enter=0.995, so the tail the alarm level" in printed  # 300 rows: ~1.5 of them
     assert "alarm level: probability >= 0.99" in printed and "(derived for 1 false alerts per week)" in printed
+    assert "smallest settled shift of each sensor the alarm flags" in printed and "flow +" in printed
     assert "as many rows (--train-rows " in printed and "baseline_rows" not in printed  # the flag, not the key
     assert "labelled segments after row 300: 1 of 1 flagged; first flag a median" in printed
     rows = _read_scores(out)

@@ -244,6 +244,10 @@ def test_fault_raises_alert_and_every_reading_is_stored(
     assert "baseline_rows >=" in health["baselines"]["pump-7"]["advice"]
     # the alarm level derived for 1 false alert per week lies far beyond the per-row floor enter 0.995
     assert 0.9999 < health["baselines"]["pump-7"]["alarm_enter"] < 1.0
+    shifts = health["baselines"]["pump-7"]["smallest_shifts"]  # what the model can see, per sensor
+    assert len(shifts) == SENSOR_COUNT
+    drifting = set(health["baselines"]["pump-7"]["drifting_sensors"])
+    assert all(shifts[name]["up"] > 0 and shifts[name]["down"] > 0 for name in set(shifts) - drifting)
     metrics = httpx.get(f"{base}/metrics", timeout=5).text
     assert 'plantwatch_messages_rejected_total{reason="malformed_json"} 1' in metrics
     assert 'plantwatch_messages_rejected_total{reason="bad_encoding"} 1' in metrics

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from detector.config import MIN_BASELINE_ROWS
+from detector.detectability import describe_shifts
 from plantwatch.cli.common import add_log_level, input_file, output_file
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
@@ -116,6 +117,11 @@ def main(args: argparse.Namespace) -> int:
         target = summary["settings"]["false_alerts_per_week"]
         why = f"derived for {target:g} false alerts per week" if target is not None else "enter"
         print(f"alarm level: probability >= {summary['alarm_enter']:.7f} ({why})")
+    if summary["smallest_shifts"]:
+        print(
+            "smallest settled shift of each sensor the alarm flags (a slow change; a sudden step shows "
+            "sooner): " + describe_shifts(summary["smallest_shifts"])
+        )
     if summary["drifting_sensors"]:
         print(
             "level wanders over the baseline, judged by how they move only: " + ", ".join(summary["drifting_sensors"])

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from detector.config import MonitorConfig
+from detector.detectability import SmallestShifts
 from detector.gate import usable_values
 from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
 from detector.types import Explanation
@@ -59,6 +60,8 @@ class BacktestResult:
     no_baseline: str | None = None
     # The calibrated probability the alarm entered at (AssetMonitor.alarm_enter).
     alarm_enter: float | None = None
+    # At the end of the log: the smallest settled shift of each sensor's level the alarm flags.
+    smallest_shifts: SmallestShifts | None = None
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -107,6 +110,7 @@ def run_backtest(
         baseline_advice=monitor.baseline_advice(),
         no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows, out.status),
         alarm_enter=monitor.alarm_enter if monitor.is_warm else None,
+        smallest_shifts=monitor.smallest_shifts(),
     )
 
 
@@ -238,6 +242,7 @@ def backtest_main(
         "anomalous_rows": int(np.sum(result.anomaly)),
         "alerts": int(alarm_onsets(result.anomaly).size),
         "alarm_enter": result.alarm_enter,
+        "smallest_shifts": result.smallest_shifts.as_dict() if result.smallest_shifts is not None else None,
         "drifting_sensors": list(result.drifting_sensors),
         "baseline_advice": result.baseline_advice,
         "settings": backtest_settings(config, train_rows),
