@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
 from detector.monitor import NOT_RUNNING, SCORED
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.backtest import run_backtest
-from plantwatch.offline.evaluation import alarm_onsets
 from plantwatch.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

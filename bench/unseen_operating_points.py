@@ -33,10 +33,10 @@ import numpy as np
 from detection import SKAB_LABELS, SKAB_TRAIN_ROWS
 from normal_running import BASELINE_ROWS, DEFAULT_DATA, LOADS, load_profile, pump
 
+from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.backtest import BacktestResult, run_backtest
-from plantwatch.offline.evaluation import alarm_onsets
 from plantwatch.settings import load_settings
 
 NEW_POINT_BASELINE = LOADS[:2]  # the baseline hour of new_operating_point: the two lower loads

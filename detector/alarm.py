@@ -118,3 +118,11 @@ class HysteresisAlarm:
         self.exit_run_ = int(np.asarray(state["exit_run"]))
         self.suppress_left_ = int(np.asarray(state["suppress_left"]))
         return self
+
+
+def alarm_onsets(flags: np.ndarray) -> np.ndarray:
+    """Row indices where the flag switches on (row 0 counts if it is already on): one per alert."""
+    p = np.asarray(flags, dtype=bool)
+    if p.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(p & ~np.concatenate(([False], p[:-1])))

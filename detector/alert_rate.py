@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector.alarm import HysteresisAlarm
+from detector.alarm import HysteresisAlarm, alarm_onsets
 from detector.base import Detector
 from detector.calibration import SATURATION_SURVIVAL, Calibrator, log_survival_to_probability
 
@@ -109,7 +109,7 @@ def measure_rho(scores: np.ndarray, calibrator: Calibrator, alarm: HysteresisAla
         exit = min(exit_level, enter)
         trial = HysteresisAlarm(enter, exit, alarm.min_duration, alarm.exit_duration, alarm.suppress_rows)
         flags = trial.run(probability)
-        alerts = int(flags[0]) + int(np.count_nonzero(flags[1:] & ~flags[:-1]))
+        alerts = int(alarm_onsets(flags).size)
         if alerts >= MIN_ALERTS:
             return min(1.0, alerts / (finite.size * math.exp(-level)))
     return 1.0

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from detector.alarm import alarm_onsets
 from plantwatch.offline.evaluation import (
     NAB_STANDARD,
     NabProfile,
-    alarm_onsets,
     delay_summary,
     nab_corpus,
     nab_fp_weight,

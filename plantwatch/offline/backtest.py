@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
 from detector.detectability import SmallestShifts
 from detector.gate import usable_values
 from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
 from detector.types import Explanation
 from ingest.logfile import SensorLog, read_sensor_log
-from plantwatch.offline.evaluation import alarm_onsets, segment_delays
+from plantwatch.offline.evaluation import segment_delays
 
 # Settings that apply only live: a log's rows are already aligned, so staleness and sensor discovery
 # never apply (and baseline_rows is replaced by train_rows).

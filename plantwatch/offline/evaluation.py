@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.alarm import alarm_onsets
 from ingest.timestamps import INT64_MAX, INT64_MIN, OUTSIDE_INT64, TimeParseError, iso_to_ns
 
 NS_PER_HOUR = 3_600_000_000_000
@@ -207,14 +208,6 @@ def _first(idx: np.ndarray) -> int:
 
 def _last(idx: np.ndarray) -> int:
     return int(idx[-1]) if idx.size else -1
-
-
-def alarm_onsets(pred: np.ndarray) -> np.ndarray:
-    """Row indices where the flag switches on (row 0 counts if it is already on)."""
-    p = np.asarray(pred, dtype=bool)
-    if p.size == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(p & ~np.concatenate(([False], p[:-1])))
 
 
 def segment_delays(pred: np.ndarray, label: np.ndarray, timestamps_ns: np.ndarray) -> list[float | None]:
