@@ -18,13 +18,14 @@ A settled shift of ``s`` moves a sensor's ``raw`` and ``level`` features by ``s`
 ``spread``, ``slope``, ``range`` and ``residual`` as they were, so the probe adds ``s`` to those
 columns of real baseline feature rows and scores them with the live detector and calibrator. A
 sensor judged only by how it moves (a drifting sensor, or features without a level) has no shift
-that reaches the alarm: ``inf``. So has one whose shift would be beyond ``MAX_RANGES`` times its
-baseline range (detectors whose scores saturate, iforest or copod, stop growing there).
+that reaches the alarm: ``inf``. So has one whose shift would be beyond the grid's last step (256
+times its baseline range: detectors whose scores saturate, iforest or copod, stop growing there).
 
 The search: a geometric grid of shifts from 1/64 of the sensor's baseline range (its central 99 %
 of readings) up, then bisection between the last grid shift that fell short and the first that
 reached. It costs ``2 x sensors x (grid + bisections) x SAMPLE_ROWS`` scored rows (about 20 ms for
-8 sensors); above ``MAX_SENSORS`` it is not computed.
+8 sensors), so the service works it out on the detector thread once per model and alarm level
+(:meth:`detector.monitor.AssetMonitor.smallest_shifts`); above ``MAX_SENSORS`` it is not computed.
 """
 
 from __future__ import annotations
@@ -41,10 +42,8 @@ from detector.calibration import Calibrator
 LEVEL_SHIFTED = ("raw", "level")  # the features a settled shift moves by the shift itself
 SAMPLE_ROWS = 48  # baseline rows the shift is tried on (evenly spaced through the baseline)
 GRID = tuple(2.0**k for k in range(-6, 9))  # shifts in baseline ranges: 1/64 .. 256
-MAX_RANGES = GRID[-1]
 BISECTIONS = 8  # halvings of the bracket: the shift is known to about 2^-8 of it (bracket 2x: 0.4 %)
 MAX_SENSORS = 200  # beyond this the probe costs seconds on the detector thread: not computed
-REL_TOL = 2.0**-BISECTIONS
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,7 +132,8 @@ class AssetMonitor:
         self.rows_seen_ = self.scored_rows_ = self.skipped_rows_ = self.late_rows_ = self.refits_ = 0
         self.baseline_failures_ = self.recalibrations_ = 0
         self.baseline_failure_: BaselineFailed | None = None  # the last one: why, and what to change
-        self._steps: tuple[object, float, SmallestShifts | None] | None = None  # (detector, level, steps)
+        # (detector, alarm level, shifts): worked out for that detector at that level
+        self._shifts: tuple[object, float, SmallestShifts | None] | None = None
 
     # -- what it knows ---------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class AssetMonitor:
         model = self.model_  # read once: /healthz asks from another thread than the one resetting
         if model is None:
             return ()
-        names = self.sensor_names or tuple(f"x{j}" for j in range(model.drifting.size))
+        names = self._names(model.drifting.size)
         return tuple(name for name, flag in zip(names, model.drifting.tolist(), strict=True) if flag)
 
     @property
@@ -192,28 +193,36 @@ class AssetMonitor:
             raised.append(min(feedback.enter_, ceiling))
         return min(max(raised), max(derived, model.alarm_cap(self.config)))
 
-    def smallest_shifts(self) -> SmallestShifts | None:
+    def smallest_shifts(self, *, work_out: bool = True) -> SmallestShifts | None:
         """The smallest settled shift of each sensor's level the alarm flags now (:mod:`detector.detectability`),
         worked out again when the model or the alarm level changed; None before a baseline, for a
-        model restored without its baseline rows, and above ``MAX_SENSORS`` sensors."""
+        model restored without its baseline rows, and above ``MAX_SENSORS`` sensors. With ``work_out``
+        False (another thread asking, /healthz) only what was worked out for the current model and
+        level, else None: the work belongs to the thread that scores."""
         model, feedback, level = self.model_, self.feedback_, self.alarm_enter
         if model is None or feedback is None:
             return None
-        cached = self._steps
+        cached = self._shifts
         if cached is not None and cached[0] is model.detector and cached[1] == level:
             return cached[2]
+        if not work_out:
+            return None
         d = model.drifting.size
-        steps = smallest_shifts(
+        shifts = smallest_shifts(
             model.detector,
             model.calibrator,
             surprise_at_probability(level),
             feedback.baseline,
             level_columns(d, self.config.column_features, model.columns),
             model.expected_high - model.expected_low,
-            self.sensor_names or tuple(f"x{j}" for j in range(d)),
+            self._names(d),
         )
-        self._steps = (model.detector, level, steps)
-        return steps
+        self._shifts = (model.detector, level, shifts)
+        return shifts
+
+    def _names(self, d: int) -> tuple[str, ...]:
+        """The sensor names, or ``x0``, ``x1``, ... for a monitor given arrays without names."""
+        return self.sensor_names or tuple(f"x{j}" for j in range(d))
 
     @property
     def scores_beyond_enter(self) -> float | None:
@@ -467,7 +476,7 @@ class AssetMonitor:
             if self.feedback_ is not None:
                 self.feedback_.remember_alerts(out.ts_ns[idx], F[seg], flags, config)
             if X is not None and flags.any():
-                names = self.sensor_names or tuple(f"x{j}" for j in range(X.shape[1]))
+                names = self._names(X.shape[1])
                 explainer = Explainer(model, names, config.column_features, config.top_k)
                 explanations.update(explainer.rows(X, idx[flags], F[seg][flags]))
             if adaptation is not None:

@@ -76,13 +76,15 @@ def test_a_sensor_judged_only_by_how_it_moves_has_no_shift() -> None:
     assert "d not by its level" in shifts.describe() and "a +" in shifts.describe()
 
 
-def test_none_before_a_baseline_and_worked_out_once_per_model_and_level() -> None:
+def test_none_before_a_baseline_and_worked_out_once_per_model_and_level_by_the_scoring_thread() -> None:
     rng = np.random.default_rng(8)
     monitor = AssetMonitor("pump", dataclasses.replace(MonitorConfig(), baseline_rows=BASELINE), SENSORS)
     assert monitor.smallest_shifts() is None
     monitor.process_arrays(np.arange(BASELINE, dtype=np.int64) * 10**9, rng.normal(size=(BASELINE, 4)))
+    assert monitor.smallest_shifts(work_out=False) is None  # /healthz never does the work itself
     first = monitor.smallest_shifts()
     assert first is not None and monitor.smallest_shifts() is first
+    assert monitor.smallest_shifts(work_out=False) is first
 
 
 def test_level_columns_follow_the_model_columns() -> None:

@@ -105,6 +105,7 @@ class DetectorStage:
 
     def _feedback_applied(self, monitor: AssetMonitor, verdict: OperatorVerdict, rows: int) -> None:
         self.counters.inc("plantwatch_feedback_total", verdict=verdict)
+        self._work_out_shifts(monitor)
         if rows and self.models is not None:
             self.models.save(monitor)  # what an operator taught must survive a restart
         log.warning(
@@ -224,7 +225,18 @@ class DetectorStage:
             log_baseline_learned(asset, learned[-1])
         if self.models is not None and (learned or any(isinstance(e, ModelRefitted) for e in events)):
             self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
+        self._work_out_shifts(monitor)
         return observed.verdicts
+
+    def _work_out_shifts(self, monitor: AssetMonitor) -> None:
+        """What the asset's model can see (``/healthz`` ``smallest_shifts``), worked out here on the
+        detector thread once per model and alarm level (a check otherwise), never by the endpoint.
+        A failure costs that figure only, not the batch's verdicts."""
+        try:
+            monitor.smallest_shifts()
+        except Exception:
+            self._count_detector_errors(1)
+            log.exception("working out the smallest flagged shifts of %s failed", monitor.asset)
 
     def _report_unknown_sensors(self, monitor: AssetMonitor, events: list[UnknownSensors]) -> None:
         """Name each sensor outside the asset's model once (their values are counted as left out).

@@ -41,9 +41,7 @@ class FeedbackRequests:
         self._queue.put(request)
         return request.answer
 
-    def apply(
-        self, monitor_of: Callable[[str], AssetMonitor], applied: Callable[[AssetMonitor, OperatorVerdict, int], None]
-    ) -> None:
+    def apply(self, monitor_of: Callable[[str], AssetMonitor], applied: Applied) -> None:
         """Apply every queued request to ``monitor_of(asset)``; ``applied(monitor, verdict, rows)`` after each."""
         while True:
             try:

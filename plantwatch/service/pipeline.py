@@ -162,7 +162,7 @@ class Pipeline:
 
 
 def _shifts(monitor: AssetMonitor) -> dict[str, dict[str, float | None]] | None:
-    """The smallest settled shift of each sensor the alarm flags (worked out once per model and alarm
-    level, about 20 ms for 8 sensors; None before a baseline)."""
-    shifts = monitor.smallest_shifts()
+    """The smallest settled shift of each sensor the alarm flags, as the detector thread worked it out
+    for the current model and alarm level (None before a baseline, or until it has)."""
+    shifts = monitor.smallest_shifts(work_out=False)
     return shifts.as_dict() if shifts is not None else None
