@@ -1,13 +1,15 @@
 """False alerts on normal running: alerts per asset-week of the default configuration, no fault anywhere.
 
-    python bench/normal_running.py [--config FILE] [--days N] [--seeds 1,2] [--only NAME] [--json OUT]
+    python bench/normal_running.py [--config FILE] [--days N] [--seeds 1,2] [--only NAME] [--baseline-hours H]
+                                   [--json OUT]
 
 Every scenario is run through ``plantwatch.offline.backtest.run_backtest`` (the code behind the
 CLI's ``backtest`` command, the same monitor the live service runs) with the detector settings of
 the embedded default configuration (or the ``detector`` section of ``--config FILE``), a one-hour
-baseline (3,600 rows at 1 Hz) and everything after it scored. An *alert* is an alarm onset, each
-0→1 of the ``anomaly`` flag: what an operator is paged for. No row of these data is a fault, so every
-alert is false; alerts per asset-week = onsets / scored days x 7.
+baseline (3,600 rows at 1 Hz; ``--baseline-hours`` for another length: the generated scenarios then
+run that much longer, so the scored days stay the same) and everything after it scored. An *alert*
+is an alarm onset, each 0→1 of the ``anomaly`` flag: what an operator is paged for. No row of these
+data is a fault, so every alert is false; alerts per asset-week = onsets / scored days x 7.
 
 Scenarios (generated with fixed seeds; ``--seeds`` runs each generated one once per seed):
 
@@ -68,7 +70,7 @@ STOP_START_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    make: Callable[[int, int], SensorLog]  # (seed, scored days) -> log
+    make: Callable[[int, int, int], SensorLog]  # (seed, scored days, baseline rows) -> log
     days: int  # scored days (generated scenarios)
     generated: bool = True
     # (label, detector.assets.<STOP_START_ASSET> overrides) of each run; one run of the top level by default
@@ -80,9 +82,9 @@ def _log(values: np.ndarray, sensors: Sequence[str]) -> SensorLog:
     return SensorLog(ts, [], tuple(sensors), values)
 
 
-def independent(seed: int, days: int) -> SensorLog:
+def independent(seed: int, days: int, baseline_rows: int = BASELINE_ROWS) -> SensorLog:
     rng = np.random.default_rng(seed)
-    values = rng.normal(0.0, 1.0, size=(BASELINE_ROWS + days * DAY, 8))
+    values = rng.normal(0.0, 1.0, size=(baseline_rows + days * DAY, 8))
     return _log(values, [f"s{j}" for j in range(8)])
 
 
@@ -141,9 +143,11 @@ def load_profile(
     return load, running
 
 
-def pump(seed: int, days: int, stops: bool, first_hour: Sequence[float] = LOADS) -> SensorLog:
+def pump(
+    seed: int, days: int, stops: bool, first_hour: Sequence[float] = LOADS, baseline_rows: int = BASELINE_ROWS
+) -> SensorLog:
     rng = np.random.default_rng(seed)
-    n = BASELINE_ROWS + days * DAY
+    n = baseline_rows + days * DAY
     load, running = load_profile(rng, n, stops, first_hour)
     seconds = np.arange(n)
     ambient = 20.0 + 3.0 * np.sin(2 * np.pi * (seconds / DAY - 0.3))
@@ -176,15 +180,15 @@ def skab_anomaly_free(data: Path) -> SensorLog:
     return read_sensor_log(data / "skab" / "anomaly-free" / "anomaly-free.csv")
 
 
-def run_one(name: str, log: SensorLog, config: MonitorConfig) -> dict[str, Any]:
+def run_one(name: str, log: SensorLog, config: MonitorConfig, baseline_rows: int = BASELINE_ROWS) -> dict[str, Any]:
     started = time.perf_counter()
-    result = run_backtest(log, train_rows=BASELINE_ROWS, config=config)
+    result = run_backtest(log, train_rows=baseline_rows, config=config)
     seconds = time.perf_counter() - started
     scored = result.status == SCORED
     not_running = np.isin(result.status, NOT_RUNNING)
-    flags = result.anomaly[BASELINE_ROWS:]
+    flags = result.anomaly[baseline_rows:]
     onsets = int(alarm_onsets(flags).size)
-    span_s = (int(log.timestamps_ns[-1]) - int(log.timestamps_ns[BASELINE_ROWS])) / 1e9 + 1.0
+    span_s = (int(log.timestamps_ns[-1]) - int(log.timestamps_ns[baseline_rows])) / 1e9 + 1.0
     weeks = span_s / (7 * DAY)
     return {
         "scenario": name,
@@ -194,7 +198,7 @@ def run_one(name: str, log: SensorLog, config: MonitorConfig) -> dict[str, Any]:
         "alerts": onsets,
         "alerts_per_week": onsets / weeks,
         "flagged_share": float(flags.mean()) if flags.size else 0.0,
-        "not_running_share": float(not_running[BASELINE_ROWS:].mean()) if flags.size else 0.0,
+        "not_running_share": float(not_running[baseline_rows:].mean()) if flags.size else 0.0,
         "rows_per_s": len(log) / seconds,
         "advice": result.baseline_advice,
         "alarm_enter": result.alarm_enter,
@@ -215,24 +219,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, help="scored days of every generated scenario (default: 14, 7, 7)")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds of the generated scenarios (default 1)")
     parser.add_argument("--only", help="run only this scenario")
+    parser.add_argument("--baseline-hours", type=float, default=1.0, help="baseline length in hours (default 1)")
     parser.add_argument("--json", type=Path, help="write every number to this JSON file")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    baseline_rows = round(args.baseline_hours * HOUR)
     scenarios = [
         Scenario("independent", independent, 14),
-        Scenario("operating_points", lambda seed, days: pump(seed, days, stops=False), 7),
-        Scenario("stop_start", lambda seed, days: pump(seed, days, stops=True), 7, variants=STOP_START_RULES),
-        Scenario("skab_anomaly_free", lambda seed, days: skab_anomaly_free(args.data), 0, generated=False),
+        Scenario("operating_points", lambda seed, days, rows: pump(seed, days, stops=False, baseline_rows=rows), 7),
+        Scenario(
+            "stop_start",
+            lambda seed, days, rows: pump(seed, days, stops=True, baseline_rows=rows),
+            7,
+            variants=STOP_START_RULES,
+        ),
+        Scenario("skab_anomaly_free", lambda seed, days, rows: skab_anomaly_free(args.data), 0, generated=False),
     ]
     results = []
     for scenario in scenarios:
         if args.only and scenario.name != args.only:
             continue
         for seed in seeds if scenario.generated else [0]:
-            log = scenario.make(seed, args.days or scenario.days)
+            log = scenario.make(seed, args.days or scenario.days, baseline_rows)
+            if len(log) <= baseline_rows:
+                print(f"{scenario.name}: a baseline of {baseline_rows} rows leaves none of its {len(log)} rows scored")
+                continue
             for label, overrides in scenario.variants:
                 name = scenario.name + label
-                result = run_one(name, log, asset_config(args.config, overrides)) | {"seed": seed}
+                config = asset_config(args.config, overrides)
+                result = run_one(name, log, config, baseline_rows) | {"seed": seed, "baseline_rows": baseline_rows}
                 results.append(result)
                 stopped = f"; {100 * result['not_running_share']:4.1f} % stopped or settling" if overrides else ""
                 print(
