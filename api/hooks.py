@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts.store import AlertStore
+from api.keys import KeyFile
 from telemetry.counters import Counters
 
 # Extra /healthz fields; a "status" other than "ok" makes it answer 503.
@@ -57,5 +58,6 @@ class ServiceHooks:
     maintenance: MaintenanceSnapshot = no_maintenance
     relearn: Relearn = no_assets
     feedback: Feedback = no_feedback
+    keys: KeyFile | None = None  # None: the API answers everyone (see api.auth)
     on_startup: Hook = nothing
     on_shutdown: Hook = nothing

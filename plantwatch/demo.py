@@ -135,6 +135,7 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
         alerts__store_url=f"sqlite:///{work / 'alerts.db'}",
         alerts__resolve_after_s=30,
         api__port=port,
+        api__keys_file=str(work / "api-keys.json"),  # its own: the keys of a service in this folder are not the demo's
     )
     service = build_service(settings)
     config = uvicorn.Config(service.app, log_config=None, log_level="warning")  # the root logger's format

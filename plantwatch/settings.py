@@ -11,6 +11,7 @@ names each offending key and says how to fix it.
 from __future__ import annotations
 
 import importlib.resources
+import ipaddress
 import json
 import os
 from contextvars import ContextVar
@@ -380,6 +381,17 @@ class MaintenanceSettings(_Section):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    keys_file: str = "plantwatch-keys.json"  # API keys (hashed), written by `plantwatch keys`
+
+    @property
+    def serves_others(self) -> bool:
+        """Whether ``host`` reaches beyond this machine (anything but a loopback address or localhost)."""
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it resolves to whatever it resolves to
+            return True
 
 
 class Settings(BaseSettings):

@@ -7,9 +7,12 @@ Tests that need a broker/database they can restart use ``tests.servers.run_mosqu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from servers import MosquittoServer, VictoriaServer, run_mosquitto, run_victoria
+
+from alerts.store import SqliteAlertStore
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,11 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
 def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaServer]:
     with run_victoria(tmp_path_factory.mktemp("victoria")) as server:
         yield server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteAlertStore]:
+    """An empty SQLite alert store (the API tests'; tests/test_alert_store.py has its own for both engines)."""
+    s = SqliteAlertStore(tmp_path / "alerts.db")
+    yield s
+    s.close()

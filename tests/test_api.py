@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +18,7 @@ from telemetry.counters import Counters
 
 S = 1_000_000_000
 T0 = 1_714_564_800 * S  # 2024-05-01T12:00:00Z
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteAlertStore]:
-    s = SqliteAlertStore(tmp_path / "alerts.db")
-    yield s
-    s.close()
+JSON = {"Content-Type": "application/json"}  # state-changing calls must say so (api.auth)
 
 
 @pytest.fixture
@@ -215,20 +207,21 @@ def test_relearn_asks_the_pipeline_and_answers_202(store: SqliteAlertStore) -> N
         return asset == "pump 7"
 
     with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), relearn=relearn))) as client:
-        resp = client.post("/assets/pump%207/relearn")
+        resp = client.post("/assets/pump%207/relearn", headers=JSON)
         assert resp.status_code == 202
         assert resp.json() == {"asset": "pump 7", "status": "relearning", "maintenance": False}
-        overhauled = client.post("/assets/pump%207/relearn", params={"maintenance": "true"})
+        overhauled = client.post("/assets/pump%207/relearn", params={"maintenance": "true"}, headers=JSON)
         assert overhauled.status_code == 202 and overhauled.json()["maintenance"] is True
-        unknown = client.post("/assets/fan-9/relearn")
+        unknown = client.post("/assets/fan-9/relearn", headers=JSON)
         assert unknown.status_code == 404 and "fan-9" in unknown.json()["detail"]
-        assert client.post("/assets/pump%207/relearn", params={"maintenance": "perhaps"}).status_code == 422
+        perhaps = client.post("/assets/pump%207/relearn", params={"maintenance": "perhaps"}, headers=JSON)
+        assert perhaps.status_code == 422
     assert asked == [("pump 7", False), ("pump 7", True), ("fan-9", False)]
 
 
 def test_relearn_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> None:
     with client_for(store) as client:
-        assert client.post("/assets/pump-7/relearn").status_code == 404
+        assert client.post("/assets/pump-7/relearn", headers=JSON).status_code == 404
 
 
 def test_feedback_hands_the_verdict_and_period_to_the_pipeline(store: SqliteAlertStore) -> None:

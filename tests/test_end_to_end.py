@@ -233,7 +233,8 @@ def test_fault_raises_alert_and_every_reading_is_stored(
     # Detector output lands beside the readings.
     assert victoria.count_samples('{__name__="anomaly_score",asset="pump-7"}') >= ROWS - 600 - 5
 
-    assert httpx.post(f"{base}/assets/no-such-pump/relearn", timeout=5).status_code == 404
+    json_body = {"Content-Type": "application/json"}  # what every state-changing call must send (api.auth)
+    assert httpx.post(f"{base}/assets/no-such-pump/relearn", headers=json_body, timeout=5).status_code == 404
     health = httpx.get(f"{base}/healthz", timeout=5).json()
     assert health["baselines"]["pump-7"]["learned"] is True
     assert isinstance(health["baselines"]["pump-7"]["drifting_sensors"], list)

@@ -300,6 +300,20 @@ def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_
     assert stage.monitors["pump"].is_warm
 
 
+def test_relearn_requests_queued_together_are_one_relearn(tmp_path: Path) -> None:
+    """504 parallel POSTs had each reset and saved the model, stalling the detector thread for seconds."""
+    counters = Counters()
+    stage = _stage(tmp_path, ModelPersistence(str(tmp_path / "models")), {"baseline_rows": 300}, counters)
+    ts, X = plant(n=500, fault=(0, 0))
+    readings = _readings(ts, X)
+    stage._process(readings[:400])
+    for _ in range(50):
+        assert stage.request_relearn("pump")
+    stage._process(readings[400:450])
+    assert counters.get("plantwatch_baselines_relearned_total") == 1
+    assert stage.monitors["pump"].rows_seen_ == 50
+
+
 def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_saved_model(tmp_path: Path) -> None:
     models = ModelPersistence(str(tmp_path / "models"))
     ts, X = plant(n=400, fault=(0, 0))

@@ -65,9 +65,13 @@ def _stores_in(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("env", "line"),
     [
-        # nothing listens on the port; the password must not be echoed
+        # nothing listens on the port; the password must not be echoed (the example serves other
+        # machines, which needs an API key: on loopback the store is checked next)
         (
-            {"PLANTWATCH_ALERTS__STORE_URL": "postgresql://plantwatch:hunter2@127.0.0.1:{port}/plantwatch"},
+            {
+                "PLANTWATCH_ALERTS__STORE_URL": "postgresql://plantwatch:hunter2@127.0.0.1:{port}/plantwatch",
+                "PLANTWATCH_API__HOST": "127.0.0.1",
+            },
             "plantwatch: alerts.store_url: cannot open the alert store in PostgreSQL at plantwatch@127.0.0.1:{port}",
         ),
         (  # a folder, not a database file

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
 from api.schemas import AlertFilters, AlertOut
@@ -13,7 +14,7 @@ from api.schemas import AlertFilters, AlertOut
 router = APIRouter(tags=["alerts"])
 
 
-@router.get("/alerts", response_model=list[AlertOut])
+@router.get("/alerts", response_model=list[AlertOut], dependencies=[READ], responses=KEY_RESPONSES)
 def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]) -> list[AlertOut]:
     # Sync handler on purpose: the store blocks, so FastAPI runs this in its threadpool.
     # `since` is parsed here, not in the model, so its 422 keeps the one-line detail it always had.

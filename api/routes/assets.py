@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
+from api.auth import ADMIN, CHANGE_RESPONSES, JSON_REQUEST, OPERATE, asset_name
 from api.deps import FeedbackDep, RelearnDep
 from api.instants import parse_instant
 from api.schemas import FeedbackIn, FeedbackOut, RelearnOut
 
 router = APIRouter(tags=["assets"])
+
+AssetName = Annotated[str, Depends(asset_name)]
 
 MaintenanceParam = Annotated[
     bool,
@@ -19,8 +22,14 @@ MaintenanceParam = Annotated[
 ]
 
 
-@router.post("/assets/{asset}/relearn", response_model=RelearnOut, status_code=status.HTTP_202_ACCEPTED)
-def relearn_baseline(asset: str, relearn: RelearnDep, maintenance: MaintenanceParam = False) -> RelearnOut:
+@router.post(
+    "/assets/{asset}/relearn",
+    response_model=RelearnOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[ADMIN, JSON_REQUEST],
+    responses=CHANGE_RESPONSES | {404: {"description": "no such asset: no readings since the start, no saved model"}},
+)
+def relearn_baseline(asset: AssetName, relearn: RelearnDep, maintenance: MaintenanceParam = False) -> RelearnOut:
     """After maintenance or a deliberate process change the old baseline no longer describes normal
     operation: the asset's monitor forgets it and learns a new one from its next ``baseline_rows``
     rows (no verdicts meanwhile). An open alert resolves once the new baseline judges rows normal.
@@ -31,8 +40,18 @@ def relearn_baseline(asset: str, relearn: RelearnDep, maintenance: MaintenancePa
     return RelearnOut(asset=asset, status="relearning", maintenance=maintenance)
 
 
-@router.post("/assets/{asset}/feedback", response_model=FeedbackOut)
-def alert_feedback(asset: str, body: FeedbackIn, feedback: FeedbackDep) -> FeedbackOut:
+@router.post(
+    "/assets/{asset}/feedback",
+    response_model=FeedbackOut,
+    dependencies=[OPERATE, JSON_REQUEST],
+    responses=CHANGE_RESPONSES
+    | {
+        404: {"description": "no such asset: no readings since the start, no saved model"},
+        409: {"description": "the asset has no learned baseline, or its model was saved before feedback was kept"},
+        503: {"description": "the detector did not answer in time, or the API key file cannot be read"},
+    },
+)
+def alert_feedback(asset: AssetName, body: FeedbackIn, feedback: FeedbackDep) -> FeedbackOut:
     """``false_alarm``: the asset's alert rows stamped from ``start`` to ``end`` were normal running the
     baseline never showed. They are learned as normal (the model is refitted with them and the alarm
     level raised above them), so the same behaviour does not alert again; a fault elsewhere still

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
+from api.auth import MayRead
 from api.deps import HealthDep
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz(health: HealthDep) -> JSONResponse:
+def healthz(health: HealthDep, may_read: MayRead) -> JSONResponse:
+    """Liveness, and what the service reports of its parts; once API keys are in use, a caller
+    without a read key gets the status alone (an orchestrator's healthcheck needs no more)."""
     body: dict[str, Any] = {"status": "ok"}
     try:
         if health is not None:
@@ -25,4 +28,4 @@ def healthz(health: HealthDep) -> JSONResponse:
         log.exception("health check failed")
         body = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
     code = status.HTTP_200_OK if body.get("status") == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
-    return JSONResponse(body, status_code=code)
+    return JSONResponse(body if may_read else {"status": body.get("status")}, status_code=code)

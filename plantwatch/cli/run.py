@@ -22,12 +22,13 @@ def main(args: argparse.Namespace) -> int:
     """Exit 0 after SIGINT/SIGTERM stopped the service cleanly; 2 when it cannot start or storage failed."""
     try:
         from plantwatch.service.listen import bind_api
-        from plantwatch.service.wiring import build_service, serve
+        from plantwatch.service.wiring import build_service, check_api_access, serve
 
         settings = load_settings(args.config)  # seconds: it learns a trial baseline per detector setting
         logging.getLogger().setLevel(settings.log_level)
         # Bound first: a port in use is one line, before the broker or the stores are touched.
         sockets = bind_api(settings.api.host, settings.api.port)
+        check_api_access(settings.api)  # nothing answers on the sockets before serve()
         service = build_service(settings)
     except KeyboardInterrupt:  # Ctrl-C while starting: nothing runs yet, nothing to stop
         print("plantwatch: interrupted while starting", file=sys.stderr)

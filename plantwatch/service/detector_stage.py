@@ -116,11 +116,16 @@ class DetectorStage:
         )
 
     def _apply_relearn_requests(self) -> None:
+        # Requests for one asset that queued up together are one relearn (504 parallel requests had each
+        # reset and saved the model, stalling this thread for seconds); an overhaul in any of them counts.
+        wanted: dict[str, bool] = {}
         while True:
             try:
                 asset, overhauled = self._relearn.get_nowait()
             except queue.Empty:
-                return
+                break
+            wanted[asset] = wanted.get(asset, False) or overhauled
+        for asset, overhauled in wanted.items():
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
             monitor.reset()
             trends = self.maintenance if overhauled else None

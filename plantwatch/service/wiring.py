@@ -19,6 +19,7 @@ from alerts.lifecycle import AlertManager
 from alerts.store import AlertStore, StoreOpenError, open_store
 from api.app import create_app
 from api.hooks import ServiceHooks
+from api.keys import KeyFile, KeyFileError
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
@@ -29,7 +30,7 @@ from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.paths import why_not_writable_file
 from plantwatch.service.listen import listening_url
 from plantwatch.service.pipeline import Pipeline
-from plantwatch.settings import ConfigError, Settings
+from plantwatch.settings import ApiSettings, ConfigError, Settings
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,21 @@ def _refuse_looping_dead_letter(template: TopicTemplate, topic: str) -> None:
     )
 
 
+def check_api_access(api: ApiSettings) -> None:
+    """ConfigError when the API would serve other machines with no API key to ask for: anyone who
+    reached the port could read every alert and throw away learned baselines."""
+    try:
+        active = KeyFile(api.keys_file).active()
+    except KeyFileError as exc:
+        raise ConfigError(f"api.keys_file: {exc}") from None
+    if api.serves_others and not active:
+        raise ConfigError(
+            f"api.host: {api.host} serves other machines, but the API key file {api.keys_file} holds no key, so "
+            f"anyone who reaches port {api.port} could read every alert and relearn any baseline; create one "
+            "with `plantwatch keys create NAME --scope admin` (with the same --config), or bind api.host: 127.0.0.1"
+        )
+
+
 def build_service(settings: Settings, counters: Counters | None = None) -> Service:
     counters = counters or Counters()
     m = settings.maintenance
@@ -168,6 +184,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         maintenance=tracker.snapshot,
         relearn=pipeline.relearn,
         feedback=pipeline.feedback,
+        keys=KeyFile(settings.api.keys_file),
         on_startup=pipeline.start,
         on_shutdown=on_shutdown,
     )

@@ -1,0 +1,89 @@
+"""`plantwatch keys create|list|revoke`: the API keys in the file ``api.keys_file`` names.
+
+A running service reads the file again when it changes: a new key works, and a revoked one stops
+working, at its next request, without a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from api.keys import SCOPES, KeyFile, KeyFileError
+from plantwatch.cli.common import CommandError
+from plantwatch.settings import load_settings
+
+
+def add_parser(subparsers: Any) -> None:
+    keys = subparsers.add_parser(
+        "keys",
+        help="create, list and revoke the API's keys (scopes: read < operate < admin)",
+        description="Keys live hashed in the file api.keys_file names (default plantwatch-keys.json); "
+        "once it holds one, every API call but /healthz needs 'Authorization: Bearer <token>'.",
+    )
+    actions = keys.add_subparsers(required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="add a key; its token is printed once, on standard output")
+    create.add_argument("name", help="who or what uses it, e.g. scada or shift-a (letters, digits, _ . -)")
+    create.add_argument(
+        "--scope",
+        required=True,
+        choices=SCOPES,
+        help="read: alerts, maintenance, metrics; operate: also feedback on alerts; admin: also relearning baselines",
+    )
+    create.set_defaults(func=create_key)
+    listing = actions.add_parser("list", help="the keys: name, scope, created, revoked (never a token)")
+    listing.set_defaults(func=list_keys)
+    revoke = actions.add_parser("revoke", help="revoke the active key of that name")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=revoke_key)
+    for action in (create, listing, revoke):
+        action.add_argument(
+            "--config", help="YAML config file whose api.keys_file to use (default: the embedded default)"
+        )
+
+
+def _file(args: argparse.Namespace) -> KeyFile:
+    return KeyFile(load_settings(args.config, storage__kind="sqlite").api.keys_file)
+
+
+def create_key(args: argparse.Namespace) -> int:
+    keys = _file(args)
+    try:
+        token = keys.create(args.name, args.scope)
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from None
+    print(token)
+    print(
+        f"key {args.name!r} (scope {args.scope}) added to {keys.path}; its token, above, is shown only now: "
+        "send it as 'Authorization: Bearer <token>'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def list_keys(args: argparse.Namespace) -> int:
+    keys = _file(args)
+    try:
+        found = keys.all_keys()
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from None
+    if not found:
+        print(f"no keys in {keys.path}: the API answers anyone who reaches it (it then binds only 127.0.0.1)")
+        return 0
+    for key in found:
+        state = f"revoked {key.revoked}" if key.revoked else "active"
+        print(f"{key.name:24s} {key.scope:8s} created {key.created}  {state}")
+    return 0
+
+
+def revoke_key(args: argparse.Namespace) -> int:
+    keys = _file(args)
+    try:
+        revoked = keys.revoke(args.name)
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from None
+    if not revoked:
+        raise CommandError(f"no active key named {args.name!r} in {keys.path}")
+    print(f"key {args.name!r} revoked in {keys.path}: a running service refuses it from its next request")
+    return 0
