@@ -85,6 +85,10 @@ class AlertStore(Protocol):
         """Alerts matching every given filter, newest (by start) first."""
         ...
 
+    def get(self, alert_id: int) -> Alert | None:
+        """The alert with this id, or None."""
+        ...
+
     def open_alerts(self) -> builtins.list[Alert]: ...
 
     def close(self) -> None: ...
@@ -249,6 +253,11 @@ class SqliteAlertStore:
             ).fetchall()
         return [_from_row(r) for r in rows]
 
+    def get(self, alert_id: int) -> Alert | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_SELECT} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return None if row is None else _from_row(row)
+
     def open_alerts(self) -> builtins.list[Alert]:
         return self.list(state=STATE_OPEN, limit=1_000_000)
 
@@ -347,6 +356,12 @@ class PostgresAlertStore:
         with self._lock:
             rows = self._execute(query, (*params, limit)).fetchall()
         return [_from_row(r) for r in rows]
+
+    def get(self, alert_id: int) -> Alert | None:
+        query = sql.SQL("SELECT " + _SELECT + " FROM {} WHERE id = %s").format(self._table)
+        with self._lock:
+            row = self._execute(query, (alert_id,)).fetchone()
+        return None if row is None else _from_row(row)
 
     def open_alerts(self) -> builtins.list[Alert]:
         return self.list(state=STATE_OPEN, limit=1_000_000)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api.auth import Access
+from api.guard import RequestGuard
 from api.hooks import ServiceHooks
 from api.routes import alerts, assets, health, maintenance, metrics
 
@@ -42,6 +43,7 @@ def create_app(hooks: ServiceHooks) -> FastAPI:
     app = FastAPIOffline(title="plantwatch", lifespan=lifespan)
     app.state.hooks = hooks  # read by the dependencies in api.deps
     app.state.access = Access(hooks.keys)  # read by api.auth
+    app.add_middleware(RequestGuard, access=app.state.access)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -36,11 +36,19 @@ _bearer = HTTPBearer(
 
 
 class Access:
-    """Whether keys are required now, and the key file that says which keys there are."""
+    """Whether keys are required now, and the key file that says which keys there are.
+
+    Decided first when the app is made, at start-up: a key file that holds a key then, or cannot be
+    read, requires keys from the first request on (deciding at the first request let a file emptied
+    in between open the API, found in review)."""
 
     def __init__(self, keys: KeyFile | None) -> None:
         self.keys = keys
         self._required = False
+        try:
+            self.required()
+        except KeyFileError:
+            self._required = True  # fail closed: each request then answers 503 until it is readable
 
     def required(self) -> bool:
         """True once the key file has held an active key (raises KeyFileError when it cannot be read)."""
@@ -54,7 +62,8 @@ class Access:
         try:
             if not self.required():
                 return None
-            assert self.keys is not None  # required() is only ever True with a key file
+            if self.keys is None:  # required() is only ever True with a key file
+                raise KeyFileError("no API key file")
             key = self.keys.authenticate(credentials.credentials) if credentials is not None else None
         except KeyFileError as exc:
             log.error("%s: every request needing a key is refused until it is readable", exc)
@@ -110,9 +119,6 @@ def json_request(request: Request) -> None:
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             "send 'Content-Type: application/json' (with an empty body where the call takes none)",
         )
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
 
 
 def asset_name(asset: str) -> str:

@@ -14,6 +14,8 @@ below it allow.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,21 +113,38 @@ class KeyFile:
         if not _NAME.fullmatch(name):
             raise ValueError(f"key name {name!r}: 1-64 letters, digits, '_', '.' or '-', first a letter or digit")
         check_scope(scope)
-        keys = self.all_keys()
-        if any(key.name == name and key.active for key in keys):
-            raise ValueError(f"a key named {name!r} exists in {self.path}; revoke it first or choose another name")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self._write((*keys, ApiKey(name, scope, token_hash(token), _now())))
+        with self._changing() as keys:
+            if any(key.name == name and key.active for key in keys):
+                raise ValueError(f"a key named {name!r} exists in {self.path}; revoke it first or choose another name")
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            self._write((*keys, ApiKey(name, scope, token_hash(token), _now())))
         return token
 
     def revoke(self, name: str) -> int:
         """Revoke every active key of that name; how many (0: none)."""
-        keys = self.all_keys()
-        hit = sum(1 for key in keys if key.name == name and key.active)
-        if hit:
-            now = _now()
-            self._write(tuple(_revoked(key, now) if key.name == name and key.active else key for key in keys))
+        with self._changing() as keys:
+            hit = sum(1 for key in keys if key.name == name and key.active)
+            if hit:
+                now = _now()
+                self._write(tuple(_revoked(key, now) if key.name == name and key.active else key for key in keys))
         return hit
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[tuple[ApiKey, ...]]:
+        """The keys as the file holds them now, under an exclusive lock of ``<file>.lock`` until the change
+        is written: two commands at once would otherwise each write their own change over the other's
+        (a revocation lost while the command said it succeeded, measured in review)."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise KeyFileError(f"cannot lock the API key file {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield _parse(self.path) if self.path.exists() else ()  # fresh, never the cache
+        finally:
+            os.close(lock)  # releases the lock
 
     def _write(self, keys: tuple[ApiKey, ...]) -> None:
         body = json.dumps({"version": FORMAT_VERSION, "keys": [asdict(k) for k in keys]}, indent=2) + "\n"

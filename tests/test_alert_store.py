@@ -92,6 +92,14 @@ def test_update_overwrites_state_and_resolution(store: AlertStore) -> None:
     assert store.open_alerts() == []
 
 
+def test_get_reads_one_alert_by_id(store: AlertStore) -> None:
+    first = store.insert(make_alert())
+    second = store.insert(make_alert(asset="pump-2"))
+    assert second.id is not None and store.get(second.id) == second
+    assert first.id is not None and store.get(first.id) == first
+    assert store.get(second.id + 1000) is None
+
+
 def test_update_of_unknown_or_unsaved_alert_raises(store: AlertStore) -> None:
     with pytest.raises(LookupError):
         store.update(make_alert(id=987_654))

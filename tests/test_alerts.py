@@ -48,6 +48,9 @@ class RecordingStore:
     ) -> builtins.list[Alert]:
         raise NotImplementedError  # the lifecycle only needs open_alerts()
 
+    def get(self, alert_id: int) -> Alert | None:
+        return self.rows.get(alert_id)
+
     def open_alerts(self) -> builtins.list[Alert]:
         return sorted((a for a in self.rows.values() if a.state == "open"), key=lambda a: -a.started_at_ns)
 

@@ -52,7 +52,21 @@ def seeded(store: SqliteAlertStore) -> dict[str, Alert]:
 
 
 def client_for(store: SqliteAlertStore, counters: Counters | None = None, **kw: Any) -> TestClient:
-    return TestClient(create_app(ServiceHooks(store=store, counters=counters or Counters(), **kw)))
+    return TestClient(
+        create_app(ServiceHooks(store=store, counters=counters or Counters(), **kw)), base_url="http://localhost"
+    )
+
+
+def test_one_alert_by_id(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:
+    with client_for(store) as client:
+        listed = {a["id"]: a for a in client.get("/alerts").json()}
+        for alert in seeded.values():
+            resp = client.get(f"/alerts/{alert.id}")
+            assert resp.status_code == 200 and resp.json() == listed[alert.id]
+        missing = client.get("/alerts/999999")
+        assert missing.status_code == 404 and missing.json()["detail"] == "no alert with id 999999"
+        for bad in ("0", "-1", "abc", str(2**63)):
+            assert client.get(f"/alerts/{bad}").status_code == 422, bad
 
 
 def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:
@@ -206,7 +220,9 @@ def test_relearn_asks_the_pipeline_and_answers_202(store: SqliteAlertStore) -> N
         asked.append((asset, maintenance))
         return asset == "pump 7"
 
-    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), relearn=relearn))) as client:
+    with TestClient(
+        create_app(ServiceHooks(store=store, counters=Counters(), relearn=relearn)), base_url="http://localhost"
+    ) as client:
         resp = client.post("/assets/pump%207/relearn", headers=JSON)
         assert resp.status_code == 202
         assert resp.json() == {"asset": "pump 7", "status": "relearning", "maintenance": False}
@@ -236,7 +252,9 @@ def test_feedback_hands_the_verdict_and_period_to_the_pipeline(store: SqliteAler
         return 42 if asset == "pump 7" else None
 
     body = {"verdict": "false_alarm", "start": "2024-05-01T12:00:00Z", "end": "1714564830"}
-    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), feedback=feedback))) as client:
+    with TestClient(
+        create_app(ServiceHooks(store=store, counters=Counters(), feedback=feedback)), base_url="http://localhost"
+    ) as client:
         resp = client.post("/assets/pump%207/feedback", json=body)
         assert resp.status_code == 200
         assert resp.json() == {"asset": "pump 7", "verdict": "false_alarm", "rows": 42}

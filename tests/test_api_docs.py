@@ -31,7 +31,7 @@ class _References(HTMLParser):
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     store = SqliteAlertStore(tmp_path / "alerts.db")
-    with TestClient(create_app(ServiceHooks(store=store, counters=Counters()))) as client:
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters())), base_url="http://localhost") as client:
         yield client
     store.close()
 

@@ -112,7 +112,9 @@ def test_due_forecast_opens_one_maintenance_alert_visible_in_the_api(tmp_path: P
         stage.alerts.observe(verdict)
         stage._track_maintenance(verdict)
     stage.alerts.flush()
-    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), maintenance=t.snapshot))) as client:
+    with TestClient(
+        create_app(ServiceHooks(store=store, counters=Counters(), maintenance=t.snapshot)), base_url="http://localhost"
+    ) as client:
         alerts = client.get("/alerts", params={"kind": "maintenance"}).json()
         anomalies = client.get("/alerts", params={"kind": "anomaly"}).json()
         snapshot = client.get("/maintenance")
@@ -161,7 +163,7 @@ def test_maintenance_alert_resolves_once_no_longer_due(tmp_path: Path) -> None:
 
 def test_get_maintenance_defaults_to_empty(tmp_path: Path) -> None:
     store = SqliteAlertStore(tmp_path / "alerts.db")
-    with TestClient(create_app(ServiceHooks(store=store, counters=Counters()))) as client:
+    with TestClient(create_app(ServiceHooks(store=store, counters=Counters())), base_url="http://localhost") as client:
         resp = client.get("/maintenance")
     assert resp.status_code == 200 and resp.json() == []
     store.close()

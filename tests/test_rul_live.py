@@ -96,7 +96,10 @@ def test_degrading_asset_rul_served_and_decreasing(model_dir: Path, tmp_path: Pa
     cut = 190  # true remaining life at the end: 10 cycles = 100 s
     rows = _rows(t[:cut], X[:cut], S[:cut])
     seen: list[dict[str, object]] = []
-    with TestClient(create_app(ServiceHooks(store=store, counters=Counters(), maintenance=tracker.snapshot))) as client:
+    with TestClient(
+        create_app(ServiceHooks(store=store, counters=Counters(), maintenance=tracker.snapshot)),
+        base_url="http://localhost",
+    ) as client:
         assert client.get("/maintenance").json() == []
         for i in range(0, cut, 10):
             stage._process([Reading("pump-1", ts, values) for ts, values in rows[i : i + 10]])

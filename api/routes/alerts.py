@@ -1,10 +1,10 @@
-"""GET /alerts."""
+"""GET /alerts, GET /alerts/{id}."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
@@ -23,3 +23,22 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]) -> l
         asset=filters.asset, state=filters.state, kind=filters.kind, since_ns=since_ns, limit=filters.limit
     )
     return [AlertOut.from_alert(a) for a in alerts]
+
+
+# Alert ids are the store's row ids: BIGSERIAL in PostgreSQL, so larger ones cannot exist (a 422, not a
+# database error, for an id beyond it).
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the alert's id, as GET /alerts gives it")]
+
+
+@router.get(
+    "/alerts/{alert_id}",
+    response_model=AlertOut,
+    dependencies=[READ],
+    responses=KEY_RESPONSES | {404: {"description": "no alert with this id"}},
+)
+def get_alert(alert_id: AlertId, store: StoreDep) -> AlertOut:
+    """One alert, as ``GET /alerts`` lists it: a poller that kept an id reads its current state."""
+    alert = store.get(alert_id)
+    if alert is None:
+        raise HTTPException(status_code=404, detail=f"no alert with id {alert_id}")
+    return AlertOut.from_alert(alert)

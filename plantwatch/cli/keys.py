@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from api.keys import SCOPES, KeyFile, KeyFileError
@@ -44,7 +45,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _file(args: argparse.Namespace) -> KeyFile:
-    return KeyFile(load_settings(args.config, storage__kind="sqlite").api.keys_file)
+    # Absolute in every message: a relative keys_file is relative to where each command starts, and a
+    # key written beside the wrong working directory protects nothing.
+    return KeyFile(Path(load_settings(args.config, storage__kind="sqlite").api.keys_file).resolve())
 
 
 def create_key(args: argparse.Namespace) -> int:
@@ -69,7 +72,7 @@ def list_keys(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise CommandError(str(exc)) from None
     if not found:
-        print(f"no keys in {keys.path}: the API answers anyone who reaches it (it then binds only 127.0.0.1)")
+        print(f"no keys in {keys.path}: the API answers anyone on this machine (plantwatch run refuses other hosts)")
         return 0
     for key in found:
         state = f"revoked {key.revoked}" if key.revoked else "active"

@@ -28,8 +28,9 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(settings.log_level)
         # Bound first: a port in use is one line, before the broker or the stores are touched.
         sockets = bind_api(settings.api.host, settings.api.port)
-        check_api_access(settings.api)  # nothing answers on the sockets before serve()
+        access = check_api_access(settings.api)  # nothing answers on the sockets before serve()
         service = build_service(settings)
+        logging.getLogger("plantwatch.service.wiring").info("%s", access)
     except KeyboardInterrupt:  # Ctrl-C while starting: nothing runs yet, nothing to stop
         print("plantwatch: interrupted while starting", file=sys.stderr)
         return 130

@@ -105,19 +105,24 @@ def _refuse_looping_dead_letter(template: TopicTemplate, topic: str) -> None:
     )
 
 
-def check_api_access(api: ApiSettings) -> None:
+def check_api_access(api: ApiSettings) -> str:
     """ConfigError when the API would serve other machines with no API key to ask for: anyone who
-    reached the port could read every alert and throw away learned baselines."""
+    reached the port could read every alert and throw away learned baselines. Else the line to log
+    once the service has started: whether keys are in use, and in which file."""
     try:
         active = KeyFile(api.keys_file).active()
     except KeyFileError as exc:
         raise ConfigError(f"api.keys_file: {exc}") from None
+    where = Path(api.keys_file).resolve()
     if api.serves_others and not active:
         raise ConfigError(
-            f"api.host: {api.host} serves other machines, but the API key file {api.keys_file} holds no key, so "
+            f"api.host: {api.host} serves other machines, but the API key file {where} holds no key, so "
             f"anyone who reaches port {api.port} could read every alert and relearn any baseline; create one "
             "with `plantwatch keys create NAME --scope admin` (with the same --config), or bind api.host: 127.0.0.1"
         )
+    if active:
+        return f"API keys: {len(active)} active in {where}; every call but /healthz needs one"
+    return f"no API key in {where}: the API answers anyone on this machine (plantwatch keys create)"
 
 
 def build_service(settings: Settings, counters: Counters | None = None) -> Service:
