@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from alerts.store import AlertStore
-from api.hooks import Feedback, HealthReport, MaintenanceSnapshot, Relearn, ServiceHooks
+from api.hooks import AssetList, Feedback, HealthReport, MaintenanceSnapshot, Relearn, ServiceHooks
 from telemetry.counters import Counters
 
 
@@ -35,6 +35,10 @@ def get_maintenance(hooks: HooksDep) -> MaintenanceSnapshot:
     return hooks.maintenance
 
 
+def get_assets(hooks: HooksDep) -> AssetList:
+    return hooks.assets
+
+
 def get_relearn(hooks: HooksDep) -> Relearn:
     return hooks.relearn
 
@@ -48,4 +52,5 @@ CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthReport | None, Depends(get_health)]
 MaintenanceDep = Annotated[MaintenanceSnapshot, Depends(get_maintenance)]
 RelearnDep = Annotated[Relearn, Depends(get_relearn)]
+AssetsDep = Annotated[AssetList, Depends(get_assets)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]

@@ -19,6 +19,8 @@ from telemetry.counters import Counters
 HealthReport = Callable[[], dict[str, Any]]
 # The per-asset entries of GET /maintenance (the maintenance tracker's snapshot).
 MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
+# Every asset seen since the start, as api.schemas.AssetOut takes it (GET /assets).
+AssetList = Callable[[], list[dict[str, Any]]]
 # (asset, maintenance done) -> False when the service knows no such asset.
 Relearn = Callable[[str, bool], bool]
 Hook = Callable[[], None]
@@ -34,6 +36,10 @@ def no_maintenance() -> list[dict[str, Any]]:
 
 def no_assets(asset: str, maintenance: bool) -> bool:
     return False
+
+
+def no_asset_list() -> list[dict[str, Any]]:
+    return []
 
 
 def no_feedback(asset: str, verdict: str, start_ns: int, end_ns: int) -> int | None:
@@ -56,6 +62,7 @@ class ServiceHooks:
     counters: Counters
     health: HealthReport | None = None  # None: /healthz reports liveness only
     maintenance: MaintenanceSnapshot = no_maintenance
+    assets: AssetList = no_asset_list
     relearn: Relearn = no_assets
     feedback: Feedback = no_feedback
     keys: KeyFile | None = None  # None: the API answers everyone (see api.auth)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -135,3 +135,76 @@ class MaintenanceOut(BaseModel):
     rul_high_s: float | None = None
     model: str  # "health-trend", or "rul:<model directory name>" when a RUL prediction is shown
     updated_at: datetime  # event time of the asset's latest scored row (or latest RUL prediction)
+
+
+class StandingAlertOut(BaseModel):
+    id: int
+    asset: str
+    kind: str
+    started_at: datetime
+    open_hours: float
+
+
+class ChatteringOut(BaseModel):
+    asset: str
+    kind: str
+    alerts_within_60s: int
+
+
+class BadActorOut(BaseModel):
+    asset: str
+    alerts: int
+    share: float
+
+
+class AlarmKpisOut(BaseModel):
+    """``GET /alarm-kpis``: the alarm-management figures of a period (alerts.kpis has the definitions)."""
+
+    since: datetime
+    until: datetime
+    alerts: int = Field(description="alerts started in the period")
+    assets: int = Field(description="assets that raised them")
+    by_kind: dict[str, int]
+    per_hour: float = Field(description="alerts started per hour, the whole site")
+    per_asset_per_hour: dict[str, float]
+    peak_10min: int = Field(description="most alerts started within any 10 minutes")
+    peak_10min_start: datetime | None
+    flood_periods: int = Field(description="10-minute periods with more than 10 alerts started")
+    flood_share: float = Field(description="their share of the period's 10-minute periods")
+    chattering: list[ChatteringOut] = Field(description="asset and kind with 3 or more alerts within 60 s")
+    fleeting: int = Field(description="alerts anomalous for under 10 s")
+    standing: list[StandingAlertOut] = Field(description="alerts open for more than 24 h at the period's end")
+    bad_actors: list[BadActorOut] = Field(description="the 10 assets with most alerts")
+    top10_share: float = Field(description="share of all alerts the 10 assets with most raised")
+    targets: dict[str, str] = Field(description="ISA-18.2 / EEMUA 191 targets for one operator console")
+    complete: bool = Field(description="false when more alerts matched than one request reads (100,000)")
+
+
+class AssetOut(BaseModel):
+    """One asset as ``GET /assets`` shows it: its state, baseline, latest verdict and model."""
+
+    asset: str
+    state: Literal["learning", "normal", "alarm", "stopped"]
+    learned: bool = Field(description="whether its baseline is learned")
+    baseline_rows: int = Field(description="rows the baseline learns")
+    baseline_rows_seen: int = Field(description="of those, learned so far")
+    alarm_enter: float | None = Field(description="calibrated probability the alarm enters at")
+    last_row_at: datetime | None = Field(description="event time of its latest complete row")
+    probability: float | None = Field(description="calibrated anomaly probability of that row (null while learning)")
+    anomaly: bool
+    top_sensors: list[SensorContributionOut] = Field(description="what drives the latest row, while in alarm")
+    unseen_operating_point: bool
+    sensors: list[str]
+    drifting_sensors: list[str]
+    stale_sensors: list[str]
+    detector: str
+    features: list[str]
+    window_s: float | None = Field(description="feature window, fixed when the baseline is learned")
+    refits: int
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> AssetOut:
+        ts = view["last_row_at_ns"]
+        fields = {k: v for k, v in view.items() if k not in ("last_row_at_ns", "top_sensors")}
+        sensors = [SensorContributionOut.from_contribution(Contribution(**c)) for c in view["top_sensors"]]
+        return cls(**fields, last_row_at=None if ts is None else ns_to_datetime(ts), top_sensors=sensors)

@@ -235,6 +235,11 @@ def test_fault_raises_alert_and_every_reading_is_stored(
 
     json_body = {"Content-Type": "application/json"}  # what every state-changing call must send (api.auth)
     assert httpx.post(f"{base}/assets/no-such-pump/relearn", headers=json_body, timeout=5).status_code == 404
+    asset = httpx.get(f"{base}/assets/pump-7", timeout=5).json()
+    assert asset["learned"] is True and asset["baseline_rows_seen"] == asset["baseline_rows"] == 600
+    assert asset["state"] in ("normal", "alarm") and 0 <= asset["probability"] < 1 and asset["last_row_at"]
+    assert len(asset["sensors"]) == SENSOR_COUNT and asset["detector"] == "pca_spc" and asset["window_s"] > 0
+    assert [a["asset"] for a in httpx.get(f"{base}/assets", timeout=5).json()] == ["pump-7"]
     health = httpx.get(f"{base}/healthz", timeout=5).json()
     assert health["baselines"]["pump-7"]["learned"] is True
     assert isinstance(health["baselines"]["pump-7"]["drifting_sensors"], list)

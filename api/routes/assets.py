@@ -1,4 +1,5 @@
-"""POST /assets/{asset}/relearn: forget an asset's learned baseline and learn a new one.
+"""GET /assets, GET /assets/{asset}: each asset's state, baseline, latest verdict and model.
+POST /assets/{asset}/relearn: forget an asset's learned baseline and learn a new one.
 POST /assets/{asset}/feedback: an operator's verdict on the asset's alert rows in a period."""
 
 from __future__ import annotations
@@ -7,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from api.auth import ADMIN, CHANGE_RESPONSES, JSON_REQUEST, OPERATE, asset_name
-from api.deps import FeedbackDep, RelearnDep
+from api.auth import ADMIN, CHANGE_RESPONSES, JSON_REQUEST, KEY_RESPONSES, OPERATE, READ, asset_name
+from api.deps import AssetsDep, FeedbackDep, RelearnDep
 from api.instants import parse_instant
-from api.schemas import FeedbackIn, FeedbackOut, RelearnOut
+from api.schemas import AssetOut, FeedbackIn, FeedbackOut, RelearnOut
 
 router = APIRouter(tags=["assets"])
 
@@ -20,6 +21,28 @@ MaintenanceParam = Annotated[
     bool,
     Query(description="the asset was overhauled: its health trend and remaining-life history start again too"),
 ]
+
+
+@router.get("/assets", response_model=list[AssetOut], dependencies=[READ], responses=KEY_RESPONSES)
+def list_assets(assets: AssetsDep) -> list[AssetOut]:
+    """Every asset that sent readings since the service started, by name: ``state`` (``learning`` its
+    baseline, ``normal``, ``alarm``, or ``stopped`` by its running rule), baseline progress, the alarm
+    level, its latest row's time and probability, what drives it while in alarm, and its model."""
+    return [AssetOut.from_view(view) for view in assets()]
+
+
+@router.get(
+    "/assets/{asset}",
+    response_model=AssetOut,
+    dependencies=[READ],
+    responses=KEY_RESPONSES | {404: {"description": "no readings of this asset since the service started"}},
+)
+def get_asset(asset: AssetName, assets: AssetsDep) -> AssetOut:
+    """One asset, as ``GET /assets`` lists it."""
+    for view in assets():
+        if view["asset"] == asset:
+            return AssetOut.from_view(view)
+    raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
 
 
 @router.post(

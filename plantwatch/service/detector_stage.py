@@ -64,6 +64,7 @@ class DetectorStage:
         self.stop = stop
         self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
+        self.latest: dict[str, Verdict] = {}  # each asset's latest verdict (GET /assets)
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
@@ -192,6 +193,8 @@ class DetectorStage:
                 log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
         if not verdicts:
             return
+        for verdict in verdicts:  # in time order: the last one of each asset stays
+            self.latest[verdict.asset] = verdict
         # Stopped rows (running False) are neither stored nor counted as scored, like rows refilling
         # after a gap; the alert manager sees them: a stop lets an open alert resolve.
         scored = [v for v in verdicts if not v.warming_up and v.running]

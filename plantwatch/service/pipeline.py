@@ -24,6 +24,7 @@ from detector.monitor import AssetMonitor
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.asset_view import asset_view
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
@@ -110,6 +111,11 @@ class Pipeline:
         except Exception:  # the sink and the alert store must still be closed and flushed
             log.exception("saving the learned models at shutdown failed")
         self.sink.close()
+
+    def assets(self) -> list[dict[str, Any]]:
+        """Every asset seen since the start: state, baseline, latest verdict, model (``GET /assets``)."""
+        monitors, latest = dict(self.detector.monitors), dict(self.detector.latest)  # snapshots
+        return [asset_view(monitor, latest.get(asset)) for asset, monitor in sorted(monitors.items())]
 
     def relearn(self, asset: str, maintenance: bool = False) -> bool:
         """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""

@@ -187,6 +187,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         counters=counters,
         health=pipeline.health_report,
         maintenance=tracker.snapshot,
+        assets=pipeline.assets,
         relearn=pipeline.relearn,
         feedback=pipeline.feedback,
         keys=KeyFile(settings.api.keys_file),
