@@ -13,9 +13,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from psycopg import sql
 from servers import free_port, skip_or_fail
 
+from alerts import migrate, schema
 from alerts.model import Alert
 from alerts.store import AlertStore, PostgresAlertStore, SqliteAlertStore, StoreOpenError, open_store
 from detector.types import Contribution
@@ -212,11 +215,22 @@ def _reads_the_old_row_and_writes_new_ones(store: AlertStore) -> None:
     assert store.list(asset="pump-1") == [new]
 
 
+def _sqlite_made_by(path: Path, statements: list[str] | tuple[str, ...]) -> None:
+    with sqlite3.connect(path) as db:
+        for statement in statements:
+            db.execute(statement)
+
+
+def _postgres_made_by(schema: str, statements: list[str] | tuple[str, ...]) -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for statement in statements:
+            conn.execute(statement)
+
+
 def test_a_sqlite_table_of_the_first_schema_gains_the_new_column(tmp_path: Path) -> None:
     path = tmp_path / "alerts.db"
-    with sqlite3.connect(path) as db:
-        for statement in _first_schema("alerts", "INTEGER"):
-            db.execute(statement)
+    _sqlite_made_by(path, _first_schema("alerts", "INTEGER"))
     store = SqliteAlertStore(path)
     _reads_the_old_row_and_writes_new_ones(store)
     store.close()
@@ -226,11 +240,7 @@ def test_a_sqlite_table_of_the_first_schema_gains_the_new_column(tmp_path: Path)
 
 
 def test_a_postgres_table_of_the_first_schema_gains_the_new_column(pg_schema: str) -> None:
-    table = f'"{pg_schema}".alerts'
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
-        for statement in _first_schema(table, "BIGSERIAL"):
-            conn.execute(statement)
+    _postgres_made_by(pg_schema, _first_schema(f'"{pg_schema}".alerts', "BIGSERIAL"))
     store = PostgresAlertStore(PG_URL, schema=pg_schema)
     _reads_the_old_row_and_writes_new_ones(store)
     store.close()
@@ -239,10 +249,66 @@ def test_a_postgres_table_of_the_first_schema_gains_the_new_column(pg_schema: st
     again.close()
 
 
+def _todays_schema_before_alembic(table: str, id_type: str) -> list[str]:
+    """The table as the hand-written store of 2026-12 made it (every column, no alembic_version), with a row."""
+    create, insert = _first_schema(table, id_type)
+    return [
+        create,
+        f"ALTER TABLE {table} ADD COLUMN unseen_operating_point BOOLEAN NOT NULL DEFAULT FALSE",
+        f"CREATE INDEX alerts_state_idx ON {table} (state)",
+        insert,
+        f"UPDATE {table} SET unseen_operating_point = TRUE",
+    ]
+
+
+def test_a_sqlite_database_of_the_store_before_alembic_is_upgraded_keeping_its_alerts(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.db"
+    _sqlite_made_by(path, _todays_schema_before_alembic("alerts", "INTEGER"))
+    store = SqliteAlertStore(path)
+    (old,) = store.list()
+    assert old.asset == "pump-9" and old.unseen_operating_point is True
+    store.insert(make_alert())
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.head(),)]
+    again = SqliteAlertStore(path)
+    assert len(again.list()) == 2
+    again.close()
+
+
+def test_a_postgres_database_of_the_store_before_alembic_is_upgraded_keeping_its_alerts(pg_schema: str) -> None:
+    _postgres_made_by(pg_schema, _todays_schema_before_alembic(f'"{pg_schema}".alerts', "BIGSERIAL"))
+    store = PostgresAlertStore(PG_URL, schema=pg_schema)
+    (old,) = store.list()
+    assert old.unseen_operating_point is True
+    assert old.id is not None and store.insert(make_alert()).id == old.id + 1  # the sequence carries on
+    store.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_the_migrations_build_what_the_schema_describes(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """alerts.schema (what the queries are built from) and the newest migration agree, column by column."""
+    if engine == "sqlite":
+        store: AlertStore = SqliteAlertStore(tmp_path / "alerts.db")
+    else:
+        store = PostgresAlertStore(PG_URL, schema=request.getfixturevalue("pg_schema"))
+    with store._engine.connect() as conn:  # type: ignore[attr-defined]
+        differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    store.close()
+    assert differences == []
+
+
 def test_postgres_reconnects_after_connection_loss(pg_schema: str) -> None:
     store = PostgresAlertStore(PG_URL, schema=pg_schema)
     saved = store.insert(make_alert())
-    store._conn.close()  # type: ignore[union-attr]  # simulate the server dropping us
+    with psycopg.connect(PG_URL, autocommit=True) as admin:  # the server drops the store's connections
+        dropped = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'plantwatch' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert dropped
     assert store.list() == [saved]
     store.close()
 

@@ -47,7 +47,10 @@ DISTRIBUTIONS = {module: {_normalise(d) for d in dists} for module, dists in pac
 
 
 def _modules() -> list[Path]:
-    return sorted(p for package in PACKAGES for p in (ROOT / package.replace(".", "/")).glob("*.py"))
+    """Every Python file the wheel ships: the packages' modules and the alert store's Alembic migrations
+    (package data: Alembic loads them by path)."""
+    modules = [p for package in PACKAGES for p in (ROOT / package.replace(".", "/")).glob("*.py")]
+    return sorted(modules + list((ROOT / "alerts" / "migrations").rglob("*.py")))
 
 
 def _is_type_checking(node: ast.If) -> bool:

@@ -1,0 +1,36 @@
+"""The alert store's tables, described once for SQLite and PostgreSQL (SQLAlchemy Core).
+
+The database itself is created and upgraded by the Alembic migrations in ``alerts/migrations``
+(:func:`alerts.migrate.upgrade`); this description is what the store's queries are built from, and
+it must match the newest migration (``tests/test_alert_store.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, Table, Text, false
+
+metadata = MetaData()
+
+alerts = Table(
+    "alerts",
+    metadata,
+    # BIGSERIAL in PostgreSQL; SQLite's INTEGER PRIMARY KEY AUTOINCREMENT never reuses an id.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("asset", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("started_at_ns", BigInteger, nullable=False),
+    Column("last_anomalous_at_ns", BigInteger, nullable=False),
+    Column("resolved_at_ns", BigInteger),
+    Column("last_activity_ns", BigInteger, nullable=False),  # denormalised so `since` can use an index
+    Column("severity", Text, nullable=False),
+    Column("peak_score", Float(precision=53), nullable=False),
+    Column("peak_probability", Float(precision=53), nullable=False),
+    Column("top_sensors", Text, nullable=False),  # JSON: every field of each Contribution
+    Column("unseen_operating_point", Boolean, nullable=False, server_default=false()),
+    # Open alerts are reloaded at start-up; the API filters by asset and by recent activity.
+    Index("alerts_state_idx", "state"),
+    Index("alerts_asset_started_idx", "asset", "started_at_ns"),
+    Index("alerts_activity_idx", "last_activity_ns"),
+    sqlite_autoincrement=True,
+)
