@@ -55,3 +55,7 @@ def test_an_asset_learning_then_in_alarm(store: SqliteAlertStore) -> None:
         missing = client.get("/assets/fan-9")
         assert missing.status_code == 404 and "fan-9" in missing.json()["detail"]
         assert client.get("/assets/p%01ump").status_code == 422
+        monitor.reset()  # relearn: the alarm verdict belonged to the forgotten model
+        relearning = client.get("/assets/pump-7").json()
+        assert relearning["state"] == "learning" and not relearning["anomaly"]
+        assert relearning["probability"] is None and relearning["top_sensors"] == []

@@ -12,6 +12,7 @@ from psycopg import sql
 from servers import MosquittoServer, VictoriaServer, free_port
 from test_alert_store import PG_URL, pg_schema  # noqa: F401 - pg_schema is a fixture used by name
 
+from api.keys import KeyFile
 from ingest.mqtt_source import MqttOptions
 from plantwatch.cli import main
 from plantwatch.service.reachability import CheckFailed, check_alert_store, check_broker
@@ -119,6 +120,20 @@ def test_embedded_storage_and_sqlite_alerts(
         f"FAIL alerts.store_url sqlite:///{tmp_path / 'a-file' / 'alerts.db'}: "
         f"{tmp_path / 'a-file'} is a file, not a folder"
     )
+
+
+def test_an_api_for_other_machines_without_a_key_fails_the_check_as_run_would_refuse_it(
+    tmp_path: Path, mosquitto: MosquittoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _embedded_config(tmp_path, f"url: '{mosquitto.url}'", tmp_path / "alerts.db")
+    keys = tmp_path / "keys.json"
+    config.write_text(config.read_text() + f"api: {{host: 0.0.0.0, keys_file: '{keys}'}}\n")
+    code, lines = _check(config, capsys)
+    assert code == 2 and lines["api"].startswith("FAIL api.host: 0.0.0.0 serves other machines")
+    assert "plantwatch keys create" in lines["api"]
+    KeyFile(keys).create("ops", "admin")
+    code, lines = _check(config, capsys)
+    assert code == 0 and lines["api"] == f"ok API keys: 1 active in {keys}; every call but /healthz needs one"
 
 
 def test_bad_settings_stop_before_any_server_is_tried(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,8 +4,9 @@ changing anything (no file, folder or table is created).
 In order: the settings (every key, plus the detector's trial baseline that ``load_settings`` fits),
 then the MQTT broker (a full MQTT CONNECT with the configured protocol, TLS and credentials), the
 time-series database (``GET /health``: InfluxDB 2 and VictoriaMetrics both answer it) or the SQLite
-readings file, the alert store, and the folder for the learned models. One line per check; exit 0
-when all pass, 2 otherwise.
+readings file, the alert store, the folder for the learned models, and the API's keys (a host other
+than loopback needs one, as ``plantwatch run`` does). One line per check; exit 0 when all pass, 2
+otherwise.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         check_model_dir,
         check_storage,
     )
-    from plantwatch.service.wiring import mqtt_options
+    from plantwatch.service.wiring import check_api_access, mqtt_options
     from plantwatch.settings import ConfigError, load_settings
 
     where = args.config or "the embedded default configuration"
@@ -52,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         ("storage", lambda: check_storage(settings)),
         ("alerts", lambda: check_alert_store(settings.alerts.store_url)),
         ("models", lambda: check_model_dir(settings.detector.model_dir)),
+        ("api", lambda: _api_keys(settings.api, check_api_access)),
     ]
     passed = True
     for name, run in checks:
@@ -61,6 +63,17 @@ def main(args: argparse.Namespace) -> int:
             _report(False, name, str(exc))
             passed = False
     return 0 if passed else 2
+
+
+def _api_keys(api: Any, check_api_access: Callable[[Any], str]) -> str:
+    """What ``plantwatch run`` will say of the API's keys; CheckFailed where it would refuse to start."""
+    from plantwatch.service.reachability import CheckFailed
+    from plantwatch.settings import ConfigError
+
+    try:
+        return check_api_access(api)
+    except ConfigError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 def _report(ok: bool, name: str, message: str) -> None:

@@ -19,6 +19,8 @@ def asset_view(monitor: AssetMonitor, latest: Verdict | None) -> dict[str, Any]:
     """One asset as ``api.schemas.AssetOut`` takes it."""
     config, model = monitor.config, monitor.model_
     learned = model is not None
+    if not learned:
+        latest = None  # a verdict of a model since forgotten (relearn) says nothing of the one being learned
     return {
         "asset": monitor.asset,
         "state": _state(learned, latest),

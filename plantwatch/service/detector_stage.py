@@ -129,6 +129,7 @@ class DetectorStage:
         for asset, overhauled in wanted.items():
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
             monitor.reset()
+            self.latest.pop(asset, None)  # the forgotten model's verdict says nothing of the new one
             trends = self.maintenance if overhauled else None
             if trends is not None:
                 trends.forget(asset)
