@@ -40,6 +40,12 @@ class Alert:
     # The peak-score row lies at an operating point the baseline never covered (detector.operating_point):
     # its top sensors are levels beyond the baseline's range together, not faults of those sensors.
     unseen_operating_point: bool = False
+    # What operators did (AlertStore.act), by wall-clock time: the lifecycle never writes these, so its
+    # updates of an open alert cannot undo an acknowledgement.
+    acknowledged_at_ns: int | None = None
+    acknowledged_by: str | None = None
+    shelved_until_ns: int | None = None  # silenced until then (wall clock), with a reason
+    shelved_reason: str | None = None
 
     @classmethod
     def opened(
@@ -69,7 +75,29 @@ class Alert:
             unseen_operating_point=unseen_operating_point,
         )
 
+    def shelved(self, now_ns: int) -> bool:
+        return self.shelved_until_ns is not None and self.shelved_until_ns > now_ns
+
     @property
     def last_activity_ns(self) -> int:
         """When the alert last changed meaningfully; what `since` filters compare against."""
         return self.resolved_at_ns if self.resolved_at_ns is not None else self.last_anomalous_at_ns
+
+
+ACKNOWLEDGED: Final = "acknowledged"
+SHELVED: Final = "shelved"
+UNSHELVED: Final = "unshelved"
+COMMENTED: Final = "commented"
+ACTIONS: Final = (ACKNOWLEDGED, SHELVED, UNSHELVED, COMMENTED)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertAction:
+    """One entry of an alert's history: who did what, when (wall clock), and what they wrote."""
+
+    alert_id: int
+    at_ns: int
+    actor: str  # the API key's name, or "anonymous" on an API without keys
+    action: str  # one of ACTIONS
+    comment: str | None = None
+    shelved_until_ns: int | None = None  # for SHELVED

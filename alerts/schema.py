@@ -7,7 +7,7 @@ it must match the newest migration (``tests/test_alert_store.py`` compares them)
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, Table, Text, false
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, Table, Text, false
 
 metadata = MetaData()
 
@@ -28,9 +28,30 @@ alerts = Table(
     Column("peak_probability", Float(precision=53), nullable=False),
     Column("top_sensors", Text, nullable=False),  # JSON: every field of each Contribution
     Column("unseen_operating_point", Boolean, nullable=False, server_default=false()),
+    # Operators' columns (AlertStore.act); the lifecycle writes only the ones above.
+    Column("acknowledged_at_ns", BigInteger),
+    Column("acknowledged_by", Text),
+    Column("shelved_until_ns", BigInteger),
+    Column("shelved_reason", Text),
     # Open alerts are reloaded at start-up; the API filters by asset and by recent activity.
     Index("alerts_state_idx", "state"),
     Index("alerts_asset_started_idx", "asset", "started_at_ns"),
     Index("alerts_activity_idx", "last_activity_ns"),
+    sqlite_autoincrement=True,
+)
+
+
+# Every operator action on an alert, oldest first (GET /alerts/{id}).
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), nullable=False),
+    Column("at_ns", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("comment", Text),
+    Column("shelved_until_ns", BigInteger),
+    Index("alert_history_alert_idx", "alert_id", "id"),
     sqlite_autoincrement=True,
 )

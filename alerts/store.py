@@ -24,11 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from alerts import migrate
-from alerts.model import STATE_OPEN, Alert
+from alerts.model import ACKNOWLEDGED, ACTIONS, SHELVED, STATE_OPEN, UNSHELVED, Alert, AlertAction
+from alerts.schema import alert_history
 from alerts.schema import alerts as table
 from detector.types import Contribution
-
-_COLUMNS = tuple(c.name for c in table.columns if c.name != "id")
 
 SUPPORTED_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 
@@ -53,12 +52,21 @@ class AlertStore(Protocol):
         kind: str | None = None,
         since_ns: int | None = None,
         limit: int = 1000,
+        acknowledged: bool | None = None,
     ) -> builtins.list[Alert]:
         """Alerts matching every given filter, newest (by start) first."""
         ...
 
     def get(self, alert_id: int) -> Alert | None:
         """The alert with this id, or None."""
+        ...
+
+    def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
+        """Record an operator's action and apply it to the alert (None: no such alert)."""
+        ...
+
+    def history(self, alert_id: int) -> builtins.list[AlertAction]:
+        """The alert's operator actions, oldest first."""
         ...
 
     def open_alerts(self) -> builtins.list[Alert]: ...
@@ -127,7 +135,26 @@ def _from_row(row: Row[Any]) -> Alert:
         peak_probability=float(m["peak_probability"]),
         top_sensors=_decode_sensors(m["top_sensors"]),
         unseen_operating_point=bool(m["unseen_operating_point"]),
+        acknowledged_at_ns=_int_or_none(m["acknowledged_at_ns"]),
+        acknowledged_by=m["acknowledged_by"],
+        shelved_until_ns=_int_or_none(m["shelved_until_ns"]),
+        shelved_reason=m["shelved_reason"],
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _operator_columns(action: AlertAction, shelved_reason: str | None) -> dict[str, Any]:
+    """What an action changes on the alert's row (a comment changes nothing there)."""
+    if action.action == ACKNOWLEDGED:
+        return {"acknowledged_at_ns": action.at_ns, "acknowledged_by": action.actor}
+    if action.action == SHELVED:
+        return {"shelved_until_ns": action.shelved_until_ns, "shelved_reason": shelved_reason}
+    if action.action == UNSHELVED:
+        return {"shelved_until_ns": None, "shelved_reason": None}
+    return {}
 
 
 def _require_id(alert: Alert) -> int:
@@ -164,6 +191,7 @@ class _SqlAlertStore:
         kind: str | None = None,
         since_ns: int | None = None,
         limit: int = 1000,
+        acknowledged: bool | None = None,
     ) -> builtins.list[Alert]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -173,6 +201,9 @@ class _SqlAlertStore:
                 query = query.where(table.c[column] == value)
         if since_ns is not None:
             query = query.where(table.c.last_activity_ns >= since_ns)
+        if acknowledged is not None:
+            ack = table.c.acknowledged_at_ns
+            query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
         query = query.order_by(table.c.started_at_ns.desc(), table.c.id.desc()).limit(limit)
         with self._engine.connect() as conn:
             return [_from_row(r) for r in conn.execute(query)]
@@ -181,6 +212,35 @@ class _SqlAlertStore:
         with self._engine.connect() as conn:
             row = conn.execute(select(table).where(table.c.id == alert_id)).first()
         return None if row is None else _from_row(row)
+
+    def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
+        if action.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action.action!r}")
+        with self._engine.begin() as conn:  # the row and its history change together, or neither
+            found = conn.execute(select(table.c.id).where(table.c.id == action.alert_id)).first()
+            if found is None:
+                return None
+            changes = _operator_columns(action, shelved_reason)
+            if changes:
+                conn.execute(update(table).where(table.c.id == action.alert_id).values(changes))
+            conn.execute(insert(alert_history).values(dataclasses.asdict(action)))
+        return self.get(action.alert_id)
+
+    def history(self, alert_id: int) -> builtins.list[AlertAction]:
+        query = select(alert_history).where(alert_history.c.alert_id == alert_id).order_by(alert_history.c.id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AlertAction(
+                alert_id=int(r.alert_id),
+                at_ns=int(r.at_ns),
+                actor=r.actor,
+                action=r.action,
+                comment=r.comment,
+                shelved_until_ns=_int_or_none(r.shelved_until_ns),
+            )
+            for r in rows
+        ]
 
     def open_alerts(self) -> builtins.list[Alert]:
         return self.list(state=STATE_OPEN, limit=1_000_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,38 @@ class AlertFilters(BaseModel):
         "(2024-05-01T12:00:00Z) or epoch seconds (1714564800.5).",
     )
     limit: int = Field(default=1000, ge=1, le=10_000)
+    acknowledged: bool | None = Field(default=None, description="true: acknowledged only; false: still to acknowledge")
+
+
+Comment = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class AcknowledgeIn(BaseModel):
+    """Body of ``POST /alerts/{id}/ack``."""
+
+    model_config = ConfigDict(extra="forbid")
+    comment: Comment | None = None
+
+
+class ShelveIn(BaseModel):
+    """Body of ``POST /alerts/{id}/shelve``: for how long (``hours``) or until when (``until``), and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    hours: float | None = Field(default=None, gt=0, le=720, description="shelve for this long (at most 30 days)")
+    until: str | None = Field(default=None, description="or until this instant: ISO-8601 with a zone or epoch seconds")
+
+
+class CommentIn(BaseModel):
+    """Body of ``POST /alerts/{id}/comment`` (and, optional, of ``/unshelve``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    comment: Comment
+
+
+class UnshelveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: Comment | None = None
 
 
 class FeedbackIn(BaseModel):
@@ -85,10 +118,19 @@ class AlertOut(BaseModel):
     # True when the peak row lies at an operating point the baseline never covered: most sensors' levels
     # beyond the baseline's range together, moved as its correlations move them; not a fault of each.
     unseen_operating_point: bool
+    acknowledged_at: datetime | None = Field(description="when an operator acknowledged it (wall clock)")
+    acknowledged_by: str | None = Field(description="the API key's name, or 'anonymous' without keys")
+    needs_acknowledgement: bool = Field(
+        description="not acknowledged yet: an alert that resolved by itself stays to be acknowledged (ISA-18.2)"
+    )
+    shelved: bool = Field(description="silenced now by an operator, until shelved_until")
+    shelved_until: datetime | None
+    shelved_reason: str | None
 
     @classmethod
-    def from_alert(cls, alert: Alert) -> AlertOut:
+    def from_alert(cls, alert: Alert, now_ns: int | None = None) -> AlertOut:
         assert alert.id is not None  # only stored alerts are served
+        now_ns = time.time_ns() if now_ns is None else now_ns
         return cls(
             id=alert.id,
             asset=alert.asset,
@@ -102,7 +144,31 @@ class AlertOut(BaseModel):
             peak_probability=alert.peak_probability,
             top_sensors=[SensorContributionOut.from_contribution(c) for c in alert.top_sensors],
             unseen_operating_point=alert.unseen_operating_point,
+            acknowledged_at=_when(alert.acknowledged_at_ns),
+            acknowledged_by=alert.acknowledged_by,
+            needs_acknowledgement=alert.acknowledged_at_ns is None,
+            shelved=alert.shelved(now_ns),
+            shelved_until=_when(alert.shelved_until_ns),
+            shelved_reason=alert.shelved_reason,
         )
+
+
+def _when(ns: int | None) -> datetime | None:
+    return None if ns is None else ns_to_datetime(ns)
+
+
+class AlertActionOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    comment: str | None
+    shelved_until: datetime | None
+
+
+class AlertDetailOut(AlertOut):
+    """``GET /alerts/{id}`` and the answer of every action on it: the alert and its history."""
+
+    history: list[AlertActionOut] = Field(description="operators' actions, oldest first")
 
 
 class RelearnOut(BaseModel):

@@ -19,7 +19,7 @@ from psycopg import sql
 from servers import free_port, skip_or_fail
 
 from alerts import migrate, schema
-from alerts.model import Alert
+from alerts.model import Alert, AlertAction
 from alerts.store import AlertStore, PostgresAlertStore, SqliteAlertStore, StoreOpenError, open_store
 from detector.types import Contribution
 
@@ -101,6 +101,36 @@ def test_get_reads_one_alert_by_id(store: AlertStore) -> None:
     assert second.id is not None and store.get(second.id) == second
     assert first.id is not None and store.get(first.id) == first
     assert store.get(second.id + 1000) is None
+
+
+def test_operator_actions_change_their_columns_and_history_only(store: AlertStore) -> None:
+    alert = store.insert(make_alert())
+    assert alert.id is not None
+    acked = store.act(AlertAction(alert.id, 1_000 * S, "shift-a", "acknowledged", "looking at it"))
+    assert acked is not None and acked.acknowledged_at_ns == 1_000 * S and acked.acknowledged_by == "shift-a"
+    # The lifecycle's next write of the open alert (it never saw the acknowledgement) keeps it.
+    store.update(dataclasses.replace(alert, peak_score=9.9))
+    again = store.get(alert.id)
+    assert again is not None and again.peak_score == 9.9 and again.acknowledged_by == "shift-a"
+    shelved = store.act(AlertAction(alert.id, 1_001 * S, "shift-a", "shelved", shelved_until_ns=5_000 * S), "pump out")
+    assert shelved is not None and shelved.shelved_until_ns == 5_000 * S and shelved.shelved_reason == "pump out"
+    assert shelved.shelved(4_999 * S) and not shelved.shelved(5_000 * S)
+    store.act(AlertAction(alert.id, 1_002 * S, "shift-b", "commented", "fitter on site"))
+    unshelved = store.act(AlertAction(alert.id, 1_003 * S, "shift-b", "unshelved"))
+    assert unshelved is not None and unshelved.shelved_until_ns is None and unshelved.shelved_reason is None
+    assert [(a.actor, a.action, a.comment) for a in store.history(alert.id)] == [
+        ("shift-a", "acknowledged", "looking at it"),
+        ("shift-a", "shelved", None),
+        ("shift-b", "commented", "fitter on site"),
+        ("shift-b", "unshelved", None),
+    ]
+    assert store.history(alert.id)[1].shelved_until_ns == 5_000 * S
+    other = store.insert(make_alert(asset="pump-2"))
+    assert store.list(acknowledged=True) == [store.get(alert.id)]
+    assert store.list(acknowledged=False) == [other]
+    assert store.act(AlertAction(987_654, 1, "x", "commented", "?")) is None
+    with pytest.raises(ValueError, match="action must be one of"):
+        store.act(AlertAction(alert.id, 1, "x", "deleted"))
 
 
 def test_update_of_unknown_or_unsaved_alert_raises(store: AlertStore) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alerts.lifecycle import AlertEvent, AlertManager
-from alerts.model import Alert
+from alerts.model import Alert, AlertAction
 from alerts.store import SqliteAlertStore
 from detector.types import Contribution, Verdict
 from telemetry.counters import Counters
@@ -45,8 +45,15 @@ class RecordingStore:
         kind: str | None = None,
         since_ns: int | None = None,
         limit: int = 1000,
+        acknowledged: bool | None = None,
     ) -> builtins.list[Alert]:
         raise NotImplementedError  # the lifecycle only needs open_alerts()
+
+    def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
+        raise NotImplementedError  # operators' actions come through the API, not the lifecycle
+
+    def history(self, alert_id: int) -> builtins.list[AlertAction]:
+        raise NotImplementedError
 
     def get(self, alert_id: int) -> Alert | None:
         return self.rows.get(alert_id)

@@ -62,7 +62,7 @@ def test_one_alert_by_id(store: SqliteAlertStore, seeded: dict[str, Alert]) -> N
         listed = {a["id"]: a for a in client.get("/alerts").json()}
         for alert in seeded.values():
             resp = client.get(f"/alerts/{alert.id}")
-            assert resp.status_code == 200 and resp.json() == listed[alert.id]
+            assert resp.status_code == 200 and resp.json() == listed[alert.id] | {"history": []}
         missing = client.get("/alerts/999999")
         assert missing.status_code == 404 and missing.json()["detail"] == "no alert with id 999999"
         for bad in ("0", "-1", "abc", str(2**63)):
@@ -98,6 +98,12 @@ def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> 
                 }
             ],
             "unseen_operating_point": False,
+            "acknowledged_at": None,
+            "acknowledged_by": None,
+            "needs_acknowledgement": True,
+            "shelved": False,
+            "shelved_until": None,
+            "shelved_reason": None,
         }
     ]
 

@@ -1,4 +1,4 @@
-"""GET /alerts, GET /alerts/{id}."""
+"""GET /alerts, GET /alerts/{id} (with its history)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from alerts.store import AlertStore
 from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
-from api.schemas import AlertFilters, AlertOut
+from api.schemas import AlertActionOut, AlertDetailOut, AlertFilters, AlertOut
+from ingest.timestamps import ns_to_datetime
 
 router = APIRouter(tags=["alerts"])
 
@@ -20,7 +22,12 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]) -> l
     # `since` is parsed here, not in the model, so its 422 keeps the one-line detail it always had.
     since_ns = None if filters.since is None else parse_instant(filters.since, "since")
     alerts = store.list(
-        asset=filters.asset, state=filters.state, kind=filters.kind, since_ns=since_ns, limit=filters.limit
+        asset=filters.asset,
+        state=filters.state,
+        kind=filters.kind,
+        since_ns=since_ns,
+        limit=filters.limit,
+        acknowledged=filters.acknowledged,
     )
     return [AlertOut.from_alert(a) for a in alerts]
 
@@ -32,13 +39,29 @@ AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the alert's id, a
 
 @router.get(
     "/alerts/{alert_id}",
-    response_model=AlertOut,
+    response_model=AlertDetailOut,
     dependencies=[READ],
     responses=KEY_RESPONSES | {404: {"description": "no alert with this id"}},
 )
-def get_alert(alert_id: AlertId, store: StoreDep) -> AlertOut:
-    """One alert, as ``GET /alerts`` lists it: a poller that kept an id reads its current state."""
+def get_alert(alert_id: AlertId, store: StoreDep) -> AlertDetailOut:
+    """One alert, as ``GET /alerts`` lists it, with its history: a poller that kept an id reads its
+    current state."""
+    return detail(store, alert_id)
+
+
+def detail(store: AlertStore, alert_id: int) -> AlertDetailOut:
+    """The alert and its operators' history (404 for an unknown id)."""
     alert = store.get(alert_id)
     if alert is None:
         raise HTTPException(status_code=404, detail=f"no alert with id {alert_id}")
-    return AlertOut.from_alert(alert)
+    history = [
+        AlertActionOut(
+            at=ns_to_datetime(a.at_ns),
+            actor=a.actor,
+            action=a.action,
+            comment=a.comment,
+            shelved_until=None if a.shelved_until_ns is None else ns_to_datetime(a.shelved_until_ns),
+        )
+        for a in store.history(alert_id)
+    ]
+    return AlertDetailOut(**AlertOut.from_alert(alert).model_dump(), history=history)

@@ -1,0 +1,97 @@
+"""What a shift does with an alert: POST /alerts/{id}/ack, /shelve, /unshelve, /comment.
+
+Each action is recorded in the alert's history with the caller's key name and the wall-clock time,
+and answers with the alert and its history. The lifecycle owns the alert's condition (open while
+anomalous, resolved once normal); operators own acknowledgement and shelving, in columns the
+lifecycle never writes, so neither undoes the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, HTTPException
+
+from alerts.model import ACKNOWLEDGED, COMMENTED, SHELVED, UNSHELVED, Alert, AlertAction
+from alerts.store import AlertStore
+from api.auth import CHANGE_RESPONSES, JSON_REQUEST, OPERATE
+from api.deps import StoreDep
+from api.instants import parse_instant
+from api.keys import ApiKey
+from api.routes.alerts import AlertId, detail
+from api.schemas import AcknowledgeIn, AlertDetailOut, CommentIn, ShelveIn, UnshelveIn
+
+router = APIRouter(tags=["alerts"])
+
+Operator = Annotated[ApiKey | None, OPERATE]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+MAX_SHELVE_NS = 30 * 24 * 3600 * 10**9
+ACTION_RESPONSES = CHANGE_RESPONSES | {
+    404: {"description": "no alert with this id"},
+    409: {"description": "already acknowledged, or not shelved"},
+}
+
+
+def _action(path: str) -> Callable[[Endpoint], Endpoint]:
+    """The route of one action: JSON only, answered with the alert and its history."""
+    return router.post(path, response_model=AlertDetailOut, dependencies=[JSON_REQUEST], responses=ACTION_RESPONSES)
+
+
+def _record(store: AlertStore, action: AlertAction, shelved_reason: str | None = None) -> AlertDetailOut:
+    if store.act(action, shelved_reason) is None:
+        raise HTTPException(status_code=404, detail=f"no alert with id {action.alert_id}")
+    return detail(store, action.alert_id)
+
+
+def _actor(key: ApiKey | None) -> str:
+    return key.name if key is not None else "anonymous"
+
+
+def _known(store: AlertStore, alert_id: int) -> Alert:
+    alert = store.get(alert_id)
+    if alert is None:
+        raise HTTPException(status_code=404, detail=f"no alert with id {alert_id}")
+    return alert
+
+
+@_action("/alerts/{alert_id}/ack")
+def acknowledge(alert_id: AlertId, body: AcknowledgeIn, store: StoreDep, key: Operator) -> AlertDetailOut:
+    """Acknowledge an alert: someone has seen it. An alert that resolved by itself stays to be
+    acknowledged (``needs_acknowledgement``) until it is, as ISA-18.2 asks of a return to normal."""
+    alert = _known(store, alert_id)
+    if alert.acknowledged_at_ns is not None:
+        by = alert.acknowledged_by
+        raise HTTPException(status_code=409, detail=f"alert {alert_id} was acknowledged already, by {by}")
+    return _record(store, AlertAction(alert_id, time.time_ns(), _actor(key), ACKNOWLEDGED, body.comment))
+
+
+@_action("/alerts/{alert_id}/shelve")
+def shelve(alert_id: AlertId, body: ShelveIn, store: StoreDep, key: Operator) -> AlertDetailOut:
+    """Silence an alert for ``hours`` or until ``until`` (at most 30 days), with a reason: it shows
+    ``shelved`` until then. Shelving again replaces the time."""
+    now = time.time_ns()
+    if (body.hours is None) == (body.until is None):
+        raise HTTPException(status_code=422, detail="give exactly one of hours and until")
+    until = now + round(body.hours * 3600e9) if body.hours is not None else parse_instant(str(body.until), "until")
+    if not now < until <= now + MAX_SHELVE_NS:
+        raise HTTPException(status_code=422, detail="until: must lie in the next 30 days")
+    _known(store, alert_id)
+    action = AlertAction(alert_id, now, _actor(key), SHELVED, body.reason, shelved_until_ns=until)
+    return _record(store, action, shelved_reason=body.reason)
+
+
+@_action("/alerts/{alert_id}/unshelve")
+def unshelve(alert_id: AlertId, body: UnshelveIn, store: StoreDep, key: Operator) -> AlertDetailOut:
+    """End a shelving before its time."""
+    now = time.time_ns()
+    if not _known(store, alert_id).shelved(now):
+        raise HTTPException(status_code=409, detail=f"alert {alert_id} is not shelved")
+    return _record(store, AlertAction(alert_id, now, _actor(key), UNSHELVED, body.comment))
+
+
+@_action("/alerts/{alert_id}/comment")
+def comment(alert_id: AlertId, body: CommentIn, store: StoreDep, key: Operator) -> AlertDetailOut:
+    """Add a note to the alert's history (what was found, who was called)."""
+    return _record(store, AlertAction(alert_id, time.time_ns(), _actor(key), COMMENTED, body.comment))

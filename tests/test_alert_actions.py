@@ -1,0 +1,131 @@
+"""What a shift does with an alert through the API: acknowledge, shelve, unshelve, comment; and that the
+lifecycle's own writes of an open alert never undo them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts.lifecycle import AlertManager
+from alerts.model import Alert
+from alerts.store import SqliteAlertStore
+from api.app import create_app
+from api.hooks import ServiceHooks
+from api.keys import KeyFile
+from detector.types import Contribution, Verdict
+from telemetry.counters import Counters
+
+S = 1_000_000_000
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, str]:
+    file = KeyFile(tmp_path / "keys.json")
+    return {"file": str(file.path), "read": file.create("scada", "read"), "operate": file.create("shift-a", "operate")}
+
+
+def client(store: SqliteAlertStore, keys: dict[str, str]) -> TestClient:
+    hooks = ServiceHooks(store=store, counters=Counters(), keys=KeyFile(keys["file"]))
+    return TestClient(create_app(hooks), base_url="http://localhost")
+
+
+def auth(token: str) -> dict[str, str]:
+    return JSON | {"Authorization": f"Bearer {token}"}
+
+
+def verdict(ts_s: int, anomaly: bool) -> Verdict:
+    top = (Contribution("vibration", 1.0, "high", 9.0, 1.0, 4.0, "level"),)
+    return Verdict(
+        "pump-7", ts_s * S, 5.0 if anomaly else 0.1, 0.9999 if anomaly else 0.2, anomaly, top if anomaly else ()
+    )
+
+
+def test_a_shift_acknowledges_comments_shelves_and_unshelves(store: SqliteAlertStore, keys: dict[str, str]) -> None:
+    manager = AlertManager(store, resolve_after_s=60, counters=Counters())
+    for t in range(100, 110):
+        manager.observe(verdict(t, True))
+    (alert,) = store.list()
+    with client(store, keys) as c:
+        path = f"/alerts/{alert.id}"
+        assert c.post(path + "/ack", json={}, headers=auth(keys["read"])).status_code == 403
+        acked = c.post(path + "/ack", json={"comment": "on my way"}, headers=auth(keys["operate"]))
+        assert acked.status_code == 200
+        body = acked.json()
+        assert body["acknowledged_by"] == "shift-a" and not body["needs_acknowledgement"] and body["state"] == "open"
+        assert [(h["actor"], h["action"], h["comment"]) for h in body["history"]] == [
+            ("shift-a", "acknowledged", "on my way")
+        ]
+        again = c.post(path + "/ack", json={}, headers=auth(keys["operate"]))
+        assert again.status_code == 409 and "by shift-a" in again.json()["detail"]
+        # The anomaly goes on: the lifecycle writes the open alert again (its copy knows no acknowledgement).
+        for t in range(110, 130):
+            manager.observe(verdict(t, True))
+        manager.flush()
+        assert c.get(path, headers=auth(keys["read"])).json()["acknowledged_by"] == "shift-a"
+        before = time.time()
+        shelved = c.post(
+            path + "/shelve", json={"hours": 2, "reason": "pump out for service"}, headers=auth(keys["operate"])
+        )
+        assert shelved.status_code == 200 and shelved.json()["shelved"] is True
+        assert shelved.json()["shelved_reason"] == "pump out for service"
+        until = shelved.json()["shelved_until"]
+        assert until > time.strftime("%Y-%m-%dT%H:%M", time.gmtime(before + 7190))
+        assert c.get("/alerts", params={"acknowledged": "false"}, headers=auth(keys["read"])).json() == []
+        noted = c.post(path + "/comment", json={"comment": "fitter on site"}, headers=auth(keys["operate"]))
+        assert noted.json()["history"][-1]["action"] == "commented"
+        unshelved = c.post(path + "/unshelve", json={}, headers=auth(keys["operate"]))
+        assert unshelved.status_code == 200 and unshelved.json()["shelved"] is False
+        assert c.post(path + "/unshelve", json={}, headers=auth(keys["operate"])).status_code == 409
+        history = c.get(path, headers=auth(keys["read"])).json()["history"]
+        assert [h["action"] for h in history] == ["acknowledged", "shelved", "commented", "unshelved"]
+        assert history[1]["shelved_until"] == until
+
+
+def test_an_alert_that_resolved_by_itself_still_needs_acknowledgement(
+    store: SqliteAlertStore, keys: dict[str, str]
+) -> None:
+    manager = AlertManager(store, resolve_after_s=60, counters=Counters())
+    for t in range(100, 105):
+        manager.observe(verdict(t, True))
+    for t in range(105, 200):
+        manager.observe(verdict(t, False))
+    (alert,) = store.list()
+    assert alert.state == "resolved"
+    with client(store, keys) as c:
+        unacked = c.get("/alerts", params={"acknowledged": "false"}, headers=auth(keys["read"])).json()
+        assert [a["id"] for a in unacked] == [alert.id] and unacked[0]["needs_acknowledgement"]
+        c.post(f"/alerts/{alert.id}/ack", json={}, headers=auth(keys["operate"]))
+        assert c.get("/alerts", params={"acknowledged": "false"}, headers=auth(keys["read"])).json() == []
+
+
+def test_bad_actions_are_refused_and_change_nothing(store: SqliteAlertStore, keys: dict[str, str]) -> None:
+    alert = store.insert(dataclasses.replace(Alert.opened("pump-7", "anomaly", 100 * S, "warning", 2.0, 0.99, ())))
+    op = auth(keys["operate"])
+    with client(store, keys) as c:
+        path = f"/alerts/{alert.id}"
+        assert c.post("/alerts/999/ack", json={}, headers=op).status_code == 404
+        assert c.post(path + "/shelve", json={"reason": "x"}, headers=op).status_code == 422  # neither hours nor until
+        assert (
+            c.post(
+                path + "/shelve", json={"reason": "x", "hours": 1, "until": "2099-01-01T00:00:00Z"}, headers=op
+            ).status_code
+            == 422
+        )
+        assert c.post(path + "/shelve", json={"reason": "x", "hours": 721}, headers=op).status_code == 422
+        assert (
+            c.post(path + "/shelve", json={"reason": "x", "until": "2020-01-01T00:00:00Z"}, headers=op).status_code
+            == 422
+        )
+        assert c.post(path + "/shelve", json={"hours": 1}, headers=op).status_code == 422  # no reason
+        assert c.post(path + "/comment", json={"comment": ""}, headers=op).status_code == 422
+        assert c.post(path + "/comment", json={"comment": "x" * 2001}, headers=op).status_code == 422
+        assert c.post(path + "/ack", json={"by": "someone else"}, headers=op).status_code == 422  # no spoofing
+        text = {"Authorization": f"Bearer {keys['operate']}", "Content-Type": "text/plain"}
+        assert c.post(path + "/ack", content=b"{}", headers=text).status_code == 415
+        assert c.post(path + "/ack", json={}).status_code == 401
+        assert c.get(path, headers=auth(keys["read"])).json()["history"] == []
