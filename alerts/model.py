@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from detector.types import Contribution
@@ -46,6 +46,9 @@ class Alert:
     acknowledged_by: str | None = None
     shelved_until_ns: int | None = None  # silenced until then (wall clock), with a reason
     shelved_reason: str | None = None
+    # Wall clock of the row's last change, set by the store: bookkeeping, not what the alert says, so
+    # two reads of an unchanged alert compare equal whichever write came last.
+    updated_at_ns: int | None = field(default=None, compare=False)
 
     @classmethod
     def opened(

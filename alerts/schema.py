@@ -33,10 +33,13 @@ alerts = Table(
     Column("acknowledged_by", Text),
     Column("shelved_until_ns", BigInteger),
     Column("shelved_reason", Text),
+    # Wall-clock time of the row's last change by anyone (GET /alerts?updated_since= for pollers).
+    Column("updated_at_ns", BigInteger),
     # Open alerts are reloaded at start-up; the API filters by asset and by recent activity.
     Index("alerts_state_idx", "state"),
     Index("alerts_asset_started_idx", "asset", "started_at_ns"),
     Index("alerts_activity_idx", "last_activity_ns"),
+    Index("alerts_updated_idx", "updated_at_ns", "id"),
     sqlite_autoincrement=True,
 )
 

@@ -14,12 +14,13 @@ import builtins
 import dataclasses
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import Engine, Row, create_engine, event, insert, select, text, update
+from sqlalchemy import Engine, Row, Select, create_engine, event, insert, select, text, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -53,8 +54,11 @@ class AlertStore(Protocol):
         since_ns: int | None = None,
         limit: int = 1000,
         acknowledged: bool | None = None,
+        updated_since_ns: int | None = None,
+        after: tuple[int, int] | None = None,
     ) -> builtins.list[Alert]:
-        """Alerts matching every given filter, newest (by start) first."""
+        """Alerts matching every given filter, newest (by start) first, or with ``updated_since_ns`` those
+        changed since, oldest change first; ``after``: where the previous page ended (see ``_ordered``)."""
         ...
 
     def get(self, alert_id: int) -> Alert | None:
@@ -139,11 +143,27 @@ def _from_row(row: Row[Any]) -> Alert:
         acknowledged_by=m["acknowledged_by"],
         shelved_until_ns=_int_or_none(m["shelved_until_ns"]),
         shelved_reason=m["shelved_reason"],
+        updated_at_ns=_int_or_none(m["updated_at_ns"]),
     )
 
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _ordered(query: Select[Any], updated_since_ns: int | None, after: tuple[int, int] | None) -> Select[Any]:
+    """Newest start first; with ``updated_since_ns``, what changed at or after it, oldest change first
+    (a poller pages forward). ``after``: where the previous page ended, ``(started_at_ns, id)`` or with
+    ``updated_since_ns`` ``(updated_at_ns, id)`` of its last alert (keyset pagination: a stable order,
+    whatever is written meanwhile)."""
+    if updated_since_ns is None:
+        if after is not None:
+            query = query.where(tuple_(table.c.started_at_ns, table.c.id) < after)
+        return query.order_by(table.c.started_at_ns.desc(), table.c.id.desc())
+    query = query.where(table.c.updated_at_ns >= updated_since_ns)
+    if after is not None:
+        query = query.where(tuple_(table.c.updated_at_ns, table.c.id) > after)
+    return query.order_by(table.c.updated_at_ns, table.c.id)
 
 
 def _operator_columns(action: AlertAction, shelved_reason: str | None) -> dict[str, Any]:
@@ -173,14 +193,16 @@ class _SqlAlertStore:
         self._engine = engine
 
     def insert(self, alert: Alert) -> Alert:
+        row = _to_row(alert) | {"updated_at_ns": time.time_ns()}
         with self._engine.begin() as conn:
-            new_id = conn.execute(insert(table).values(_to_row(alert)).returning(table.c.id)).scalar_one()
-        return dataclasses.replace(alert, id=int(new_id))
+            new_id = conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
+        return dataclasses.replace(alert, id=int(new_id), updated_at_ns=row["updated_at_ns"])
 
     def update(self, alert: Alert) -> None:
         alert_id = _require_id(alert)
+        row = _to_row(alert) | {"updated_at_ns": time.time_ns()}
         with self._engine.begin() as conn:
-            rowcount = conn.execute(update(table).where(table.c.id == alert_id).values(_to_row(alert))).rowcount
+            rowcount = conn.execute(update(table).where(table.c.id == alert_id).values(row)).rowcount
         if rowcount == 0:
             raise LookupError(f"no alert with id {alert_id}")
 
@@ -192,6 +214,8 @@ class _SqlAlertStore:
         since_ns: int | None = None,
         limit: int = 1000,
         acknowledged: bool | None = None,
+        updated_since_ns: int | None = None,
+        after: tuple[int, int] | None = None,
     ) -> builtins.list[Alert]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -204,7 +228,7 @@ class _SqlAlertStore:
         if acknowledged is not None:
             ack = table.c.acknowledged_at_ns
             query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
-        query = query.order_by(table.c.started_at_ns.desc(), table.c.id.desc()).limit(limit)
+        query = _ordered(query, updated_since_ns, after).limit(limit)
         with self._engine.connect() as conn:
             return [_from_row(r) for r in conn.execute(query)]
 
@@ -220,9 +244,8 @@ class _SqlAlertStore:
             found = conn.execute(select(table.c.id).where(table.c.id == action.alert_id)).first()
             if found is None:
                 return None
-            changes = _operator_columns(action, shelved_reason)
-            if changes:
-                conn.execute(update(table).where(table.c.id == action.alert_id).values(changes))
+            changes = _operator_columns(action, shelved_reason) | {"updated_at_ns": time.time_ns()}
+            conn.execute(update(table).where(table.c.id == action.alert_id).values(changes))
             conn.execute(insert(alert_history).values(dataclasses.asdict(action)))
         return self.get(action.alert_id)
 

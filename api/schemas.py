@@ -31,6 +31,16 @@ class AlertFilters(BaseModel):
     )
     limit: int = Field(default=1000, ge=1, le=10_000)
     acknowledged: bool | None = Field(default=None, description="true: acknowledged only; false: still to acknowledge")
+    updated_since: str | None = Field(
+        default=None,
+        description="Only alerts changed (by the detector or an operator) at or after this wall-clock instant, "
+        "oldest change first: a poller passes the updated_at of the last alert it has seen.",
+    )
+    cursor: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Where the previous page ended: its X-Next-Cursor header (sent when a page is full).",
+    )
 
 
 Comment = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -126,6 +136,7 @@ class AlertOut(BaseModel):
     shelved: bool = Field(description="silenced now by an operator, until shelved_until")
     shelved_until: datetime | None
     shelved_reason: str | None
+    updated_at: datetime | None = Field(description="wall clock of its last change, by the detector or an operator")
 
     @classmethod
     def from_alert(cls, alert: Alert, now_ns: int | None = None) -> AlertOut:
@@ -150,6 +161,7 @@ class AlertOut(BaseModel):
             shelved=alert.shelved(now_ns),
             shelved_until=_when(alert.shelved_until_ns),
             shelved_reason=alert.shelved_reason,
+            updated_at=_when(alert.updated_at_ns),
         )
 
 

@@ -133,6 +133,33 @@ def test_operator_actions_change_their_columns_and_history_only(store: AlertStor
         store.act(AlertAction(alert.id, 1, "x", "deleted"))
 
 
+def test_pages_keep_a_stable_order_and_pollers_get_what_changed(store: AlertStore) -> None:
+    alerts = [store.insert(make_alert(asset=f"pump-{i}", start_s=100 + i // 2)) for i in range(7)]  # ties
+    newest_first = store.list()
+    assert [a.id for a in newest_first] == [
+        a.id for a in sorted(alerts, key=lambda a: (-a.started_at_ns, -(a.id or 0)))
+    ]
+    pages, after = [], None
+    while True:
+        page = store.list(limit=3, after=after)
+        pages.append(page)
+        if len(page) < 3:
+            break
+        after = (page[-1].started_at_ns, page[-1].id or 0)
+        store.insert(make_alert(asset="late", start_s=999))  # newer than every page: never in the later ones
+    assert [a for page in pages for a in page] == newest_first
+    mark = max(a.updated_at_ns or 0 for a in store.list(limit=100)) + 1
+    changed = dataclasses.replace(alerts[2], peak_score=8.0)
+    store.update(changed)
+    assert [a.id for a in store.list(updated_since_ns=mark)] == [alerts[2].id]
+    assert alerts[4].id is not None
+    store.act(AlertAction(alerts[4].id, 5 * S, "shift-a", "commented", "seen"))
+    since = store.list(updated_since_ns=mark)
+    assert [a.id for a in since] == [alerts[2].id, alerts[4].id]  # oldest change first
+    last = since[0]
+    assert store.list(updated_since_ns=mark, after=(last.updated_at_ns or 0, last.id or 0)) == [since[1]]
+
+
 def test_update_of_unknown_or_unsaved_alert_raises(store: AlertStore) -> None:
     with pytest.raises(LookupError):
         store.update(make_alert(id=987_654))

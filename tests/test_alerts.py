@@ -46,6 +46,8 @@ class RecordingStore:
         since_ns: int | None = None,
         limit: int = 1000,
         acknowledged: bool | None = None,
+        updated_since_ns: int | None = None,
+        after: tuple[int, int] | None = None,
     ) -> builtins.list[Alert]:
         raise NotImplementedError  # the lifecycle only needs open_alerts()
 

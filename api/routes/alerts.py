@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from alerts.store import AlertStore
 from api.auth import KEY_RESPONSES, READ
@@ -17,10 +17,14 @@ router = APIRouter(tags=["alerts"])
 
 
 @router.get("/alerts", response_model=list[AlertOut], dependencies=[READ], responses=KEY_RESPONSES)
-def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]) -> list[AlertOut]:
+def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], response: Response) -> list[AlertOut]:
+    """Newest first; with ``updated_since``, what changed since, oldest change first. A full page
+    (``limit`` alerts) carries the header ``X-Next-Cursor``: pass it as ``cursor`` for the next one."""
     # Sync handler on purpose: the store blocks, so FastAPI runs this in its threadpool.
     # `since` is parsed here, not in the model, so its 422 keeps the one-line detail it always had.
     since_ns = None if filters.since is None else parse_instant(filters.since, "since")
+    updated_ns = None if filters.updated_since is None else parse_instant(filters.updated_since, "updated_since")
+    order = "u" if updated_ns is not None else "s"
     alerts = store.list(
         asset=filters.asset,
         state=filters.state,
@@ -28,8 +32,22 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]) -> l
         since_ns=since_ns,
         limit=filters.limit,
         acknowledged=filters.acknowledged,
+        updated_since_ns=updated_ns,
+        after=None if filters.cursor is None else _parse_cursor(filters.cursor, order),
     )
+    if len(alerts) == filters.limit:
+        last = alerts[-1]
+        key = last.updated_at_ns if order == "u" else last.started_at_ns
+        response.headers["X-Next-Cursor"] = f"{order}{key}.{last.id}"
     return [AlertOut.from_alert(a) for a in alerts]
+
+
+def _parse_cursor(cursor: str, order: str) -> tuple[int, int]:
+    """``s<started_at_ns>.<id>`` (newest first) or ``u<updated_at_ns>.<id>`` (with updated_since)."""
+    key, _, alert_id = cursor[1:].partition(".")
+    if cursor[:1] != order or not key.isdigit() or not alert_id.isdigit():
+        raise HTTPException(status_code=422, detail="cursor: not an X-Next-Cursor of this query's order")
+    return int(key), int(alert_id)
 
 
 # Alert ids are the store's row ids: BIGSERIAL in PostgreSQL, so larger ones cannot exist (a 422, not a
