@@ -15,7 +15,9 @@ time). The figures, with the standards' definitions as this service can apply th
   gone before an operator could respond;
 * **standing**: alerts still open that started more than 24 hours before ``until``;
 * **bad actors**: the assets with most alerts, and the share of all alerts the top 10 raised
-  (EEMUA 191: the top 10 usually raise most of a site's alarms, and fixing them pays most).
+  (EEMUA 191: the top 10 usually raise most of a site's alarms, and fixing them pays most);
+* **false alarms**: the alerts an operator marked a false alarm (``POST /alerts/{id}/feedback``), and
+  their share: what the detector still gets wrong, in the plant's own judgement.
 
 The targets the standards give for one operator's console are listed beside them
 (:data:`TARGETS`); plantwatch does not know how many operators share a site, so they compare with
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from alerts.model import STATE_OPEN, Alert
@@ -73,10 +75,14 @@ class AlarmKpis:
     bad_actors: list[tuple[str, int]]  # (asset, alerts), most first
     top10_share: float
     by_kind: dict[str, int] = field(default_factory=dict)
+    marked_false_alarm: int = 0
 
 
-def alarm_kpis(alerts: Iterable[Alert], since_ns: int, until_ns: int) -> AlarmKpis:
-    """The figures of ``alerts`` (any superset of those started in the period, and the open ones)."""
+def alarm_kpis(
+    alerts: Iterable[Alert], since_ns: int, until_ns: int, false_alarms: Collection[int] = frozenset()
+) -> AlarmKpis:
+    """The figures of ``alerts`` (any superset of those started in the period, and the open ones);
+    ``false_alarms``: ids of alerts an operator marked a false alarm."""
     if until_ns <= since_ns:
         raise ValueError("until must be after since")
     every = list(alerts)
@@ -110,6 +116,7 @@ def alarm_kpis(alerts: Iterable[Alert], since_ns: int, until_ns: int) -> AlarmKp
         bad_actors=ranked[:TOP],
         top10_share=top10 / len(started) if started else 0.0,
         by_kind=dict(sorted(Counter(a.kind for a in started).items())),
+        marked_false_alarm=sum(1 for a in started if a.id in false_alarms),
     )
 
 

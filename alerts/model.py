@@ -91,7 +91,17 @@ ACKNOWLEDGED: Final = "acknowledged"
 SHELVED: Final = "shelved"
 UNSHELVED: Final = "unshelved"
 COMMENTED: Final = "commented"
-ACTIONS: Final = (ACKNOWLEDGED, SHELVED, UNSHELVED, COMMENTED)
+# An operator's verdict on the alert (POST /alerts/{id}/feedback): normal running the baseline never
+# showed (learned as normal), a fault (never learned), or real but of a known, benign cause (recorded).
+MARKED_FALSE_ALARM: Final = "marked_false_alarm"
+MARKED_TRUE_FAULT: Final = "marked_true_fault"
+MARKED_KNOWN_CAUSE: Final = "marked_known_cause"
+VERDICTS: Final = {
+    "false_alarm": MARKED_FALSE_ALARM,
+    "true_fault": MARKED_TRUE_FAULT,
+    "known_cause": MARKED_KNOWN_CAUSE,
+}
+ACTIONS: Final = (ACKNOWLEDGED, SHELVED, UNSHELVED, COMMENTED, *VERDICTS.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,10 @@ class AlertStore(Protocol):
         """The alert's operator actions, oldest first."""
         ...
 
+    def marked(self, action: str) -> set[int]:
+        """The ids of every alert with this action in its history (e.g. marked a false alarm)."""
+        ...
+
     def open_alerts(self) -> builtins.list[Alert]: ...
 
     def close(self) -> None: ...
@@ -264,6 +268,11 @@ class _SqlAlertStore:
             )
             for r in rows
         ]
+
+    def marked(self, action: str) -> set[int]:
+        query = select(alert_history.c.alert_id).where(alert_history.c.action == action).distinct()
+        with self._engine.connect() as conn:
+            return {int(alert_id) for alert_id in conn.execute(query).scalars()}
 
     def open_alerts(self) -> builtins.list[Alert]:
         return self.list(state=STATE_OPEN, limit=1_000_000)

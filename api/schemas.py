@@ -74,6 +74,17 @@ class UnshelveIn(BaseModel):
     comment: Comment | None = None
 
 
+class AlertFeedbackIn(BaseModel):
+    """Body of ``POST /alerts/{id}/feedback``: the operator's verdict on the whole alert."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["false_alarm", "true_fault", "known_cause"] = Field(
+        description="false_alarm: normal running the baseline never showed (learned as normal); true_fault: a "
+        "fault (never learned); known_cause: real, of a known benign cause (recorded only)"
+    )
+    comment: Comment | None = None
+
+
 class FeedbackIn(BaseModel):
     """Body of ``POST /assets/{asset}/feedback``: an operator's verdict on the asset's alert rows in a period."""
 
@@ -183,6 +194,13 @@ class AlertDetailOut(AlertOut):
     history: list[AlertActionOut] = Field(description="operators' actions, oldest first")
 
 
+class AlertFeedbackOut(AlertDetailOut):
+    """Answer of ``POST /alerts/{id}/feedback``: the alert, its history, and what the detector did."""
+
+    rows: int = Field(description="the alert's rows the detector learned as normal or dropped for good; 0: none")
+    detector: str = Field(description="what the detector did with the verdict, in words")
+
+
 class RelearnOut(BaseModel):
     """Answer of ``POST /assets/{asset}/relearn``: the baseline is forgotten before the next readings."""
 
@@ -254,6 +272,8 @@ class AlarmKpisOut(BaseModel):
     standing: list[StandingAlertOut] = Field(description="alerts open for more than 24 h at the period's end")
     bad_actors: list[BadActorOut] = Field(description="the 10 assets with most alerts")
     top10_share: float = Field(description="share of all alerts the 10 assets with most raised")
+    marked_false_alarm: int = Field(description="alerts of the period an operator marked a false alarm")
+    false_alarm_share: float = Field(description="their share of the period's alerts")
     targets: dict[str, str] = Field(description="ISA-18.2 / EEMUA 191 targets for one operator console")
     complete: bool = Field(description="false when more alerts matched than one request reads (100,000)")
 

@@ -129,3 +129,77 @@ def test_bad_actions_are_refused_and_change_nothing(store: SqliteAlertStore, key
         assert c.post(path + "/ack", content=b"{}", headers=text).status_code == 415
         assert c.post(path + "/ack", json={}).status_code == 401
         assert c.get(path, headers=auth(keys["read"])).json()["history"] == []
+
+
+class FakeDetector:
+    """The feedback hook's side: what reached it, and what it answers."""
+
+    def __init__(self, answer: int | None | Exception = 42) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, str, int, int]] = []
+
+    def __call__(self, asset: str, verdict: str, start_ns: int, end_ns: int) -> int | None:
+        self.calls.append((asset, verdict, start_ns, end_ns))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def _client_with(store: SqliteAlertStore, keys: dict[str, str], detector: FakeDetector) -> TestClient:
+    hooks = ServiceHooks(store=store, counters=Counters(), keys=KeyFile(keys["file"]), feedback=detector)
+    return TestClient(create_app(hooks), base_url="http://localhost")
+
+
+def test_a_verdict_on_an_alert_reaches_the_detector_over_its_rows(
+    store: SqliteAlertStore, keys: dict[str, str]
+) -> None:
+    alert = store.insert(dataclasses.replace(Alert.opened("pump-7", "anomaly", 100 * S, "warning", 2.0, 0.99, ())))
+    alert = dataclasses.replace(alert, last_anomalous_at_ns=160 * S)
+    store.update(alert)
+    detector = FakeDetector(answer=57)
+    op = auth(keys["operate"])
+    with _client_with(store, keys, detector) as c:
+        resp = c.post(
+            f"/alerts/{alert.id}/feedback", json={"verdict": "false_alarm", "comment": "cleaning"}, headers=op
+        )
+        assert resp.status_code == 200
+        body = resp.json()
+        assert body["rows"] == 57 and body["detector"] == "57 alert rows learned as normal"
+        assert body["history"][-1]["action"] == "marked_false_alarm" and body["history"][-1]["comment"] == "cleaning"
+        assert detector.calls == [("pump-7", "false_alarm", 100 * S, 160 * S)]
+        known = c.post(f"/alerts/{alert.id}/feedback", json={"verdict": "known_cause"}, headers=op).json()
+        assert known["rows"] == 0 and "recorded only" in known["detector"] and len(detector.calls) == 1
+        kpis = c.get("/alarm-kpis", params={"since": "0", "until": "1000"}, headers=auth(keys["read"])).json()
+        assert kpis["marked_false_alarm"] == 1 and kpis["false_alarm_share"] == 1.0
+        assert c.post(f"/alerts/{alert.id}/feedback", json={"verdict": "maybe"}, headers=op).status_code == 422
+        assert (
+            c.post(
+                f"/alerts/{alert.id}/feedback", json={"verdict": "true_fault"}, headers=auth(keys["read"])
+            ).status_code
+            == 403
+        )
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (ValueError("asset 'pump-7' has no learned baseline"), "not applied: asset 'pump-7' has no learned baseline"),
+        (None, "not applied: the detector knows no asset 'pump-7' now"),
+    ],
+)
+def test_a_verdict_the_detector_cannot_take_is_still_recorded(
+    store: SqliteAlertStore, keys: dict[str, str], answer: Exception | None, said: str
+) -> None:
+    alert = store.insert(Alert.opened("pump-7", "anomaly", 100 * S, "warning", 2.0, 0.99, ()))
+    with _client_with(store, keys, FakeDetector(answer)) as c:
+        resp = c.post(f"/alerts/{alert.id}/feedback", json={"verdict": "true_fault"}, headers=auth(keys["operate"]))
+        assert resp.status_code == 200 and resp.json()["detector"] == said and resp.json()["rows"] == 0
+        assert resp.json()["history"][-1]["action"] == "marked_true_fault"
+
+
+def test_a_detector_that_does_not_answer_in_time_records_nothing(store: SqliteAlertStore, keys: dict[str, str]) -> None:
+    alert = store.insert(Alert.opened("pump-7", "anomaly", 100 * S, "warning", 2.0, 0.99, ()))
+    with _client_with(store, keys, FakeDetector(TimeoutError())) as c:
+        resp = c.post(f"/alerts/{alert.id}/feedback", json={"verdict": "false_alarm"}, headers=auth(keys["operate"]))
+        assert resp.status_code == 503 and "try again" in resp.json()["detail"]
+    assert store.history(alert.id or 0) == []

@@ -57,6 +57,9 @@ class RecordingStore:
     def history(self, alert_id: int) -> builtins.list[AlertAction]:
         raise NotImplementedError
 
+    def marked(self, action: str) -> set[int]:
+        raise NotImplementedError
+
     def get(self, alert_id: int) -> Alert | None:
         return self.rows.get(alert_id)
 

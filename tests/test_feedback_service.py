@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
+from api.app import create_app
+from api.hooks import ServiceHooks
 from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
 from detector.types import Verdict
@@ -112,3 +115,26 @@ def test_a_failure_after_applying_still_answers_the_caller(tmp_path: Path) -> No
     requests.apply(lambda asset: monitor, broken)
     with pytest.raises(ValueError, match="no learned baseline"):
         answer.result(timeout=0)  # the monitor refused first: still answered, the thread goes on
+
+
+def test_a_false_alarm_marked_on_the_alert_is_learned_over_the_alerts_rows(tmp_path: Path) -> None:
+    """POST /alerts/{id}/feedback, composed with the real detector stage: the alert's own span reaches it."""
+    store, counters = SqliteAlertStore(tmp_path / "alerts.db"), Counters()
+    stage = _stage(store, ModelPersistence(str(tmp_path / "models")), counters)
+    stage._process(_readings(1000, slice(700, 900)))
+    stage.alerts.flush()
+    (alert,) = store.list()
+
+    def feedback(asset: str, verdict: str, start_ns: int, end_ns: int) -> int | None:
+        answer = stage.request_feedback(asset, verdict, start_ns, end_ns)  # type: ignore[arg-type]
+        if answer is None:
+            return None
+        stage._process([])  # the detector thread's next loop
+        return answer.result(timeout=0)
+
+    app = create_app(ServiceHooks(store=store, counters=counters, feedback=feedback))
+    with TestClient(app, base_url="http://localhost") as client:
+        resp = client.post(f"/alerts/{alert.id}/feedback", json={"verdict": "false_alarm"})
+    assert resp.status_code == 200 and resp.json()["rows"] > 100
+    assert counters.get("plantwatch_feedback_total", verdict="false_alarm") == 1
+    store.close()

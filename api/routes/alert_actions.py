@@ -1,4 +1,4 @@
-"""What a shift does with an alert: POST /alerts/{id}/ack, /shelve, /unshelve, /comment.
+"""What a shift does with an alert: POST /alerts/{id}/ack, /shelve, /unshelve, /comment, /feedback.
 
 Each action is recorded in the alert's history with the caller's key name and the wall-clock time,
 and answers with the alert and its history. The lifecycle owns the alert's condition (open while
@@ -14,14 +14,22 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException
 
-from alerts.model import ACKNOWLEDGED, COMMENTED, SHELVED, UNSHELVED, Alert, AlertAction
+from alerts.model import ACKNOWLEDGED, COMMENTED, SHELVED, UNSHELVED, VERDICTS, Alert, AlertAction
 from alerts.store import AlertStore
 from api.auth import CHANGE_RESPONSES, JSON_REQUEST, OPERATE
-from api.deps import StoreDep
+from api.deps import FeedbackDep, StoreDep
 from api.instants import parse_instant
 from api.keys import ApiKey
 from api.routes.alerts import AlertId, detail
-from api.schemas import AcknowledgeIn, AlertDetailOut, CommentIn, ShelveIn, UnshelveIn
+from api.schemas import (
+    AcknowledgeIn,
+    AlertDetailOut,
+    AlertFeedbackIn,
+    AlertFeedbackOut,
+    CommentIn,
+    ShelveIn,
+    UnshelveIn,
+)
 
 router = APIRouter(tags=["alerts"])
 
@@ -95,3 +103,38 @@ def unshelve(alert_id: AlertId, body: UnshelveIn, store: StoreDep, key: Operator
 def comment(alert_id: AlertId, body: CommentIn, store: StoreDep, key: Operator) -> AlertDetailOut:
     """Add a note to the alert's history (what was found, who was called)."""
     return _record(store, AlertAction(alert_id, time.time_ns(), _actor(key), COMMENTED, body.comment))
+
+
+@router.post(
+    "/alerts/{alert_id}/feedback",
+    response_model=AlertFeedbackOut,
+    dependencies=[JSON_REQUEST],
+    responses=ACTION_RESPONSES,
+)
+def alert_feedback(
+    alert_id: AlertId, body: AlertFeedbackIn, store: StoreDep, feedback: FeedbackDep, key: Operator
+) -> AlertFeedbackOut:
+    """The operator's verdict on the alert, recorded in its history and handed to the detector over the
+    alert's rows (its start to its last anomalous row): ``false_alarm`` rows are learned as normal, so
+    the same behaviour does not alert again; ``true_fault`` rows are never learned; ``known_cause``
+    (real, of a benign cause such as a cleaning cycle) is recorded only. The verdict is recorded even
+    when the detector cannot take it (the asset relearned since, say): ``detector`` says why."""
+    alert = _known(store, alert_id)
+    rows, said = 0, "recorded only: a known cause is neither learned nor barred from learning"
+    if body.verdict != "known_cause":
+        try:
+            learned = feedback(alert.asset, body.verdict, alert.started_at_ns, alert.last_anomalous_at_ns)
+        except ValueError as exc:
+            learned, said = None, f"not applied: {exc}"
+        except TimeoutError:
+            raise HTTPException(status_code=503, detail="the detector did not answer in time; try again") from None
+        if learned is not None:
+            rows = learned
+            said = (
+                f"{rows} alert rows learned as normal" if body.verdict == "false_alarm" else f"{rows} alert rows barred"
+            )
+        elif not said.startswith("not applied"):
+            said = f"not applied: the detector knows no asset {alert.asset!r} now"
+    action = AlertAction(alert_id, time.time_ns(), _actor(key), VERDICTS[body.verdict], body.comment)
+    recorded = _record(store, action)
+    return AlertFeedbackOut(**recorded.model_dump(), rows=rows, detector=said)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from alerts.kpis import HOUR, TARGETS, AlarmKpis, alarm_kpis
-from alerts.model import Alert
+from alerts.model import MARKED_FALSE_ALARM, Alert
 from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
@@ -38,7 +38,8 @@ def alarm_kpis_of_period(store: StoreDep, since: Instant = None, until: Instant 
     listed = store.list(since_ns=since_ns, limit=MAX_ALERTS)
     # Open alerts whose last row came before the period can still be standing in it.
     found: dict[int | None, Alert] = {a.id: a for a in (*listed, *store.open_alerts())}
-    return _out(alarm_kpis(found.values(), since_ns, until_ns), complete=len(listed) < MAX_ALERTS)
+    kpis = alarm_kpis(found.values(), since_ns, until_ns, store.marked(MARKED_FALSE_ALARM))
+    return _out(kpis, complete=len(listed) < MAX_ALERTS)
 
 
 # Figures that go out as alerts.kpis computes them, under the same names.
@@ -53,6 +54,7 @@ _AS_THEY_ARE = (
     "flood_share",
     "fleeting",
     "top10_share",
+    "marked_false_alarm",
 )
 
 
@@ -76,6 +78,7 @@ def _out(k: AlarmKpis, complete: bool) -> AlarmKpisOut:
         chattering=[ChatteringOut(asset=a, kind=kind, alerts_within_60s=n) for a, kind, n in k.chattering],
         standing=standing,
         bad_actors=[BadActorOut(asset=a, alerts=n, share=n / k.alerts) for a, n in k.bad_actors],
+        false_alarm_share=k.marked_false_alarm / k.alerts if k.alerts else 0.0,
         targets=TARGETS,
         complete=complete,
     )
