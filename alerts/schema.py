@@ -40,6 +40,7 @@ alerts = Table(
     Index("alerts_asset_started_idx", "asset", "started_at_ns"),
     Index("alerts_activity_idx", "last_activity_ns"),
     Index("alerts_updated_idx", "updated_at_ns", "id"),
+    Index("alerts_started_idx", "started_at_ns", "id"),  # GET /alerts pages, newest first
     sqlite_autoincrement=True,
 )
 

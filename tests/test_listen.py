@@ -48,3 +48,16 @@ def test_an_ipv6_address_is_bracketed_in_the_url() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_answers_go_out_at_once_on_kept_alive_connections() -> None:
+    """Accepted connections carry TCP_NODELAY: without it, each answer on a kept-alive connection waited
+    40 ms for the client's delayed ACK (asyncio sets it only on sockets created with protocol TCP)."""
+    (listener,) = bind_api("127.0.0.1", 0)
+    try:
+        with socket.create_connection(listener.getsockname()[:2], timeout=5):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.close()

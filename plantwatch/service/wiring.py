@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import signal
@@ -198,6 +199,17 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 
 
+def freeze_startup_heap() -> None:
+    """Move everything start-up made (modules, models, the app) out of the garbage collector's reach.
+
+    A full collection walks every tracked object; with the start-up heap in it, each one paused an
+    API answer for tens of milliseconds (bench/alerts_api.py: GET /alerts of 1,000 alerts p99 96 ms,
+    30 ms frozen). Those objects live as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(service: Service, sockets: list[socket.socket]) -> int:
     """Run the API on ``sockets`` (from ``bind_api``; the pipeline starts in its lifespan) until
     SIGINT/SIGTERM or a fatal storage failure.
@@ -214,6 +226,7 @@ def serve(service: Service, sockets: list[socket.socket]) -> int:
         server.should_exit = True
 
     threading.Thread(target=watch_fatal, name="plantwatch-fatal-watch", daemon=True).start()
+    freeze_startup_heap()
     # uvicorn names the address only when it binds it itself.
     log.info("API listening on %s", listening_url(sockets))
     try:
