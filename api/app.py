@@ -11,10 +11,11 @@ from fastapi_offline import FastAPIOffline
 from api.auth import Access
 from api.guard import RequestGuard
 from api.hooks import ServiceHooks
-from api.routes import alert_actions, alerts, assets, health, kpis, maintenance, metrics
+from api.routes import alert_actions, alert_stream, alerts, assets, health, kpis, maintenance, metrics
 
 # One router per resource; a new resource is a module in api/routes and an entry here.
 ROUTERS: tuple[APIRouter, ...] = (
+    alert_stream.router,  # before alerts: /alerts/stream is not an /alerts/{id}
     alerts.router,
     alert_actions.router,
     kpis.router,

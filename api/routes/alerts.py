@@ -33,7 +33,7 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], resp
         limit=filters.limit,
         acknowledged=filters.acknowledged,
         updated_since_ns=updated_ns,
-        after=None if filters.cursor is None else _parse_cursor(filters.cursor, order),
+        after=None if filters.cursor is None else parse_cursor(filters.cursor, order, "cursor"),
     )
     if len(alerts) == filters.limit:
         last = alerts[-1]
@@ -42,11 +42,12 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], resp
     return [AlertOut.from_alert(a) for a in alerts]
 
 
-def _parse_cursor(cursor: str, order: str) -> tuple[int, int]:
-    """``s<started_at_ns>.<id>`` (newest first) or ``u<updated_at_ns>.<id>`` (with updated_since)."""
+def parse_cursor(cursor: str, order: str, name: str) -> tuple[int, int]:
+    """``s<started_at_ns>.<id>`` (newest first) or ``u<updated_at_ns>.<id>`` (changes, oldest first):
+    where a page, or an event stream, ended. 422 naming ``name`` for anything else."""
     key, _, alert_id = cursor[1:].partition(".")
-    if cursor[:1] != order or not key.isdigit() or not alert_id.isdigit():
-        raise HTTPException(status_code=422, detail="cursor: not an X-Next-Cursor of this query's order")
+    if cursor[:1] != order or not key.isdigit() or not alert_id.isdigit() or len(cursor) > 64:
+        raise HTTPException(status_code=422, detail=f"{name}: not a place in this order of alerts")
     return int(key), int(alert_id)
 
 
