@@ -203,3 +203,19 @@ def test_a_detector_that_does_not_answer_in_time_records_nothing(store: SqliteAl
         resp = c.post(f"/alerts/{alert.id}/feedback", json={"verdict": "false_alarm"}, headers=auth(keys["operate"]))
         assert resp.status_code == 503 and "try again" in resp.json()["detail"]
     assert store.history(alert.id or 0) == []
+
+
+def test_acknowledging_or_unshelving_needs_no_body(store: SqliteAlertStore, keys: dict[str, str]) -> None:
+    alert = store.insert(Alert.opened("pump-7", "anomaly", 100 * S, "warning", 2.0, 0.99, ()))
+    op = auth(keys["operate"])
+    with client(store, keys) as c:
+        path = f"/alerts/{alert.id}"
+        assert c.post(path + "/ack", headers=op).status_code == 200  # Content-Type JSON, empty body
+        c.post(path + "/shelve", json={"hours": 1, "reason": "service"}, headers=op)
+        assert c.post(path + "/unshelve", headers=op).status_code == 200
+        history = c.get(path, headers=auth(keys["read"])).json()["history"]
+        assert [(h["action"], h["comment"]) for h in history] == [
+            ("acknowledged", None),
+            ("shelved", "service"),
+            ("unshelved", None),
+        ]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 
 from alerts.model import ACKNOWLEDGED, COMMENTED, SHELVED, UNSHELVED, VERDICTS, Alert, AlertAction
 from alerts.store import AlertStore
@@ -65,14 +65,18 @@ def _known(store: AlertStore, alert_id: int) -> Alert:
 
 
 @_action("/alerts/{alert_id}/ack")
-def acknowledge(alert_id: AlertId, body: AcknowledgeIn, store: StoreDep, key: Operator) -> AlertDetailOut:
+def acknowledge(
+    alert_id: AlertId, store: StoreDep, key: Operator, body: Annotated[AcknowledgeIn | None, Body()] = None
+) -> AlertDetailOut:
     """Acknowledge an alert: someone has seen it. An alert that resolved by itself stays to be
     acknowledged (``needs_acknowledgement``) until it is, as ISA-18.2 asks of a return to normal."""
     alert = _known(store, alert_id)
     if alert.acknowledged_at_ns is not None:
         by = alert.acknowledged_by
         raise HTTPException(status_code=409, detail=f"alert {alert_id} was acknowledged already, by {by}")
-    return _record(store, AlertAction(alert_id, time.time_ns(), _actor(key), ACKNOWLEDGED, body.comment))
+    return _record(
+        store, AlertAction(alert_id, time.time_ns(), _actor(key), ACKNOWLEDGED, body.comment if body else None)
+    )
 
 
 @_action("/alerts/{alert_id}/shelve")
@@ -91,12 +95,14 @@ def shelve(alert_id: AlertId, body: ShelveIn, store: StoreDep, key: Operator) ->
 
 
 @_action("/alerts/{alert_id}/unshelve")
-def unshelve(alert_id: AlertId, body: UnshelveIn, store: StoreDep, key: Operator) -> AlertDetailOut:
+def unshelve(
+    alert_id: AlertId, store: StoreDep, key: Operator, body: Annotated[UnshelveIn | None, Body()] = None
+) -> AlertDetailOut:
     """End a shelving before its time."""
     now = time.time_ns()
     if not _known(store, alert_id).shelved(now):
         raise HTTPException(status_code=409, detail=f"alert {alert_id} is not shelved")
-    return _record(store, AlertAction(alert_id, now, _actor(key), UNSHELVED, body.comment))
+    return _record(store, AlertAction(alert_id, now, _actor(key), UNSHELVED, body.comment if body else None))
 
 
 @_action("/alerts/{alert_id}/comment")

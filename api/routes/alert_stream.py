@@ -1,9 +1,10 @@
-"""GET /alerts/stream: every change of an alert, pushed as Server-Sent Events.
+"""GET /alerts/stream: alerts that changed, pushed as Server-Sent Events.
 
-Each event is one alert as ``GET /alerts`` shows it, sent when it opens, changes, resolves, or an
-operator acts on it (``event: alert``, ``id:`` its place in the order of changes). A client that
+Each event is one alert as ``GET /alerts`` shows it, sent after it opens, changes, resolves, or an
+operator acts on it (``event: alert``, ``id:`` its place in the order of changes); changes of one
+alert between two reads of the store arrive as one event with its latest state. A client that
 reconnects sends the last id it saw (``Last-Event-ID``, as browsers' ``EventSource`` do by
-themselves) and gets every change since, none twice; a new client gets the changes from now on, or
+themselves) and gets every alert changed since, none twice; a new client gets the changes from now on, or
 since ``updated_since``. The stream reads the store's ``updated_at`` order (what ``updated_since``
 polling reads) once a second, so it sees every writer, and a comment line every 15 seconds keeps
 proxies from closing a quiet stream. The format is a few text lines, written here rather than
