@@ -5,6 +5,9 @@
   62 to 651 MiB before its 422, found in review). Here a ``Content-Length`` over ``max_body`` is
   refused at once, and a body without one is read only up to ``max_body``: 413 either way, before
   authentication, and nothing beyond the limit is ever read.
+* **A key, for requests with a body, while keys are required**: checked before the body is read, so
+  a caller without a key never has its body parsed (its bad JSON got a 422, not a 401). The route
+  still checks the scope it needs.
 * **Host, while no key is required** (a loopback service, :mod:`api.auth`). A web page can make an
   operator's browser call such a service through DNS rebinding (its own name, then resolving to
   127.0.0.1): the browser then treats the API as the page's own origin, so no content-type rule
@@ -19,8 +22,10 @@ import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import HTTPException
 from fastapi.datastructures import Headers
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
 from api.auth import MAX_BODY_BYTES, Access
 from api.keys import KeyFileError
@@ -59,6 +64,10 @@ class RequestGuard:
         if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        refusal = self._unauthenticated(headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
         body = bytearray()
         while True:
             message = await receive()
@@ -77,6 +86,20 @@ class RequestGuard:
             return self.access.required()
         except KeyFileError:
             return True  # fail closed: the route's key check answers 503
+
+    def _unauthenticated(self, headers: Headers) -> JSONResponse | None:
+        """The 401 (or 503) for a body-carrying request without a valid key, while keys are required:
+        answered before the body is read or parsed (a keyless caller's bad JSON got a 422, not a 401).
+        Which scope the route needs, the route still checks."""
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if token else None
+        if credentials is not None and scheme.lower() != "bearer":
+            credentials = None
+        try:
+            self.access.key_for(credentials, "read")
+        except HTTPException as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return None
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"request body over {self.max_body} bytes"
