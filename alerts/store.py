@@ -137,7 +137,7 @@ def _from_row(row: Row[Any]) -> Alert:
         state=m["state"],
         started_at_ns=int(m["started_at_ns"]),
         last_anomalous_at_ns=int(m["last_anomalous_at_ns"]),
-        resolved_at_ns=None if m["resolved_at_ns"] is None else int(m["resolved_at_ns"]),
+        resolved_at_ns=_int_or_none(m["resolved_at_ns"]),
         severity=m["severity"],
         peak_score=float(m["peak_score"]),
         peak_probability=float(m["peak_probability"]),
@@ -244,12 +244,10 @@ class _SqlAlertStore:
     def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
         if action.action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action.action!r}")
+        changes = _operator_columns(action, shelved_reason) | {"updated_at_ns": time.time_ns()}
         with self._engine.begin() as conn:  # the row and its history change together, or neither
-            found = conn.execute(select(table.c.id).where(table.c.id == action.alert_id)).first()
-            if found is None:
-                return None
-            changes = _operator_columns(action, shelved_reason) | {"updated_at_ns": time.time_ns()}
-            conn.execute(update(table).where(table.c.id == action.alert_id).values(changes))
+            if conn.execute(update(table).where(table.c.id == action.alert_id).values(changes)).rowcount == 0:
+                return None  # no such alert: nothing written
             conn.execute(insert(alert_history).values(dataclasses.asdict(action)))
         return self.get(action.alert_id)
 

@@ -26,6 +26,7 @@ from fastapi import HTTPException
 from fastapi.datastructures import Headers
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security.utils import get_authorization_scheme_param
 
 from api.auth import MAX_BODY_BYTES, Access
 from api.keys import KeyFileError
@@ -91,10 +92,9 @@ class RequestGuard:
         """The 401 (or 503) for a body-carrying request without a valid key, while keys are required:
         answered before the body is read or parsed (a keyless caller's bad JSON got a 422, not a 401).
         Which scope the route needs, the route still checks."""
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if token else None
-        if credentials is not None and scheme.lower() != "bearer":
-            credentials = None
+        scheme, token = get_authorization_scheme_param(headers.get("authorization"))  # as HTTPBearer reads it
+        bearer = scheme.lower() == "bearer" and token
+        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if bearer else None
         try:
             self.access.key_for(credentials, "read")
         except HTTPException as exc:

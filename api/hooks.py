@@ -19,8 +19,9 @@ from telemetry.counters import Counters
 HealthReport = Callable[[], dict[str, Any]]
 # The per-asset entries of GET /maintenance (the maintenance tracker's snapshot).
 MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
-# Every asset seen since the start, as api.schemas.AssetOut takes it (GET /assets).
-AssetList = Callable[[], list[dict[str, Any]]]
+# The assets seen since the start, as api.schemas.AssetOut takes them (GET /assets): every one with
+# None, else the one of that name (none when unknown): one asset's view costs one asset's work.
+AssetList = Callable[[str | None], list[dict[str, Any]]]
 # (asset, maintenance done) -> False when the service knows no such asset.
 Relearn = Callable[[str, bool], bool]
 Hook = Callable[[], None]
@@ -38,7 +39,7 @@ def no_assets(asset: str, maintenance: bool) -> bool:
     return False
 
 
-def no_asset_list() -> list[dict[str, Any]]:
+def no_asset_list(only: str | None) -> list[dict[str, Any]]:
     return []
 
 

@@ -25,7 +25,11 @@ def _rows(n: int, start: int, rng: np.random.Generator) -> list[tuple[int, dict[
 
 def _serve(monitor: AssetMonitor, latest: list[Verdict], store: SqliteAlertStore) -> TestClient:
     hooks = ServiceHooks(
-        store=store, counters=Counters(), assets=lambda: [asset_view(monitor, latest[-1] if latest else None)]
+        store=store,
+        counters=Counters(),
+        assets=lambda only: (
+            [asset_view(monitor, latest[-1] if latest else None)] if only in (None, monitor.asset) else []
+        ),
     )
     return TestClient(create_app(hooks), base_url="http://localhost")
 

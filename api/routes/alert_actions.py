@@ -18,9 +18,10 @@ from alerts.model import ACKNOWLEDGED, COMMENTED, SHELVED, UNSHELVED, VERDICTS, 
 from alerts.store import AlertStore
 from api.auth import CHANGE_RESPONSES, JSON_REQUEST, OPERATE
 from api.deps import FeedbackDep, StoreDep
+from api.hooks import Feedback
 from api.instants import parse_instant
 from api.keys import ApiKey
-from api.routes.alerts import AlertId, detail
+from api.routes.alerts import AlertId, detail, known, no_alert
 from api.schemas import (
     AcknowledgeIn,
     AlertDetailOut,
@@ -48,20 +49,14 @@ def _action(path: str) -> Callable[[Endpoint], Endpoint]:
 
 
 def _record(store: AlertStore, action: AlertAction, shelved_reason: str | None = None) -> AlertDetailOut:
-    if store.act(action, shelved_reason) is None:
-        raise HTTPException(status_code=404, detail=f"no alert with id {action.alert_id}")
-    return detail(store, action.alert_id)
+    alert = store.act(action, shelved_reason)
+    if alert is None:
+        raise no_alert(action.alert_id)
+    return detail(store, alert)
 
 
 def _actor(key: ApiKey | None) -> str:
     return key.name if key is not None else "anonymous"
-
-
-def _known(store: AlertStore, alert_id: int) -> Alert:
-    alert = store.get(alert_id)
-    if alert is None:
-        raise HTTPException(status_code=404, detail=f"no alert with id {alert_id}")
-    return alert
 
 
 @_action("/alerts/{alert_id}/ack")
@@ -70,7 +65,7 @@ def acknowledge(
 ) -> AlertDetailOut:
     """Acknowledge an alert: someone has seen it. An alert that resolved by itself stays to be
     acknowledged (``needs_acknowledgement``) until it is, as ISA-18.2 asks of a return to normal."""
-    alert = _known(store, alert_id)
+    alert = known(store, alert_id)
     if alert.acknowledged_at_ns is not None:
         by = alert.acknowledged_by
         raise HTTPException(status_code=409, detail=f"alert {alert_id} was acknowledged already, by {by}")
@@ -89,7 +84,7 @@ def shelve(alert_id: AlertId, body: ShelveIn, store: StoreDep, key: Operator) ->
     until = now + round(body.hours * 3600e9) if body.hours is not None else parse_instant(str(body.until), "until")
     if not now < until <= now + MAX_SHELVE_NS:
         raise HTTPException(status_code=422, detail="until: must lie in the next 30 days")
-    _known(store, alert_id)
+    known(store, alert_id)
     action = AlertAction(alert_id, now, _actor(key), SHELVED, body.reason, shelved_until_ns=until)
     return _record(store, action, shelved_reason=body.reason)
 
@@ -100,7 +95,7 @@ def unshelve(
 ) -> AlertDetailOut:
     """End a shelving before its time."""
     now = time.time_ns()
-    if not _known(store, alert_id).shelved(now):
+    if not known(store, alert_id).shelved(now):
         raise HTTPException(status_code=409, detail=f"alert {alert_id} is not shelved")
     return _record(store, AlertAction(alert_id, now, _actor(key), UNSHELVED, body.comment if body else None))
 
@@ -125,22 +120,22 @@ def alert_feedback(
     the same behaviour does not alert again; ``true_fault`` rows are never learned; ``known_cause``
     (real, of a benign cause such as a cleaning cycle) is recorded only. The verdict is recorded even
     when the detector cannot take it (the asset relearned since, say): ``detector`` says why."""
-    alert = _known(store, alert_id)
-    rows, said = 0, "recorded only: a known cause is neither learned nor barred from learning"
-    if body.verdict != "known_cause":
-        try:
-            learned = feedback(alert.asset, body.verdict, alert.started_at_ns, alert.last_anomalous_at_ns)
-        except ValueError as exc:
-            learned, said = None, f"not applied: {exc}"
-        except TimeoutError:
-            raise HTTPException(status_code=503, detail="the detector did not answer in time; try again") from None
-        if learned is not None:
-            rows = learned
-            said = (
-                f"{rows} alert rows learned as normal" if body.verdict == "false_alarm" else f"{rows} alert rows barred"
-            )
-        elif not said.startswith("not applied"):
-            said = f"not applied: the detector knows no asset {alert.asset!r} now"
+    rows, said = _offer_verdict(feedback, known(store, alert_id), body.verdict)
     action = AlertAction(alert_id, time.time_ns(), _actor(key), VERDICTS[body.verdict], body.comment)
     recorded = _record(store, action)
     return AlertFeedbackOut(**recorded.model_dump(), rows=rows, detector=said)
+
+
+def _offer_verdict(feedback: Feedback, alert: Alert, verdict: str) -> tuple[int, str]:
+    """``(rows, what the detector did)`` with a verdict over the alert's rows (503 when it did not answer)."""
+    if verdict == "known_cause":
+        return 0, "recorded only: a known cause is neither learned nor barred from learning"
+    try:
+        rows = feedback(alert.asset, verdict, alert.started_at_ns, alert.last_anomalous_at_ns)
+    except ValueError as exc:
+        return 0, f"not applied: {exc}"
+    except TimeoutError:
+        raise HTTPException(status_code=503, detail="the detector did not answer in time; try again") from None
+    if rows is None:
+        return 0, f"not applied: the detector knows no asset {alert.asset!r} now"
+    return rows, f"{rows} alert rows learned as normal" if verdict == "false_alarm" else f"{rows} alert rows barred"

@@ -26,7 +26,7 @@ from alerts.store import AlertStore
 from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
-from api.routes.alerts import parse_cursor
+from api.routes.alerts import cursor_after, parse_cursor
 from api.schemas import AlertOut
 
 router = APIRouter(tags=["alerts"])
@@ -70,7 +70,7 @@ async def _events(store: AlertStore, since_ns: int, after: tuple[int, int] | Non
             assert alert.updated_at_ns is not None and alert.id is not None  # every stored alert has both
             after = (alert.updated_at_ns, alert.id)
             data = AlertOut.from_alert(alert).model_dump_json()
-            yield f"id: u{after[0]}.{after[1]}\nevent: alert\ndata: {data}\n\n"
+            yield f"id: {cursor_after(alert, 'u')}\nevent: alert\ndata: {data}\n\n"
         if changed:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= HEARTBEAT_S:

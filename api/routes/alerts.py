@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
+from alerts.model import Alert
 from alerts.store import AlertStore
 from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
@@ -36,10 +37,14 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], resp
         after=None if filters.cursor is None else parse_cursor(filters.cursor, order, "cursor"),
     )
     if len(alerts) == filters.limit:
-        last = alerts[-1]
-        key = last.updated_at_ns if order == "u" else last.started_at_ns
-        response.headers["X-Next-Cursor"] = f"{order}{key}.{last.id}"
+        response.headers["X-Next-Cursor"] = cursor_after(alerts[-1], order)
     return [AlertOut.from_alert(a) for a in alerts]
+
+
+def cursor_after(alert: Alert, order: str) -> str:
+    """Where a page (``order`` ``s``) or an event stream (``u``) ended: at ``alert``; read by :func:`parse_cursor`."""
+    key = alert.updated_at_ns if order == "u" else alert.started_at_ns
+    return f"{order}{key}.{alert.id}"
 
 
 def parse_cursor(cursor: str, order: str, name: str) -> tuple[int, int]:
@@ -65,14 +70,24 @@ AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the alert's id, a
 def get_alert(alert_id: AlertId, store: StoreDep) -> AlertDetailOut:
     """One alert, as ``GET /alerts`` lists it, with its history: a poller that kept an id reads its
     current state."""
-    return detail(store, alert_id)
+    return detail(store, known(store, alert_id))
 
 
-def detail(store: AlertStore, alert_id: int) -> AlertDetailOut:
-    """The alert and its operators' history (404 for an unknown id)."""
+def known(store: AlertStore, alert_id: int) -> Alert:
+    """The stored alert with this id (404 for an unknown one)."""
     alert = store.get(alert_id)
     if alert is None:
-        raise HTTPException(status_code=404, detail=f"no alert with id {alert_id}")
+        raise no_alert(alert_id)
+    return alert
+
+
+def no_alert(alert_id: int) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no alert with id {alert_id}")
+
+
+def detail(store: AlertStore, alert: Alert) -> AlertDetailOut:
+    """A stored alert with its operators' history."""
+    assert alert.id is not None  # only stored alerts are served
     history = [
         AlertActionOut(
             at=ns_to_datetime(a.at_ns),
@@ -81,6 +96,6 @@ def detail(store: AlertStore, alert_id: int) -> AlertDetailOut:
             comment=a.comment,
             shelved_until=None if a.shelved_until_ns is None else ns_to_datetime(a.shelved_until_ns),
         )
-        for a in store.history(alert_id)
+        for a in store.history(alert.id)
     ]
     return AlertDetailOut(**AlertOut.from_alert(alert).model_dump(), history=history)

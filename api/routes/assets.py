@@ -28,7 +28,7 @@ def list_assets(assets: AssetsDep) -> list[AssetOut]:
     """Every asset that sent readings since the service started, by name: ``state`` (``learning`` its
     baseline, ``normal``, ``alarm``, or ``stopped`` by its running rule), baseline progress, the alarm
     level, its latest row's time and probability, what drives it while in alarm, and its model."""
-    return [AssetOut.from_view(view) for view in assets()]
+    return [AssetOut.from_view(view) for view in assets(None)]
 
 
 @router.get(
@@ -39,10 +39,10 @@ def list_assets(assets: AssetsDep) -> list[AssetOut]:
 )
 def get_asset(asset: AssetName, assets: AssetsDep) -> AssetOut:
     """One asset, as ``GET /assets`` lists it."""
-    for view in assets():
-        if view["asset"] == asset:
-            return AssetOut.from_view(view)
-    raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
+    found = assets(asset)
+    if not found:
+        raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
+    return AssetOut.from_view(found[0])
 
 
 @router.post(

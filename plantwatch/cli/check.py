@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         check_model_dir,
         check_storage,
     )
-    from plantwatch.service.wiring import check_api_access, mqtt_options
+    from plantwatch.service.wiring import mqtt_options
     from plantwatch.settings import ConfigError, load_settings
 
     where = args.config or "the embedded default configuration"
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         ("storage", lambda: check_storage(settings)),
         ("alerts", lambda: check_alert_store(settings.alerts.store_url)),
         ("models", lambda: check_model_dir(settings.detector.model_dir)),
-        ("api", lambda: _api_keys(settings.api, check_api_access)),
+        ("api", lambda: _api_keys(settings)),
     ]
     passed = True
     for name, run in checks:
@@ -65,13 +65,14 @@ def main(args: argparse.Namespace) -> int:
     return 0 if passed else 2
 
 
-def _api_keys(api: Any, check_api_access: Callable[[Any], str]) -> str:
+def _api_keys(settings: Any) -> str:
     """What ``plantwatch run`` will say of the API's keys; CheckFailed where it would refuse to start."""
     from plantwatch.service.reachability import CheckFailed
+    from plantwatch.service.wiring import check_api_access
     from plantwatch.settings import ConfigError
 
     try:
-        return check_api_access(api)
+        return check_api_access(settings.api)
     except ConfigError as exc:
         raise CheckFailed(str(exc)) from None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,28 @@ def add_parser(subparsers: Any) -> None:
         choices=SCOPES,
         help="read: alerts, maintenance, metrics; operate: also feedback on alerts; admin: also relearning baselines",
     )
-    create.set_defaults(func=create_key)
+    create.set_defaults(func=_reported(create_key))
     listing = actions.add_parser("list", help="the keys: name, scope, created, revoked (never a token)")
-    listing.set_defaults(func=list_keys)
+    listing.set_defaults(func=_reported(list_keys))
     revoke = actions.add_parser("revoke", help="revoke the active key of that name")
     revoke.add_argument("name")
-    revoke.set_defaults(func=revoke_key)
+    revoke.set_defaults(func=_reported(revoke_key))
     for action in (create, listing, revoke):
         action.add_argument(
             "--config", help="YAML config file whose api.keys_file to use (default: the embedded default)"
         )
+
+
+def _reported(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``action``, with a key file it cannot read or write told as the command's one-line error."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return action(args)
+        except KeyFileError as exc:
+            raise CommandError(str(exc)) from None
+
+    return run
 
 
 def _file(args: argparse.Namespace) -> KeyFile:
@@ -52,10 +65,7 @@ def _file(args: argparse.Namespace) -> KeyFile:
 
 def create_key(args: argparse.Namespace) -> int:
     keys = _file(args)
-    try:
-        token = keys.create(args.name, args.scope)
-    except KeyFileError as exc:
-        raise CommandError(str(exc)) from None
+    token = keys.create(args.name, args.scope)
     print(token)
     print(
         f"key {args.name!r} (scope {args.scope}) added to {keys.path}; its token, above, is shown only now: "
@@ -67,10 +77,7 @@ def create_key(args: argparse.Namespace) -> int:
 
 def list_keys(args: argparse.Namespace) -> int:
     keys = _file(args)
-    try:
-        found = keys.all_keys()
-    except KeyFileError as exc:
-        raise CommandError(str(exc)) from None
+    found = keys.all_keys()
     if not found:
         print(f"no keys in {keys.path}: the API answers anyone on this machine (plantwatch run refuses other hosts)")
         return 0
@@ -82,10 +89,7 @@ def list_keys(args: argparse.Namespace) -> int:
 
 def revoke_key(args: argparse.Namespace) -> int:
     keys = _file(args)
-    try:
-        revoked = keys.revoke(args.name)
-    except KeyFileError as exc:
-        raise CommandError(str(exc)) from None
+    revoked = keys.revoke(args.name)
     if not revoked:
         raise CommandError(f"no active key named {args.name!r} in {keys.path}")
     print(f"key {args.name!r} revoked in {keys.path}: a running service refuses it from its next request")

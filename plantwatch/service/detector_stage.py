@@ -188,14 +188,15 @@ class DetectorStage:
         verdicts: list[Verdict] = []
         for asset, batch in by_asset.items():
             try:
-                verdicts.extend(self._process_asset(asset, batch))
+                of_asset = self._process_asset(asset, batch)
+                if of_asset:
+                    self.latest[asset] = of_asset[-1]  # in time order: its latest verdict
+                verdicts.extend(of_asset)
             except Exception:  # one asset's model failing must not starve the others in the batch
                 self._count_detector_errors(1)
                 log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
         if not verdicts:
             return
-        for verdict in verdicts:  # in time order: the last one of each asset stays
-            self.latest[verdict.asset] = verdict
         # Stopped rows (running False) are neither stored nor counted as scored, like rows refilling
         # after a gap; the alert manager sees them: a stop lets an open alert resolve.
         scored = [v for v in verdicts if not v.warming_up and v.running]

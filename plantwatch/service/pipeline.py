@@ -112,10 +112,12 @@ class Pipeline:
             log.exception("saving the learned models at shutdown failed")
         self.sink.close()
 
-    def assets(self) -> list[dict[str, Any]]:
-        """Every asset seen since the start: state, baseline, latest verdict, model (``GET /assets``)."""
+    def assets(self, only: str | None = None) -> list[dict[str, Any]]:
+        """The assets seen since the start, or only the one named: state, baseline, latest verdict, model
+        (``GET /assets``)."""
         monitors, latest = dict(self.detector.monitors), dict(self.detector.latest)  # snapshots
-        return [asset_view(monitor, latest.get(asset)) for asset, monitor in sorted(monitors.items())]
+        names = sorted(monitors) if only is None else [only] if only in monitors else []
+        return [asset_view(monitors[asset], latest.get(asset)) for asset in names]
 
     def relearn(self, asset: str, maintenance: bool = False) -> bool:
         """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""
