@@ -14,19 +14,22 @@ import builtins
 import dataclasses
 import json
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import Engine, Row, Select, create_engine, event, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, Row, Select, create_engine, event, func, insert, select, text, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from alerts import migrate
 from alerts.model import ACKNOWLEDGED, ACTIONS, SHELVED, STATE_OPEN, UNSHELVED, Alert, AlertAction
-from alerts.schema import alert_history
+from alerts.schema import alert_history, output_cursors
 from alerts.schema import alerts as table
 from detector.types import Contribution
 
@@ -78,6 +81,15 @@ class AlertStore(Protocol):
         ...
 
     def open_alerts(self) -> builtins.list[Alert]: ...
+
+    def delivered(self, output: str) -> tuple[int, int] | None:
+        """Where the output of this name has delivered up to: ``(updated_at_ns, id)`` of the last alert
+        it handed on, as ``list(after=...)`` takes it; None before its first delivery."""
+        ...
+
+    def mark_delivered(self, output: str, upto: tuple[int, int]) -> None:
+        """Remember that the output has delivered every change up to ``upto``."""
+        ...
 
     def close(self) -> None: ...
 
@@ -191,21 +203,40 @@ def _require_id(alert: Alert) -> int:
 
 
 class _SqlAlertStore:
-    """The store over an engine whose database :func:`alerts.migrate.upgrade` has brought up to date."""
+    """The store over an engine whose database :func:`alerts.migrate.upgrade` has brought up to date.
+
+    Every write stamps the row's ``updated_at_ns`` inside a transaction that holds the writers' lock
+    until it commits, with a stamp above every stamp already stored: the order of stamps is the
+    order of commits. A reader of ``updated_since`` (a poller, the event stream, the alert outputs)
+    that has seen a stamp has seen every change stamped before it, so none is skipped, whichever
+    thread or process wrote it, and however the wall clock steps.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._writers = threading.Lock()
+
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Connection, int]]:
+        """A write transaction and its change stamp: the wall clock, or above the newest stamp stored."""
+        with self._writers, self._engine.begin() as conn:
+            self._lock_other_writers(conn)
+            newest = conn.execute(select(func.max(table.c.updated_at_ns))).scalar()
+            yield conn, max(time.time_ns(), int(newest or 0) + 1)
+
+    def _lock_other_writers(self, conn: Connection) -> None:
+        """Hold off other processes' writers until this transaction ends (the threads' lock covers this one)."""
 
     def insert(self, alert: Alert) -> Alert:
-        row = _to_row(alert) | {"updated_at_ns": time.time_ns()}
-        with self._engine.begin() as conn:
+        with self._writing() as (conn, stamp):
+            row = _to_row(alert) | {"updated_at_ns": stamp}
             new_id = conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
-        return dataclasses.replace(alert, id=int(new_id), updated_at_ns=row["updated_at_ns"])
+        return dataclasses.replace(alert, id=int(new_id), updated_at_ns=stamp)
 
     def update(self, alert: Alert) -> None:
         alert_id = _require_id(alert)
-        row = _to_row(alert) | {"updated_at_ns": time.time_ns()}
-        with self._engine.begin() as conn:
+        with self._writing() as (conn, stamp):
+            row = _to_row(alert) | {"updated_at_ns": stamp}
             rowcount = conn.execute(update(table).where(table.c.id == alert_id).values(row)).rowcount
         if rowcount == 0:
             raise LookupError(f"no alert with id {alert_id}")
@@ -244,8 +275,8 @@ class _SqlAlertStore:
     def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
         if action.action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action.action!r}")
-        changes = _operator_columns(action, shelved_reason) | {"updated_at_ns": time.time_ns()}
-        with self._engine.begin() as conn:  # the row and its history change together, or neither
+        with self._writing() as (conn, stamp):  # the row and its history change together, or neither
+            changes = _operator_columns(action, shelved_reason) | {"updated_at_ns": stamp}
             if conn.execute(update(table).where(table.c.id == action.alert_id).values(changes)).rowcount == 0:
                 return None  # no such alert: nothing written
             conn.execute(insert(alert_history).values(dataclasses.asdict(action)))
@@ -275,6 +306,19 @@ class _SqlAlertStore:
     def open_alerts(self) -> builtins.list[Alert]:
         return self.list(state=STATE_OPEN, limit=1_000_000)
 
+    def delivered(self, output: str) -> tuple[int, int] | None:
+        query = select(output_cursors).where(output_cursors.c.name == output)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (int(row.updated_at_ns), int(row.alert_id))
+
+    def mark_delivered(self, output: str, upto: tuple[int, int]) -> None:
+        values = {"updated_at_ns": upto[0], "alert_id": upto[1]}
+        with self._engine.begin() as conn:  # one writer per output name: update, else insert
+            found = conn.execute(update(output_cursors).where(output_cursors.c.name == output).values(values))
+            if found.rowcount == 0:
+                conn.execute(insert(output_cursors).values(name=output, **values))
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -299,6 +343,10 @@ class SqliteAlertStore(_SqlAlertStore):
             verb = "open" if "unable to open" in _reason(exc) else "use"
             raise StoreOpenError(f"cannot {verb} the SQLite file {path}: {_reason(exc)}") from exc
         super().__init__(engine)
+
+    def _lock_other_writers(self, conn: Connection) -> None:
+        # The file's write lock now, before the stamp is read, not at the first write (SQLite's default).
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -339,6 +387,15 @@ class PostgresAlertStore(_SqlAlertStore):
             where = _server(url)
             raise StoreOpenError(f"cannot open the alert store in PostgreSQL at {where}: {_reason(exc)}") from exc
         super().__init__(engine)
+
+    def _lock_other_writers(self, conn: Connection) -> None:
+        # Services sharing one database each stamp their writes: a transaction-scoped advisory lock
+        # orders them (released at commit; readers never wait for it).
+        conn.execute(select(func.pg_advisory_xact_lock(_WRITERS_LOCK_KEY)))
+
+
+# pg_advisory_xact_lock's key for the alert writers: any fixed number that nothing else locks.
+_WRITERS_LOCK_KEY = 0x706C616E74  # "plant"
 
 
 def _make_folder(path: str) -> None:

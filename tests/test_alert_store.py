@@ -226,6 +226,54 @@ def test_concurrent_writer_and_reader(store: AlertStore) -> None:
     assert len(store.list()) == 40
 
 
+def test_each_output_keeps_its_own_place_in_the_order_of_changes(store: AlertStore) -> None:
+    assert store.delivered("mqtt") is None
+    store.mark_delivered("mqtt", (5 * S, 3))
+    store.mark_delivered("webhook:cmms", (6 * S, 4))
+    store.mark_delivered("mqtt", (7 * S, 9))
+    assert (store.delivered("mqtt"), store.delivered("webhook:cmms")) == ((7 * S, 9), (6 * S, 4))
+
+
+def test_a_poller_following_the_order_of_changes_misses_none(
+    store: AlertStore, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Writers on several threads and on a second store over the same database (another process,
+    for PostgreSQL; a second file handle, for SQLite) race a poller that pages by its last change:
+    the poller still sees every alert's final state, because stamps are handed out in commit order."""
+    if isinstance(store, SqliteAlertStore):
+        other: AlertStore = SqliteAlertStore(tmp_path / "alerts.db")
+    else:
+        other = PostgresAlertStore(PG_URL, schema=request.getfixturevalue("pg_schema"))
+    seen: dict[int, int] = {}
+    done = threading.Event()
+
+    def write(on: AlertStore, writer: int) -> None:
+        for n in range(100):  # new alerts, and a comment on each: changes no later write covers
+            alert = on.insert(make_alert(asset=f"w{writer}-{n}"))
+            on.act(AlertAction(alert.id or 0, n, f"w{writer}", "commented", str(n)))
+
+    def poll() -> None:
+        after = None
+        while True:
+            last_round = done.is_set()
+            for alert in store.list(updated_since_ns=0, after=after, limit=50):
+                seen[alert.id or 0] = alert.updated_at_ns or 0
+                after = (alert.updated_at_ns or 0, alert.id or 0)
+            if last_round:
+                return
+
+    writers = [threading.Thread(target=write, args=(on, k)) for k, on in enumerate([store, store, other, other])]
+    poller = threading.Thread(target=poll)
+    for t in [poller, *writers]:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    poller.join()
+    other.close()
+    assert seen == {a.id: a.updated_at_ns for a in store.list(limit=1000)}
+
+
 def test_sqlite_schema_creation_is_idempotent_and_persistent(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "alerts.db"  # parent directory is created on demand
     first = SqliteAlertStore(path)
