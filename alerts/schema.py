@@ -59,3 +59,14 @@ alert_history = Table(
     Index("alert_history_alert_idx", "alert_id", "id"),
     sqlite_autoincrement=True,
 )
+
+
+# How far each alert output (plantwatch.outputs) has delivered in the order of changes: the
+# (updated_at_ns, id) of the last alert it handed on.
+output_cursors = Table(
+    "output_cursors",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("updated_at_ns", BigInteger, nullable=False),
+    Column("alert_id", BigInteger, nullable=False),
+)

@@ -68,6 +68,24 @@ class MqttOptions:
         return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
 
 
+def paho_client(opts: MqttOptions, client_id: str, *, clean_start: bool, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client for the broker of ``opts``: its protocol, reconnect delays, credentials and TLS."""
+    protocol = mqtt.MQTTv5 if opts.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=None if protocol == mqtt.MQTTv5 else clean_start,
+        manual_ack=manual_ack,
+    )
+    client.reconnect_delay_set(min_delay=max(1, round(opts.reconnect_min_s)), max_delay=round(opts.reconnect_max_s))
+    if opts.username:
+        client.username_pw_set(opts.username, opts.password)
+    if opts.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
 class MqttSource:
     """Subscribes, decodes on paho's thread, hands :class:`Inbound` items to ``out``."""
 
@@ -201,19 +219,7 @@ class MqttSource:
     # -- construction ----------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         opts = self.options
-        protocol = mqtt.MQTTv5 if opts.protocol == "5" else mqtt.MQTTv311
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=protocol,
-            clean_session=None if protocol == mqtt.MQTTv5 else opts.clean_start,
-            manual_ack=True,
-        )
-        client.reconnect_delay_set(min_delay=max(1, round(opts.reconnect_min_s)), max_delay=round(opts.reconnect_max_s))
-        if opts.username:
-            client.username_pw_set(opts.username, opts.password)
-        if opts.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client = paho_client(opts, opts.client_id, clean_start=opts.clean_start, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detector.config import MonitorConfig
+from plantwatch.outputs.base import check_topic_template
 from plantwatch.settings_errors import ENV_PREFIX, describe, setting_variables, warn_unused_variables, yaml_problem
 
 # The embedded default: package data, so it is there in any install (editable, wheel, zip).
@@ -335,10 +336,45 @@ def _baseline_error(values: dict[str, Any]) -> str | None:
     return None if monitor.is_warm else str(failure.cause if failure is not None else None)
 
 
+class WebhookSettings(_Section):
+    """One receiver of alert changes (plantwatch.outputs.webhook); its secret only from the environment."""
+
+    url: str
+    secret: SecretStr | None = None  # PLANTWATCH_ALERTS__WEBHOOKS__<NAME>__SECRET: signs each POST
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like https://HOST/PATH (or http://)")
+        return value
+
+
 class AlertSettings(_Section):
     store_url: str = "sqlite:///plantwatch-alerts.db"
     resolve_after_s: float = Field(default=60.0, ge=0)
     critical_probability: float = Field(default=0.999, gt=0, lt=1)
+    # Each asset's outstanding alerts, retained on this topic of the mqtt: broker; None: not published.
+    mqtt_topic: str | None = None
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
+
+    @field_validator("mqtt_topic")
+    @classmethod
+    def _one_topic_per_asset(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_topic_template(value)
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
+        for name in value:
+            if not name.replace("_", "").isalnum() or not name.isascii() or name != name.lower():
+                # The name is part of its secret's environment variable: what a shell can spell.
+                raise ValueError(f"{name!r}: name webhooks in lower-case letters, digits and _ (e.g. cmms)")
+        return value
 
     @field_validator("store_url")
     @classmethod
@@ -515,6 +551,7 @@ def _read_yaml(source: Path | Traversable, name: str) -> dict[str, Any]:
 
 
 def _refuse_secrets_in_file(data: dict[str, Any], name: str) -> None:
+    _refuse_webhook_secrets_in_file(data, name)
     for section, key in SECRET_KEYS:
         block = data.get(section)
         if isinstance(block, dict) and block.get(key) is not None:
@@ -522,6 +559,18 @@ def _refuse_secrets_in_file(data: dict[str, Any], name: str) -> None:
             raise ConfigError(
                 f"{name}: {section}.{key}: secrets are not read from the config file; remove it and "
                 f"set {env} or {env}_FILE instead"
+            )
+
+
+def _refuse_webhook_secrets_in_file(data: dict[str, Any], name: str) -> None:
+    alerts = data.get("alerts")
+    hooks = alerts.get("webhooks") if isinstance(alerts, dict) else None
+    for hook, block in (hooks or {}).items() if isinstance(hooks, dict) else ():
+        if isinstance(block, dict) and block.get("secret") is not None:
+            env = f"{ENV_PREFIX}ALERTS__WEBHOOKS__{str(hook).upper()}__SECRET"
+            raise ConfigError(
+                f"{name}: alerts.webhooks.{hook}.secret: secrets are not read from the config file; remove it "
+                f"and set {env} instead"
             )
 
 

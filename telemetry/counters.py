@@ -38,8 +38,14 @@ HELP: dict[str, str] = {
     "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
     "plantwatch_baselines_relearned_total": "Baselines forgotten on request (POST /assets/{asset}/relearn).",
     "plantwatch_feedback_total": "Operator verdicts on alert rows applied (POST /assets/{asset}/feedback).",
+    "plantwatch_alert_deliveries_total": "Alert changes handed on by an alert output (MQTT, webhook), by output.",
+    "plantwatch_alert_delivery_failures_total": "Alert deliveries tried again (receiver down or busy), by output.",
+    "plantwatch_alert_deliveries_refused_total": "Alert changes a receiver refused for good (skipped), by output.",
 }
 LABELS: dict[str, tuple[str, ...]] = {
+    "plantwatch_alert_deliveries_total": ("output",),
+    "plantwatch_alert_delivery_failures_total": ("output",),
+    "plantwatch_alert_deliveries_refused_total": ("output",),
     "plantwatch_feedback_total": ("verdict",),
     "plantwatch_messages_rejected_total": ("reason",),
     "plantwatch_mqtt_connect_failures_total": ("cause",),

@@ -60,6 +60,12 @@ class RecordingStore:
     def marked(self, action: str) -> set[int]:
         raise NotImplementedError
 
+    def delivered(self, output: str) -> tuple[int, int] | None:
+        raise NotImplementedError  # the outputs read the store, not the lifecycle
+
+    def mark_delivered(self, output: str, upto: tuple[int, int]) -> None:
+        raise NotImplementedError
+
     def get(self, alert_id: int) -> Alert | None:
         return self.rows.get(alert_id)
 

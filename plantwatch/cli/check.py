@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         check_model_dir,
         check_storage,
     )
-    from plantwatch.service.wiring import mqtt_options
+    from plantwatch.service.wiring import describe_alert_outputs, mqtt_options
     from plantwatch.settings import ConfigError, load_settings
 
     where = args.config or "the embedded default configuration"
@@ -54,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
         ("alerts", lambda: check_alert_store(settings.alerts.store_url)),
         ("models", lambda: check_model_dir(settings.detector.model_dir)),
         ("api", lambda: _api_keys(settings)),
+        ("outputs", lambda: describe_alert_outputs(settings)),
     ]
     passed = True
     for name, run in checks:

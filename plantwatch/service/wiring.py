@@ -28,8 +28,12 @@ from ingest.sink import InfluxSink, Sink, SqliteSink
 from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.outputs.base import AlertOutput
+from plantwatch.outputs.mqtt import MqttAlertPublisher
+from plantwatch.outputs.webhook import Webhook
 from plantwatch.paths import why_not_writable_file
 from plantwatch.service.listen import listening_url
+from plantwatch.service.notifier import AlertNotifier
 from plantwatch.service.pipeline import Pipeline
 from plantwatch.settings import ApiSettings, ConfigError, Settings
 from telemetry.counters import Counters
@@ -75,6 +79,8 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
     m = settings.mqtt
     if m.dead_letter_topic:
         _refuse_looping_dead_letter(template, m.dead_letter_topic)
+    if settings.alerts.mqtt_topic is not None:
+        _refuse_looping_alert_topic(template, settings.alerts.mqtt_topic)
     return MqttOptions(
         host=m.host,
         port=m.port,
@@ -104,6 +110,39 @@ def _refuse_looping_dead_letter(template: TopicTemplate, topic: str) -> None:
         f"mqtt.dead_letter_topic: {topic!r} matches mqtt.topic_template, so rejects would be consumed "
         "again; choose a topic outside the subscription"
     )
+
+
+def alert_outputs(settings: Settings, options: MqttOptions, store: AlertStore) -> list[AlertOutput]:
+    """The outputs the settings ask for: the MQTT publisher (``alerts.mqtt_topic``) and each webhook."""
+    outputs: list[AlertOutput] = []
+    if settings.alerts.mqtt_topic is not None:  # mqtt_options refused one inside the subscription
+        outputs.append(MqttAlertPublisher(options, settings.alerts.mqtt_topic, store))
+    for name, hook in settings.alerts.webhooks.items():
+        secret = hook.secret.get_secret_value() if hook.secret is not None else None
+        outputs.append(Webhook(name, hook.url, secret, timeout_s=hook.timeout_s))
+    return outputs
+
+
+def _refuse_looping_alert_topic(template: TopicTemplate, topic: str) -> None:
+    try:
+        template.parse(topic.replace("{asset}", "pump-1"))
+    except DecodeError:
+        return
+    raise ConfigError(
+        f"alerts.mqtt_topic: {topic!r} matches mqtt.topic_template, so the service would read its own alerts as "
+        "readings; choose a topic outside the subscription (e.g. plantwatch-alerts/{asset})"
+    )
+
+
+def describe_alert_outputs(settings: Settings) -> str:
+    """Where alert changes go besides the API, for ``plantwatch check`` and the start-up log."""
+    alerts = settings.alerts
+    said = [f"MQTT {alerts.mqtt_topic} (retained)"] if alerts.mqtt_topic is not None else []
+    for name, hook in alerts.webhooks.items():
+        said.append(f"webhook {name} {hook.url}{'' if hook.secret else ' (unsigned)'}")
+    if not said:
+        return "no alert output (alerts.mqtt_topic, alerts.webhooks): the API only"
+    return "alerts out: " + ", ".join(said)
 
 
 def check_api_access(api: ApiSettings) -> str:
@@ -178,9 +217,18 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         maintenance=tracker,
     )
 
+    notifiers = [AlertNotifier(store, output, counters) for output in alert_outputs(settings, options, store)]
+
+    def on_startup() -> None:
+        pipeline.start()
+        for notifier in notifiers:
+            notifier.start()
+
     def on_shutdown() -> None:
         pipeline.stop()
         manager.flush()  # peak changes held back by write coalescing
+        for notifier in notifiers:  # what they did not deliver yet, they deliver after the restart
+            notifier.stop()
         store.close()
 
     hooks = ServiceHooks(
@@ -192,7 +240,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         relearn=pipeline.relearn,
         feedback=pipeline.feedback,
         keys=KeyFile(settings.api.keys_file),
-        on_startup=pipeline.start,
+        on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
     app = create_app(hooks)
