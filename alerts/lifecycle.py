@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from alerts.model import (
+    CONDITION_KINDS,
     KIND_ANOMALY,
     KIND_MAINTENANCE,
+    KIND_STALE_DATA,
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
     STATE_RESOLVED,
@@ -80,6 +82,10 @@ class AlertManager:
         self._lock = threading.Lock()
         self._open: dict[str, _Tracked] = self._reload()
         self._maintenance: dict[str, _Tracked] = self._reload(KIND_MAINTENANCE)
+        # Sensor health (sensor_fault, stale_data): at most one open per asset and kind.
+        self._conditions: dict[str, dict[str, _Tracked]] = {kind: self._reload(kind) for kind in CONDITION_KINDS}
+        # Each asset's sensors at fault now: anomalies they drive are theirs, not the process's.
+        self._faulty: dict[str, frozenset[str]] = {}
 
     def _reload(self, kind: str = KIND_ANOMALY) -> dict[str, _Tracked]:
         """Continue the alerts a previous process left open instead of opening duplicates."""
@@ -103,17 +109,38 @@ class AlertManager:
             # The baseline is still being learned: its verdicts say nothing about the asset.
             return []
         with self._lock:
+            anomaly = verdict.anomaly and not self._driven_by_faulty_sensor(verdict)
             tracked = self._open.get(verdict.asset)
             if tracked is None:
-                return [self._open_alert(verdict)] if verdict.anomaly else []
-            if verdict.anomaly:
+                return [self._open_alert(verdict)] if anomaly else []
+            if anomaly:
                 return self._absorb(tracked, verdict)
             return self._maybe_resolve(tracked, verdict)
+
+    def _driven_by_faulty_sensor(self, verdict: Verdict) -> bool:
+        """Whether the row's biggest contributor is a sensor at fault: a stuck or impossible reading
+        makes the model's rows unusual, which is the sensor_fault alert's news, not a process anomaly."""
+        faulty = self._faulty.get(verdict.asset)
+        if not faulty or not verdict.contributions:
+            return False
+        return max(verdict.contributions, key=lambda c: c.share).sensor in faulty
+
+    def close(self, alert_id: int) -> Alert | None:
+        """An operator resolved the alert: it is stored resolved at its last anomalous row and no longer
+        tracked, so the asset's next anomalous row opens a new alert. None when no open alert here has
+        this id."""
+        with self._lock:
+            for by_asset in (self._open, self._maintenance, *self._conditions.values()):
+                for asset, tracked in by_asset.items():
+                    if tracked.alert.id == alert_id:
+                        return self._resolve(by_asset, asset, tracked.alert.last_anomalous_at_ns).alert
+        return None
 
     def flush(self) -> None:
         """Write changes still held back by coalescing; call on shutdown."""
         with self._lock:
-            for tracked in [*self._open.values(), *self._maintenance.values()]:
+            conditions = [t for by_asset in self._conditions.values() for t in by_asset.values()]
+            for tracked in [*self._open.values(), *self._maintenance.values(), *conditions]:
                 if tracked.dirty:
                     self._write(tracked, tracked.written_at_ns)
 
@@ -166,6 +193,77 @@ class AlertManager:
             del self._maintenance[asset]
             self._counters.inc("plantwatch_maintenance_alerts_resolved_total")
             return [AlertEvent("resolved", resolved)]
+
+    # -- sensor health -------------------------------------------------------------------------
+
+    def observe_condition(
+        self, asset: str, kind: str, ts_ns: int, sensors: tuple[Contribution, ...]
+    ) -> list[AlertEvent]:
+        """A sensor-health condition of ``asset`` as it stands at ``ts_ns`` (event time): ``kind``
+        ``sensor_fault`` or ``stale_data``, ``sensors`` the ones at fault now (empty: none).
+
+        Opens the asset's alert of that kind, or extends it (its top sensors every sensor at fault
+        during it, the latest figures first), or resolves it once none has been at fault for
+        ``resolve_after_s``. A stale_data alert resolves the asset's open anomaly alert: its rows
+        cannot be judged while a sensor is silent, and it would otherwise stay open for good. A
+        sensor_fault alert resolves the open anomaly alert its faulty sensors drive (the model saw
+        the sensor stick before the watch could call it stuck), and while it is open, anomalous rows
+        those sensors drive open none.
+        """
+        if kind not in CONDITION_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(CONDITION_KINDS)}, got {kind!r}")
+        with self._lock:
+            if kind != KIND_STALE_DATA:
+                self._faulty[asset] = frozenset(c.sensor for c in sensors)
+            tracked = self._conditions[kind].get(asset)
+            if not sensors:
+                return [] if tracked is None else self._condition_quiet(kind, asset, tracked, ts_ns)
+            events = self._condition_present(kind, asset, tracked, ts_ns, sensors)
+            anomaly = self._open.get(asset)
+            if anomaly is not None and (kind == KIND_STALE_DATA or _top_sensor(anomaly.alert) in self._faulty[asset]):
+                events.append(self._resolve(self._open, asset, ts_ns, "plantwatch_alerts_resolved_total"))
+            return events
+
+    def _condition_present(
+        self, kind: str, asset: str, tracked: _Tracked | None, ts_ns: int, sensors: tuple[Contribution, ...]
+    ) -> list[AlertEvent]:
+        if tracked is None:
+            alert = self._store.insert(
+                Alert.opened(asset, kind, ts_ns, SEVERITY_WARNING, float(len(sensors)), 0.0, sensors)
+            )
+            self._conditions[kind][asset] = _Tracked(alert, written_at_ns=ts_ns)
+            return [AlertEvent("opened", alert)]
+        old = tracked.alert
+        named = {c.sensor for c in sensors}
+        merged = sensors + tuple(c for c in old.top_sensors if c.sensor not in named)
+        new = dataclasses.replace(
+            old,
+            last_anomalous_at_ns=max(old.last_anomalous_at_ns, ts_ns),
+            top_sensors=merged,
+            peak_score=max(old.peak_score, len(sensors)),
+        )
+        if new == old:
+            return []
+        tracked.alert = new
+        tracked.dirty = True
+        self._maybe_write(tracked, ts_ns)
+        return [AlertEvent("updated", new)] if len(merged) != len(old.top_sensors) else []
+
+    def _condition_quiet(self, kind: str, asset: str, tracked: _Tracked, ts_ns: int) -> list[AlertEvent]:
+        if ts_ns - tracked.alert.last_anomalous_at_ns < self._resolve_after_ns:
+            self._maybe_write(tracked, ts_ns)
+            return []
+        return [self._resolve(self._conditions[kind], asset, ts_ns)]
+
+    def _resolve(self, tracked_by_asset: dict[str, _Tracked], asset: str, ts_ns: int, counter: str = "") -> AlertEvent:
+        tracked = tracked_by_asset.pop(asset)
+        resolved = dataclasses.replace(
+            tracked.alert, state=STATE_RESOLVED, resolved_at_ns=max(ts_ns, tracked.alert.last_anomalous_at_ns)
+        )
+        self._store.update(resolved)
+        if counter:
+            self._counters.inc(counter)
+        return AlertEvent("resolved", resolved)
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -249,6 +347,10 @@ class AlertManager:
 def _max_severity(a: str, b: str) -> str:
     """Severity only ever rises while an alert is open."""
     return SEVERITY_CRITICAL if SEVERITY_CRITICAL in (a, b) else SEVERITY_WARNING
+
+
+def _top_sensor(alert: Alert) -> str | None:
+    return alert.top_sensors[0].sensor if alert.top_sensors else None
 
 
 def _named_only(drivers: tuple[str, ...]) -> tuple[Contribution, ...]:

@@ -9,6 +9,12 @@ from detector.types import Contribution
 
 KIND_ANOMALY: Final = "anomaly"
 KIND_MAINTENANCE: Final = "maintenance"  # a projected health-threshold crossing is due (plantwatch.maintenance)
+# Sensor health, apart from the process: readings stuck or beyond the instrument's limits
+# (detector.sensor_health), and sensors, or a whole asset, that stopped reporting.
+KIND_SENSOR_FAULT: Final = "sensor_fault"
+KIND_STALE_DATA: Final = "stale_data"
+CONDITION_KINDS: Final = (KIND_SENSOR_FAULT, KIND_STALE_DATA)
+KINDS: Final = (KIND_ANOMALY, KIND_MAINTENANCE, KIND_SENSOR_FAULT, KIND_STALE_DATA)
 
 STATE_OPEN: Final = "open"
 STATE_RESOLVED: Final = "resolved"
@@ -28,7 +34,7 @@ class Alert:
 
     id: int | None  # None until the store has assigned one
     asset: str
-    kind: str  # KIND_ANOMALY or KIND_MAINTENANCE
+    kind: str  # one of KINDS
     state: str  # STATE_OPEN or STATE_RESOLVED
     started_at_ns: int
     last_anomalous_at_ns: int
@@ -88,6 +94,7 @@ class Alert:
 
 
 ACKNOWLEDGED: Final = "acknowledged"
+RESOLVED_BY_OPERATOR: Final = "resolved"  # closed by hand (POST /alerts/{id}/resolve)
 SHELVED: Final = "shelved"
 UNSHELVED: Final = "unshelved"
 COMMENTED: Final = "commented"
@@ -101,7 +108,7 @@ VERDICTS: Final = {
     "true_fault": MARKED_TRUE_FAULT,
     "known_cause": MARKED_KNOWN_CAUSE,
 }
-ACTIONS: Final = (ACKNOWLEDGED, SHELVED, UNSHELVED, COMMENTED, *VERDICTS.values())
+ACTIONS: Final = (ACKNOWLEDGED, RESOLVED_BY_OPERATOR, SHELVED, UNSHELVED, COMMENTED, *VERDICTS.values())
 
 
 @dataclass(frozen=True, slots=True)

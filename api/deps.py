@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from alerts.store import AlertStore
-from api.hooks import AssetList, Feedback, HealthReport, MaintenanceSnapshot, Relearn, ServiceHooks
+from api.hooks import AssetList, Feedback, HealthReport, MaintenanceSnapshot, Relearn, Resolve, ServiceHooks
 from telemetry.counters import Counters
 
 
@@ -47,6 +47,10 @@ def get_feedback(hooks: HooksDep) -> Feedback:
     return hooks.feedback
 
 
+def get_resolve(hooks: HooksDep) -> Resolve:
+    return hooks.resolve
+
+
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthReport | None, Depends(get_health)]
@@ -54,3 +58,4 @@ MaintenanceDep = Annotated[MaintenanceSnapshot, Depends(get_maintenance)]
 RelearnDep = Annotated[Relearn, Depends(get_relearn)]
 AssetsDep = Annotated[AssetList, Depends(get_assets)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
+ResolveDep = Annotated[Resolve, Depends(get_resolve)]

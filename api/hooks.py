@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from alerts.model import Alert
 from alerts.store import AlertStore
 from api.keys import KeyFile
 from telemetry.counters import Counters
@@ -25,6 +26,9 @@ AssetList = Callable[[str | None], list[dict[str, Any]]]
 # (asset, maintenance done) -> False when the service knows no such asset.
 Relearn = Callable[[str, bool], bool]
 Hook = Callable[[], None]
+# An operator resolved an open alert: the service stops tracking it and stores it resolved; the
+# resolved alert, or None when the service tracks no open alert of that id.
+Resolve = Callable[[int], Alert | None]
 # (asset, verdict "false_alarm" | "true_fault", start ns, end ns) -> alert rows learned or dropped;
 # None when the service knows no such asset; raises ValueError when the asset cannot take it (no
 # baseline) and TimeoutError when the detector did not answer in time.
@@ -47,6 +51,10 @@ def no_feedback(asset: str, verdict: str, start_ns: int, end_ns: int) -> int | N
     return None
 
 
+def no_resolve(alert_id: int) -> Alert | None:
+    return None
+
+
 def nothing() -> None:
     return None
 
@@ -66,6 +74,7 @@ class ServiceHooks:
     assets: AssetList = no_asset_list
     relearn: Relearn = no_assets
     feedback: Feedback = no_feedback
+    resolve: Resolve = no_resolve
     keys: KeyFile | None = None  # None: the API answers everyone (see api.auth)
     on_startup: Hook = nothing
     on_shutdown: Hook = nothing

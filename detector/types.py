@@ -9,6 +9,10 @@ from dataclasses import dataclass
 # (DBL_MAX). The monitor skips rows holding one and the MQTT decoder refuses them.
 MAX_ABS_VALUE = 1e150
 
+# Features whose range is not a baseline's: a maintenance driver's drift (its range is the drift at
+# the maintenance threshold), a reading stuck at one value, a sensor silent for ``value`` seconds.
+NO_RANGE_FEATURES = frozenset({"drift", "flat", "silent"})
+
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
@@ -28,9 +32,9 @@ class Contribution:
     def within_expected(self) -> bool:
         """The value is inside the baseline's range: the sensor is not off on its own, its
         combination with the others is (a broken correlation, seen by the model's residual).
-        Always False for a maintenance driver (``feature == "drift"``): its range is the drift at
-        the maintenance threshold, and being inside it says nothing about the other sensors."""
-        return self.feature != "drift" and self.expected_low <= self.value <= self.expected_high
+        Always False for the features of NO_RANGE_FEATURES: being inside their range says nothing
+        about the other sensors."""
+        return self.feature not in NO_RANGE_FEATURES and self.expected_low <= self.value <= self.expected_high
 
 
 @dataclass(frozen=True, slots=True)

@@ -356,6 +356,12 @@ class AlertSettings(_Section):
     store_url: str = "sqlite:///plantwatch-alerts.db"
     resolve_after_s: float = Field(default=60.0, ge=0)
     critical_probability: float = Field(default=0.999, gt=0, lt=1)
+    # Sensor health (sensor_fault, stale_data alerts): a sensor, or a whole asset, silent this long; a
+    # reading unchanged this long (and 3 times its longest still spell before); what each sensor can
+    # read at all ("sensor" for every asset, "asset/sensor" for one).
+    stale_after_s: float = Field(default=300.0, gt=0)
+    flat_after_s: float = Field(default=120.0, gt=0)
+    sensor_limits: dict[str, tuple[float, float]] = Field(default_factory=dict)
     # Each asset's outstanding alerts, retained on this topic of the mqtt: broker; None: not published.
     mqtt_topic: str | None = None
     webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
@@ -365,6 +371,14 @@ class AlertSettings(_Section):
     def _one_topic_per_asset(cls, value: str | None) -> str | None:
         if value is not None:
             check_topic_template(value)
+        return value
+
+    @field_validator("sensor_limits")
+    @classmethod
+    def _low_below_high(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for sensor, (low, high) in value.items():
+            if not low < high:
+                raise ValueError(f"{sensor}: [{low:g}, {high:g}]: give [low, high] with low below high")
         return value
 
     @field_validator("webhooks")

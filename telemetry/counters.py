@@ -38,11 +38,13 @@ HELP: dict[str, str] = {
     "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
     "plantwatch_baselines_relearned_total": "Baselines forgotten on request (POST /assets/{asset}/relearn).",
     "plantwatch_feedback_total": "Operator verdicts on alert rows applied (POST /assets/{asset}/feedback).",
+    "plantwatch_sensor_alerts_opened_total": "Sensor-health alerts opened (sensor_fault, stale_data), by kind.",
     "plantwatch_alert_deliveries_total": "Alert changes handed on by an alert output (MQTT, webhook), by output.",
     "plantwatch_alert_delivery_failures_total": "Alert deliveries tried again (receiver down or busy), by output.",
     "plantwatch_alert_deliveries_refused_total": "Alert changes a receiver refused for good (skipped), by output.",
 }
 LABELS: dict[str, tuple[str, ...]] = {
+    "plantwatch_sensor_alerts_opened_total": ("kind",),
     "plantwatch_alert_deliveries_total": ("output",),
     "plantwatch_alert_delivery_failures_total": ("output",),
     "plantwatch_alert_deliveries_refused_total": ("output",),

@@ -219,3 +219,32 @@ def test_acknowledging_or_unshelving_needs_no_body(store: SqliteAlertStore, keys
             ("shelved", "service"),
             ("unshelved", None),
         ]
+
+
+def test_a_shift_resolves_an_open_alert_by_hand_and_the_next_anomaly_opens_a_new_one(
+    store: SqliteAlertStore, keys: dict[str, str]
+) -> None:
+    manager = AlertManager(store, resolve_after_s=60, counters=Counters())
+    for t in range(100, 110):
+        manager.observe(verdict(t, True))
+    (alert,) = store.list()
+    hooks = ServiceHooks(store=store, counters=Counters(), keys=KeyFile(keys["file"]), resolve=manager.close)
+    with TestClient(create_app(hooks), base_url="http://localhost") as c:
+        path = f"/alerts/{alert.id}/resolve"
+        assert c.post(path, json={}, headers=auth(keys["read"])).status_code == 403
+        done = c.post(path, json={"comment": "impeller replaced"}, headers=auth(keys["operate"]))
+        assert done.status_code == 200
+        body = done.json()
+        assert (body["state"], body["needs_acknowledgement"]) == ("resolved", True)  # resolving is not acknowledging
+        assert body["resolved_at"] == body["last_anomalous_at"]
+        assert [(h["actor"], h["action"], h["comment"]) for h in body["history"]] == [
+            ("shift-a", "resolved", "impeller replaced")
+        ]
+        assert c.post(path, headers=auth(keys["operate"])).status_code == 409
+        assert manager.open_alerts() == []
+        [opened] = manager.observe(verdict(120, True))
+        assert opened.kind == "opened" and opened.alert.id != alert.id
+        # An open alert no running lifecycle tracks (an idle API in these tests) is resolved in the store.
+        orphan = store.insert(Alert.opened("fan-1", "anomaly", 50 * S, "warning", 2.0, 0.99, ()))
+        assert c.post(f"/alerts/{orphan.id}/resolve", headers=auth(keys["operate"])).json()["state"] == "resolved"
+        assert c.post("/alerts/99999/resolve", headers=auth(keys["operate"])).status_code == 404

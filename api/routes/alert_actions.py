@@ -1,23 +1,36 @@
-"""What a shift does with an alert: POST /alerts/{id}/ack, /shelve, /unshelve, /comment, /feedback.
+"""What a shift does with an alert: POST /alerts/{id}/ack, /resolve, /shelve, /unshelve, /comment, /feedback.
 
 Each action is recorded in the alert's history with the caller's key name and the wall-clock time,
 and answers with the alert and its history. The lifecycle owns the alert's condition (open while
-anomalous, resolved once normal); operators own acknowledgement and shelving, in columns the
+anomalous, resolved once normal), but an operator may close it by hand (``/resolve``), through the
+lifecycle, which then stops tracking it; operators own acknowledgement and shelving, in columns the
 lifecycle never writes, so neither undoes the other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, HTTPException
 
-from alerts.model import ACKNOWLEDGED, COMMENTED, SHELVED, UNSHELVED, VERDICTS, Alert, AlertAction
+from alerts.model import (
+    ACKNOWLEDGED,
+    COMMENTED,
+    RESOLVED_BY_OPERATOR,
+    SHELVED,
+    STATE_OPEN,
+    STATE_RESOLVED,
+    UNSHELVED,
+    VERDICTS,
+    Alert,
+    AlertAction,
+)
 from alerts.store import AlertStore
 from api.auth import CHANGE_RESPONSES, JSON_REQUEST, OPERATE
-from api.deps import FeedbackDep, StoreDep
+from api.deps import FeedbackDep, ResolveDep, StoreDep
 from api.hooks import Feedback
 from api.instants import parse_instant
 from api.keys import ApiKey
@@ -39,7 +52,7 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 MAX_SHELVE_NS = 30 * 24 * 3600 * 10**9
 ACTION_RESPONSES = CHANGE_RESPONSES | {
     404: {"description": "no alert with this id"},
-    409: {"description": "already acknowledged, or not shelved"},
+    409: {"description": "already acknowledged, already resolved, or not shelved"},
 }
 
 
@@ -72,6 +85,26 @@ def acknowledge(
     return _record(
         store, AlertAction(alert_id, time.time_ns(), _actor(key), ACKNOWLEDGED, body.comment if body else None)
     )
+
+
+@_action("/alerts/{alert_id}/resolve")
+def resolve(
+    alert_id: AlertId,
+    store: StoreDep,
+    close: ResolveDep,
+    key: Operator,
+    body: Annotated[AcknowledgeIn | None, Body()] = None,
+) -> AlertDetailOut:
+    """Close an open alert by hand (the fault was fixed, or it is known and dealt with): it is stored
+    resolved at its last anomalous row, and the asset's next anomalous row opens a new alert. The
+    body (``comment``) may be left out; resolving does not acknowledge."""
+    alert = known(store, alert_id)
+    if alert.state != STATE_OPEN:
+        raise HTTPException(status_code=409, detail=f"alert {alert_id} is resolved already")
+    if close(alert_id) is None:  # not tracked by a running lifecycle: the store alone holds it
+        store.update(dataclasses.replace(alert, state=STATE_RESOLVED, resolved_at_ns=alert.last_anomalous_at_ns))
+    action = AlertAction(alert_id, time.time_ns(), _actor(key), RESOLVED_BY_OPERATOR, body.comment if body else None)
+    return _record(store, action)
 
 
 @_action("/alerts/{alert_id}/shelve")

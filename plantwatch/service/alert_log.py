@@ -28,6 +28,12 @@ def _feature_suffix(feature: str) -> str:
 
 
 def _how_far(c: Contribution) -> str:
+    if c.feature == "flat":
+        return "stuck: unchanged, a sensor fault"
+    if c.feature == "silent":
+        return f"no reading for {c.value:.0f} s"
+    if c.feature == "out_of_range":
+        return f"beyond what the instrument reads, {c.expected_low:.4g}..{c.expected_high:.4g}: a sensor fault"
     if c.feature == "drift":  # a maintenance driver: how far its drift has come towards the threshold
         if c.expected_high <= 0:
             return "named by the remaining-life model"

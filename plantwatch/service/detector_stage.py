@@ -32,6 +32,7 @@ from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
 from plantwatch.service.persistence import TRENDS_SAVE_INTERVAL_S, ModelPersistence
+from plantwatch.service.sensor_checks import SensorChecks
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
@@ -53,8 +54,11 @@ class DetectorStage:
         stop: threading.Event,
         models: ModelPersistence | None = None,
         maintenance: MaintenanceTracker | None = None,
+        sensor_checks: SensorChecks | None = None,
     ) -> None:
         self.upstream = upstream
+        self.sensor_checks = sensor_checks
+        self._silence_checked_at = time.monotonic()
         self.sink = sink
         self.alerts = alerts
         self.detector_config = detector_config
@@ -129,6 +133,8 @@ class DetectorStage:
         for asset, overhauled in wanted.items():
             monitor = self.monitors.get(asset) or self._new_monitor(asset)
             monitor.reset()
+            if self.sensor_checks is not None:
+                self.sensor_checks.forget(asset)
             self.latest.pop(asset, None)  # the forgotten model's verdict says nothing of the new one
             trends = self.maintenance if overhauled else None
             if trends is not None:
@@ -169,12 +175,23 @@ class DetectorStage:
                 readings = ()  # a quiet asset's relearn must not wait for readings
             try:
                 self._process(readings)
+                self._check_silence_now_and_then()
                 self._save_trends_now_and_then()
             except SinkStopped:
                 return
             except Exception:  # a model bug must not stop ingestion; it is logged and counted
                 self._count_detector_errors(1)
                 log.exception("detector stage failed on a batch of %d readings", len(readings))
+
+    def _check_silence_now_and_then(self) -> None:
+        """Assets that went quiet altogether (no event time moves for them): once a second."""
+        if self.sensor_checks is None or time.monotonic() - self._silence_checked_at < 1.0:
+            return
+        self._silence_checked_at = time.monotonic()
+        for event in self.sensor_checks.check_silence(
+            lambda a: m.sensor_names if (m := self.monitors.get(a)) else None
+        ):
+            log_alert_event(event)
 
     def _apply_requests(self) -> None:
         self._apply_relearn_requests()
@@ -227,6 +244,9 @@ class DetectorStage:
             if made is not None and not was_warm:
                 # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.
                 self._check_rul_alone(asset, rows[-1][0])
+        if self.sensor_checks is not None:  # before the verdicts reach the alerts: a faulty sensor's are its own
+            for event in self.sensor_checks.after_batch(asset, batch, monitor.sensor_names):
+                log_alert_event(event)
         for left_out in _of(LeftOut, events):
             self._count_left_out(left_out)
         self._report_baseline_failures(_of(BaselineFailed, events))

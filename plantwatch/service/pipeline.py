@@ -28,6 +28,7 @@ from plantwatch.service.asset_view import asset_view
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.sensor_checks import SensorCheckConfig, SensorChecks
 from plantwatch.service.writer import StageHealth, Writer
 from telemetry.counters import Counters
 
@@ -53,6 +54,7 @@ class Pipeline:
         stop_event: threading.Event | None = None,
         model_dir: str | None = None,
         maintenance: MaintenanceTracker | None = None,
+        sensor_checks: SensorCheckConfig | None = None,
     ) -> None:
         # Shared with the sink, whose retry loop must end when the pipeline stops.
         self.stop_event = stop_event or threading.Event()
@@ -85,6 +87,7 @@ class Pipeline:
             stop=self.stop_event,
             models=ModelPersistence(model_dir) if model_dir else None,
             maintenance=maintenance,
+            sensor_checks=SensorChecks(sensor_checks, alerts) if sensor_checks is not None else None,
         )
         self._threads: list[threading.Thread] = []
 

@@ -35,6 +35,7 @@ from plantwatch.paths import why_not_writable_file
 from plantwatch.service.listen import listening_url
 from plantwatch.service.notifier import AlertNotifier
 from plantwatch.service.pipeline import Pipeline
+from plantwatch.service.sensor_checks import SensorCheckConfig
 from plantwatch.settings import ApiSettings, ConfigError, Settings
 from telemetry.counters import Counters
 
@@ -215,6 +216,9 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         stop_event=stop,
         model_dir=settings.detector.model_dir,
         maintenance=tracker,
+        sensor_checks=SensorCheckConfig(
+            settings.alerts.stale_after_s, settings.alerts.flat_after_s, settings.alerts.sensor_limits
+        ),
     )
 
     notifiers = [AlertNotifier(store, output, counters) for output in alert_outputs(settings, options, store)]
@@ -239,6 +243,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         assets=pipeline.assets,
         relearn=pipeline.relearn,
         feedback=pipeline.feedback,
+        resolve=manager.close,
         keys=KeyFile(settings.api.keys_file),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
