@@ -33,6 +33,10 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
 
 
+# The PostgreSQL the tests use (trust auth on these machines); each test makes its own schema in it.
+PG_URL = os.environ.get("PLANTWATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
 @dataclass(frozen=True)
 class MosquittoServer:
     host: str

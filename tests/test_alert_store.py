@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,33 +14,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from psycopg import sql
-from servers import free_port, skip_or_fail
+from servers import PG_URL, free_port
 
 from alerts import migrate, schema
 from alerts.model import Alert, AlertAction
 from alerts.store import AlertStore, PostgresAlertStore, SqliteAlertStore, StoreOpenError, open_store
 from detector.types import Contribution
 
-PG_URL = os.environ.get("PLANTWATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 S = 1_000_000_000
-
-
-def _require_postgres() -> None:
-    """Skip locally when PostgreSQL is down, but never let CI go green without it."""
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        skip_or_fail(f"PostgreSQL unreachable at {PG_URL}: {exc}")
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    """A schema unique to this test, dropped afterwards, so parallel runs never collide."""
-    _require_postgres()
-    schema = f"pw_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -460,8 +439,7 @@ def test_unreachable_postgres_is_one_line_naming_the_server_not_the_password() -
     assert "PostgreSQL at plantwatch@127.0.0.1:" in message and "/alerts" in message and "refused" in message
 
 
-def test_missing_postgres_database_is_named() -> None:
-    _require_postgres()
+def test_missing_postgres_database_is_named(pg_schema: str) -> None:  # pg_schema: the server is up
     url = PG_URL.rsplit("/", 1)[0] + "/no_such_database_pw"
     with pytest.raises(StoreOpenError, match=r'database "no_such_database_pw" does not exist'):
         open_store(url)

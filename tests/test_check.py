@@ -9,8 +9,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from psycopg import sql
-from servers import MosquittoServer, VictoriaServer, free_port
-from test_alert_store import PG_URL, pg_schema  # noqa: F401 - pg_schema is a fixture used by name
+from servers import PG_URL, MosquittoServer, VictoriaServer, free_port
 
 from api.keys import KeyFile
 from ingest.mqtt_source import MqttOptions

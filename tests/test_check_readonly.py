@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from test_alert_store import PG_URL, pg_schema  # noqa: F401 - pg_schema is a fixture used by name
+from servers import PG_URL
 from test_check import _check, pg_alerts_url  # noqa: F401 - pg_alerts_url is a fixture used by name
 
 from alerts.model import STATE_OPEN, Alert
