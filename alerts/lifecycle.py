@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -17,10 +18,13 @@ from alerts.model import (
     KIND_ANOMALY,
     KIND_MAINTENANCE,
     KIND_STALE_DATA,
+    REOPENED,
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
+    STATE_OPEN,
     STATE_RESOLVED,
     Alert,
+    AlertAction,
 )
 from alerts.store import AlertStore
 from detector.health import MaintenanceForecast
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 # into 10-100 database writes per second per asset.
 _UPDATE_INTERVAL_NS: Final = 1_000_000_000
 
-EventKind = Literal["opened", "updated", "resolved"]
+EventKind = Literal["opened", "updated", "resolved", "reopened"]
 _NS_PER_S: Final = 1_000_000_000
 
 
@@ -69,6 +73,7 @@ class AlertManager:
         resolve_after_s: float,
         critical_probability: float = 0.999,
         counters: Counters,
+        reopen_within_s: float = 0.0,
     ) -> None:
         if resolve_after_s < 0:
             raise ValueError(f"resolve_after_s must be >= 0, got {resolve_after_s}")
@@ -76,6 +81,9 @@ class AlertManager:
             raise ValueError(f"critical_probability must be in (0, 1], got {critical_probability}")
         self._store = store
         self._resolve_after_ns = round(resolve_after_s * 1e9)
+        # Chattering: an anomaly back this soon after its alert resolved by itself reopens that alert.
+        self._reopen_within_ns = round(reopen_within_s * 1e9)
+        self._resolved_lately: dict[str, Alert] = {}  # each asset's anomaly alert that resolved by itself
         self._critical_probability = critical_probability
         self._counters = counters
         # The pipeline may score assets on several threads; one lock keeps per-asset state simple.
@@ -112,7 +120,9 @@ class AlertManager:
             anomaly = verdict.anomaly and not self._driven_by_faulty_sensor(verdict)
             tracked = self._open.get(verdict.asset)
             if tracked is None:
-                return [self._open_alert(verdict)] if anomaly else []
+                if not anomaly:
+                    return []
+                return [self._reopen(verdict) or self._open_alert(verdict)]
             if anomaly:
                 return self._absorb(tracked, verdict)
             return self._maybe_resolve(tracked, verdict)
@@ -284,6 +294,24 @@ class AlertManager:
         self._counters.inc("plantwatch_alerts_opened_total")
         return AlertEvent("opened", alert)
 
+    def _reopen(self, verdict: Verdict) -> AlertEvent | None:
+        """The asset's anomaly alert resolved by itself within ``reopen_within_s`` before this anomalous
+        row: reopen it, one alert for the episode instead of a new one each time it chatters back.
+        Recorded in its history; an acknowledgement stays."""
+        last = self._resolved_lately.pop(verdict.asset, None)
+        if last is None or last.resolved_at_ns is None or verdict.ts_ns - last.resolved_at_ns > self._reopen_within_ns:
+            return None
+        assert last.id is not None  # a stored alert
+        gap_s = (verdict.ts_ns - last.resolved_at_ns) / 1e9
+        reopened = dataclasses.replace(last, state=STATE_OPEN, resolved_at_ns=None)
+        self._store.update(reopened)
+        note = f"anomalous again {gap_s:.0f} s after it resolved (alerts.reopen_within_s)"
+        self._store.act(AlertAction(last.id, time.time_ns(), "plantwatch", REOPENED, note))
+        tracked = self._open[verdict.asset] = _Tracked(reopened, written_at_ns=verdict.ts_ns)
+        self._absorb(tracked, verdict)
+        self._counters.inc("plantwatch_alerts_reopened_total")
+        return AlertEvent("reopened", tracked.alert)
+
     def _absorb(self, tracked: _Tracked, verdict: Verdict) -> list[AlertEvent]:
         """An anomalous verdict while open: extend the alert and raise its peak/severity."""
         old = tracked.alert
@@ -325,6 +353,8 @@ class AlertManager:
         resolved = dataclasses.replace(tracked.alert, state=STATE_RESOLVED, resolved_at_ns=verdict.ts_ns)
         self._store.update(resolved)
         del self._open[verdict.asset]
+        if self._reopen_within_ns > 0:
+            self._resolved_lately[verdict.asset] = resolved
         self._counters.inc("plantwatch_alerts_resolved_total")
         return [AlertEvent("resolved", resolved)]
 

@@ -95,6 +95,7 @@ class Alert:
 
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED_BY_OPERATOR: Final = "resolved"  # closed by hand (POST /alerts/{id}/resolve)
+REOPENED: Final = "reopened"  # by the service ("plantwatch"): the anomaly chattered back soon after resolving
 SHELVED: Final = "shelved"
 UNSHELVED: Final = "unshelved"
 COMMENTED: Final = "commented"
@@ -108,7 +109,7 @@ VERDICTS: Final = {
     "true_fault": MARKED_TRUE_FAULT,
     "known_cause": MARKED_KNOWN_CAUSE,
 }
-ACTIONS: Final = (ACKNOWLEDGED, RESOLVED_BY_OPERATOR, SHELVED, UNSHELVED, COMMENTED, *VERDICTS.values())
+ACTIONS: Final = (ACKNOWLEDGED, RESOLVED_BY_OPERATOR, REOPENED, SHELVED, UNSHELVED, COMMENTED, *VERDICTS.values())
 
 
 @dataclass(frozen=True, slots=True)

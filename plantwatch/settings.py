@@ -356,6 +356,7 @@ class AlertSettings(_Section):
     store_url: str = "sqlite:///plantwatch-alerts.db"
     resolve_after_s: float = Field(default=60.0, ge=0)
     critical_probability: float = Field(default=0.999, gt=0, lt=1)
+    reopen_within_s: float = Field(default=300.0, ge=0)  # anomalous again this soon: the same alert reopens
     # Sensor health (sensor_fault, stale_data alerts): a sensor, or a whole asset, silent this long; a
     # reading unchanged this long (and 3 times its longest still spell before); what each sensor can
     # read at all ("sensor" for every asset, "asset/sensor" for one).

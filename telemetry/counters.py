@@ -34,6 +34,7 @@ HELP: dict[str, str] = {
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
     "plantwatch_alerts_opened_total": "Alerts opened.",
     "plantwatch_alerts_resolved_total": "Alerts resolved.",
+    "plantwatch_alerts_reopened_total": "Alerts reopened: anomalous again within alerts.reopen_within_s of resolving.",
     "plantwatch_maintenance_alerts_opened_total": "Maintenance alerts opened (projected threshold crossing due).",
     "plantwatch_maintenance_alerts_resolved_total": "Maintenance alerts resolved.",
     "plantwatch_baselines_relearned_total": "Baselines forgotten on request (POST /assets/{asset}/relearn).",

@@ -304,3 +304,34 @@ def test_failed_insert_leaves_no_phantom_alert() -> None:
 def test_rejects_bad_configuration(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         AlertManager(RecordingStore(), **{"resolve_after_s": 1, **kwargs}, counters=Counters())
+
+
+def test_an_anomaly_back_soon_after_resolving_reopens_its_alert_instead_of_a_new_one(store: SqliteAlertStore) -> None:
+    counters = Counters()
+    m = manager(store, counters, reopen_within_s=300)
+    assert types(m.observe(v(0, True, score=2.0))) == ["opened"]
+    assert types(m.observe(v(20, False))) == ["resolved"]  # quiet 10 s: resolved at 20 s
+    (first,) = store.list()
+    assert first.id is not None
+    store.act(AlertAction(first.id, 1, "shift-a", "acknowledged"))
+    events = m.observe(v(200, True, score=3.0))  # 180 s later: the same episode chattering back
+    assert types(events) == ["reopened"]
+    m.flush()
+    (again,) = store.list()
+    assert (again.id, again.state, again.resolved_at_ns, again.peak_score) == (first.id, "open", None, 3.0)
+    assert again.acknowledged_by == "shift-a"  # acknowledged once for the episode
+    assert [(h.actor, h.action) for h in store.history(first.id)] == [
+        ("shift-a", "acknowledged"),
+        ("plantwatch", "reopened"),
+    ]
+    assert counters.get("plantwatch_alerts_reopened_total") == 1
+    assert types(m.observe(v(220, False))) == ["resolved"]
+    assert types(m.observe(v(600, True))) == ["opened"]  # 380 s later: a new alert
+    assert len(store.list()) == 2
+
+
+def test_without_a_reopen_window_every_return_is_a_new_alert(store: SqliteAlertStore) -> None:
+    m = manager(store)  # reopen_within_s defaults to 0 in the lifecycle; the service's default is 300 s
+    m.observe(v(0, True))
+    m.observe(v(20, False))
+    assert types(m.observe(v(21, True))) == ["opened"]

@@ -11,7 +11,7 @@ from detector.types import Contribution
 log = logging.getLogger(__name__)
 
 # Opening an alert is what an operator must see; peak updates are only for debugging.
-_EVENT_LEVELS = {"opened": logging.WARNING, "resolved": logging.INFO}
+_EVENT_LEVELS = {"opened": logging.WARNING, "reopened": logging.INFO, "resolved": logging.INFO}
 
 
 def log_baseline_learned(asset: str, learned: BaselineLearned) -> None:

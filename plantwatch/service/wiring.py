@@ -196,6 +196,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         resolve_after_s=settings.alerts.resolve_after_s,
         critical_probability=settings.alerts.critical_probability,
         counters=counters,
+        reopen_within_s=settings.alerts.reopen_within_s,
     )
     tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=rul)
     stop = threading.Event()
