@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -74,6 +75,7 @@ class AlertManager:
         critical_probability: float = 0.999,
         counters: Counters,
         reopen_within_s: float = 0.0,
+        asset_tags: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         if resolve_after_s < 0:
             raise ValueError(f"resolve_after_s must be >= 0, got {resolve_after_s}")
@@ -84,6 +86,10 @@ class AlertManager:
         # Chattering: an anomaly back this soon after its alert resolved by itself reopens that alert.
         self._reopen_within_ns = round(reopen_within_s * 1e9)
         self._resolved_lately: dict[str, Alert] = {}  # each asset's anomaly alert that resolved by itself
+        # Tags an alert carries from its opening: the asset's topic segments (note_tags), under the
+        # configured ones.
+        self._configured_tags = {asset: dict(tags) for asset, tags in (asset_tags or {}).items()}
+        self._topic_tags: dict[str, dict[str, str]] = {}
         self._critical_probability = critical_probability
         self._counters = counters
         # The pipeline may score assets on several threads; one lock keeps per-asset state simple.
@@ -105,6 +111,15 @@ class AlertManager:
         if tracked:
             log.info("continuing %d open %s alert(s) from the store", len(tracked), kind)
         return tracked
+
+    def note_tags(self, asset: str, tags: Mapping[str, str]) -> None:
+        """The tags of the asset's latest readings (its topic's segments other than asset and sensor)."""
+        with self._lock:
+            self._topic_tags[asset] = dict(tags)
+
+    def _tags_of(self, asset: str) -> tuple[tuple[str, str], ...]:
+        merged = self._topic_tags.get(asset, {}) | self._configured_tags.get(asset, {})
+        return tuple(sorted(merged.items()))
 
     def open_alerts(self) -> list[Alert]:
         """The current in-memory view, including changes not yet written (coalesced)."""
@@ -172,7 +187,14 @@ class AlertManager:
             if tracked is None:
                 alert = self._store.insert(
                     Alert.opened(
-                        forecast.asset, KIND_MAINTENANCE, ts_ns, SEVERITY_WARNING, forecast.health, 0.0, sensors
+                        forecast.asset,
+                        KIND_MAINTENANCE,
+                        ts_ns,
+                        SEVERITY_WARNING,
+                        forecast.health,
+                        0.0,
+                        sensors,
+                        tags=self._tags_of(forecast.asset),
                     )
                 )
                 self._maintenance[forecast.asset] = _Tracked(alert, written_at_ns=ts_ns)
@@ -238,10 +260,13 @@ class AlertManager:
         self, kind: str, asset: str, tracked: _Tracked | None, ts_ns: int, sensors: tuple[Contribution, ...]
     ) -> list[AlertEvent]:
         if tracked is None:
-            alert = self._store.insert(
-                Alert.opened(asset, kind, ts_ns, SEVERITY_WARNING, float(len(sensors)), 0.0, sensors)
+            # peak_score: the most sensors at fault at once; no probability applies.
+            opened = Alert.opened(
+                asset, kind, ts_ns, SEVERITY_WARNING, len(sensors), 0.0, sensors, tags=self._tags_of(asset)
             )
+            alert = self._store.insert(opened)
             self._conditions[kind][asset] = _Tracked(alert, written_at_ns=ts_ns)
+            self._counters.inc("plantwatch_sensor_alerts_opened_total", kind=kind)
             return [AlertEvent("opened", alert)]
         old = tracked.alert
         named = {c.sensor for c in sensors}
@@ -288,6 +313,7 @@ class AlertManager:
                 verdict.probability,
                 _ranked(verdict.contributions),
                 verdict.unseen_operating_point,
+                tags=self._tags_of(verdict.asset),
             )
         )
         self._open[verdict.asset] = _Tracked(alert, written_at_ns=verdict.ts_ns)

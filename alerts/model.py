@@ -52,6 +52,9 @@ class Alert:
     acknowledged_by: str | None = None
     shelved_until_ns: int | None = None  # silenced until then (wall clock), with a reason
     shelved_reason: str | None = None
+    # The asset's tags when the alert opened, sorted by name: its topic segments (line, site, ...) and
+    # the configured alerts.asset_tags.
+    tags: tuple[tuple[str, str], ...] = ()
     # Wall clock of the row's last change, set by the store: bookkeeping, not what the alert says, so
     # two reads of an unchanged alert compare equal whichever write came last.
     updated_at_ns: int | None = field(default=None, compare=False)
@@ -67,6 +70,7 @@ class Alert:
         peak_probability: float,
         top_sensors: tuple[Contribution, ...],
         unseen_operating_point: bool = False,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> Alert:
         """A new open alert that starts (and was last anomalous) at ``ts_ns``; the store assigns its id."""
         return cls(
@@ -82,6 +86,7 @@ class Alert:
             peak_probability=peak_probability,
             top_sensors=top_sensors,
             unseen_operating_point=unseen_operating_point,
+            tags=tags,
         )
 
     def shelved(self, now_ns: int) -> bool:

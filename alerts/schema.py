@@ -70,3 +70,14 @@ output_cursors = Table(
     Column("updated_at_ns", BigInteger, nullable=False),
     Column("alert_id", BigInteger, nullable=False),
 )
+
+
+# Each alert's tags (the asset's topic segments and configured tags when it opened), one row per tag.
+alert_tags = Table(
+    "alert_tags",
+    metadata,
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("alert_tags_lookup_idx", "name", "value", "alert_id"),
+)

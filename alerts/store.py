@@ -23,13 +23,27 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import Connection, Engine, Row, Select, create_engine, event, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    create_engine,
+    event,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from alerts import migrate
 from alerts.model import ACKNOWLEDGED, ACTIONS, SHELVED, STATE_OPEN, UNSHELVED, Alert, AlertAction
-from alerts.schema import alert_history, output_cursors
+from alerts.schema import alert_history, alert_tags, output_cursors
 from alerts.schema import alerts as table
 from detector.types import Contribution
 
@@ -59,9 +73,13 @@ class AlertStore(Protocol):
         acknowledged: bool | None = None,
         updated_since_ns: int | None = None,
         after: tuple[int, int] | None = None,
+        severity: str | None = None,
+        until_ns: int | None = None,
+        tag: tuple[str, str] | None = None,
     ) -> builtins.list[Alert]:
         """Alerts matching every given filter, newest (by start) first, or with ``updated_since_ns`` those
-        changed since, oldest change first; ``after``: where the previous page ended (see ``_ordered``)."""
+        changed since, oldest change first; ``after``: where the previous page ended (see ``_ordered``);
+        ``until_ns``: started at or before it; ``tag``: ``(name, value)`` among the alert's tags."""
         ...
 
     def get(self, alert_id: int) -> Alert | None:
@@ -163,6 +181,17 @@ def _from_row(row: Row[Any]) -> Alert:
     )
 
 
+def _with_tags(conn: Connection, found: builtins.list[Alert]) -> builtins.list[Alert]:
+    """``found`` with each alert's tags, read in one query."""
+    if not found:
+        return found
+    query = select(alert_tags).where(alert_tags.c.alert_id.in_([a.id for a in found]))
+    tags: dict[int, builtins.list[tuple[str, str]]] = {}
+    for row in conn.execute(query):
+        tags.setdefault(int(row.alert_id), []).append((row.name, row.value))
+    return [dataclasses.replace(a, tags=tuple(sorted(tags[a.id]))) if a.id in tags else a for a in found]
+
+
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -231,6 +260,8 @@ class _SqlAlertStore:
         with self._writing() as (conn, stamp):
             row = _to_row(alert) | {"updated_at_ns": stamp}
             new_id = conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
+            if alert.tags:
+                conn.execute(insert(alert_tags), [{"alert_id": new_id, "name": n, "value": v} for n, v in alert.tags])
         return dataclasses.replace(alert, id=int(new_id), updated_at_ns=stamp)
 
     def update(self, alert: Alert) -> None:
@@ -251,26 +282,36 @@ class _SqlAlertStore:
         acknowledged: bool | None = None,
         updated_since_ns: int | None = None,
         after: tuple[int, int] | None = None,
+        severity: str | None = None,
+        until_ns: int | None = None,
+        tag: tuple[str, str] | None = None,
     ) -> builtins.list[Alert]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         query = select(table)
-        for column, value in (("asset", asset), ("state", state), ("kind", kind)):
+        for column, value in (("asset", asset), ("state", state), ("kind", kind), ("severity", severity)):
             if value is not None:
                 query = query.where(table.c[column] == value)
         if since_ns is not None:
             query = query.where(table.c.last_activity_ns >= since_ns)
+        if until_ns is not None:
+            query = query.where(table.c.started_at_ns <= until_ns)
+        if tag is not None:
+            tagged = alert_tags.c
+            query = query.where(
+                exists().where(tagged.alert_id == table.c.id, tagged.name == tag[0], tagged.value == tag[1])
+            )
         if acknowledged is not None:
             ack = table.c.acknowledged_at_ns
             query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
         query = _ordered(query, updated_since_ns, after).limit(limit)
         with self._engine.connect() as conn:
-            return [_from_row(r) for r in conn.execute(query)]
+            return _with_tags(conn, [_from_row(r) for r in conn.execute(query)])
 
     def get(self, alert_id: int) -> Alert | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(table).where(table.c.id == alert_id)).first()
-        return None if row is None else _from_row(row)
+            return None if row is None else _with_tags(conn, [_from_row(row)])[0]
 
     def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
         if action.action not in ACTIONS:

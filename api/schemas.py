@@ -23,11 +23,21 @@ class AlertFilters(BaseModel):
 
     asset: Name = None
     state: Literal["open", "resolved"] | None = Field(default=None, description="open or resolved")
-    kind: Name = None
+    kind: Literal["anomaly", "maintenance", "sensor_fault", "stale_data"] | None = None
+    severity: Literal["warning", "critical"] | None = None
+    tag: str | None = Field(
+        default=None,
+        max_length=260,
+        pattern=r"^[^:\x00]{1,128}:[^\x00]{0,128}$",
+        description="NAME:VALUE: only alerts carrying this tag (line:L2, site:basel)",
+    )
     since: str | None = Field(
         default=None,
         description="Only alerts active at or after this instant: ISO-8601 with a zone "
         "(2024-05-01T12:00:00Z) or epoch seconds (1714564800.5).",
+    )
+    until: str | None = Field(
+        default=None, description="Only alerts that started at or before this instant (same forms as since)."
     )
     limit: int = Field(default=1000, ge=1, le=10_000)
     acknowledged: bool | None = Field(default=None, description="true: acknowledged only; false: still to acknowledge")
@@ -139,6 +149,7 @@ class AlertOut(BaseModel):
     # True when the peak row lies at an operating point the baseline never covered: most sensors' levels
     # beyond the baseline's range together, moved as its correlations move them; not a fault of each.
     unseen_operating_point: bool
+    tags: dict[str, str] = Field(description="the asset's tags when the alert opened: topic segments and asset_tags")
     acknowledged_at: datetime | None = Field(description="when an operator acknowledged it (wall clock)")
     acknowledged_by: str | None = Field(description="the API key's name, or 'anonymous' without keys")
     needs_acknowledgement: bool = Field(
@@ -166,6 +177,7 @@ class AlertOut(BaseModel):
             peak_probability=alert.peak_probability,
             top_sensors=[SensorContributionOut.from_contribution(c) for c in alert.top_sensors],
             unseen_operating_point=alert.unseen_operating_point,
+            tags=dict(alert.tags),
             acknowledged_at=_when(alert.acknowledged_at_ns),
             acknowledged_by=alert.acknowledged_by,
             needs_acknowledgement=alert.acknowledged_at_ns is None,

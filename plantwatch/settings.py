@@ -357,6 +357,8 @@ class AlertSettings(_Section):
     resolve_after_s: float = Field(default=60.0, ge=0)
     critical_probability: float = Field(default=0.999, gt=0, lt=1)
     reopen_within_s: float = Field(default=300.0, ge=0)  # anomalous again this soon: the same alert reopens
+    # Tags each asset's alerts carry beside its topic's segments, e.g. {pump-7: {site: basel, line: L2}}.
+    asset_tags: dict[str, dict[str, str]] = Field(default_factory=dict)
     # Sensor health (sensor_fault, stale_data alerts): a sensor, or a whole asset, silent this long; a
     # reading unchanged this long (and 3 times its longest still spell before); what each sensor can
     # read at all ("sensor" for every asset, "asset/sensor" for one).

@@ -335,3 +335,14 @@ def test_without_a_reopen_window_every_return_is_a_new_alert(store: SqliteAlertS
     m.observe(v(0, True))
     m.observe(v(20, False))
     assert types(m.observe(v(21, True))) == ["opened"]
+
+
+def test_alerts_carry_the_assets_topic_tags_under_the_configured_ones(store: SqliteAlertStore) -> None:
+    m = AlertManager(store, resolve_after_s=10, counters=Counters(), asset_tags={"pump-1": {"site": "basel"}})
+    m.note_tags("pump-1", {"line": "L2", "site": "from-topic"})
+    m.observe(v(0, True))
+    m.observe_condition("pump-1", "stale_data", T0, (Contribution("a", 1.0, "silent", 300.0, 0.0, 0.0, "silent"),))
+    assert {a.kind: a.tags for a in store.list()} == {
+        "anomaly": (("line", "L2"), ("site", "basel")),
+        "stale_data": (("line", "L2"), ("site", "basel")),
+    }

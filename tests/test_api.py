@@ -125,6 +125,7 @@ def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> 
                 }
             ],
             "unseen_operating_point": False,
+            "tags": {},
             "acknowledged_at": None,
             "acknowledged_by": None,
             "needs_acknowledgement": True,
@@ -316,3 +317,24 @@ def test_feedback_without_a_pipeline_knows_no_asset(store: SqliteAlertStore) -> 
     body = {"verdict": "true_fault", "start": "0", "end": "1"}
     with client_for(store) as client:
         assert client.post("/assets/pump-7/feedback", json=body).status_code == 404
+
+
+def test_alerts_filter_by_tag_severity_kind_and_start(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:
+    tagged = store.insert(
+        dataclasses.replace(seeded["open"], id=None, kind="sensor_fault", tags=(("line", "L2"), ("site", "basel")))
+    )
+    with client_for(store) as client:
+
+        def ids(**params: str) -> list[int]:
+            answer = client.get("/alerts", params=params)
+            assert answer.status_code == 200, answer.text
+            return [a["id"] for a in answer.json()]
+
+        assert ids(tag="line:L2") == [tagged.id] and ids(tag="line:L3") == [] and ids(tag="site:basel") == [tagged.id]
+        assert client.get(f"/alerts/{tagged.id}").json()["tags"] == {"line": "L2", "site": "basel"}
+        assert ids(severity="warning") == [seeded["old"].id]
+        assert ids(kind="sensor_fault") == [tagged.id]
+        assert set(ids(severity="critical")) == {tagged.id, seeded["open"].id}
+        assert ids(until=str((T0 - 3000 * S) / S)) == [seeded["old"].id]  # started at or before
+        for bad in ({"kind": "fault"}, {"severity": "high"}, {"tag": "line"}, {"tag": ":L2"}, {"until": "soon"}):
+            assert client.get("/alerts", params=bad).status_code == 422, bad

@@ -166,7 +166,7 @@ def readings(start_s: int, n: int, stuck: str | None = None, drop: str | None = 
             values[stuck] = 0.25
         if drop:
             del values[drop]
-        out.append(Reading("pump-1", T0 + (start_s + i) * S, values))
+        out.append(Reading("pump-1", T0 + (start_s + i) * S, values, {"line": "L1"}))
     return out
 
 
@@ -193,6 +193,7 @@ def test_a_sensor_that_stops_raises_stale_data_and_an_asset_that_stops_too(store
     live._process(readings(700, 200, drop="c"))  # c silent from 700 s; rows no longer complete
     [stale] = store.list(kind="stale_data", state="open")
     assert [(c.sensor, c.feature) for c in stale.top_sensors] == [("c", "silent")]
+    assert stale.tags == (("line", "L1"),)  # the readings' topic tags
     live._process(readings(900, 100))
     live._process(readings(1000, 40))
     assert open_kinds(store) == set()  # c is back: resolved after resolve_after_s of event time

@@ -35,10 +35,18 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], resp
         acknowledged=filters.acknowledged,
         updated_since_ns=updated_ns,
         after=None if filters.cursor is None else parse_cursor(filters.cursor, order, "cursor"),
+        severity=filters.severity,
+        until_ns=None if filters.until is None else parse_instant(filters.until, "until"),
+        tag=None if filters.tag is None else _name_value(filters.tag),
     )
     if len(alerts) == filters.limit:
         response.headers["X-Next-Cursor"] = cursor_after(alerts[-1], order)
     return [AlertOut.from_alert(a) for a in alerts]
+
+
+def _name_value(tag: str) -> tuple[str, str]:
+    name, _, value = tag.partition(":")
+    return name, value
 
 
 def cursor_after(alert: Alert, order: str) -> str:

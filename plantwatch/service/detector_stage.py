@@ -69,6 +69,7 @@ class DetectorStage:
         self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
         self.latest: dict[str, Verdict] = {}  # each asset's latest verdict (GET /assets)
+        self._tags: dict[str, Mapping[str, str]] = {}  # each asset's latest topic tags
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
@@ -200,8 +201,12 @@ class DetectorStage:
     def _process(self, readings: Sequence[Reading]) -> None:
         self._apply_requests()
         by_asset: dict[str, list[tuple[int, Mapping[str, float]]]] = {}
+        tags: dict[str, Mapping[str, str]] = {}
         for reading in readings:
             by_asset.setdefault(reading.asset, []).append((reading.ts_ns, reading.values))
+            if reading.tags:
+                tags[reading.asset] = reading.tags
+        self._note_tags(tags)
         verdicts: list[Verdict] = []
         for asset, batch in by_asset.items():
             try:
@@ -226,6 +231,13 @@ class DetectorStage:
                 log_alert_event(event)
             if self.maintenance is not None and not verdict.warming_up and verdict.running:
                 self._track_maintenance(verdict)
+
+    def _note_tags(self, tags: Mapping[str, Mapping[str, str]]) -> None:
+        """Hand the alerts the tags of each asset's topic (line, site, ...) when they change."""
+        for asset, of_asset in tags.items():
+            if self._tags.get(asset) != of_asset:
+                self._tags[asset] = of_asset
+                self.alerts.note_tags(asset, of_asset)
 
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         """Score one asset's readings; its events become log lines, counters and model saves."""

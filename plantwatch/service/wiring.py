@@ -197,6 +197,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         critical_probability=settings.alerts.critical_probability,
         counters=counters,
         reopen_within_s=settings.alerts.reopen_within_s,
+        asset_tags=settings.alerts.asset_tags,
     )
     tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=rul)
     stop = threading.Event()
