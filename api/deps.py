@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from alerts.store import AlertStore
-from api.hooks import AssetList, Feedback, HealthReport, MaintenanceSnapshot, Relearn, Resolve, ServiceHooks
+from api.hooks import (
+    AssetList,
+    Feedback,
+    HealthReport,
+    MaintenanceSnapshot,
+    Relearn,
+    Resolve,
+    Scores,
+    ServiceHooks,
+)
 from telemetry.counters import Counters
 
 
@@ -51,6 +60,10 @@ def get_resolve(hooks: HooksDep) -> Resolve:
     return hooks.resolve
 
 
+def get_scores(hooks: HooksDep) -> Scores:
+    return hooks.scores
+
+
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthReport | None, Depends(get_health)]
@@ -59,3 +72,4 @@ RelearnDep = Annotated[Relearn, Depends(get_relearn)]
 AssetsDep = Annotated[AssetList, Depends(get_assets)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
 ResolveDep = Annotated[Resolve, Depends(get_resolve)]
+ScoresDep = Annotated[Scores, Depends(get_scores)]

@@ -25,6 +25,9 @@ MaintenanceSnapshot = Callable[[], list[dict[str, Any]]]
 AssetList = Callable[[str | None], list[dict[str, Any]]]
 # (asset, maintenance done) -> False when the service knows no such asset.
 Relearn = Callable[[str, bool], bool]
+# (asset, since ns or None, limit) -> the asset's recent scored rows ({ts_ns, score, probability,
+# anomaly}, oldest first), or None when the service knows no such asset.
+Scores = Callable[[str, int | None, int], list[dict[str, Any]] | None]
 Hook = Callable[[], None]
 # An operator resolved an open alert: the service stops tracking it and stores it resolved; the
 # resolved alert, or None when the service tracks no open alert of that id.
@@ -55,6 +58,10 @@ def no_resolve(alert_id: int) -> Alert | None:
     return None
 
 
+def no_scores(asset: str, since_ns: int | None, limit: int) -> list[dict[str, Any]] | None:
+    return None
+
+
 def nothing() -> None:
     return None
 
@@ -75,6 +82,7 @@ class ServiceHooks:
     relearn: Relearn = no_assets
     feedback: Feedback = no_feedback
     resolve: Resolve = no_resolve
+    scores: Scores = no_scores
     keys: KeyFile | None = None  # None: the API answers everyone (see api.auth)
     on_startup: Hook = nothing
     on_shutdown: Hook = nothing

@@ -318,3 +318,29 @@ class AssetOut(BaseModel):
         fields = {k: v for k, v in view.items() if k not in ("last_row_at_ns", "top_sensors")}
         sensors = [SensorContributionOut.from_contribution(Contribution(**c)) for c in view["top_sensors"]]
         return cls(**fields, last_row_at=None if ts is None else ns_to_datetime(ts), top_sensors=sensors)
+
+
+class ScorePointOut(BaseModel):
+    at: datetime
+    score: float
+    probability: float
+    anomaly: bool
+
+
+class ScoresOut(BaseModel):
+    """``GET /assets/{asset}/scores``: the asset's recent scored rows, oldest first."""
+
+    asset: str
+    points: list[ScorePointOut]
+
+    @classmethod
+    def from_points(cls, asset: str, points: list[dict[str, Any]]) -> ScoresOut:
+        return cls(
+            asset=asset,
+            points=[
+                ScorePointOut(
+                    at=ns_to_datetime(p["ts_ns"]), score=p["score"], probability=p["probability"], anomaly=p["anomaly"]
+                )
+                for p in points
+            ],
+        )

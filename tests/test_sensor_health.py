@@ -97,11 +97,13 @@ def kinds(store: SqliteAlertStore) -> list[tuple[str, str]]:
 
 
 def test_a_stale_sensor_opens_stale_data_and_resolves_the_anomaly_it_left_open(store: SqliteAlertStore) -> None:
-    manager = AlertManager(store, resolve_after_s=60, counters=Counters())
+    counters = Counters()
+    manager = AlertManager(store, resolve_after_s=60, counters=counters)
     manager.observe(anomalous("pump-1", 0, "flow"))
     events = manager.observe_condition("pump-1", "stale_data", T0 + 400 * S, silent("flow"))
     assert [(e.kind, e.alert.kind) for e in events] == [("opened", "stale_data"), ("resolved", "anomaly")]
     assert kinds(store) == [("anomaly", "resolved"), ("stale_data", "open")]
+    assert counters.get("plantwatch_sensor_alerts_opened_total", kind="stale_data") == 1
     assert manager.observe_condition("pump-1", "stale_data", T0 + 430 * S, ()) == []  # quiet 30 s of 60
     [resolved] = manager.observe_condition("pump-1", "stale_data", T0 + 461 * S, ())
     assert (resolved.kind, resolved.alert.resolved_at_ns) == ("resolved", T0 + 461 * S)
@@ -185,6 +187,8 @@ def test_a_stuck_sensor_raises_a_sensor_fault_not_a_process_anomaly(store: Sqlit
     [fault] = store.list(kind="sensor_fault")
     assert [(c.sensor, c.feature, c.value) for c in fault.top_sensors] == [("b", "flat", 0.25)]
     assert T0 + 960 * S <= fault.started_at_ns < T0 + 970 * S  # recognised after flat_after_s
+    charted = live.scores.since("pump-1", None, 10_000)  # the scored rows, for GET /assets/{asset}/scores
+    assert len(charted) == 1500 - 600 and charted[-1].ts_ns == T0 + 1499 * S
 
 
 def test_a_sensor_that_stops_raises_stale_data_and_an_asset_that_stops_too(store: SqliteAlertStore) -> None:

@@ -1,4 +1,5 @@
 """GET /assets, GET /assets/{asset}: each asset's state, baseline, latest verdict and model.
+GET /assets/{asset}/scores: its recent scored rows, for charts.
 POST /assets/{asset}/relearn: forget an asset's learned baseline and learn a new one.
 POST /assets/{asset}/feedback: an operator's verdict on the asset's alert rows in a period."""
 
@@ -9,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.auth import ADMIN, CHANGE_RESPONSES, JSON_REQUEST, KEY_RESPONSES, OPERATE, READ, asset_name
-from api.deps import AssetsDep, FeedbackDep, RelearnDep
+from api.deps import AssetsDep, FeedbackDep, RelearnDep, ScoresDep
 from api.instants import parse_instant
-from api.schemas import AssetOut, FeedbackIn, FeedbackOut, RelearnOut
+from api.schemas import AssetOut, FeedbackIn, FeedbackOut, RelearnOut, ScoresOut
 
 router = APIRouter(tags=["assets"])
 
@@ -43,6 +44,29 @@ def get_asset(asset: AssetName, assets: AssetsDep) -> AssetOut:
     if not found:
         raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
     return AssetOut.from_view(found[0])
+
+
+@router.get(
+    "/assets/{asset}/scores",
+    response_model=ScoresOut,
+    dependencies=[READ],
+    responses=KEY_RESPONSES | {404: {"description": "no readings of this asset since the service started"}},
+)
+def asset_scores(
+    asset: AssetName,
+    scores: ScoresDep,
+    since: Annotated[str | None, Query(description="rows stamped at or after this instant (event time)")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="at most the newest this many rows")] = 3600,
+) -> ScoresOut:
+    """The asset's scored rows of the last hour or so (the newest 3,600 are kept per asset), oldest
+    first: ``score`` (higher is more anomalous), the calibrated ``probability`` its alarm compares
+    with ``alarm_enter`` (``GET /assets/{asset}``), and whether the row was ``anomaly``. A baseline's
+    rows and a stopped asset's are not scored; a relearn starts the history again."""
+    since_ns = None if since is None else parse_instant(since, "since")
+    points = scores(asset, since_ns, limit)
+    if points is None:
+        raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
+    return ScoresOut.from_points(asset, points)
 
 
 @router.post(

@@ -32,6 +32,7 @@ from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
 from plantwatch.service.persistence import TRENDS_SAVE_INTERVAL_S, ModelPersistence
+from plantwatch.service.score_history import ScoreHistory
 from plantwatch.service.sensor_checks import SensorChecks
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
@@ -69,6 +70,7 @@ class DetectorStage:
         self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
         self.latest: dict[str, Verdict] = {}  # each asset's latest verdict (GET /assets)
+        self.scores = ScoreHistory()  # each asset's recent scored rows (GET /assets/{asset}/scores)
         self._tags: dict[str, Mapping[str, str]] = {}  # each asset's latest topic tags
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
@@ -137,6 +139,7 @@ class DetectorStage:
             if self.sensor_checks is not None:
                 self.sensor_checks.forget(asset)
             self.latest.pop(asset, None)  # the forgotten model's verdict says nothing of the new one
+            self.scores.forget(asset)
             trends = self.maintenance if overhauled else None
             if trends is not None:
                 trends.forget(asset)
@@ -226,6 +229,7 @@ class DetectorStage:
         self.counters.inc("plantwatch_baseline_rows_total", sum(v.warming_up for v in verdicts))
         if scored:
             self.sink.write_verdicts(scored)
+            self.scores.add(scored)
         for verdict in verdicts:
             for event in self.alerts.observe(verdict):
                 log_alert_event(event)

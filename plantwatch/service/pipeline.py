@@ -12,6 +12,7 @@ point leaves unacknowledged readings with the broker, which redelivers them (at-
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -121,6 +122,13 @@ class Pipeline:
         monitors, latest = dict(self.detector.monitors), dict(self.detector.latest)  # snapshots
         names = sorted(monitors) if only is None else [only] if only in monitors else []
         return [asset_view(monitors[asset], latest.get(asset)) for asset in names]
+
+    def scores(self, asset: str, since_ns: int | None, limit: int) -> list[dict[str, Any]] | None:
+        """The asset's recent scored rows as ``GET /assets/{asset}/scores`` serves them; None for an
+        asset with no readings since the start."""
+        if asset not in self.detector.monitors:
+            return None
+        return [dataclasses.asdict(p) for p in self.detector.scores.since(asset, since_ns, limit)]
 
     def relearn(self, asset: str, maintenance: bool = False) -> bool:
         """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""

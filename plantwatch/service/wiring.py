@@ -246,6 +246,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         relearn=pipeline.relearn,
         feedback=pipeline.feedback,
         resolve=manager.close,
+        scores=pipeline.scores,
         keys=KeyFile(settings.api.keys_file),
         on_startup=on_startup,
         on_shutdown=on_shutdown,

@@ -1,0 +1,54 @@
+"""GET /assets/{asset}/scores: each asset's recent scored rows, kept in a fixed ring per asset."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from alerts.store import SqliteAlertStore
+from api.app import create_app
+from api.hooks import ServiceHooks
+from detector.types import Verdict
+from plantwatch.service.score_history import ScoreHistory
+from telemetry.counters import Counters
+
+S = 1_000_000_000
+T0 = 1_714_564_800 * S
+
+
+def row(t_s: int, asset: str = "pump-1", **kw: Any) -> Verdict:
+    return Verdict(asset, T0 + t_s * S, float(t_s), 0.5, t_s % 7 == 0, (), **kw)
+
+
+def test_the_ring_keeps_the_newest_rows_oldest_first_and_only_scored_ones() -> None:
+    history = ScoreHistory(rows=5)
+    history.add([row(t) for t in range(12)] + [row(99, warming_up=True), row(98, running=False)])
+    assert [p.ts_ns for p in history.since("pump-1", None, 100)] == [T0 + t * S for t in range(7, 12)]
+    assert [p.score for p in history.since("pump-1", T0 + 9 * S, 100)] == [9.0, 10.0, 11.0]
+    assert [p.score for p in history.since("pump-1", None, 2)] == [10.0, 11.0]  # the newest two
+    assert [p.anomaly for p in history.since("pump-1", None, 5)] == [True, False, False, False, False]
+    history.forget("pump-1")
+    assert history.since("pump-1", None, 5) == [] and history.since("fan-9", None, 5) == []
+
+
+def test_the_endpoint_serves_an_assets_scores_and_404_for_an_unknown_one(store: SqliteAlertStore) -> None:
+    history = ScoreHistory()
+    history.add([row(t) for t in range(30)])
+
+    def scores(asset: str, since_ns: int | None, limit: int) -> list[dict[str, Any]] | None:
+        return None if asset != "pump-1" else [dataclasses.asdict(p) for p in history.since(asset, since_ns, limit)]
+
+    hooks = ServiceHooks(store=store, counters=Counters(), scores=scores)
+    with TestClient(create_app(hooks), base_url="http://localhost") as client:
+        answer = client.get("/assets/pump-1/scores", params={"since": "2024-05-01T12:00:20Z", "limit": 5})
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["asset"] == "pump-1"
+        assert [(p["at"], p["score"], p["anomaly"]) for p in body["points"]] == [
+            (f"2024-05-01T12:00:{t}Z", float(t), t % 7 == 0) for t in range(25, 30)
+        ]
+        assert client.get("/assets/fan-9/scores").status_code == 404
+        assert client.get("/assets/pump-1/scores", params={"since": "soon"}).status_code == 422
+        assert client.get("/assets/pump-1/scores", params={"limit": 0}).status_code == 422
