@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from api.auth import Access
@@ -37,16 +38,27 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hooks.on_shutdown()
 
 
-def create_app(hooks: ServiceHooks) -> FastAPI:
+def create_app(hooks: ServiceHooks, cors_origins: Sequence[str] = ()) -> FastAPI:
     """Build the API over ``hooks``; the server's lifespan runs ``on_startup`` and ``on_shutdown``.
 
     ``/docs`` (Swagger UI) and ``/redoc`` load their JavaScript and CSS from this server, not from
     a CDN: plant networks are often offline. fastapi-offline ships those files as package data.
+
+    ``cors_origins``: web pages of other origins (a dashboard on another host) whose scripts may call
+    the API; none by default, so browsers keep every other page's scripts from reading it.
     """
     app = FastAPIOffline(title="plantwatch", lifespan=lifespan)
     app.state.hooks = hooks  # read by the dependencies in api.deps
     app.state.access = Access(hooks.keys)  # read by api.auth
     app.add_middleware(RequestGuard, access=app.state.access)
+    if cors_origins:  # outermost: a browser's preflight carries no key, and is answered before the guard
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["X-Next-Cursor"],
+        )
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -435,6 +435,20 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     keys_file: str = "plantwatch-keys.json"  # API keys (hashed), written by `plantwatch keys`
+    # Origins (https://dashboard.example:8443) whose web pages' scripts may call the API; none: no page may.
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise ValueError(
+                    f"{origin!r}: give each origin as scheme://host[:port], e.g. https://dashboard.example "
+                    "(no path; no *: name the pages that may call the API)"
+                )
+        return value
 
     @property
     def serves_others(self) -> bool:

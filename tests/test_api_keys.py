@@ -329,3 +329,26 @@ def test_run_refuses_an_open_api_on_other_machines_before_touching_anything(
     err = capsys.readouterr().err
     assert "api.host: 0.0.0.0 serves other machines" in err and "plantwatch keys create" in err
     assert not (tmp_path / "a.db").exists() and not (tmp_path / "r.db").exists()
+
+
+def test_cors_is_off_unless_origins_are_named(store: SqliteAlertStore) -> None:
+    page = {"Origin": "https://dashboard.example", "Access-Control-Request-Method": "GET"}
+    hooks = ServiceHooks(store=store, counters=Counters())
+    with TestClient(create_app(hooks), base_url="http://localhost") as client:
+        assert "access-control-allow-origin" not in client.get("/alerts", headers={"Origin": page["Origin"]}).headers
+        assert client.options("/alerts", headers=page).status_code == 405  # no preflight answered
+    with TestClient(create_app(hooks, ["https://dashboard.example"]), base_url="http://localhost") as client:
+        allowed = client.options("/alerts", headers=page | {"Access-Control-Request-Headers": "authorization"})
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://dashboard.example"
+        listed = client.get("/alerts", headers={"Origin": page["Origin"]})
+        assert listed.headers["access-control-allow-origin"] == "https://dashboard.example"
+        assert "x-next-cursor" in listed.headers["access-control-expose-headers"].lower()
+        other = client.options("/alerts", headers=page | {"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize("origin", ["*", "https://dashboard.example/path", "dashboard.example", "ftp://x"])
+def test_a_cors_origin_that_is_not_one_origin_is_refused(origin: str) -> None:
+    with pytest.raises(ValueError, match="give each origin as scheme://host"):
+        ApiSettings(cors_origins=[origin])

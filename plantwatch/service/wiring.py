@@ -251,7 +251,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
-    app = create_app(hooks)
+    app = create_app(hooks, settings.api.cors_origins)
     return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
 
 
