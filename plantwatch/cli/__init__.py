@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plantwatch import __version__
-from plantwatch.cli import backtest, check, config, demo, keys, replay, rul, run
+from plantwatch.cli import alerts, backtest, check, config, demo, keys, replay, rul, run
 from plantwatch.cli.common import CommandError
 from plantwatch.settings import ConfigError
 
 # In the order a newcomer meets them: try it, write a config, check it, run it; then the offline tools.
-COMMANDS = (demo, config, check, keys, run, replay, backtest, rul)
+COMMANDS = (demo, config, check, keys, run, replay, backtest, rul, alerts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 from detector.config import MIN_BASELINE_ROWS
 from detector.detectability import describe_shifts
-from plantwatch.cli.common import add_log_level, input_file, output_file
+from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
+
+if TYPE_CHECKING:
+    from plantwatch.offline.verdict_labels import VerdictPeriod
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,6 +33,12 @@ def add_parser(subparsers: Any) -> None:
         help="write timestamp,score,probability,anomaly,status to this file; the three left empty for baseline rows",
     )
     bt.add_argument("--label-column", action="append", default=[], help="label column, never seen by the model")
+    bt.add_argument(
+        "--labels",
+        metavar="LABELS.csv",
+        help="operators' verdicts from `plantwatch alerts labels`: the rows of --asset (or of the file's one asset) "
+        "in a true_fault period are labelled faults, all others normal",
+    )
     bt.add_argument(
         "--include",
         action="append",
@@ -65,9 +75,31 @@ def _as_flags(advice: str) -> str:
     return advice.replace("baseline of backtest:", "baseline:").replace("baseline_rows >= ", "--train-rows ")
 
 
+def _verdicts(path: str, asset: str | None) -> list[VerdictPeriod]:
+    """The --labels file's periods of ``asset``, or of its only asset; CommandError naming the flag."""
+    from plantwatch.offline.verdict_labels import read_periods
+
+    input_file("--labels", path)
+    try:
+        periods = read_periods(path)
+    except ValueError as exc:
+        raise CommandError(f"--labels: {exc}") from None
+    assets = sorted({p.asset for p in periods})
+    if asset is None:
+        if len(assets) > 1:
+            raise CommandError(
+                f"--labels: {path} holds alerts of {', '.join(assets)}; name the log's asset with --asset"
+            )
+        return periods
+    mine = [p for p in periods if p.asset == asset]
+    if not mine:
+        raise CommandError(f"--labels: {path} holds no alert of {asset!r} (it has {', '.join(assets) or 'none'})")
+    return mine
+
+
 def main(args: argparse.Namespace) -> int:
     from ingest.logfile import left_out_notice
-    from plantwatch.offline.backtest import backtest_main
+    from plantwatch.offline.backtest import VERDICT_LABEL, backtest_main
 
     # Checked before the work: scoring a long log takes minutes, which a bad --out would waste.
     input_file("LOG.csv", args.log)
@@ -88,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     config = detector.as_config(args.asset)
+    verdicts = _verdicts(args.labels, args.asset) if args.labels is not None else []
     summary = backtest_main(
         args.log,
         args.out,
@@ -97,6 +130,7 @@ def main(args: argparse.Namespace) -> int:
         config=config,
         explain_path=args.explain,
         include=tuple(args.include),
+        verdicts=verdicts,
     )
     notice = left_out_notice(
         args.log, summary["left_out"], "--label-column NAME scores against one, --include NAME scores it as a sensor"
@@ -129,9 +163,14 @@ def main(args: argparse.Namespace) -> int:
     if summary["baseline_advice"]:
         print(_as_flags(summary["baseline_advice"]))
     metrics = summary.get("metrics")
+    label_names = [*args.label_column, *([VERDICT_LABEL] if verdicts else [])]
+    if verdicts:
+        counts = Counter(v.verdict for v in verdicts)
+        said = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+        print(f"labels from {args.labels}: {said} alerts of {verdicts[0].asset} (true_fault rows are faults)")
     if metrics:
         print(
-            f"point-wise after row {summary['train_rows']} (label = any of {', '.join(args.label_column)}): "
+            f"point-wise after row {summary['train_rows']} (label = any of {', '.join(label_names)}): "
             f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  F1 {metrics['f1']:.3f}  "
             f"(TP {metrics['tp']}, FP {metrics['fp']}, FN {metrics['fn']}, TN {metrics['tn']})"
         )

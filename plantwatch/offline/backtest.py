@@ -28,6 +28,7 @@ from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WA
 from detector.types import Explanation
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import segment_delays
+from plantwatch.offline.verdict_labels import VerdictPeriod, label_rows
 
 # Settings that apply only live: a log's rows are already aligned, so staleness and sensor discovery
 # never apply (and baseline_rows is replaced by train_rows).
@@ -201,6 +202,9 @@ def pointwise_metrics(
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
+VERDICT_LABEL = "operators' true_fault"  # the label column --labels adds
+
+
 def backtest_main(
     log_path: str | Path,
     out_path: str | Path,
@@ -210,16 +214,21 @@ def backtest_main(
     config: MonitorConfig | None = None,
     explain_path: str | Path | None = None,
     include: Sequence[str] = (),
+    verdicts: Sequence[VerdictPeriod] = (),
 ) -> dict[str, Any]:
     """Read a log, score it, write the scores CSV; return a summary (metrics when labels are given).
 
     Columns named like labels but not declared are left out (``summary["left_out"]``) unless in ``include``.
+    ``verdicts``: operators' verdicts on the asset's alerts (:mod:`plantwatch.offline.verdict_labels`),
+    one more label column: the rows in a true_fault period.
 
     ``config`` is the live service's (``DetectorSettings.as_config()``); its ``baseline_rows`` is
     replaced by ``train_rows`` and staleness does not apply offline.
     """
     started = time.perf_counter()
     log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns, include=include)
+    if verdicts:
+        log.labels[VERDICT_LABEL] = label_rows(log.timestamps_ns, verdicts)
     read_s = time.perf_counter() - started
     result = run_backtest(log, train_rows=train_rows, config=config, explain=explain_path is not None)
     if result.no_baseline is not None:  # a score file of warm-up zeros would pass for a quiet asset
