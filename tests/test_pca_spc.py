@@ -48,6 +48,18 @@ def test_step_fault_contributions_name_the_broken_sensor_first_and_point_up(spc:
     assert (c[:, CURRENT] > 0).mean() > 0.98
 
 
+def test_reconstruction_based_contributions_also_name_the_broken_sensor_and_leave_the_score_alone(
+    spc: PcaSpc,
+) -> None:
+    rbc = PcaSpc(contribution="reconstruction").fit(BASELINE)
+    X, fault = faulty("step")
+    c = rbc.contributions(X[fault])
+    assert (np.abs(c).argmax(axis=1) == CURRENT).mean() > 0.98 and (c[:, CURRENT] > 0).mean() > 0.98
+    np.testing.assert_array_equal(rbc.score(X), spc.score(X))  # only the split among sensors differs
+    with pytest.raises(ValueError, match="contribution"):
+        PcaSpc(contribution="shapley").fit(BASELINE)
+
+
 @pytest.mark.parametrize("mode", ["max", "sum", "t2", "q"])
 def test_score_modes_combine_the_limit_normalised_statistics(spc: PcaSpc, mode: str) -> None:
     det = PcaSpc(score_mode=mode).fit(BASELINE)
