@@ -229,10 +229,11 @@ class AlertManager:
     # -- sensor health -------------------------------------------------------------------------
 
     def observe_condition(
-        self, asset: str, kind: str, ts_ns: int, sensors: tuple[Contribution, ...]
+        self, asset: str, kind: str, ts_ns: int, sensors: tuple[Contribution, ...], since_ns: int | None = None
     ) -> list[AlertEvent]:
         """A sensor-health condition of ``asset`` as it stands at ``ts_ns`` (event time): ``kind``
-        ``sensor_fault`` or ``stale_data``, ``sensors`` the ones at fault now (empty: none).
+        ``sensor_fault`` or ``stale_data``, ``sensors`` the ones at fault now (empty: none), at fault
+        since ``since_ns`` (stuck, or silent, since then: a new alert starts there; default ``ts_ns``).
 
         Opens the asset's alert of that kind, or extends it (its top sensors every sensor at fault
         during it, the latest figures first), or resolves it once none has been at fault for
@@ -250,21 +251,28 @@ class AlertManager:
             tracked = self._conditions[kind].get(asset)
             if not sensors:
                 return [] if tracked is None else self._condition_quiet(kind, asset, tracked, ts_ns)
-            events = self._condition_present(kind, asset, tracked, ts_ns, sensors)
+            events = self._condition_present(kind, asset, tracked, ts_ns, sensors, since_ns)
             anomaly = self._open.get(asset)
             if anomaly is not None and (kind == KIND_STALE_DATA or _top_sensor(anomaly.alert) in self._faulty[asset]):
                 events.append(self._resolve(self._open, asset, ts_ns, "plantwatch_alerts_resolved_total"))
             return events
 
     def _condition_present(
-        self, kind: str, asset: str, tracked: _Tracked | None, ts_ns: int, sensors: tuple[Contribution, ...]
+        self,
+        kind: str,
+        asset: str,
+        tracked: _Tracked | None,
+        ts_ns: int,
+        sensors: tuple[Contribution, ...],
+        since_ns: int | None,
     ) -> list[AlertEvent]:
         if tracked is None:
             # peak_score: the most sensors at fault at once; no probability applies.
+            start = ts_ns if since_ns is None else min(since_ns, ts_ns)
             opened = Alert.opened(
-                asset, kind, ts_ns, SEVERITY_WARNING, len(sensors), 0.0, sensors, tags=self._tags_of(asset)
+                asset, kind, start, SEVERITY_WARNING, len(sensors), 0.0, sensors, tags=self._tags_of(asset)
             )
-            alert = self._store.insert(opened)
+            alert = self._store.insert(dataclasses.replace(opened, last_anomalous_at_ns=ts_ns))
             self._conditions[kind][asset] = _Tracked(alert, written_at_ns=ts_ns)
             self._counters.inc("plantwatch_sensor_alerts_opened_total", kind=kind)
             return [AlertEvent("opened", alert)]

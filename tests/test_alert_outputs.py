@@ -230,6 +230,7 @@ def test_an_alert_topic_inside_the_subscription_is_refused(tmp_path: Path) -> No
         ("{webhooks: {CMMS-1: {url: 'https://x/h'}}}", "lower-case letters"),
         ("{mqtt_topic: 'alerts/+/{asset}'}", "alerts.mqtt_topic"),
         ("{mqtt_topic: 'alerts/all'}", "{asset}"),
+        ("{mqtt_topic: 'alerts/{line}/{asset}'}", "only {asset} is filled in"),
     ],
 )
 def test_bad_output_settings_are_named(tmp_path: Path, yaml_alerts: str, message: str) -> None:

@@ -186,7 +186,8 @@ def test_a_stuck_sensor_raises_a_sensor_fault_not_a_process_anomaly(store: Sqlit
     assert open_kinds(store) == {"sensor_fault"} and store.list(kind="anomaly") == []
     [fault] = store.list(kind="sensor_fault")
     assert [(c.sensor, c.feature, c.value) for c in fault.top_sensors] == [("b", "flat", 0.25)]
-    assert T0 + 960 * S <= fault.started_at_ns < T0 + 970 * S  # recognised after flat_after_s
+    assert fault.started_at_ns == T0 + 900 * S  # stuck since then (recognised flat_after_s later)
+    assert T0 + 1490 * S <= fault.last_anomalous_at_ns < T0 + 1500 * S
     charted = live.scores.since("pump-1", None, 10_000)  # the scored rows, for GET /assets/{asset}/scores
     assert len(charted) == 1500 - 600 and charted[-1].ts_ns == T0 + 1499 * S
 
@@ -198,6 +199,7 @@ def test_a_sensor_that_stops_raises_stale_data_and_an_asset_that_stops_too(store
     [stale] = store.list(kind="stale_data", state="open")
     assert [(c.sensor, c.feature) for c in stale.top_sensors] == [("c", "silent")]
     assert stale.tags == (("line", "L1"),)  # the readings' topic tags
+    assert stale.started_at_ns == T0 + 699 * S  # silent since c's last reading
     live._process(readings(900, 100))
     live._process(readings(1000, 40))
     assert open_kinds(store) == set()  # c is back: resolved after resolve_after_s of event time

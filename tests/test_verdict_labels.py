@@ -82,3 +82,12 @@ def test_a_labels_file_that_is_not_one_is_named(tmp_path: Path, capsys: pytest.C
     argv = ["backtest", str(log), "--train-rows", "20", "--out", str(tmp_path / "s.csv"), "--labels", str(bad)]
     assert cli_main(argv) == 2
     assert "--labels: " in (err := capsys.readouterr().err) and "line 2: verdict 'broken'" in err
+
+
+def test_labels_from_a_store_that_is_not_there_are_refused_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["alerts", "labels", "--out", "labels.csv"]) == 2
+    assert "no alert store at plantwatch-alerts.db" in capsys.readouterr().err
+    assert not (tmp_path / "plantwatch-alerts.db").exists()

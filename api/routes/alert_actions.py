@@ -171,4 +171,9 @@ def _offer_verdict(feedback: Feedback, alert: Alert, verdict: str) -> tuple[int,
         raise HTTPException(status_code=503, detail="the detector did not answer in time; try again") from None
     if rows is None:
         return 0, f"not applied: the detector knows no asset {alert.asset!r} now"
+    if rows == 0:  # marked before, or older than the rows the detector keeps
+        return 0, (
+            "no alert rows changed: the detector keeps one baseline length of the asset's alert rows, and "
+            "those in this alert's span were marked already or are no longer kept"
+        )
     return rows, f"{rows} alert rows learned as normal" if verdict == "false_alarm" else f"{rows} alert rows barred"

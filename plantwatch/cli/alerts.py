@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from plantwatch.cli.common import CommandError, add_log_level, output_file
@@ -26,11 +27,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from alerts.store import StoreOpenError, open_store
+    from alerts.store import StoreOpenError, open_store, sqlite_file
     from plantwatch.offline.verdict_labels import verdict_periods, write_periods
 
     output_file("--out", args.out)
     url = load_settings(args.config, offline=True).alerts.store_url
+    path = sqlite_file(url)
+    if path is not None and not Path(path).is_file():  # opening would create an empty store
+        where = f"--config {args.config}" if args.config else "the embedded default configuration (give --config FILE)"
+        raise CommandError(
+            f"alerts.store_url: no alert store at {path} ({where}); is this the service's configuration?"
+        )
     try:
         store = open_store(url)
     except StoreOpenError as exc:

@@ -11,6 +11,8 @@ def check_topic_template(template: str) -> None:
     """ValueError unless ``template`` names one topic per asset: ``{asset}`` once, no wildcards."""
     if template.count("{asset}") != 1:
         raise ValueError(f"{template!r} must contain {{asset}} exactly once")
+    if template.replace("{asset}", "").count("{") or template.count("}") != 1:
+        raise ValueError(f"{template!r}: only {{asset}} is filled in (one topic per asset); write the rest out")
     if any(c in template for c in "+#\0") or template.startswith("$"):
         raise ValueError(f"{template!r}: a topic to publish on holds no + or #, and does not start with $")
 

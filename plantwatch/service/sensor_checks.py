@@ -59,8 +59,14 @@ class SensorChecks:
         self._silent.discard(asset)
         newest = self._newest[asset] = max(self._newest.get(asset, batch[-1][0]), max(ts for ts, _ in batch))
         silent = watch.silent(self.config.stale_after_s, sensors or ())
-        events = self.alerts.observe_condition(asset, KIND_SENSOR_FAULT, newest, _fault_contributions(faults))
-        return events + self.alerts.observe_condition(asset, KIND_STALE_DATA, newest, _silent_contributions(silent))
+        stuck_since = min((f.since_ns for f in faults.values()), default=None)
+        silent_since = newest - max(silent.values()) if silent else None
+        events = self.alerts.observe_condition(
+            asset, KIND_SENSOR_FAULT, newest, _fault_contributions(faults), stuck_since
+        )
+        return events + self.alerts.observe_condition(
+            asset, KIND_STALE_DATA, newest, _silent_contributions(silent), silent_since
+        )
 
     def check_silence(self, sensors_of: Callable[[str], Sequence[str] | None]) -> list[AlertEvent]:
         """Assets that sent nothing for ``stale_after_s`` by the wall clock: every sensor silent."""

@@ -140,7 +140,7 @@ def describe_alert_outputs(settings: Settings) -> str:
     alerts = settings.alerts
     said = [f"MQTT {alerts.mqtt_topic} (retained)"] if alerts.mqtt_topic is not None else []
     for name, hook in alerts.webhooks.items():
-        said.append(f"webhook {name} {hook.url}{'' if hook.secret else ' (unsigned)'}")
+        said.append(f"webhook {name} {hook.url} ({'signed' if hook.secret else 'unsigned'})")
     if not said:
         return "no alert output (alerts.mqtt_topic, alerts.webhooks): the API only"
     return "alerts out: " + ", ".join(said)
