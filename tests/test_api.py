@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from alerts.model import Alert
+from alerts.model import Alert, AlertAction
 from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
@@ -92,6 +92,24 @@ def test_pollers_page_with_a_cursor_and_ask_for_what_changed(store: SqliteAlertS
         assert future.status_code == 200 and future.json() == []
         wrong_order = client.get("/alerts", params={"updated_since": newest, "cursor": "s1.1"})
         assert wrong_order.status_code == 422
+
+
+def test_a_poller_following_the_cursor_gets_each_change_once(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:
+    with client_for(store) as client:
+        first = client.get("/alerts", params={"updated_since": "2000-01-01T00:00:00Z", "limit": "1"})
+        got = [a["id"] for a in first.json()]
+        cursor = first.headers["x-next-cursor"]
+        for _ in range(3):  # the rest, then nothing new: the cursor stays where it is
+            answer = client.get("/alerts", params={"cursor": cursor, "limit": "1"})
+            got += [a["id"] for a in answer.json()]
+            cursor = answer.headers["x-next-cursor"]
+        assert sorted(got) == sorted(a.id for a in seeded.values())  # each once, no repeat of the last
+        assert client.get("/alerts", params={"cursor": cursor}).json() == []
+        store.act(AlertAction(seeded["old"].id or 0, 1, "shift-a", "commented", "seen"))
+        again = client.get("/alerts", params={"cursor": cursor})
+        assert [a["id"] for a in again.json()] == [seeded["old"].id]
+        quiet = client.get("/alerts", params={"updated_since": "2100-01-01T00:00:00Z"})
+        assert quiet.json() == [] and quiet.headers["x-next-cursor"].startswith("u")
 
 
 def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:

@@ -20,12 +20,19 @@ router = APIRouter(tags=["alerts"])
 @router.get("/alerts", response_model=list[AlertOut], dependencies=[READ], responses=KEY_RESPONSES)
 def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], response: Response) -> list[AlertOut]:
     """Newest first; with ``updated_since``, what changed since, oldest change first. A full page
-    (``limit`` alerts) carries the header ``X-Next-Cursor``: pass it as ``cursor`` for the next one."""
+    (``limit`` alerts) carries the header ``X-Next-Cursor``: pass it as ``cursor`` for the next one.
+    In the order of changes every answer carries it, where the answer ended: a poller passes it alone
+    as ``cursor`` the next time and gets only what changed after the last change it saw."""
     # Sync handler on purpose: the store blocks, so FastAPI runs this in its threadpool.
     # `since` is parsed here, not in the model, so its 422 keeps the one-line detail it always had.
     since_ns = None if filters.since is None else parse_instant(filters.since, "since")
     updated_ns = None if filters.updated_since is None else parse_instant(filters.updated_since, "updated_since")
-    order = "u" if updated_ns is not None else "s"
+    changes = updated_ns is not None or (filters.cursor or "").startswith("u")
+    order = "u" if changes else "s"
+    after = None if filters.cursor is None else parse_cursor(filters.cursor, order, "cursor")
+    if changes and updated_ns is None:
+        assert after is not None  # a "u" cursor
+        updated_ns = after[0]
     alerts = store.list(
         asset=filters.asset,
         state=filters.state,
@@ -34,13 +41,15 @@ def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()], resp
         limit=filters.limit,
         acknowledged=filters.acknowledged,
         updated_since_ns=updated_ns,
-        after=None if filters.cursor is None else parse_cursor(filters.cursor, order, "cursor"),
+        after=after,
         severity=filters.severity,
         until_ns=None if filters.until is None else parse_instant(filters.until, "until"),
         tag=None if filters.tag is None else _name_value(filters.tag),
     )
-    if len(alerts) == filters.limit:
+    if alerts and (changes or len(alerts) == filters.limit):
         response.headers["X-Next-Cursor"] = cursor_after(alerts[-1], order)
+    elif changes:  # nothing changed: the same place again (a place before every change at updated_since)
+        response.headers["X-Next-Cursor"] = filters.cursor or f"u{updated_ns}.0"
     return [AlertOut.from_alert(a) for a in alerts]
 
 
