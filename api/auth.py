@@ -16,7 +16,7 @@ API never grants. So no page can relearn a baseline through a browser that reach
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -83,7 +83,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_access(request: Request) -> Access:
+async def get_access(request: Request) -> Access:
     access: Access = request.app.state.access  # put there by api.app.create_app
     return access
 
@@ -92,17 +92,18 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 AccessDep = Annotated[Access, Depends(get_access)]
 
 
-def _require(scope: str) -> Callable[[Access, HTTPAuthorizationCredentials | None], ApiKey | None]:
+def _require(scope: str) -> Callable[[Access, HTTPAuthorizationCredentials | None], Awaitable[ApiKey | None]]:
     """A dependency that lets through callers with a key of ``scope`` (or anyone, without keys)."""
 
-    def check(access: AccessDep, credentials: Credentials) -> ApiKey | None:
+    async def check(access: AccessDep, credentials: Credentials) -> ApiKey | None:
+        # Async (no thread-pool hop): a stat of the key file, and its read when it changed, are quick.
         return access.key_for(credentials, scope)
 
     check.__name__ = f"require_{scope}"
     return check
 
 
-def may_read(access: AccessDep, credentials: Credentials) -> bool:
+async def may_read(access: AccessDep, credentials: Credentials) -> bool:
     """Whether the caller may read (for /healthz, which answers everyone but says more to readers)."""
     try:
         access.key_for(credentials, "read")
@@ -111,7 +112,7 @@ def may_read(access: AccessDep, credentials: Credentials) -> bool:
     return True
 
 
-def json_request(request: Request) -> None:
+async def json_request(request: Request) -> None:
     """415 unless the request says its body is JSON (see the module docstring: no cross-site POST)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
@@ -121,7 +122,7 @@ def json_request(request: Request) -> None:
         )
 
 
-def asset_name(asset: str) -> str:
+async def asset_name(asset: str) -> str:
     """422 for an asset name MQTT would refuse (empty, over 128 characters, control characters)."""
     problem = name_problem(asset)
     if problem is not None:
