@@ -23,6 +23,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.keys import ApiKey, KeyFile, KeyFileError
+from api.schemas import ProblemOut
 from ingest.formats.base import name_problem
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,13 @@ async def asset_name(asset: str) -> str:
 
 # What the routes that need a key, and those that change state, may answer besides their own (OpenAPI).
 KEY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ProblemOut, "description": "a parameter or body the route cannot take"},
     401: {"description": "no API key, or an unknown or revoked one (once the service has keys)"},
     403: {"description": "the API key's scope is too low for this call"},
     503: {"description": "the API key file cannot be read"},
 }
 CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = KEY_RESPONSES | {
+    400: {"description": "a body that is not UTF-8 text"},
     413: {"description": f"request body over {MAX_BODY_BYTES} bytes"},
     415: {"description": "no 'Content-Type: application/json' (no cross-site simple request changes state)"},
 }

@@ -58,12 +58,12 @@ class RequestGuard:
             detail = "without API keys plantwatch answers only requests to localhost or a loopback address"
             await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
             return
+        if scope["method"] not in _BODY_METHODS:  # no route reads the body of a GET: no limit to enforce
+            await self.app(scope, receive, send)
+            return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await self._too_large(scope, receive, send)
-            return
-        if scope["method"] not in _BODY_METHODS:
-            await self.app(scope, receive, send)
             return
         refusal = self._unauthenticated(headers)
         if refusal is not None:

@@ -108,6 +108,19 @@ class FeedbackIn(BaseModel):
 # -- outbound --------------------------------------------------------------------------------------
 
 
+class FieldProblemOut(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemOut(BaseModel):
+    """A 422: FastAPI's list of field problems, or the one line of the API's own input checks (an
+    instant, a cursor, an asset name, a shelving time)."""
+
+    detail: str | list[FieldProblemOut]
+
+
 class SensorContributionOut(BaseModel):
     sensor: str
     share: float

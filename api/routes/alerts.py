@@ -13,7 +13,7 @@ from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
 from api.schemas import AlertActionOut, AlertDetailOut, AlertFilters, AlertOut
-from ingest.timestamps import ns_to_datetime
+from ingest.timestamps import INT64_MAX, ns_to_datetime
 
 router = APIRouter(tags=["alerts"])
 
@@ -34,6 +34,8 @@ async def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]
     if changes and updated_ns is None:
         assert after is not None  # a "u" cursor
         updated_ns = after[0]
+    if updated_ns is not None:
+        updated_ns = max(updated_ns, 0)  # no change is stamped before 1970, and the cursor must parse
     alerts = await run_in_threadpool(
         store.list,
         asset=filters.asset,
@@ -70,7 +72,8 @@ def parse_cursor(cursor: str, order: str, name: str) -> tuple[int, int]:
     """``s<started_at_ns>.<id>`` (newest first) or ``u<updated_at_ns>.<id>`` (changes, oldest first):
     where a page, or an event stream, ended. 422 naming ``name`` for anything else."""
     key, _, alert_id = cursor[1:].partition(".")
-    if cursor[:1] != order or not key.isdigit() or not alert_id.isdigit() or len(cursor) > 64:
+    digits = key.isascii() and key.isdigit() and alert_id.isascii() and alert_id.isdigit()  # not '²'
+    if cursor[:1] != order or not digits or len(cursor) > 64 or max(int(key), int(alert_id)) > INT64_MAX:
         raise HTTPException(status_code=422, detail=f"{name}: not a place in this order of alerts")
     return int(key), int(alert_id)
 

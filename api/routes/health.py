@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={503: {"description": "a part of the service is not ok: its status says which"}})
 def healthz(health: HealthDep, may_read: MayRead) -> JSONResponse:
     """Liveness, and what the service reports of its parts; once API keys are in use, a caller
     without a read key gets the status alone (an orchestrator's healthcheck needs no more)."""

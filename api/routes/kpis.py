@@ -13,7 +13,7 @@ from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
 from api.schemas import AlarmKpisOut, BadActorOut, ChatteringOut, StandingAlertOut
-from ingest.timestamps import ns_to_datetime
+from ingest.timestamps import INT64_MIN, ns_to_datetime
 
 router = APIRouter(tags=["alerts"])
 
@@ -32,7 +32,7 @@ def alarm_kpis_of_period(store: StoreDep, since: Instant = None, until: Instant 
     ``since`` to 24 hours before it; alert times are the readings' own, so for alerts of a replayed
     log give both."""
     until_ns = time.time_ns() if until is None else parse_instant(until, "until")
-    since_ns = until_ns - DEFAULT_HOURS * HOUR if since is None else parse_instant(since, "since")
+    since_ns = max(until_ns - DEFAULT_HOURS * HOUR, INT64_MIN) if since is None else parse_instant(since, "since")
     if until_ns <= since_ns:
         raise HTTPException(status_code=422, detail="until: not after since")
     listed = store.list(since_ns=since_ns, limit=MAX_ALERTS)
