@@ -48,6 +48,9 @@ class RecordingStore:
         acknowledged: bool | None = None,
         updated_since_ns: int | None = None,
         after: tuple[int, int] | None = None,
+        severity: str | None = None,
+        until_ns: int | None = None,
+        tag: tuple[str, str] | None = None,
     ) -> builtins.list[Alert]:
         raise NotImplementedError  # the lifecycle only needs open_alerts()
 
@@ -92,8 +95,21 @@ def v(
     )
 
 
-def manager(store: RecordingStore | SqliteAlertStore, counters: Counters | None = None, **kw: float) -> AlertManager:
-    return AlertManager(store, resolve_after_s=kw.pop("resolve_after_s", 10.0), counters=counters or Counters(), **kw)
+def manager(
+    store: RecordingStore | SqliteAlertStore,
+    counters: Counters | None = None,
+    *,
+    resolve_after_s: float = 10.0,
+    critical_probability: float = 0.999,
+    reopen_within_s: float = 0.0,
+) -> AlertManager:
+    return AlertManager(
+        store,
+        resolve_after_s=resolve_after_s,
+        critical_probability=critical_probability,
+        counters=counters or Counters(),
+        reopen_within_s=reopen_within_s,
+    )
 
 
 def types(events: builtins.list[AlertEvent]) -> builtins.list[str]:
@@ -300,10 +316,15 @@ def test_failed_insert_leaves_no_phantom_alert() -> None:
     assert m.open_alerts() == []
 
 
-@pytest.mark.parametrize("kwargs", [{"resolve_after_s": -1}, {"critical_probability": 0.0}])
-def test_rejects_bad_configuration(kwargs: dict[str, float]) -> None:
+@pytest.mark.parametrize(("resolve_after_s", "critical_probability"), [(-1.0, 0.999), (1.0, 0.0)])
+def test_rejects_bad_configuration(resolve_after_s: float, critical_probability: float) -> None:
     with pytest.raises(ValueError):
-        AlertManager(RecordingStore(), **{"resolve_after_s": 1, **kwargs}, counters=Counters())
+        AlertManager(
+            RecordingStore(),
+            resolve_after_s=resolve_after_s,
+            critical_probability=critical_probability,
+            counters=Counters(),
+        )
 
 
 def test_an_anomaly_back_soon_after_resolving_reopens_its_alert_instead_of_a_new_one(store: SqliteAlertStore) -> None:
