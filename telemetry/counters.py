@@ -43,12 +43,14 @@ HELP: dict[str, str] = {
     "plantwatch_alert_deliveries_total": "Alert changes handed on by an alert output (MQTT, webhook), by output.",
     "plantwatch_alert_delivery_failures_total": "Alert deliveries tried again (receiver down or busy), by output.",
     "plantwatch_alert_deliveries_refused_total": "Alert changes a receiver refused for good (skipped), by output.",
+    "plantwatch_alert_deliveries_silenced_total": "Changes of shelved alerts not sent to a webhook, by output.",
 }
 LABELS: dict[str, tuple[str, ...]] = {
     "plantwatch_sensor_alerts_opened_total": ("kind",),
     "plantwatch_alert_deliveries_total": ("output",),
     "plantwatch_alert_delivery_failures_total": ("output",),
     "plantwatch_alert_deliveries_refused_total": ("output",),
+    "plantwatch_alert_deliveries_silenced_total": ("output",),
     "plantwatch_feedback_total": ("verdict",),
     "plantwatch_messages_rejected_total": ("reason",),
     "plantwatch_mqtt_connect_failures_total": ("cause",),

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -238,3 +239,29 @@ def test_bad_output_settings_are_named(tmp_path: Path, yaml_alerts: str, message
     config.write_text(f"storage: {{kind: sqlite}}\nalerts: {yaml_alerts}\n")
     with pytest.raises(ConfigError, match=message.replace("+", "\\+").replace("{", "\\{")):
         load_settings(config)
+
+
+def test_a_shelved_alert_is_silent_on_webhooks_but_shown_shelved_in_the_mqtt_state(
+    store: SqliteAlertStore, receiver: Receiver
+) -> None:
+    counters = Counters()
+    feed = notifier(store, Webhook("pager", receiver.url), counters)
+    feed.start()
+    try:
+        wait_until(lambda: store.delivered("webhook:pager") is not None, 10, "the webhook's first place in the order")
+        quiet, loud = store.insert(opened("pump-1")), store.insert(opened("pump-2"))
+        wait_until(lambda: len(receiver.posts) == 2, 10, "both opened alerts delivered")
+        until = time.time_ns() + 3600 * S
+        store.act(AlertAction(quiet.id or 0, 1, "shift-a", "shelved", "pump out for service", shelved_until_ns=until))
+        store.act(AlertAction(quiet.id or 0, 2, "shift-a", "commented", "still out"))
+        store.act(AlertAction(loud.id or 0, 3, "shift-a", "commented", "looking"))
+        wait_until(lambda: len(receiver.posts) == 3, 10, "the unshelved alert's change delivered")
+        wait_until(
+            lambda: counters.get("plantwatch_alert_deliveries_silenced_total", output="webhook:pager") >= 1,
+            10,
+            "the shelved alert's changes counted as silenced",
+        )
+    finally:
+        feed.stop()
+    assert [a["id"] for a in receiver.alerts()] == [quiet.id, loud.id, loud.id]
+    assert MqttAlertPublisher.notifies is False  # the retained state shows shelved alerts, marked shelved

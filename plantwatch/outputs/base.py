@@ -29,6 +29,9 @@ class DeliveryRefused(Exception):
 
 class AlertOutput(Protocol):
     name: str  # also the key of its delivery cursor in the store: unique among outputs
+    # A notification (a pager, a chat): a shelved alert's changes are not sent while it is shelved, as
+    # shelving silences it. A state display (MQTT's retained state) shows them, shelved.
+    notifies: bool
 
     def start(self) -> None:
         """Connect, if the output keeps a connection."""

@@ -31,6 +31,7 @@ class MqttAlertPublisher:
     """Publishes an asset's outstanding alerts, retained, after each change of one of them."""
 
     name = "mqtt"
+    notifies = False  # the asset's state, shelved alerts included (each says it is shelved)
 
     def __init__(self, options: MqttOptions, topic_template: str, store: AlertStore) -> None:
         check_topic_template(topic_template)

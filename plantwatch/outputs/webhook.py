@@ -38,6 +38,7 @@ class Webhook:
 
     def __init__(self, name: str, url: str, secret: str | None = None, timeout_s: float = 10.0) -> None:
         self.name = f"webhook:{name}"
+        self.notifies = True
         self._url = url
         self._secret = secret
         self._http = urllib3.PoolManager(

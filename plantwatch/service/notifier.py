@@ -8,6 +8,7 @@ alert in flight at a crash is delivered twice (webhooks carry a delivery id to d
 receiver that is down is tried again with a backoff from ``poll_s`` doubling to ``max_backoff_s``;
 one that refuses an alert for good (a 4xx) has it skipped, counted and logged. A new output starts at
 the changes from its first start on; changes of one alert within a read arrive as one, its latest.
+An output that notifies (a webhook) is not sent the changes of an alert while it is shelved.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class AlertNotifier:
                 self._stop.wait(self._max_backoff_s)
                 continue
             for alert in changed:
-                if not self._hand_on(alert):
+                if self.output.notifies and alert.shelved(time.time_ns()):
+                    self._counters.inc("plantwatch_alert_deliveries_silenced_total", output=self.output.name)
+                elif not self._hand_on(alert):
                     return  # stopped while the receiver was down: delivered after the restart
                 assert alert.updated_at_ns is not None and alert.id is not None  # every stored alert has both
                 after = (alert.updated_at_ns, alert.id)
