@@ -140,7 +140,7 @@ class AlertManager:
                 return [self._reopen(verdict) or self._open_alert(verdict)]
             if anomaly:
                 return self._absorb(tracked, verdict)
-            return self._maybe_resolve(tracked, verdict)
+            return self._maybe_resolve(verdict)
 
     def _driven_by_faulty_sensor(self, verdict: Verdict) -> bool:
         """Whether the row's biggest contributor is a sensor at fault: a stuck or impossible reading
@@ -214,17 +214,11 @@ class AlertManager:
     def maintenance_not_due(self, asset: str, ts_ns: int) -> list[AlertEvent]:
         """No forecast is due for ``asset`` at ``ts_ns``: resolve its maintenance alert after the quiet period."""
         with self._lock:
-            tracked = self._maintenance.get(asset)
-            if tracked is None:
+            if asset not in self._maintenance:
                 return []
-            if ts_ns - tracked.alert.last_anomalous_at_ns < self._resolve_after_ns:
-                self._maybe_write(tracked, ts_ns)
-                return []
-            resolved = dataclasses.replace(tracked.alert, state=STATE_RESOLVED, resolved_at_ns=ts_ns)
-            self._store.update(resolved)
-            del self._maintenance[asset]
-            self._counters.inc("plantwatch_maintenance_alerts_resolved_total")
-            return [AlertEvent("resolved", resolved)]
+            return self._resolve_when_quiet(
+                self._maintenance, asset, ts_ns, "plantwatch_maintenance_alerts_resolved_total"
+            )
 
     # -- sensor health -------------------------------------------------------------------------
 
@@ -250,7 +244,7 @@ class AlertManager:
                 self._faulty[asset] = frozenset(c.sensor for c in sensors)
             tracked = self._conditions[kind].get(asset)
             if not sensors:
-                return [] if tracked is None else self._condition_quiet(kind, asset, tracked, ts_ns)
+                return [] if tracked is None else self._resolve_when_quiet(self._conditions[kind], asset, ts_ns)
             events = self._condition_present(kind, asset, tracked, ts_ns, sensors, since_ns)
             anomaly = self._open.get(asset)
             if anomaly is not None and (kind == KIND_STALE_DATA or _top_sensor(anomaly.alert) in self._faulty[asset]):
@@ -292,11 +286,16 @@ class AlertManager:
         self._maybe_write(tracked, ts_ns)
         return [AlertEvent("updated", new)] if len(merged) != len(old.top_sensors) else []
 
-    def _condition_quiet(self, kind: str, asset: str, tracked: _Tracked, ts_ns: int) -> list[AlertEvent]:
+    def _resolve_when_quiet(
+        self, tracked_by_asset: dict[str, _Tracked], asset: str, ts_ns: int, counter: str = ""
+    ) -> list[AlertEvent]:
+        """The asset's alert of ``tracked_by_asset`` was not anomalous at ``ts_ns``: resolve it once the
+        quiet period (``resolve_after_s``) has lasted, else only flush coalesced changes that are due."""
+        tracked = tracked_by_asset[asset]
         if ts_ns - tracked.alert.last_anomalous_at_ns < self._resolve_after_ns:
             self._maybe_write(tracked, ts_ns)
             return []
-        return [self._resolve(self._conditions[kind], asset, ts_ns)]
+        return [self._resolve(tracked_by_asset, asset, ts_ns, counter)]
 
     def _resolve(self, tracked_by_asset: dict[str, _Tracked], asset: str, ts_ns: int, counter: str = "") -> AlertEvent:
         tracked = tracked_by_asset.pop(asset)
@@ -377,20 +376,12 @@ class AlertManager:
         # A bare last_anomalous_at bump is persisted (coalesced) but is not news to subscribers.
         return [AlertEvent("updated", new)] if notable else []
 
-    def _maybe_resolve(self, tracked: _Tracked, verdict: Verdict) -> list[AlertEvent]:
+    def _maybe_resolve(self, verdict: Verdict) -> list[AlertEvent]:
         """A normal verdict while open: resolve once the quiet period has lasted long enough."""
-        quiet_ns = verdict.ts_ns - tracked.alert.last_anomalous_at_ns
-        if quiet_ns < self._resolve_after_ns:
-            # Still within the hysteresis window; only flush coalesced changes that are due.
-            self._maybe_write(tracked, verdict.ts_ns)
-            return []
-        resolved = dataclasses.replace(tracked.alert, state=STATE_RESOLVED, resolved_at_ns=verdict.ts_ns)
-        self._store.update(resolved)
-        del self._open[verdict.asset]
-        if self._reopen_within_ns > 0:
-            self._resolved_lately[verdict.asset] = resolved
-        self._counters.inc("plantwatch_alerts_resolved_total")
-        return [AlertEvent("resolved", resolved)]
+        events = self._resolve_when_quiet(self._open, verdict.asset, verdict.ts_ns, "plantwatch_alerts_resolved_total")
+        if events and self._reopen_within_ns > 0:
+            self._resolved_lately[verdict.asset] = events[0].alert
+        return events
 
     # -- persistence ---------------------------------------------------------------------------
 
