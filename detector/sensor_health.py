@@ -65,6 +65,7 @@ class SensorWatch:
         self.limits = limits
         self.tracks_: dict[str, _Track] = {}
         self.first_ns_: int | None = None  # the first reading's stamp: sensors never heard are silent since
+        self.newest_ns_: int | None = None  # the newest reading's stamp, of any sensor
 
     def observe(self, batch: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, SensorFault]:
         """Take readings ``(ts_ns, {sensor: value})`` in arrival order; the faults as they stand after them."""
@@ -73,6 +74,8 @@ class SensorWatch:
         if batch and self.first_ns_ is None:
             self.first_ns_ = batch[0][0]
         for ts_ns, values in batch:
+            if self.newest_ns_ is None or ts_ns > self.newest_ns_:
+                self.newest_ns_ = ts_ns
             for sensor, value in values.items():
                 track = tracks.get(sensor)
                 if track is None:
@@ -116,13 +119,13 @@ class SensorWatch:
     def silent(self, after_s: float, sensors: Sequence[str]) -> dict[str, int]:
         """Which of ``sensors`` have sent nothing for ``after_s`` of event time before the newest reading
         of any sensor, and for how long (ns); a sensor never heard counts from the first reading."""
-        if self.first_ns_ is None:
+        newest, first = self.newest_ns_, self.first_ns_
+        if newest is None or first is None:
             return {}
-        newest = max(track.last_ns for track in self.tracks_.values())
         quiet = {}
         for sensor in sensors:
             track = self.tracks_.get(sensor)
-            silent_ns = newest - (track.last_ns if track is not None else self.first_ns_)
+            silent_ns = newest - (track.last_ns if track is not None else first)
             if silent_ns >= after_s * 1e9:
                 quiet[sensor] = silent_ns
         return quiet

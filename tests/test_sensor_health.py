@@ -221,3 +221,22 @@ def test_settings_name_bad_limits(tmp_path: Path) -> None:
     config.write_text("storage: {kind: sqlite}\nalerts: {sensor_limits: {temp: [250, -40]}}\n")
     with pytest.raises(ConfigError, match=r"alerts.sensor_limits.*temp: \[250, -40\]: give \[low, high\]"):
         load_settings(config)
+
+
+def test_a_relearned_asset_is_watched_for_silence_again_from_its_next_readings(store: SqliteAlertStore) -> None:
+    live = stage(store, SensorCheckConfig(stale_after_s=120))
+    live._process(readings(0, 700))
+    assert live.request_relearn("pump-1")
+    live._process([])  # the relearn is applied: the asset's watch is forgotten
+    checks = live.sensor_checks
+    assert checks is not None and "pump-1" not in checks.watches
+    checks._arrived = {asset: at - 121 for asset, at in checks._arrived.items()}  # quiet 121 s since
+    live._silence_checked_at -= 2
+    live._check_silence_now_and_then()  # read the forgotten watch: a KeyError every second
+    assert store.list(kind="stale_data") == []
+    live._process(readings(700, 10))
+    checks._arrived["pump-1"] -= 121
+    live._silence_checked_at -= 2
+    live._check_silence_now_and_then()
+    [silent] = store.list(kind="stale_data", state="open")
+    assert silent.started_at_ns == T0 + 709 * S

@@ -41,7 +41,6 @@ class SensorChecks:
         self.alerts = alerts
         self.watches: dict[str, SensorWatch] = {}
         self._arrived: dict[str, float] = {}  # monotonic clock of each asset's latest batch
-        self._newest: dict[str, int] = {}  # each asset's newest reading stamp
         self._silent: set[str] = set()  # assets reported silent by the wall clock, until they send again
 
     def after_batch(
@@ -57,7 +56,8 @@ class SensorChecks:
         faults = watch.observe(batch)
         self._arrived[asset] = time.monotonic()
         self._silent.discard(asset)
-        newest = self._newest[asset] = max(self._newest.get(asset, batch[-1][0]), max(ts for ts, _ in batch))
+        newest = watch.newest_ns_
+        assert newest is not None  # it has taken a batch
         silent = watch.silent(self.config.stale_after_s, sensors or ())
         stuck_since = min((f.since_ns for f in faults.values()), default=None)
         silent_since = newest - max(silent.values()) if silent else None
@@ -77,16 +77,21 @@ class SensorChecks:
             if asset in self._silent or waited_s < self.config.stale_after_s:
                 continue
             self._silent.add(asset)
-            names = sensors_of(asset) or tuple(self.watches[asset].tracks_)
+            watch = self.watches[asset]
+            assert watch.newest_ns_ is not None  # an asset arrives with a batch
+            names = sensors_of(asset) or tuple(watch.tracks_)
             silent = {name: round(waited_s * 1e9) for name in names}
             events += self.alerts.observe_condition(
-                asset, KIND_STALE_DATA, self._newest[asset], _silent_contributions(silent)
+                asset, KIND_STALE_DATA, watch.newest_ns_, _silent_contributions(silent)
             )
         return events
 
     def forget(self, asset: str) -> None:
-        """The asset relearns: its sensors may change, so its habits are learned again."""
+        """The asset relearns: its sensors may change, so its habits are learned again, and its silence
+        is watched again from its next readings (the wall-clock check read the forgotten watch)."""
         self.watches.pop(asset, None)
+        self._arrived.pop(asset, None)
+        self._silent.discard(asset)
 
 
 def _fault_contributions(faults: Mapping[str, SensorFault]) -> tuple[Contribution, ...]:
