@@ -79,9 +79,14 @@ def build_sink(settings: Settings, counters: Counters, stop: threading.Event) ->
 def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
     m = settings.mqtt
     if m.dead_letter_topic:
-        _refuse_looping_dead_letter(template, m.dead_letter_topic)
+        consequence = "rejects would be consumed again; choose a topic outside the subscription"
+        _refuse_inside_subscription(template, "mqtt.dead_letter_topic", m.dead_letter_topic, consequence)
     if settings.alerts.mqtt_topic is not None:
-        _refuse_looping_alert_topic(template, settings.alerts.mqtt_topic)
+        consequence = (
+            "the service would read its own alerts as readings; choose a topic outside the subscription "
+            "(e.g. plantwatch-alerts/{asset})"
+        )
+        _refuse_inside_subscription(template, "alerts.mqtt_topic", settings.alerts.mqtt_topic, consequence)
     return MqttOptions(
         host=m.host,
         port=m.port,
@@ -102,15 +107,14 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
     )
 
 
-def _refuse_looping_dead_letter(template: TopicTemplate, topic: str) -> None:
+def _refuse_inside_subscription(template: TopicTemplate, key: str, topic: str, consequence: str) -> None:
+    """ConfigError naming ``key`` when the service publishes ``topic`` where it subscribes (for a topic
+    per asset, ``{asset}`` stands for any one asset's name)."""
     try:
-        template.parse(topic)
+        template.parse(topic.replace("{asset}", "pump-1"))
     except DecodeError:
         return
-    raise ConfigError(
-        f"mqtt.dead_letter_topic: {topic!r} matches mqtt.topic_template, so rejects would be consumed "
-        "again; choose a topic outside the subscription"
-    )
+    raise ConfigError(f"{key}: {topic!r} matches mqtt.topic_template, so {consequence}")
 
 
 def alert_outputs(settings: Settings, options: MqttOptions, store: AlertStore) -> list[AlertOutput]:
@@ -122,17 +126,6 @@ def alert_outputs(settings: Settings, options: MqttOptions, store: AlertStore) -
         secret = hook.secret.get_secret_value() if hook.secret is not None else None
         outputs.append(Webhook(name, hook.url, secret, timeout_s=hook.timeout_s))
     return outputs
-
-
-def _refuse_looping_alert_topic(template: TopicTemplate, topic: str) -> None:
-    try:
-        template.parse(topic.replace("{asset}", "pump-1"))
-    except DecodeError:
-        return
-    raise ConfigError(
-        f"alerts.mqtt_topic: {topic!r} matches mqtt.topic_template, so the service would read its own alerts as "
-        "readings; choose a topic outside the subscription (e.g. plantwatch-alerts/{asset})"
-    )
 
 
 def describe_alert_outputs(settings: Settings) -> str:
