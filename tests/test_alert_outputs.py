@@ -210,6 +210,9 @@ def test_a_broker_that_is_down_holds_the_changes_until_it_is_back(store: SqliteA
             watcher.close()
     finally:
         feed.stop()
+    assert [a["asset"] for a in watcher.latest()["alerts"]] == ["press-2"]
+    assert counters.get("plantwatch_alert_delivery_failures_total", output="mqtt") >= 1  # tried while down
+    assert counters.get("plantwatch_alert_deliveries_total", output="mqtt") == 1
 
 
 def test_an_alert_topic_inside_the_subscription_is_refused(tmp_path: Path) -> None:
