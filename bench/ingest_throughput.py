@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from servers import run_mosquitto, run_victoria  # noqa: E402
 from ingest.logfile import SensorLog  # noqa: E402
 from ingest.replay import as_log  # noqa: E402
 from plantwatch.service.wiring import build_service  # noqa: E402
-from plantwatch.settings import load_settings  # noqa: E402
+from plantwatch.settings import Settings, load_settings  # noqa: E402
 
 SENSORS = tuple(f"sensor_{i}" for i in range(8))
 
@@ -37,6 +38,35 @@ def _write_csv(path: Path, log: SensorLog) -> None:
         fh.write("timestamp," + ",".join(log.sensors) + "\n")
         for ts, row in zip(log.timestamps_ns.tolist(), log.values.tolist(), strict=True):
             fh.write(f"{ts}," + ",".join(f"{v:.6f}" for v in row) + "\n")
+
+
+def bench_settings(broker_url: str, victoria_url: str, folder: Path, **more: Any) -> Settings:
+    """The service's settings for an ingest benchmark: the default configuration, with the benchmark's
+    broker and VictoriaMetrics, 10,000 readings in flight, and the alert store in ``folder``."""
+    return load_settings(
+        None,
+        mqtt__url=broker_url,
+        mqtt__client_id="bench",
+        mqtt__max_in_flight=10_000,
+        storage__kind="influxdb",
+        influx__url=victoria_url,
+        influx__token="bench",
+        alerts__store_url=f"sqlite:///{folder / 'alerts.db'}",
+        **more,
+    )
+
+
+def start_publishers(csv_path: Path, broker_url: str, assets: int) -> list[subprocess.Popen[bytes]]:
+    """One ``plantwatch replay --fast`` process per asset (``asset-0``...), publishing ``csv_path``:
+    separate processes, so publishing does not compete with the service for the GIL."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "plantwatch.cli", "replay", str(csv_path), "--broker", broker_url]
+            + ["--asset", f"asset-{a}", "--fast"],
+            stdout=subprocess.DEVNULL,
+        )
+        for a in range(assets)
+    ]
 
 
 def main() -> None:
@@ -49,16 +79,7 @@ def main() -> None:
         run_mosquitto(Path(tmp) / "mq") as mq,
         run_victoria(Path(tmp) / "vm") as vm,
     ):
-        settings = load_settings(
-            None,
-            mqtt__url=mq.url,
-            mqtt__client_id="bench",
-            mqtt__max_in_flight=10_000,
-            storage__kind="influxdb",
-            influx__url=vm.url,
-            influx__token="bench",
-            alerts__store_url=f"sqlite:///{Path(tmp) / 'alerts.db'}",
-        )
+        settings = bench_settings(mq.url, vm.url, Path(tmp))
         service = build_service(settings)
         service.pipeline.start()
         assert service.pipeline.source.connected.wait(10)
@@ -69,14 +90,7 @@ def main() -> None:
         csv_path = Path(tmp) / "log.csv"
         _write_csv(csv_path, log)
         started = time.monotonic()
-        publishers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "plantwatch.cli", "replay", str(csv_path), "--broker", mq.url]
-                + ["--asset", f"asset-{a}", "--fast"],
-                stdout=subprocess.DEVNULL,
-            )
-            for a in range(args.assets)
-        ]
+        publishers = start_publishers(csv_path, mq.url, args.assets)
         for publisher in publishers:
             assert publisher.wait() == 0
         published_s = time.monotonic() - started

@@ -55,7 +55,6 @@ import multiprocessing
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -72,7 +71,7 @@ import uvicorn
 
 # bench/ingest_throughput.py also puts tests/ on sys.path, for its `servers` import and ours.
 from alerts_api import fill
-from ingest_throughput import SENSORS, _write_csv
+from ingest_throughput import SENSORS, _write_csv, bench_settings, start_publishers
 from servers import run_mosquitto, run_victoria
 
 from alerts.store import SqliteAlertStore
@@ -80,7 +79,6 @@ from api.keys import KeyFile
 from ingest.replay import as_log
 from plantwatch.service.listen import bind_api, listening_url
 from plantwatch.service.wiring import Service, build_service, freeze_startup_heap
-from plantwatch.settings import load_settings
 
 WRITTEN = "plantwatch_readings_written_total"
 FIRST_TS_NS = 1_700_000_000 * 10**9
@@ -238,14 +236,7 @@ class Publishing:
         total = before + rows * self.assets
         cpu_before, children_before, machine_before = time.process_time(), children_cpu(), machine_busy()
         wall_before = time.monotonic()
-        publishers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "plantwatch.cli", "replay", str(csv_path), "--broker", self.broker]
-                + ["--asset", f"asset-{a}", "--fast"],
-                stdout=subprocess.DEVNULL,
-            )
-            for a in range(self.assets)
-        ]
+        publishers = start_publishers(csv_path, self.broker, self.assets)
         try:
             # Times of writes (the counter moves a whole batch of readings at once): what was written
             # between two of them is exact, however long a batch of the writer takes.
@@ -369,17 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         seeded_s = time.perf_counter() - started
         keys = KeyFile(tmp / "keys.json")
         token = keys.create("scada", "read")
-        settings = load_settings(
-            None,
-            mqtt__url=mq.url,
-            mqtt__client_id="bench",
-            mqtt__max_in_flight=10_000,
-            storage__kind="influxdb",
-            influx__url=vm.url,
-            influx__token="bench",
-            alerts__store_url=f"sqlite:///{tmp / 'alerts.db'}",
-            api__keys_file=str(keys.path),
-        )
+        settings = bench_settings(mq.url, vm.url, tmp, api__keys_file=str(keys.path))
         log_file = args.service_log or str(tmp / "service.log")
         logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, filename=log_file, force=True)
         service = build_service(settings)
