@@ -22,13 +22,14 @@ from typing import Any
 from alerts.lifecycle import AlertManager
 from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
-from ingest.messages import Inbound, Reading
+from ingest.messages import Inbound
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.asset_view import asset_view
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.sensor_checks import SensorCheckConfig, SensorChecks
 from plantwatch.service.writer import StageHealth, Writer
 from telemetry.counters import Counters
@@ -65,7 +66,7 @@ class Pipeline:
         self.sink = sink
         # Larger than the broker's in-flight cap so paho's thread never waits on a full queue.
         self.inbound: queue.Queue[Inbound] = queue.Queue(maxsize=max_in_flight * 2 + 16)
-        self.scoring: queue.Queue[tuple[Reading, ...]] = queue.Queue(maxsize=64)
+        self.scoring = ScoringQueue()
         self.source = source_factory(self.inbound)
         self.writer = Writer(
             self.inbound,
@@ -161,6 +162,7 @@ class Pipeline:
             "mqtt_connected": connected,
             "threads_alive": alive,
             "inbound_queue": self.inbound.qsize(),
+            "scoring_backlog": self.scoring.qsize(),  # readings written, waiting for the detector
             "fatal": self.health.fatal,
             "detector_errors": self.health.detector_errors,
             "assets": sorted(monitors),

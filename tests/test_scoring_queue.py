@@ -1,0 +1,69 @@
+"""The writer-to-detector queue is bounded by readings, not by batches."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+
+from ingest.messages import Reading
+from plantwatch.service.scoring_queue import ScoringQueue
+
+
+def _batch(n: int) -> tuple[Reading, ...]:
+    return tuple(Reading(asset="pump", ts_ns=i, values={"flow": float(i)}) for i in range(n))
+
+
+def test_the_bound_counts_readings_not_batches() -> None:
+    q = ScoringQueue(maxsize=10)
+    q.put(_batch(4))
+    q.put(_batch(5))
+    assert q.qsize() == 9 and not q.full()
+    q.put(_batch(3))  # 9 < 10 waiting: accepted, and now over the bound
+    assert q.qsize() == 12 and q.full()
+    with pytest.raises(queue.Full):
+        q.put(_batch(1), timeout=0.01)
+    assert len(q.get()) == 4
+    assert q.qsize() == 8
+    q.put(_batch(1), timeout=0.01)
+    assert [len(q.get_nowait()) for _ in range(3)] == [5, 3, 1]
+    assert q.empty() and q.qsize() == 0
+
+
+def test_a_batch_larger_than_the_bound_passes_an_empty_queue() -> None:
+    q = ScoringQueue(maxsize=10)
+    q.put(_batch(25), timeout=0.01)
+    assert q.qsize() == 25
+    with pytest.raises(queue.Full):
+        q.put(_batch(1), timeout=0.01)
+
+
+def test_an_empty_batch_is_delivered() -> None:
+    q = ScoringQueue(maxsize=10)
+    q.put(())
+    assert q.get(timeout=1) == ()
+    assert q.qsize() == 0
+
+
+def test_a_waiting_writer_goes_on_once_the_detector_takes_a_batch() -> None:
+    q = ScoringQueue(maxsize=5)
+    q.put(_batch(5))
+    done = threading.Event()
+
+    def writer() -> None:
+        q.put(_batch(2))
+        done.set()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    assert not done.wait(0.1)  # the queue is full: the writer waits
+    assert len(q.get(timeout=1)) == 5
+    assert done.wait(5)
+    thread.join(5)
+    assert q.qsize() == 2
+
+
+def test_maxsize_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="maxsize"):
+        ScoringQueue(maxsize=0)
