@@ -28,6 +28,7 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    bindparam,
     create_engine,
     event,
     exists,
@@ -81,6 +82,15 @@ class AlertStore(Protocol):
         changed since, oldest change first; ``after``: where the previous page ended (see ``_ordered``);
         ``until_ns``: started at or before it; ``tag``: ``(name, value)`` among the alert's tags."""
         ...
+
+    def changed_after(self, after: tuple[int, int]) -> bool:
+        """Whether any alert changed after this place in the order of changes, ``(updated_at_ns, id)``
+        as ``list(after=...)`` takes it (``(t, 0)``: at or after ``t``). One indexed probe: a poller
+        that is up to date learns there is nothing new without a query for the page."""
+        ...
+
+    reads_are_local: bool
+    """True when a read only touches a local file (SQLite): quick enough to make on the event loop."""
 
     def get(self, alert_id: int) -> Alert | None:
         """The alert with this id, or None."""
@@ -211,6 +221,15 @@ def _ordered(query: Select[Any], updated_since_ns: int | None, after: tuple[int,
     return query.order_by(table.c.updated_at_ns, table.c.id)
 
 
+# Built once: the poll of every up-to-date poller runs it (bound as (stamp, id) > after, as _ordered).
+_CHANGED_AFTER = (
+    select(table.c.id)
+    .where(table.c.updated_at_ns >= bindparam("stamp"))
+    .where(tuple_(table.c.updated_at_ns, table.c.id) > tuple_(bindparam("stamp"), bindparam("id")))
+    .limit(1)
+)
+
+
 def _operator_columns(action: AlertAction, shelved_reason: str | None) -> dict[str, Any]:
     """What an action changes on the alert's row (a comment changes nothing there)."""
     if action.action == ACKNOWLEDGED:
@@ -240,6 +259,8 @@ class _SqlAlertStore:
     that has seen a stamp has seen every change stamped before it, so none is skipped, whichever
     thread or process wrote it, and however the wall clock steps.
     """
+
+    reads_are_local = False
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -308,6 +329,10 @@ class _SqlAlertStore:
         with self._engine.connect() as conn:
             return _with_tags(conn, [_from_row(r) for r in conn.execute(query)])
 
+    def changed_after(self, after: tuple[int, int]) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(_CHANGED_AFTER, {"stamp": after[0], "id": after[1]}).first() is not None
+
     def get(self, alert_id: int) -> Alert | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(table).where(table.c.id == alert_id)).first()
@@ -370,6 +395,8 @@ class _SqlAlertStore:
 class SqliteAlertStore(_SqlAlertStore):
     """SQLite in WAL mode so readers never block the pipeline's writes for long."""
 
+    reads_are_local = True  # a WAL reader waits for no writer
+
     def __init__(self, path: str | Path) -> None:
         path = str(path)
         _make_folder(path)
@@ -406,6 +433,8 @@ class PostgresAlertStore(_SqlAlertStore):
     ``schema`` puts the tables in their own schema (created if missing): lets several deployments, or
     parallel test runs, share one database without colliding.
     """
+
+    reads_are_local = False  # a round trip, and up to connect_timeout_s when the server is away
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout_s: int = 10) -> None:
         connect_args: dict[str, Any] = {"connect_timeout": connect_timeout_s, "application_name": "plantwatch"}

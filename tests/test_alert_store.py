@@ -139,6 +139,22 @@ def test_pages_keep_a_stable_order_and_pollers_get_what_changed(store: AlertStor
     assert store.list(updated_since_ns=mark, after=(last.updated_at_ns or 0, last.id or 0)) == [since[1]]
 
 
+def test_changed_after_says_whether_anything_follows_a_place_in_the_order_of_changes(store: AlertStore) -> None:
+    assert not store.changed_after((0, 0))  # nothing stored
+    first, second = store.insert(make_alert(asset="a")), store.insert(make_alert(asset="b"))
+    assert first.updated_at_ns is not None and second.updated_at_ns is not None and first.id and second.id
+    assert store.changed_after((0, 0))
+    assert store.changed_after((first.updated_at_ns, 0))  # (t, 0): at or after t
+    assert store.changed_after((first.updated_at_ns, first.id))  # the second follows the first
+    assert not store.changed_after((second.updated_at_ns, second.id))  # a poller up to date
+    assert not store.changed_after((second.updated_at_ns + 1, 0))
+    store.act(AlertAction(first.id, 5 * S, "shift-a", "commented", "seen"))  # the first changes again
+    assert store.changed_after((second.updated_at_ns, second.id))
+    (again,) = store.list(updated_since_ns=second.updated_at_ns, after=(second.updated_at_ns, second.id))
+    assert again.id == first.id and again.updated_at_ns is not None
+    assert not store.changed_after((again.updated_at_ns, again.id))
+
+
 def test_update_of_unknown_or_unsaved_alert_raises(store: AlertStore) -> None:
     with pytest.raises(LookupError):
         store.update(make_alert(id=987_654))

@@ -69,6 +69,11 @@ class RecordingStore:
     def mark_delivered(self, output: str, upto: tuple[int, int]) -> None:
         raise NotImplementedError
 
+    reads_are_local = True
+
+    def changed_after(self, after: tuple[int, int]) -> bool:
+        raise NotImplementedError  # the API's question, not the lifecycle's
+
     def get(self, alert_id: int) -> Alert | None:
         return self.rows.get(alert_id)
 

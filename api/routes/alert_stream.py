@@ -26,7 +26,7 @@ from alerts.store import AlertStore
 from api.auth import KEY_RESPONSES, READ
 from api.deps import StoreDep
 from api.instants import parse_instant
-from api.routes.alerts import cursor_after, parse_cursor
+from api.routes.alerts import changed_after, cursor_after, parse_cursor
 from api.schemas import AlertOut
 
 router = APIRouter(tags=["alerts"])
@@ -65,7 +65,9 @@ async def _events(store: AlertStore, since_ns: int, after: tuple[int, int] | Non
     quiet_since = time.monotonic()
     yield ": plantwatch alert stream\n\n"  # sent at once: the client knows it is connected
     while True:
-        changed = await run_in_threadpool(store.list, updated_since_ns=since_ns, after=after, limit=BATCH)
+        changed = []
+        if await changed_after(store, after or (since_ns, 0)):
+            changed = await run_in_threadpool(store.list, updated_since_ns=since_ns, after=after, limit=BATCH)
         for alert in changed:
             assert alert.updated_at_ns is not None and alert.id is not None  # every stored alert has both
             after = (alert.updated_at_ns, alert.id)
