@@ -56,7 +56,7 @@ class SensorWatch:
 
     def __init__(
         self,
-        flat_after_s: float = 600.0,
+        flat_after_s: float = 120.0,  # the service's alerts.flat_after_s
         flat_factor: float = 3.0,
         limits: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
