@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from api.auth import Access
 from api.guard import RequestGuard
 from api.hooks import ServiceHooks
-from api.routes import alert_actions, alert_stream, alerts, assets, health, kpis, maintenance, metrics
+from api.routes import alert_actions, alert_stream, alerts, assets, dashboard, health, kpis, maintenance, metrics
 
 # One router per resource; a new resource is a module in api/routes and an entry here.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -24,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     maintenance.router,
     metrics.router,
+    dashboard.router,  # GET /: the page, outside the OpenAPI schema
 )
 
 

@@ -187,7 +187,7 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
         stored = db.execute("SELECT COUNT(DISTINCT ts_ns) FROM readings").fetchone()[0]
     print(f"readings stored in {work / 'readings.db'}: {stored} rows of {rows} published")
     if keep:
-        print(f"API still serving on {base} (Ctrl-C to stop)", flush=True)
+        print(f"API still serving on {base}, the dashboard at {base}/ (Ctrl-C to stop)", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import numpy as np
@@ -107,18 +109,26 @@ def service(
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     api_port = free_port()
     config = _config(tmp_path, mosquitto.port, victoria.url, api_port, rul_model)
+    base = f"http://127.0.0.1:{api_port}"
+    with plantwatch_run(config, base) as proc:
+        yield base, proc
+
+
+@contextmanager
+def plantwatch_run(config: Path, base: str, output: int | IO[str] = subprocess.PIPE) -> Iterator[subprocess.Popen[str]]:
+    """``plantwatch run --config config`` until the block ends, once its API at ``base`` answers
+    ``/healthz``; its log to ``output`` (a pipe that nobody reads fills up in a long test: pass a file)."""
     env = {**os.environ, "PLANTWATCH_INFLUX__TOKEN": "e2e-token"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "plantwatch.cli", "run", "--config", str(config)],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    base = f"http://127.0.0.1:{api_port}"
     try:
         _wait_for(lambda: _healthy(base), 90, proc)  # generous: a loaded 2-core runner imports slowly
-        yield base, proc
+        yield proc
     finally:
         proc.terminate()
         try:

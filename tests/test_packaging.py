@@ -120,9 +120,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     return zipfile.ZipFile(built)
 
 
-def test_the_wheel_holds_every_module_and_the_default_config(wheel: zipfile.ZipFile) -> None:
+def test_the_wheel_holds_every_module_the_default_config_and_the_dashboard(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    expected = {str(p.relative_to(ROOT)) for p in _modules()} | {"plantwatch/default.yaml"}
+    dashboard = {f"api/dashboard/{name}" for name in ("index.html", "dashboard.js", "dashboard.css")}
+    expected = {str(p.relative_to(ROOT)) for p in _modules()} | {"plantwatch/default.yaml"} | dashboard
     assert expected - names == set()
     installed = {n for n in names if ".dist-info/" not in n}
     assert installed == expected, f"files in the wheel that are not in the packages: {installed - expected}"
