@@ -81,12 +81,14 @@ class ScoredRows:
     probability: np.ndarray  # float64
     anomaly: np.ndarray  # bool
     status: np.ndarray  # int8: WARMING_UP / SCORED / SKIPPED / STOPPED / SETTLING
+    alarm_enter: np.ndarray  # float64: the level each scored row was judged by (NaN for the others)
 
     @classmethod
     def skipped(cls, ts: np.ndarray) -> ScoredRows:
         """Every row skipped, to be filled in."""
         n = ts.size
-        return cls(ts, np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool), np.full(n, SKIPPED, np.int8))
+        nan = np.full(n, np.nan)
+        return cls(ts, nan, nan.copy(), np.zeros(n, dtype=bool), np.full(n, SKIPPED, np.int8), nan.copy())
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -308,14 +310,16 @@ class AssetMonitor:
         return self._verdicts(*self.process_explained(ts_ns, X))
 
     def _verdicts(self, out: ScoredRows, explanations: dict[int, Explanation]) -> list[Verdict]:
-        columns = (out.ts_ns, out.score, out.probability, out.anomaly, out.status)
+        columns = (out.ts_ns, out.score, out.probability, out.anomaly, out.status, out.alarm_enter)
         verdicts = []
-        for i, (t, s, p, a, st) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
+        for i, (t, s, p, a, st, level) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
             if st not in (WARMING_UP, SCORED, STOPPED):
                 continue
             why = explanations.get(i, UNEXPLAINED)
             unseen = why.unseen_operating_point
-            verdicts.append(Verdict(self.asset, t, s, p, a, why.contributions, st == WARMING_UP, st != STOPPED, unseen))
+            warming, running = st == WARMING_UP, st != STOPPED
+            enter = level if math.isfinite(level) else None
+            verdicts.append(Verdict(self.asset, t, s, p, a, why.contributions, warming, running, unseen, enter))
         return verdicts
 
     def _process(
@@ -473,6 +477,7 @@ class AssetMonitor:
             prob = model.calibrator.transform(raw)
             flags = self.alarm_.run(prob)
             out.score[idx], out.probability[idx], out.anomaly[idx] = raw, prob, flags
+            out.alarm_enter[idx] = self.alarm_.enter  # fixed within a segment: recalibration ends one
             if self.feedback_ is not None:
                 self.feedback_.remember_alerts(out.ts_ns[idx], F[seg], flags, config)
             if X is not None and flags.any():

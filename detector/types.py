@@ -64,3 +64,6 @@ class Verdict:
     # The explanation's judgement (anomalous rows only): the row lies at an operating point the baseline
     # never covered, so its contributions name sensors beyond the baseline's range together, not faults.
     unseen_operating_point: bool = False
+    # The calibrated probability the alarm entered at when the row was scored (None for a row not
+    # scored): beside ``probability`` in InfluxDB, so a chart draws the level the row was judged by.
+    alarm_enter: float | None = None

@@ -165,8 +165,10 @@ def reading_line(measurement: str, reading: Reading) -> str | None:
 
 
 def verdict_line(measurement: str, verdict: Verdict) -> str | None:
-    """One line for ``verdict``: float fields score, probability, anomaly (0.0/1.0)."""
+    """One line for ``verdict``: float fields score, probability, anomaly (0.0/1.0) and, once a
+    baseline is learned, alarm_enter (the level the row was judged by)."""
     values = [
+        ("alarm_enter", math.nan if verdict.alarm_enter is None else verdict.alarm_enter),
         ("anomaly", 1.0 if verdict.anomaly else 0.0),
         ("probability", verdict.probability),
         ("score", verdict.score),

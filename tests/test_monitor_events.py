@@ -114,3 +114,13 @@ def test_observe_gives_the_verdicts_of_feeding_one_reading_at_a_time() -> None:
     expected = [v for ts, values in readings for v in one_by_one.feed(ts, values)]
     batched = AssetMonitor("pump", MonitorConfig(baseline_rows=50))
     assert [v for k in range(0, 150, 17) for v in batched.observe(readings[k : k + 17]).verdicts] == expected
+
+
+def test_each_scored_verdict_carries_the_alarm_level_it_was_judged_by() -> None:
+    m = AssetMonitor("pump", MonitorConfig(baseline_rows=50))
+    verdicts = m.observe(_frames(150)).verdicts
+    warming = [v for v in verdicts if v.warming_up]
+    scored = [v for v in verdicts if not v.warming_up]
+    assert warming and scored
+    assert {v.alarm_enter for v in warming} == {None}
+    assert {v.alarm_enter for v in scored} == {m.alarm_enter} and 0.5 < m.alarm_enter < 1

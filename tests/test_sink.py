@@ -76,6 +76,10 @@ def test_reading_line_drops_non_finite_and_neutralises_newlines() -> None:
 def test_verdict_line_uses_float_fields() -> None:
     v = Verdict(asset="a 1", ts_ns=7, score=3.5, probability=0.25, anomaly=True)
     assert verdict_line("anomaly", v) == r"anomaly,asset=a\ 1 anomaly=1.0,probability=0.25,score=3.5 7"
+    judged = Verdict(asset="a", ts_ns=7, score=3.5, probability=0.25, anomaly=False, alarm_enter=0.9999)
+    assert (
+        verdict_line("anomaly", judged) == "anomaly,asset=a alarm_enter=0.9999,anomaly=0.0,probability=0.25,score=3.5 7"
+    )
 
 
 # -------------------------------------------------------------------- real VictoriaMetrics
