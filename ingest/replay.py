@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from ingest.connack import NoSession, connect_and_await_connack
 from ingest.logfile import SensorLog
 
 MAX_OUTSTANDING = 2000
+PROGRESS_EVERY = 500  # frames between progress calls: a bar's step, cheap next to 500 publishes
 
 
 class ReplayInterrupted(KeyboardInterrupt):
@@ -124,8 +125,10 @@ def replay(
     speed: float | None = None,
     rate: float | None = None,
     stop: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReplayStats:
-    """Publish every row of ``log``; ``speed`` and ``rate`` are exclusive, neither means as fast as possible."""
+    """Publish every row of ``log``; ``speed`` and ``rate`` are exclusive, neither means as fast as possible.
+    ``progress(frames, total)`` is called every ``PROGRESS_EVERY`` frames and at the end (a CLI progress bar)."""
     if speed is not None and rate is not None:
         raise ValueError("give either speed or rate, not both")
     if (speed is not None and speed <= 0) or (rate is not None and rate <= 0):
@@ -145,7 +148,11 @@ def replay(
             publisher.publish(topic, payload)
             published += 1
             skipped += left_out
+            if progress is not None and published % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY, len(log.timestamps_ns))
         publisher.flush()
+        if progress is not None:
+            progress(published % PROGRESS_EVERY, len(log.timestamps_ns))
     except KeyboardInterrupt:
         raise ReplayInterrupted(published, len(log.timestamps_ns)) from None
     return ReplayStats(len(log.timestamps_ns), published, skipped, time.monotonic() - started)

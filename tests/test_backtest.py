@@ -13,6 +13,7 @@ import pytest
 from detector.config import MonitorConfig
 from detector.monitor import WARMING_UP, AssetMonitor
 from ingest.logfile import read_sensor_log
+from plantwatch.offline import backtest as backtest_module
 from plantwatch.offline.backtest import backtest_main, pointwise_metrics, run_backtest, write_scores_csv
 
 N, TRAIN, FAULT = 900, 300, (600, 700)
@@ -146,3 +147,19 @@ def test_a_backtest_whose_model_cannot_learn_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no baseline could be learned \(variance must be in \(0, 1\], got 5\)"):
         config = MonitorConfig(detector_params={"variance": 5})
         backtest_main(make_log(tmp_path), tmp_path / "out.csv", train_rows=TRAIN, config=config)
+
+
+def test_scoring_in_chunks_changes_nothing_and_reports_each_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = read_sensor_log(make_log(tmp_path), label_columns=["anomaly"])
+    whole = run_backtest(log, train_rows=TRAIN, explain=True)
+    assert whole.explanations  # the log's fault is explained: offsets of chunked rows are checked below
+    monkeypatch.setattr(backtest_module, "CHUNK_ROWS", 97)
+    steps: list[tuple[int, int]] = []
+    chunked = run_backtest(log, train_rows=TRAIN, explain=True, progress=lambda n, total: steps.append((n, total)))
+    for name in ("timestamps_ns", "score", "probability", "anomaly", "status"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    assert chunked.explanations == whole.explanations
+    assert sum(n for n, _ in steps) == len(log) and {total for _, total in steps} == {len(log)}
+    assert len(steps) == math.ceil(len(log) / 97)

@@ -7,11 +7,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from servers import MosquittoServer
 
 from ingest.decode import Decoder
+from ingest.replay import PROGRESS_EVERY, Publisher, as_log, replay
 from plantwatch.cli import main
 
 pytestmark = pytest.mark.integration
@@ -147,3 +149,16 @@ def test_replay_label_columns_are_never_read(tmp_path: Path, mosquitto: Mosquitt
     log.write_text("\n".join(lines) + "\n")
     frames = _replay(mosquitto.port, [str(log), "--label-column", "fault"], "plantwatch/text-label")
     assert frames == [{"flow": float(i)} for i in range(30)]
+
+
+def test_replay_reports_its_progress_in_steps_that_add_up_to_every_frame(mosquitto: MosquittoServer) -> None:
+    rows = 2 * PROGRESS_EVERY + 234
+    log = as_log(np.arange(rows, dtype=np.int64) * 10**9, ("flow",), np.ones((rows, 1)))
+    steps: list[tuple[int, int]] = []
+    publisher = Publisher("127.0.0.1", mosquitto.port, client_id="progress-test")
+    try:
+        stats = replay(log, publisher, "plantwatch/progress", progress=lambda done, total: steps.append((done, total)))
+    finally:
+        publisher.close()
+    assert stats.published == rows
+    assert steps == [(PROGRESS_EVERY, rows), (PROGRESS_EVERY, rows), (234, rows)]

@@ -6,15 +6,20 @@ socket the test holds), never after a sleep.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import uuid
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from servers import MosquittoServer
@@ -167,3 +172,46 @@ def test_a_reader_that_leaves_early_gets_no_broken_pipe_message(tmp_path: Path) 
             proc.stderr.close()
     assert first.startswith(b"ok    settings")
     assert errors == "" and returncode == 1
+
+
+def _big_log(path: Path, rows: int) -> None:
+    rng = np.random.default_rng(5)
+    values = rng.normal(0.0, 1.0, size=(rows, 4))
+    lines = ["time,a,b,c,d"] + [f"{i},{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{r[3]:.4f}" for i, r in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``plantwatch ARGV`` with stdout and stderr on a pseudo-terminal; its exit code and output."""
+    controller, terminal = pty.openpty()
+    # A terminal 120 columns wide: a new pseudo-terminal is 0 x 0, where tqdm draws nothing.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plantwatch.cli", *argv], stdout=terminal, stderr=terminal, cwd=cwd, close_fds=True
+    )
+    os.close(terminal)
+    output = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    return proc.wait(timeout=120), output.decode(errors="replace")
+
+
+def test_a_long_backtest_shows_its_progress_on_a_terminal_and_nothing_when_piped(tmp_path: Path) -> None:
+    _big_log(tmp_path / "big.csv", 150_000)  # three chunks of plantwatch.offline.backtest.CHUNK_ROWS
+    argv = ["backtest", "big.csv", "--out", "scores.csv", "--train-rows", "600"]
+    code, shown = _on_a_terminal(argv, tmp_path)
+    assert code == 0, shown
+    assert "scoring:" in shown and "150k/150k" in shown and "rows/s" in shown  # the bar, with its rate
+    piped = subprocess.run(
+        [sys.executable, "-m", "plantwatch.cli", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "scoring" not in piped.stderr and "rows/s" not in piped.stderr
+    assert piped.stdout.splitlines()[-1] in shown  # the same summary on both

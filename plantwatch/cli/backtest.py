@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from detector.config import MIN_BASELINE_ROWS
 from detector.detectability import describe_shifts
 from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file
+from plantwatch.cli.progress import progress_bar
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
 
@@ -121,17 +122,19 @@ def main(args: argparse.Namespace) -> int:
             )
     config = detector.as_config(args.asset)
     verdicts = _verdicts(args.labels, args.asset) if args.labels is not None else []
-    summary = backtest_main(
-        args.log,
-        args.out,
-        train_rows=args.train_rows,
-        label_columns=tuple(args.label_column),
-        time_column=args.time_column,
-        config=config,
-        explain_path=args.explain,
-        include=tuple(args.include),
-        verdicts=verdicts,
-    )
+    with progress_bar("scoring", "rows") as progress:
+        summary = backtest_main(
+            args.log,
+            args.out,
+            train_rows=args.train_rows,
+            label_columns=tuple(args.label_column),
+            time_column=args.time_column,
+            config=config,
+            explain_path=args.explain,
+            include=tuple(args.include),
+            verdicts=verdicts,
+            progress=progress,
+        )
     notice = left_out_notice(
         args.log, summary["left_out"], "--label-column NAME scores against one, --include NAME scores it as a sensor"
     )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from plantwatch.cli.common import CommandError, add_log_level, input_file
+from plantwatch.cli.progress import progress_bar
 from plantwatch.settings import Settings, load_settings
 from plantwatch.settings_errors import mask_password
 
@@ -114,7 +115,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {args.log}: {', '.join(silent)} hold no number in any row; never published", file=sys.stderr)
     publisher = _connect(broker, settings)
     try:
-        stats = replay(sensor_log, publisher, topic, speed=args.speed, rate=args.rate)
+        with progress_bar(f"publishing to {topic}", "frames") as progress:
+            stats = replay(sensor_log, publisher, topic, speed=args.speed, rate=args.rate, progress=progress)
     except ReplayInterrupted as stopped:  # main says "interrupted"; first what reached the broker
         waiting = publisher.unacknowledged()
         unsure = f" ({waiting} of them not yet acknowledged by the broker)" if waiting else ""

@@ -24,7 +24,7 @@ from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
 from detector.detectability import SmallestShifts
 from detector.gate import usable_values
-from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
+from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor, ScoredRows
 from detector.types import Explanation
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.evaluation import segment_delays
@@ -33,6 +33,7 @@ from plantwatch.offline.verdict_labels import VerdictPeriod, label_rows
 # Settings that apply only live: a log's rows are already aligned, so staleness and sensor discovery
 # never apply (and baseline_rows is replaced by train_rows).
 LIVE_ONLY = ("max_staleness_ns", "discovery_ns")
+CHUNK_ROWS = 50_000  # rows scored per call: a progress step, large enough to keep the batch path fast
 
 MonitorFactory = Callable[[Sequence[str], int], AssetMonitor]
 
@@ -76,8 +77,12 @@ def run_backtest(
     config: MonitorConfig | None = None,
     monitor_factory: MonitorFactory | None = None,
     explain: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Score every row of ``log`` with a fresh monitor whose baseline is the first ``train_rows`` rows.
+
+    ``progress(rows, total)`` is called after each chunk with the rows it scored and the log's rows
+    (a CLI progress bar).
 
     ``config``: the live service's settings (``DetectorSettings.as_config()``; the defaults when
     None), with ``baseline_rows`` replaced by ``train_rows``. ``monitor_factory(sensors,
@@ -95,10 +100,7 @@ def run_backtest(
             return AssetMonitor("backtest", dataclasses.replace(base, baseline_rows=baseline_rows), sensors)
 
     monitor = monitor_factory(log.sensors, train_rows)
-    if explain:
-        out, explanations = monitor.process_explained(log.timestamps_ns, log.values)
-    else:
-        out, explanations = monitor.process_arrays(log.timestamps_ns, log.values), {}
+    out, explanations = _score_in_chunks(monitor, log, explain, progress)
     return BacktestResult(
         timestamp_text=log.timestamp_text,
         timestamps_ns=out.ts_ns,
@@ -114,6 +116,29 @@ def run_backtest(
         alarm_enter=monitor.alarm_enter if monitor.is_warm else None,
         smallest_shifts=monitor.smallest_shifts(),
     )
+
+
+def _score_in_chunks(
+    monitor: AssetMonitor, log: SensorLog, explain: bool, progress: Callable[[int, int], None] | None
+) -> tuple[ScoredRows, dict[int, Explanation]]:
+    """The monitor's rows for the whole log, scored ``CHUNK_ROWS`` at a time: the monitor is
+    batch-invariant (the live service feeds it any batch size), so the chunks change no result,
+    and a progress bar moves while a big log is scored."""
+    parts, explanations = [], {}
+    for start in range(0, max(len(log), 1), CHUNK_ROWS):
+        ts, X = log.timestamps_ns[start : start + CHUNK_ROWS], log.values[start : start + CHUNK_ROWS]
+        if explain:
+            out, why = monitor.process_explained(ts, X)
+            explanations.update({start + row: reason for row, reason in why.items()})
+        else:
+            out = monitor.process_arrays(ts, X)
+        parts.append(out)
+        if progress is not None:
+            progress(len(ts), len(log))
+    if len(parts) == 1:
+        return parts[0], explanations
+    columns = [np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(ScoredRows)]
+    return ScoredRows(*columns), explanations
 
 
 def backtest_settings(config: MonitorConfig | None, train_rows: int) -> dict[str, Any]:
@@ -215,6 +240,7 @@ def backtest_main(
     explain_path: str | Path | None = None,
     include: Sequence[str] = (),
     verdicts: Sequence[VerdictPeriod] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Read a log, score it, write the scores CSV; return a summary (metrics when labels are given).
 
@@ -230,7 +256,9 @@ def backtest_main(
     if verdicts:
         log.labels[VERDICT_LABEL] = label_rows(log.timestamps_ns, verdicts)
     read_s = time.perf_counter() - started
-    result = run_backtest(log, train_rows=train_rows, config=config, explain=explain_path is not None)
+    result = run_backtest(
+        log, train_rows=train_rows, config=config, explain=explain_path is not None, progress=progress
+    )
     if result.no_baseline is not None:  # a score file of warm-up zeros would pass for a quiet asset
         raise ValueError(f"{log_path}: {result.no_baseline}")
     write_scores_csv(out_path, result)
