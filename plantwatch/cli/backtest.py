@@ -56,6 +56,12 @@ def add_parser(subparsers: Any) -> None:
     bt.add_argument(
         "--explain", metavar="WHY.jsonl", help="also write JSON lines explaining every anomalous row (top sensors)"
     )
+    bt.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="also draw the sensors, the anomaly probability with the alarm level, alerts and labelled spans",
+    )
+    bt.add_argument("--html", metavar="OUT.html", help="the same picture and a table of the alerts, in one HTML file")
     add_log_level(bt)
     bt.set_defaults(func=main)
 
@@ -105,8 +111,9 @@ def main(args: argparse.Namespace) -> int:
     # Checked before the work: scoring a long log takes minutes, which a bad --out would waste.
     input_file("LOG.csv", args.log)
     output_file("--out", args.out)
-    if args.explain is not None:
-        output_file("--explain", args.explain)
+    for flag, path in (("--explain", args.explain), ("--plot", args.plot), ("--html", args.html)):
+        if path is not None:
+            output_file(flag, path)
     # The same detector settings the live service runs with (the embedded default without --config);
     # storage is irrelevant offline, so no InfluxDB token is asked for.
     detector = load_settings(args.config, offline=True).detector
@@ -134,6 +141,8 @@ def main(args: argparse.Namespace) -> int:
             include=tuple(args.include),
             verdicts=verdicts,
             progress=progress,
+            plot_path=args.plot,
+            html_path=args.html,
         )
     notice = left_out_notice(
         args.log, summary["left_out"], "--label-column NAME scores against one, --include NAME scores it as a sensor"
@@ -148,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
         f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped{not_running}) "
         f"in {summary['seconds']:.3f} s "
         f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
-        f"{summary['alerts']} alerts; wrote {args.out}"
+        f"{summary['alerts']} alerts; wrote {', '.join(p for p in (args.out, args.explain, args.plot, args.html) if p)}"
     )
     if summary["alarm_enter"] is not None:
         target = summary["settings"]["false_alerts_per_week"]

@@ -35,6 +35,9 @@ def progress_bar(what: str, unit: str) -> Iterator[Progress]:
         def step(done: int, total: int) -> None:
             if bar.total != total:
                 bar.total = total
+                bar.update(done)
+                bar.refresh()  # draw the total now, whatever the minimum interval between redraws
+                return
             bar.update(done)
 
         yield step

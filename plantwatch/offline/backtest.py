@@ -27,6 +27,7 @@ from detector.gate import usable_values
 from detector.monitor import NOT_RUNNING, SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor, ScoredRows
 from detector.types import Explanation
 from ingest.logfile import SensorLog, read_sensor_log
+from plantwatch.offline import pictures
 from plantwatch.offline.evaluation import segment_delays
 from plantwatch.offline.verdict_labels import VerdictPeriod, label_rows
 
@@ -241,6 +242,8 @@ def backtest_main(
     include: Sequence[str] = (),
     verdicts: Sequence[VerdictPeriod] = (),
     progress: Callable[[int, int], None] | None = None,
+    plot_path: str | Path | None = None,
+    html_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read a log, score it, write the scores CSV; return a summary (metrics when labels are given).
 
@@ -249,22 +252,24 @@ def backtest_main(
     one more label column: the rows in a true_fault period.
 
     ``config`` is the live service's (``DetectorSettings.as_config()``); its ``baseline_rows`` is
-    replaced by ``train_rows`` and staleness does not apply offline.
+    replaced by ``train_rows`` and staleness does not apply offline. ``plot_path`` / ``html_path``:
+    the backtest's picture as PNG / one HTML page (:mod:`plantwatch.offline.pictures`; matplotlib).
     """
     started = time.perf_counter()
     log = read_sensor_log(log_path, time_column=time_column, label_columns=label_columns, include=include)
     if verdicts:
         log.labels[VERDICT_LABEL] = label_rows(log.timestamps_ns, verdicts)
     read_s = time.perf_counter() - started
-    result = run_backtest(
-        log, train_rows=train_rows, config=config, explain=explain_path is not None, progress=progress
-    )
+    explain = explain_path is not None or plot_path is not None or html_path is not None  # pictures name sensors
+    result = run_backtest(log, train_rows=train_rows, config=config, explain=explain, progress=progress)
     if result.no_baseline is not None:  # a score file of warm-up zeros would pass for a quiet asset
         raise ValueError(f"{log_path}: {result.no_baseline}")
     write_scores_csv(out_path, result)
     if explain_path is not None:
         write_explanations(explain_path, result)
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started  # the pictures' time is their own, not the scoring rate's
+    if plot_path is not None or html_path is not None:
+        _draw(log, result, log_path, plot_path, html_path)
     summary: dict[str, Any] = {
         "log": str(log_path),
         "out": str(out_path),
@@ -294,6 +299,18 @@ def backtest_main(
         after = slice(train_rows, None)
         summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
     return summary
+
+
+def _draw(
+    log: SensorLog, result: BacktestResult, log_path: str | Path, png: str | Path | None, page: str | Path | None
+) -> None:
+    truth = combine_labels(log.labels) if log.labels else None
+    name = Path(log_path).name
+    figure = pictures.draw(log, result, truth, f"{name}: backtest, {result.train_rows:,} baseline rows")
+    if png is not None:
+        pictures.write_png(png, figure)
+    if page is not None:
+        pictures.write_html(page, figure, result, f"{name}: backtest")
 
 
 def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int, status: np.ndarray) -> str:
