@@ -11,6 +11,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from detector.rul import RegimeNormalizer, RulModel, piecewise_rul, window_features
+from plantwatch.cli.common import CommandError
 from plantwatch.cli.rul import add_parser as add_rul_parser
 from plantwatch.maintenance.rul_files import load_model, read_fleet_csv
 
@@ -190,7 +191,7 @@ def test_cli_fit_predict_roundtrip(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(rul_mod.RulModel, "__init__", small_init)
     train, _ = make_fleet(12, seed=13)
-    test, _ = make_fleet(4, seed=14, truncate=True)
+    test, truth = make_fleet(4, seed=14, truncate=True)
     names = ["pump-A", "pump B", "7", "Ünit-4"]
     _write_csv(tmp_path / "train.csv", train, [f"u{i}" for i in range(len(train))])
     _write_csv(tmp_path / "test.csv", test, names, with_label=True)
@@ -216,6 +217,23 @@ def test_cli_fit_predict_roundtrip(tmp_path: Path, monkeypatch):
     for r in rows[1:]:
         rul, lo, hi = map(float, r[1:])
         assert 0 <= lo <= rul <= hi
+
+    # --plot, with the truth beside the predictions (a CSV asset,rul; or one value per line in order)
+    (tmp_path / "truth.csv").write_text(
+        "asset,rul\n" + "".join(f"{n},{t}\n" for n, t in zip(names, truth, strict=True))
+    )
+    (tmp_path / "truth.txt").write_text("".join(f"{t}\n" for t in truth))
+    predict = ["rul", "predict", str(tmp_path / "test.csv"), "--model", str(tmp_path / "MODEL"), "--asset-column",
+               "unit", "--time-column", "cycle", "--out", str(tmp_path / "RUL.csv")]  # fmt: skip
+    for given in ("truth.csv", "truth.txt"):
+        args = parser.parse_args([*predict, "--plot", str(tmp_path / "rul.png"), "--truth", str(tmp_path / given)])
+        assert args.func(args) == 0
+        assert (tmp_path / "rul.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        (tmp_path / "rul.png").unlink()
+    (tmp_path / "short.txt").write_text("12\n30\n")
+    args = parser.parse_args([*predict, "--plot", str(tmp_path / "rul.png"), "--truth", str(tmp_path / "short.txt")])
+    with pytest.raises(CommandError, match=r"--truth .*short.txt: 2 values for 4 assets"):
+        args.func(args)
 
 
 def test_reader_detects_settings_and_skips_text_columns(tmp_path: Path):

@@ -39,10 +39,17 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from plantwatch.maintenance.rul_files import load_model, model_problem, read_fleet_csv
+    from plantwatch.offline.pictures import draw_rul, read_truth, write_png
 
     input_file("TEST.csv", args.test)
     output_file("--out", args.out)
+    if args.truth is not None:
+        input_file("--truth", args.truth)
+    if args.plot is not None:
+        output_file("--plot", args.plot)
     problem = model_problem(Path(args.model))
     if problem is not None:
         raise CommandError(f"--model {args.model}: {problem}")
@@ -53,6 +60,12 @@ def _predict(args: argparse.Namespace) -> int:
     log = read_fleet_csv(
         args.test, args.asset_column, args.time_column, settings, args.label_column, sensor_columns=sensors
     )
+    truth = None
+    if args.truth is not None:
+        try:
+            truth = read_truth(args.truth, list(log.assets))  # before the work: a bad file wastes none
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--truth {exc}") from None
     preds = model.predict(log.histories)
     out = Path(args.out)
     with out.open("w", newline="", encoding="utf-8") as fh:
@@ -60,7 +73,10 @@ def _predict(args: argparse.Namespace) -> int:
         w.writerow(["asset", "rul", "rul_low", "rul_high"])
         for name, p in zip(log.assets, preds, strict=True):
             w.writerow([name, f"{p.rul:.3f}", f"{p.low:.3f}", f"{p.high:.3f}"])
-    print(f"{len(preds)} assets → {out}", file=sys.stderr)
+    if args.plot is not None:
+        rul, low, high = (np.array([getattr(p, name) for p in preds]) for name in ("rul", "low", "high"))
+        write_png(args.plot, draw_rul(rul, low, high, truth, f"{Path(args.test).name}: remaining life"))
+    print(f"{len(preds)} assets → {', '.join(p for p in (str(out), args.plot) if p)}", file=sys.stderr)
     return 0
 
 
@@ -107,6 +123,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         required=True,
         metavar="PREDICTIONS.csv",
         help="write asset,rul,rul_low,rul_high to this file, one row per asset",
+    )
+    pred.add_argument(
+        "--plot", metavar="OUT.png", help="also draw each asset's predicted remaining life with its interval"
+    )
+    pred.add_argument(
+        "--truth",
+        metavar="TRUTH.csv",
+        help="true remaining lives to draw beside them (with RMSE and coverage): asset,rul with that header, "
+        "or one number per line in the log's asset order (C-MAPSS RUL_FD001.txt)",
     )
     pred.set_defaults(func=_predict)
     return rul

@@ -1,4 +1,5 @@
-"""Pictures of a backtest: ``plantwatch backtest --plot out.png`` and ``--html out.html``.
+"""Pictures of offline work: a backtest (``plantwatch backtest --plot out.png`` and ``--html
+out.html``) and remaining-life predictions (``plantwatch rul predict --plot out.png``).
 
 One figure, time across: a panel per sensor (its trace, up to ``MAX_SENSORS``, those the alerts name
 first), then the anomaly probability on a scale of nines (-log10(1 - p): the calibrated
@@ -156,3 +157,60 @@ table{{border-collapse:collapse}}td,th{{padding:.25rem .6rem;border-bottom:1px s
 </tbody></table></body></html>
 """
     Path(path).write_text(page, encoding="utf-8")
+
+
+# -- remaining useful life ---------------------------------------------------------------------------
+
+
+def read_truth(path: str | Path, assets: list[str]) -> np.ndarray:
+    """True remaining life per asset, from ``path``: a CSV with the header ``asset,rul``, or one number
+    per line in the order the assets appear in the log (C-MAPSS's ``RUL_FD001.txt``). ValueError naming
+    the file and line for anything else."""
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    if lines and lines[0].replace(" ", "").lower() == "asset,rul":
+        found: dict[str, float] = {}
+        for number, line in enumerate(lines[1:], start=2):
+            name, _, value = line.rpartition(",")
+            found[name.strip()] = _number(value, path, number)
+        missing = [a for a in assets if a not in found]
+        if missing:
+            raise ValueError(f"{path}: no true RUL for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        return np.array([found[a] for a in assets])
+    if len(lines) != len(assets):
+        raise ValueError(f"{path}: {len(lines)} values for {len(assets)} assets (one per line, in the log's order)")
+    return np.array([_number(line, path, number) for number, line in enumerate(lines, start=1)])
+
+
+def _number(text: str, path: str | Path, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path}: line {line}: {text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{path}: line {line}: {text!r} is not a finite number")
+    return value
+
+
+def draw_rul(rul: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.ndarray | None, title: str) -> Any:
+    """Each asset's predicted remaining life with its interval, sorted by the truth when given (else by
+    the prediction), the truth beside it; RMSE and interval coverage in the title."""
+    from matplotlib.figure import Figure
+
+    order = np.argsort(truth if truth is not None else rul, kind="stable")
+    x = np.arange(order.size)
+    fig = Figure(figsize=(13, 5), layout="constrained")
+    ax = fig.subplots()
+    ax.fill_between(x, low[order], high[order], step="mid", color="#1d3b53", alpha=0.18, lw=0, label="interval")
+    ax.plot(x, rul[order], ".", color="#1d3b53", ms=4, label="predicted")
+    if truth is not None:
+        ax.plot(x, truth[order], "_", color="#c62828", ms=7, mew=1.5, label="true")
+        rmse = float(np.sqrt(np.mean((rul - truth) ** 2)))
+        covered = float(np.mean((truth >= low) & (truth <= high)))
+        title += f": RMSE {rmse:.2f}, interval covers {covered:.0%} of {truth.size} assets"
+    ax.set_xlabel("assets, by true remaining life" if truth is not None else "assets, by predicted remaining life")
+    ax.set_ylabel("remaining life (time steps)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
