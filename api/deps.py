@@ -16,6 +16,7 @@ from api.hooks import (
     Feedback,
     HealthReport,
     MaintenanceSnapshot,
+    Readings,
     Relearn,
     Resolve,
     Scores,
@@ -68,6 +69,10 @@ async def get_scores(hooks: HooksDep) -> Scores:
     return hooks.scores
 
 
+async def get_readings(hooks: HooksDep) -> Readings:
+    return hooks.readings
+
+
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 CountersDep = Annotated[Counters, Depends(get_counters)]
 HealthDep = Annotated[HealthReport | None, Depends(get_health)]
@@ -77,3 +82,4 @@ AssetsDep = Annotated[AssetList, Depends(get_assets)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
 ResolveDep = Annotated[Resolve, Depends(get_resolve)]
 ScoresDep = Annotated[Scores, Depends(get_scores)]
+ReadingsDep = Annotated[Readings, Depends(get_readings)]

@@ -28,6 +28,9 @@ Relearn = Callable[[str, bool], bool]
 # (asset, since ns or None, limit) -> the asset's recent scored rows ({ts_ns, score, probability,
 # anomaly}, oldest first), or None when the service knows no such asset.
 Scores = Callable[[str, int | None, int], list[dict[str, Any]] | None]
+# (asset, since ns or None, limit) -> the asset's recent aligned rows ({sensors, ts_ns, values}), or
+# None when the service knows no such asset.
+Readings = Callable[[str, int | None, int], dict[str, Any] | None]
 Hook = Callable[[], None]
 # An operator resolved an open alert: the service stops tracking it and stores it resolved; the
 # resolved alert, or None when the service tracks no open alert of that id.
@@ -62,6 +65,10 @@ def no_scores(asset: str, since_ns: int | None, limit: int) -> list[dict[str, An
     return None
 
 
+def no_readings(asset: str, since_ns: int | None, limit: int) -> dict[str, Any] | None:
+    return None
+
+
 def nothing() -> None:
     return None
 
@@ -83,6 +90,7 @@ class ServiceHooks:
     feedback: Feedback = no_feedback
     resolve: Resolve = no_resolve
     scores: Scores = no_scores
+    readings: Readings = no_readings
     keys: KeyFile | None = None  # None: the API answers everyone (see api.auth)
     on_startup: Hook = nothing
     on_shutdown: Hook = nothing

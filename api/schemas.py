@@ -340,6 +340,27 @@ class ScorePointOut(BaseModel):
     anomaly: bool
 
 
+class ReadingsOut(BaseModel):
+    """``GET /assets/{asset}/readings``: the asset's recent aligned rows, oldest first."""
+
+    asset: str
+    sensors: list[str] = Field(description="the order of each row's values")
+    points: list[ReadingRowOut]
+
+    @classmethod
+    def from_rows(cls, asset: str, rows: dict[str, Any]) -> ReadingsOut:
+        points = [
+            ReadingRowOut(at=ns_to_datetime(ts), values=values)
+            for ts, values in zip(rows["ts_ns"], rows["values"], strict=True)
+        ]
+        return cls(asset=asset, sensors=list(rows["sensors"]), points=points)
+
+
+class ReadingRowOut(BaseModel):
+    at: datetime
+    values: list[float | None] = Field(description="each sensor's value, in `sensors` order; null where missing")
+
+
 class ScoresOut(BaseModel):
     """``GET /assets/{asset}/scores``: the asset's recent scored rows, oldest first."""
 

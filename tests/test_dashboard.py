@@ -101,6 +101,8 @@ def test_a_shift_sees_the_alert_on_the_dashboard_and_acknowledges_it(
         alert = httpx.get(f"{base}/alerts/{alert_id}", headers=headers, timeout=5).json()
         assert alert["asset"] == "pump-3" and alert["acknowledged_at"] is None
         sync_api.expect(row).to_contain_text(alert["top_sensors"][0]["sensor"])  # named in plant terms
+        sync_api.expect(page.locator("#sensors path.line")).to_have_count(8)  # the pump's sensors, one strip each
+        sync_api.expect(page.locator("#sensors")).to_contain_text(alert["top_sensors"][0]["sensor"])
 
         screenshot = Path(os.environ.get("PLANTWATCH_SCREENSHOT", str(tmp_path / "dashboard.png")))
         page.screenshot(path=str(screenshot), full_page=True)

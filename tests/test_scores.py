@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
 from detector.types import Verdict
+from plantwatch.service.row_history import RowHistory
 from plantwatch.service.score_history import ScoreHistory
 from telemetry.counters import Counters
 
@@ -52,3 +54,41 @@ def test_the_endpoint_serves_an_assets_scores_and_404_for_an_unknown_one(store: 
         assert client.get("/assets/fan-9/scores").status_code == 404
         assert client.get("/assets/pump-1/scores", params={"since": "soon"}).status_code == 422
         assert client.get("/assets/pump-1/scores", params={"limit": 0}).status_code == 422
+
+
+def _rows(first_s: int, count: int, sensors: int = 2) -> list[tuple[int, np.ndarray]]:
+    return [(T0 + t * S, np.array([t + 0.5 * k for k in range(sensors)])) for t in range(first_s, first_s + count)]
+
+
+def test_the_row_ring_keeps_each_sensors_newest_values_and_starts_again_for_new_sensors() -> None:
+    history = RowHistory(rows=4)
+    history.add("pump-1", ("flow", "temp"), _rows(0, 3))
+    history.add("pump-1", ("flow", "temp"), [(T0 + 3 * S, np.array([3.0, np.nan])), *_rows(4, 2)])
+    kept = history.since("pump-1", None, 100)
+    assert kept.sensors == ("flow", "temp") and kept.ts_ns == [T0 + t * S for t in range(2, 6)]
+    assert kept.values == [[2.0, 2.5], [3.0, None], [4.0, 4.5], [5.0, 5.5]]  # a missing value is None
+    assert history.since("pump-1", T0 + 4 * S, 1).values == [[5.0, 5.5]]
+    history.add("pump-1", ("flow", "temp", "speed"), _rows(9, 1, sensors=3))  # relearned with another sensor
+    assert history.since("pump-1", None, 100).values == [[9.0, 9.5, 10.0]]
+    history.forget("pump-1")
+    assert history.since("pump-1", None, 5).ts_ns == [] and history.since("fan-9", None, 5).sensors == ()
+
+
+def test_the_readings_endpoint_serves_an_assets_rows_and_404_for_an_unknown_one(store: SqliteAlertStore) -> None:
+    history = RowHistory()
+    history.add("pump-1", ("flow", "temp"), _rows(0, 30))
+
+    def readings(asset: str, since_ns: int | None, limit: int) -> dict[str, Any] | None:
+        return None if asset != "pump-1" else dataclasses.asdict(history.since(asset, since_ns, limit))
+
+    hooks = ServiceHooks(store=store, counters=Counters(), readings=readings)
+    with TestClient(create_app(hooks), base_url="http://localhost") as client:
+        answer = client.get("/assets/pump-1/readings", params={"since": "2024-05-01T12:00:27Z"})
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["sensors"] == ["flow", "temp"]
+        assert [(p["at"], p["values"]) for p in body["points"]] == [
+            (f"2024-05-01T12:00:{t}Z", [float(t), t + 0.5]) for t in range(27, 30)
+        ]
+        assert client.get("/assets/fan-9/readings").status_code == 404
+        assert client.get("/assets/pump-1/readings", params={"limit": 721}).status_code == 422

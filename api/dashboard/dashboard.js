@@ -9,6 +9,8 @@ const KEY_ITEM = "plantwatch-key"; // sessionStorage: the key lives as long as t
 const REFRESH_MS = 5000;
 const SCORE_POINTS = 720; // rows drawn per chart
 const MAX_NINES = 6; // the chart's top: a probability of 0.999999
+const MAX_STRIPS = 8; // sensors drawn under the probability chart
+const STRIP = 46; // their height each, in the chart's units
 
 let selected = null; // the asset whose chart is shown
 let busy = false; // a refresh is running
@@ -209,7 +211,7 @@ function band(value, low, high) {
 // -- the chart: probability in nines, the alarm level, alert spans ------------------------------
 
 const SVG = "http://www.w3.org/2000/svg";
-const BOX = { left: 56, right: 890, top: 10, bottom: 230 };
+const BOX = { left: 150, right: 890, top: 10, bottom: 230 }; // the left margin holds the sensors' names
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -229,14 +231,18 @@ async function showChart(asset) {
     section.hidden = true;
     return;
   }
-  const [scores, alerts] = await Promise.all([
-    api(`/assets/${encodeURIComponent(asset.asset)}/scores?limit=${SCORE_POINTS}`),
-    api(`/alerts?asset=${encodeURIComponent(asset.asset)}&limit=50`),
+  const name = encodeURIComponent(asset.asset);
+  const [scores, alerts, readings] = await Promise.all([
+    api(`/assets/${name}/scores?limit=${SCORE_POINTS}`),
+    api(`/alerts?asset=${name}&limit=50`),
+    api(`/assets/${name}/readings?limit=${SCORE_POINTS}`),
   ]);
   section.hidden = false;
   document.getElementById("chart-title").textContent = `${asset.asset}: anomaly probability`;
   const chart = document.getElementById("chart");
   chart.replaceChildren();
+  const strips = document.getElementById("sensors");
+  strips.replaceChildren();
   const points = scores.points.filter((p) => p.probability !== null);
   if (points.length < 2) {
     chart.append(svg("text", { x: BOX.left, y: 120 }, "No scored rows yet: the baseline is being learned."));
@@ -249,7 +255,7 @@ async function showChart(asset) {
   for (let n = 0; n <= MAX_NINES; n += 1) {
     const level = n === 0 ? 0 : 1 - 10 ** -n;
     chart.append(svg("line", { class: "grid", x1: BOX.left, x2: BOX.right, y1: y(level), y2: y(level) }));
-    chart.append(svg("text", { x: 4, y: y(level) + 4 }, n === 0 ? "0" : level.toFixed(n)));
+    chart.append(svg("text", { x: BOX.left - 6, y: y(level) + 4, "text-anchor": "end" }, n === 0 ? "0" : level.toFixed(n)));
   }
   for (const alert of alerts) {
     const start = Math.max(Date.parse(alert.started_at), t0);
@@ -270,6 +276,50 @@ async function showChart(asset) {
   }
   chart.append(svg("text", { x: BOX.left, y: 252 }, new Date(t0).toLocaleString()));
   chart.append(svg("text", { x: BOX.right, y: 252, "text-anchor": "end" }, new Date(t1).toLocaleString()));
+  // The sensors driving the alarm now, else those of the asset's latest alert, come first.
+  const top = asset.top_sensors && asset.top_sensors.length ? asset.top_sensors : alerts[0]?.top_sensors || [];
+  drawSensors(strips, readings, alerts, t0, t1, top);
+}
+
+function drawSensors(strips, readings, alerts, t0, t1, top) {
+  // One strip per sensor (the ones driving an alarm first), each scaled to its own range, over the
+  // probability chart's time span, with the same alert shading.
+  const named = top.map((s) => s.sensor);
+  const order = [...readings.sensors.keys()].sort(
+    (a, b) => rank(named, readings.sensors[a]) - rank(named, readings.sensors[b]) || a - b,
+  );
+  const shown = order.slice(0, MAX_STRIPS);
+  const rows = readings.points.filter((p) => Date.parse(p.at) >= t0 && Date.parse(p.at) <= t1);
+  strips.setAttribute("viewBox", `0 0 900 ${STRIP * shown.length + 4}`);
+  const x = (ms) => BOX.left + ((ms - t0) / Math.max(t1 - t0, 1)) * (BOX.right - BOX.left);
+  shown.forEach((column, k) => {
+    const y0 = k * STRIP + 2;
+    const values = rows.map((p) => p.values[column]).filter((v) => v !== null);
+    const low = Math.min(...values);
+    const high = Math.max(...values);
+    const y = (v) => y0 + STRIP - 6 - ((v - low) / Math.max(high - low, 1e-12)) * (STRIP - 12);
+    strips.append(svg("rect", { class: "strip", x: BOX.left, y: y0, width: BOX.right - BOX.left, height: STRIP - 4 }));
+    for (const alert of alerts) {
+      const start = Math.max(Date.parse(alert.started_at), t0);
+      const end = Math.min(alert.resolved_at ? Date.parse(alert.resolved_at) : t1, t1);
+      if (end < t0 || start > t1) continue;
+      strips.append(svg("rect", { class: "span", x: x(start), y: y0, width: Math.max(x(end) - x(start), 2), height: STRIP - 4 }));
+    }
+    const path = [];
+    for (const p of rows) {
+      const v = p.values[column];
+      if (v !== null) path.push(`${path.length ? "L" : "M"}${x(Date.parse(p.at)).toFixed(1)},${y(v).toFixed(1)}`);
+    }
+    strips.append(svg("path", { class: "line", d: path.join("") }));
+    const label = { x: BOX.left - 6, "text-anchor": "end" };
+    strips.append(svg("text", { ...label, y: y0 + 16 }, readings.sensors[column]));
+    if (values.length) strips.append(svg("text", { ...label, y: y0 + 30 }, `${number(low, 2)} to ${number(high, 2)}`));
+  });
+}
+
+function rank(named, sensor) {
+  const i = named.indexOf(sensor);
+  return i < 0 ? named.length : i;
 }
 
 // -- refreshing ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """GET /assets, GET /assets/{asset}: each asset's state, baseline, latest verdict and model.
-GET /assets/{asset}/scores: its recent scored rows, for charts.
+GET /assets/{asset}/scores: its recent scored rows, for charts; /readings: their sensors' values.
 POST /assets/{asset}/relearn: forget an asset's learned baseline and learn a new one.
 POST /assets/{asset}/feedback: an operator's verdict on the asset's alert rows in a period."""
 
@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.auth import ADMIN, CHANGE_RESPONSES, JSON_REQUEST, KEY_RESPONSES, OPERATE, READ, asset_name
-from api.deps import AssetsDep, FeedbackDep, RelearnDep, ScoresDep
+from api.deps import AssetsDep, FeedbackDep, ReadingsDep, RelearnDep, ScoresDep
 from api.instants import parse_instant
-from api.schemas import AssetOut, FeedbackIn, FeedbackOut, RelearnOut, ScoresOut
+from api.schemas import AssetOut, FeedbackIn, FeedbackOut, ReadingsOut, RelearnOut, ScoresOut
 
 router = APIRouter(tags=["assets"])
 
@@ -67,6 +67,28 @@ def asset_scores(
     if points is None:
         raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
     return ScoresOut.from_points(asset, points)
+
+
+@router.get(
+    "/assets/{asset}/readings",
+    response_model=ReadingsOut,
+    dependencies=[READ],
+    responses=KEY_RESPONSES | {404: {"description": "no readings of this asset since the service started"}},
+)
+def asset_readings(
+    asset: AssetName,
+    readings: ReadingsDep,
+    since: Annotated[str | None, Query(description="rows stamped at or after this instant (event time)")] = None,
+    limit: Annotated[int, Query(ge=1, le=720, description="at most the newest this many rows")] = 720,
+) -> ReadingsOut:
+    """The asset's newest aligned rows (720 are kept per asset), oldest first: each sensor's value, in
+    the order ``sensors`` names, as the detector saw them. For charts beside ``/scores``; the time
+    series database holds them all. A relearn, or a new set of sensors, starts them again."""
+    since_ns = None if since is None else parse_instant(since, "since")
+    rows = readings(asset, since_ns, limit)
+    if rows is None:
+        raise HTTPException(status_code=404, detail=f"no asset {asset!r}: no readings since the service started")
+    return ReadingsOut.from_rows(asset, rows)
 
 
 @router.post(

@@ -32,6 +32,7 @@ from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
 from plantwatch.service.persistence import TRENDS_SAVE_INTERVAL_S, ModelPersistence
+from plantwatch.service.row_history import RowHistory
 from plantwatch.service.score_history import ScoreHistory
 from plantwatch.service.sensor_checks import SensorChecks
 from plantwatch.service.writer import StageHealth
@@ -71,6 +72,7 @@ class DetectorStage:
         self.monitors: dict[str, AssetMonitor] = {}
         self.latest: dict[str, Verdict] = {}  # each asset's latest verdict (GET /assets)
         self.scores = ScoreHistory()  # each asset's recent scored rows (GET /assets/{asset}/scores)
+        self.rows = RowHistory()  # and their sensors' values (GET /assets/{asset}/readings)
         self._tags: dict[str, Mapping[str, str]] = {}  # each asset's latest topic tags
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
@@ -140,6 +142,7 @@ class DetectorStage:
                 self.sensor_checks.forget(asset)
             self.latest.pop(asset, None)  # the forgotten model's verdict says nothing of the new one
             self.scores.forget(asset)
+            self.rows.forget(asset)
             trends = self.maintenance if overhauled else None
             if trends is not None:
                 trends.forget(asset)
@@ -252,6 +255,8 @@ class DetectorStage:
         self._report_unknown_sensors(monitor, _of(UnknownSensors, events))
         self._report_rediscovery(monitor, _of(SensorsRediscovered, events))
         self._report_running_rule(_of(RunningRuleUnusable, events))
+        if observed.rows and monitor.sensor_names:
+            self.rows.add(asset, monitor.sensor_names, observed.rows)
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rul is not None and observed.rows and monitor.sensor_names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.

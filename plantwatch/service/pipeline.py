@@ -131,6 +131,13 @@ class Pipeline:
             return None
         return [dataclasses.asdict(p) for p in self.detector.scores.since(asset, since_ns, limit)]
 
+    def readings(self, asset: str, since_ns: int | None, limit: int) -> dict[str, Any] | None:
+        """The asset's recent aligned rows as ``GET /assets/{asset}/readings`` serves them; None for an
+        asset with no readings since the start."""
+        if asset not in self.detector.monitors:
+            return None
+        return dataclasses.asdict(self.detector.rows.since(asset, since_ns, limit))
+
     def relearn(self, asset: str, maintenance: bool = False) -> bool:
         """Forget ``asset``'s learned baseline and learn a new one (``POST /assets/{asset}/relearn``)."""
         return self.detector.request_relearn(asset, maintenance)

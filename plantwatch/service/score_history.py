@@ -8,12 +8,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from detector.types import Verdict
 
 DEFAULT_ROWS = 3600  # an hour of 1 Hz rows per asset
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +40,37 @@ class _Ring:
         self.count += 1
 
     def oldest_first(self) -> np.ndarray:
-        """Indices of the kept rows, oldest first."""
-        capacity = self.ts.shape[0]
-        if self.count <= capacity:
-            return np.arange(self.count)
-        return (np.arange(capacity) + self.count) % capacity
+        return oldest_first(self.count, self.ts.shape[0])
 
 
-class ScoreHistory:
-    """The last ``rows`` scored rows of each asset."""
+def oldest_first(count: int, capacity: int) -> np.ndarray:
+    """Indices of a ring's kept rows, oldest first, after ``count`` rows written into ``capacity``."""
+    if count <= capacity:
+        return np.arange(count)
+    return (np.arange(capacity) + count) % capacity
 
-    def __init__(self, rows: int = DEFAULT_ROWS) -> None:
+
+class AssetRings(Generic[R]):
+    """A ring of the last ``rows`` rows per asset, and the lock the detector and API threads share."""
+
+    def __init__(self, rows: int) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         self.rows = rows
-        self._rings: dict[str, _Ring] = {}
+        self._rings: dict[str, R] = {}
         self._lock = threading.Lock()
+
+    def forget(self, asset: str) -> None:
+        """The asset relearns: the old model's rows say nothing of the new one's."""
+        with self._lock:
+            self._rings.pop(asset, None)
+
+
+class ScoreHistory(AssetRings[_Ring]):
+    """The last ``rows`` scored rows of each asset."""
+
+    def __init__(self, rows: int = DEFAULT_ROWS) -> None:
+        super().__init__(rows)
 
     def add(self, verdicts: Sequence[Verdict]) -> None:
         """Scored rows only: a baseline's or a stopped asset's rows carry no score worth charting."""
@@ -65,11 +82,6 @@ class ScoreHistory:
                 if ring is None:
                     ring = self._rings[v.asset] = _Ring(self.rows)
                 ring.add(v)
-
-    def forget(self, asset: str) -> None:
-        """The asset relearns: the old model's scores say nothing of the new one's."""
-        with self._lock:
-            self._rings.pop(asset, None)
 
     def since(self, asset: str, since_ns: int | None, limit: int) -> list[ScorePoint]:
         """The asset's kept rows stamped at or after ``since_ns``, oldest first, at most the newest ``limit``."""

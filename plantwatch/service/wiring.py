@@ -240,6 +240,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         feedback=pipeline.feedback,
         resolve=manager.close,
         scores=pipeline.scores,
+        readings=pipeline.readings,
         keys=KeyFile(settings.api.keys_file),
         on_startup=on_startup,
         on_shutdown=on_shutdown,

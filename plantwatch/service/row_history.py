@@ -1,0 +1,72 @@
+"""Each asset's recent aligned rows (time and every sensor's value), for the dashboard's sensor chart
+(``GET /assets/{asset}/readings``): a fixed ring of float32 per asset, so 720 rows of 8 sensors cost
+23 KB an asset whatever runs for how long. Written by the detector thread from the rows the monitor
+aligned (the rows it scored), read by the API's threads, under one lock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.align import Row
+from plantwatch.service.score_history import AssetRings, oldest_first
+
+DEFAULT_ROWS = 720  # the dashboard draws the newest 720 scored rows
+
+
+@dataclass(frozen=True)
+class RowsSince:
+    sensors: tuple[str, ...]
+    ts_ns: list[int]
+    values: list[list[float | None]]  # per row, in ``sensors`` order; None where a value was missing
+
+
+class _Ring:
+    def __init__(self, sensors: tuple[str, ...], capacity: int) -> None:
+        self.sensors = sensors
+        self.ts = np.zeros(capacity, np.int64)
+        self.values = np.zeros((capacity, len(sensors)), np.float32)
+        self.count = 0  # rows ever written; the newest is at (count - 1) % capacity
+
+    def add(self, rows: Sequence[Row]) -> None:
+        capacity = self.ts.shape[0]
+        for ts, row in rows[-capacity:]:
+            i = self.count % capacity
+            self.ts[i], self.values[i] = ts, row
+            self.count += 1
+
+    def oldest_first(self) -> np.ndarray:
+        return oldest_first(self.count, self.ts.shape[0])
+
+
+class RowHistory(AssetRings[_Ring]):
+    """The last ``rows`` aligned rows of each asset."""
+
+    def __init__(self, rows: int = DEFAULT_ROWS) -> None:
+        super().__init__(rows)
+
+    def add(self, asset: str, sensors: Sequence[str], rows: Sequence[Row]) -> None:
+        """Rows in ``sensors`` order; a new sensor set (the asset relearned others) starts the ring again."""
+        if not rows:
+            return
+        names = tuple(sensors)
+        with self._lock:
+            ring = self._rings.get(asset)
+            if ring is None or ring.sensors != names:
+                ring = self._rings[asset] = _Ring(names, self.rows)
+            ring.add(rows)
+
+    def since(self, asset: str, since_ns: int | None, limit: int) -> RowsSince:
+        """The asset's kept rows stamped at or after ``since_ns``, oldest first, at most the newest ``limit``."""
+        with self._lock:
+            ring = self._rings.get(asset)
+            if ring is None:
+                return RowsSince((), [], [])
+            order = ring.oldest_first()
+            keep = order if since_ns is None else order[ring.ts[order] >= since_ns]
+            keep = keep[-limit:]
+            values = ring.values[keep].astype(np.float64)
+            cells = [[v if np.isfinite(v) else None for v in row] for row in values.tolist()]
+            return RowsSince(ring.sensors, ring.ts[keep].tolist(), cells)
