@@ -38,7 +38,7 @@ refits deterministically and checks the refit reproduces stored predictions exac
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,9 +377,11 @@ class RulModel:
 
     # ---- public API
 
-    def fit(self, assets: Sequence[AssetHistory]) -> RulModel:
-        """Fit on run-to-failure histories: each asset's last row is its failure."""
+    def fit(self, assets: Sequence[AssetHistory], progress: Callable[[int, int], None] | None = None) -> RulModel:
+        """Fit on run-to-failure histories: each asset's last row is its failure. ``progress(1, total)``
+        is called after each of the ``cv_folds + 1`` fits (the folds, then the final model)."""
         data = _validate_assets(assets)
+        steps = self.cv_folds + 1
         if len(data) < max(2, self.cv_folds):
             raise ValueError(f"need at least {max(2, self.cv_folds)} run-to-failure assets, got {len(data)}")
         self.n_features_in_ = data[0][1].shape[1]
@@ -397,6 +399,8 @@ class RulModel:
             starts = np.concatenate([[0], np.cumsum(lengths)])
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in te])
             oof[rows] = pred
+            if progress is not None:
+                progress(1, steps)
         y_true = np.concatenate([piecewise_rul(a[0], self.cap) for a in data])
         y_life = np.concatenate([a[0][-1] - a[0] for a in data])  # true (uncapped) RUL of every training row
         oof = np.clip(oof, 0.0, float(self.cap))
@@ -411,6 +415,8 @@ class RulModel:
         self.models_ = self._regressors()
         for m in self.models_:
             m.fit(self.X_train_, self.y_train_)
+        if progress is not None:
+            progress(1, steps)
         return self
 
     def _calibrate(self, pred: np.ndarray, y: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> None:

@@ -60,7 +60,10 @@ SMALL = dict(max_iter=60, learning_rate=0.1, n_models=1, cv_folds=3, window=15, 
 @pytest.fixture(scope="module")
 def fitted(_one_thread):
     train, _ = make_fleet(36, seed=1)
-    return RulModel(**SMALL).fit(train)
+    steps: list[tuple[int, int]] = []
+    model = RulModel(**SMALL).fit(train, progress=lambda done, total: steps.append((done, total)))
+    assert steps == [(1, 4)] * 4  # each of the 3 folds, then the final model
+    return model
 
 
 def test_piecewise_target_is_capped_and_reaches_zero():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file, output_folder
+from plantwatch.cli.progress import progress_bar
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -26,7 +27,8 @@ def _fit(args: argparse.Namespace) -> int:
         args.train, args.asset_column, args.time_column, _split(args.settings_columns), args.label_column
     )
     model = RulModel(cap=args.cap, window=args.window, coverage=args.coverage, random_state=args.seed)
-    model.fit(log.histories)
+    with progress_bar("fitting", "fits") as progress:  # the cross-validation folds, then the final model
+        model.fit(log.histories, progress=progress)
     save_model(model, args.out, log.sensor_columns, log.settings_columns)
     kept = [c for c, k in zip(log.sensor_columns, model.keep_, strict=True) if k]
     print(
