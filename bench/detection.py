@@ -41,6 +41,7 @@ import numpy as np
 
 from detector.config import MonitorConfig
 from ingest.logfile import read_sensor_log
+from plantwatch.cli.progress import tracked
 from plantwatch.offline.backtest import backtest_main
 from plantwatch.offline.evaluation import (
     NAB_STANDARD,
@@ -124,7 +125,7 @@ def run_skab(data: Path, files: list[int], config: MonitorConfig, tmp: Path, ver
     delays: list[float | None] = []
     rows = 0
     seconds = 0.0
-    for k in files:
+    for k in tracked(files, "SKAB valve1", "files"):
         path = data / "skab" / "valve1" / f"{k}.csv"
         flags, summary = backtest_flags(path, tmp, SKAB_TRAIN_ROWS, SKAB_LABELS, config)
         log = read_sensor_log(path, label_columns=SKAB_LABELS)
@@ -179,7 +180,7 @@ def run_nab(data: Path, config: MonitorConfig, tmp: Path, verbose: bool) -> dict
     results: dict[str, NabFileResult] = {}
     rows = 0
     seconds = 0.0
-    for rel in sorted(windows):
+    for rel in tracked(sorted(windows), "NAB", "files"):
         path = nab_dir / rel
         log = read_sensor_log(path)
         probation = nab_probation_rows(len(log))

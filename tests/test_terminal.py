@@ -25,6 +25,8 @@ import pytest
 from servers import MosquittoServer
 from waiting import blocked_reading, interrupt_when
 
+from plantwatch.cli.progress import tracked
+
 pytestmark = pytest.mark.integration
 
 
@@ -216,3 +218,9 @@ def test_a_long_backtest_shows_its_progress_on_a_terminal_and_nothing_when_piped
     assert piped.returncode == 0, piped.stderr
     assert "scoring" not in piped.stderr and "rows/s" not in piped.stderr
     assert piped.stdout.splitlines()[-1] in shown  # the same summary on both
+
+
+def test_tracked_hands_on_every_item_in_order_with_or_without_a_terminal() -> None:
+    items = ["valve1/1.csv", "valve1/2.csv", "nab/a.csv"]
+    assert list(tracked(items, "files", "files")) == items
+    assert list(tracked([], "files", "files")) == []

@@ -8,10 +8,13 @@ below the CLI (``plantwatch/offline``, ``ingest``) import no progress library.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from tqdm import tqdm
+
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]  # called with how many more rows (or frames) are done, of how many
 
@@ -41,3 +44,11 @@ def progress_bar(what: str, unit: str) -> Iterator[Progress]:
             bar.update(done)
 
         yield step
+
+
+def tracked(items: Sequence[T], what: str, unit: str) -> Iterator[T]:
+    """``items`` one by one, with a bar of them on a terminal (a benchmark over many files)."""
+    with progress_bar(what, unit) as step:
+        for item in items:
+            yield item
+            step(1, len(items))
