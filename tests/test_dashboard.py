@@ -106,6 +106,12 @@ def test_a_shift_sees_the_alert_on_the_dashboard_and_acknowledges_it(
 
         screenshot = Path(os.environ.get("PLANTWATCH_SCREENSHOT", str(tmp_path / "dashboard.png")))
         page.screenshot(path=str(screenshot), full_page=True)
+        line = page.locator("#chart path.line")
+        assert 300 < line.get_attribute("d").count("L") < 720  # every scored row of the replay, at most 720
+        page.select_option("#window", "120")  # the newest 120 rows only
+        wait_until(
+            lambda: line.get_attribute("d").count("L") == 119, 15, "the chart redrawn with 120 rows"
+        )  # the next refresh
         row.locator("button[data-action=Acknowledge]").click()
 
         def acknowledged() -> bool:

@@ -7,7 +7,7 @@
 
 const KEY_ITEM = "plantwatch-key"; // sessionStorage: the key lives as long as the browser tab
 const REFRESH_MS = 5000;
-const SCORE_POINTS = 720; // rows drawn per chart
+const READING_ROWS = 720; // the service keeps this many rows of sensor values per asset
 const MAX_NINES = 6; // the chart's top: a probability of 0.999999
 const MAX_STRIPS = 8; // sensors drawn under the probability chart
 const STRIP = 46; // their height each, in the chart's units
@@ -220,6 +220,10 @@ function svg(tag, attrs, text) {
   return node;
 }
 
+function chartRows() {
+  return Number(document.getElementById("window").value); // the newest rows drawn: the chosen window
+}
+
 function nines(p) {
   // 0.9 -> 1, 0.99 -> 2 ...: the calibrated probabilities that matter all lie close to 1
   return Math.min(MAX_NINES, -Math.log10(Math.max(1 - p, 10 ** -MAX_NINES)));
@@ -233,9 +237,9 @@ async function showChart(asset) {
   }
   const name = encodeURIComponent(asset.asset);
   const [scores, alerts, readings] = await Promise.all([
-    api(`/assets/${name}/scores?limit=${SCORE_POINTS}`),
+    api(`/assets/${name}/scores?limit=${chartRows()}`),
     api(`/alerts?asset=${name}&limit=50`),
-    api(`/assets/${name}/readings?limit=${SCORE_POINTS}`),
+    api(`/assets/${name}/readings?limit=${Math.min(chartRows(), READING_ROWS)}`),
   ]);
   section.hidden = false;
   document.getElementById("chart-title").textContent = `${asset.asset}: anomaly probability`;
@@ -371,6 +375,7 @@ document.getElementById("key-form").addEventListener("submit", (event) => {
   input.value = "";
   refresh();
 });
+document.getElementById("window").addEventListener("change", () => refresh());
 document.getElementById("forget-key").addEventListener("click", () => {
   sessionStorage.removeItem(KEY_ITEM);
   refresh();
