@@ -5,7 +5,6 @@ The pipeline is run in-process (no HTTP server needed) with the same wiring as `
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from servers import MosquittoServer, VictoriaServer, free_port, run_victoria
 from waiting import wait_until as _wait
 
 from ingest.replay import Publisher, as_log, replay
+from plantwatch.service import pipeline as pipeline_module
 from plantwatch.service.wiring import Service, build_service
 from plantwatch.settings import load_settings
 
@@ -59,21 +59,29 @@ def _wait_connected(service: Service) -> None:
     assert service.pipeline.source.connected.wait(10), "plantwatch did not connect to Mosquitto"
 
 
-def test_readings_survive_a_storage_outage(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+def test_readings_survive_a_storage_outage_and_healthz_says_so(
+    tmp_path: Path, mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline_module, "STORAGE_STALL_S", 1.0)
     port = free_port()
     service = _service(tmp_path, mosquitto.port, f"http://127.0.0.1:{port}", "pw-outage")
     service.pipeline.start()
     try:
         _wait_connected(service)
+        assert service.pipeline.health_report()["status"] == "ok"
         # Storage is down: nothing can be written, nothing may be acknowledged or dropped.
         _publish(mosquitto.port, "site/outage-pump", 400, start_s=1_600_000_000)
-        time.sleep(1.5)
+        _wait(lambda: not service.pipeline.health_report()["storage_ok"], 30, "/healthz to report the outage")
+        report = service.pipeline.health_report()
+        assert report["status"] == "degraded" and report["storage_write_pending_s"] >= 1.0
         assert service.counters.get("plantwatch_readings_written_total") == 0
         assert service.counters.total("plantwatch_sink_retries_total") > 0
         assert service.pipeline.health.fatal is None
         with run_victoria(tmp_path / "vm", port=port) as vm:
             _wait(lambda: service.counters.get("plantwatch_readings_written_total") >= 400, 60, "the backlog")
             assert vm.count_samples('{__name__=~"readings_.*",asset="outage-pump"}') == 400 * len(SENSORS)
+            report = service.pipeline.health_report()
+            assert report["storage_ok"] and report["storage_write_pending_s"] == 0.0
     finally:
         service.pipeline.stop()
 

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,9 @@ from plantwatch.service.writer import StageHealth, Writer
 from telemetry.counters import Counters
 
 FEEDBACK_TIMEOUT_S = 30.0  # how long POST /assets/{asset}/feedback waits for the detector thread
+# A write retried this long makes /healthz degraded (503): a batch takes well under a second, and
+# the sink retries a TSDB that is down or answering 5xx for as long as it takes.
+STORAGE_STALL_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +166,18 @@ class Pipeline:
     def health_report(self) -> dict[str, Any]:
         connected = bool(self.source.connected.is_set())
         alive = all(t.is_alive() for t in self._threads)
-        status = "ok" if (connected and alive and self.health.fatal is None) else "degraded"
+        writing = self.health.writing_since_ns
+        pending_s = max(time.time_ns() - writing, 0) / 1e9 if writing is not None else 0.0
+        storage_ok = pending_s < STORAGE_STALL_S
+        status = "ok" if (connected and alive and storage_ok and self.health.fatal is None) else "degraded"
         monitors = dict(self.detector.monitors)  # a snapshot: the detector thread adds assets
         return {
             "status": status,
             "mqtt_connected": connected,
             "threads_alive": alive,
+            # False while a write has been retried for STORAGE_STALL_S or more (the TSDB is down or refusing)
+            "storage_ok": storage_ok,
+            "storage_write_pending_s": round(pending_s, 1),
             "inbound_queue": self.inbound.qsize(),
             "scoring_backlog": self.scoring.qsize(),  # readings written, waiting for the detector
             "fatal": self.health.fatal,

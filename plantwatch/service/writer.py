@@ -28,6 +28,9 @@ class StageHealth:
     fatal: str | None = None
     last_write_ns: int = 0
     detector_errors: int = 0
+    # Wall clock when the write in progress began (None between writes): a write that lasts is a
+    # storage outage the sink is retrying through (readings stay unacknowledged at the broker).
+    writing_since_ns: int | None = None
 
 
 class Writer:
@@ -62,6 +65,7 @@ class Writer:
             if not batch:
                 continue
             readings = tuple(r for item in batch for r in item.readings)
+            self.health.writing_since_ns = time.time_ns()
             try:
                 self.sink.write(readings)
             except SinkStopped:
@@ -71,6 +75,8 @@ class Writer:
                 log.critical("storage refused our writes, stopping ingestion: %s", exc)
                 self.fatal.set()
                 return
+            finally:
+                self.health.writing_since_ns = None
             for item in batch:
                 if item.mid is not None:
                     self.ack(item.mid, item.qos)
