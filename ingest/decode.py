@@ -58,16 +58,18 @@ class Decoder:
         max_future_ns: int | None = None,
         now_ns: Callable[[], int] = time.time_ns,
         formats: Sequence[type[PayloadParser]] | None = None,
+        payload_tags: bool = False,
     ) -> None:
         """``formats``: the parsers to try, in order (default: :data:`ingest.formats.FORMATS`); the last
-        should claim every payload the others leave, as line protocol does, or those are ``no_values``."""
+        should claim every payload the others leave, as line protocol does, or those are ``no_values``.
+        ``payload_tags``: take the asset and tags a payload carries (line protocol) over the topic's."""
         self.template = template if isinstance(template, TopicTemplate) else TopicTemplate(template)
         self.max_payload_bytes = max_payload_bytes
         # Readings stamped further ahead of this machine's clock are refused: one glitched stamp
         # would otherwise make every later reading of its asset "late" for the detector.
         self.max_future_ns = max_future_ns
         self._now_ns = now_ns
-        context = ParserContext(self.template, now_ns)
+        context = ParserContext(self.template, now_ns, payload_tags)
         parsers = [parser(context) for parser in (FORMATS.values() if formats is None else formats)]
         self._parsers = tuple((parser.claims, parser.parse) for parser in parsers)  # bound once: per-message path
 

@@ -62,6 +62,9 @@ class MqttSettings(_Section):
     # glitched stamp would make every later reading of its asset too late for the detector.
     max_future_s: float = Field(default=300.0, gt=0, le=10 * 365 * 86400)
     dead_letter_topic: str | None = None
+    # The asset and tags come from the topic (broker ACLs can bind a device to its own topic); true
+    # lets a line-protocol payload's asset and tags win, for publishers that carry them there.
+    payload_tags: bool = False
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
 

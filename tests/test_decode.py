@@ -40,6 +40,12 @@ def frame_dec() -> Decoder:
     return Decoder("plantwatch/{asset}", now_ns=now)
 
 
+@pytest.fixture
+def tag_dec() -> Decoder:
+    """As ``frame_dec``, with ``mqtt.payload_tags``: line protocol's asset and tags win over the topic's."""
+    return Decoder("plantwatch/{asset}", now_ns=now, payload_tags=True)
+
+
 def reject(decoder: Decoder, topic: str, payload: bytes) -> DecodeError:
     with pytest.raises(DecodeError) as info:
         decoder.decode(topic, payload)
@@ -322,9 +328,21 @@ class TestLineProtocol:
     def test_no_timestamp_is_now(self, frame_dec: Decoder) -> None:
         assert only(frame_dec.decode("plantwatch/pump", b"m temp=-1.5e1")).ts_ns == NOW
 
-    def test_asset_tag_and_tag_merge(self, dec: Decoder) -> None:
+    def test_the_topic_names_the_asset_and_tags_and_a_line_may_not_name_another_asset(self, dec: Decoder) -> None:
+        # A device that broker ACLs allow only on its own topic must not write as another asset.
         payload = b"m,asset=press-2,line=override,zone=z1 a=1 1714564800000000000"
-        reading = only(dec.decode("plant/l1/pump/ignored", payload))
+        err = reject(dec, "plant/l1/pump/ignored", payload)
+        assert err.reason == "asset_mismatch" and "'press-2'" in err.detail and "mqtt.payload_tags" in err.detail
+        same = b"m,asset=pump,line=override,zone=z1 a=1 1714564800000000000\nm,asset=press-2 a=2"
+        decoded = dec.decode("plant/l1/pump/ignored", same)
+        assert [(r.asset, r.tags, r.values) for r in decoded.readings] == [("pump", {"line": "l1"}, {"a": 1.0})]
+        assert [p.reason for p in decoded.problems] == ["asset_mismatch"]  # the other line, counted
+        assert "asset_mismatch" in REJECTION_REASONS
+
+    def test_with_payload_tags_the_lines_asset_and_tags_win(self) -> None:
+        tagged = Decoder(TopicTemplate("plant/{line}/{asset}/{sensor}"), now_ns=now, payload_tags=True)
+        payload = b"m,asset=press-2,line=override,zone=z1 a=1 1714564800000000000"
+        reading = only(tagged.decode("plant/l1/pump/ignored", payload))
         assert reading.asset == "press-2"
         assert reading.tags == {"line": "override", "zone": "z1"}  # line's tags win over topic tags
 
@@ -337,21 +355,21 @@ class TestLineProtocol:
         ] * 2
         assert all(p.detail.startswith("line 1: ") for p in decoded.problems)
 
-    def test_escaping(self, frame_dec: Decoder) -> None:
+    def test_escaping(self, tag_dec: Decoder) -> None:
         payload = (
             rb"my\ meas,asset=pump\ 7,loc=hall\,\ east,k\=x=v\=1 "
             rb'bearing\ temp=1,a\,b=2,c\=d=3,msg="say \"hi\", a=b c" 1714564800000000000'
         )
-        decoded = frame_dec.decode("plantwatch/ignored", payload)
+        decoded = tag_dec.decode("plantwatch/ignored", payload)
         reading = only(decoded)
         assert reading.asset == "pump 7"
         assert reading.tags == {"loc": "hall, east", "k=x": "v=1"}
         assert reading.values == {"bearing temp": 1.0, "a,b": 2.0, "c=d": 3.0}
         assert [p.reason for p in decoded.problems] == ["non_numeric"]
 
-    def test_multiple_lines_and_comments(self, frame_dec: Decoder) -> None:
+    def test_multiple_lines_and_comments(self, tag_dec: Decoder) -> None:
         payload = b"# header\nm,asset=a x=1 1000000000000000000\r\n\nm,asset=b x=2,y=3\n"
-        decoded = frame_dec.decode("plantwatch/topic", payload)
+        decoded = tag_dec.decode("plantwatch/topic", payload)
         assert decoded.readings == (
             Reading("a", 10**18, {"x": 1.0}, {}),
             Reading("b", NOW, {"x": 2.0, "y": 3.0}, {}),
@@ -426,6 +444,7 @@ REASON_EXAMPLES: list[tuple[str, str, bytes]] = [
     ("unknown_topic", "elsewhere/a", b"1"),
     ("malformed_json", "plant/l/a/s", b"{nope"),
     ("malformed_line_protocol", "plant/l/a/s", b"m x=?"),
+    ("asset_mismatch", "plant/l/a/s", b"m,asset=b x=1"),
     ("missing_sensor", "plant/l/a", b"1"),  # three segments: the template without {sensor}
     ("no_values", "plant/l/a/s", b'{"values": {}}'),
     ("non_numeric", "plant/l/a/s", b'{"value": "x"}'),
@@ -553,7 +572,7 @@ def test_line_protocol_round_trip(asset: str, site: str, fields: dict[str, float
     line = f"my\\ measurement,asset={_lp_escape(asset)},site={_lp_escape(site)} {rendered}"
     if ts is not None:
         line += f" {ts}"
-    reading = only(Decoder("x/{asset}", now_ns=now).decode("x/topic-asset", line.encode()))
+    reading = only(Decoder("x/{asset}", now_ns=now, payload_tags=True).decode("x/topic-asset", line.encode()))
     assert reading.asset == asset
     assert reading.tags == {"site": site}
     assert reading.values == {k: float(v) for k, v in fields.items()}

@@ -45,6 +45,9 @@ class ParserContext:
 
     template: TopicTemplate
     now_ns: Callable[[], int]  # arrival time, for readings that carry none
+    # False (the default): the asset and tags come from the topic, which broker ACLs can restrict per
+    # device; a payload's own tags are ignored and an asset that differs from the topic's is refused.
+    payload_tags: bool = False
 
 
 class PayloadParser(Protocol):

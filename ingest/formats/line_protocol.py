@@ -1,7 +1,10 @@
 """InfluxDB line protocol, one or more lines: ``measurement[,tag=v...] field=value[,...] [timestamp]``.
 
-Fields are the sensors; the measurement name is not used. The asset is the ``asset`` tag if present,
-else the topic's; other tags are merged over the topic's tags (the line's win). ``12i``/``12u``
+Fields are the sensors; the measurement name is not used. The asset and tags are the topic's: broker
+ACLs can limit a device to its own topic, so a line's ``asset`` tag that names another asset is
+refused (``asset_mismatch``: a device could otherwise poison another asset's baseline) and its other
+tags are ignored (each new tag value would be a new series). With ``mqtt.payload_tags`` the line's
+``asset`` tag wins over the topic's and its tags are merged over the topic's (the line's win). ``12i``/``12u``
 integers and floats are accepted; string and boolean fields are reported as ``non_numeric``.
 Escapes (``\\ ``, ``\\,``, ``\\=``) and quoted string fields are understood; ``#`` lines are comments.
 Timestamps are integer nanoseconds, as the line-protocol spec says; absent means the arrival time.
@@ -28,10 +31,11 @@ _KEY_ESCAPES = ", ="  # characters a backslash escapes in measurement, tag and f
 class LineProtocolParser:
     """Claims whatever the other formats leave (so it is tried last)."""
 
-    reasons: ClassVar[tuple[str, ...]] = ("malformed_line_protocol",)
+    reasons: ClassVar[tuple[str, ...]] = ("malformed_line_protocol", "asset_mismatch")
 
     def __init__(self, context: ParserContext) -> None:
         self._now_ns = context.now_ns
+        self._payload_tags = context.payload_tags
 
     def claims(self, text: str) -> bool:
         return True
@@ -47,7 +51,9 @@ class LineProtocolParser:
                 continue
             lines += 1
             try:
-                line_asset, ts_ns, values, line_tags, field_problems = _decode_line(line, asset, tags)
+                line_asset, ts_ns, values, line_tags, field_problems = _decode_line(
+                    line, asset, tags, self._payload_tags
+                )
             except DecodeError as exc:
                 problems.append(DecodeError(exc.reason, f"line {number}: {exc.detail}"))
                 continue
@@ -67,11 +73,19 @@ class LineProtocolParser:
 
 
 def _decode_line(
-    line: str, topic_asset: str, topic_tags: dict[str, str]
+    line: str, topic_asset: str, topic_tags: dict[str, str], payload_tags: bool
 ) -> tuple[str, int | None, dict[str, float], dict[str, str], list[DecodeError]]:
     """One line to (asset, ts_ns or None, good values, tags, field problems); raises for line-level errors."""
     line_tags, fields, raw_ts = _split(line)
     asset = check_name("asset", line_tags.pop("asset", topic_asset))
+    if not payload_tags:
+        if asset != topic_asset:
+            raise DecodeError(
+                "asset_mismatch",
+                f"asset tag {short(asset)!r} is not the topic's asset {short(topic_asset)!r} "
+                "(set mqtt.payload_tags to let payloads name their asset)",
+            )
+        line_tags = {}
     ts_ns = _timestamp(raw_ts) if raw_ts else None
     values: dict[str, float] = {}
     problems: list[DecodeError] = []

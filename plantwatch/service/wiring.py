@@ -179,6 +179,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         template,
         max_payload_bytes=settings.mqtt.max_payload_bytes,
         max_future_ns=round(settings.mqtt.max_future_s * 1e9),
+        payload_tags=settings.mqtt.payload_tags,
     )
     try:
         store = open_store(settings.alerts.store_url)
