@@ -61,6 +61,9 @@ class MqttOptions:
     dead_letter_topic: str | None = None
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    # MQTT 5 Maximum Packet Size sent with CONNECT (None: none): the broker then never sends a larger
+    # packet, so a huge payload is not received in full before the decoder's size check refuses it.
+    max_packet_bytes: int | None = None
 
     @property
     def url(self) -> str:
@@ -115,6 +118,8 @@ class MqttSource:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = opts.session_expiry_s
             props.ReceiveMaximum = opts.max_in_flight
+            if opts.max_packet_bytes is not None:
+                props.MaximumPacketSize = opts.max_packet_bytes
             kwargs = {"clean_start": opts.clean_start, "properties": props}
         self._client.connect_async(opts.host, opts.port, keepalive=opts.keepalive_s, **kwargs)  # type: ignore[arg-type]
         self._client.loop_start()

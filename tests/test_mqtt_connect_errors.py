@@ -22,6 +22,8 @@ from ingest.messages import Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.mqtt_trouble import CONNECT_FAILURES
 from ingest.topics import TopicTemplate
+from plantwatch.service.wiring import PACKET_OVERHEAD_BYTES, mqtt_options
+from plantwatch.settings import load_settings
 from telemetry.counters import Counters
 
 pytestmark = pytest.mark.integration
@@ -147,3 +149,38 @@ def test_a_second_client_with_our_client_id_is_named_as_the_cause(
     lost = _records(caplog_mqtt, logging.ERROR)[0]
     assert f"lost the connection to mqtt://127.0.0.1:{mosquitto.port}" in lost
     assert "another client uses mqtt.client_id 'trouble-twin'" in lost
+
+
+def test_the_broker_never_sends_a_packet_beyond_the_maximum_packet_size(mosquitto: MosquittoServer) -> None:
+    """Maximum Packet Size goes with CONNECT: a 300 KB payload never reaches plantwatch, so it is not
+    received in full before the size check (before, 250 MiB payloads took the service to 1.2 GB)."""
+    counters = Counters()
+    opts = MqttOptions(
+        host="127.0.0.1", port=mosquitto.port, client_id="max-packet", subscription="big/+", max_packet_bytes=100_000
+    )
+    inbound: queue.Queue[Inbound] = queue.Queue(maxsize=100)
+    source = MqttSource(opts, Decoder(TopicTemplate("big/{asset}"), max_payload_bytes=1000), inbound, counters)
+    source.start()
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="max-packet-pub")
+    try:
+        wait_until(source.connected.is_set, 10, "the source connected")
+        publisher.connect("127.0.0.1", mosquitto.port)
+        publisher.loop_start()
+        publisher.publish("big/pump", b"1" * 300_000, qos=1).wait_for_publish(5)
+        publisher.publish("big/pump", b"9" * 2_000, qos=1).wait_for_publish(5)  # within the packet size
+        publisher.publish("big/pump", b'{"values": {"a": 1.0}}', qos=1).wait_for_publish(5)
+        wait_until(lambda: inbound.qsize() >= 1, 10, "the small frame")
+        (item,) = [inbound.get_nowait()]
+        assert item.readings[0].values == {"a": 1.0}
+        # The 2 KB payload arrived and was refused by the decoder; the 300 KB one never arrived at all.
+        assert counters.get("plantwatch_messages_rejected_total", reason="oversized") == 1
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        source.stop()
+
+
+def test_the_service_asks_for_the_payload_limit_plus_room_for_the_longest_topic() -> None:
+    settings = load_settings(None, storage__kind="sqlite", mqtt__max_payload_bytes=4096)
+    options = mqtt_options(settings, TopicTemplate(settings.mqtt.topic_template))
+    assert options.max_packet_bytes == 4096 + PACKET_OVERHEAD_BYTES and PACKET_OVERHEAD_BYTES > 65_535

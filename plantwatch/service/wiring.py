@@ -76,6 +76,12 @@ def build_sink(settings: Settings, counters: Counters, stop: threading.Event) ->
     )
 
 
+# A PUBLISH packet's bytes besides its payload: fixed header, topic (at most 65,535 bytes), packet id
+# and properties. Maximum Packet Size is the payload limit plus this, so no payload within
+# mqtt.max_payload_bytes is refused by the broker for its topic's length.
+PACKET_OVERHEAD_BYTES = 65_536 + 1_024
+
+
 def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
     m = settings.mqtt
     if m.dead_letter_topic:
@@ -104,6 +110,7 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
         dead_letter_topic=m.dead_letter_topic,
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
+        max_packet_bytes=m.max_payload_bytes + PACKET_OVERHEAD_BYTES,
     )
 
 
