@@ -77,12 +77,14 @@ def name_problem(name: str) -> str | None:
     # (non-printable but acceptable characters such as U+00A0 only take this slower path).
     if not name.isprintable() and _BAD_NAME_CHARS.search(name):
         return "contains control characters"
+    if '"' in name:  # VictoriaMetrics' line-protocol parser stores such a name corrupted, answering 204
+        return 'contains a double quote ("), which InfluxDB-compatible databases do not store intact'
     return None
 
 
 def check_name(kind: str, name: str) -> str:
     """``name`` itself, or DecodeError("bad_name") saying why the ``kind`` ("asset", "sensor") name is unusable."""
-    if 0 < len(name) <= MAX_NAME_LEN and name.isprintable():  # the common case, without a call per message
+    if 0 < len(name) <= MAX_NAME_LEN and name.isprintable() and '"' not in name:  # the common case, no call
         return name
     problem = name_problem(name)
     if problem is not None:

@@ -98,6 +98,7 @@ class JsonParser:
                 and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
                 and 0 < len(name) <= MAX_NAME_LEN
                 and name.isprintable()
+                and '"' not in name  # see ingest.formats.base.name_problem
             ):
                 values[name] = value
                 continue
