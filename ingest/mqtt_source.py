@@ -56,6 +56,9 @@ class MqttOptions:
     max_in_flight: int = 1000
     keepalive_s: int = 30
     tls: bool = False
+    ca_file: str | None = None  # None: the system's CAs
+    cert_file: str | None = None  # a client certificate, for a broker that asks for one
+    key_file: str | None = None
     username: str | None = None
     password: str | None = None
     dead_letter_topic: str | None = None
@@ -85,7 +88,9 @@ def paho_client(opts: MqttOptions, client_id: str, *, clean_start: bool, manual_
     if opts.username:
         client.username_pw_set(opts.username, opts.password)
     if opts.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(
+            ca_certs=opts.ca_file, certfile=opts.cert_file, keyfile=opts.key_file, cert_reqs=ssl.CERT_REQUIRED
+        )
     return client
 
 

@@ -141,6 +141,11 @@ def unanswered_trouble(reason: ReasonCode, *, tls: bool) -> Trouble:
     advice = "check that mqtt.url names the broker's MQTT port"
     if not tls:
         advice += "; a TLS listener (usually 8883) needs mqtts:// in mqtt.url"
+    else:  # TLS 1.3 checks a client certificate after the handshake: a refusal looks like this
+        advice += (
+            ", and, if the broker requires a client certificate (require_certificate), that mqtt.cert_file "
+            "and mqtt.key_file name one its CA signed"
+        )
     return Trouble(
         "no_connack", f"the server closed the connection before answering the MQTT CONNECT ({reason.getName()})", advice
     )

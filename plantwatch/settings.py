@@ -67,6 +67,11 @@ class MqttSettings(_Section):
     payload_tags: bool = False
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    # TLS (an mqtts:// url): the CA that signed the broker's certificate (default: the system's), and a
+    # client certificate with its key for a broker that asks for one (require_certificate).
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -98,6 +103,14 @@ class MqttSettings(_Section):
             )
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+        files = {"ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file}
+        for key, path in files.items():
+            if path is not None and not self.tls:
+                raise ValueError(f"{key}: TLS files need an mqtts:// url (mqtt.url is {self.url.split('@')[-1]!r})")
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"{key}: no such file {path!r}")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: is the key of mqtt.cert_file, which is not set")
         return self
 
     @property
