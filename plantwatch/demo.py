@@ -149,7 +149,10 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
     finally:
         server.should_exit = True
         server_thread.join(timeout=15)
-        broker.stop()
+        try:
+            broker.stop()
+        except Exception:  # a broker stopped mid-connection (Ctrl-C) must not hide why the demo ended
+            log.warning("the demo's MQTT broker did not stop cleanly", exc_info=True)
 
 
 def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rate: float, keep: bool) -> int:
@@ -157,8 +160,8 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
     topic = TopicTemplate(service.settings.mqtt.topic_template).render(asset="pump-101")
     print(f"plantwatch demo: API on {base}, data in {work}")
     rows = len(pump.timestamps_ns)
-    print(f"replaying {rows} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)", flush=True)
     publisher = Publisher("127.0.0.1", broker_port, client_id="plantwatch-demo-replay")
+    print(f"replaying {rows} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)", flush=True)
     stop = threading.Event()  # set on Ctrl-C: the replay ends before the broker under it does
     started = time.monotonic()
     replay_thread = threading.Thread(
