@@ -46,6 +46,7 @@ import threading
 import time
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, cast, runtime_checkable
 
@@ -188,6 +189,16 @@ class _Outcome(enum.Enum):
     INVALID = "invalid"
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """For an https:// url: the CA of the server's certificate (None: the system's CAs), and a client
+    certificate with its key (None: none)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class InfluxSink:
     """Writes to an InfluxDB 2.x-compatible ``/api/v2/write`` endpoint (see module docstring)."""
 
@@ -206,6 +217,7 @@ class InfluxSink:
         counters: Counters,
         stop_event: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        tls_files: TlsFiles = TlsFiles(),
     ) -> None:
         self._url = url
         self._org = org
@@ -218,7 +230,14 @@ class InfluxSink:
         self._stop = stop_event
         self._sleep = sleep
         self._client = InfluxDBClient(
-            url=url, token=token, org=org, timeout=max(1, int(timeout_s * 1000)), retries=False
+            url=url,
+            token=token,
+            org=org,
+            timeout=max(1, int(timeout_s * 1000)),
+            retries=False,
+            ssl_ca_cert=tls_files.ca_file,
+            cert_file=tls_files.cert_file,
+            cert_key_file=tls_files.key_file,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 

@@ -103,14 +103,7 @@ class MqttSettings(_Section):
             )
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s: must not exceed mqtt.reconnect_max_s")
-        files = {"ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file}
-        for key, path in files.items():
-            if path is not None and not self.tls:
-                raise ValueError(f"{key}: TLS files need an mqtts:// url (mqtt.url is {self.url.split('@')[-1]!r})")
-            if path is not None and not os.path.isfile(path):
-                raise ValueError(f"{key}: no such file {path!r}")
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file: is the key of mqtt.cert_file, which is not set")
+        _check_tls_files("mqtt", self, "mqtts://", self.tls)
         return self
 
     @property
@@ -127,6 +120,19 @@ class MqttSettings(_Section):
         return urlsplit(self.url).scheme == "mqtts"
 
 
+def _check_tls_files(section: str, block: Any, scheme: str, tls: bool) -> None:
+    """ValueError naming the key when a TLS file of ``block`` is given without TLS, is missing, or is a
+    key without its certificate."""
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(block, key)
+        if path is not None and not tls:
+            raise ValueError(f"{key}: TLS files need an {scheme} url ({section}.url is {block.url.split('@')[-1]!r})")
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{key}: no such file {path!r}")
+    if block.key_file is not None and block.cert_file is None:
+        raise ValueError(f"key_file: is the key of {section}.cert_file, which is not set")
+
+
 class InfluxSettings(_Section):
     url: str = "http://127.0.0.1:8086"
     org: str = "plantwatch"
@@ -135,6 +141,16 @@ class InfluxSettings(_Section):
     measurement: str = "readings"
     anomaly_measurement: str = "anomaly"
     timeout_s: float = Field(default=10.0, gt=0)
+    # https://: the CA of the server's certificate (default: the system's), and a client certificate
+    # with its key for a server (or a proxy in front of it) that asks for one.
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> InfluxSettings:
+        _check_tls_files("influx", self, "https://", urlsplit(self.url).scheme == "https")
+        return self
 
     @field_validator("url")
     @classmethod

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -49,10 +50,11 @@ class VictoriaServer:
     host: str
     port: int
     url: str  # "http://127.0.0.1:PORT" — also the InfluxDB v2 write endpoint base
+    ca_file: str | None = None  # with TLS (https://): the CA its certificate is checked against
 
     def flush(self) -> None:
         """Make recently written samples searchable."""
-        _http_get(f"{self.url}/internal/force_flush")
+        _http_get(f"{self.url}/internal/force_flush", ca_file=self.ca_file)
 
     def export(self, match: str, *, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
         """Series matching ``match`` as dicts {"metric", "values", "timestamps" (ms)}; flushes first.
@@ -63,7 +65,7 @@ class VictoriaServer:
         self.flush()
         end_s = end if end is not None else int(time.time()) + 2 * 86400
         query = urllib.parse.urlencode({"match[]": match, "start": start, "end": end_s})
-        text = _http_get(f"{self.url}/api/v1/export?{query}")
+        text = _http_get(f"{self.url}/api/v1/export?{query}", ca_file=self.ca_file)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def count_samples(self, match: str) -> int:
@@ -97,8 +99,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http_get(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def _http_get(url: str, timeout: float = 10.0, ca_file: str | None = None) -> str:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
         return str(resp.read().decode("utf-8"))
 
 
@@ -110,9 +113,9 @@ def _tcp_ready(port: int) -> bool:
         return False
 
 
-def _health_ready(url: str) -> bool:
+def _health_ready(url: str, ca_file: str | None = None) -> bool:
     try:
-        return _http_get(f"{url}/health", timeout=0.5).strip() == "OK"
+        return _http_get(f"{url}/health", timeout=0.5, ca_file=ca_file).strip() == "OK"
     except OSError:
         return False
 
@@ -202,19 +205,25 @@ def run_mosquitto(tmp_path: Path, *, port: int | None = None, extra_config: str 
 
 
 @contextmanager
-def run_victoria(tmp_path: Path, *, port: int | None = None) -> Iterator[VictoriaServer]:
-    """Start VictoriaMetrics with data in ``tmp_path/victoria`` and 100y retention."""
+def run_victoria(
+    tmp_path: Path, *, port: int | None = None, tls: tuple[Path, Path, Path] | None = None
+) -> Iterator[VictoriaServer]:
+    """Start VictoriaMetrics with data in ``tmp_path/victoria`` and 100y retention; with ``tls``
+    (certificate, key, the CA that signed it) on https://."""
     require_binary(VICTORIA_BIN)
     port = port or free_port()
     base = tmp_path / "victoria"
     data = base / "data"
     data.mkdir(parents=True, exist_ok=True)
-    url = f"http://{HOST}:{port}"
+    url = f"{'https' if tls else 'http'}://{HOST}:{port}"
     argv = [
         VICTORIA_BIN,
         f"-httpListenAddr={HOST}:{port}",
         f"-storageDataPath={data}",
         "-retentionPeriod=100y",
     ]
-    with _process(argv, base / "victoria.log", "victoria-metrics", lambda: _health_ready(url)):
-        yield VictoriaServer(HOST, port, url)
+    if tls is not None:
+        argv += ["-tls", f"-tlsCertFile={tls[0]}", f"-tlsKeyFile={tls[1]}"]
+    ca_file = str(tls[2]) if tls else None
+    with _process(argv, base / "victoria.log", "victoria-metrics", lambda: _health_ready(url, ca_file)):
+        yield VictoriaServer(HOST, port, url, ca_file)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from servers import free_port, run_mosquitto, skip_or_fail
+from certs import certificates
+from servers import free_port, run_mosquitto
 from waiting import wait_until
 
 from ingest.decode import Decoder
@@ -20,32 +19,6 @@ from ingest.topics import TopicTemplate
 from telemetry.counters import Counters
 
 pytestmark = pytest.mark.integration
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _certificates(folder: Path) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    if shutil.which("openssl") is None:
-        skip_or_fail("the openssl command is missing (Debian package openssl)")
-    folder.mkdir()
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(
-        "req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca", cwd=folder
-    )
-    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=plantwatch")):
-        _openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=folder)
-        extra = ["-extfile", "server.ext"] if name == "server" else []
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.crt", "-days", "2", *extra, cwd=folder,
-        )  # fmt: skip
-    for path in folder.iterdir():
-        path.chmod(0o644)  # mosquitto reads them as its own user
-    return folder
 
 
 def _source(
@@ -69,7 +42,7 @@ def _source(
 
 
 def test_tls_with_the_configured_ca_and_client_certificate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    certs = _certificates(tmp_path / "certs")
+    certs = certificates(tmp_path / "certs")
     port = free_port()
     listener = (
         f"listener {port} 127.0.0.1\ncafile {certs / 'ca.crt'}\ncertfile {certs / 'server.crt'}\n"

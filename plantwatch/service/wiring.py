@@ -24,7 +24,7 @@ from api.keys import KeyFile, KeyFileError
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
-from ingest.sink import InfluxSink, Sink, SqliteSink
+from ingest.sink import InfluxSink, Sink, SqliteSink, TlsFiles
 from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
@@ -73,6 +73,7 @@ def build_sink(settings: Settings, counters: Counters, stop: threading.Event) ->
         timeout_s=influx.timeout_s,
         counters=counters,
         stop_event=stop,
+        tls_files=TlsFiles(influx.ca_file, influx.cert_file, influx.key_file),
     )
 
 
