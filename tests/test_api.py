@@ -110,6 +110,11 @@ def test_a_poller_following_the_cursor_gets_each_change_once(store: SqliteAlertS
         assert [a["id"] for a in again.json()] == [seeded["old"].id]
         quiet = client.get("/alerts", params={"updated_since": "2100-01-01T00:00:00Z"})
         assert quiet.json() == [] and quiet.headers["x-next-cursor"].startswith("u")
+        # Nothing changed, and still a bad parameter is refused, not answered by the probe.
+        up_to_date = again.headers["x-next-cursor"]
+        assert client.get("/alerts", params={"cursor": up_to_date}).json() == []
+        refused = client.get("/alerts", params={"cursor": up_to_date, "until": "soon"})
+        assert refused.status_code == 422 and "until" in refused.json()["detail"]
 
 
 def test_alert_json_shape(store: SqliteAlertStore, seeded: dict[str, Alert]) -> None:

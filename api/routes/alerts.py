@@ -25,9 +25,11 @@ async def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]
     In the order of changes every answer carries it, where the answer ended: a poller passes it alone
     as ``cursor`` the next time and gets only what changed after the last change it saw."""
     # The store blocks, so it runs in the thread pool: one hop, the rest (parsing, the models) here.
-    # `since` is parsed here, not in the model, so its 422 keeps the one-line detail it always had.
+    # The instants are parsed here, not in the model, so a 422 keeps the one-line detail it always had,
+    # and before the probe, so a bad one is refused whether or not anything changed.
     since_ns = None if filters.since is None else parse_instant(filters.since, "since")
     updated_ns = None if filters.updated_since is None else parse_instant(filters.updated_since, "updated_since")
+    until_ns = None if filters.until is None else parse_instant(filters.until, "until")
     changes = updated_ns is not None or (filters.cursor or "").startswith("u")
     order = "u" if changes else "s"
     after = None if filters.cursor is None else parse_cursor(filters.cursor, order, "cursor")
@@ -36,24 +38,23 @@ async def list_alerts(store: StoreDep, filters: Annotated[AlertFilters, Query()]
         updated_ns = after[0]
     if updated_ns is not None:
         updated_ns = max(updated_ns, 0)  # no change is stamped before 1970, and the cursor must parse
-    if updated_ns is not None and not await changed_after(store, after or (updated_ns, 0)):
-        # An up-to-date poller, the usual case: a probe answers it (the page's filters only narrow).
-        response.headers["X-Next-Cursor"] = filters.cursor or f"u{updated_ns}.0"
-        return []
-    alerts = await run_in_threadpool(
-        store.list,
-        asset=filters.asset,
-        state=filters.state,
-        kind=filters.kind,
-        since_ns=since_ns,
-        limit=filters.limit,
-        acknowledged=filters.acknowledged,
-        updated_since_ns=updated_ns,
-        after=after,
-        severity=filters.severity,
-        until_ns=None if filters.until is None else parse_instant(filters.until, "until"),
-        tag=None if filters.tag is None else _name_value(filters.tag),
-    )
+    alerts: list[Alert] = []
+    # An up-to-date poller, the usual case, is answered by a probe (the page's filters only narrow).
+    if updated_ns is None or await changed_after(store, after or (updated_ns, 0)):
+        alerts = await run_in_threadpool(
+            store.list,
+            asset=filters.asset,
+            state=filters.state,
+            kind=filters.kind,
+            since_ns=since_ns,
+            limit=filters.limit,
+            acknowledged=filters.acknowledged,
+            updated_since_ns=updated_ns,
+            after=after,
+            severity=filters.severity,
+            until_ns=until_ns,
+            tag=None if filters.tag is None else _name_value(filters.tag),
+        )
     if alerts and (changes or len(alerts) == filters.limit):
         response.headers["X-Next-Cursor"] = cursor_after(alerts[-1], order)
     elif changes:  # nothing changed: the same place again (a place before every change at updated_since)
