@@ -255,12 +255,12 @@ class DetectorStage:
         self._report_unknown_sensors(monitor, _of(UnknownSensors, events))
         self._report_rediscovery(monitor, _of(SensorsRediscovered, events))
         self._report_running_rule(_of(RunningRuleUnusable, events))
-        if observed.rows and monitor.sensor_names:
-            self.rows.add(asset, monitor.sensor_names, observed.rows)
+        names, rows = monitor.sensor_names, observed.rows
         rul = self.maintenance.rul if self.maintenance is not None else None
-        if rul is not None and observed.rows and monitor.sensor_names:
+        if rows and names:
+            self.rows.add(asset, names, rows)
+        if rul is not None and rows and names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
-            names, rows = monitor.sensor_names, observed.rows
             made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
             if made is not None and not was_warm:
                 # No scored verdicts yet to carry the RUL check: a failure due soon must not wait for them.

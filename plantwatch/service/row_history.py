@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.align import Row
-from plantwatch.service.score_history import AssetRings, oldest_first
+from plantwatch.service.score_history import AssetRings, kept_rows
 
 DEFAULT_ROWS = 720  # the dashboard draws the newest 720 scored rows
 
@@ -37,9 +37,6 @@ class _Ring:
             self.ts[i], self.values[i] = ts, row
             self.count += 1
 
-    def oldest_first(self) -> np.ndarray:
-        return oldest_first(self.count, self.ts.shape[0])
-
 
 class RowHistory(AssetRings[_Ring]):
     """The last ``rows`` aligned rows of each asset."""
@@ -64,9 +61,7 @@ class RowHistory(AssetRings[_Ring]):
             ring = self._rings.get(asset)
             if ring is None:
                 return RowsSince((), [], [])
-            order = ring.oldest_first()
-            keep = order if since_ns is None else order[ring.ts[order] >= since_ns]
-            keep = keep[-limit:]
+            keep = kept_rows(ring.ts, ring.count, since_ns, limit)
             values = ring.values[keep].astype(np.float64)
             cells = [[v if np.isfinite(v) else None for v in row] for row in values.tolist()]
             return RowsSince(ring.sensors, ring.ts[keep].tolist(), cells)

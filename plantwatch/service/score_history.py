@@ -39,15 +39,15 @@ class _Ring:
         self.ts[i], self.score[i], self.probability[i], self.anomaly[i] = v.ts_ns, v.score, v.probability, v.anomaly
         self.count += 1
 
-    def oldest_first(self) -> np.ndarray:
-        return oldest_first(self.count, self.ts.shape[0])
 
-
-def oldest_first(count: int, capacity: int) -> np.ndarray:
-    """Indices of a ring's kept rows, oldest first, after ``count`` rows written into ``capacity``."""
-    if count <= capacity:
-        return np.arange(count)
-    return (np.arange(capacity) + count) % capacity
+def kept_rows(ts: np.ndarray, count: int, since_ns: int | None, limit: int) -> np.ndarray:
+    """Indices into a ring of stamps ``ts`` after ``count`` rows were written into it: the rows kept,
+    stamped at or after ``since_ns``, oldest first, at most the newest ``limit``."""
+    capacity = ts.shape[0]
+    order = np.arange(count) if count <= capacity else (np.arange(capacity) + count) % capacity
+    if since_ns is not None:
+        order = order[ts[order] >= since_ns]
+    return order[-limit:]
 
 
 class AssetRings(Generic[R]):
@@ -89,10 +89,7 @@ class ScoreHistory(AssetRings[_Ring]):
             ring = self._rings.get(asset)
             if ring is None:
                 return []
-            order = ring.oldest_first()
-            ts = ring.ts[order]
-            keep = order if since_ns is None else order[ts >= since_ns]
-            keep = keep[-limit:]
+            keep = kept_rows(ring.ts, ring.count, since_ns, limit)
             rows = zip(
                 ring.ts[keep].tolist(),
                 ring.score[keep].tolist(),
