@@ -38,6 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socket_trouble, unanswered_trouble
+from ingest.tls import NO_TLS_FILES, TlsFiles
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,7 @@ class MqttOptions:
     max_in_flight: int = 1000
     keepalive_s: int = 30
     tls: bool = False
-    ca_file: str | None = None  # None: the system's CAs
-    cert_file: str | None = None  # a client certificate, for a broker that asks for one
-    key_file: str | None = None
+    tls_files: TlsFiles = NO_TLS_FILES  # with tls: the CA (default: the system's), a client certificate
     username: str | None = None
     password: str | None = None
     dead_letter_topic: str | None = None
@@ -89,7 +88,10 @@ def paho_client(opts: MqttOptions, client_id: str, *, clean_start: bool, manual_
         client.username_pw_set(opts.username, opts.password)
     if opts.tls:
         client.tls_set(
-            ca_certs=opts.ca_file, certfile=opts.cert_file, keyfile=opts.key_file, cert_reqs=ssl.CERT_REQUIRED
+            ca_certs=opts.tls_files.ca_file,
+            certfile=opts.tls_files.cert_file,
+            keyfile=opts.tls_files.key_file,
+            cert_reqs=ssl.CERT_REQUIRED,
         )
     return client
 

@@ -46,7 +46,6 @@ import threading
 import time
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, cast, runtime_checkable
 
@@ -57,6 +56,7 @@ from influxdb_client.rest import ApiException
 
 from detector.types import Verdict
 from ingest.messages import Reading
+from ingest.tls import NO_TLS_FILES, TlsFiles
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -189,16 +189,6 @@ class _Outcome(enum.Enum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    """For an https:// url: the CA of the server's certificate (None: the system's CAs), and a client
-    certificate with its key (None: none)."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-
 class InfluxSink:
     """Writes to an InfluxDB 2.x-compatible ``/api/v2/write`` endpoint (see module docstring)."""
 
@@ -217,7 +207,7 @@ class InfluxSink:
         counters: Counters,
         stop_event: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        tls_files: TlsFiles = TlsFiles(),
+        tls_files: TlsFiles = NO_TLS_FILES,
     ) -> None:
         self._url = url
         self._org = org

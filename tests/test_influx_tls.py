@@ -10,7 +10,8 @@ from certs import certificates
 from servers import run_victoria
 
 from ingest.messages import Reading
-from ingest.sink import InfluxSink, TlsFiles
+from ingest.sink import InfluxSink
+from ingest.tls import TlsFiles
 from plantwatch.settings import ConfigError, load_settings
 from telemetry.counters import Counters
 

@@ -15,6 +15,7 @@ from waiting import wait_until
 from ingest.decode import Decoder
 from ingest.messages import Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
+from ingest.tls import TlsFiles
 from ingest.topics import TopicTemplate
 from telemetry.counters import Counters
 
@@ -30,9 +31,7 @@ def _source(
         client_id="tls-test",
         subscription="tls/+",
         tls=True,
-        ca_file=ca_file,
-        cert_file=cert_file,
-        key_file=key_file,
+        tls_files=TlsFiles(ca_file, cert_file, key_file),
         reconnect_max_s=2,
     )
     inbound: queue.Queue[Inbound] = queue.Queue(maxsize=100)

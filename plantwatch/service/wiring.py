@@ -24,7 +24,8 @@ from api.keys import KeyFile, KeyFileError
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
-from ingest.sink import InfluxSink, Sink, SqliteSink, TlsFiles
+from ingest.sink import InfluxSink, Sink, SqliteSink
+from ingest.tls import TlsFiles
 from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
@@ -106,9 +107,7 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
         max_in_flight=m.max_in_flight,
         keepalive_s=m.keepalive_s,
         tls=m.tls,
-        ca_file=m.ca_file,
-        cert_file=m.cert_file,
-        key_file=m.key_file,
+        tls_files=TlsFiles(m.ca_file, m.cert_file, m.key_file),
         username=m.username,
         password=m.password.get_secret_value() if m.password else None,
         dead_letter_topic=m.dead_letter_topic,
