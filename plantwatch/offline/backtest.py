@@ -268,8 +268,9 @@ def backtest_main(
     if explain_path is not None:
         write_explanations(explain_path, result)
     elapsed = time.perf_counter() - started  # the pictures' time is their own, not the scoring rate's
+    truth = combine_labels(log.labels) if log.labels else None
     if plot_path is not None or html_path is not None:
-        _draw(log, result, log_path, plot_path, html_path)
+        _draw(log, result, truth, log_path, plot_path, html_path)
     summary: dict[str, Any] = {
         "log": str(log_path),
         "out": str(out_path),
@@ -293,8 +294,7 @@ def backtest_main(
         "seconds": elapsed,
         "rows_per_second": len(log) / elapsed if elapsed > 0 else float("inf"),
     }
-    if log.labels:
-        truth = combine_labels(log.labels)
+    if truth is not None:
         summary["metrics"] = pointwise_metrics(result.anomaly, truth, start=train_rows)
         after = slice(train_rows, None)
         summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
@@ -302,9 +302,13 @@ def backtest_main(
 
 
 def _draw(
-    log: SensorLog, result: BacktestResult, log_path: str | Path, png: str | Path | None, page: str | Path | None
+    log: SensorLog,
+    result: BacktestResult,
+    truth: np.ndarray | None,
+    log_path: str | Path,
+    png: str | Path | None,
+    page: str | Path | None,
 ) -> None:
-    truth = combine_labels(log.labels) if log.labels else None
     name = Path(log_path).name
     figure = pictures.draw(log, result, truth, f"{name}: backtest, {result.train_rows:,} baseline rows")
     if png is not None:

@@ -53,10 +53,8 @@ class AlertSpan:
 
 def alert_spans(result: BacktestResult) -> list[AlertSpan]:
     """Each run of anomalous rows, with its peak probability and the explanation of its first explained row."""
-    flags = np.concatenate([[False], result.anomaly.astype(bool), [False]])
-    edges = np.flatnonzero(np.diff(flags.astype(np.int8)))
     spans = []
-    for number, (start, stop) in enumerate(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True), start=1):
+    for number, (start, stop) in enumerate(_spans_of(result.anomaly), start=1):
         explained = [row for row in range(start, stop) if row in result.explanations]
         peak = np.nanmax(result.probability[start:stop]) if np.isfinite(result.probability[start:stop]).any() else 0.0
         why = result.explanations[explained[0]] if explained else None
@@ -65,6 +63,7 @@ def alert_spans(result: BacktestResult) -> list[AlertSpan]:
 
 
 def _spans_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Each run of true rows of ``mask`` as ``(start, stop)``, stop exclusive."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
