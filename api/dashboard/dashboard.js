@@ -254,25 +254,19 @@ async function showChart(asset) {
   }
   const t0 = Date.parse(points[0].at);
   const t1 = Date.parse(points[points.length - 1].at);
-  const x = (iso) => BOX.left + ((Date.parse(iso) - t0) / Math.max(t1 - t0, 1)) * (BOX.right - BOX.left);
+  const x = (ms) => BOX.left + ((ms - t0) / Math.max(t1 - t0, 1)) * (BOX.right - BOX.left);
   const y = (p) => BOX.bottom - (nines(p) / MAX_NINES) * (BOX.bottom - BOX.top);
   for (let n = 0; n <= MAX_NINES; n += 1) {
     const level = n === 0 ? 0 : 1 - 10 ** -n;
     chart.append(svg("line", { class: "grid", x1: BOX.left, x2: BOX.right, y1: y(level), y2: y(level) }));
     chart.append(svg("text", { x: BOX.left - 6, y: y(level) + 4, "text-anchor": "end" }, n === 0 ? "0" : level.toFixed(n)));
   }
-  for (const alert of alerts) {
-    const start = Math.max(Date.parse(alert.started_at), t0);
-    const end = Math.min(alert.resolved_at ? Date.parse(alert.resolved_at) : t1, t1);
-    if (end < t0 || start > t1) continue;
-    const x0 = x(new Date(start).toISOString());
-    const width = Math.max(x(new Date(end).toISOString()) - x0, 2);
-    chart.append(svg("rect", { class: "span", x: x0, y: BOX.top, width, height: BOX.bottom - BOX.top }));
-  }
-  const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.at).toFixed(1)},${y(p.probability).toFixed(1)}`);
+  shadeAlerts(chart, alerts, t0, t1, x, BOX.top, BOX.bottom - BOX.top);
+  const at = (p) => x(Date.parse(p.at));
+  const path = points.map((p, i) => `${i ? "L" : "M"}${at(p).toFixed(1)},${y(p.probability).toFixed(1)}`);
   chart.append(svg("path", { class: "line", d: path.join("") }));
   for (const p of points.filter((q) => q.anomaly)) {
-    chart.append(svg("circle", { class: "point", cx: x(p.at), cy: y(p.probability), r: 2 }));
+    chart.append(svg("circle", { class: "point", cx: at(p), cy: y(p.probability), r: 2 }));
   }
   if (asset.alarm_enter !== null) {
     const level = y(asset.alarm_enter);
@@ -282,10 +276,20 @@ async function showChart(asset) {
   chart.append(svg("text", { x: BOX.right, y: 252, "text-anchor": "end" }, new Date(t1).toLocaleString()));
   // The sensors driving the alarm now, else those of the asset's latest alert, come first.
   const top = asset.top_sensors && asset.top_sensors.length ? asset.top_sensors : alerts[0]?.top_sensors || [];
-  drawSensors(strips, readings, alerts, t0, t1, top);
+  drawSensors(strips, readings, alerts, t0, t1, x, top);
 }
 
-function drawSensors(strips, readings, alerts, t0, t1, top) {
+function shadeAlerts(target, alerts, t0, t1, x, y0, height) {
+  // Each alert's span within [t0, t1], on the chart and on every sensor strip alike.
+  for (const alert of alerts) {
+    const start = Math.max(Date.parse(alert.started_at), t0);
+    const end = Math.min(alert.resolved_at ? Date.parse(alert.resolved_at) : t1, t1);
+    if (end < t0 || start > t1) continue;
+    target.append(svg("rect", { class: "span", x: x(start), y: y0, width: Math.max(x(end) - x(start), 2), height }));
+  }
+}
+
+function drawSensors(strips, readings, alerts, t0, t1, x, top) {
   // One strip per sensor (the ones driving an alarm first), each scaled to its own range, over the
   // probability chart's time span, with the same alert shading.
   const named = top.map((s) => s.sensor);
@@ -295,7 +299,6 @@ function drawSensors(strips, readings, alerts, t0, t1, top) {
   const shown = order.slice(0, MAX_STRIPS);
   const rows = readings.points.filter((p) => Date.parse(p.at) >= t0 && Date.parse(p.at) <= t1);
   strips.setAttribute("viewBox", `0 0 900 ${STRIP * shown.length + 4}`);
-  const x = (ms) => BOX.left + ((ms - t0) / Math.max(t1 - t0, 1)) * (BOX.right - BOX.left);
   shown.forEach((column, k) => {
     const y0 = k * STRIP + 2;
     const values = rows.map((p) => p.values[column]).filter((v) => v !== null);
@@ -303,12 +306,7 @@ function drawSensors(strips, readings, alerts, t0, t1, top) {
     const high = Math.max(...values);
     const y = (v) => y0 + STRIP - 6 - ((v - low) / Math.max(high - low, 1e-12)) * (STRIP - 12);
     strips.append(svg("rect", { class: "strip", x: BOX.left, y: y0, width: BOX.right - BOX.left, height: STRIP - 4 }));
-    for (const alert of alerts) {
-      const start = Math.max(Date.parse(alert.started_at), t0);
-      const end = Math.min(alert.resolved_at ? Date.parse(alert.resolved_at) : t1, t1);
-      if (end < t0 || start > t1) continue;
-      strips.append(svg("rect", { class: "span", x: x(start), y: y0, width: Math.max(x(end) - x(start), 2), height: STRIP - 4 }));
-    }
+    shadeAlerts(strips, alerts, t0, t1, x, y0, STRIP - 4);
     const path = [];
     for (const p of rows) {
       const v = p.values[column];
