@@ -100,6 +100,28 @@ class AlertManager:
         self._conditions: dict[str, dict[str, _Tracked]] = {kind: self._reload(kind) for kind in CONDITION_KINDS}
         # Each asset's sensors at fault now: anomalies they drive are theirs, not the process's.
         self._faulty: dict[str, frozenset[str]] = {}
+        # While rows a crash left unscored are scored again: (asset, kind) -> the event time up to
+        # which the store already holds what the crashed process decided (begin_recovery).
+        self._decided_until: dict[tuple[str, str], int] = {}
+
+    def begin_recovery(self) -> None:
+        """Rows stored before a crash are about to be scored again, after the checkpoint they follow.
+
+        The crashed process already opened, extended and resolved alerts for some of them, and those are
+        in the store: until :meth:`end_recovery`, a verdict stamped at or before the latest activity of
+        its asset's alerts of a kind changes nothing (no second alert for one episode), while a later one
+        is what the crash cut short, and is handled as always.
+        """
+        with self._lock:
+            self._decided_until = dict(self._store.latest_activity())
+
+    def end_recovery(self) -> None:
+        with self._lock:
+            self._decided_until = {}
+
+    def _decided(self, asset: str, kind: str, ts_ns: int) -> bool:
+        until = self._decided_until.get((asset, kind))
+        return until is not None and ts_ns <= until
 
     def _reload(self, kind: str = KIND_ANOMALY) -> dict[str, _Tracked]:
         """Continue the alerts a previous process left open instead of opening duplicates."""
@@ -132,6 +154,8 @@ class AlertManager:
             # The baseline is still being learned: its verdicts say nothing about the asset.
             return []
         with self._lock:
+            if self._decided(verdict.asset, KIND_ANOMALY, verdict.ts_ns):
+                return []
             anomaly = verdict.anomaly and not self._driven_by_faulty_sensor(verdict)
             tracked = self._open.get(verdict.asset)
             if tracked is None:
@@ -183,6 +207,8 @@ class AlertManager:
         ts_ns = round(forecast.ts * _NS_PER_S)
         sensors = top_sensors if top_sensors is not None else _named_only(forecast.drivers)
         with self._lock:
+            if self._decided(forecast.asset, KIND_MAINTENANCE, ts_ns):
+                return []
             tracked = self._maintenance.get(forecast.asset)
             if tracked is None:
                 alert = self._store.insert(
@@ -214,7 +240,7 @@ class AlertManager:
     def maintenance_not_due(self, asset: str, ts_ns: int) -> list[AlertEvent]:
         """No forecast is due for ``asset`` at ``ts_ns``: resolve its maintenance alert after the quiet period."""
         with self._lock:
-            if asset not in self._maintenance:
+            if asset not in self._maintenance or self._decided(asset, KIND_MAINTENANCE, ts_ns):
                 return []
             return self._resolve_when_quiet(
                 self._maintenance, asset, ts_ns, "plantwatch_maintenance_alerts_resolved_total"
@@ -242,6 +268,8 @@ class AlertManager:
         with self._lock:
             if kind != KIND_STALE_DATA:
                 self._faulty[asset] = frozenset(c.sensor for c in sensors)
+            if self._decided(asset, kind, ts_ns):
+                return []
             tracked = self._conditions[kind].get(asset)
             if not sensors:
                 return [] if tracked is None else self._resolve_when_quiet(self._conditions[kind], asset, ts_ns)

@@ -110,6 +110,10 @@ class AlertStore(Protocol):
 
     def open_alerts(self) -> builtins.list[Alert]: ...
 
+    def latest_activity(self) -> dict[tuple[str, str], int]:
+        """(asset, kind) -> the latest ``last_activity_ns`` of its alerts (event time)."""
+        ...
+
     def delivered(self, output: str) -> tuple[int, int] | None:
         """Where the output of this name has delivered up to: ``(updated_at_ns, id)`` of the last alert
         it handed on, as ``list(after=...)`` takes it; None before its first delivery."""
@@ -371,6 +375,13 @@ class _SqlAlertStore:
 
     def open_alerts(self) -> builtins.list[Alert]:
         return self.list(state=STATE_OPEN, limit=1_000_000)
+
+    def latest_activity(self) -> dict[tuple[str, str], int]:
+        query = select(table.c.asset, table.c.kind, func.max(table.c.last_activity_ns)).group_by(
+            table.c.asset, table.c.kind
+        )
+        with self._engine.connect() as conn:
+            return {(asset, kind): int(latest) for asset, kind, latest in conn.execute(query)}
 
     def delivered(self, output: str) -> tuple[int, int] | None:
         query = select(output_cursors).where(output_cursors.c.name == output)

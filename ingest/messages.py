@@ -35,11 +35,13 @@ class Inbound:
     """What the MQTT callback hands to the writer: decoded readings plus the handle to ack them.
 
     ``mid`` is paho's message id for ``client.ack``; ``None`` for QoS 0 deliveries (nothing to ack).
+    ``received_ns`` is ``time.monotonic_ns()`` at receipt (``plantwatch_oldest_unwritten_seconds``).
     """
 
     readings: tuple[Reading, ...]
     mid: int | None
     qos: int = 1
+    received_ns: int = 0
 
 
 def short(value: object, limit: int = 60) -> str:

@@ -5,9 +5,13 @@ Delivery semantics (after Telegraf's mqtt_consumer):
   while plantwatch is down or slow;
 - ``manual_ack``: a message is acknowledged only by :meth:`MqttSource.ack`, which the writer calls
   after the readings are durably stored. Until then the broker will redeliver it;
-- in-flight messages are bounded: MQTT 5's Receive Maximum (``max_in_flight``) caps how many
-  unacknowledged messages the broker sends us, and the hand-off queue is larger than that cap, so
-  paho's network thread never blocks on it;
+- in-flight messages are bounded by us, not only by the broker: MQTT 5's Receive Maximum
+  (``max_in_flight``) asks the broker to send no more unacknowledged messages than that, but
+  Mosquitto 2.0 stops honouring it once acknowledgements flow (8,665 outstanding with a cap of
+  1,000). So paho's thread also waits, before it hands on a delivery, until fewer than
+  ``max_in_flight`` deliveries are unacknowledged here; the socket then fills and TCP slows the
+  broker. Deliveries we stored but had not acknowledged are what a reconnect redelivers, so this
+  also bounds the duplicates a broker restart causes;
 - subscriptions are made in ``on_connect`` so they are renewed after every reconnect; paho reconnects
   with capped exponential backoff (``reconnect_min_s`` … ``reconnect_max_s``).
 
@@ -28,6 +32,7 @@ import queue
 import ssl
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -108,6 +113,10 @@ class MqttSource:
         self._reasons_logged: set[str] = set()
         self._stopping = False
         self._refused = False  # the broker refused the last CONNECT (paho then reports a disconnect too)
+        # Deliveries handed on and not yet acknowledged (QoS 1 and 2): at most max_in_flight.
+        self._unacked = threading.BoundedSemaphore(options.max_in_flight)
+        self._unacked_count = 0
+        self._count_lock = threading.Lock()
         self.trouble = TroubleLog(
             options.url,
             counters,
@@ -140,6 +149,14 @@ class MqttSource:
     def ack(self, mid: int, qos: int = 1) -> None:
         """Acknowledge one delivery once its readings are durable (thread-safe in paho)."""
         self._client.ack(mid, qos)
+        with self._count_lock:
+            self._unacked_count -= 1
+        self._unacked.release()
+
+    @property
+    def unacknowledged(self) -> int:
+        """Deliveries handed on and not yet acknowledged (``plantwatch_unacked_messages``)."""
+        return self._unacked_count
 
     # -- paho callbacks (paho's network thread: decode and enqueue only) ---------------------------
     def _on_connect(
@@ -191,17 +208,27 @@ class MqttSource:
             return
         for problem in decoded.problems:
             self._count_problem(problem, message.topic)
-        self._enqueue(Inbound(readings=decoded.readings, mid=mid, qos=message.qos))
+        self._enqueue(Inbound(decoded.readings, mid, message.qos, received_ns=time.monotonic_ns()))
 
     def _enqueue(self, item: Inbound) -> None:
-        # The queue is sized above Receive Maximum, so this only waits when QoS 0 floods us;
-        # waiting in slices keeps stop() responsive.
+        # Waiting in slices keeps stop() responsive.
+        if item.mid is not None and not self._take_slot():
+            return  # stopping: the delivery stays unacknowledged, and the broker redelivers it
         while not self._stopping:
             try:
                 self.out.put(item, timeout=0.5)
                 return
             except queue.Full:
                 continue
+
+    def _take_slot(self) -> bool:
+        """Wait until fewer than max_in_flight deliveries are unacknowledged (False: stopping)."""
+        while not self._unacked.acquire(timeout=0.5):
+            if self._stopping:
+                return False
+        with self._count_lock:
+            self._unacked_count += 1
+        return True
 
     # -- rejects ---------------------------------------------------------------------------------
     def _reject(self, exc: DecodeError, message: mqtt.MQTTMessage) -> None:

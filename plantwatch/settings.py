@@ -223,6 +223,8 @@ class DetectorSettings(_Section):
     running_when: str | None = None
     settle_s: float = Field(default=0.0, ge=0)
     model_dir: str | None = None
+    # With model_dir: seconds between checkpoints, the most a crash leaves to score again at the next start.
+    checkpoint_interval_s: float = Field(default=30.0, gt=0, le=3600)
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
 
     @field_validator("running_when")

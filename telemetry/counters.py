@@ -8,7 +8,9 @@ object, which keeps them in its own ``prometheus_client`` registry: two services
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client import disable_created_metrics as _disable_created_metrics
 
 # No "<name>_created" sample beside each counter: nothing reads them, and they would double /metrics.
@@ -30,6 +32,7 @@ HELP: dict[str, str] = {
     "plantwatch_sensor_rediscoveries_total": "Sensor sets discovered again: a sensor stopped before the baseline.",
     "plantwatch_rows_skipped_total": "Rows not scored: unusable values, out of time order, or refilling after a gap.",
     "plantwatch_rows_stopped_total": "Rows not scored: the asset stopped (running_when) or settling after a start.",
+    "plantwatch_readings_rescored_total": "Readings scored again at a start: stored before a stop, not checkpointed.",
     "plantwatch_model_restores_failed_total": "Saved models that could not be restored (a new baseline is learned).",
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
     "plantwatch_alerts_opened_total": "Alerts opened.",
@@ -44,6 +47,14 @@ HELP: dict[str, str] = {
     "plantwatch_alert_delivery_failures_total": "Alert deliveries tried again (receiver down or busy), by output.",
     "plantwatch_alert_deliveries_refused_total": "Alert changes a receiver refused for good (skipped), by output.",
     "plantwatch_alert_deliveries_silenced_total": "Changes of shelved alerts not sent to a webhook, by output.",
+}
+# Gauges: read from the running service at each scrape (Counters.watch), never set by hand.
+GAUGES: dict[str, str] = {
+    "plantwatch_unacked_messages": "MQTT deliveries received and not yet acknowledged (at most mqtt.max_in_flight).",
+    "plantwatch_inbound_queue": "Decoded deliveries waiting for the writer.",
+    "plantwatch_oldest_unwritten_seconds": "Age of the oldest delivery received and not yet written to storage.",
+    "plantwatch_storage_write_pending_seconds": "How long the write in progress has been retried (0 between writes).",
+    "plantwatch_scoring_backlog": "Readings written and waiting for the detector.",
 }
 LABELS: dict[str, tuple[str, ...]] = {
     "plantwatch_sensor_alerts_opened_total": ("kind",),
@@ -67,6 +78,10 @@ class Counters:
             name: Counter(name, help_text, LABELS.get(name, ()), registry=self.registry)
             for name, help_text in HELP.items()
         }
+
+    def watch(self, name: str, read: Callable[[], float]) -> None:
+        """Serve gauge ``name`` (declared in :data:`GAUGES`) from ``read()`` at every scrape."""
+        Gauge(name, GAUGES[name], registry=self.registry).set_function(read)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         counter = self._counters[name]

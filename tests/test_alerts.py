@@ -38,6 +38,13 @@ class RecordingStore:
         self.updates.append(alert)
         self.rows[alert.id] = alert
 
+    def latest_activity(self) -> dict[tuple[str, str], int]:
+        latest: dict[tuple[str, str], int] = {}
+        for alert in self.rows.values():
+            key = (alert.asset, alert.kind)
+            latest[key] = max(latest.get(key, alert.last_activity_ns), alert.last_activity_ns)
+        return latest
+
     def list(
         self,
         asset: str | None = None,

@@ -6,10 +6,11 @@ The pipeline is run in-process (no HTTP server needed) with the same wiring as `
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from servers import MosquittoServer, VictoriaServer, free_port, run_victoria
+from servers import MosquittoServer, VictoriaServer, free_port, run_mosquitto, run_victoria
 from waiting import wait_until as _wait
 
 from ingest.replay import Publisher, as_log, replay
@@ -28,20 +29,23 @@ def _log(rows: int, start_s: int) -> object:
     return as_log(ts, SENSORS, rng.normal(10.0, 1.0, size=(rows, len(SENSORS))))
 
 
-def _service(tmp_path: Path, mqtt_port: int, influx_url: str, client_id: str) -> Service:
+def _service(tmp_path: Path, mqtt_port: int, influx_url: str, client_id: str, **overrides: Any) -> Service:
     settings = load_settings(
         None,
-        mqtt__url=f"mqtt://127.0.0.1:{mqtt_port}",
-        mqtt__client_id=client_id,
-        mqtt__topic_template="site/{asset}",
-        mqtt__max_in_flight=200,
-        storage__kind="influxdb",
-        storage__batch_size=100,
-        storage__flush_interval_s=0.1,
-        influx__url=influx_url,
-        influx__token="t",
-        alerts__store_url=f"sqlite:///{tmp_path / (client_id + '-alerts.db')}",
-        detector__baseline_rows=50,
+        **{
+            "mqtt__url": f"mqtt://127.0.0.1:{mqtt_port}",
+            "mqtt__client_id": client_id,
+            "mqtt__topic_template": "site/{asset}",
+            "mqtt__max_in_flight": 200,
+            "storage__kind": "influxdb",
+            "storage__batch_size": 100,
+            "storage__flush_interval_s": 0.1,
+            "influx__url": influx_url,
+            "influx__token": "t",
+            "alerts__store_url": f"sqlite:///{tmp_path / (client_id + '-alerts.db')}",
+            "detector__baseline_rows": 50,
+            **overrides,
+        },
     )
     return build_service(settings)
 
@@ -146,3 +150,43 @@ def test_plantwatch_reconnects_after_a_broker_restart(tmp_path: Path, victoria: 
         assert victoria.distinct_timestamps(stored) == 100
     finally:
         service.pipeline.stop()
+
+
+def test_plantwatch_holds_no_more_than_max_in_flight_unacknowledged_whatever_the_broker_sends(
+    tmp_path: Path,
+) -> None:
+    # MQTT 3.1.1 has no Receive Maximum, and this broker caps nothing (max_inflight_messages 0): only
+    # plantwatch's own bound stands between a storage outage and every queued reading in memory.
+    with run_mosquitto(tmp_path, extra_config="max_inflight_messages 0\n") as broker:
+        port = free_port()  # storage is down until the VictoriaMetrics below starts
+        service = _service(
+            tmp_path,
+            broker.port,
+            f"http://127.0.0.1:{port}",
+            "pw-bound",
+            mqtt__protocol="3.1.1",
+            mqtt__max_in_flight=50,
+        )
+        service.pipeline.start()
+        try:
+            _wait_connected(service)
+            _publish(broker.port, "site/bound-pump", 400, start_s=1_400_000_000)
+            source = service.pipeline.source
+            _wait(lambda: source.unacknowledged == 50, 30, "the in-flight bound to be reached")
+            held: list[int] = []
+            retries = service.counters.total("plantwatch_sink_retries_total")
+
+            def two_more_retries() -> bool:  # sampling the count all the while (about 3 s)
+                held.append(source.unacknowledged)
+                return service.counters.total("plantwatch_sink_retries_total") >= retries + 2
+
+            _wait(two_more_retries, 30, "two more write retries")
+            assert max(held) == 50  # held at the bound, with 350 more readings waiting at the broker
+            assert service.counters.get("plantwatch_messages_received_total") <= 51  # the 51st waits for a slot
+            assert "plantwatch_unacked_messages 50.0" in service.counters.render()
+            with run_victoria(tmp_path / "vm", port=port) as vm:
+                stored = '{__name__="readings_a",asset="bound-pump"}'
+                _wait(lambda: vm.distinct_timestamps(stored) == 400, 60, "all 400 stored once storage is back")
+                _wait(lambda: source.unacknowledged == 0, 30, "every delivery acknowledged")
+        finally:
+            service.pipeline.stop()

@@ -264,32 +264,17 @@ def _readings(ts: np.ndarray, X: np.ndarray) -> list[Reading]:
     return [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
 
 
-def test_the_detector_stage_saves_each_adapted_model_so_a_crash_keeps_it(tmp_path: Path) -> None:
-    models = ModelPersistence(str(tmp_path / "models"))
-    stage = _stage(tmp_path, models, {"baseline_rows": 300, "adapt": True, "adapt_every": 200})
-    ts, X = plant(n=1200, fault=(0, 0))
-    readings = _readings(ts, X)
-    for start in range(0, 1200, 100):  # micro-batches, as the live stage receives them
-        stage._process(readings[start : start + 100])
-    live = stage.monitors["pump"]
-    assert live.refits_ >= 3
-    # No shutdown save: what is on disk is what a crash would leave behind.
-    after_crash = AssetMonitor("pump", MonitorConfig(baseline_rows=300, adapt=True, adapt_every=200))
-    models.restore(after_crash)
-    assert after_crash.refits_ == live.refits_
-
-
 def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_one(tmp_path: Path) -> None:
     counters = Counters()
     models = ModelPersistence(str(tmp_path / "models"))
     stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
     ts, X = plant(n=1000, fault=(0, 0))
     readings = _readings(ts, X)
-    stage._process(readings[:400])
+    stage._score(readings[:400])
     assert stage.monitors["pump"].is_warm
     assert stage.request_relearn("pump") and not stage.request_relearn("fan")
     assert stage.monitors["pump"].is_warm  # nothing happens on the API's thread
-    stage._process(readings[400:500])
+    stage._score(readings[400:500])
     monitor = stage.monitors["pump"]
     assert not monitor.is_warm and monitor.rows_seen_ == 100  # the old baseline is gone
     assert "plantwatch_baselines_relearned_total 1" in counters.render()
@@ -318,11 +303,11 @@ def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_save
     models = ModelPersistence(str(tmp_path / "models"))
     ts, X = plant(n=400, fault=(0, 0))
     first = _stage(tmp_path, models, {"baseline_rows": 300})
-    first._process(_readings(ts, X))
-    assert first.monitors["pump"].is_warm  # saved at warm-up
+    first._score(_readings(ts, X))
+    assert first.monitors["pump"].is_warm  # checkpointed at warm-up
     restarted = _stage(tmp_path, models, {"baseline_rows": 300})
     assert restarted.request_relearn("pump") and not restarted.request_relearn("never-seen")
-    restarted._process([])  # the next batch (of any asset) applies it
+    restarted._score([])  # the next batch (of any asset) applies it
     on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     models.restore(on_disk)
     assert not on_disk.is_warm

@@ -183,9 +183,8 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     assert proc.poll() is None, (tmp_path / "out.txt").read_text()
     _publish_rows(mosquitto.port, BASELINE_ROWS + 20)
     wait_until(lambda: _learned(base), 60, f"the baseline of {ASSET}")
-    wait_until(lambda: any(models.glob(f"{ASSET}-*.json")), 30, "the model saved when learned")
-    for saved in models.glob(f"{ASSET}-*"):  # only the save at shutdown can bring them back
-        saved.unlink()
+    wait_until(lambda: any(models.glob(f"checkpoints/*/{ASSET}-*.json")), 30, "the checkpoint made when learned")
+    (learned,) = (path.parent.name for path in models.glob(f"checkpoints/*/{ASSET}-*.json"))
 
     proc.send_signal(sig)
     returncode = proc.wait(timeout=60)
@@ -195,9 +194,13 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     assert f"INFO    plantwatch.service.wiring: API listening on {base}" in output
     assert re.search(r'INFO    uvicorn.access: 127.0.0.1:\d+ - "GET /healthz HTTP/1.1" 200', output), output
     assert not re.search(r"^(INFO|ERROR): ", output, re.MULTILINE), output
-    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert f"stopped on {signal.Signals(sig).name}: pipeline stopped, alerts flushed" in output
-    assert len(list(models.glob(f"{ASSET}-*.json"))) == 1 and len(list(models.glob(f"{ASSET}-*.npz"))) == 1
+    # A last checkpoint at the stop, the only one left, holding the model.
+    (last,) = (path.name for path in (models / "checkpoints").iterdir())
+    assert int(last) > int(learned), output
+    assert len(list(models.glob(f"checkpoints/{last}/{ASSET}-*.json"))) == 1
+    assert len(list(models.glob(f"checkpoints/{last}/{ASSET}-*.npz"))) == 1
 
 
 def test_an_api_port_in_use_is_one_line_naming_the_key_before_anything_connects(

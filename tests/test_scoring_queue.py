@@ -8,11 +8,11 @@ import threading
 import pytest
 
 from ingest.messages import Reading
-from plantwatch.service.scoring_queue import ScoringQueue
+from plantwatch.service.scoring_queue import Batch, ScoringQueue
 
 
-def _batch(n: int) -> tuple[Reading, ...]:
-    return tuple(Reading(asset="pump", ts_ns=i, values={"flow": float(i)}) for i in range(n))
+def _batch(n: int) -> Batch:
+    return Batch(tuple(Reading(asset="pump", ts_ns=i, values={"flow": float(i)}) for i in range(n)))
 
 
 def test_the_bound_counts_readings_not_batches() -> None:
@@ -24,10 +24,10 @@ def test_the_bound_counts_readings_not_batches() -> None:
     assert q.qsize() == 12 and q.full()
     with pytest.raises(queue.Full):
         q.put(_batch(1), timeout=0.01)
-    assert len(q.get()) == 4
+    assert len(q.get().readings) == 4
     assert q.qsize() == 8
     q.put(_batch(1), timeout=0.01)
-    assert [len(q.get_nowait()) for _ in range(3)] == [5, 3, 1]
+    assert [len(q.get_nowait().readings) for _ in range(3)] == [5, 3, 1]
     assert q.empty() and q.qsize() == 0
 
 
@@ -41,8 +41,8 @@ def test_a_batch_larger_than_the_bound_passes_an_empty_queue() -> None:
 
 def test_an_empty_batch_is_delivered() -> None:
     q = ScoringQueue(maxsize=10)
-    q.put(())
-    assert q.get(timeout=1) == ()
+    q.put(Batch(()))
+    assert q.get(timeout=1) == Batch(())
     assert q.qsize() == 0
 
 
@@ -58,7 +58,7 @@ def test_a_waiting_writer_goes_on_once_the_detector_takes_a_batch() -> None:
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     assert not done.wait(0.1)  # the queue is full: the writer waits
-    assert len(q.get(timeout=1)) == 5
+    assert len(q.get(timeout=1).readings) == 5
     assert done.wait(5)
     thread.join(5)
     assert q.qsize() == 2

@@ -31,14 +31,21 @@ from ingest.sink import Sink, SinkStopped
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
-from plantwatch.service.persistence import TRENDS_SAVE_INTERVAL_S, ModelPersistence
+from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.row_history import RowHistory
 from plantwatch.service.score_history import ScoreHistory
+from plantwatch.service.scoring_queue import Batch
 from plantwatch.service.sensor_checks import SensorChecks
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
+
+# Wall time between checkpoints: the most readings a crash leaves to score again from the readings log.
+CHECKPOINT_INTERVAL_S = 30.0
+# Baselines learned one after another are checkpointed together, at most once per this long.
+MIN_CHECKPOINT_GAP_S = 1.0
 
 
 class DetectorStage:
@@ -46,7 +53,7 @@ class DetectorStage:
 
     def __init__(
         self,
-        upstream: queue.Queue[tuple[Reading, ...]],
+        upstream: queue.Queue[Batch],
         sink: Sink,
         alerts: AlertManager,
         detector_config: Callable[[str], MonitorConfig],
@@ -57,6 +64,8 @@ class DetectorStage:
         models: ModelPersistence | None = None,
         maintenance: MaintenanceTracker | None = None,
         sensor_checks: SensorChecks | None = None,
+        reading_log: ReadingLog | None = None,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
     ) -> None:
         self.upstream = upstream
         self.sensor_checks = sensor_checks
@@ -78,7 +87,17 @@ class DetectorStage:
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self._feedback = FeedbackRequests()
-        self._trends_saved_at = time.monotonic()
+        # Checkpoints (with a model_dir): every asset's model and the trends, together, now and then.
+        self.reading_log = reading_log
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._changed: set[str] = set()  # assets whose state changed since the last checkpoint
+        self._checkpointed_at = time.monotonic() - MIN_CHECKPOINT_GAP_S  # the first baseline: at once
+        # When the next checkpoint is due before its interval: an operator's relearn or feedback at
+        # once, a baseline learned or a model refitted within MIN_CHECKPOINT_GAP_S.
+        self._checkpoint_due_at: float | None = None
+        # The last readings batch scored; the checkpoint's until the log's batches after it are scored again.
+        self.scored_seq = models.scored_seq if models is not None else 0
+        self._recover_through = reading_log.last_seq if reading_log is not None else 0
         if models is not None and maintenance is not None:
             models.restore_trends(maintenance)
 
@@ -116,8 +135,8 @@ class DetectorStage:
     def _feedback_applied(self, monitor: AssetMonitor, verdict: OperatorVerdict, rows: int) -> None:
         self.counters.inc("plantwatch_feedback_total", verdict=verdict)
         self._work_out_shifts(monitor)
-        if rows and self.models is not None:
-            self.models.save(monitor)  # what an operator taught must survive a restart
+        if rows:
+            self._changed_now(monitor.asset)  # what an operator taught must survive a restart
         log.warning(
             "operator feedback on %s: %d alert rows %s",
             monitor.asset,
@@ -143,13 +162,9 @@ class DetectorStage:
             self.latest.pop(asset, None)  # the forgotten model's verdict says nothing of the new one
             self.scores.forget(asset)
             self.rows.forget(asset)
-            trends = self.maintenance if overhauled else None
-            if trends is not None:
-                trends.forget(asset)
-            if self.models is not None:
-                self.models.save(monitor)  # a restart must not bring the old baseline back
-                if trends is not None:
-                    self.models.save_trends(trends)
+            if overhauled and self.maintenance is not None:
+                self.maintenance.forget(asset)
+            self._changed_now(asset)  # a restart must not bring the old baseline back
             self.counters.inc("plantwatch_baselines_relearned_total")
             log.warning(
                 "baseline of %s forgotten on request%s: learning a new one from the next readings",
@@ -159,36 +174,88 @@ class DetectorStage:
 
     def save_models(self) -> None:
         """At shutdown, once the detector thread has stopped: relearns and feedback still queued, then
-        every model."""
+        a last checkpoint."""
         self._apply_requests()
-        if self.models is not None:
-            for monitor in self.monitors.values():
-                self.models.save(monitor)
-            if self.maintenance is not None:
-                self.models.save_trends(self.maintenance)
+        self._checkpoint()
 
-    def _save_trends_now_and_then(self) -> None:
-        if self.models is None or self.maintenance is None:
+    def _changed_now(self, asset: str) -> None:
+        """An operator changed the asset's model: checkpoint at the end of this loop."""
+        self._changed.add(asset)
+        self._checkpoint_due_at = time.monotonic()
+
+    def _learned_now(self, asset: str) -> None:
+        """A baseline learned or a model refitted: checkpoint soon, together with the others that follow."""
+        self._changed.add(asset)
+        soon = self._checkpointed_at + MIN_CHECKPOINT_GAP_S
+        self._checkpoint_due_at = min(self._checkpoint_due_at or soon, soon)
+
+    def _checkpoint_now_and_then(self) -> None:
+        now = time.monotonic()
+        due = self._checkpoint_due_at
+        if now - self._checkpointed_at >= self.checkpoint_interval_s or (due is not None and now >= due):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Every changed asset's model and the trends, with the last batch scored, as one generation;
+        then the readings log before that batch goes."""
+        self._checkpointed_at = time.monotonic()
+        self._checkpoint_due_at = None
+        if self.models is None:
             return
-        if time.monotonic() - self._trends_saved_at >= TRENDS_SAVE_INTERVAL_S:
-            self._trends_saved_at = time.monotonic()
-            self.models.save_trends(self.maintenance)
+        if self.reading_log is not None:
+            self.reading_log.sync()
+        if self.models.checkpoint(self.monitors, self._changed, self.maintenance, self.scored_seq):
+            self._changed.clear()
+            if self.reading_log is not None:
+                self.reading_log.discard_through(self.scored_seq)
 
     def run(self) -> None:
+        self._recover()
         while not self.stop.is_set():
             try:
-                readings: Sequence[Reading] = self.upstream.get(timeout=0.2)
+                batch = self.upstream.get(timeout=0.2)
             except queue.Empty:
-                readings = ()  # a quiet asset's relearn must not wait for readings
+                batch = Batch(())  # a quiet asset's relearn must not wait for readings
+            if not self._score(batch.readings, batch.seq):
+                return
+
+    def _score(self, readings: Sequence[Reading], seq: int = 0) -> bool:
+        """One batch (number ``seq`` in the readings log) and the periodic work after it; False once
+        storage stopped (shutting down)."""
+        try:
             try:
                 self._process(readings)
-                self._check_silence_now_and_then()
-                self._save_trends_now_and_then()
-            except SinkStopped:
-                return
-            except Exception:  # a model bug must not stop ingestion; it is logged and counted
-                self._count_detector_errors(1)
-                log.exception("detector stage failed on a batch of %d readings", len(readings))
+            finally:  # a batch a model bug failed on counts as scored: scoring it again would fail again
+                self.scored_seq = max(self.scored_seq, seq)
+            self._check_silence_now_and_then()
+            self._checkpoint_now_and_then()
+        except SinkStopped:
+            return False
+        except Exception:  # a model bug must not stop ingestion; it is logged and counted
+            self._count_detector_errors(1)
+            log.exception("detector stage failed on a batch of %d readings", len(readings))
+        return True
+
+    def _recover(self) -> None:
+        """Score again the batches stored before the last stop and not covered by its checkpoint (a crash,
+        or readings still queued for the detector at a graceful stop). Their alerts were partly decided
+        before the stop: the store's say stands for those (``AlertManager.begin_recovery``)."""
+        if self.reading_log is None or self._recover_through <= self.scored_seq:
+            return
+        first, last = self.scored_seq + 1, self._recover_through
+        log.warning("scoring readings batches %d-%d again: stored before the last stop, not checkpointed", first, last)
+        started, readings = time.monotonic(), 0
+        self.alerts.begin_recovery()
+        try:
+            for seq, batch in self.reading_log.after(self.scored_seq):
+                if seq > last or self.stop.is_set() or not self._score(batch, seq):
+                    break
+                readings += len(batch)
+        finally:
+            self.alerts.end_recovery()
+        self.counters.inc("plantwatch_readings_rescored_total", readings)
+        took = time.monotonic() - started
+        log.warning("scored %d readings again (batches %d-%d) in %.1f s", readings, first, self.scored_seq, took)
 
     def _check_silence_now_and_then(self) -> None:
         """Assets that went quiet altogether (no event time moves for them): once a second."""
@@ -274,8 +341,9 @@ class DetectorStage:
         learned = _of(BaselineLearned, events)
         if learned:
             log_baseline_learned(asset, learned[-1])
-        if self.models is not None and (learned or any(isinstance(e, ModelRefitted) for e in events)):
-            self.models.save(monitor)  # a fresh baseline, or an adapted one, survives a crash
+        self._changed.add(asset)
+        if learned or any(isinstance(e, ModelRefitted) for e in events):
+            self._learned_now(asset)  # a fresh baseline, or an adapted one, survives a crash
         self._work_out_shifts(monitor)
         return observed.verdicts
 

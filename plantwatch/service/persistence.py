@@ -1,12 +1,19 @@
-"""Saving and restoring each asset's learned state and the maintenance trends in ``model_dir``."""
+"""Saving and restoring each asset's learned state and the maintenance trends in ``model_dir``.
+
+They are saved together, as checkpoints (:mod:`plantwatch.service.checkpoints`), and restored from
+the latest one.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
+from pathlib import Path
 
 from detector.base import join_state, split_state
 from detector.monitor import AssetMonitor
 from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.checkpoints import Checkpoints
 from plantwatch.service.model_store import ModelStoreError, has_state, load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -14,27 +21,63 @@ log = logging.getLogger(__name__)
 # The maintenance trends' file in the model directory. MQTT topic names cannot hold U+0000, so no
 # asset can be called this.
 TRENDS_NAME = "\x00maintenance-trends"
-TRENDS_SAVE_INTERVAL_S = 300.0  # wall time between saves of the maintenance trends (and at shutdown)
 
 
 class ModelPersistence:
     """Saves and restores each asset's learned state in ``model_dir`` (JSON + npz, never pickle)."""
 
     def __init__(self, model_dir: str) -> None:
-        self.model_dir = model_dir
+        self.checkpoints = Checkpoints(model_dir)
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the latest checkpoint's files are (``model_dir`` itself before the first one)."""
+        return self.checkpoints.latest.directory
+
+    @property
+    def scored_seq(self) -> int:
+        """The last readings batch the latest checkpoint reflects (:mod:`plantwatch.service.reading_log`)."""
+        return self.checkpoints.latest.scored_seq
+
+    def checkpoint(
+        self,
+        monitors: Mapping[str, AssetMonitor],
+        changed: Collection[str],
+        tracker: MaintenanceTracker | None,
+        scored_seq: int,
+    ) -> bool:
+        """Write a new generation: the ``changed`` assets' models, the trends, ``scored_seq``; the other
+        assets' files are carried over. False (logged) when it could not be written; the previous one stays."""
+        building = self.checkpoints.begin()
+        try:
+            for asset in changed:
+                if (monitor := monitors.get(asset)) is not None:
+                    arrays, meta = split_state(monitor.get_state())
+                    save_state(building, asset, meta, arrays)
+            if tracker is not None:
+                meta, arrays = tracker.get_state()
+                save_state(building, TRENDS_NAME, meta, arrays)
+            self.checkpoints.commit(building, scored_seq)
+            return True
+        except Exception:  # a full disk must not stop detection; the next checkpoint tries again
+            log.exception("cannot write a checkpoint in %s; the previous one stays", self.checkpoints.root)
+            self.checkpoints.abandon(building)
+            return False
 
     def save(self, monitor: AssetMonitor) -> None:
+        """Save one model into the latest checkpoint (outside the service: tests and tools)."""
         arrays, meta = split_state(monitor.get_state())
         try:
             save_state(self.model_dir, monitor.asset, meta, arrays)
-        except OSError as exc:  # a full disk must not stop detection; the next save retries
+        except OSError as exc:
             log.error("cannot save the model of %s in %s: %s", monitor.asset, self.model_dir, exc)
 
     def save_trends(self, tracker: MaintenanceTracker) -> None:
+        """Save the trends into the latest checkpoint (outside the service: tests and tools)."""
         try:
             meta, arrays = tracker.get_state()
             save_state(self.model_dir, TRENDS_NAME, meta, arrays)
-        except Exception:  # losing a save must never stop detection, nor a shutdown half-way
+        except Exception:
             log.exception("cannot save the maintenance trends in %s", self.model_dir)
 
     def restore_trends(self, tracker: MaintenanceTracker) -> None:

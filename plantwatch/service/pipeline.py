@@ -1,13 +1,16 @@
-"""Wiring of the live stages: MQTT source → writer (durable store, then ack) → detector → alerts.
+"""Wiring of the live stages: MQTT source → writer (durable store, log, then ack) → detector → alerts.
 
 Each stage runs in its own thread and hands small frozen messages to the next over a bounded queue:
 
-    paho thread  --Inbound-->  writer thread  --Reading batch-->  detector thread
-                               sink.write(); ack                 AssetMonitor per asset,
-                                                                  verdicts → sink, AlertManager
+    paho thread  --Inbound-->  writer thread  --Batch-->  detector thread
+    (≤ max_in_flight           sink.write();              AssetMonitor per asset,
+     unacknowledged)           readings log; ack          verdicts → sink, AlertManager;
+                                                          checkpoints
 
 The writer acknowledges an MQTT delivery only after ``sink.write`` returned, so a crash at any
-point leaves unacknowledged readings with the broker, which redelivers them (at-least-once).
+point leaves unacknowledged readings with the broker, which redelivers them (at-least-once). With a
+``model_dir``, the writer also logs each stored batch before acknowledging it, and the detector's
+checkpoints say which batch they reflect: a restart scores again what a crash left unscored.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from alerts.lifecycle import AlertManager
@@ -27,9 +31,10 @@ from ingest.messages import Inbound
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.asset_view import asset_view
-from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.detector_stage import CHECKPOINT_INTERVAL_S, DetectorStage
 from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.sensor_checks import SensorCheckConfig, SensorChecks
 from plantwatch.service.writer import StageHealth, Writer
@@ -39,6 +44,7 @@ FEEDBACK_TIMEOUT_S = 30.0  # how long POST /assets/{asset}/feedback waits for th
 # A write retried this long makes /healthz degraded (503): a batch takes well under a second, and
 # the sink retries a TSDB that is down or answering 5xx for as long as it takes.
 STORAGE_STALL_S = 10.0
+READINGS_LOG = "readings-log"  # in model_dir (plantwatch.service.reading_log)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ class Pipeline:
         model_dir: str | None = None,
         maintenance: MaintenanceTracker | None = None,
         sensor_checks: SensorCheckConfig | None = None,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
     ) -> None:
         # Shared with the sink, whose retry loop must end when the pipeline stops.
         self.stop_event = stop_event or threading.Event()
@@ -68,15 +75,18 @@ class Pipeline:
         self.health = StageHealth()
         self.counters = counters
         self.sink = sink
-        # Larger than the broker's in-flight cap so paho's thread never waits on a full queue.
+        # Larger than the in-flight cap (the source waits at it), so only QoS 0 floods ever wait here.
         self.inbound: queue.Queue[Inbound] = queue.Queue(maxsize=max_in_flight * 2 + 16)
         self.scoring = ScoringQueue()
         self.source = source_factory(self.inbound)
+        models = ModelPersistence(model_dir) if model_dir else None
+        self.reading_log = ReadingLog(Path(model_dir) / READINGS_LOG) if model_dir else None
         self.writer = Writer(
             self.inbound,
             sink,
             self.source.ack,
             self.scoring,
+            reading_log=self.reading_log,
             batch_size=batch_size,
             flush_interval_s=flush_interval_s,
             health=self.health,
@@ -91,11 +101,35 @@ class Pipeline:
             counters,
             health=self.health,
             stop=self.stop_event,
-            models=ModelPersistence(model_dir) if model_dir else None,
+            models=models,
             maintenance=maintenance,
             sensor_checks=SensorChecks(sensor_checks, alerts) if sensor_checks is not None else None,
+            reading_log=self.reading_log,
+            checkpoint_interval_s=checkpoint_interval_s,
         )
         self._threads: list[threading.Thread] = []
+        self._watch_gauges(counters)
+
+    def _watch_gauges(self, counters: Counters) -> None:
+        """Back-pressure and lag, read at each scrape of /metrics."""
+        counters.watch("plantwatch_unacked_messages", lambda: getattr(self.source, "unacknowledged", 0))
+        counters.watch("plantwatch_inbound_queue", self.inbound.qsize)
+        counters.watch("plantwatch_oldest_unwritten_seconds", self._oldest_unwritten_s)
+        counters.watch("plantwatch_storage_write_pending_seconds", self._write_pending_s)
+        counters.watch("plantwatch_scoring_backlog", self.scoring.qsize)
+
+    def _oldest_unwritten_s(self) -> float:
+        oldest = self.health.oldest_in_hand_ns
+        if oldest is None:
+            try:
+                oldest = self.inbound.queue[0].received_ns  # a peek: a stale answer is fine for a gauge
+            except IndexError:
+                return 0.0
+        return max(time.monotonic_ns() - oldest, 0) / 1e9
+
+    def _write_pending_s(self) -> float:
+        writing = self.health.writing_since_ns
+        return max(time.time_ns() - writing, 0) / 1e9 if writing is not None else 0.0
 
     def start(self) -> None:
         for name, target in (("plantwatch-writer", self.writer.run), ("plantwatch-detector", self.detector.run)):
@@ -119,6 +153,8 @@ class Pipeline:
             self.detector.save_models()
         except Exception:  # the sink and the alert store must still be closed and flushed
             log.exception("saving the learned models at shutdown failed")
+        if self.reading_log is not None:
+            self.reading_log.close()
         self.sink.close()
 
     def assets(self, only: str | None = None) -> list[dict[str, Any]]:
@@ -166,8 +202,7 @@ class Pipeline:
     def health_report(self) -> dict[str, Any]:
         connected = bool(self.source.connected.is_set())
         alive = all(t.is_alive() for t in self._threads)
-        writing = self.health.writing_since_ns
-        pending_s = max(time.time_ns() - writing, 0) / 1e9 if writing is not None else 0.0
+        pending_s = self._write_pending_s()
         storage_ok = pending_s < STORAGE_STALL_S
         status = "ok" if (connected and alive and storage_ok and self.health.fatal is None) else "degraded"
         monitors = dict(self.detector.monitors)  # a snapshot: the detector thread adds assets

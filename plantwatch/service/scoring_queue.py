@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import queue
 from collections import deque
+from dataclasses import dataclass
 
 from ingest.messages import Reading
 
 SCORING_BACKLOG_READINGS = 20_000  # about 3 s of the detector's work at full rate on these machines
 
-Batch = tuple[Reading, ...]
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings the writer stored, and their batch number in the readings log (0: no log kept)."""
+
+    readings: tuple[Reading, ...]
+    seq: int = 0
 
 
 class ScoringQueue(queue.Queue[Batch]):
@@ -53,4 +60,4 @@ class ScoringQueue(queue.Queue[Batch]):
 
 def _weight(batch: Batch) -> int:
     # An empty batch counts as one: Queue.get waits while _qsize() is 0, and would never return it.
-    return max(len(batch), 1)
+    return max(len(batch.readings), 1)

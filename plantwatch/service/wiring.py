@@ -221,6 +221,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         max_in_flight=settings.mqtt.max_in_flight,
         stop_event=stop,
         model_dir=settings.detector.model_dir,
+        checkpoint_interval_s=settings.detector.checkpoint_interval_s,
         maintenance=tracker,
         sensor_checks=SensorCheckConfig(
             settings.alerts.stale_after_s, settings.alerts.flat_after_s, settings.alerts.sensor_limits

@@ -1,7 +1,9 @@
-"""The writer stage: decoded deliveries are stored in batches, then acknowledged to the broker.
+"""The writer stage: decoded deliveries are stored in batches, logged, then acknowledged to the broker.
 
-It acknowledges an MQTT delivery only after ``sink.write`` returned, so a crash at any point leaves
-unacknowledged readings with the broker, which redelivers them (at-least-once).
+It acknowledges an MQTT delivery only after ``sink.write`` returned and the batch is in the readings
+log, so a crash at any point leaves unacknowledged readings with the broker, which redelivers them
+(at-least-once), and every acknowledged reading not yet covered by a checkpoint can be scored again
+from the log (:mod:`plantwatch.service.reading_log`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
+from plantwatch.service.reading_log import ReadingLog
+from plantwatch.service.scoring_queue import Batch
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ class StageHealth:
     # Wall clock when the write in progress began (None between writes): a write that lasts is a
     # storage outage the sink is retrying through (readings stay unacknowledged at the broker).
     writing_since_ns: int | None = None
+    # time.monotonic_ns() at receipt of the oldest delivery in the writer's hands (None: none).
+    oldest_in_hand_ns: int | None = None
 
 
 class Writer:
@@ -41,8 +47,9 @@ class Writer:
         inbound: queue.Queue[Inbound],
         sink: Sink,
         ack: Ack,
-        downstream: queue.Queue[tuple[Reading, ...]],
+        downstream: queue.Queue[Batch],
         *,
+        reading_log: ReadingLog | None = None,
         batch_size: int,
         flush_interval_s: float,
         health: StageHealth,
@@ -53,6 +60,8 @@ class Writer:
         self.sink = sink
         self.ack = ack
         self.downstream = downstream
+        self.reading_log = reading_log
+        self._log_failed_at = -60.0
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.health = health
@@ -65,6 +74,7 @@ class Writer:
             if not batch:
                 continue
             readings = tuple(r for item in batch for r in item.readings)
+            self.health.oldest_in_hand_ns = batch[0].received_ns
             self.health.writing_since_ns = time.time_ns()
             try:
                 self.sink.write(readings)
@@ -77,11 +87,27 @@ class Writer:
                 return
             finally:
                 self.health.writing_since_ns = None
+            seq = self._log(readings)
             for item in batch:
                 if item.mid is not None:
                     self.ack(item.mid, item.qos)
+            self.health.oldest_in_hand_ns = None
             self.health.last_write_ns = time.time_ns()
-            self._hand_on(readings)
+            self._hand_on(Batch(readings, seq))
+
+    def _log(self, readings: tuple[Reading, ...]) -> int:
+        """The batch's number in the readings log; 0 without a log, or when it cannot be written (a full
+        disk costs the verdicts a crash would leave unscored, never a reading: those are stored)."""
+        if self.reading_log is None:
+            return 0
+        try:
+            return self.reading_log.append(readings)
+        except OSError as exc:
+            now = time.monotonic()
+            if now - self._log_failed_at >= 60.0:
+                self._log_failed_at = now
+                log.error("cannot append to the readings log in %s: %s", self.reading_log.directory, exc)
+            return 0
 
     def _collect(self) -> list[Inbound]:
         """Block for the first delivery, then gather more until the batch is full or the linger ends."""
@@ -106,10 +132,10 @@ class Writer:
             count += len(item.readings)
         return batch
 
-    def _hand_on(self, readings: tuple[Reading, ...]) -> None:
+    def _hand_on(self, batch: Batch) -> None:
         while not self.stop.is_set():
             try:
-                self.downstream.put(readings, timeout=0.5)
+                self.downstream.put(batch, timeout=0.5)
                 return
             except queue.Full:
                 continue

@@ -1,0 +1,117 @@
+"""The readings log and the checkpoints: what a crash leaves on disk reads back whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from detector.config import MonitorConfig
+from detector.monitor import AssetMonitor
+from ingest.messages import Reading
+from plantwatch.service.checkpoints import CHECKPOINTS, Checkpoints
+from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.reading_log import ReadingLog
+
+
+def _batch(start: int, n: int = 3) -> tuple[Reading, ...]:
+    return tuple(Reading("pump-1", start + i, {"flow": float(i), "temp": 60.5}, {"line": "L1"}) for i in range(n))
+
+
+def test_batches_read_back_in_order_with_their_numbers(tmp_path: Path) -> None:
+    log = ReadingLog(tmp_path)
+    assert [log.append(_batch(i * 10)) for i in range(5)] == [1, 2, 3, 4, 5]
+    log.append((Reading("fan", 7, {"vib": math.nan}),))
+    read = list(log.after(3))
+    assert [seq for seq, _ in read] == [4, 5, 6]
+    assert read[0][1] == _batch(30)  # asset, stamp, values and tags as they were
+    assert math.isnan(read[2][1][0].values["vib"])
+    log.close()
+    assert ReadingLog(tmp_path).last_seq == 6  # a restart numbers on
+
+
+def test_a_torn_last_record_ends_the_log_and_the_next_process_numbers_on_from_before_it(tmp_path: Path) -> None:
+    log = ReadingLog(tmp_path)
+    for i in range(3):
+        log.append(_batch(i * 10))
+    log.close()
+    (segment,) = tmp_path.glob("*.log")
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-5])  # killed while appending batch 3: it was never acknowledged
+    again = ReadingLog(tmp_path)
+    assert again.last_seq == 2
+    assert again.append(_batch(100)) == 3
+    assert [(seq, batch[0].ts_ns) for seq, batch in again.after(0)] == [(1, 0), (2, 10), (3, 100)]
+
+
+def test_a_torn_first_record_of_a_segment_is_overwritten_not_appended_to(tmp_path: Path) -> None:
+    log = ReadingLog(tmp_path)
+    log.append(_batch(0))
+    log.discard_through(1)  # a checkpoint covered batch 1: its segment goes, the next starts at 2
+    log.append(_batch(10))
+    log.close()
+    (segment,) = tmp_path.glob("*.log")
+    assert segment.name == f"{2:016d}.log"
+    segment.write_bytes(segment.read_bytes()[:7])  # torn inside its header
+    again = ReadingLog(tmp_path)
+    assert again.last_seq == 1
+    assert again.append(_batch(20)) == 2
+    assert [(seq, batch[0].ts_ns) for seq, batch in again.after(0)] == [(2, 20)]
+
+
+def test_a_checkpoint_discards_only_the_segments_it_covers(tmp_path: Path) -> None:
+    log = ReadingLog(tmp_path, segment_bytes=1)  # a segment per batch
+    log.discard_through(0)  # nothing logged yet: nothing to do
+    for i in range(6):
+        log.append(_batch(i * 10))
+    log.discard_through(4)
+    assert [seq for seq, _ in log.after(0)] == [5, 6]
+    log.discard_through(6)
+    assert list(log.after(0)) == [] and list(tmp_path.glob("*.log")) == []
+    assert log.append(_batch(70)) == 7
+
+
+def _warm_monitor(asset: str) -> AssetMonitor:
+    monitor = AssetMonitor(asset, MonitorConfig(baseline_rows=300), ("a", "b"))
+    rng = np.random.default_rng(1)
+    monitor.process_arrays((1_700_000_000 + np.arange(400, dtype=np.int64)) * 10**9, rng.normal(size=(400, 2)))
+    assert monitor.is_warm
+    return monitor
+
+
+def _cold(asset: str) -> AssetMonitor:
+    return AssetMonitor(asset, MonitorConfig(baseline_rows=300), ("a", "b"))
+
+
+def test_a_checkpoint_carries_the_models_of_assets_that_did_not_change_and_models_saved_before_checkpoints(
+    tmp_path: Path,
+) -> None:
+    legacy = ModelPersistence(str(tmp_path))
+    legacy.save(_warm_monitor("old-pump"))  # a model directory from before checkpoints
+    models = ModelPersistence(str(tmp_path))
+    fan = _warm_monitor("fan")
+    assert models.checkpoint({"fan": fan}, ["fan"], None, scored_seq=12)
+    assert models.checkpoint({"fan": fan}, [], None, scored_seq=15)  # nothing changed since
+    restarted = ModelPersistence(str(tmp_path))
+    assert restarted.scored_seq == 15 and restarted.model_dir.parent == tmp_path / CHECKPOINTS
+    for asset in ("old-pump", "fan"):
+        monitor = _cold(asset)
+        assert restarted.restore(monitor) and monitor.is_warm
+    assert len(list((tmp_path / CHECKPOINTS).iterdir())) == 1  # older generations are deleted
+
+
+def test_a_checkpoint_cut_short_by_a_crash_is_ignored(tmp_path: Path) -> None:
+    models = ModelPersistence(str(tmp_path))
+    assert models.checkpoint({"fan": _warm_monitor("fan")}, ["fan"], None, scored_seq=3)
+    building = Checkpoints(tmp_path).begin()  # killed while building the next one: never renamed
+    (building / "manifest.json").write_text(json.dumps({"generation": 2, "scored_seq": 9}))
+    half = tmp_path / CHECKPOINTS / f"{7:012d}"  # or renamed by hand without a manifest
+    half.mkdir()
+    restarted = ModelPersistence(str(tmp_path))
+    assert restarted.scored_seq == 3
+    monitor = _cold("fan")
+    assert restarted.restore(monitor) and monitor.is_warm
+    assert restarted.checkpoint({}, [], None, scored_seq=4)  # the next one builds over the leftovers
+    assert ModelPersistence(str(tmp_path)).scored_seq == 4
