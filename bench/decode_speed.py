@@ -2,14 +2,17 @@
 
 python bench/decode_speed.py
 python bench/decode_speed.py --against OLD/ingest/decode.py   # A/B against another version of the decoder
+python bench/decode_speed.py --limits   # A/B: without and with the publisher limits (mqtt.max_assets, ...)
 
 Each case decodes the same payloads again and again through ``Decoder.decode`` (the call the MQTT
 callback makes) and prints the best of several runs: messages/s, readings/s (a reading is one asset's
 values at one instant) and values/s. Time is this process's CPU time, so other work on the machine
 does not count against the decoder. ``--against`` loads another ``decode.py`` (e.g. from
 ``git archive <commit>`` unpacked elsewhere; it must import from this tree) and alternates the two in
-one process, so both see the same machine load. The live ceiling is paho's receive rate (~5,600 msg/s per
-subscriber in the service); the decoder must stay far above it.
+one process, so both see the same machine load; ``--limits`` alternates the same way between this
+decoder without and with :class:`~ingest.limits.PublisherLimits` at the service's defaults (the asset
+and its sensors admitted by the first message, as in steady running). The live ceiling is paho's
+receive rate (~5,600 msg/s per subscriber in the service); the decoder must stay far above it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest.decode import Decoder
+from ingest.limits import PublisherLimits
 from ingest.messages import Decoded
 
 MESSAGES = 20_000
@@ -86,6 +90,16 @@ def _decoder_of(cls: type) -> Callable[[str], DecodeFn]:
     return lambda template: cls(template, now_ns=lambda: TS_NS, max_future_ns=MAX_FUTURE_NS).decode
 
 
+def _limited_decoder(template: str) -> DecodeFn:
+    from plantwatch.settings import MqttSettings  # the service's defaults
+
+    m = MqttSettings()
+    limits = PublisherLimits(
+        max_assets=m.max_assets, max_sensors_per_asset=m.max_sensors_per_asset, max_tags_per_asset=m.max_tags_per_asset
+    )
+    return Decoder(template, now_ns=lambda: TS_NS, max_future_ns=MAX_FUTURE_NS, limits=limits).decode
+
+
 def _load_decoder(path: Path) -> type:
     spec = importlib.util.spec_from_file_location("decode_under_comparison", path)
     assert spec is not None and spec.loader is not None, path
@@ -97,9 +111,14 @@ def _load_decoder(path: Path) -> type:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--against", type=Path, help="another decode.py to compare with, alternating runs")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--against", type=Path, help="another decode.py to compare with, alternating runs")
+    group.add_argument("--limits", action="store_true", help="compare without and with the publisher limits")
     args = parser.parse_args()
     this = _decoder_of(Decoder)
+    if args.limits:
+        _compare(("limits off", this), ("limits on", _limited_decoder))
+        return
     if args.against is None:
         print(f"{'format':<36}{'messages/s':>12}{'readings/s':>12}{'values/s':>12}")
         for name, template, topic, payload in CASES:
@@ -109,15 +128,21 @@ def main() -> None:
             rate = MESSAGES / measure(this, topic, template, payload, REPEAT)
             print(f"{name:<36}{rate:>12,.0f}{rate * len(first.readings):>12,.0f}{rate * values:>12,.0f}")
         return
-    other = _decoder_of(_load_decoder(args.against))
-    print(f"{'format (messages/s)':<36}{'against':>12}{'this tree':>12}{'change':>9}")
+    _compare(("against", _decoder_of(_load_decoder(args.against))), ("this tree", this))
+
+
+def _compare(*both: tuple[str, Callable[[str], DecodeFn]]) -> None:
+    """Messages/s of two decoders, alternating runs, and the second's change."""
+    (old_name, old_make), (new_name, new_make) = both
+    print(f"{'format (messages/s)':<36}{old_name:>12}{new_name:>12}{'change':>9}{'µs/msg':>9}")
     for name, template, topic, payload in CASES:
-        best = {"against": float("inf"), "this": float("inf")}
+        best = {old_name: float("inf"), new_name: float("inf")}
         for _ in range(REPEAT):  # alternate, so a busy spell hits both
-            best["against"] = min(best["against"], measure(other, topic, template, payload, 1))
-            best["this"] = min(best["this"], measure(this, topic, template, payload, 1))
-        old, new = MESSAGES / best["against"], MESSAGES / best["this"]
-        print(f"{name:<36}{old:>12,.0f}{new:>12,.0f}{new / old - 1:>+9.1%}")
+            best[old_name] = min(best[old_name], measure(old_make, topic, template, payload, 1))
+            best[new_name] = min(best[new_name], measure(new_make, topic, template, payload, 1))
+        old, new = MESSAGES / best[old_name], MESSAGES / best[new_name]
+        extra_us = (best[new_name] - best[old_name]) / MESSAGES * 1e6
+        print(f"{name:<36}{old:>12,.0f}{new:>12,.0f}{new / old - 1:>+9.1%}{extra_us:>+9.2f}")
 
 
 if __name__ == "__main__":

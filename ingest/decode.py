@@ -17,7 +17,9 @@ Every rejection carries one of :data:`REJECTION_REASONS` (stable labels used as 
 values). Problems confined to one sensor or one line drop just that part and are returned in
 :attr:`Decoded.problems`; if nothing usable remains the first problem is raised. With
 ``max_future_ns`` set, as the service does, readings stamped further ahead of this machine's clock
-than that are refused as ``future_timestamp``.
+than that are refused as ``future_timestamp``. With ``limits`` (:class:`~ingest.limits.PublisherLimits`),
+as the service has, what survives goes through them last: readings of assets, sensors and tags beyond
+them are refused as :data:`~ingest.limits.LIMIT_REASONS`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ingest.formats import FORMATS, ParserContext, PayloadParser
 from ingest.formats.base import SHARED_REASONS
+from ingest.limits import LIMIT_REASONS, PublisherLimits
 from ingest.messages import Decoded, DecodeError, short
 from ingest.timestamps import ns_to_iso
 from ingest.topics import TopicTemplate
@@ -39,7 +42,7 @@ _ENVELOPE_REASONS = ("oversized", "bad_encoding", "unknown_topic")
 def rejection_reasons(formats: Iterable[type[PayloadParser]]) -> tuple[str, ...]:
     """Every reason a decoder with these formats can reject a message (or part of one) for."""
     own = tuple(reason for parser in formats for reason in parser.reasons)
-    return (*_ENVELOPE_REASONS, *own, *SHARED_REASONS, "future_timestamp")
+    return (*_ENVELOPE_REASONS, *own, *SHARED_REASONS, "future_timestamp", *LIMIT_REASONS)
 
 
 REJECTION_REASONS: tuple[str, ...] = rejection_reasons(FORMATS.values())
@@ -48,7 +51,7 @@ REJECTION_REASONS: tuple[str, ...] = rejection_reasons(FORMATS.values())
 class Decoder:
     """Turns one MQTT message into :class:`Decoded` readings (see the module docstring for formats)."""
 
-    __slots__ = ("template", "max_payload_bytes", "max_future_ns", "_now_ns", "_parsers")
+    __slots__ = ("template", "max_payload_bytes", "max_future_ns", "limits", "_now_ns", "_parsers")
 
     def __init__(
         self,
@@ -59,15 +62,19 @@ class Decoder:
         now_ns: Callable[[], int] = time.time_ns,
         formats: Sequence[type[PayloadParser]] | None = None,
         payload_tags: bool = False,
+        limits: PublisherLimits | None = None,
     ) -> None:
         """``formats``: the parsers to try, in order (default: :data:`ingest.formats.FORMATS`); the last
         should claim every payload the others leave, as line protocol does, or those are ``no_values``.
-        ``payload_tags``: take the asset and tags a payload carries (line protocol) over the topic's."""
+        ``payload_tags``: take the asset and tags a payload carries (line protocol) over the topic's.
+        ``limits``: what publishers may create (assets, sensors, tags); the decoder then admits what it
+        decodes through them, so it keeps their state: one decoder per subscriber thread."""
         self.template = template if isinstance(template, TopicTemplate) else TopicTemplate(template)
         self.max_payload_bytes = max_payload_bytes
         # Readings stamped further ahead of this machine's clock are refused: one glitched stamp
         # would otherwise make every later reading of its asset "late" for the detector.
         self.max_future_ns = max_future_ns
+        self.limits = limits
         self._now_ns = now_ns
         context = ParserContext(self.template, now_ns, payload_tags)
         parsers = [parser(context) for parser in (FORMATS.values() if formats is None else formats)]
@@ -88,7 +95,10 @@ class Decoder:
         for claims, parse in self._parsers:
             if claims(text):
                 decoded = parse(text, asset, sensor, tags)
-                return decoded if self.max_future_ns is None else self._drop_future(decoded, self.max_future_ns)
+                if self.max_future_ns is not None:
+                    decoded = self._drop_future(decoded, self.max_future_ns)
+                # Last, so a reading refused for anything else takes no asset, sensor or tag slot.
+                return decoded if self.limits is None else self.limits.admit(decoded)
         raise DecodeError("no_values", f"payload {short(text)} is in none of the formats this decoder reads")
 
     def _drop_future(self, decoded: Decoded, max_future_ns: int) -> Decoded:

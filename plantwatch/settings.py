@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detector.config import MonitorConfig
+from ingest.topics import TopicTemplate
 from plantwatch.outputs.base import check_topic_template
 from plantwatch.settings_errors import ENV_PREFIX, describe, setting_variables, warn_unused_variables, yaml_problem
 
@@ -65,6 +66,13 @@ class MqttSettings(_Section):
     # The asset and tags come from the topic (broker ACLs can bind a device to its own topic); true
     # lets a line-protocol payload's asset and tags win, for publishers that carry them there.
     payload_tags: bool = False
+    # What publishers can create, enforced as messages are decoded (ingest/limits.py): every asset stays
+    # in memory for good and every sensor widens its model. Beyond: too_many_assets, too_many_sensors
+    # (only the new sensors of a reading are dropped), too_many_tags (distinct tag key=value pairs of an
+    # asset, from the topic's other segments and, with payload_tags, a line's tags).
+    max_assets: int = Field(default=1000, ge=1)
+    max_sensors_per_asset: int = Field(default=200, ge=1)
+    max_tags_per_asset: int = Field(default=20, ge=0)
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     # TLS (an mqtts:// url): the CA that signed the broker's certificate (default: the system's), and a
@@ -103,6 +111,15 @@ class MqttSettings(_Section):
             )
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+        try:
+            tag_segments = len(TopicTemplate(self.topic_template).tag_names)
+        except ValueError:  # the service says what is wrong with the template where it builds it
+            tag_segments = 0
+        if self.max_tags_per_asset < tag_segments:
+            raise ValueError(
+                f"max_tags_per_asset: {self.max_tags_per_asset} is fewer than the {tag_segments} tag segments of "
+                f"mqtt.topic_template {self.topic_template!r}, so every reading would be refused (too_many_tags)"
+            )
         _check_tls_files("mqtt", self, "mqtts://", self.tls)
         return self
 

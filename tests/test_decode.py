@@ -16,6 +16,7 @@ from ingest.decode import REJECTION_REASONS, Decoder, rejection_reasons
 from ingest.formats import FORMATS, ParserContext
 from ingest.formats.line_protocol import _split_escaped as _lp_split_escaped
 from ingest.formats.line_protocol import _split_plain as _lp_split_plain
+from ingest.limits import PublisherLimits
 from ingest.messages import Decoded, DecodeError, Reading
 from ingest.topics import TopicTemplate
 
@@ -453,6 +454,13 @@ REASON_EXAMPLES: list[tuple[str, str, bytes]] = [
     ("future_timestamp", "plant/l/a/s", b'{"ts": "2100-01-01T00:00:00Z", "value": 1}'),
     ("bad_name", "plant/l/a/s\x00", b"1"),
 ]
+# The limits' reasons (ingest/limits.py): after the first message, which takes asset a's one slot of
+# each kind, the second is refused. (reason, second topic, second payload)
+LIMIT_EXAMPLES: list[tuple[str, str, bytes]] = [
+    ("too_many_assets", "plant/l/b/s", b"1"),
+    ("too_many_sensors", "plant/l/a/t", b"1"),
+    ("too_many_tags", "plant/m/a/s", b"1"),
+]
 
 
 class TestEnvelope:
@@ -462,8 +470,16 @@ class TestEnvelope:
         decoder = Decoder(template, max_payload_bytes=100, max_future_ns=300 * 10**9, now_ns=now)
         assert reject(decoder, topic, payload).reason == reason
 
+    @pytest.mark.parametrize(("reason", "topic", "payload"), LIMIT_EXAMPLES)
+    def test_every_limit(self, reason: str, topic: str, payload: bytes) -> None:
+        limits = PublisherLimits(max_assets=1, max_sensors_per_asset=1, max_tags_per_asset=1)
+        decoder = Decoder("plant/{line}/{asset}/{sensor}", now_ns=now, limits=limits)
+        assert only(decoder.decode("plant/l/a/s", b"1")).values == {"s": 1.0}
+        assert reject(decoder, topic, payload).reason == reason
+
     def test_reason_table_is_complete(self) -> None:
-        assert sorted(r for r, _, _ in REASON_EXAMPLES) == sorted(REJECTION_REASONS)
+        examples = [*REASON_EXAMPLES, *LIMIT_EXAMPLES]
+        assert sorted(r for r, _, _ in examples) == sorted(REJECTION_REASONS)
         assert len(set(REJECTION_REASONS)) == len(REJECTION_REASONS)
 
     def test_oversized_is_checked_before_anything_else(self) -> None:

@@ -97,6 +97,12 @@ def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
         ("mqtt: {url: [\n", "not valid YAML"),
         ("detector:\n  max_staleness_s: .inf\n", "detector.max_staleness_s: Input should be a finite number"),
         ("mqtt:\n  max_future_s: 1.0e+300\n", "mqtt.max_future_s: Input should be less than or equal to"),
+        ("mqtt:\n  max_assets: 0\n", "mqtt.max_assets: Input should be greater than or equal to 1"),
+        ("mqtt:\n  max_sensors_per_asset: 0\n", "mqtt.max_sensors_per_asset: Input should be greater than or equal"),
+        (
+            "mqtt:\n  topic_template: plant/{site}/{line}/{asset}\n  max_tags_per_asset: 1\n",
+            "mqtt.max_tags_per_asset: 1 is fewer than the 2 tag segments of mqtt.topic_template",
+        ),
         ("detector:\n  window_s: .nan\n", "detector.window_s: Input should be a finite number"),
         # Values a detector only checks when fitted: found by learning a synthetic baseline at start-up.
         ("detector:\n  params: {variance: 5}\n", "detector: these settings cannot learn a baseline (variance"),

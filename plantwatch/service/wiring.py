@@ -22,6 +22,7 @@ from api.app import create_app
 from api.hooks import ServiceHooks
 from api.keys import KeyFile, KeyFileError
 from ingest.decode import Decoder
+from ingest.limits import PublisherLimits
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.sink import InfluxSink, Sink, SqliteSink
@@ -117,6 +118,14 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
     )
 
 
+def publisher_limits(settings: Settings) -> PublisherLimits:
+    """What publishers may create (``mqtt.max_assets``, ``.max_sensors_per_asset``, ``.max_tags_per_asset``)."""
+    m = settings.mqtt
+    return PublisherLimits(
+        max_assets=m.max_assets, max_sensors_per_asset=m.max_sensors_per_asset, max_tags_per_asset=m.max_tags_per_asset
+    )
+
+
 def _refuse_inside_subscription(template: TopicTemplate, key: str, topic: str, consequence: str) -> None:
     """ConfigError naming ``key`` when the service publishes ``topic`` where it subscribes (for a topic
     per asset, ``{asset}`` stands for any one asset's name)."""
@@ -190,6 +199,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         max_payload_bytes=settings.mqtt.max_payload_bytes,
         max_future_ns=round(settings.mqtt.max_future_s * 1e9),
         payload_tags=settings.mqtt.payload_tags,
+        limits=publisher_limits(settings),
     )
     try:
         store = open_store(settings.alerts.store_url)
