@@ -183,14 +183,9 @@ def run_mosquitto(tmp_path: Path, *, port: int | None = None, extra_config: str 
     ``extra_config`` lines are appended to the configuration; a repeated option overrides, e.g.
     ``allow_anonymous false`` with a ``password_file``.
     """
-    require_binary(MOSQUITTO_BIN)
     port = port or free_port()
-    base = tmp_path / "mosquitto"
-    data = base / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:  # mosquitto drops privileges to user "mosquitto"
-        _give_to_mosquitto(data)
-    conf = base / "mosquitto.conf"
+    data = mosquitto_data_dir(tmp_path)
+    conf = data.parent / "mosquitto.conf"
     conf.write_text(
         f"listener {port} {HOST}\n"
         "allow_anonymous true\n"
@@ -199,8 +194,36 @@ def run_mosquitto(tmp_path: Path, *, port: int | None = None, extra_config: str 
         "log_dest stderr\n"
         "max_queued_messages 0\n" + extra_config
     )
-    argv = [MOSQUITTO_BIN, "-c", str(conf)]
-    with _process(argv, base / "mosquitto.log", "mosquitto", lambda: _tcp_ready(port)):
+    with run_mosquitto_config(conf, port) as server:
+        yield server
+
+
+def mosquitto_data_dir(tmp_path: Path) -> Path:
+    """``tmp_path/mosquitto/data``, made, where the broker can save its state after dropping root."""
+    data = tmp_path / "mosquitto" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # mosquitto drops privileges to user "mosquitto"
+        _give_to_mosquitto(data)
+    return data
+
+
+def give_file_to_mosquitto(source: Path, target: Path) -> Path:
+    """A copy of ``source`` at ``target``, mode 600, that the broker can read after dropping root (its
+    password and ACL files are read then) — what docker-compose.yml does for the image's broker."""
+    shutil.copyfile(source, target)
+    target.chmod(0o600)
+    if os.geteuid() == 0:
+        shutil.chown(target, user="mosquitto", group="mosquitto")
+    return target
+
+
+@contextmanager
+def run_mosquitto_config(conf: Path, port: int, *, argv: list[str] | None = None) -> Iterator[MosquittoServer]:
+    """Start Mosquitto with the configuration file ``conf``, whose listener is ``port`` on 127.0.0.1
+    (``argv``: another command that starts it so); its log goes beside ``conf``."""
+    require_binary(MOSQUITTO_BIN)
+    argv = argv or [MOSQUITTO_BIN, "-c", str(conf)]
+    with _process(argv, conf.parent / "mosquitto.log", "mosquitto", lambda: _tcp_ready(port)):
         yield MosquittoServer(HOST, port, f"mqtt://{HOST}:{port}")
 
 
