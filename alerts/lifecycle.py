@@ -104,6 +104,11 @@ class AlertManager:
         # which the store already holds what the crashed process decided (begin_recovery).
         self._decided_until: dict[tuple[str, str], int] = {}
 
+    def store_failing_s(self) -> float:
+        """How long the store has been failing the write in hand (0 when it works; see alerts.retrying)."""
+        since = getattr(self._store, "failing_since_ns", None)
+        return max(time.time_ns() - since, 0) / 1e9 if since is not None else 0.0
+
     def begin_recovery(self) -> None:
         """Rows stored before a crash are about to be scored again, after the checkpoint they follow.
 

@@ -35,6 +35,7 @@ HELP: dict[str, str] = {
     "plantwatch_readings_rescored_total": "Readings scored again at a start: stored before a stop, not checkpointed.",
     "plantwatch_model_restores_failed_total": "Saved models that could not be restored (a new baseline is learned).",
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
+    "plantwatch_alert_store_retries_total": "Alert store writes tried again (database down or locked).",
     "plantwatch_alerts_opened_total": "Alerts opened.",
     "plantwatch_alerts_resolved_total": "Alerts resolved.",
     "plantwatch_alerts_reopened_total": "Alerts reopened: anomalous again within alerts.reopen_within_s of resolving.",
@@ -55,6 +56,7 @@ GAUGES: dict[str, str] = {
     "plantwatch_oldest_unwritten_seconds": "Age of the oldest delivery received and not yet written to storage.",
     "plantwatch_storage_write_pending_seconds": "How long the write in progress has been retried (0 between writes).",
     "plantwatch_scoring_backlog": "Readings written and waiting for the detector.",
+    "plantwatch_alert_store_failing_seconds": "How long the alert store has failed the write in hand (0: it works).",
 }
 LABELS: dict[str, tuple[str, ...]] = {
     "plantwatch_sensor_alerts_opened_total": ("kind",),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from alerts.lifecycle import AlertEvent, AlertManager
 from alerts.model import Alert, AlertAction
+from alerts.retrying import AlertStoreStopped, WaitingStore
 from alerts.store import SqliteAlertStore
 from detector.types import Contribution, Verdict
 from telemetry.counters import Counters
@@ -379,3 +383,46 @@ def test_alerts_carry_the_assets_topic_tags_under_the_configured_ones(store: Sql
         "anomaly": (("line", "L2"), ("site", "basel")),
         "stale_data": (("line", "L2"), ("site", "basel")),
     }
+
+
+def test_a_locked_store_makes_the_lifecycle_wait_and_no_alert_change_is_lost(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.db"
+    stop = threading.Event()
+    waiting = WaitingStore(SqliteAlertStore(path), stop)
+    alerts = manager(waiting)  # type: ignore[arg-type]
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the file: writes fail after busy_timeout (5 s)
+    events: list[AlertEvent] = []
+    opening = threading.Thread(target=lambda: events.extend(alerts.observe(v(0, True))), daemon=True)
+    opening.start()
+    wait_until(lambda: alerts.store_failing_s() > 0, 30, "the store to be reported failing")
+    assert opening.is_alive() and not events  # waiting, not given up
+    locker.execute("COMMIT")
+    opening.join(30)
+    assert types(events) == ["opened"] and alerts.store_failing_s() == 0.0
+    (stored,) = SqliteAlertStore(path).open_alerts()
+    assert stored.asset == "pump-1"
+    locker.close()
+
+
+def test_a_stop_while_the_store_is_unavailable_ends_the_wait(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.db"
+    stop = threading.Event()
+    alerts = manager(WaitingStore(SqliteAlertStore(path), stop))  # type: ignore[arg-type]
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    failures: list[BaseException] = []
+
+    def observe() -> None:
+        try:
+            alerts.observe(v(0, True))
+        except AlertStoreStopped as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=observe, daemon=True)
+    thread.start()
+    wait_until(lambda: alerts.store_failing_s() > 0, 30, "the store to be reported failing")
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive() and "could not store a new alert" in str(failures[0])
+    locker.close()

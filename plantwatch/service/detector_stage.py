@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from typing import TypeVar
 
 from alerts.lifecycle import AlertManager
+from alerts.retrying import AlertStoreStopped
 from detector.config import MonitorConfig
 from detector.events import (
     BaselineFailed,
@@ -229,7 +230,7 @@ class DetectorStage:
                 self.scored_seq = max(self.scored_seq, seq)
             self._check_silence_now_and_then()
             self._checkpoint_now_and_then()
-        except SinkStopped:
+        except (SinkStopped, AlertStoreStopped):
             return False
         except Exception:  # a model bug must not stop ingestion; it is logged and counted
             self._count_detector_errors(1)

@@ -117,6 +117,7 @@ class Pipeline:
         counters.watch("plantwatch_oldest_unwritten_seconds", self._oldest_unwritten_s)
         counters.watch("plantwatch_storage_write_pending_seconds", self._write_pending_s)
         counters.watch("plantwatch_scoring_backlog", self.scoring.qsize)
+        counters.watch("plantwatch_alert_store_failing_seconds", self.detector.alerts.store_failing_s)
 
     def _oldest_unwritten_s(self) -> float:
         oldest = self.health.oldest_in_hand_ns
@@ -204,7 +205,10 @@ class Pipeline:
         alive = all(t.is_alive() for t in self._threads)
         pending_s = self._write_pending_s()
         storage_ok = pending_s < STORAGE_STALL_S
-        status = "ok" if (connected and alive and storage_ok and self.health.fatal is None) else "degraded"
+        alert_failing_s = self.detector.alerts.store_failing_s()
+        alert_store_ok = alert_failing_s == 0.0
+        healthy = connected and alive and storage_ok and alert_store_ok and self.health.fatal is None
+        status = "ok" if healthy else "degraded"
         monitors = dict(self.detector.monitors)  # a snapshot: the detector thread adds assets
         return {
             "status": status,
@@ -213,6 +217,9 @@ class Pipeline:
             # False while a write has been retried for STORAGE_STALL_S or more (the TSDB is down or refusing)
             "storage_ok": storage_ok,
             "storage_write_pending_s": round(pending_s, 1),
+            # False while the alert store fails: detection waits for it (alerts.retrying)
+            "alert_store_ok": alert_store_ok,
+            "alert_store_failing_s": round(alert_failing_s, 1),
             "inbound_queue": self.inbound.qsize(),
             "scoring_backlog": self.scoring.qsize(),  # readings written, waiting for the detector
             "fatal": self.health.fatal,

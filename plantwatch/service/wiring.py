@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from alerts.lifecycle import AlertManager
+from alerts.retrying import AlertStoreStopped, WaitingStore
 from alerts.store import AlertStore, StoreOpenError, open_store
 from api.app import create_app
 from api.hooks import ServiceHooks
@@ -205,8 +206,9 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         store = open_store(settings.alerts.store_url)
     except StoreOpenError as exc:
         raise ConfigError(f"alerts.store_url: {exc}") from None
+    stop = threading.Event()
     manager = AlertManager(
-        store,
+        WaitingStore(store, stop, on_retry=lambda: counters.inc("plantwatch_alert_store_retries_total")),
         resolve_after_s=settings.alerts.resolve_after_s,
         critical_probability=settings.alerts.critical_probability,
         counters=counters,
@@ -214,7 +216,6 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         asset_tags=settings.alerts.asset_tags,
     )
     tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=rul)
-    stop = threading.Event()
     sink = build_sink(settings, counters, stop)
 
     def make_source(inbound: queue.Queue[Inbound]) -> MqttSource:
@@ -247,7 +248,10 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
 
     def on_shutdown() -> None:
         pipeline.stop()
-        manager.flush()  # peak changes held back by write coalescing
+        try:
+            manager.flush()  # peak changes held back by write coalescing
+        except AlertStoreStopped as exc:
+            log.error("%s; changes held back by write coalescing are lost", exc)
         for notifier in notifiers:  # what they did not deliver yet, they deliver after the restart
             notifier.stop()
         store.close()
