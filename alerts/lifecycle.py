@@ -20,6 +20,7 @@ from alerts.model import (
     KIND_MAINTENANCE,
     KIND_STALE_DATA,
     REOPENED,
+    RESOLVED_BY_OPERATOR,
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
     STATE_OPEN,
@@ -119,6 +120,20 @@ class AlertManager:
         """
         with self._lock:
             self._decided_until = dict(self._store.latest_activity())
+            self._recall_resolved_lately()
+
+    def _recall_resolved_lately(self) -> None:
+        """Each asset's latest anomaly alert, if it resolved by itself: an anomaly back soon after it
+        reopens it, as it would have in the crashed process (which held this in memory only)."""
+        if self._reopen_within_ns <= 0:
+            return
+        by_operator = self._store.marked(RESOLVED_BY_OPERATOR)
+        for asset, kind in self._decided_until:
+            if kind != KIND_ANOMALY or asset in self._open:
+                continue
+            latest = self._store.list(asset=asset, kind=KIND_ANOMALY, limit=1)
+            if latest and latest[0].state == STATE_RESOLVED and latest[0].id not in by_operator:
+                self._resolved_lately[asset] = latest[0]
 
     def end_recovery(self) -> None:
         with self._lock:

@@ -30,7 +30,9 @@ from telemetry.counters import Counters
 
 SENSORS = ("flow", "current", "pressure", "temp")
 ROWS = 2000
-FAULT = (1400, 1600)  # the motor runs hot
+# The motor runs hot, cools, and runs hot again within alerts.reopen_within_s of the first alert
+# resolving (60 s after the first episode): one alert, reopened.
+FAULTS = ((1400, 1500), (1700, 1750))
 BATCH = 100
 
 
@@ -49,7 +51,8 @@ def _readings(asset: str, seed: int) -> list[Reading]:
         [flow, 2 + 0.05 * flow + rng.normal(0, 0.01, ROWS), 1 - 0.01 * flow + rng.normal(0, 0.005, ROWS)]
     )
     temp = rng.normal(60, 0.2, ROWS)
-    temp[FAULT[0] : FAULT[1]] += 3.0
+    for start, end in FAULTS:
+        temp[start:end] += 3.0
     X = np.column_stack([X, temp])
     ts = (1_700_000_000 + np.arange(ROWS, dtype=np.int64)) * 10**9
     return [Reading(asset, int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(ROWS)]
@@ -71,7 +74,7 @@ class Service:
         self.stage = DetectorStage(
             ScoringQueue(),
             sink=self.sink,  # type: ignore[arg-type]
-            alerts=AlertManager(self.store, resolve_after_s=60, counters=self.counters),
+            alerts=AlertManager(self.store, resolve_after_s=60, reopen_within_s=300, counters=self.counters),
             detector_config=lambda asset: MonitorConfig(baseline_rows=300),
             counters=self.counters,
             health=StageHealth(),
@@ -108,15 +111,17 @@ def _by_row(verdicts: list[Verdict]) -> dict[tuple[str, int], float]:
 
 
 @pytest.mark.parametrize(
-    "crash_at", [2 * 1500, 2 * 1900], ids=["with-an-alert-open", "after-the-alert-resolved"]
-)  # readings into STREAM
+    "crash_at",  # readings into STREAM
+    [2 * 1450, 2 * 1650, 2 * 1900],
+    ids=["with-an-alert-open", "between-resolving-and-reopening", "after-the-alert-resolved"],
+)
 def test_after_a_crash_every_verdict_is_made_and_no_alert_is_invented(tmp_path: Path, crash_at: int) -> None:
     uninterrupted = Service(tmp_path / "uninterrupted")
     uninterrupted.feed(STREAM)
     expected = _by_row(uninterrupted.sink.verdicts)
     expected_alerts = uninterrupted.alerts()
     uninterrupted.crash()
-    assert {a[0] for a in expected_alerts} == {"pump", "fan"}  # the fault opened (and resolved) one each
+    assert [a[0] for a in expected_alerts] == ["fan", "pump"]  # one alert each, reopened and resolved
 
     first = Service(tmp_path / "crashed")
     first.feed(STREAM[:crash_at])
