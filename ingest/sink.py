@@ -380,7 +380,7 @@ def _error_message(exc: ApiException) -> str:
 
 # --------------------------------------------------------------------------------------- SQLite
 
-_SCHEMA = """
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     asset TEXT NOT NULL, ts_ns INTEGER NOT NULL, sensor TEXT NOT NULL, value REAL NOT NULL,
     tags_json TEXT NOT NULL DEFAULT '{}'
@@ -391,6 +391,13 @@ CREATE TABLE IF NOT EXISTS anomaly (
 );
 CREATE INDEX IF NOT EXISTS anomaly_asset_ts ON anomaly (asset, ts_ns);
 """
+# One point per series and instant, as InfluxDB keeps it: a redelivered reading, or a verdict scored
+# again after a crash, replaces its first copy. Files written before these indexes may hold such
+# copies; the newest is kept when the index is made.
+_ONE_POINT = (
+    ("readings", "readings_point", "asset, ts_ns, sensor, tags_json"),
+    ("anomaly", "anomaly_point", "asset, ts_ns"),
+)
 
 
 class SqliteSink:
@@ -402,7 +409,13 @@ class SqliteSink:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # WAL + NORMAL may lose commits on power loss
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SQLITE_SCHEMA)
+        for table, index, key in _ONE_POINT:
+            if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (index,)).fetchone():
+                self._db.executescript(
+                    f"BEGIN; DELETE FROM {table} WHERE rowid NOT IN (SELECT max(rowid) FROM {table} GROUP BY {key});"
+                    f"CREATE UNIQUE INDEX {index} ON {table} ({key}); COMMIT;"
+                )
 
     def write(self, readings: Sequence[Reading]) -> None:
         rows = []
@@ -414,7 +427,7 @@ class SqliteSink:
                 self._counters.inc("plantwatch_points_dropped_total", reason="non_finite")
             stored += bool(finite)
             rows += [(r.asset, r.ts_ns, s, v, tags_json) for s, v in finite]
-        self._transaction("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+        self._transaction("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
         if stored:
             self._counters.inc("plantwatch_readings_written_total", amount=stored)
 
@@ -423,7 +436,7 @@ class SqliteSink:
             (v.asset, v.ts_ns, _finite_or_none(v.score), _finite_or_none(v.probability), int(v.anomaly))
             for v in verdicts
         ]
-        self._transaction("INSERT INTO anomaly VALUES (?, ?, ?, ?, ?)", rows)
+        self._transaction("INSERT OR REPLACE INTO anomaly VALUES (?, ?, ?, ?, ?)", rows)
 
     def close(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from servers import MosquittoServer, VictoriaServer, free_port, require_binary, 
 from detector.types import Verdict
 from ingest.messages import Reading
 from ingest.sink import (
+    SQLITE_SCHEMA,
     InfluxSink,
     Sink,
     SinkAuthError,
@@ -428,6 +429,21 @@ def test_sqlite_sink_is_durable(tmp_path: Path) -> None:
         db.close()
     assert counters.get("plantwatch_readings_written_total") == 30
     assert counters.get("plantwatch_points_dropped_total", reason="non_finite") == 1
+
+
+def test_sqlite_sink_keeps_one_point_per_series_and_instant_as_influxdb_does(tmp_path: Path) -> None:
+    path = tmp_path / "demo.db"
+    with sqlite3.connect(path) as old:  # a file written before the unique indexes, with copies in it
+        old.executescript(SQLITE_SCHEMA)
+        old.executemany("INSERT INTO readings VALUES ('a', 1, 'flow', ?, '{}')", [(1.0,), (2.0,)])
+        old.executemany("INSERT INTO anomaly VALUES ('a', 1, 0.1, ?, 0)", [(0.5,), (0.6,)])
+    sink = SqliteSink(path, counters=Counters())
+    sink.write([Reading("a", 1, {"flow": 3.0}), Reading("a", 2, {"flow": 4.0})])  # a redelivery, a new one
+    sink.write_verdicts([Verdict("a", 1, 0.1, 0.7, False)])  # scored again after a crash
+    sink.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT ts_ns, value FROM readings ORDER BY ts_ns").fetchall() == [(1, 3.0), (2, 4.0)]
+        assert db.execute("SELECT ts_ns, probability FROM anomaly").fetchall() == [(1, 0.7)]
 
 
 # ------------------------------------------------------------------ the server fixtures themselves
