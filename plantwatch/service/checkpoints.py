@@ -53,7 +53,7 @@ class Checkpoints:
         building.mkdir()
         for path in self.latest.directory.iterdir() if self.latest.directory.is_dir() else ():
             if path.suffix in _CARRIED and path.name != MANIFEST and not path.name.startswith("."):
-                os.link(path, building / path.name)
+                _carry(path, building / path.name)
         return building
 
     def commit(self, building: Path, scored_seq: int) -> Generation:
@@ -86,6 +86,14 @@ class Checkpoints:
                 except (OSError, ValueError, KeyError, TypeError) as exc:  # never renamed into place whole
                     log.warning("ignoring checkpoint %s: %s: %s", directory, type(exc).__name__, exc)
         return Generation(0, self.model_dir, 0)
+
+
+def _carry(source: Path, target: Path) -> None:
+    """A hard link (free); a copy where the file system has none (some network and mounted volumes)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _fsync_dir(path: Path) -> None:
