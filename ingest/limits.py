@@ -14,10 +14,12 @@ behind the :class:`~ingest.decode.Decoder` and refuses, before anything is store
   is refused rather than stored under other tags. Topic segments other than asset and sensor are tags
   (the topic can name any value there), as are a line's own tags with ``mqtt.payload_tags``.
 
-Names are admitted first come, first served, and stay admitted for the life of the process (a restart
-starts from none). The state is one entry per admitted asset holding its sensor names (each at most 128
-characters, see :data:`ingest.formats.base.MAX_NAME_LEN`) and the hashes of its tag pairs (tag values
-have no length limit of their own, so they are not kept): it never grows past the limits.
+Names are admitted first come, first served, and stay admitted for the life of the process; at a
+start, the assets with a saved model in ``detector.model_dir`` and their sensors are admitted first
+(:meth:`PublisherLimits.remember`), so a flood of made-up names cannot take their places. The state
+is one entry per admitted asset holding its sensor names (each at most 128 characters, see
+:data:`ingest.formats.base.MAX_NAME_LEN`) and the hashes of its tag pairs (tag values have no length
+limit of their own, so they are not kept): it never grows past the limits.
 
 Not thread-safe, and it need not be: like the decoder it runs on paho's network thread, the only
 caller of :meth:`~ingest.decode.Decoder.decode` in the service.
@@ -25,6 +27,7 @@ caller of :meth:`~ingest.decode.Decoder.decode` in the service.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ingest.messages import Decoded, DecodeError, Reading, short
@@ -62,6 +65,20 @@ class PublisherLimits:
         """The sensor names admitted for ``asset`` (empty if the asset is not admitted)."""
         known = self._assets.get(asset)
         return frozenset(known.sensors) if known is not None else frozenset()
+
+    def remember(self, asset: str, sensors: Iterable[str]) -> bool:
+        """Admit an asset known from before a restart (its saved model) and its sensors, up to the limits,
+        so publishers of new names cannot take its place while it is quiet. False once they are full."""
+        entry = self._assets.get(asset)
+        if entry is None:
+            if len(self._assets) >= self.max_assets:
+                return False
+            entry = self._assets[asset] = _Asset()
+        for name in sensors:
+            if len(entry.sensors) >= self.max_sensors_per_asset:
+                break
+            entry.sensors.add(name)
+        return True
 
     def admit(self, decoded: Decoded) -> Decoded:
         """``decoded`` less what the limits refuse, the refusals added to its problems; raises the first

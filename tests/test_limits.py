@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from detector.config import MonitorConfig
+from detector.monitor import AssetMonitor
 from ingest.decode import REJECTION_REASONS, Decoder
 from ingest.limits import LIMIT_REASONS, PublisherLimits
 from ingest.messages import Decoded, DecodeError, Reading
 from ingest.topics import TopicTemplate
+from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.wiring import publisher_limits
+from plantwatch.settings import load_settings
 
 NOW = 1_700_000_000_000_000_000
 
@@ -202,3 +209,21 @@ def test_payload_tags_count_against_the_asset_named_in_the_payload() -> None:
     with pytest.raises(DecodeError) as info:
         decoder.decode("plantwatch/any", f"m,asset=p0,host=h0,rack=r1,room=9 x=1 {NOW}".encode())
     assert info.value.reason == "too_many_tags"
+
+
+def test_assets_with_a_saved_model_keep_their_places_after_a_restart(tmp_path: Path) -> None:
+    models = ModelPersistence(str(tmp_path / "models"))
+    saved = AssetMonitor("pump-7", MonitorConfig(baseline_rows=300), ("flow", "temp"))
+    assert models.checkpoint({"pump-7": saved}, ["pump-7"], MaintenanceTracker(86_400, 3_600), scored_seq=1)
+    settings = load_settings(
+        None,
+        storage__kind="sqlite",
+        detector__model_dir=str(tmp_path / "models"),
+        mqtt__max_assets=1,
+        mqtt__max_sensors_per_asset=2,
+    )
+    lim = publisher_limits(settings)  # as a start builds it: the maintenance trends take no place
+    assert lim.assets == 1 and lim.sensors_of("pump-7") == {"flow", "temp"}
+    assert refused(lim, one(reading("made-up", "x"))).reason == "too_many_assets"  # arrived first, refused
+    assert refused(lim, one(reading("pump-7", "speed"))).reason == "too_many_sensors"
+    assert lim.admit(one(reading("pump-7", "flow"))).readings == (reading("pump-7", "flow"),)

@@ -96,3 +96,19 @@ def _atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def saved_assets(model_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Each asset with a saved model in ``model_dir`` and the sensors its model uses (empty before its
+    sensors were discovered). Unreadable or foreign files are left out: restoring them reports why."""
+    found: dict[str, list[str]] = {}
+    root = Path(model_dir)
+    for path in sorted(root.glob("*.json")) if root.is_dir() else ():
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            asset, sensors = document["asset"], document["meta"].get("sensors") or []
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if document.get("format") == FORMAT_VERSION and isinstance(asset, str) and isinstance(sensors, list):
+            found[asset] = [str(name) for name in sensors]
+    return found

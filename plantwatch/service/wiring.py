@@ -36,7 +36,9 @@ from plantwatch.outputs.mqtt import MqttAlertPublisher
 from plantwatch.outputs.webhook import Webhook
 from plantwatch.paths import why_not_writable_file
 from plantwatch.service.listen import listening_url
+from plantwatch.service.model_store import saved_assets
 from plantwatch.service.notifier import AlertNotifier
+from plantwatch.service.persistence import TRENDS_NAME, ModelPersistence
 from plantwatch.service.pipeline import Pipeline
 from plantwatch.service.sensor_checks import SensorCheckConfig
 from plantwatch.settings import ApiSettings, ConfigError, Settings
@@ -120,11 +122,17 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
 
 
 def publisher_limits(settings: Settings) -> PublisherLimits:
-    """What publishers may create (``mqtt.max_assets``, ``.max_sensors_per_asset``, ``.max_tags_per_asset``)."""
+    """What publishers may create (``mqtt.max_assets``, ``.max_sensors_per_asset``, ``.max_tags_per_asset``),
+    the assets of the saved models admitted first."""
     m = settings.mqtt
-    return PublisherLimits(
+    limits = PublisherLimits(
         max_assets=m.max_assets, max_sensors_per_asset=m.max_sensors_per_asset, max_tags_per_asset=m.max_tags_per_asset
     )
+    if settings.detector.model_dir:
+        for asset, sensors in saved_assets(ModelPersistence(settings.detector.model_dir).model_dir).items():
+            if asset != TRENDS_NAME:
+                limits.remember(asset, sensors)
+    return limits
 
 
 def _refuse_inside_subscription(template: TopicTemplate, key: str, topic: str, consequence: str) -> None:
