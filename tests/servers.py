@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -169,11 +170,7 @@ def _give_to_mosquitto(data: Path) -> None:
     pytest's tmp dirs are 0700 root: without search permission on every ancestor the unprivileged
     broker cannot save its database on shutdown ("Error saving in-memory database").
     """
-    shutil.chown(data, user="mosquitto", group="mosquitto")
-    for parent in data.parents:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
+    _give_to(data, "mosquitto")
 
 
 @contextmanager
@@ -250,3 +247,71 @@ def run_victoria(
     ca_file = str(tls[2]) if tls else None
     with _process(argv, base / "victoria.log", "victoria-metrics", lambda: _health_ready(url, ca_file)):
         yield VictoriaServer(HOST, port, url, ca_file)
+
+
+# A PostgreSQL of a test's own, for what the shared one cannot do: stop and come back (Debian's server).
+POSTGRES_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    port: int
+    url: str  # postgresql://postgres@127.0.0.1:PORT/postgres (trust auth)
+
+
+def postgres_data(tmp_path: Path) -> Path:
+    """A new database cluster in ``tmp_path/postgres`` (initdb, trust auth), owned by user postgres
+    when the tests run as root (the server refuses to run as root)."""
+    require_binary(str(POSTGRES_BIN_DIR / "postgres"))
+    data = tmp_path / "postgres" / "data"
+    data.parent.mkdir(parents=True)
+    if os.geteuid() == 0:
+        _give_to(data.parent, "postgres")
+    argv = [str(POSTGRES_BIN_DIR / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+    # cwd: the server's user may not enter the directory the tests run in.
+    done = subprocess.run(argv, capture_output=True, timeout=60, cwd=data.parent, **_as_server_user())
+    if done.returncode:
+        raise RuntimeError(f"initdb exited with {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
+    return data
+
+
+@contextmanager
+def run_postgres(data: Path, port: int) -> Iterator[PostgresServer]:
+    """The cluster in ``data`` on 127.0.0.1:``port`` until the block ends, then a fast shutdown (SIGINT:
+    SIGTERM's smart shutdown would wait for the clients' pooled connections)."""
+    options = ["-p", str(port), "-k", str(data.parent), "-c", f"listen_addresses={HOST}", "-c", "fsync=off"]
+    log = data.parent / "postgres.log"
+    with open(log, "ab") as stream:
+        proc = subprocess.Popen(
+            [str(POSTGRES_BIN_DIR / "postgres"), "-D", str(data), *options],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=data.parent,
+            **_as_server_user(),
+        )
+        try:
+            _wait_ready(proc, lambda: _tcp_ready(port), "postgres", log)
+            yield PostgresServer(port, f"postgresql://postgres@{HOST}:{port}/postgres")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def _as_server_user() -> dict[str, Any]:
+    """Popen's arguments that run the server as user postgres when the tests run as root: its group too,
+    and not root's groups (a root group on a 0701 folder would deny it what "others" may do)."""
+    return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def _give_to(directory: Path, user: str) -> None:
+    """chown ``directory`` to ``user`` (and its group) and make its ancestors traversable (o+x) for it."""
+    shutil.chown(directory, user=user, group=user)
+    for parent in directory.parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
