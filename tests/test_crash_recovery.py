@@ -93,7 +93,7 @@ class Service:
             batch = tuple(readings[start : start + BATCH])
             seq = self.log.append(batch)
             self.stage.upstream.put(Batch(batch, seq))
-        wait_until(lambda: self.stage.scored_seq >= seq, 60, f"batch {seq} scored")
+        wait_until(lambda: self.stage.checkpoints.scored_seq >= seq, 60, f"batch {seq} scored")
 
     def crash(self) -> None:
         """Stop the detector thread with nothing saved (a checkpoint is only written while it runs)."""

@@ -31,6 +31,7 @@ from ingest.messages import Reading
 from ingest.sink import Sink, SinkStopped
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
+from plantwatch.service.checkpointing import CHECKPOINT_INTERVAL_S, Checkpointing
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
@@ -42,11 +43,6 @@ from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
-
-# Wall time between checkpoints: the most readings a crash leaves to score again from the readings log.
-CHECKPOINT_INTERVAL_S = 30.0
-# Baselines learned one after another are checkpointed together, at most once per this long.
-MIN_CHECKPOINT_GAP_S = 1.0
 
 
 class DetectorStage:
@@ -88,17 +84,8 @@ class DetectorStage:
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self._feedback = FeedbackRequests()
-        # Checkpoints (with a model_dir): every asset's model and the trends, together, now and then.
-        self.reading_log = reading_log
-        self.checkpoint_interval_s = checkpoint_interval_s
-        self._changed: set[str] = set()  # assets whose state changed since the last checkpoint
-        self._checkpointed_at = time.monotonic() - MIN_CHECKPOINT_GAP_S  # the first baseline: at once
-        # When the next checkpoint is due before its interval: an operator's relearn or feedback at
-        # once, a baseline learned or a model refitted within MIN_CHECKPOINT_GAP_S.
-        self._checkpoint_due_at: float | None = None
-        # The last readings batch scored; the checkpoint's until the log's batches after it are scored again.
-        self.scored_seq = models.scored_seq if models is not None else 0
-        self._recover_through = reading_log.last_seq if reading_log is not None else 0
+        # With a model_dir: every asset's model and the trends, checkpointed together now and then.
+        self.checkpoints = Checkpointing(models, reading_log, checkpoint_interval_s)
         if models is not None and maintenance is not None:
             models.restore_trends(maintenance)
 
@@ -137,7 +124,7 @@ class DetectorStage:
         self.counters.inc("plantwatch_feedback_total", verdict=verdict)
         self._work_out_shifts(monitor)
         if rows:
-            self._changed_now(monitor.asset)  # what an operator taught must survive a restart
+            self.checkpoints.operator_changed(monitor.asset)  # what an operator taught must survive a restart
         log.warning(
             "operator feedback on %s: %d alert rows %s",
             monitor.asset,
@@ -165,7 +152,7 @@ class DetectorStage:
             self.rows.forget(asset)
             if overhauled and self.maintenance is not None:
                 self.maintenance.forget(asset)
-            self._changed_now(asset)  # a restart must not bring the old baseline back
+            self.checkpoints.operator_changed(asset)  # a restart must not bring the old baseline back
             self.counters.inc("plantwatch_baselines_relearned_total")
             log.warning(
                 "baseline of %s forgotten on request%s: learning a new one from the next readings",
@@ -177,38 +164,7 @@ class DetectorStage:
         """At shutdown, once the detector thread has stopped: relearns and feedback still queued, then
         a last checkpoint."""
         self._apply_requests()
-        self._checkpoint()
-
-    def _changed_now(self, asset: str) -> None:
-        """An operator changed the asset's model: checkpoint at the end of this loop."""
-        self._changed.add(asset)
-        self._checkpoint_due_at = time.monotonic()
-
-    def _learned_now(self, asset: str) -> None:
-        """A baseline learned or a model refitted: checkpoint soon, together with the others that follow."""
-        self._changed.add(asset)
-        soon = self._checkpointed_at + MIN_CHECKPOINT_GAP_S
-        self._checkpoint_due_at = min(self._checkpoint_due_at or soon, soon)
-
-    def _checkpoint_now_and_then(self) -> None:
-        now = time.monotonic()
-        due = self._checkpoint_due_at
-        if now - self._checkpointed_at >= self.checkpoint_interval_s or (due is not None and now >= due):
-            self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        """Every changed asset's model and the trends, with the last batch scored, as one generation;
-        then the readings log before that batch goes."""
-        self._checkpointed_at = time.monotonic()
-        self._checkpoint_due_at = None
-        if self.models is None:
-            return
-        if self.reading_log is not None:
-            self.reading_log.sync()
-        if self.models.checkpoint(self.monitors, self._changed, self.maintenance, self.scored_seq):
-            self._changed.clear()
-            if self.reading_log is not None:
-                self.reading_log.discard_through(self.scored_seq)
+        self.checkpoints.write(self.monitors, self.maintenance)
 
     def run(self) -> None:
         self._recover()
@@ -227,9 +183,9 @@ class DetectorStage:
             try:
                 self._process(readings)
             finally:  # a batch a model bug failed on counts as scored: scoring it again would fail again
-                self.scored_seq = max(self.scored_seq, seq)
+                self.checkpoints.scored(seq)
             self._check_silence_now_and_then()
-            self._checkpoint_now_and_then()
+            self.checkpoints.now_and_then(self.monitors, self.maintenance)
         except (SinkStopped, AlertStoreStopped):
             return False
         except Exception:  # a model bug must not stop ingestion; it is logged and counted
@@ -241,22 +197,22 @@ class DetectorStage:
         """Score again the batches stored before the last stop and not covered by its checkpoint (a crash,
         or readings still queued for the detector at a graceful stop). Their alerts were partly decided
         before the stop: the store's say stands for those (``AlertManager.begin_recovery``)."""
-        if self.reading_log is None or self._recover_through <= self.scored_seq:
+        first, last = self.checkpoints.unscored_range
+        if first > last:
             return
-        first, last = self.scored_seq + 1, self._recover_through
         log.warning("scoring readings batches %d-%d again: stored before the last stop, not checkpointed", first, last)
         started, readings = time.monotonic(), 0
         self.alerts.begin_recovery()
         try:
-            for seq, batch in self.reading_log.after(self.scored_seq):
-                if seq > last or self.stop.is_set() or not self._score(batch, seq):
+            for seq, batch in self.checkpoints.unscored():
+                if self.stop.is_set() or not self._score(batch, seq):
                     break
                 readings += len(batch)
         finally:
             self.alerts.end_recovery()
         self.counters.inc("plantwatch_readings_rescored_total", readings)
-        took = time.monotonic() - started
-        log.warning("scored %d readings again (batches %d-%d) in %.1f s", readings, first, self.scored_seq, took)
+        took, through = time.monotonic() - started, self.checkpoints.scored_seq
+        log.warning("scored %d readings again (batches %d-%d) in %.1f s", readings, first, through, took)
 
     def _check_silence_now_and_then(self) -> None:
         """Assets that went quiet altogether (no event time moves for them): once a second."""
@@ -342,9 +298,9 @@ class DetectorStage:
         learned = _of(BaselineLearned, events)
         if learned:
             log_baseline_learned(asset, learned[-1])
-        self._changed.add(asset)
+        self.checkpoints.changed.add(asset)
         if learned or any(isinstance(e, ModelRefitted) for e in events):
-            self._learned_now(asset)  # a fresh baseline, or an adapted one, survives a crash
+            self.checkpoints.model_changed(asset)  # a fresh baseline, or an adapted one, survives a crash
         self._work_out_shifts(monitor)
         return observed.verdicts
 

@@ -31,7 +31,8 @@ from ingest.messages import Inbound
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.asset_view import asset_view
-from plantwatch.service.detector_stage import CHECKPOINT_INTERVAL_S, DetectorStage
+from plantwatch.service.checkpointing import CHECKPOINT_INTERVAL_S
+from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
