@@ -101,6 +101,7 @@ class AlertManager:
         self._conditions: dict[str, dict[str, _Tracked]] = {kind: self._reload(kind) for kind in CONDITION_KINDS}
         # Each asset's sensors at fault now: anomalies they drive are theirs, not the process's.
         self._faulty: dict[str, frozenset[str]] = {}
+        self._recall_resolved_lately()
         # While rows a crash left unscored are scored again: (asset, kind) -> the event time up to
         # which the store already holds what the crashed process decided (begin_recovery).
         self._decided_until: dict[tuple[str, str], int] = {}
@@ -120,15 +121,14 @@ class AlertManager:
         """
         with self._lock:
             self._decided_until = dict(self._store.latest_activity())
-            self._recall_resolved_lately()
 
     def _recall_resolved_lately(self) -> None:
         """Each asset's latest anomaly alert, if it resolved by itself: an anomaly back soon after it
-        reopens it, as it would have in the crashed process (which held this in memory only)."""
+        reopens it, as it would have before the restart (which held this in memory only)."""
         if self._reopen_within_ns <= 0:
             return
         by_operator = self._store.marked(RESOLVED_BY_OPERATOR)
-        for asset, kind in self._decided_until:
+        for asset, kind in self._store.latest_activity():
             if kind != KIND_ANOMALY or asset in self._open:
                 continue
             latest = self._store.list(asset=asset, kind=KIND_ANOMALY, limit=1)

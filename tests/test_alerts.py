@@ -12,7 +12,7 @@ import pytest
 from waiting import wait_until
 
 from alerts.lifecycle import AlertEvent, AlertManager
-from alerts.model import Alert, AlertAction
+from alerts.model import RESOLVED_BY_OPERATOR, Alert, AlertAction
 from alerts.retrying import AlertStoreStopped, WaitingStore
 from alerts.store import SqliteAlertStore
 from detector.types import Contribution, Verdict
@@ -341,6 +341,22 @@ def test_rejects_bad_configuration(resolve_after_s: float, critical_probability:
             critical_probability=critical_probability,
             counters=Counters(),
         )
+
+
+def test_an_anomaly_back_soon_after_a_restart_reopens_the_alert_that_resolved_before_it(
+    store: SqliteAlertStore,
+) -> None:
+    before = manager(store, reopen_within_s=300)
+    assert types(before.observe(v(0, True))) == ["opened"]
+    assert types(before.observe(v(20, False))) == ["resolved"]
+    assert types(before.observe(v(30, True, asset="fan-2"))) == ["opened"]
+    assert types(before.observe(v(50, False, asset="fan-2"))) == ["resolved"]
+    fan = store.list(asset="fan-2")[0]
+    store.act(AlertAction(fan.id or 0, 0, "op", RESOLVED_BY_OPERATOR))  # as if an operator had closed it
+    after = manager(store, reopen_within_s=300)  # the service restarted
+    assert types(after.observe(v(100, True))) == ["reopened"]
+    assert types(after.observe(v(120, True, asset="fan-2"))) == ["opened"]  # an operator's close stands
+    assert len(store.list(asset="pump-1")) == 1 and len(store.list(asset="fan-2")) == 2
 
 
 def test_an_anomaly_back_soon_after_resolving_reopens_its_alert_instead_of_a_new_one(store: SqliteAlertStore) -> None:
