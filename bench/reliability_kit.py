@@ -258,7 +258,12 @@ class Plantwatch:
         """Until nothing is in flight, queued or waiting to be scored, and the counts stand still for 3 s
         (or ``expected_written`` readings are written and all that holds)."""
         keys = ("plantwatch_readings_written_total", "plantwatch_rows_scored_total")
-        gauges = ("plantwatch_unacked_messages", "plantwatch_inbound_queue", "plantwatch_scoring_backlog")
+        gauges = (
+            "plantwatch_unacked_messages",
+            "plantwatch_inbound_queue",
+            "plantwatch_scoring_backlog",
+            "plantwatch_unscored_batches",  # left in the readings log while the detector was behind
+        )
         last: tuple[float, ...] | None = None
         still_since = time.monotonic()
         deadline = time.monotonic() + timeout_s

@@ -55,7 +55,8 @@ GAUGES: dict[str, str] = {
     "plantwatch_inbound_queue": "Decoded deliveries waiting for the writer.",
     "plantwatch_oldest_unwritten_seconds": "Age of the oldest delivery received and not yet written to storage.",
     "plantwatch_storage_write_pending_seconds": "How long the write in progress has been retried (0 between writes).",
-    "plantwatch_scoring_backlog": "Readings written and waiting for the detector.",
+    "plantwatch_scoring_backlog": "Readings written and waiting for the detector in memory.",
+    "plantwatch_unscored_batches": "Batches written and not scored yet (in memory or left in the readings log).",
     "plantwatch_alert_store_failing_seconds": "How long the alert store has failed the write in hand (0: it works).",
 }
 LABELS: dict[str, tuple[str, ...]] = {

@@ -8,6 +8,7 @@ is the last checkpoint and the readings log, as after ``kill -9``.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.scoring_queue import Batch, ScoringQueue
-from plantwatch.service.writer import StageHealth
+from plantwatch.service.writer import StageHealth, Writer
 from telemetry.counters import Counters
 
 SENSORS = ("flow", "current", "pressure", "temp")
@@ -66,13 +67,13 @@ STREAM = [r for pair in zip(PUMP, FAN, strict=True) for r in pair]
 class Service:
     """The detector stage of one service process on ``state``: its model dir, readings log, alert store."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, scoring_queue_readings: int = 20_000) -> None:
         self.counters = Counters()
         self.sink = RecordingSink()
         self.store = SqliteAlertStore(state / "alerts.db")
         self.log = ReadingLog(state / "models" / "readings-log")
         self.stage = DetectorStage(
-            ScoringQueue(),
+            ScoringQueue(scoring_queue_readings),
             sink=self.sink,  # type: ignore[arg-type]
             alerts=AlertManager(self.store, resolve_after_s=60, reopen_within_s=300, counters=self.counters),
             detector_config=lambda asset: MonitorConfig(baseline_rows=300),
@@ -88,11 +89,23 @@ class Service:
 
     def feed(self, readings: list[Reading]) -> None:
         """As the writer does: each stored batch is logged, then handed to the detector."""
+        writer = Writer(
+            queue.Queue(),
+            sink=None,  # type: ignore[arg-type]  # only its hand-on is used
+            ack=lambda mid, qos: None,
+            downstream=self.stage.upstream,
+            reading_log=self.log,
+            batch_size=BATCH,
+            flush_interval_s=0.1,
+            health=StageHealth(),
+            stop=threading.Event(),
+            fatal=threading.Event(),
+        )
         seq = 0
         for start in range(0, len(readings), BATCH):
             batch = tuple(readings[start : start + BATCH])
             seq = self.log.append(batch)
-            self.stage.upstream.put(Batch(batch, seq))
+            writer._hand_on(Batch(batch, seq))
         wait_until(lambda: self.stage.checkpoints.scored_seq >= seq, 60, f"batch {seq} scored")
 
     def crash(self) -> None:
@@ -137,3 +150,16 @@ def test_after_a_crash_every_verdict_is_made_and_no_alert_is_invented(tmp_path: 
     assert restarted.counters.get("plantwatch_readings_rescored_total") == crash_at - checkpointed * BATCH
     assert restarted.alerts() == expected_alerts  # none invented, none lost
     restarted.crash()
+
+
+def test_batches_the_writer_left_in_the_log_while_the_detector_was_behind_are_scored_once(tmp_path: Path) -> None:
+    expected = Service(tmp_path / "roomy")
+    expected.feed(STREAM)
+    expected.crash()
+    behind = Service(tmp_path / "behind", scoring_queue_readings=1)  # one batch in memory at most
+    behind.feed(STREAM)  # the writer never waits: what does not fit is read back from the log
+    made = [(v.asset, v.ts_ns) for v in behind.sink.verdicts]
+    assert len(made) == len(set(made))  # each row scored once
+    assert _by_row(behind.sink.verdicts) == _by_row(expected.sink.verdicts)
+    assert behind.alerts() == expected.alerts()
+    behind.crash()

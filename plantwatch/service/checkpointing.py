@@ -72,12 +72,21 @@ class Checkpointing:
 
     def unscored(self) -> Iterator[tuple[int, tuple[Reading, ...]]]:
         """The batches logged before this start and after the checkpoint, in order."""
+        if self.reading_log is not None:
+            yield from self.reading_log.after(self.scored_seq, self._logged_at_start)
+
+    def left_in_log(self, before: int) -> Iterator[tuple[int, tuple[Reading, ...]]]:
+        """Logged batches the writer did not hand on (the detector was behind), up to ``before`` (the
+        next one handed on; 0: up to the last one logged), in order."""
         if self.reading_log is None:
             return
-        for seq, batch in self.reading_log.after(self.scored_seq):
-            if seq > self._logged_at_start:
-                return
-            yield seq, batch
+        through = before - 1 if before else self.reading_log.last_seq
+        if through > self.scored_seq:
+            yield from self.reading_log.after(self.scored_seq, through)
+
+    def unscored_batches(self) -> int:
+        """Batches logged and not scored yet (``plantwatch_unscored_batches``)."""
+        return max(self.reading_log.last_seq - self.scored_seq, 0) if self.reading_log is not None else 0
 
     @property
     def unscored_range(self) -> tuple[int, int]:

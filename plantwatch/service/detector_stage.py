@@ -173,6 +173,11 @@ class DetectorStage:
                 batch = self.upstream.get(timeout=0.2)
             except queue.Empty:
                 batch = Batch(())  # a quiet asset's relearn must not wait for readings
+            for seq, readings in self.checkpoints.left_in_log(before=batch.seq):
+                if self.stop.is_set() or not self._score(readings, seq):
+                    return
+            if batch.seq and batch.seq <= self.checkpoints.scored_seq:
+                continue  # read from the log already
             if not self._score(batch.readings, batch.seq):
                 return
 

@@ -118,6 +118,7 @@ class Pipeline:
         counters.watch("plantwatch_oldest_unwritten_seconds", self._oldest_unwritten_s)
         counters.watch("plantwatch_storage_write_pending_seconds", self._write_pending_s)
         counters.watch("plantwatch_scoring_backlog", self.scoring.qsize)
+        counters.watch("plantwatch_unscored_batches", self.detector.checkpoints.unscored_batches)
         counters.watch("plantwatch_alert_store_failing_seconds", self.detector.alerts.store_failing_s)
 
     def _oldest_unwritten_s(self) -> float:
@@ -223,6 +224,8 @@ class Pipeline:
             "alert_store_failing_s": round(alert_failing_s, 1),
             "inbound_queue": self.inbound.qsize(),
             "scoring_backlog": self.scoring.qsize(),  # readings written, waiting for the detector
+            # batches written and not scored yet, in memory or left in the readings log
+            "unscored_batches": self.detector.checkpoints.unscored_batches(),
             "fatal": self.health.fatal,
             "detector_errors": self.health.detector_errors,
             "assets": sorted(monitors),

@@ -84,12 +84,18 @@ class ReadingLog:
                 if ends_before - 1 <= seq and not open_now:
                     path.unlink(missing_ok=True)
 
-    def after(self, seq: int) -> Iterator[tuple[int, tuple[Reading, ...]]]:
-        """The logged batches numbered above ``seq``, in order (a torn last record ends them)."""
-        for path in self._segments():
-            for number, readings in _records(path):
-                if number > seq:
-                    yield number, readings
+    def after(self, seq: int, through: int | None = None) -> Iterator[tuple[int, tuple[Reading, ...]]]:
+        """The logged batches numbered above ``seq`` (and up to ``through``), in order; a torn last record
+        ends them. While the writer appends, pass ``through=last_seq``: the record after it may be half
+        written."""
+        segments = self._segments()
+        for i, path in enumerate(segments):
+            if i + 1 < len(segments) and _first_seq(segments[i + 1]) <= seq + 1:
+                continue  # every record of it is at or before seq
+            for number, readings in _records(path, skip_through=seq):
+                if through is not None and number > through:
+                    return
+                yield number, readings
 
     def close(self) -> None:
         with self._lock:
@@ -112,7 +118,7 @@ class ReadingLog:
 
     def _last_seq(self, path: Path) -> int:
         last = _first_seq(path) - 1
-        for number, _ in _records(path):
+        for number, _ in _records(path):  # every record is read and checked: the last may be torn
             last = number
         return last
 
@@ -125,11 +131,16 @@ def _first_seq(path: Path) -> int:
     return int(path.stem)
 
 
-def _records(path: Path) -> Iterator[tuple[int, tuple[Reading, ...]]]:
-    """A segment's records with their numbers; stops at a torn or corrupt record (logged)."""
+def _records(path: Path, skip_through: int = 0) -> Iterator[tuple[int, tuple[Reading, ...]]]:
+    """A segment's records numbered above ``skip_through`` (those before are passed over unread), with
+    their numbers; stops at a torn or corrupt record (logged)."""
     number = _first_seq(path)
     with open(path, "rb") as file:
         while header := file.read(_HEADER.size):
+            if number <= skip_through and len(header) == _HEADER.size:
+                file.seek(_HEADER.unpack(header)[0], os.SEEK_CUR)
+                number += 1
+                continue
             body = _body(file, header)
             if body is None:
                 log.warning("%s: a torn record after batch %d (a crash while appending)", path, number - 1)

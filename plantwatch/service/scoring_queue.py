@@ -4,8 +4,10 @@ A bound in batches let the detector fall far behind: at full rate the writer han
 to ``ingest.batch_size`` (5,000) readings, and 64 of them queued 320,000 readings written and
 acknowledged but not yet scored (measured: 300 MiB more memory, and verdicts a minute late). Those
 readings are also the verdicts a crash loses, as the broker has already forgotten them. Bounded by
-readings, the writer waits once the detector is a few seconds behind, stops acknowledging, and the
-broker keeps the rest, where it is durable.
+readings, the queue holds a few seconds of the detector's work. With a readings log (``model_dir``)
+the writer then leaves further batches in the log, where the detector reads them back (see
+``Writer._hand_on``), so acknowledgements never wait on scoring; without one, the writer waits, stops
+acknowledging, and the broker keeps the rest, where it is durable.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from the log (:mod:`plantwatch.service.reading_log`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -133,6 +134,15 @@ class Writer:
         return batch
 
     def _hand_on(self, batch: Batch) -> None:
+        """To the detector. A logged batch never waits: when the detector is behind it reads the batch
+        back from the readings log, so acknowledgements never wait on scoring (they used to, and paho's
+        thread, waiting for an in-flight slot meanwhile, let the MQTT keepalive lapse). Without a log the
+        writer waits, and the broker keeps what follows."""
+        if batch.seq:
+            # When full, left in the log: the detector sees the gap in the numbers and reads it there.
+            with contextlib.suppress(queue.Full):
+                self.downstream.put_nowait(batch)
+            return
         while not self.stop.is_set():
             try:
                 self.downstream.put(batch, timeout=0.5)
