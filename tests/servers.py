@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import psycopg
 import pytest
 
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
@@ -291,8 +292,9 @@ def run_postgres(data: Path, port: int) -> Iterator[PostgresServer]:
             **_as_server_user(),
         )
         try:
-            _wait_ready(proc, lambda: _tcp_ready(port), "postgres", log)
-            yield PostgresServer(port, f"postgresql://postgres@{HOST}:{port}/postgres")
+            url = f"postgresql://postgres@{HOST}:{port}/postgres"
+            _wait_ready(proc, lambda: _postgres_ready(url), "postgres", log)  # it takes TCP before queries
+            yield PostgresServer(port, url)
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -300,6 +302,14 @@ def run_postgres(data: Path, port: int) -> Iterator[PostgresServer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def _postgres_ready(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except psycopg.OperationalError:  # refused, or "the database system is starting up"
+        return False
+    return True
 
 
 def _as_server_user() -> dict[str, Any]:
