@@ -176,6 +176,21 @@ class MqttSource:
             self.options.subscription,
         )
         client.subscribe(self.options.subscription, qos=self.options.qos)
+        # ``connected`` is set once the broker granted the subscription (_on_subscribe): before that, a
+        # reading published to a session new to the broker would not reach us.
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: object
+    ) -> None:
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            log.error(
+                "the broker at %s refused the subscription to %s (%s): no readings arrive; check its ACL",
+                self.options.url,
+                self.options.subscription,
+                ", ".join(str(r) for r in refused),
+            )
+            return
         self.connected.set()
 
     def _on_disconnect(
@@ -263,4 +278,5 @@ class MqttSource:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
