@@ -101,7 +101,9 @@ class AlertManager:
         self._conditions: dict[str, dict[str, _Tracked]] = {kind: self._reload(kind) for kind in CONDITION_KINDS}
         # Each asset's sensors at fault now: anomalies they drive are theirs, not the process's.
         self._faulty: dict[str, frozenset[str]] = {}
-        self._recall_resolved_lately()
+        # Assets whose latest anomaly alert of before this start was looked up (_recall): from then on
+        # _resolved_lately holds what this process saw.
+        self._recalled: set[str] = set()
         # While rows a crash left unscored are scored again: (asset, kind) -> the event time up to
         # which the store already holds what the crashed process decided (begin_recovery).
         self._decided_until: dict[tuple[str, str], int] = {}
@@ -122,18 +124,16 @@ class AlertManager:
         with self._lock:
             self._decided_until = dict(self._store.latest_activity())
 
-    def _recall_resolved_lately(self) -> None:
-        """Each asset's latest anomaly alert, if it resolved by itself: an anomaly back soon after it
-        reopens it, as it would have before the restart (which held this in memory only)."""
-        if self._reopen_within_ns <= 0:
-            return
-        by_operator = self._store.marked(RESOLVED_BY_OPERATOR)
-        for asset, kind in self._store.latest_activity():
-            if kind != KIND_ANOMALY or asset in self._open:
-                continue
-            latest = self._store.list(asset=asset, kind=KIND_ANOMALY, limit=1)
-            if latest and latest[0].state == STATE_RESOLVED and latest[0].id not in by_operator:
-                self._resolved_lately[asset] = latest[0]
+    def _recall(self, asset: str) -> Alert | None:
+        """The asset's latest anomaly alert from before this start, if it resolved by itself (not closed
+        by an operator): an anomaly back soon after it reopens it, as it would have before the restart,
+        which held it in memory only. Looked up once per asset, at its first anomaly without an open alert."""
+        self._recalled.add(asset)
+        latest = self._store.list(asset=asset, kind=KIND_ANOMALY, limit=1)
+        if not latest or latest[0].state != STATE_RESOLVED or latest[0].id is None:
+            return None
+        closed = any(a.action == RESOLVED_BY_OPERATOR for a in self._store.history(latest[0].id))
+        return None if closed else latest[0]
 
     def end_recovery(self) -> None:
         with self._lock:
@@ -379,7 +379,11 @@ class AlertManager:
         """The asset's anomaly alert resolved by itself within ``reopen_within_s`` before this anomalous
         row: reopen it, one alert for the episode instead of a new one each time it chatters back.
         Recorded in its history; an acknowledgement stays."""
+        if self._reopen_within_ns <= 0:
+            return None
         last = self._resolved_lately.pop(verdict.asset, None)
+        if last is None and verdict.asset not in self._recalled:
+            last = self._recall(verdict.asset)
         if last is None or last.resolved_at_ns is None or verdict.ts_ns - last.resolved_at_ns > self._reopen_within_ns:
             return None
         assert last.id is not None  # a stored alert

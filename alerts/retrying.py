@@ -65,13 +65,19 @@ class WaitingStore:
     def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
         return self._waiting(lambda: self._store.act(action, shelved_reason), f"record {action.action} of alert")
 
+    def list(self, *args: Any, **filters: Any) -> builtins.list[Alert]:  # AlertStore.list's filters
+        return self._waiting(lambda: self._store.list(*args, **filters), "read alerts")
+
+    def history(self, alert_id: int) -> builtins.list[AlertAction]:
+        return self._waiting(lambda: self._store.history(alert_id), f"read the history of alert {alert_id}")
+
     def open_alerts(self) -> builtins.list[Alert]:
         return self._waiting(self._store.open_alerts, "read the open alerts")
 
     def latest_activity(self) -> dict[tuple[str, str], int]:
         return self._waiting(self._store.latest_activity, "read the alerts' latest activity")
 
-    def __getattr__(self, name: str) -> Any:  # reads for the API go straight through
+    def __getattr__(self, name: str) -> Any:  # the rest goes straight through
         return getattr(self._store, name)
 
     def _waiting(self, write: Callable[[], T], what: str) -> T:
