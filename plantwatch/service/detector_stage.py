@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -173,9 +173,8 @@ class DetectorStage:
                 batch = self.upstream.get(timeout=0.2)
             except queue.Empty:
                 batch = Batch(())  # a quiet asset's relearn must not wait for readings
-            for seq, readings in self.checkpoints.left_in_log(before=batch.seq):
-                if self.stop.is_set() or not self._score(readings, seq):
-                    return
+            if not self._score_logged(self.checkpoints.left_in_log(before=batch.seq))[1]:
+                return
             if batch.seq and batch.seq <= self.checkpoints.scored_seq:
                 continue  # read from the log already
             if not self._score(batch.readings, batch.seq):
@@ -198,6 +197,16 @@ class DetectorStage:
             log.exception("detector stage failed on a batch of %d readings", len(readings))
         return True
 
+    def _score_logged(self, batches: Iterable[tuple[int, Sequence[Reading]]]) -> tuple[int, bool]:
+        """Score batches read from the readings log, in order: the readings scored, and False once
+        stopping (or storage stopped)."""
+        readings = 0
+        for seq, batch in batches:
+            if self.stop.is_set() or not self._score(batch, seq):
+                return readings, False
+            readings += len(batch)
+        return readings, True
+
     def _recover(self) -> None:
         """Score again the batches stored before the last stop and not covered by its checkpoint (a crash,
         or readings still queued for the detector at a graceful stop). Their alerts were partly decided
@@ -206,13 +215,10 @@ class DetectorStage:
         if first > last:
             return
         log.warning("scoring readings batches %d-%d again: stored before the last stop, not checkpointed", first, last)
-        started, readings = time.monotonic(), 0
+        started = time.monotonic()
         self.alerts.begin_recovery()
         try:
-            for seq, batch in self.checkpoints.unscored():
-                if self.stop.is_set() or not self._score(batch, seq):
-                    break
-                readings += len(batch)
+            readings = self._score_logged(self.checkpoints.unscored())[0]
         finally:
             self.alerts.end_recovery()
         self.counters.inc("plantwatch_readings_rescored_total", readings)
