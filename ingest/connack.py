@@ -7,6 +7,7 @@ broker that refuses the login, must be said at once rather than left to a silent
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -44,3 +45,15 @@ def connect_and_await_connack(client: mqtt.Client, host: str, port: int, *, keep
         raise NoSession(f"connected, but no MQTT CONNACK within {timeout_s:g} s (is it an MQTT broker?)")
     if refused:
         raise NoSession(f"the broker refused the connection: {refused[0]}")
+
+
+def stop_network_loop(client: mqtt.Client) -> None:
+    """Disconnect ``client`` and stop its network loop, also after a Ctrl-C that came inside ``loop_start``.
+
+    ``loop_start`` records its thread before starting it; interrupted in between, paho's
+    ``loop_stop`` would raise ``RuntimeError`` (cannot join a thread that never started) over the
+    ``KeyboardInterrupt`` the command is about to report as one line.
+    """
+    client.disconnect()
+    with contextlib.suppress(RuntimeError):  # the thread never started: nothing runs that needs stopping
+        client.loop_stop()

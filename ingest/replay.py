@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from ingest.connack import NoSession, connect_and_await_connack
+from ingest.connack import NoSession, connect_and_await_connack, stop_network_loop
 from ingest.logfile import SensorLog
 
 MAX_OUTSTANDING = 2000
@@ -113,8 +113,7 @@ class Publisher:
         return sum(not info.is_published() for info in self._pending)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_network_loop(self.client)
 
 
 def replay(

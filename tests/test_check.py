@@ -193,3 +193,20 @@ def test_a_password_in_the_store_url_query_is_not_printed(pg_alerts_url: str) ->
     # libpq takes the password as a query parameter too; the check's lines are meant to be pasted.
     line = check_alert_store(f"{pg_alerts_url}&password=pw-in-the-query")
     assert line.startswith(f"alerts.store_url {pg_alerts_url}&password=***: connected; ")
+
+
+def test_ctrl_c_before_the_network_thread_started_stays_a_keyboard_interrupt(
+    mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """paho records its thread, then starts it: a Ctrl-C in between made ``loop_stop`` raise RuntimeError.
+
+    CI saw it as a traceback and exit 1 from ``plantwatch check`` instead of one line and 130.
+    """
+
+    def interrupted(thread: threading.Thread) -> None:
+        raise KeyboardInterrupt
+
+    options = MqttOptions(host=mosquitto.host, port=mosquitto.port, client_id="plantwatch", subscription="#")
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        check_broker(options, timeout_s=5)

@@ -23,7 +23,7 @@ import psycopg
 
 from alerts.model import STATE_OPEN
 from alerts.store import sqlite_file
-from ingest.connack import NoSession, connect_and_await_connack
+from ingest.connack import NoSession, connect_and_await_connack, stop_network_loop
 from ingest.mqtt_source import MqttOptions
 from plantwatch.paths import why_not_creatable, why_not_writable_file, why_not_writable_folder
 from plantwatch.settings import Settings
@@ -71,8 +71,7 @@ def check_broker(options: MqttOptions, timeout_s: float = TIMEOUT_S) -> str:
             raise CheckFailed(f"{where}: TLS handshake failed: {cause} (does the port speak TLS?)") from None
         raise CheckFailed(f"{where}: cannot connect: {cause}") from None
     finally:
-        client.disconnect()
-        client.loop_stop()
+        stop_network_loop(client)
     auth = f" as {options.username}" if options.username else ""
     return f"{where}: MQTT {options.protocol} CONNECT accepted{auth}"
 
