@@ -10,8 +10,10 @@ Delivery semantics (after Telegraf's mqtt_consumer):
   Mosquitto 2.0 stops honouring it once acknowledgements flow (8,665 outstanding with a cap of
   1,000). So paho's thread also waits, before it hands on a delivery, until fewer than
   ``max_in_flight`` deliveries are unacknowledged here; the socket then fills and TCP slows the
-  broker. Deliveries we stored but had not acknowledged are what a reconnect redelivers, so this
-  also bounds the duplicates a broker restart causes;
+  broker;
+- a reconnect redelivers what we held unacknowledged and what we acknowledged too late (the PUBACK
+  lost with the connection): those redeliveries are answered here, not written again
+  (:mod:`ingest.redelivery`, ``plantwatch_redeliveries_skipped_total``);
 - subscriptions are made in ``on_connect`` so they are renewed after every reconnect; paho reconnects
   with capped exponential backoff (``reconnect_min_s`` … ``reconnect_max_s``).
 
@@ -43,6 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socket_trouble, unanswered_trouble
+from ingest.redelivery import RecentDeliveries, Seen
 from ingest.tls import NO_TLS_FILES, TlsFiles
 from telemetry.counters import Counters
 
@@ -117,6 +120,12 @@ class MqttSource:
         self._unacked = threading.BoundedSemaphore(options.max_in_flight)
         self._unacked_count = 0
         self._count_lock = threading.Lock()
+        # Room for what a reconnect can redeliver of what we saw: the deliveries held plus the
+        # acknowledgements lost in transit (a whole batch's, up to max_in_flight, leave together).
+        self._recent = RecentDeliveries(capacity=4 * options.max_in_flight)
+        # The longest paho's thread waited to hand a delivery on since the last connect: it reads and
+        # writes nothing meanwhile, so a wait near keepalive_s can end the connection.
+        self._longest_wait_s = 0.0
         self.trouble = TroubleLog(
             options.url,
             counters,
@@ -148,6 +157,9 @@ class MqttSource:
 
     def ack(self, mid: int, qos: int = 1) -> None:
         """Acknowledge one delivery once its readings are durable (thread-safe in paho)."""
+        # Marked first: a redelivery seen from now on is acknowledged at once, even if this PUBACK is
+        # lost with a connection that drops before paho sends it.
+        self._recent.acknowledged(mid)
         self._client.ack(mid, qos)
         with self._count_lock:
             self._unacked_count -= 1
@@ -203,8 +215,16 @@ class MqttSource:
             return
         if was_connected:
             self.trouble.lost(loss_trouble(reason, self.options.client_id))
+            if self._longest_wait_s >= 1.0:
+                log.info(
+                    "before the connection to %s ended, paho's network thread had waited up to %.1f s for "
+                    "the writer (mqtt.max_in_flight deliveries unacknowledged, or the inbound queue full)",
+                    self.options.url,
+                    self._longest_wait_s,
+                )
         else:  # closed before any CONNACK: no other callback would say so
             self.trouble.failed(unanswered_trouble(reason, tls=self.options.tls))
+        self._longest_wait_s = 0.0
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # paho passes no cause, but calls this from inside its `except OSError` around the connect:
@@ -214,8 +234,12 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.counters.inc("plantwatch_messages_received_total")
         mid = message.mid if message.qos > 0 else None
+        payload = bytes(message.payload)
+        fingerprint = RecentDeliveries.fingerprint(message.topic, payload)
+        if mid is not None and message.dup and self._answered_redelivery(mid, message.qos, fingerprint):
+            return
         try:
-            decoded = self.decoder.decode(message.topic, bytes(message.payload))
+            decoded = self.decoder.decode(message.topic, payload)
         except DecodeError as exc:
             self._reject(exc, message)
             if mid is not None:
@@ -223,9 +247,29 @@ class MqttSource:
             return
         for problem in decoded.problems:
             self._count_problem(problem, message.topic)
+        if mid is not None:  # before it is handed on: the writer may acknowledge it at once
+            self._recent.handed_on(mid, fingerprint)
         self._enqueue(Inbound(decoded.readings, mid, message.qos, received_ns=time.monotonic_ns()))
 
+    def _answered_redelivery(self, mid: int, qos: int, fingerprint: int) -> bool:
+        """True when a DUP delivery repeats one we have: acknowledged again if we had, else left to
+        the original's acknowledgement, which carries the same packet id."""
+        seen = self._recent.redelivered(mid, fingerprint)
+        if seen is None:
+            return False
+        if seen is Seen.ACKED:
+            self._client.ack(mid, qos)
+        self.counters.inc("plantwatch_redeliveries_skipped_total")
+        return True
+
     def _enqueue(self, item: Inbound) -> None:
+        started = time.monotonic()
+        try:
+            self._hand_on(item)
+        finally:
+            self._longest_wait_s = max(self._longest_wait_s, time.monotonic() - started)
+
+    def _hand_on(self, item: Inbound) -> None:
         # Waiting in slices keeps stop() responsive.
         if item.mid is not None and not self._take_slot():
             return  # stopping: the delivery stays unacknowledged, and the broker redelivers it

@@ -20,6 +20,7 @@ _disable_created_metrics()
 HELP: dict[str, str] = {
     "plantwatch_messages_received_total": "MQTT messages received.",
     "plantwatch_messages_rejected_total": "MQTT messages rejected, by reason.",
+    "plantwatch_redeliveries_skipped_total": "MQTT redeliveries of deliveries already received (not written twice).",
     "plantwatch_mqtt_connect_failures_total": "Failed MQTT connection attempts, by cause.",
     "plantwatch_readings_written_total": "Readings durably written to the storage sink.",
     "plantwatch_points_dropped_total": "Points the storage sink refused (400/422), by reason.",
@@ -33,6 +34,7 @@ HELP: dict[str, str] = {
     "plantwatch_rows_skipped_total": "Rows not scored: unusable values, out of time order, or refilling after a gap.",
     "plantwatch_rows_stopped_total": "Rows not scored: the asset stopped (running_when) or settling after a start.",
     "plantwatch_readings_rescored_total": "Readings scored again at a start: stored before a stop, not checkpointed.",
+    "plantwatch_assets_evicted_total": "Idle assets dropped from memory (restored from model_dir on return).",
     "plantwatch_model_restores_failed_total": "Saved models that could not be restored (a new baseline is learned).",
     "plantwatch_detector_errors_total": "Batches the detector stage failed on (logged; ingestion goes on).",
     "plantwatch_alert_store_retries_total": "Alert store writes tried again (database down or locked).",
