@@ -324,6 +324,10 @@ class AssetOut(BaseModel):
     features: list[str]
     window_s: float | None = Field(description="feature window, fixed when the baseline is learned")
     refits: int
+    in_memory: bool = Field(
+        description="false: idle for detector.evict_idle_after_s, shown as it was then; its model comes back "
+        "from model_dir with its next reading"
+    )
 
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> AssetOut:

@@ -242,6 +242,8 @@ class DetectorSettings(_Section):
     model_dir: str | None = None
     # With model_dir: seconds between checkpoints, the most a crash leaves to score again at the next start.
     checkpoint_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    # With model_dir: an asset that sent nothing this long (wall clock) leaves memory; null: never.
+    evict_idle_after_s: float | None = Field(default=3600.0, gt=0)
     assets: dict[str, DetectorTuning] = Field(default_factory=dict)
 
     @field_validator("running_when")

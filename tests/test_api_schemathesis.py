@@ -101,6 +101,7 @@ def _asset_view(asset: str) -> dict[str, Any]:
         "features": ["raw", "level"],
         "window_s": 30.0 if learned else None,
         "refits": 1 if learned else 0,
+        "in_memory": learned,  # fan-2 has been idle for detector.evict_idle_after_s
     }
 
 

@@ -22,6 +22,7 @@ from alerts.store import SqliteAlertStore
 from detector.config import MonitorConfig
 from detector.types import Verdict
 from ingest.messages import Reading
+from plantwatch.service.checkpointing import StatePolicy
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
@@ -82,7 +83,7 @@ class Service:
             stop=threading.Event(),
             models=ModelPersistence(str(state / "models")),
             reading_log=self.log,
-            checkpoint_interval_s=3600,  # only the baselines' checkpoints: the crash comes long after them
+            state=StatePolicy(checkpoint_interval_s=3600),  # only the baselines': the crash comes long after them
         )
         self.thread = threading.Thread(target=self.stage.run, daemon=True)
         self.thread.start()

@@ -42,7 +42,30 @@ def asset_view(monitor: AssetMonitor, latest: Verdict | None) -> dict[str, Any]:
         "features": list(config.features or ()),
         "window_s": None if model is None else model.window_s,
         "refits": monitor.refits_,
+        "in_memory": True,
     }
+
+
+def baseline_view(monitor: AssetMonitor) -> dict[str, Any]:
+    """The asset's entry in ``/healthz`` ``baselines``."""
+    return {
+        "learned": monitor.is_warm,
+        "drifting_sensors": list(monitor.drifting_sensors),
+        "alarm_enter": monitor.alarm_enter if monitor.is_warm else None,
+        "scores_beyond_enter": monitor.scores_beyond_enter,
+        "smallest_shifts": _shifts(monitor),
+        "advice": monitor.baseline_advice(),
+        "unknown_sensors": sorted(monitor.unknown_sensors),
+        "stale_sensors": list(monitor.stale_sensors()),
+        "in_memory": True,
+    }
+
+
+def _shifts(monitor: AssetMonitor) -> dict[str, dict[str, float | None]] | None:
+    """The smallest settled shift of each sensor the alarm flags, as the detector thread worked it out
+    for the current model and alarm level (None before a baseline, or until it has)."""
+    shifts = monitor.smallest_shifts(work_out=False)
+    return shifts.as_dict() if shifts is not None else None
 
 
 def _state(learned: bool, latest: Verdict | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from detector.monitor import AssetMonitor
 from ingest.messages import Reading
@@ -19,6 +20,20 @@ from plantwatch.service.reading_log import ReadingLog
 CHECKPOINT_INTERVAL_S = 30.0
 # Baselines learned one after another are checkpointed together, at most once per this long.
 MIN_CHECKPOINT_GAP_S = 1.0
+# Wall time without readings after which an asset leaves memory (restored from its checkpoint on return).
+EVICT_IDLE_AFTER_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatePolicy:
+    """With a ``model_dir``: how often the detector checkpoints, and when an idle asset leaves memory
+    (``detector.checkpoint_interval_s``, ``detector.evict_idle_after_s``; None: never)."""
+
+    checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
+    evict_idle_after_s: float | None = EVICT_IDLE_AFTER_S
+
+
+DEFAULT_STATE_POLICY = StatePolicy()
 
 
 class Checkpointing:
@@ -52,23 +67,27 @@ class Checkpointing:
         soon = self._written_at + MIN_CHECKPOINT_GAP_S
         self._due_at = min(self._due_at or soon, soon)
 
-    def now_and_then(self, monitors: Mapping[str, AssetMonitor], tracker: MaintenanceTracker | None) -> None:
+    def now_and_then(self, monitors: Mapping[str, AssetMonitor], tracker: MaintenanceTracker | None) -> bool:
+        """A checkpoint when one is due; True when one was written."""
         now = time.monotonic()
         if now - self._written_at >= self.interval_s or (self._due_at is not None and now >= self._due_at):
-            self.write(monitors, tracker)
+            return self.write(monitors, tracker)
+        return False
 
-    def write(self, monitors: Mapping[str, AssetMonitor], tracker: MaintenanceTracker | None) -> None:
+    def write(self, monitors: Mapping[str, AssetMonitor], tracker: MaintenanceTracker | None) -> bool:
         """Every changed asset's model and the trends, with the last batch scored, as one generation;
-        then the readings log before that batch goes."""
+        then the readings log before that batch goes. False when none was written."""
         self._written_at, self._due_at = time.monotonic(), None
         if self.models is None:
-            return
+            return False
         if self.reading_log is not None:
             self.reading_log.sync()
-        if self.models.checkpoint(monitors, self.changed, tracker, self.scored_seq):
-            self.changed.clear()
-            if self.reading_log is not None:
-                self.reading_log.discard_through(self.scored_seq)
+        if not self.models.checkpoint(monitors, self.changed, tracker, self.scored_seq):
+            return False
+        self.changed.clear()
+        if self.reading_log is not None:
+            self.reading_log.discard_through(self.scored_seq)
+        return True
 
     def unscored(self) -> Iterator[tuple[int, tuple[Reading, ...]]]:
         """The batches logged before this start and after the checkpoint, in order."""

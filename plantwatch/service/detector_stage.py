@@ -31,8 +31,10 @@ from ingest.messages import Reading
 from ingest.sink import Sink, SinkStopped
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
-from plantwatch.service.checkpointing import CHECKPOINT_INTERVAL_S, Checkpointing
+from plantwatch.service.asset_view import asset_view, baseline_view
+from plantwatch.service.checkpointing import DEFAULT_STATE_POLICY, Checkpointing, StatePolicy
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
+from plantwatch.service.idle_assets import Departed, IdleAssets
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.row_history import RowHistory
@@ -62,7 +64,7 @@ class DetectorStage:
         maintenance: MaintenanceTracker | None = None,
         sensor_checks: SensorChecks | None = None,
         reading_log: ReadingLog | None = None,
-        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+        state: StatePolicy = DEFAULT_STATE_POLICY,
     ) -> None:
         self.upstream = upstream
         self.sensor_checks = sensor_checks
@@ -85,7 +87,9 @@ class DetectorStage:
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self._feedback = FeedbackRequests()
         # With a model_dir: every asset's model and the trends, checkpointed together now and then.
-        self.checkpoints = Checkpointing(models, reading_log, checkpoint_interval_s)
+        self.checkpoints = Checkpointing(models, reading_log, state.checkpoint_interval_s)
+        # Idle assets leave memory only where a checkpoint can bring them back.
+        self.idle = IdleAssets(state.evict_idle_after_s if models is not None else None)
         if models is not None and maintenance is not None:
             models.restore_trends(maintenance)
 
@@ -93,7 +97,7 @@ class DetectorStage:
         monitor = AssetMonitor(asset, self.detector_config(asset))
         if self.models is not None and not self.models.restore(monitor):
             self.counters.inc("plantwatch_model_restores_failed_total")
-        self.monitors[asset] = monitor
+        self.idle.move_in(self.monitors, monitor)
         return monitor
 
     def request_relearn(self, asset: str, maintenance: bool = False) -> bool:
@@ -189,7 +193,8 @@ class DetectorStage:
             finally:  # a batch a model bug failed on counts as scored: scoring it again would fail again
                 self.checkpoints.scored(seq)
             self._check_silence_now_and_then()
-            self.checkpoints.now_and_then(self.monitors, self.maintenance)
+            if self.checkpoints.now_and_then(self.monitors, self.maintenance):
+                self._evict_idle()
         except (SinkStopped, AlertStoreStopped):
             return False
         except Exception:  # a model bug must not stop ingestion; it is logged and counted
@@ -224,6 +229,25 @@ class DetectorStage:
         self.counters.inc("plantwatch_readings_rescored_total", readings)
         took, through = time.monotonic() - started, self.checkpoints.scored_seq
         log.warning("scored %d readings again (batches %d-%d) in %.1f s", readings, first, through, took)
+
+    def _evict_idle(self) -> None:
+        """Right after a checkpoint: the assets idle for ``detector.evict_idle_after_s`` leave memory."""
+        gone = self.idle.due(self.checkpoints.changed)
+        for asset in gone:
+            monitor = self.monitors[asset]
+            view, baseline = asset_view(monitor, self.latest.get(asset)), baseline_view(monitor)
+            view["in_memory"] = baseline["in_memory"] = False
+            departed = Departed(view, baseline)
+            self.idle.move_out(self.monitors, asset, departed)
+            self.scores.forget(asset)
+            self.rows.forget(asset)
+        if gone:
+            self.counters.inc("plantwatch_assets_evicted_total", len(gone))
+            log.info(
+                "%d idle asset(s) left memory (%s); each comes back from its checkpoint with its next reading",
+                len(gone),
+                ", ".join(sorted(gone)[:5]) + (", ..." if len(gone) > 5 else ""),
+            )
 
     def _check_silence_now_and_then(self) -> None:
         """Assets that went quiet altogether (no event time moves for them): once a second."""
@@ -284,6 +308,7 @@ class DetectorStage:
     def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         """Score one asset's readings; its events become log lines, counters and model saves."""
         monitor = self.monitors.get(asset) or self._new_monitor(asset)
+        self.idle.seen(asset)
         was_warm = monitor.is_warm
         observed = monitor.observe(batch)
         events = observed.events

@@ -30,10 +30,11 @@ from detector.monitor import AssetMonitor
 from ingest.messages import Inbound
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
-from plantwatch.service.asset_view import asset_view
-from plantwatch.service.checkpointing import CHECKPOINT_INTERVAL_S
+from plantwatch.service.asset_view import asset_view, baseline_view
+from plantwatch.service.checkpointing import DEFAULT_STATE_POLICY, StatePolicy
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, OperatorVerdict
+from plantwatch.service.idle_assets import Departed
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.scoring_queue import ScoringQueue
@@ -68,7 +69,7 @@ class Pipeline:
         model_dir: str | None = None,
         maintenance: MaintenanceTracker | None = None,
         sensor_checks: SensorCheckConfig | None = None,
-        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+        state: StatePolicy = DEFAULT_STATE_POLICY,
     ) -> None:
         # Shared with the sink, whose retry loop must end when the pipeline stops.
         self.stop_event = stop_event or threading.Event()
@@ -106,7 +107,7 @@ class Pipeline:
             maintenance=maintenance,
             sensor_checks=SensorChecks(sensor_checks, alerts) if sensor_checks is not None else None,
             reading_log=self.reading_log,
-            checkpoint_interval_s=checkpoint_interval_s,
+            state=state,
         )
         self._threads: list[threading.Thread] = []
         self._watch_gauges(counters)
@@ -163,21 +164,32 @@ class Pipeline:
     def assets(self, only: str | None = None) -> list[dict[str, Any]]:
         """The assets seen since the start, or only the one named: state, baseline, latest verdict, model
         (``GET /assets``)."""
-        monitors, latest = dict(self.detector.monitors), dict(self.detector.latest)  # snapshots
-        names = sorted(monitors) if only is None else [only] if only in monitors else []
-        return [asset_view(monitors[asset], latest.get(asset)) for asset in names]
+        monitors, departed = self._snapshot()
+        latest = dict(self.detector.latest)
+        views = {asset: d.view for asset, d in departed.items()}
+        views.update((asset, asset_view(monitor, latest.get(asset))) for asset, monitor in monitors.items())
+        names = sorted(views) if only is None else [only] if only in views else []
+        return [views[asset] for asset in names]
+
+    def _snapshot(self) -> tuple[dict[str, AssetMonitor], dict[str, Departed]]:
+        """The assets in memory and those out of it for being idle, as the detector thread has them now."""
+        return self.detector.idle.snapshot(self.detector.monitors)
+
+    def _known(self, asset: str) -> bool:
+        """In memory, or out of it for being idle (its charts then start again when it returns)."""
+        return asset in self.detector.monitors or asset in self.detector.idle.departed
 
     def scores(self, asset: str, since_ns: int | None, limit: int) -> list[dict[str, Any]] | None:
         """The asset's recent scored rows as ``GET /assets/{asset}/scores`` serves them; None for an
         asset with no readings since the start."""
-        if asset not in self.detector.monitors:
+        if not self._known(asset):
             return None
         return [dataclasses.asdict(p) for p in self.detector.scores.since(asset, since_ns, limit)]
 
     def readings(self, asset: str, since_ns: int | None, limit: int) -> dict[str, Any] | None:
         """The asset's recent aligned rows as ``GET /assets/{asset}/readings`` serves them; None for an
         asset with no readings since the start."""
-        if asset not in self.detector.monitors:
+        if not self._known(asset):
             return None
         return dataclasses.asdict(self.detector.rows.since(asset, since_ns, limit))
 
@@ -211,7 +223,7 @@ class Pipeline:
         alert_store_ok = alert_failing_s == 0.0
         healthy = connected and alive and storage_ok and alert_store_ok and self.health.fatal is None
         status = "ok" if healthy else "degraded"
-        monitors = dict(self.detector.monitors)  # a snapshot: the detector thread adds assets
+        monitors, departed = self._snapshot()
         return {
             "status": status,
             "mqtt_connected": connected,
@@ -228,25 +240,9 @@ class Pipeline:
             "unscored_batches": self.detector.checkpoints.unscored_batches(),
             "fatal": self.health.fatal,
             "detector_errors": self.health.detector_errors,
-            "assets": sorted(monitors),
+            "assets": sorted(monitors.keys() | departed.keys()),
             "baselines": {
-                asset: {
-                    "learned": monitor.is_warm,
-                    "drifting_sensors": list(monitor.drifting_sensors),
-                    "alarm_enter": monitor.alarm_enter if monitor.is_warm else None,
-                    "scores_beyond_enter": monitor.scores_beyond_enter,
-                    "smallest_shifts": _shifts(monitor),
-                    "advice": monitor.baseline_advice(),
-                    "unknown_sensors": sorted(monitor.unknown_sensors),
-                    "stale_sensors": list(monitor.stale_sensors()),
-                }
-                for asset, monitor in sorted(monitors.items())
+                **{asset: departed.baseline for asset, departed in sorted(departed.items())},
+                **{asset: baseline_view(monitor) for asset, monitor in sorted(monitors.items())},
             },
         }
-
-
-def _shifts(monitor: AssetMonitor) -> dict[str, dict[str, float | None]] | None:
-    """The smallest settled shift of each sensor the alarm flags, as the detector thread worked it out
-    for the current model and alarm level (None before a baseline, or until it has)."""
-    shifts = monitor.smallest_shifts(work_out=False)
-    return shifts.as_dict() if shifts is not None else None

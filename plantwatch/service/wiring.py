@@ -35,6 +35,7 @@ from plantwatch.outputs.base import AlertOutput
 from plantwatch.outputs.mqtt import MqttAlertPublisher
 from plantwatch.outputs.webhook import Webhook
 from plantwatch.paths import why_not_writable_file
+from plantwatch.service.checkpointing import StatePolicy
 from plantwatch.service.listen import listening_url
 from plantwatch.service.model_store import saved_assets
 from plantwatch.service.notifier import AlertNotifier
@@ -240,7 +241,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         max_in_flight=settings.mqtt.max_in_flight,
         stop_event=stop,
         model_dir=settings.detector.model_dir,
-        checkpoint_interval_s=settings.detector.checkpoint_interval_s,
+        state=StatePolicy(settings.detector.checkpoint_interval_s, settings.detector.evict_idle_after_s),
         maintenance=tracker,
         sensor_checks=SensorCheckConfig(
             settings.alerts.stale_after_s, settings.alerts.flat_after_s, settings.alerts.sensor_limits
