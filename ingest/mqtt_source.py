@@ -188,8 +188,12 @@ class MqttSource:
             self.options.subscription,
         )
         client.subscribe(self.options.subscription, qos=self.options.qos)
-        # ``connected`` is set once the broker granted the subscription (_on_subscribe): before that, a
-        # reading published to a session new to the broker would not reach us.
+        # A session new to the broker is ``connected`` once the broker granted the subscription
+        # (_on_subscribe): before that, a reading published would not reach us. A resumed session
+        # holds the subscription already and readings flow at once, while the SUBACK queues behind
+        # the backlog the broker sends first (54 s of 503s in bench/reliability.py's soak).
+        if flags.session_present:
+            self.connected.set()
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: object
@@ -236,7 +240,8 @@ class MqttSource:
         mid = message.mid if message.qos > 0 else None
         payload = bytes(message.payload)
         fingerprint = RecentDeliveries.fingerprint(message.topic, payload)
-        if mid is not None and message.dup and self._answered_redelivery(mid, message.qos, fingerprint):
+        # QoS 1 only: QoS 2 has an exchange of its own (PUBREC/PUBREL) for the same purpose.
+        if message.qos == 1 and message.dup and self._answered_redelivery(message.mid, message.qos, fingerprint):
             return
         try:
             decoded = self.decoder.decode(message.topic, payload)

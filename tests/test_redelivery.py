@@ -1,4 +1,5 @@
-"""A broker's redeliveries after a reconnect are answered, not handed on again, on a real Mosquitto.
+"""What a reconnect brings: redeliveries answered, not handed on again (on a real Mosquitto), and
+when the source counts as connected.
 
 A broker restart redelivers, under the same packet ids and with DUP set, every delivery of the
 session it holds unacknowledged: the ones plantwatch still writes and the ones whose PUBACK was lost
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from servers import free_port, run_mosquitto
 from waiting import wait_until
 
@@ -99,3 +102,15 @@ def test_only_the_same_packet_id_with_the_same_content_is_a_redelivery() -> None
     recent.handed_on(8, one)
     recent.handed_on(9, one)
     assert recent.redelivered(7, one) is None  # forgotten, the oldest beyond capacity
+
+
+@pytest.mark.parametrize("session_present", [True, False])
+def test_a_resumed_session_is_connected_at_connack_a_new_one_once_subscribed(session_present: bool) -> None:
+    """A resumed session holds the subscription, and its SUBACK can queue behind a long backlog."""
+    options = MqttOptions(host="127.0.0.1", port=free_port(), client_id="resumed", subscription="line/+")
+    source = MqttSource(options, Decoder(TopicTemplate("line/{asset}")), queue.Queue(), Counters())
+    flags = mqtt.ConnectFlags(session_present=session_present)
+    source._on_connect(source._client, None, flags, ReasonCode(PacketTypes.CONNACK, "Success"), None)
+    assert source.connected.is_set() is session_present
+    source._on_subscribe(source._client, None, 1, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")], None)
+    assert source.connected.is_set()
