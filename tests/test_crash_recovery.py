@@ -113,6 +113,7 @@ class Service:
         """Stop the detector thread with nothing saved (a checkpoint is only written while it runs)."""
         self.stage.stop.set()
         self.thread.join(10)
+        self.stage.checkpoints.wait()  # a kill -9 comes before or after a checkpoint's commit, never in it
         self.log.close()
         self.store.close()
 

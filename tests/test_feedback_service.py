@@ -65,6 +65,7 @@ def test_a_false_alarm_is_learned_by_the_detector_thread_and_saved(tmp_path: Pat
     answer = stage.request_feedback("pump-1", "false_alarm", T0 + 700 * S, T0 + 999 * S)
     assert answer is not None and not answer.done()  # the detector thread has not looped yet
     stage._score([])  # the detector thread's next loop, which ends in a checkpoint
+    stage.checkpoints.wait()  # written on the checkpoint thread
     rows = answer.result(timeout=0)
     assert rows > 100
     assert counters.get("plantwatch_feedback_total", verdict="false_alarm") == 1

@@ -82,6 +82,7 @@ def test_an_idle_asset_leaves_memory_and_returns_with_the_verdicts_it_would_have
             clock.now += IDLE_S
         for stage in (kept, evicting):
             assert stage._score(batch, seq)
+            stage.checkpoints.wait()  # written on its own thread: the next batch finds it on disk
         away.append("fan" not in evicting.monitors)
         if seq == 22:
             views = evicting.idle.snapshot(evicting.monitors)[1]
@@ -125,10 +126,11 @@ def test_the_api_shows_an_asset_out_of_memory_as_it_was_when_it_left(tmp_path: P
     stage.idle.clock = clock
     for seq, batch in enumerate(SCHEDULE[:20], start=1):
         assert stage._score(batch, seq)
+        stage.checkpoints.wait()
     before = {a["asset"]: a for a in pipeline.assets()}
     fan_health = pipeline.health_report()["baselines"]["fan"]
     clock.now += IDLE_S
-    assert stage._score(SCHEDULE[20], 21)  # the pump's: the fan, idle, leaves memory after its checkpoint
+    assert stage._score(SCHEDULE[20], 21)  # the pump's: the fan, idle and on disk, leaves memory
     assert "fan" not in stage.monitors
 
     assert pipeline.assets("fan") == [{**before["fan"], "in_memory": False}]

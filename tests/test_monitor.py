@@ -260,6 +260,14 @@ def _stage(
     )
 
 
+def _checkpointed(stage: DetectorStage) -> None:
+    """Until what the stage changed is in a written checkpoint: they are written on a thread of their
+    own, one at a time, so one due while another was written starts at the detector's next loop."""
+    stage.checkpoints.wait()
+    stage._score([])
+    stage.checkpoints.wait()
+
+
 def _readings(ts: np.ndarray, X: np.ndarray) -> list[Reading]:
     return [Reading("pump", int(ts[i]), dict(zip(SENSORS, X[i].tolist(), strict=True))) for i in range(len(ts))]
 
@@ -275,6 +283,7 @@ def test_relearn_forgets_the_baseline_before_the_next_readings_and_learns_a_new_
     assert stage.request_relearn("pump") and not stage.request_relearn("fan")
     assert stage.monitors["pump"].is_warm  # nothing happens on the API's thread
     stage._score(readings[400:500])
+    _checkpointed(stage)
     monitor = stage.monitors["pump"]
     assert not monitor.is_warm and monitor.rows_seen_ == 100  # the old baseline is gone
     assert "plantwatch_baselines_relearned_total 1" in counters.render()
@@ -304,10 +313,12 @@ def test_relearn_right_after_a_restart_reaches_an_asset_known_only_from_its_save
     ts, X = plant(n=400, fault=(0, 0))
     first = _stage(tmp_path, models, {"baseline_rows": 300})
     first._score(_readings(ts, X))
+    _checkpointed(first)
     assert first.monitors["pump"].is_warm  # checkpointed at warm-up
     restarted = _stage(tmp_path, models, {"baseline_rows": 300})
     assert restarted.request_relearn("pump") and not restarted.request_relearn("never-seen")
     restarted._score([])  # the next batch (of any asset) applies it
+    _checkpointed(restarted)
     on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     models.restore(on_disk)
     assert not on_disk.is_warm
@@ -327,6 +338,7 @@ def test_relearn_is_applied_while_no_readings_arrive(tmp_path: Path) -> None:
     finally:
         stage.stop.set()
         thread.join()
+        stage.checkpoints.wait()
     assert not stage.monitors["pump"].is_warm  # /healthz says so at once, not at the next reading
     on_disk = AssetMonitor("pump", MonitorConfig(baseline_rows=300))
     models.restore(on_disk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import numpy as np
 from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
 from ingest.messages import Reading
+from plantwatch.service.checkpointing import Checkpointing
 from plantwatch.service.checkpoints import CHECKPOINTS, Checkpoints
-from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.persistence import ModelPersistence, Snapshot
 from plantwatch.service.reading_log import ReadingLog
 
 
@@ -115,3 +117,53 @@ def test_a_checkpoint_cut_short_by_a_crash_is_ignored(tmp_path: Path) -> None:
     assert restarted.restore(monitor) and monitor.is_warm
     assert restarted.checkpoint({}, [], None, scored_seq=4)  # the next one builds over the leftovers
     assert ModelPersistence(str(tmp_path)).scored_seq == 4
+
+
+class HeldWrites(ModelPersistence):
+    """Writes each checkpoint only once the test lets it, with the outcome the test gives (``outcomes``)."""
+
+    def __init__(self, model_dir: str) -> None:
+        super().__init__(model_dir)
+        self.outcomes: queue.Queue[bool] = queue.Queue()
+
+    def write(self, snapshot: Snapshot, scored_seq: int) -> bool:
+        succeed = self.outcomes.get(timeout=30)
+        return super().write(snapshot, scored_seq) if succeed else False
+
+
+def test_the_detector_goes_on_while_a_checkpoint_is_written_and_a_failed_one_is_taken_again(tmp_path: Path) -> None:
+    models = HeldWrites(str(tmp_path))
+    checkpoints = Checkpointing(models, None, interval_s=1e-9)
+    fan = _warm_monitor("fan")
+    checkpoints.changed.add("fan")
+    checkpoints.scored(4)
+    assert not checkpoints.now_and_then({"fan": fan}, None)  # started, not written: the caller goes on
+    assert checkpoints.dirty == {"fan"} and not checkpoints.changed
+    checkpoints.scored(5)
+    assert not checkpoints.now_and_then({"fan": fan}, None)  # one at a time: still the first
+    models.outcomes.put(False)  # a full disk, say
+    checkpoints.wait()
+    assert not checkpoints.now_and_then({"fan": fan}, None)  # failed: the fan goes into the next one
+    assert checkpoints.dirty == {"fan"}
+    models.outcomes.put(True)
+    checkpoints.wait()
+    assert checkpoints.now_and_then({"fan": fan}, None)  # written
+    assert not checkpoints.dirty and ModelPersistence(str(tmp_path)).scored_seq == 5
+    models.outcomes.put(True)  # the one the last call started
+    checkpoints.close()
+
+
+def test_the_written_copy_is_the_state_when_the_checkpoint_was_taken(tmp_path: Path) -> None:
+    models = HeldWrites(str(tmp_path))
+    checkpoints = Checkpointing(models, None, interval_s=1e-9)
+    fan = _warm_monitor("fan")
+    checkpoints.changed.add("fan")
+    checkpoints.now_and_then({"fan": fan}, None)
+    fan.reset()  # relearning in place while the checkpoint is written
+    models.outcomes.put(True)
+    checkpoints.wait()
+    assert checkpoints.now_and_then({"fan": fan}, None)
+    restored = _cold("fan")
+    assert ModelPersistence(str(tmp_path)).restore(restored) and restored.is_warm
+    models.outcomes.put(True)
+    checkpoints.close()

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class Checkpoints:
         self.model_dir = Path(model_dir)
         self.root = self.model_dir / CHECKPOINTS
         self.latest = self._find_latest()
+        # Held by readers of the latest generation's files and by a commit, which deletes the older
+        # generations: a checkpoint is written on its own thread while the detector restores models.
+        self.lock = threading.Lock()
 
     def begin(self) -> Path:
         """A new generation's directory, holding links to the latest one's files: overwrite what changed."""
@@ -66,12 +70,13 @@ class Checkpoints:
             os.fsync(file.fileno())
         _fsync_dir(building)
         final = self.root / f"{number:012d}"
-        os.rename(building, final)
-        _fsync_dir(self.root)
-        self.latest = Generation(number, final, scored_seq)
-        for old in self.root.iterdir():
-            if old != final and old.name.isdigit():
-                shutil.rmtree(old, ignore_errors=True)
+        with self.lock:
+            os.rename(building, final)
+            _fsync_dir(self.root)
+            self.latest = Generation(number, final, scored_seq)
+            for old in self.root.iterdir():
+                if old != final and old.name.isdigit():
+                    shutil.rmtree(old, ignore_errors=True)
         return self.latest
 
     def abandon(self, building: Path) -> None:

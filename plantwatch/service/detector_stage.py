@@ -169,6 +169,7 @@ class DetectorStage:
         a last checkpoint."""
         self._apply_requests()
         self.checkpoints.write(self.monitors, self.maintenance)
+        self.checkpoints.close()
 
     def run(self) -> None:
         self._recover()
@@ -194,7 +195,7 @@ class DetectorStage:
                 self.checkpoints.scored(seq)
             self._check_silence_now_and_then()
             if self.checkpoints.now_and_then(self.monitors, self.maintenance):
-                self._evict_idle()
+                self._evict_idle()  # a checkpoint was written: what is not dirty is on disk
         except (SinkStopped, AlertStoreStopped):
             return False
         except Exception:  # a model bug must not stop ingestion; it is logged and counted
@@ -231,8 +232,9 @@ class DetectorStage:
         log.warning("scored %d readings again (batches %d-%d) in %.1f s", readings, first, through, took)
 
     def _evict_idle(self) -> None:
-        """Right after a checkpoint: the assets idle for ``detector.evict_idle_after_s`` leave memory."""
-        gone = self.idle.due(self.checkpoints.changed)
+        """Once a checkpoint is written: the assets idle for ``detector.evict_idle_after_s`` leave memory,
+        those whose latest state is on disk."""
+        gone = self.idle.due(self.checkpoints.dirty)
         for asset in gone:
             monitor = self.monitors[asset]
             view, baseline = asset_view(monitor, self.latest.get(asset)), baseline_view(monitor)

@@ -6,9 +6,13 @@ the latest one.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from detector.base import join_state, split_state
 from detector.monitor import AssetMonitor
@@ -17,6 +21,9 @@ from plantwatch.service.checkpoints import Checkpoints
 from plantwatch.service.model_store import ModelStoreError, has_state, load_state, save_state
 
 log = logging.getLogger(__name__)
+
+# A checkpoint's content: each file's name (an asset, or TRENDS_NAME) and its (meta, arrays).
+Snapshot = dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]]
 
 # The maintenance trends' file in the model directory. MQTT topic names cannot hold U+0000, so no
 # asset can be called this.
@@ -48,15 +55,31 @@ class ModelPersistence:
     ) -> bool:
         """Write a new generation: the ``changed`` assets' models, the trends, ``scored_seq``; the other
         assets' files are carried over. False (logged) when it could not be written; the previous one stays."""
+        return self.write(self.snapshot(monitors, changed, tracker), scored_seq)
+
+    @staticmethod
+    def snapshot(
+        monitors: Mapping[str, AssetMonitor], changed: Collection[str], tracker: MaintenanceTracker | None
+    ) -> Snapshot:
+        """Copies of the ``changed`` assets' states and of the trends, taken on the thread that owns them,
+        so that another thread can write them while the monitors go on (:meth:`write`)."""
+        states = {}
+        for asset in changed:
+            if (monitor := monitors.get(asset)) is not None:
+                arrays, meta = split_state(monitor.get_state())
+                states[asset] = _copied(meta, arrays)
+        if tracker is not None:
+            meta, arrays = tracker.get_state()
+            states[TRENDS_NAME] = _copied(meta, arrays)
+        return states
+
+    def write(self, snapshot: Snapshot, scored_seq: int) -> bool:
+        """A new generation of ``snapshot``'s files and ``scored_seq``; False (logged) when it could not be
+        written (the previous one stays)."""
         building = self.checkpoints.begin()
         try:
-            for asset in changed:
-                if (monitor := monitors.get(asset)) is not None:
-                    arrays, meta = split_state(monitor.get_state())
-                    save_state(building, asset, meta, arrays)
-            if tracker is not None:
-                meta, arrays = tracker.get_state()
-                save_state(building, TRENDS_NAME, meta, arrays)
+            for name, (meta, arrays) in snapshot.items():
+                save_state(building, name, meta, arrays)
             self.checkpoints.commit(building, scored_seq)
             return True
         except Exception:  # a full disk must not stop detection; the next checkpoint tries again
@@ -82,7 +105,8 @@ class ModelPersistence:
 
     def restore_trends(self, tracker: MaintenanceTracker) -> None:
         try:
-            saved = load_state(self.model_dir, TRENDS_NAME)
+            with self.checkpoints.lock:
+                saved = load_state(self.model_dir, TRENDS_NAME)
             if saved is None:
                 return
             tracker.set_state(*saved)
@@ -92,7 +116,8 @@ class ModelPersistence:
 
     def has(self, asset: str) -> bool:
         try:
-            return has_state(self.model_dir, asset)
+            with self.checkpoints.lock:
+                return has_state(self.model_dir, asset)
         except (ModelStoreError, OSError):
             return False
 
@@ -103,7 +128,8 @@ class ModelPersistence:
         sensors — means a new baseline, never an asset left unmonitored.
         """
         try:
-            saved = load_state(self.model_dir, monitor.asset)
+            with self.checkpoints.lock:  # not while a checkpoint's commit deletes the generation read
+                saved = load_state(self.model_dir, monitor.asset)
             if saved is None:
                 return True
             meta, arrays = saved
@@ -116,3 +142,8 @@ class ModelPersistence:
             )
             monitor.reset()
             return False
+
+
+def _copied(meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Deep copies: a state may share lists and buffers with the live monitor, which changes them in place."""
+    return copy.deepcopy(meta), {name: np.array(value, copy=True) for name, value in arrays.items()}
