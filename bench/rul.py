@@ -15,6 +15,10 @@ window 30 → 12.37, 20 → 14.47, 40 → 10.83, 60 → 9.83, 90 → 9.59, 120 �
 9.98 (0.1 kept), min_samples_leaf 200 → 9.69; at window 90: own-baseline drift block (baseline=30) → 9.18,
 + min_samples_leaf 200 → 9.04; max_features 1.0 → 9.28 (0.5 kept); learning_rate 0.025 × 600 iterations → 9.51;
 an average of 3 boosters (seeds) → 9.00, not worth 3× the fit time, so n_models=1.
+On FD002's 260 training engines (per-engine weighted CV RMSE): regime_explained 0.99 (five regimes, two
+conditions merged) → 10.39, 0.999 (six) → 9.87, kept; from there baseline 0 → 10.38, baseline 60 → 10.11,
+ewm_alpha 0.05 → 10.27, per-regime statistics from each engine's first 30 cycles → 10.00, a per-regime EWM
+block → 9.84 (α 0.6 per update) / 10.04 (α 0.1): none kept (docs/detection.md).
 
 Unsupervised comparison (no RUL labels): per engine, a health index from the drift of its sensors against its
 own first 30 cycles (noise scale pooled over the training fleet's first 30 cycles, drift z per sensor,
