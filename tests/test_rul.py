@@ -248,3 +248,20 @@ def test_reader_detects_settings_and_skips_text_columns(tmp_path: Path):
     assert log.assets == ["a", "b"]
     with pytest.raises(ValueError, match="no column"):
         read_fleet_csv(tmp_path / "x.csv", "engine", "cycle")
+
+
+def test_six_operating_conditions_are_six_regimes() -> None:
+    """C-MAPSS FD002's six setting points: five clusters already explain 0.993 of their variance (the two at
+    0.84 Mach merge), so at the old threshold 0.99 two conditions shared one regime's sensor statistics."""
+    points = np.array([[0.0, 0.0, 100.0], [10.0, 0.25, 100.0], [20.0, 0.7, 100.0], [25.0, 0.62, 60.0],
+                       [35.0, 0.84, 100.0], [42.0, 0.84, 100.0]])  # fmt: skip
+    rng = np.random.default_rng(3)
+    r = rng.choice(6, size=6000, p=[0.15, 0.15, 0.15, 0.15, 0.15, 0.25])
+    S = points[r] + rng.normal(0, [0.002, 0.0002, 0.0], size=(r.size, 3))
+    X = 10.0 * r[:, None] + rng.normal(0, 1.0, size=(r.size, 2))
+    norm = RegimeNormalizer().fit(X, S)
+    assert norm.k_ == 6
+    labels = norm.assign(S, r.size)
+    assert all(np.unique(labels[r == c]).size == 1 for c in range(6))  # each condition maps to one regime
+    assert np.unique(labels).size == 6
+    assert RegimeNormalizer(explained=0.99).fit(X, S).k_ == 5  # the old threshold merges two
