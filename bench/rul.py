@@ -171,36 +171,43 @@ def tune(train: list[AssetHistory]) -> None:
         print(f"  {params}: CV RMSE rows {m.cv_rmse_:.2f}, per-engine weighted {m.cv_rmse_last_:.2f}", flush=True)
 
 
-def run_subset(data: Path, subset: str, do_tune: bool) -> tuple[list[AssetHistory], list[AssetHistory], np.ndarray]:
-    """Fit RulModel on a subset's training engines, score its test engines once; print the figures."""
+def run_subset(
+    data: Path, subset: str, do_tune: bool, cap: float = CAP, cv_only: bool = False
+) -> tuple[list[AssetHistory], list[AssetHistory], np.ndarray] | None:
+    """Fit RulModel on a subset's training engines, score its test engines once; print the figures.
+    With ``cv_only`` the test files are not read: training-engine CV figures only (returns None)."""
     train_log = read_fleet_csv(data / f"train_{subset}.csv", "unit", "cycle")
-    test_log = read_fleet_csv(data / f"test_{subset}.csv", "unit", "cycle")
-    true_rul = np.loadtxt(data / f"RUL_{subset}.txt")
-    train, test = train_log.histories, test_log.histories
-    print(f"{subset}: {len(train)} training engines ({sum(len(a[0]) for a in train)} rows), "
-          f"{len(test)} test engines; {os.cpu_count()} CPUs")  # fmt: skip
+    train = train_log.histories
+    print(f"{subset}: {len(train)} training engines ({sum(len(a[0]) for a in train)} rows); "
+          f"training target min({cap:g}, cycles to failure); {os.cpu_count()} CPUs")  # fmt: skip
     if do_tune:
         tune(train)
 
-    model = RulModel(cap=CAP)
+    model = RulModel(cap=cap)
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train)
     fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     kept = [c for c, k in zip(train_log.sensor_columns, model.keep_, strict=True) if k]
+    print(f"\nRulModel: {model.normalizer_.k_} regime(s); sensors kept ({len(kept)}): {' '.join(kept)}")
+    print(f"fit time (5-fold CV for intervals + final fit, {model.n_models} booster(s)): {fit_s:.1f} s wall, "
+          f"{fit_cpu:.1f} s CPU (load average {load0:.1f} at start, {os.cpu_count()} cores)")  # fmt: skip
+    print(f"CV on training engines (GroupKFold by engine, capped target): RMSE {model.cv_rmse_:.2f} over all rows, "
+          f"{model.cv_rmse_last_:.2f} per-engine weighted")  # fmt: skip
+    print(f"CV against the true (uncapped) RUL, each engine once at a uniformly random cut-off: "
+          f"RMSE {model.cv_rmse_life_:.2f}, PHM08 {model.cv_phm08_life_:.2f} per engine")  # fmt: skip
+    print(f"CV interval coverage of true RUL (each engine once, uniformly random cut-off): {model.cv_coverage_:.1%}; "
+          f"{model.bin_edges_.size + 1} predicted-RUL bins")  # fmt: skip
+    if cv_only:
+        return None
+    test = read_fleet_csv(data / f"test_{subset}.csv", "unit", "cycle").histories
+    true_rul = np.loadtxt(data / f"RUL_{subset}.txt")
     preds = model.predict(test)
     rul = np.array([p.rul for p in preds])
     low = np.array([p.low for p in preds])
     high = np.array([p.high for p in preds])
     capped = np.minimum(true_rul, CAP)
     inside = (true_rul >= low) & (true_rul <= high)  # intervals claim to cover the true (uncapped) RUL
-    print(f"\nRulModel: {model.normalizer_.k_} regime(s); sensors kept ({len(kept)}): {' '.join(kept)}")
-    print(f"fit time (5-fold CV for intervals + final fit, {model.n_models} booster(s)): {fit_s:.1f} s wall, "
-          f"{fit_cpu:.1f} s CPU (load average {load0:.1f} at start, {os.cpu_count()} cores)")  # fmt: skip
-    print(f"CV on training engines (GroupKFold by engine, capped target): RMSE {model.cv_rmse_:.2f} over all rows, "
-          f"{model.cv_rmse_last_:.2f} per-engine weighted")  # fmt: skip
-    print(f"CV interval coverage of true RUL (each engine once, uniformly random cut-off): {model.cv_coverage_:.1%}; "
-          f"{model.bin_edges_.size + 1} predicted-RUL bins")  # fmt: skip
     print(f"\n{subset} test ({len(test)} engines, last cycle, true RUL as given):")
     print(f"  {'method':<26}{'RMSE':>8}{'PHM08':>10}")
     for name, pub_rmse, pub_score in PUBLISHED.get(subset, []):
@@ -218,14 +225,18 @@ def main() -> int:
     ap.add_argument("--subset", nargs="+", default=["FD001"], help="C-MAPSS subsets to run (FD001 FD002 ...)")
     ap.add_argument("--tune", action="store_true", help="rerun the CV grid on training engines first")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--cap", type=float, default=CAP, help=f"RulModel's training-target cap (default {CAP:g})")
+    ap.add_argument("--cv-only", action="store_true",
+                    help="training-engine CV only: the test files are not read (implies --skip-synthetic)")  # fmt: skip
     args = ap.parse_args()
     data = Path(args.data)
     for i, subset in enumerate(args.subset):
         if i:
             print()
-        train, test, true_rul = run_subset(data, subset, args.tune)
-        if subset != "FD001":
+        fitted = run_subset(data, subset, args.tune, args.cap, args.cv_only)
+        if fitted is None or subset != "FD001":
             continue
+        train, test, true_rul = fitted
         u = unsupervised(train, test, true_rul)
         print("\nUnsupervised time-to-threshold (no RUL labels; threshold = median train health index at failure):")
         print(f"  trend window {u['window']:.0f} cycles, {'log' if u['log_trend'] else 'linear'} trend "
@@ -234,7 +245,7 @@ def main() -> int:
               f"PHM08 {u['phm08_capped']:,.0f}, band coverage {u['coverage']:.0%}, "
               f"no crossing projected for {u['no_projection']:.0%} of engines")  # fmt: skip
 
-    if not args.skip_synthetic:
+    if not args.skip_synthetic and not args.cv_only:
         strain, _ = synthetic_fleet(100, seed=1, truncate=False)
         stest, srul = synthetic_fleet(100, seed=2, truncate=True)
         res = {}
