@@ -272,9 +272,11 @@ class RulModel:
     (feature matrix and capped target the regressors were fitted on), ``models_``, ``bin_edges_``,
     ``q_low_``/``q_high_`` (true-RUL residual quantiles per predicted-RUL bin), ``cv_rmse_`` (out-of-fold RMSE over
     all training rows, capped target), ``cv_rmse_last_`` (out-of-fold RMSE with every asset weighted
-    equally, i.e. expected over a uniformly random cut-off point per asset, capped target), ``cv_coverage_``
-    (interval coverage of the true RUL over the same population; in-sample for the calibration residuals),
-    ``n_features_in_``.
+    equally, i.e. expected over a uniformly random cut-off point per asset, capped target), ``cv_rmse_life_`` and
+    ``cv_phm08_life_`` (the same population against the true, uncapped RUL: weighted RMSE, and the PHM08 score's
+    expected value per asset, so a subset's PHM08 total is about that times its number of assets; both
+    ``None`` for models saved before they existed), ``cv_coverage_`` (interval coverage of the true RUL over
+    the same population; in-sample for the calibration residuals), ``n_features_in_``.
     """
 
     def __init__(
@@ -412,6 +414,11 @@ class RulModel:
         weights = 1.0 / lengths[groups]  # each asset once, at a uniformly random truncation row
         self.cv_rmse_ = float(np.sqrt(np.mean((oof - y_true) ** 2)))
         self.cv_rmse_last_ = float(np.sqrt(np.sum(weights * (oof - y_true) ** 2) / weights.sum()))
+        # against the true RUL, beyond the cap too: what a choice of ``cap`` is judged by
+        err = oof - y_life
+        phm = np.where(err < 0, np.expm1(-err / 13.0), np.expm1(err / 10.0))
+        self.cv_rmse_life_: float | None = float(np.sqrt(np.sum(weights * err**2) / weights.sum()))
+        self.cv_phm08_life_: float | None = float(np.sum(weights * phm) / weights.sum())
         self._calibrate(oof, y_life, weights, groups)
         lo, hi = self._interval(oof)
         self.cv_coverage_ = float(np.sum(weights * ((y_life >= lo) & (y_life <= hi))) / weights.sum())
@@ -502,6 +509,8 @@ class RulModel:
             "n_features_in": self.n_features_in_,
             "cv_rmse": self.cv_rmse_,
             "cv_rmse_last": self.cv_rmse_last_,
+            "cv_rmse_life": self.cv_rmse_life_,
+            "cv_phm08_life": self.cv_phm08_life_,
             "cv_coverage": self.cv_coverage_,
         }
         arrays = {f"norm_{k}": v for k, v in norm_arrays.items()}
@@ -533,6 +542,9 @@ class RulModel:
         obj.n_features_in_ = int(meta["n_features_in"])
         obj.cv_rmse_ = float(meta["cv_rmse"])
         obj.cv_rmse_last_ = float(meta["cv_rmse_last"])
+        life, phm = meta.get("cv_rmse_life"), meta.get("cv_phm08_life")  # absent in states saved before
+        obj.cv_rmse_life_ = None if life is None else float(life)
+        obj.cv_phm08_life_ = None if phm is None else float(phm)
         obj.cv_coverage_ = float(meta["cv_coverage"])
         obj.normalizer_ = RegimeNormalizer.from_state(
             meta["normalizer"], {k[5:]: v for k, v in arrays.items() if k.startswith("norm_")}

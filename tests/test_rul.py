@@ -153,6 +153,18 @@ def test_state_roundtrip_identical(fitted, tmp_path: Path):
         assert all(npz[k].dtype != object for k in npz.files)
 
 
+def test_cv_against_true_rul_and_older_states(fitted):
+    # the uncapped figure counts the life beyond the cap, which a capped model cannot predict
+    assert fitted.cv_rmse_life_ is not None and fitted.cv_rmse_life_ > fitted.cv_rmse_last_
+    assert fitted.cv_phm08_life_ is not None and fitted.cv_phm08_life_ > 0
+    meta, arrays = fitted.get_state()
+    assert meta["cv_rmse_life"] == fitted.cv_rmse_life_
+    older = {k: v for k, v in meta.items() if k not in ("cv_rmse_life", "cv_phm08_life")}
+    restored = RulModel.from_state(older, arrays)  # saved before the figures existed: still restores
+    assert restored.cv_rmse_life_ is None and restored.cv_phm08_life_ is None
+    assert restored.cv_rmse_last_ == fitted.cv_rmse_last_
+
+
 def test_load_refuses_files_outside_model_dir(fitted, tmp_path: Path):
     from plantwatch.maintenance.rul_files import save_model
 
