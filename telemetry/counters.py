@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import disable_created_metrics as _disable_created_metrics
 
 # No "<name>_created" sample beside each counter: nothing reads them, and they would double /metrics.
@@ -61,6 +61,17 @@ GAUGES: dict[str, str] = {
     "plantwatch_unscored_batches": "Batches written and not scored yet (in memory or left in the readings log).",
     "plantwatch_alert_store_failing_seconds": "How long the alert store has failed the write in hand (0: it works).",
 }
+# Histograms: name -> (help text, bucket upper bounds), observed by the stage that knows the value.
+HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "plantwatch_received_to_acked_seconds": (
+        "From an MQTT delivery's arrival to its acknowledgement (stored, and logged with a model_dir).",
+        (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    ),
+    "plantwatch_write_batch_readings": (
+        "Readings per batch written to storage (storage.batch_size at most, fewer under light load).",
+        (1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+    ),
+}
 LABELS: dict[str, tuple[str, ...]] = {
     "plantwatch_sensor_alerts_opened_total": ("kind",),
     "plantwatch_alert_deliveries_total": ("output",),
@@ -83,6 +94,10 @@ class Counters:
             name: Counter(name, help_text, LABELS.get(name, ()), registry=self.registry)
             for name, help_text in HELP.items()
         }
+        self._histograms = {
+            name: Histogram(name, help_text, buckets=buckets, registry=self.registry)
+            for name, (help_text, buckets) in HISTOGRAMS.items()
+        }
 
     def watch(self, name: str, read: Callable[[], float]) -> None:
         """Serve gauge ``name`` (declared in :data:`GAUGES`) from ``read()`` at every scrape."""
@@ -91,6 +106,10 @@ class Counters:
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         counter = self._counters[name]
         (counter.labels(**labels) if labels else counter).inc(amount)
+
+    def observe(self, name: str, value: float) -> None:
+        """One observation of histogram ``name`` (declared in :data:`HISTOGRAMS`)."""
+        self._histograms[name].observe(value)
 
     def get(self, name: str, **labels: str) -> float:
         """The current value of one series (0 for a labelled series not incremented yet)."""

@@ -86,6 +86,14 @@ def test_readings_survive_a_storage_outage_and_healthz_says_so(
             assert vm.count_samples('{__name__=~"readings_.*",asset="outage-pump"}') == 400 * len(SENSORS)
             report = service.pipeline.health_report()
             assert report["storage_ok"] and report["storage_write_pending_s"] == 0.0
+            # The histograms in /metrics: every delivery's wait, the outage's long ones among them.
+            sample = service.counters.registry.get_sample_value
+            acked = sample("plantwatch_received_to_acked_seconds_count") or 0.0
+            assert (
+                acked >= 400 and (sample("plantwatch_received_to_acked_seconds_bucket", {"le": "0.5"}) or 0.0) < acked
+            )
+            assert (sample("plantwatch_write_batch_readings_sum") or 0.0) >= 400
+            assert "plantwatch_received_to_acked_seconds_bucket{" in service.counters.render()
     finally:
         service.pipeline.stop()
 

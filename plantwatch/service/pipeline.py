@@ -94,6 +94,7 @@ class Pipeline:
             health=self.health,
             stop=self.stop_event,
             fatal=self.fatal,
+            metrics=counters,
         )
         self.detector = DetectorStage(
             self.scoring,

@@ -20,6 +20,7 @@ from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
 from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.scoring_queue import Batch
+from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class Writer:
         health: StageHealth,
         stop: threading.Event,
         fatal: threading.Event,
+        metrics: Counters | None = None,
     ) -> None:
+        self.metrics = metrics  # latency and batch-size histograms
         self.inbound = inbound
         self.sink = sink
         self.ack = ack
@@ -92,9 +95,19 @@ class Writer:
             for item in batch:
                 if item.mid is not None:
                     self.ack(item.mid, item.qos)
+            self._observe(batch, len(readings))
             self.health.oldest_in_hand_ns = None
             self.health.last_write_ns = time.time_ns()
             self._hand_on(Batch(readings, seq))
+
+    def _observe(self, batch: list[Inbound], readings: int) -> None:
+        if self.metrics is None:
+            return
+        acked_ns = time.monotonic_ns()
+        self.metrics.observe("plantwatch_write_batch_readings", readings)
+        for item in batch:
+            if item.received_ns:  # 0: not from the broker (a test's delivery)
+                self.metrics.observe("plantwatch_received_to_acked_seconds", (acked_ns - item.received_ns) / 1e9)
 
     def _log(self, readings: tuple[Reading, ...]) -> int:
         """The batch's number in the readings log; 0 without a log, or when it cannot be written (a full
