@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from test_crash_recovery import BATCH, FAN, PUMP, RecordingSink
+from test_mqtt_trouble import Clock
 
 from alerts.lifecycle import AlertManager
 from alerts.store import SqliteAlertStore
@@ -26,14 +27,6 @@ from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
 IDLE_S = 600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _stage(state: Path, evict_idle_after_s: float | None) -> tuple[DetectorStage, RecordingSink, SqliteAlertStore]:

@@ -1,7 +1,8 @@
 """When the detector thread checkpoints, what goes in, and which logged batches a start scores again.
 
 The files are :mod:`plantwatch.service.checkpoints`' and the batches :mod:`plantwatch.service.reading_log`'s;
-this is the bookkeeping between them, used by the detector thread only.
+this is the bookkeeping between them, used by the detector thread, which hands each checkpoint's
+files to a thread of its own (:meth:`Checkpointing._write_files`).
 """
 
 from __future__ import annotations

@@ -64,6 +64,11 @@ class IdleAssets:
             self.departed.pop(monitor.asset, None)
         self.seen(monitor.asset)
 
+    def holds(self, monitors: dict[str, AssetMonitor], asset: str) -> bool:
+        """Whether ``asset`` is in memory or out of it (for the API threads)."""
+        with self._moving:
+            return asset in monitors or asset in self.departed
+
     def snapshot(self, monitors: dict[str, AssetMonitor]) -> tuple[dict[str, AssetMonitor], dict[str, Departed]]:
         """Copies of the assets in memory and of those out of it (for the API threads)."""
         with self._moving:

@@ -178,7 +178,7 @@ class Pipeline:
 
     def _known(self, asset: str) -> bool:
         """In memory, or out of it for being idle (its charts then start again when it returns)."""
-        return asset in self.detector.monitors or asset in self.detector.idle.departed
+        return self.detector.idle.holds(self.detector.monitors, asset)
 
     def scores(self, asset: str, since_ns: int | None, limit: int) -> list[dict[str, Any]] | None:
         """The asset's recent scored rows as ``GET /assets/{asset}/scores`` serves them; None for an
@@ -225,6 +225,7 @@ class Pipeline:
         healthy = connected and alive and storage_ok and alert_store_ok and self.health.fatal is None
         status = "ok" if healthy else "degraded"
         monitors, departed = self._snapshot()
+        assets = sorted(monitors.keys() | departed.keys())
         return {
             "status": status,
             "mqtt_connected": connected,
@@ -241,9 +242,9 @@ class Pipeline:
             "unscored_batches": self.detector.checkpoints.unscored_batches(),
             "fatal": self.health.fatal,
             "detector_errors": self.health.detector_errors,
-            "assets": sorted(monitors.keys() | departed.keys()),
+            "assets": assets,
             "baselines": {
-                **{asset: departed.baseline for asset, departed in sorted(departed.items())},
-                **{asset: baseline_view(monitor) for asset, monitor in sorted(monitors.items())},
+                asset: baseline_view(monitors[asset]) if asset in monitors else departed[asset].baseline
+                for asset in assets
             },
         }
