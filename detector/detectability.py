@@ -30,7 +30,6 @@ reached. It costs ``2 x sensors x (grid + bisections) x SAMPLE_ROWS`` scored row
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -96,42 +95,54 @@ def smallest_shifts(
     if len(sensors) > MAX_SENSORS:
         return None
     sample = rows[np.unique(np.linspace(0, rows.shape[0] - 1, min(SAMPLE_ROWS, rows.shape[0])).astype(int))]
+    # One search per sensor and direction, all run in step: each grid or bisection step scores every
+    # search's shifted rows in one call (9 calls rather than 144 for 8 sensors; the same figures, as
+    # scores do not depend on what else is in the batch).
+    searches = [(j, sign) for j, columns in enumerate(level_columns) if columns for sign in (1.0, -1.0)]
+    units = np.array([_unit(ranges[j]) for j, _ in searches])
 
-    def reaches(columns: Sequence[int], sign: float, steps: np.ndarray) -> np.ndarray:
-        """Per shift (``sign`` x ``steps``): does it take at least half the sample to the alarm level?"""
-        shifted = np.repeat(sample[None, :, :], steps.size, axis=0)
-        shifted[:, :, list(columns)] += sign * steps[:, None, None]
+    def reaches(shifts: np.ndarray) -> np.ndarray:
+        """``shifts[s, k]``: the k-th shift tried by search s; whether each takes at least half the
+        sample to the alarm level."""
+        n_search, n_step = shifts.shape
+        shifted = np.repeat(sample[None, :, :], n_search * n_step, axis=0).reshape(n_search, n_step, *sample.shape)
+        for s, (j, sign) in enumerate(searches):
+            shifted[s][:, :, list(level_columns[j])] += sign * shifts[s][:, None, None]
         scores = detector.score(shifted.reshape(-1, sample.shape[1]))
         surprises = -calibrator.log_survival(np.where(np.isfinite(scores), scores, -np.inf))
-        return np.asarray(np.median(surprises.reshape(steps.size, -1), axis=1) >= surprise)
+        return np.asarray(np.median(surprises.reshape(n_search, n_step, -1), axis=2) >= surprise)
 
     up, down = np.full(len(sensors), np.inf), np.full(len(sensors), np.inf)
-    for j, columns in enumerate(level_columns):
-        if not columns:
-            continue
-        unit = float(ranges[j]) if np.isfinite(ranges[j]) and ranges[j] > 0 else 1.0
-        for sign, out in ((1.0, up), (-1.0, down)):
-            out[j] = _search(functools.partial(reaches, columns, sign), unit)
+    if searches:
+        found = _search(reaches, units)
+        for (j, sign), shift in zip(searches, found.tolist(), strict=True):
+            (up if sign > 0 else down)[j] = shift
     return SmallestShifts(tuple(sensors), up, down)
 
 
-def _search(reaches: Callable[[np.ndarray], np.ndarray], unit: float) -> float:
-    """The smallest shift (``unit`` x grid, then bisected) for which ``reaches(shifts)`` holds; ``inf`` if none."""
-    grid = np.asarray(GRID) * unit
-    hit = np.flatnonzero(reaches(grid))
-    if hit.size == 0:
-        return float("inf")
-    first = int(hit[0])
-    if first == 0:
-        return float(grid[0])
-    lo, hi = float(grid[first - 1]), float(grid[first])
-    for _ in range(BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        if bool(reaches(np.array([mid]))[0]):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+def _unit(span: float) -> float:
+    """A sensor's grid unit: its baseline range of readings, or 1 where that is not a positive number."""
+    return float(span) if np.isfinite(span) and span > 0 else 1.0
+
+
+def _search(reaches: Callable[[np.ndarray], np.ndarray], units: np.ndarray) -> np.ndarray:
+    """Per search, the smallest shift (its ``unit`` x grid, then bisected) for which ``reaches`` holds;
+    ``inf`` if none. ``reaches`` takes and answers one row of shifts per search."""
+    grid = units[:, None] * np.asarray(GRID)[None, :]
+    hit = reaches(grid)
+    found = hit.any(axis=1)
+    first = np.argmax(hit, axis=1)
+    rows = np.arange(units.size)
+    hi = grid[rows, first]
+    lo = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], hi)
+    bracketed = found & (first > 0)
+    if bracketed.any():
+        for _ in range(BISECTIONS):
+            mid = 0.5 * (lo + hi)
+            ok = reaches(mid[bracketed][:, None])[:, 0]
+            hi[bracketed] = np.where(ok, mid[bracketed], hi[bracketed])
+            lo[bracketed] = np.where(ok, lo[bracketed], mid[bracketed])
+    return np.where(found, hi, np.inf)
 
 
 def level_columns(sensors: int, column_features: Sequence[str], kept: np.ndarray | None) -> list[list[int]]:

@@ -67,6 +67,11 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
         "From an MQTT delivery's arrival to its acknowledgement (stored, and logged with a model_dir).",
         (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     ),
+    "plantwatch_reading_to_verdict_seconds": (
+        "From a scored row's own timestamp to its verdict: how far detection lags the plant (includes the "
+        "publisher's clock offset; rows replayed from old logs land in +Inf).",
+        (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0),
+    ),
     "plantwatch_write_batch_readings": (
         "Readings per batch written to storage (storage.batch_size at most, fewer under light load).",
         (1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),

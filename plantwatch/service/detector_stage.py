@@ -46,6 +46,8 @@ from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 
+SHIFTS_BUSY_EVERY_S = 1.0  # while readings wait, one asset's smallest flagged shifts worked out this often
+
 
 class DetectorStage:
     """One :class:`AssetMonitor` per asset; verdicts go to storage and to the alert manager."""
@@ -82,6 +84,9 @@ class DetectorStage:
         self.scores = ScoreHistory()  # each asset's recent scored rows (GET /assets/{asset}/scores)
         self.rows = RowHistory()  # and their sensors' values (GET /assets/{asset}/readings)
         self._tags: dict[str, Mapping[str, str]] = {}  # each asset's latest topic tags
+        # Assets whose smallest flagged shifts may need working out again (an ordered set).
+        self._shifts_due: dict[str, None] = {}
+        self._shifts_worked_at = time.monotonic()
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
@@ -175,9 +180,10 @@ class DetectorStage:
         self._recover()
         while not self.stop.is_set():
             try:
-                batch = self.upstream.get(timeout=0.2)
+                batch, idle = self.upstream.get(timeout=0.2), False
             except queue.Empty:
-                batch = Batch(())  # a quiet asset's relearn must not wait for readings
+                batch, idle = Batch(()), True  # a quiet asset's relearn must not wait for readings
+            self._work_out_due_shifts(idle)
             if not self._score_logged(self.checkpoints.left_in_log(before=batch.seq))[1]:
                 return
             if batch.seq and batch.seq <= self.checkpoints.scored_seq:
@@ -294,11 +300,17 @@ class DetectorStage:
         if scored:
             self.sink.write_verdicts(scored)
             self.scores.add(scored)
+            self._observe_lag(scored)
         for verdict in verdicts:
             for event in self.alerts.observe(verdict):
                 log_alert_event(event)
             if self.maintenance is not None and not verdict.warming_up and verdict.running:
                 self._track_maintenance(verdict)
+
+    def _observe_lag(self, scored: Sequence[Verdict]) -> None:
+        now_ns = time.time_ns()
+        for verdict in scored:
+            self.counters.observe("plantwatch_reading_to_verdict_seconds", (now_ns - verdict.ts_ns) / 1e9)
 
     def _note_tags(self, tags: Mapping[str, Mapping[str, str]]) -> None:
         """Hand the alerts the tags of each asset's topic (line, site, ...) when they change."""
@@ -339,8 +351,26 @@ class DetectorStage:
         self.checkpoints.changed.add(asset)
         if learned or any(isinstance(e, ModelRefitted) for e in events):
             self.checkpoints.model_changed(asset)  # a fresh baseline, or an adapted one, survives a crash
-        self._work_out_shifts(monitor)
+        self._shifts_due[asset] = None
         return observed.verdicts
+
+    def _work_out_due_shifts(self, idle: bool) -> None:
+        """The smallest flagged shifts of the assets whose model or alarm level changed: all of them
+        when no readings wait, else one a second. Each costs ~25 ms, and recalibration changes the
+        level every baseline length of scored rows: worked out at once, they took a fifth of this
+        thread at full rate (bench/throughput.py). ``/healthz`` shows the last figure meanwhile."""
+        if not self._shifts_due or not (idle or time.monotonic() - self._shifts_worked_at >= SHIFTS_BUSY_EVERY_S):
+            return
+        self._shifts_worked_at = time.monotonic()
+        while self._shifts_due:
+            asset = next(iter(self._shifts_due))
+            del self._shifts_due[asset]
+            monitor = self.monitors.get(asset)  # None: evicted meanwhile, and worked out on its return
+            if monitor is None or monitor.model_ is None or monitor.smallest_shifts(work_out=False) is not None:
+                continue  # no model, or the figure is the current one's
+            self._work_out_shifts(monitor)
+            if not idle:
+                return
 
     def _work_out_shifts(self, monitor: AssetMonitor) -> None:
         """What the asset's model can see (``/healthz`` ``smallest_shifts``), worked out here on the
