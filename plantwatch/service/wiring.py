@@ -41,6 +41,7 @@ from plantwatch.service.model_store import saved_assets
 from plantwatch.service.notifier import AlertNotifier
 from plantwatch.service.persistence import TRENDS_NAME, ModelPersistence
 from plantwatch.service.pipeline import Pipeline
+from plantwatch.service.receiver import ReceiverProcess
 from plantwatch.service.sensor_checks import SensorCheckConfig
 from plantwatch.settings import ApiSettings, ConfigError, Settings
 from telemetry.counters import Counters
@@ -119,6 +120,18 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
         max_packet_bytes=m.max_payload_bytes + PACKET_OVERHEAD_BYTES,
+    )
+
+
+def decoder_for(settings: Settings) -> Decoder:
+    """The decoder of ``mqtt``'s topic template, limits and payload options (built where it decodes:
+    in the receiver process with ``mqtt.receiver: process``)."""
+    return Decoder(
+        TopicTemplate(settings.mqtt.topic_template),
+        max_payload_bytes=settings.mqtt.max_payload_bytes,
+        max_future_ns=round(settings.mqtt.max_future_s * 1e9),
+        payload_tags=settings.mqtt.payload_tags,
+        limits=publisher_limits(settings),
     )
 
 
@@ -204,13 +217,6 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
             raise ConfigError(f"maintenance.rul_model: cannot load {m.rul_model}: {exc}") from None
     template = TopicTemplate(settings.mqtt.topic_template)
     options = mqtt_options(settings, template)
-    decoder = Decoder(
-        template,
-        max_payload_bytes=settings.mqtt.max_payload_bytes,
-        max_future_ns=round(settings.mqtt.max_future_s * 1e9),
-        payload_tags=settings.mqtt.payload_tags,
-        limits=publisher_limits(settings),
-    )
     try:
         store = open_store(settings.alerts.store_url)
     except StoreOpenError as exc:
@@ -227,8 +233,10 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
     tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=rul)
     sink = build_sink(settings, counters, stop)
 
-    def make_source(inbound: queue.Queue[Inbound]) -> MqttSource:
-        return MqttSource(options, decoder, inbound, counters)
+    def make_source(inbound: queue.Queue[Inbound]) -> MqttSource | ReceiverProcess:
+        if settings.mqtt.receiver == "process":
+            return ReceiverProcess(options, decoder_for(settings), inbound, counters)
+        return MqttSource(options, decoder_for(settings), inbound, counters)
 
     pipeline = Pipeline(
         source_factory=make_source,

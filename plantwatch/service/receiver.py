@@ -1,0 +1,257 @@
+"""MQTT receiving in a process of its own (``mqtt.receiver: process``): paho's network loop and the
+decoding get a core and an interpreter lock to themselves.
+
+Profiled at full rate in one process (``bench/throughput.py``, py-spy ``--gil``), paho's thread held
+the lock 60 % of the time, the detector 23 %, the writer 10 %, the API 6 %: every stage waited for the
+others, and ``plantwatch run`` stored and scored 2,200 frames/s where a bare paho subscriber received
+10,000. Here the child process runs :class:`~ingest.mqtt_source.MqttSource` exactly as the service
+does in-process (in-flight bound, redelivery answers, connection trouble, rejects), and hands its
+:class:`~ingest.messages.Inbound` deliveries to this process in chunks over a pipe; the writer's
+acknowledgements go back in chunks the same way. The writer, the detector and the API are unchanged:
+to them this is a source like any other (``start``, ``stop``, ``ack``, ``connected``,
+``unacknowledged``).
+
+Delivery guarantees hold: a delivery is acknowledged to the broker only when the writer here calls
+:meth:`ReceiverProcess.ack`, after the durable write. If the child dies, its deliveries still queued
+here are never acknowledged (their packet ids belong to its connection: each child's ids carry its
+generation, and acknowledgements of an earlier generation are dropped), the broker redelivers them
+to the next child, which starts at once. Counters the child increments reach ``/metrics`` here
+within ``RELAY_S``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ingest.decode import Decoder
+from ingest.messages import Inbound
+from ingest.mqtt_source import MqttOptions, MqttSource
+from telemetry.counters import Counters
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256  # deliveries per message from the child: one pickle and one pipe write for many
+RELAY_S = 0.2  # the child's counters reach this process's within this long
+GENERATION = 1 << 16  # MQTT packet ids are below 2**16: a child's ids carry its generation above them
+STOP_TIMEOUT_S = 10.0
+
+
+class _CountRelay:
+    """The child's stand-in for :class:`Counters`: increments gathered and sent to the parent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0.0) + amount
+
+    def take(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return counts
+
+
+def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Connection, level: int) -> None:
+    """The child process: an MqttSource whose deliveries and counters go up ``data``; acknowledgements
+    (and the word to stop) come down ``acks``."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    relay = _CountRelay()
+    out: queue.Queue[Inbound] = queue.Queue(maxsize=options.max_in_flight * 2 + 16)
+    source = MqttSource(options, decoder, out, relay)  # type: ignore[arg-type]
+    send_lock = threading.Lock()
+    stopping = threading.Event()
+
+    def send(message: tuple[str, Any]) -> None:
+        with send_lock:
+            data.send(message)
+
+    def forward() -> None:
+        connected, relayed_at = False, time.monotonic()
+        while not stopping.is_set():
+            chunk = _gather(out)
+            if chunk:
+                send(("in", chunk))
+            if source.connected.is_set() != connected:
+                connected = not connected
+                send(("connected", connected))
+            if time.monotonic() - relayed_at >= RELAY_S:
+                relayed_at = time.monotonic()
+                send(("counts", relay.take()))
+
+    forwarder = threading.Thread(target=forward, name="receiver-forward", daemon=True)
+    source.start()
+    forwarder.start()
+    try:
+        while (message := acks.recv()) is not None:  # None: stop, the parent's writer is done
+            for mid, qos in message:
+                source.ack(mid, qos)
+    except (EOFError, KeyboardInterrupt):
+        pass  # the parent is gone: stop, leaving the rest unacknowledged with the broker
+    finally:
+        source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
+        stopping.set()
+        forwarder.join(timeout=2)
+        send(("counts", relay.take()))
+
+
+def _gather(out: queue.Queue[Inbound]) -> list[Inbound]:
+    """The deliveries waiting, up to CHUNK, after waiting up to RELAY_S for the first."""
+    try:
+        chunk = [out.get(timeout=RELAY_S)]
+    except queue.Empty:
+        return []
+    try:
+        while len(chunk) < CHUNK:
+            chunk.append(out.get_nowait())
+    except queue.Empty:
+        pass
+    return chunk
+
+
+class ReceiverProcess:
+    """A source for the pipeline whose MQTT client runs in a child process (see the module docstring)."""
+
+    def __init__(self, options: MqttOptions, decoder: Decoder, out: queue.Queue[Inbound], counters: Counters) -> None:
+        self.options = options
+        self.out = out
+        self.counters = counters
+        self.connected = threading.Event()
+        # Pickled to each child as it is now (a child started after one died begins with the publisher
+        # limits' first state: the assets it admits are those of the saved models, then the first new ones).
+        self._decoder = decoder
+        self._context = multiprocessing.get_context("spawn")  # fork would copy this process's threads' locks
+        self._lock = threading.Condition()
+        self._acks: list[tuple[int, int, int]] = []  # (generation, packet id, qos) not yet sent down
+        self._generation = 0
+        self._unacked = 0
+        self._stopping = False
+        self._process: Any = None
+        self._data: Connection | None = None
+        self._ack_pipe: Connection | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def unacknowledged(self) -> int:
+        """Deliveries of the current child handed on and not yet acknowledged."""
+        return self._unacked
+
+    def start(self) -> None:
+        self._spawn()
+        for name, target in (("receiver-read", self._read), ("receiver-acks", self._send_acks)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _spawn(self) -> None:
+        data_recv, data_send = self._context.Pipe(duplex=False)
+        ack_recv, ack_send = self._context.Pipe(duplex=False)
+        level = logging.getLogger().getEffectiveLevel()
+        process = self._context.Process(
+            target=_child,
+            args=(self.options, self._decoder, data_send, ack_recv, level),
+            name="plantwatch-receiver",
+            daemon=True,
+        )
+        process.start()
+        data_send.close()
+        ack_recv.close()
+        with self._lock:
+            self._generation += 1
+            self._unacked = 0
+            self._process, self._data, self._ack_pipe = process, data_recv, ack_send
+            self._lock.notify_all()
+
+    def ack(self, mid: int, qos: int = 1) -> None:
+        """Acknowledge one delivery (any thread); one of an earlier child is dropped: its broker
+        connection is gone, and the broker redelivers it to the current child."""
+        generation, packet_id = divmod(mid, GENERATION)
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._acks.append((generation, packet_id, qos))
+            self._unacked -= 1
+            self._lock.notify_all()
+
+    def _send_acks(self) -> None:
+        while True:
+            with self._lock:
+                while not self._acks and not self._stopping:
+                    self._lock.wait()
+                if not self._acks:
+                    return
+                current = [(mid, qos) for gen, mid, qos in self._acks if gen == self._generation]
+                self._acks = []
+                pipe = self._ack_pipe
+            if current and pipe is not None:
+                with contextlib.suppress(OSError):  # the child died: its deliveries return to the next one
+                    pipe.send(current)
+
+    def _read(self) -> None:
+        while True:
+            data = self._data
+            assert data is not None
+            try:
+                kind, body = data.recv()
+            except (EOFError, OSError):
+                if self._stopping:
+                    return
+                self._child_died()
+                continue
+            if kind == "in":
+                self._hand_on(body)
+            elif kind == "connected":
+                (self.connected.set if body else self.connected.clear)()
+            else:
+                for (name, labels), amount in body.items():
+                    self.counters.inc(name, amount, **dict(labels))
+
+    def _hand_on(self, chunk: list[Inbound]) -> None:
+        if self._stopping:
+            return  # unacknowledged: the broker redelivers them to the next session
+        offset = self._generation * GENERATION
+        for item in chunk:
+            if item.mid is not None:
+                item = Inbound(item.readings, offset + item.mid, item.qos, item.received_ns)
+                with self._lock:
+                    self._unacked += 1
+            while not self._stopping:
+                try:
+                    self.out.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def _child_died(self) -> None:
+        self.connected.clear()
+        code = self._process.exitcode if self._process is not None else None
+        log.error("the MQTT receiver process ended (exit code %s); starting another", code)
+        time.sleep(1.0)
+        self._spawn()
+
+    def stop(self) -> None:
+        """After the writer has acknowledged what it stored: send those acknowledgements, then stop the child."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._threads[1].join(timeout=STOP_TIMEOUT_S)  # the acknowledgements are sent
+        pipe, process = self._ack_pipe, self._process
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        if process is not None:
+            process.join(timeout=STOP_TIMEOUT_S)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=STOP_TIMEOUT_S)
+        self._threads[0].join(timeout=STOP_TIMEOUT_S)
+        self.connected.clear()

@@ -1,0 +1,80 @@
+"""``mqtt.receiver: process``: paho and the decoding in a child process, on real Mosquitto and
+VictoriaMetrics; every reading stored, acknowledged only after the write, and none lost when the
+child dies mid-stream."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import MosquittoServer, VictoriaServer
+from test_delivery import _publish, _service, _wait_connected
+from waiting import wait_until
+
+from plantwatch.service.receiver import ReceiverProcess
+from plantwatch.service.wiring import Service
+
+pytestmark = pytest.mark.integration
+
+
+def _receiver(service: Service) -> ReceiverProcess:
+    source = service.pipeline.source
+    assert isinstance(source, ReceiverProcess)
+    return source
+
+
+@contextlib.contextmanager
+def _running(tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer, client_id: str) -> Iterator[Service]:
+    """The service with ``mqtt.receiver: process``, started and connected; stopped at the end."""
+    service = _service(tmp_path, mosquitto.port, victoria.url, client_id, mqtt__receiver="process")
+    service.pipeline.start()
+    try:
+        _wait_connected(service)
+        yield service
+    finally:
+        service.pipeline.stop()
+
+
+def _stored(victoria: VictoriaServer, asset: str) -> int:
+    return victoria.distinct_timestamps(f'{{__name__="readings_a",asset="{asset}"}}')
+
+
+def test_a_receiver_process_stores_scores_and_acknowledges_every_reading(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer
+) -> None:
+    with _running(tmp_path, mosquitto, victoria, "pw-receiver") as service:
+        receiver = _receiver(service)
+        assert receiver._process.pid != os.getpid()  # the MQTT client is in another process
+        _publish(mosquitto.port, "site/rx-pump", 300, start_s=1_610_000_000)
+        counters = service.counters
+        wait_until(lambda: _stored(victoria, "rx-pump") == 300, 30, "300 readings stored")
+        wait_until(lambda: receiver.unacknowledged == 0, 10, "every delivery acknowledged")
+        # The child's counters reach this process's /metrics.
+        wait_until(lambda: counters.get("plantwatch_messages_received_total") >= 300, 10, "received relayed")
+        wait_until(lambda: counters.get("plantwatch_rows_scored_total") > 0, 30, "rows scored after the baseline")
+    assert not receiver._process.is_alive()
+    # Acknowledged at the broker: the same session resumed gets nothing again.
+    with _running(tmp_path, mosquitto, victoria, "pw-receiver") as again:
+        _publish(mosquitto.port, "site/rx-pump", 1, start_s=1_610_000_300)
+        wait_until(lambda: again.counters.get("plantwatch_readings_written_total") >= 1, 20, "the new reading")
+        assert again.counters.get("plantwatch_readings_written_total") == 1
+
+
+def test_a_receiver_killed_mid_stream_is_replaced_and_no_reading_is_lost(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer
+) -> None:
+    with _running(tmp_path, mosquitto, victoria, "pw-receiver-kill") as service:
+        receiver = _receiver(service)
+        first = receiver._process
+        _publish(mosquitto.port, "site/rx-kill", 2000, start_s=1_620_000_000)
+        wait_until(lambda: service.counters.get("plantwatch_readings_written_total") > 0, 30, "the first writes")
+        os.kill(first.pid, signal.SIGKILL)
+        wait_until(lambda: receiver._process is not first and receiver.connected.is_set(), 30, "a new receiver")
+        # What the dead child held unacknowledged comes back from the broker to the new one.
+        wait_until(lambda: _stored(victoria, "rx-kill") == 2000, 60, "all 2000 readings stored")
+        wait_until(lambda: receiver.unacknowledged == 0, 10, "every delivery of the new child acknowledged")
+        assert service.pipeline.health_report()["mqtt_connected"] is True
