@@ -1,0 +1,250 @@
+"""End-to-end throughput of `plantwatch run` against the bare paho ceiling, measured in one run.
+
+    python bench/throughput.py [--frames 100000] [--assets 100] [--more-assets 900] [--latency-s 20]
+
+1. Starts Mosquitto and VictoriaMetrics on loopback and leaves two persistent QoS 1 sessions, one
+   for a bare paho subscriber and one for plantwatch; fills both with ``--frames`` 8-sensor JSON
+   frames over ``--assets`` assets from many ``mosquitto_pub -l`` processes.
+2. The ceiling: a bare paho subscriber (its own process) drains its session, counting only.
+3. `plantwatch run` (the embedded default configuration, with the bench's broker, VictoriaMetrics
+   and a SQLite alert store) drains its session: received → decoded → written and acknowledged →
+   aligned and scored → alert rule. Its rate counts frames *scored or learned* (verdict rows, from
+   /metrics) from its first /metrics answer to the last frame; CPU seconds are the process's own.
+4. Latency: a publisher stamps frames with the publish time at half plantwatch's rate;
+   ``plantwatch_reading_to_verdict_seconds`` gives publish→verdict p50 and p99.
+5. Memory: RSS with ``--assets`` assets learned, then again after ``--more-assets`` more each
+   learned their baseline (``--more-assets 900``: 1,000 assets x 8 sensors).
+
+Its last line is one JSON object (bare_per_s, plantwatch_per_s, ratio, p50_ms, p99_ms, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reliability_kit import Broker, Plantwatch, Tsdb, _rss_mb, wait_for
+from throughput_load import asset_names, fill, frame_lines, make_session, run_json
+
+BARE_ID = "bench-bare"
+PLANTWATCH_ID = "plantwatch-bench"
+VERDICT_ROWS = (  # every frame ends in exactly one of these once the detector has taken it
+    "plantwatch_rows_scored_total",
+    "plantwatch_baseline_rows_total",
+    "plantwatch_rows_skipped_total",
+    "plantwatch_rows_stopped_total",
+    "plantwatch_incomplete_rows_total",
+)
+LAG = "plantwatch_reading_to_verdict_seconds"
+# /metrics answers in ~5 ms of plantwatch's CPU: polled at 20 Hz it took 10 % of its main thread.
+POLL_S = 0.25
+DEFAULT_RECEIVER = "thread"  # plantwatch/default.yaml's mqtt.receiver
+
+
+def config_text(folder: Path, broker: Broker, tsdb: Tsdb, api_port: int, receiver: str) -> str:
+    """The embedded default configuration but for where the servers and files are (and ``mqtt.receiver``)."""
+    return f"""mqtt:
+  url: {broker.url}
+  client_id: {PLANTWATCH_ID}-{receiver}
+  receiver: {receiver}
+influx:
+  url: {tsdb.url}
+alerts:
+  store_url: sqlite:///{folder / "alerts.db"}
+api:
+  port: {api_port}
+"""
+
+
+@dataclass
+class Sample:
+    at: float
+    done: float  # verdict rows
+    written: float
+    cpu_s: float
+
+
+def verdict_rows(metrics: dict[str, float]) -> float:
+    return sum(metrics.get(name, 0.0) for name in VERDICT_ROWS)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # USER_HZ is 100 on Linux
+
+
+def sample(service: Plantwatch) -> Sample:
+    assert service.pid is not None
+    metrics = service.metrics()
+    return Sample(
+        time.monotonic(),
+        verdict_rows(metrics),
+        metrics.get("plantwatch_readings_written_total", 0.0),
+        cpu_seconds(service.pid),
+    )
+
+
+def drain(service: Plantwatch, expect: float, timeout_s: float) -> tuple[Sample, Sample]:
+    """Poll /metrics until ``expect`` verdict rows; the first and the last sample."""
+    first = last = sample(service)
+    deadline = time.monotonic() + timeout_s
+    while last.done < expect:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"plantwatch: {last.done:.0f} of {expect:.0f} frames scored within {timeout_s} s")
+        time.sleep(POLL_S)
+        last = sample(service)
+    return first, last
+
+
+def histogram(metrics: dict[str, float], name: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of each bucket of ``name``."""
+    buckets = []
+    for key, value in metrics.items():
+        if key.startswith(f"{name}_bucket{{"):
+            bound = key.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), value))
+    return sorted(buckets)
+
+
+def quantile(before: list[tuple[float, float]], after: list[tuple[float, float]], q: float) -> float:
+    """The ``q`` quantile of what was observed between two scrapes, interpolated within its bucket."""
+    counts = [(bound, a - b) for (bound, a), (_, b) in zip(after, before, strict=True)]
+    total = counts[-1][1]
+    if total <= 0:
+        return float("nan")
+    target, lower, below = q * total, 0.0, 0.0
+    for bound, cumulative in counts:
+        if cumulative >= target:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (target - below) / max(cumulative - below, 1e-9)
+        lower, below = bound, cumulative
+    return lower
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    broker, tsdb = Broker(tmp / "mq"), Tsdb(tmp / "vm")
+    broker.start()
+    tsdb.start()
+    try:
+        return _measure(args, tmp, broker, tsdb)
+    finally:
+        broker.stop()
+        tsdb.stop()
+
+
+def _measure(args: argparse.Namespace, tmp: Path, broker: Broker, tsdb: Tsdb) -> dict[str, Any]:
+    per_asset = args.frames // args.assets
+    total = per_asset * args.assets
+    for client_id in (BARE_ID, *(f"{PLANTWATCH_ID}-{r}" for r in args.receivers)):
+        make_session(broker.port, client_id)
+    start_ms = int(time.time() * 1000) - 3_600_000 - per_asset * 100
+    frames = {a: frame_lines(per_asset, start_ms, seed=i) for i, a in enumerate(asset_names(0, args.assets))}
+    fill_s = fill(broker.port, frames)
+    print(
+        f"filled {1 + len(args.receivers)} sessions with {total:,} frames ({args.assets} assets) in {fill_s:.1f} s",
+        flush=True,
+    )
+
+    bare = run_json(["bare", "--port", str(broker.port), "--client-id", BARE_ID, "--expect", str(total)], 900)
+    print(f"bare paho subscriber: {bare['per_s']:,.0f} frames/s ({bare['seconds']:.2f} s)", flush=True)
+
+    result: dict[str, Any] = {"frames": total, "assets": args.assets, "fill_s": round(fill_s, 1)}
+    result["bare_per_s"] = round(bare["per_s"])
+    for n, receiver in enumerate(args.receivers):
+        last = n == len(args.receivers) - 1
+        figures = run_service(args, tmp / receiver, broker, tsdb, receiver, total, start_ms, more=last)
+        figures["ratio"] = round(figures["plantwatch_per_s"] / bare["per_s"], 3)
+        result[receiver] = figures
+    # The headline: the embedded default configuration's figures.
+    default = result.get(DEFAULT_RECEIVER, result[args.receivers[-1]])
+    result.update({k: default[k] for k in ("plantwatch_per_s", "ratio", "p99_ms") if k in default})
+    result["rss_mb_1000_assets"] = default.get("rss_mb_1000_assets", float("nan"))
+    return result
+
+
+def run_service(
+    args: argparse.Namespace,
+    folder: Path,
+    broker: Broker,
+    tsdb: Tsdb,
+    receiver: str,
+    total: int,
+    start_ms: int,
+    *,
+    more: bool,
+) -> dict[str, Any]:
+    """One `plantwatch run` with ``mqtt.receiver: receiver``: drains its session, then latency and memory."""
+    service = Plantwatch(folder, broker, tsdb)
+    service.config.write_text(config_text(service.folder, broker, tsdb, service.api_port, receiver))
+    service.start()
+    try:
+        first, last = drain(service, total, timeout_s=1800)
+        rate = (last.done - first.done) / (last.at - first.at)
+        cpu_per_100k = (last.cpu_s - first.cpu_s) / (last.done - first.done) * 100_000
+        print(
+            f"plantwatch run (receiver: {receiver}): {rate:,.0f} frames/s scored end to end ({first.done:,.0f} "
+            f"already done at its first /metrics answer); {cpu_per_100k:.1f} CPU s per 100,000 frames "
+            "(the service process only)",
+            flush=True,
+        )
+        figures: dict[str, Any] = {"plantwatch_per_s": round(rate), "cpu_s_per_100k_frames": round(cpu_per_100k, 1)}
+        figures[f"rss_mb_{args.assets}_assets"] = round(_rss_mb(service.pid or 0) or float("nan"), 1)
+        figures.update(measure_latency(service, broker, args, rate / 2))
+        if more and args.more_assets:
+            added = asset_names(args.assets, args.more_assets)
+            frames = {a: frame_lines(args.more_frames, start_ms, seed=1000 + i) for i, a in enumerate(added)}
+            expect = verdict_rows(service.metrics()) + args.more_assets * args.more_frames
+            fill(broker.port, frames)
+            drain(service, expect, timeout_s=3600)
+            rss = _rss_mb(service.pid or 0) or float("nan")
+            print(f"RSS {rss:.0f} MiB with {args.assets + args.more_assets} assets", flush=True)
+            figures[f"rss_mb_{args.assets + args.more_assets}_assets"] = round(rss, 1)
+        figures["written"] = service.metrics().get("plantwatch_readings_written_total", 0.0)
+    finally:
+        service.stop()
+    return figures
+
+
+def measure_latency(service: Plantwatch, broker: Broker, args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    """Publish→verdict at ``rate`` frames/s over the learned assets."""
+    before_metrics = service.metrics()
+    before = histogram(before_metrics, LAG)
+    done_before = verdict_rows(before_metrics)
+    argv = ["pace", "--port", str(broker.port), "--assets", str(args.assets), "--rate", f"{rate:.0f}"]
+    paced = run_json([*argv, "--seconds", str(args.latency_s)], args.latency_s + 120)
+    wait_for(lambda: verdict_rows(service.metrics()) >= done_before + paced["sent"], 120, "paced frames scored")
+    after = histogram(service.metrics(), LAG)
+    p50, p99 = (1000 * quantile(before, after, q) for q in (0.5, 0.99))
+    print(f"publish→verdict at {paced['per_s']:,.0f} frames/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms", flush=True)
+    return {"paced_per_s": round(paced["per_s"]), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100_000, help="frames filled into each session")
+    parser.add_argument("--assets", type=int, default=100)
+    parser.add_argument("--more-assets", type=int, default=900, help="assets added for the memory figure (0: none)")
+    parser.add_argument("--more-frames", type=int, default=650, help="frames per added asset (baseline_rows is 600)")
+    parser.add_argument("--latency-s", type=float, default=20.0)
+    parser.add_argument(
+        "--receivers",
+        nargs="+",
+        default=["process", "thread"],
+        choices=["thread", "process"],
+        help="mqtt.receiver settings measured, in this order (the last also gets the memory figure)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = measure(args, Path(tmp))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
