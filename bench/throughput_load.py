@@ -42,11 +42,15 @@ def frame(ts_ms: int, values: Sequence[float]) -> str:
 
 
 def frame_lines(frames: int, start_ms: int, seed: int) -> list[str]:
-    """``frames`` frames 100 ms apart of normal running around per-sensor levels."""
+    """``frames`` frames 100 ms apart of normal running around the asset's levels (``seed``: the asset's)."""
     rng = np.random.default_rng(seed)
-    levels = rng.uniform(10, 100, size=len(SENSORS))
-    values = levels + rng.normal(0, 1, size=(frames, len(SENSORS)))
+    values = asset_levels(seed) + rng.normal(0, 1, size=(frames, len(SENSORS)))
     return [frame(start_ms + 100 * i, row) for i, row in enumerate(values.tolist())]
+
+
+def asset_levels(seed: int) -> np.ndarray:
+    """The sensors' levels of the asset numbered ``seed``, the same in every phase of the bench."""
+    return np.random.default_rng([seed, 1]).uniform(10, 100, size=len(SENSORS))
 
 
 def _v5_connect_properties(expiry_s: int) -> Properties:
@@ -134,7 +138,7 @@ def pace(port: int, assets: int, rate: float, seconds: float) -> dict[str, float
     frames/s for ``seconds`` (QoS 1, few in flight, as a gateway would)."""
     names = asset_names(0, assets)
     rng = np.random.default_rng(7)
-    levels = rng.uniform(10, 100, size=(assets, len(SENSORS)))
+    levels = np.array([asset_levels(a) for a in range(assets)])  # normal running, as in the fill
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pacer", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(50)
     client.connect(HOST, port)

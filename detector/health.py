@@ -70,7 +70,8 @@ class HealthIndex:
     def raw(self, probability: float, z: np.ndarray) -> float:
         """Unsmoothed index of one sample."""
         z = np.asarray(z, dtype=np.float64)
-        drift = float(np.sqrt(np.mean(z**2))) if z.size else 0.0
+        # np.mean(z**2), bit for bit, without its wrapper's cost (this runs for every scored row)
+        drift = math.sqrt(float(np.add.reduce(z * z)) / z.size) if z.size else 0.0
         p = min(max(float(probability), 0.0), 1.0)
         return self.prob_weight * p / self.p_at_threshold + (1.0 - self.prob_weight) * drift / self.drift_at_threshold
 
@@ -81,7 +82,7 @@ class HealthIndex:
             z = np.asarray(drift_z, dtype=np.float64)
             if z.shape != (len(self.sensors),):
                 raise ValueError(f"expected {len(self.sensors)} drift values, got shape {z.shape}")
-        z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        z = np.where(np.isfinite(z), z, 0.0)  # as nan_to_num(nan=posinf=neginf=0), at a fifth of its cost
         value = self.raw(probability, z)
         if self.value_ is None or self.ts_ is None:
             self.value_, self.z_ = value, z.copy()

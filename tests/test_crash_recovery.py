@@ -74,7 +74,8 @@ class Service:
         self.store = SqliteAlertStore(state / "alerts.db")
         self.log = ReadingLog(state / "models" / "readings-log")
         self.stage = DetectorStage(
-            ScoringQueue(scoring_queue_readings),
+            # Not joined: each batch scored alone, so the checkpoint of the baselines is older than the crash.
+            ScoringQueue(scoring_queue_readings, join_readings=BATCH),
             sink=self.sink,  # type: ignore[arg-type]
             alerts=AlertManager(self.store, resolve_after_s=60, reopen_within_s=300, counters=self.counters),
             detector_config=lambda asset: MonitorConfig(baseline_rows=300),

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from ingest.messages import Reading
-from plantwatch.service.scoring_queue import Batch, ScoringQueue
+from plantwatch.service.scoring_queue import Batch, ScoringQueue, join_logged
 
 
 def _batch(n: int) -> Batch:
@@ -67,3 +67,36 @@ def test_a_waiting_writer_goes_on_once_the_detector_takes_a_batch() -> None:
 def test_maxsize_must_be_positive() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         ScoringQueue(maxsize=0)
+
+
+def _numbered(seq: int, n: int) -> Batch:
+    return Batch(_batch(n).readings, seq)
+
+
+def test_batches_waiting_behind_one_are_joined_while_they_continue_it_and_fit() -> None:
+    q = ScoringQueue(maxsize=100)
+    for seq, n in ((2, 3), (3, 4), (5, 1), (6, 2)):  # 4 was left in the readings log: a gap
+        q.put(_numbered(seq, n))
+    joined = q.join_waiting(_numbered(1, 2))
+    assert joined.seq == 3 and len(joined.readings) == 2 + 3 + 4 and q.qsize() == 3
+    alone = q.join_waiting(q.get(), limit=2)  # 5 and 6 continue, but together exceed the limit
+    assert alone.seq == 5 and len(alone.readings) == 1 and q.qsize() == 2
+    unlogged = ScoringQueue(maxsize=100)
+    unlogged.put(_batch(2))
+    unlogged.put(_numbered(9, 1))  # a logged batch never joins unlogged ones
+    assert len(unlogged.join_waiting(_batch(1)).readings) == 3 and unlogged.qsize() == 1
+
+
+def test_joining_makes_room_for_a_waiting_writer() -> None:
+    q = ScoringQueue(maxsize=5)
+    q.put(_numbered(2, 5))
+    assert q.full()
+    q.join_waiting(_numbered(1, 1))
+    q.put(_numbered(3, 1), timeout=0.5)  # the writer may go on
+    assert q.qsize() == 1
+
+
+def test_batches_read_back_from_the_log_are_joined_up_to_the_limit() -> None:
+    logged = [(seq, _batch(n).readings) for seq, n in ((4, 3), (5, 3), (6, 3), (7, 1))]
+    assert [(seq, len(r)) for seq, r in join_logged(logged, limit=6)] == [(5, 6), (7, 4)]
+    assert list(join_logged([], limit=6)) == []

@@ -39,7 +39,7 @@ from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.row_history import RowHistory
 from plantwatch.service.score_history import ScoreHistory
-from plantwatch.service.scoring_queue import Batch
+from plantwatch.service.scoring_queue import Batch, ScoringQueue, join_logged
 from plantwatch.service.sensor_checks import SensorChecks
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
@@ -188,6 +188,8 @@ class DetectorStage:
                 return
             if batch.seq and batch.seq <= self.checkpoints.scored_seq:
                 continue  # read from the log already
+            if isinstance(self.upstream, ScoringQueue):
+                batch = self.upstream.join_waiting(batch)
             if not self._score(batch.readings, batch.seq):
                 return
 
@@ -213,7 +215,7 @@ class DetectorStage:
         """Score batches read from the readings log, in order: the readings scored, and False once
         stopping (or storage stopped)."""
         readings = 0
-        for seq, batch in batches:
+        for seq, batch in join_logged(batches):
             if self.stop.is_set() or not self._score(batch, seq):
                 return readings, False
             readings += len(batch)

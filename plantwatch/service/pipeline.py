@@ -95,6 +95,7 @@ class Pipeline:
             stop=self.stop_event,
             fatal=self.fatal,
             metrics=counters,
+            max_in_flight=max_in_flight,
         )
         self.detector = DetectorStage(
             self.scoring,

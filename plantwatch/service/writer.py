@@ -58,6 +58,7 @@ class Writer:
         stop: threading.Event,
         fatal: threading.Event,
         metrics: Counters | None = None,
+        max_in_flight: int = 65535,
     ) -> None:
         self.metrics = metrics  # latency and batch-size histograms
         self.inbound = inbound
@@ -68,6 +69,7 @@ class Writer:
         self._log_failed_at = -60.0
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        self.max_in_flight = max_in_flight  # the source's bound on deliveries unacknowledged (mqtt.max_in_flight)
         self.health = health
         self.stop = stop
         self.fatal = fatal
@@ -130,8 +132,10 @@ class Writer:
         except queue.Empty:
             return []
         batch, count = [first], len(first.readings)
+        held = int(first.mid is not None)
         deadline = time.monotonic() + self.flush_interval_s
-        while count < self.batch_size:
+        # Holding max_in_flight unacknowledged deliveries, no more can come until these are acknowledged.
+        while count < self.batch_size and held < self.max_in_flight:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -144,6 +148,7 @@ class Writer:
                 continue
             batch.append(item)
             count += len(item.readings)
+            held += item.mid is not None
         return batch
 
     def _hand_on(self, batch: Batch) -> None:
