@@ -43,13 +43,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from sklearn.cluster import KMeans
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import GroupKFold
+
+# scikit-learn (and SciPy with it: ~90 MB) is imported where a model is fitted or loaded, not by every
+# service that merely could use one (plantwatch run without maintenance.rul_model).
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 # One training / prediction asset: (times (n,), sensors (n, d), settings (n, s) or None).
 AssetHistory = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -125,6 +127,8 @@ class RegimeNormalizer:
         total = float(np.sum(counts[:, None] * (uniq - np.average(uniq, axis=0, weights=counts)) ** 2))
         if total <= 0.0 or uniq.shape[0] == 1:
             return np.average(uniq, axis=0, weights=counts)[None, :]
+        from sklearn.cluster import KMeans
+
         for k in range(2, min(self.max_regimes, uniq.shape[0]) + 1):
             km = KMeans(n_clusters=k, n_init=4, random_state=self.random_state)
             km.fit(uniq, sample_weight=counts)
@@ -335,6 +339,8 @@ class RulModel:
     # ---- pieces shared by fit, CV and predict
 
     def _regressors(self) -> list[HistGradientBoostingRegressor]:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         return [
             HistGradientBoostingRegressor(
                 max_iter=self.max_iter,
@@ -396,6 +402,8 @@ class RulModel:
         groups = np.repeat(np.arange(len(data)), lengths)
         # Out-of-fold predictions by asset: CV score and conformal residuals.
         oof = np.zeros(int(lengths.sum()))
+        from sklearn.model_selection import GroupKFold
+
         for tr, te in GroupKFold(n_splits=self.cv_folds).split(np.zeros(len(data)), groups=np.arange(len(data))):
             norm, keep, F, y = self._fit_core([data[i] for i in tr])
             models = self._regressors()
