@@ -101,13 +101,14 @@ def smallest_shifts(
     searches = [(j, sign) for j, columns in enumerate(level_columns) if columns for sign in (1.0, -1.0)]
     units = np.array([_unit(ranges[j]) for j, _ in searches])
 
-    def reaches(shifts: np.ndarray) -> np.ndarray:
-        """``shifts[s, k]``: the k-th shift tried by search s; whether each takes at least half the
-        sample to the alarm level."""
+    def reaches(which: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """``shifts[i, k]``: the k-th shift tried by search ``which[i]``; whether each takes at least
+        half the sample to the alarm level."""
         n_search, n_step = shifts.shape
         shifted = np.repeat(sample[None, :, :], n_search * n_step, axis=0).reshape(n_search, n_step, *sample.shape)
-        for s, (j, sign) in enumerate(searches):
-            shifted[s][:, :, list(level_columns[j])] += sign * shifts[s][:, None, None]
+        for i, s in enumerate(which.tolist()):
+            j, sign = searches[s]
+            shifted[i][:, :, list(level_columns[j])] += sign * shifts[i][:, None, None]
         scores = detector.score(shifted.reshape(-1, sample.shape[1]))
         surprises = -calibrator.log_survival(np.where(np.isfinite(scores), scores, -np.inf))
         return np.asarray(np.median(surprises.reshape(n_search, n_step, -1), axis=2) >= surprise)
@@ -125,11 +126,11 @@ def _unit(span: float) -> float:
     return float(span) if np.isfinite(span) and span > 0 else 1.0
 
 
-def _search(reaches: Callable[[np.ndarray], np.ndarray], units: np.ndarray) -> np.ndarray:
+def _search(reaches: Callable[[np.ndarray, np.ndarray], np.ndarray], units: np.ndarray) -> np.ndarray:
     """Per search, the smallest shift (its ``unit`` x grid, then bisected) for which ``reaches`` holds;
-    ``inf`` if none. ``reaches`` takes and answers one row of shifts per search."""
+    ``inf`` if none. ``reaches(which, shifts)`` answers one row of shifts per search in ``which``."""
     grid = units[:, None] * np.asarray(GRID)[None, :]
-    hit = reaches(grid)
+    hit = reaches(np.arange(units.size), grid)
     found = hit.any(axis=1)
     first = np.argmax(hit, axis=1)
     rows = np.arange(units.size)
@@ -137,9 +138,10 @@ def _search(reaches: Callable[[np.ndarray], np.ndarray], units: np.ndarray) -> n
     lo = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], hi)
     bracketed = found & (first > 0)
     if bracketed.any():
+        which = np.flatnonzero(bracketed)
         for _ in range(BISECTIONS):
             mid = 0.5 * (lo + hi)
-            ok = reaches(mid[bracketed][:, None])[:, 0]
+            ok = reaches(which, mid[bracketed][:, None])[:, 0]
             hi[bracketed] = np.where(ok, mid[bracketed], hi[bracketed])
             lo[bracketed] = np.where(ok, lo[bracketed], mid[bracketed])
     return np.where(found, hi, np.inf)

@@ -93,3 +93,26 @@ def test_level_columns_follow_the_model_columns() -> None:
     assert level_columns(2, ("level", "spread"), kept) == [[0], []]
     assert level_columns(2, ("level", "spread"), None) == [[0], [2]]
     assert level_columns(3, ("raw",), None) == [[0], [1], [2]]
+
+
+def test_the_searches_run_together_find_what_each_finds_alone() -> None:
+    # A low alarm level: some searches reach it at the grid's first step, others are bisected, and a
+    # drifting sensor has none. Run in step they must give each sensor what its own search gives.
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(BASELINE, len(SENSORS)))
+    X[:, 3] += np.cumsum(rng.normal(0.0, 0.3, size=BASELINE))
+    X[:, 1] *= 40.0
+    X[:, 2] = np.round(X[:, 2] / 8.0)  # nearly always 0: no range, found at the grid's first step
+    monitor = _monitor(X)
+    model, feedback = monitor.model_, monitor.feedback_
+    assert model is not None and feedback is not None
+    columns = level_columns(len(SENSORS), monitor.config.column_features, model.columns)
+    ranges = model.expected_high - model.expected_low
+    for level in (0.5, 3.0, 12.0):
+        together = smallest_shifts(model.detector, model.calibrator, level, feedback.baseline, columns, ranges, SENSORS)
+        assert together is not None
+        for j in range(len(SENSORS)):
+            only = [c if k == j else [] for k, c in enumerate(columns)]
+            alone = smallest_shifts(model.detector, model.calibrator, level, feedback.baseline, only, ranges, SENSORS)
+            assert alone is not None
+            assert (alone.up[j], alone.down[j]) == (together.up[j], together.down[j])
