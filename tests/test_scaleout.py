@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +29,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from psycopg import sql
-from servers import PG_URL, NatsServer, free_port, run_nats
+from servers import PG_URL, NatsServer, run_nats
+from workers import Worker, start_worker, wait_for
 
 from ingest.nats_source import partition_mapping
 from plantwatch.service.checkpoints import Checkpoints
@@ -52,43 +48,6 @@ ALL_ROWS = 240
 FAULT_FROM = 150  # every asset's first sensor steps up from this row: an alert per asset
 LEASE_S = 6.0
 T0_MS = (int(time.time()) - 3600) * 1000  # event time: an hour ago, one row a second
-
-
-@dataclass
-class Worker:
-    name: str
-    port: int
-    db: Path
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-    def health(self) -> dict[str, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
-                return dict(json.load(resp))
-        except urllib.error.HTTPError as exc:  # 503 while degraded: the body still says why
-            return dict(json.load(exc))
-        except OSError:
-            return {}
-
-    def partitions(self) -> set[int]:
-        return set(self.health().get("partitions", []))
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, workers: list[Worker] | None = None) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    tails = "\n".join(f"--- {w.name}\n{_log_tail(w.log)}" for w in workers or [])
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}\n{tails}")
-
-
-def _log_tail(log: Path) -> str:
-    lines = [line for line in log.read_text(errors="replace").splitlines() if "uvicorn.access" not in line]
-    return "\n".join(lines[-40:])
 
 
 def frame(asset: int, row: int) -> str:
@@ -179,9 +138,7 @@ def shared_schema(pg_schema: str) -> str:
     return pg_schema
 
 
-def start_worker(tmp_path: Path, name: str, server: NatsServer, schema: str) -> Worker:
-    port = free_port()
-    db = tmp_path / f"{name}-readings.db"
+def start_test_worker(tmp_path: Path, name: str, server: NatsServer, schema: str) -> Worker:
     config = {
         "source": "nats",
         "mqtt": {"topic_template": TEMPLATE},
@@ -194,7 +151,7 @@ def start_worker(tmp_path: Path, name: str, server: NatsServer, schema: str) -> 
             "lease_s": LEASE_S,
             "ack_wait_s": 30,
         },
-        "storage": {"kind": "sqlite", "sqlite_path": str(db), "flush_interval_s": 0.2},
+        "storage": {"kind": "sqlite", "sqlite_path": str(tmp_path / f"{name}-readings.db"), "flush_interval_s": 0.2},
         "detector": {
             "model_dir": str(tmp_path / "state"),
             "baseline_rows": BASELINE_ROWS,
@@ -202,28 +159,14 @@ def start_worker(tmp_path: Path, name: str, server: NatsServer, schema: str) -> 
             "checkpoint_interval_s": 1,
         },
         "alerts": {"store_url": f"{PG_URL}?options=-csearch_path%3D{schema}"},
-        "api": {"port": port, "keys_file": str(tmp_path / f"{name}-keys.json")},
     }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    log = tmp_path / f"{name}.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "plantwatch.cli", "run", "--config", str(path)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=tmp_path,
-            env=env,
-        )
-    return Worker(name, port, db, log, proc)
+    return start_worker(tmp_path, name, config)
 
 
 def test_workers_split_the_assets_and_survive_a_kill(
     tmp_path: Path, nats_server: NatsServer, shared_schema: str
 ) -> None:
-    workers = [start_worker(tmp_path, f"w{i}", nats_server, shared_schema) for i in (1, 2, 3)]
+    workers = [start_test_worker(tmp_path, f"w{i}", nats_server, shared_schema) for i in (1, 2, 3)]
     publisher: Publisher | None = None
     try:
         # The partitions are shared out fairly, none held twice (a worker that started later than the

@@ -1,0 +1,164 @@
+"""Aggregate throughput of 1, 2, 3 `plantwatch run` workers sharing a site on NATS JetStream.
+
+    python bench/scaleout.py [--assets 100] [--rows 600] [--workers 1,2,3] [--partitions 12]
+
+For each number of workers: a nats-server of its own (JetStream, the partition mapping of
+docs/scaling.md), a fresh stream preloaded with ``assets × rows`` 8-sensor JSON frames (published on
+the sensors' subjects ``plant.l1.<asset>``, which the mapping partitions; through core NATS rather
+than MQTT, since what is measured is how fast the workers drain the stream, not how fast a publisher
+fills it), then the workers, started together (``source: nats``, storing in one VictoriaMetrics
+through its InfluxDB write API, alerts in one SQLite file). The clock starts when the first worker
+holds a partition and stops when the workers' ``/metrics`` count every frame written
+(``plantwatch_readings_written_total``) and then when nothing is left to score
+(``/healthz`` ``unscored_batches`` and ``scoring_backlog`` at 0 on every worker). It prints frames/s
+stored and scored, the workers' CPU seconds per 100,000 frames and whether partitions moved during
+the run; the last line is one JSON object.
+
+On a machine with fewer cores than workers the workers share the cores, so the aggregate cannot
+grow with them: the figure to read there is the CPU per frame, not the rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import numpy as np
+from nats.js.api import StreamConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from servers import run_nats, run_victoria  # noqa: E402
+from workers import Worker, start_worker, wait_for  # noqa: E402
+
+from ingest.nats_source import partition_mapping  # noqa: E402
+
+TEMPLATE = "plant/{line}/{asset}"
+SENSORS = tuple(f"sensor_{i}" for i in range(8))
+STREAM = "PWBENCH"
+BASELINE_ROWS = 100
+
+
+def frames(assets: int, rows: int) -> list[tuple[str, bytes]]:
+    """(subject, payload) in time order: one frame per asset per row, the rows a second apart."""
+    rng = np.random.default_rng(7)
+    t0_ms = (int(time.time()) - rows - 60) * 1000
+    values = rng.normal(50.0, 1.0, size=(rows, assets, len(SENSORS))).round(4)
+    out = []
+    for row in range(rows):
+        for asset in range(assets):
+            body = {"ts": t0_ms + row * 1000, "values": dict(zip(SENSORS, values[row, asset].tolist(), strict=True))}
+            out.append((f"plant.l1.pump-{asset}", json.dumps(body).encode()))
+    return out
+
+
+async def preload(url: str, messages: list[tuple[str, bytes]]) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=STREAM, subjects=["pw.>"]))
+    for start in range(0, len(messages), 2000):  # stream-acknowledged publishes, 2,000 in flight
+        await asyncio.gather(*(js.publish(s, p) for s, p in messages[start : start + 2000]))
+    info = await js.stream_info(STREAM)
+    assert info.state.messages == len(messages), (info.state.messages, len(messages))
+    await nc.close()
+
+
+def run(count: int, args: argparse.Namespace, victoria_url: str, base: Path) -> dict[str, Any]:
+    tmp = base / f"workers-{count}"
+    tmp.mkdir()
+    source, target = partition_mapping(TEMPLATE, "pw", args.partitions)
+    messages = frames(args.assets, args.rows)
+    with run_nats(tmp, mappings={source: target}) as server:
+        asyncio.run(preload(server.url, messages))
+        config = {
+            "source": "nats",
+            "mqtt": {"topic_template": TEMPLATE},
+            "nats": {"url": server.url, "stream": STREAM, "partitions": args.partitions, "lease_s": 9},
+            "storage": {"kind": "influxdb"},
+            "influx": {"url": victoria_url},
+            "detector": {"model_dir": str(tmp / "state"), "baseline_rows": BASELINE_ROWS},
+            "alerts": {"store_url": f"sqlite:///{tmp / 'alerts.db'}"},
+            "log_level": "WARNING",
+        }
+        os.environ["PLANTWATCH_INFLUX__TOKEN"] = "bench"  # VictoriaMetrics takes any
+        workers = [
+            start_worker(tmp, f"w{i}", {**config, "nats": {**config["nats"], "worker_id": f"w{i}"}})
+            for i in range(count)
+        ]
+        try:
+            return measure(workers, len(messages), args)
+        finally:
+            for w in workers:
+                w.proc.send_signal(signal.SIGTERM)
+            for w in workers:
+                try:
+                    w.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    w.proc.kill()
+
+
+def measure(workers: list[Worker], total: int, args: argparse.Namespace) -> dict[str, Any]:
+    wait_for(lambda: any(w.partitions() for w in workers), 120, "a worker to hold a partition", workers)
+    started = time.monotonic()
+    cpu_before = sum(w.cpu_s() for w in workers)
+    written = lambda: sum(w.metric("plantwatch_readings_written_total") for w in workers)  # noqa: E731
+    wait_for(lambda: written() >= total, 1800, "every frame to be written", workers)
+    stored_s = time.monotonic() - started
+
+    def scored() -> bool:
+        reports = [w.health() for w in workers]
+        return all(r and r["unscored_batches"] == 0 and r["scoring_backlog"] == 0 for r in reports)
+
+    wait_for(scored, 1800, "every frame to be scored", workers)
+    scored_s = time.monotonic() - started
+    cpu = sum(w.cpu_s() for w in workers) - cpu_before
+    held = [sorted(w.partitions()) for w in workers]
+    moved = sum(w.log.read_text(errors="replace").count("lease freed") for w in workers)
+    rows_scored = sum(w.metric("plantwatch_rows_scored_total") for w in workers)
+    return {
+        "workers": len(workers),
+        "frames": total,
+        "stored_per_s": round(total / stored_s),
+        "scored_per_s": round(total / scored_s),
+        "rows_scored": int(rows_scored),
+        "cpu_s_per_100k": round(cpu / total * 100_000, 1),
+        "partitions_held": held,
+        "partitions_moved_during_run": moved,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assets", type=int, default=100)
+    parser.add_argument("--rows", type=int, default=600, help="frames per asset")
+    parser.add_argument("--workers", default="1,2,3")
+    parser.add_argument("--partitions", type=int, default=12)
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="pw-scaleout-") as name:
+        base = Path(name)
+        with run_victoria(base) as victoria:
+            for count in (int(n) for n in args.workers.split(",")):
+                result = run(count, args, victoria.url, base)
+                results.append(result)
+                print(
+                    f"{count} worker(s): {result['frames']:,} frames stored at {result['stored_per_s']:,}/s, "
+                    f"scored at {result['scored_per_s']:,}/s; {result['cpu_s_per_100k']} CPU s per 100k frames; "
+                    f"partitions {result['partitions_held']}, moved: {result['partitions_moved_during_run']}",
+                    flush=True,
+                )
+    print(json.dumps({"cores": os.cpu_count(), "assets": args.assets, "rows": args.rows, "runs": results}))
+
+
+if __name__ == "__main__":
+    main()
