@@ -11,8 +11,8 @@ through its InfluxDB write API, alerts in one SQLite file). The clock starts whe
 holds a partition and stops when the workers' ``/metrics`` count every frame written
 (``plantwatch_readings_written_total``) and then when nothing is left to score
 (``/healthz`` ``unscored_batches`` and ``scoring_backlog`` at 0 on every worker). It prints frames/s
-stored and scored, the workers' CPU seconds per 100,000 frames and whether partitions moved during
-the run; the last line is one JSON object.
+stored and scored, the workers' CPU seconds per 100,000 frames and how many partitions moved (freed or fenced)
+during the run; the last line is one JSON object.
 
 On a machine with fewer cores than workers the workers share the cores, so the aggregate cannot
 grow with them: the figure to read there is the CPU per frame, not the rate.
@@ -83,7 +83,7 @@ def run(count: int, args: argparse.Namespace, victoria_url: str, base: Path) -> 
         config = {
             "source": "nats",
             "mqtt": {"topic_template": TEMPLATE},
-            "nats": {"url": server.url, "stream": STREAM, "partitions": args.partitions, "lease_s": 9},
+            "nats": {"url": server.url, "stream": STREAM, "partitions": args.partitions},
             "storage": {"kind": "influxdb"},
             "influx": {"url": victoria_url},
             "detector": {"model_dir": str(tmp / "state"), "baseline_rows": BASELINE_ROWS},
@@ -123,7 +123,9 @@ def measure(workers: list[Worker], total: int, args: argparse.Namespace) -> dict
     scored_s = time.monotonic() - started
     cpu = sum(w.cpu_s() for w in workers) - cpu_before
     held = [sorted(w.partitions()) for w in workers]
-    moved = sum(w.log.read_text(errors="replace").count("lease freed") for w in workers)
+    # Partitions freed (a late worker's share) or fenced (a lease not renewed in time) during the run.
+    logs = [w.log.read_text(errors="replace") for w in workers]
+    moved = sum(text.count("lease freed") + text.count("stopping it here") for text in logs)
     rows_scored = sum(w.metric("plantwatch_rows_scored_total") for w in workers)
     return {
         "workers": len(workers),

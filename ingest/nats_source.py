@@ -122,6 +122,7 @@ class NatsOptions:
     ack_wait_s: float = 30.0
     max_in_flight: int = 1000
     name: str = "plantwatch"
+    max_age_s: float = 7 * 24 * 3600  # of the stream this worker creates when it is missing
 
 
 class NatsLink:
@@ -180,14 +181,16 @@ class NatsLink:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def ensure_stream(self) -> None:
-        """Create the stream of the partitioned subjects if it does not exist (file storage, limits retention)."""
+        """Create the stream of the partitioned subjects if it does not exist: file storage, messages kept
+        ``max_age_s`` (acknowledged or not, as a persistent MQTT session keeps them for its expiry)."""
         o = self.options
 
         async def ensure() -> None:
             try:
                 await self.js.stream_info(o.stream)
             except NotFoundError:
-                await self.js.add_stream(StreamConfig(name=o.stream, subjects=[f"{o.prefix}.>"]))
+                config = StreamConfig(name=o.stream, subjects=[f"{o.prefix}.>"], max_age=o.max_age_s)
+                await self.js.add_stream(config)
                 log.info("created the JetStream stream %s on %s.>", o.stream, o.prefix)
 
         self.call(ensure())
@@ -199,12 +202,25 @@ class NatsLink:
 
     def close(self) -> None:
         if self._nc is not None:
-            try:
-                self.call(self._nc.drain(), 10.0)
+            try:  # drain: what was sent (acknowledgements) reaches the server first
+                self.call(self._nc.drain() if self._nc.is_connected else self._nc.close(), 10.0)
             except Exception as exc:  # closing anyway
-                log.debug("NATS drain: %s", exc)
+                log.debug("NATS close: %s", exc)
+        try:  # calls that timed out leave their tasks behind: end them before the loop
+            self.call(_cancel_other_tasks(), 5.0)
+        except Exception as exc:  # closing anyway
+            log.debug("NATS close: %s", exc)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+async def _cancel_other_tasks() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # -- one partition's source ----------------------------------------------------------------------

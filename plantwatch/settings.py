@@ -197,6 +197,7 @@ class NatsSettings(_Section):
     lease_s: float = Field(default=30.0, ge=1.5, le=3600)
     ack_wait_s: float = Field(default=60.0, ge=1, le=3600)
     max_in_flight: int = Field(default=1000, ge=1, le=65535)  # per partition
+    stream_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)  # of the stream a worker creates when missing
 
     @field_validator("url")
     @classmethod

@@ -241,6 +241,15 @@ def test_workers_split_the_assets_and_survive_a_kill(
             except subprocess.TimeoutExpired:
                 w.proc.kill()
 
+    check_outcome(workers, owner_of, victim_assets, shared_schema, {victim.name: killed_at})
+
+
+def check_outcome(
+    workers: list[Worker], owner_of: dict[str, str], moved: list[str], schema: str, died_at: dict[str, float]
+) -> None:
+    """What every hand-over must leave: ``moved`` assets went from ``owner_of`` to one other worker, the
+    rest stayed; ``died_at``: workers killed then (their logs say nothing of it)."""
+    everything = {(asset, (T0_MS + row * 1000) * 1_000_000) for asset in ASSETS for row in range(ALL_ROWS)}
     # No reading dropped (union of the workers' stores; duplicates are one row per store).
     assert stored(workers) == everything
     found = verdicts(workers)
@@ -251,32 +260,80 @@ def test_workers_split_the_assets_and_survive_a_kill(
         assert sorted(rows) == list(range(first, ALL_ROWS)), asset
         assert first < FIRST_ROWS, f"{asset}: scoring began only at row {first}"
         for row, by in rows.items():
-            # Rows scored by two workers (the survivor scored again what the victim logged after its
-            # checkpoint) got the same verdict from both: the survivor continued the victim's model.
-            assert len({v for v in by.values()}) == 1, (asset, row, by)
-        if asset in victim_assets:
-            taker = {name for by in rows.values() for name in by} - {victim.name}
-            assert len(taker) == 1, (asset, taker)
-        else:  # an asset of a surviving worker stayed where it was
-            assert {name for by in rows.values() for name in by} == {owner_of[asset]}, asset
+            # Rows scored by two workers (the taker scored again what the previous owner logged after
+            # its checkpoint) got the same verdict from both: the taker continued the same model.
+            assert len(set(by.values())) == 1, (asset, row, by)
+        names = {name for by in rows.values() for name in by}
+        if asset in moved:
+            assert len(names - {owner_of[asset]}) == 1, (asset, names)
+            # and the previous owner scored no row after the taker's first
+            taken_at = min(row for row, by in rows.items() if set(by) - {owner_of[asset]})
+            assert all(set(by) - {owner_of[asset]} for row, by in rows.items() if row > taken_at), asset
+        else:  # an asset whose partition stayed where it was
+            assert names == {owner_of[asset]}, asset
 
-    # The survivors restored the victim's models, warm, from its partitions' checkpoints.
-    logs = "".join(w.log.read_text(errors="replace") for w in survivors)
-    for asset in victim_assets:
+    # The takers restored the moved assets' models, warm, from their partitions' checkpoints.
+    logs = "".join(w.log.read_text(errors="replace") for w in workers if w.name not in died_at)
+    for asset in moved:
         assert re.search(rf"restored the model of {asset} from .* \(warm: True\)", logs), asset
 
-    # Ownership spans from the workers' own logs never overlap; the victim's ended with its death.
-    spans = [(p, start, end, w.name) for w in workers for p, start, end in ownership(w.log, w.name)]
-    spans = [(p, s, min(e, killed_at) if n == victim.name else e, n) for p, s, e, n in spans]
+    # Ownership spans from the workers' own logs never overlap; a killed worker's ended with its death.
+    spans = [
+        (p, start, min(end, died_at.get(w.name, end)), w.name)
+        for w in workers
+        for p, start, end in ownership(w.log, w.name)
+    ]
     for p, s, e, n in spans:
         for q, s2, e2, n2 in spans:
             if p == q and n != n2:
                 assert e <= s2 or e2 <= s, (p, n, s, e, n2, s2, e2)
 
-    # One anomaly alert per asset: the one the victim opened was continued by its taker, not opened again.
+    # One anomaly alert per asset: one opened before a hand-over was continued by the taker, not opened again.
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(shared_schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         alerts = conn.execute("SELECT asset, count(*) FROM alerts WHERE kind = 'anomaly' GROUP BY asset").fetchall()
     per_asset: dict[str, int] = dict(alerts)
-    assert set(victim_assets) <= set(per_asset), per_asset
+    assert set(per_asset) == set(ASSETS), per_asset
     assert all(count == 1 for count in per_asset.values()), per_asset
+
+
+def test_a_worker_joining_takes_its_share_from_a_running_one(
+    tmp_path: Path, nats_server: NatsServer, shared_schema: str
+) -> None:
+    first = start_test_worker(tmp_path, "w1", nats_server, shared_schema)
+    workers = [first]
+    publisher: Publisher | None = None
+    try:
+        wait_for(lambda: first.partitions() == set(range(PARTITIONS)), 45, "w1 to take every partition", workers)
+        publisher = Publisher(nats_server.mqtt_port)
+        publisher.rows(0, FIRST_ROWS)
+        wait_for(lambda: scored_through(workers, FIRST_ROWS - 1), 45, "the first rows to be scored", workers)
+        rest = threading.Thread(target=publisher.rows, args=(FIRST_ROWS, ALL_ROWS, 0.02))
+        rest.start()  # mid-stream: w1 stops the partitions it gives up, w2 starts them, readings flowing
+        second = start_test_worker(tmp_path, "w2", nats_server, shared_schema)
+        workers.append(second)
+        half = PARTITIONS // 2
+        wait_for(
+            lambda: len(first.partitions()) == half and len(second.partitions()) == half,
+            45,
+            "w2 to take its share from w1",
+            workers,
+        )
+        rest.join(60)
+        assert not rest.is_alive()
+        everything = {(asset, (T0_MS + row * 1000) * 1_000_000) for asset in ASSETS for row in range(ALL_ROWS)}
+        wait_for(lambda: stored(workers) >= everything, 45, "every published reading to be stored", workers)
+        wait_for(lambda: scored_through(workers, ALL_ROWS - 1), 45, "every row to be scored", workers)
+    finally:
+        if publisher is not None:
+            publisher.close()
+        for w in workers:
+            w.proc.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+    moved = sorted(asset for asset, rows in verdicts(workers).items() if any("w2" in by for by in rows.values()))
+    assert moved, "no asset moved to w2"
+    check_outcome(workers, dict.fromkeys(ASSETS, "w1"), moved, shared_schema, {})

@@ -95,8 +95,13 @@ class LeaseKeeper:
         lease_s: float,
         take: Callable[[int], None],
         release: Callable[[int], None],
+        before_free: Callable[[], None] = lambda: None,
     ) -> None:
+        """``link``: a connection of the leases' own, so that their calls never queue behind the
+        partitions' messages on a busy machine; ``before_free``: flushes the partitions' connection (their
+        acknowledgements reach the server before a lease is freed)."""
         self.link = link
+        self._before_free = before_free
         self.bucket = bucket
         self.worker = worker
         self.partitions = partitions
@@ -325,7 +330,7 @@ class LeaseKeeper:
             log.exception("partition %d: not stopped, so its lease is not freed (it expires)", partition)
             return
         try:
-            self.link.flush()  # its acknowledgements reach the server before the lease is free
+            self._before_free()
             # The renewals may have moved the revision since: free it if it is still ours.
             entry = self.link.call(self.kv.get(lease_key(partition)), self._timeout)
             if json.loads(entry.value or b"{}").get("worker") != self.worker:

@@ -18,6 +18,7 @@ unknown here (404), as it is in that worker's API.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -80,6 +81,10 @@ class PartitionedPipeline:
         store: AlertStore,
     ) -> None:
         self.link = link
+        # The leases' own connection and loop: renewals must not wait behind the messages of every
+        # partition on the data connection's loop (on a saturated machine they did, for seconds, and
+        # partitions were fenced for no reason).
+        self.lease_link = NatsLink(dataclasses.replace(link.options, name=f"{link.options.name}-leases"))
         self.worker = worker
         self.counters = counters
         self.store = store
@@ -92,19 +97,21 @@ class PartitionedPipeline:
         self._running: dict[int, Partition] = {}
         self._failed = StageHealth()
         self.keeper = LeaseKeeper(
-            link,
+            self.lease_link,
             bucket,
             worker,
             link.options.partitions,
             lease_s,
             take=self._start_partition,
             release=self._stop_partition,
+            before_free=link.flush,
         )
         self._watch_gauges()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.link.start()
+        self.lease_link.start()
         self.link.ensure_stream()
         self.keeper.start()
         log.info(
@@ -120,6 +127,7 @@ class PartitionedPipeline:
         flushes its alerts), free their leases, then close the connection."""
         self.keeper.stop()
         self.link.close()
+        self.lease_link.close()
 
     def _start_partition(self, number: int) -> None:
         def make_source(inbound: queue.Queue[Inbound]) -> NatsPartitionSource:

@@ -216,7 +216,8 @@ def check_api_access(api: ApiSettings) -> str:
 
 
 def _rul_loader(settings: Settings) -> Callable[[], RulTracker | None]:
-    """Loads ``maintenance.rul_model`` (once now, to refuse a bad one at start); each call a new tracker."""
+    """``maintenance.rul_model``'s trackers: loaded once now (a bad model is refused at start), and
+    again for each further call (a worker's partitions each have their own)."""
     m = settings.maintenance
 
     def load() -> RulTracker | None:
@@ -232,8 +233,12 @@ def _rul_loader(settings: Settings) -> Callable[[], RulTracker | None]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"maintenance.rul_model: cannot load {m.rul_model}: {exc}") from None
 
-    load()
-    return load
+    loaded = [load()]  # at once: a bad model is refused at start
+
+    def tracker() -> RulTracker | None:
+        return loaded.pop() if loaded else load()
+
+    return tracker
 
 
 def _decoder(settings: Settings, template: TopicTemplate) -> Decoder:
@@ -422,6 +427,7 @@ def build_worker_service(settings: Settings, counters: Counters | None = None) -
             ack_wait_s=n.ack_wait_s,
             max_in_flight=n.max_in_flight,
             name=f"plantwatch-{worker}",
+            max_age_s=n.stream_max_age_s,
         )
     )
     workers = PartitionedPipeline(
