@@ -2,8 +2,10 @@
 
     python bench/scaleout.py [--assets 100] [--rows 600] [--workers 1,2,3] [--partitions 12]
 
-For each number of workers: a nats-server of its own (JetStream, the partition mapping of
-docs/scaling.md), a fresh stream preloaded with ``assets × rows`` 8-sensor JSON frames (published on
+First one worker learns every asset's baseline (``WARM_ROWS`` frames each) and checkpoints it, so that
+the measured runs score rather than learn. Then, for each number of workers: a nats-server of its own
+(JetStream, the partition mapping of docs/scaling.md), a copy of those models, a fresh stream
+preloaded with the next ``assets × rows`` 8-sensor JSON frames (published on
 the sensors' subjects ``plant.l1.<asset>``, which the mapping partitions; through core NATS rather
 than MQTT, since what is measured is how fast the workers drain the stream, not how fast a publisher
 fills it), then the workers, started together (``source: nats``, storing in one VictoriaMetrics
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,17 +50,18 @@ TEMPLATE = "plant/{line}/{asset}"
 SENSORS = tuple(f"sensor_{i}" for i in range(8))
 STREAM = "PWBENCH"
 BASELINE_ROWS = 100
+WARM_ROWS = BASELINE_ROWS + 50  # the baseline, and the feature window filled after it
 
 
-def frames(assets: int, rows: int) -> list[tuple[str, bytes]]:
-    """(subject, payload) in time order: one frame per asset per row, the rows a second apart."""
-    rng = np.random.default_rng(7)
-    t0_ms = (int(time.time()) - rows - 60) * 1000
+def frames(assets: int, first: int, rows: int, t0_ms: int) -> list[tuple[str, bytes]]:
+    """(subject, payload) in time order: one frame per asset per row, rows ``first``... a second apart."""
+    rng = np.random.default_rng(first)
     values = rng.normal(50.0, 1.0, size=(rows, assets, len(SENSORS))).round(4)
     out = []
     for row in range(rows):
         for asset in range(assets):
-            body = {"ts": t0_ms + row * 1000, "values": dict(zip(SENSORS, values[row, asset].tolist(), strict=True))}
+            ts = t0_ms + (first + row) * 1000
+            body = {"ts": ts, "values": dict(zip(SENSORS, values[row, asset].tolist(), strict=True))}
             out.append((f"plant.l1.pump-{asset}", json.dumps(body).encode()))
     return out
 
@@ -73,38 +77,72 @@ async def preload(url: str, messages: list[tuple[str, bytes]]) -> None:
     await nc.close()
 
 
-def run(count: int, args: argparse.Namespace, victoria_url: str, base: Path) -> dict[str, Any]:
-    tmp = base / f"workers-{count}"
+def start_workers(tmp: Path, count: int, nats_url: str, victoria_url: str, partitions: int) -> list[Worker]:
+    config: dict[str, Any] = {
+        "source": "nats",
+        "mqtt": {"topic_template": TEMPLATE},
+        "nats": {"url": nats_url, "stream": STREAM, "partitions": partitions},
+        "storage": {"kind": "influxdb"},
+        "influx": {"url": victoria_url},
+        "detector": {"model_dir": str(tmp / "state"), "baseline_rows": BASELINE_ROWS},
+        "alerts": {"store_url": f"sqlite:///{tmp / 'alerts.db'}"},
+        "log_level": "WARNING",
+    }
+    os.environ["PLANTWATCH_INFLUX__TOKEN"] = "bench"  # VictoriaMetrics takes any
+    return [
+        start_worker(tmp, f"w{i}", {**config, "nats": {**config["nats"], "worker_id": f"w{i}"}}) for i in range(count)
+    ]
+
+
+def stop_workers(workers: list[Worker]) -> None:
+    """SIGTERM: each partition stores what it holds and writes a checkpoint of its models."""
+    for w in workers:
+        w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+
+
+def warm_up(args: argparse.Namespace, victoria_url: str, base: Path, t0_ms: int) -> Path:
+    """One worker learns every asset's baseline from WARM_ROWS frames and checkpoints it at its stop:
+    the measured runs start from these models, as a site's workers do after their first hour."""
+    tmp = base / "warm-up"
     tmp.mkdir()
     source, target = partition_mapping(TEMPLATE, "pw", args.partitions)
-    messages = frames(args.assets, args.rows)
+    messages = frames(args.assets, 0, WARM_ROWS, t0_ms)
     with run_nats(tmp, mappings={source: target}) as server:
         asyncio.run(preload(server.url, messages))
-        config = {
-            "source": "nats",
-            "mqtt": {"topic_template": TEMPLATE},
-            "nats": {"url": server.url, "stream": STREAM, "partitions": args.partitions},
-            "storage": {"kind": "influxdb"},
-            "influx": {"url": victoria_url},
-            "detector": {"model_dir": str(tmp / "state"), "baseline_rows": BASELINE_ROWS},
-            "alerts": {"store_url": f"sqlite:///{tmp / 'alerts.db'}"},
-            "log_level": "WARNING",
-        }
-        os.environ["PLANTWATCH_INFLUX__TOKEN"] = "bench"  # VictoriaMetrics takes any
-        workers = [
-            start_worker(tmp, f"w{i}", {**config, "nats": {**config["nats"], "worker_id": f"w{i}"}})
-            for i in range(count)
-        ]
+        workers = start_workers(tmp, 1, server.url, victoria_url, args.partitions)
+        try:
+            wait_for(lambda: drained(workers, len(messages)), 1800, "the warm-up to be scored", workers)
+        finally:
+            stop_workers(workers)
+    return tmp / "state"
+
+
+def drained(workers: list[Worker], total: int) -> bool:
+    """Every frame written, and nothing left to score."""
+    if sum(w.metric("plantwatch_readings_written_total") for w in workers) < total:
+        return False
+    reports = [w.health() for w in workers]
+    return all(r and r["unscored_batches"] == 0 and r["scoring_backlog"] == 0 for r in reports)
+
+
+def run(count: int, args: argparse.Namespace, victoria_url: str, base: Path, warm: Path, t0_ms: int) -> dict[str, Any]:
+    tmp = base / f"workers-{count}"
+    tmp.mkdir()
+    shutil.copytree(warm, tmp / "state")
+    source, target = partition_mapping(TEMPLATE, "pw", args.partitions)
+    messages = frames(args.assets, WARM_ROWS, args.rows, t0_ms)
+    with run_nats(tmp, mappings={source: target}) as server:
+        asyncio.run(preload(server.url, messages))
+        workers = start_workers(tmp, count, server.url, victoria_url, args.partitions)
         try:
             return measure(workers, len(messages), args)
         finally:
-            for w in workers:
-                w.proc.send_signal(signal.SIGTERM)
-            for w in workers:
-                try:
-                    w.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    w.proc.kill()
+            stop_workers(workers)
 
 
 def measure(workers: list[Worker], total: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -115,11 +153,7 @@ def measure(workers: list[Worker], total: int, args: argparse.Namespace) -> dict
     wait_for(lambda: written() >= total, 1800, "every frame to be written", workers)
     stored_s = time.monotonic() - started
 
-    def scored() -> bool:
-        reports = [w.health() for w in workers]
-        return all(r and r["unscored_batches"] == 0 and r["scoring_backlog"] == 0 for r in reports)
-
-    wait_for(scored, 1800, "every frame to be scored", workers)
+    wait_for(lambda: drained(workers, total), 1800, "every frame to be scored", workers)
     scored_s = time.monotonic() - started
     cpu = sum(w.cpu_s() for w in workers) - cpu_before
     held = [sorted(w.partitions()) for w in workers]
@@ -149,9 +183,11 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="pw-scaleout-") as name:
         base = Path(name)
+        t0_ms = (int(time.time()) - WARM_ROWS - args.rows - 60) * 1000
         with run_victoria(base) as victoria:
+            warm = warm_up(args, victoria.url, base, t0_ms)
             for count in (int(n) for n in args.workers.split(",")):
-                result = run(count, args, victoria.url, base)
+                result = run(count, args, victoria.url, base, warm, t0_ms)
                 results.append(result)
                 print(
                     f"{count} worker(s): {result['frames']:,} frames stored at {result['stored_per_s']:,}/s, "

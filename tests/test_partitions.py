@@ -16,6 +16,8 @@ from workers import wait_for
 
 from ingest.nats_source import NatsLink, NatsOptions
 from plantwatch.service.partitions import LeaseKeeper
+from plantwatch.service.reachability import CheckFailed
+from plantwatch.service.scaleout import check_nats
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +95,18 @@ def test_a_dead_workers_partitions_are_taken_only_after_its_lease_expired(tmp_pa
         assert set(second.released) == set(range(PARTITIONS))  # a graceful stop frees all it holds
         a.link.close()
         b.link.close()
+
+
+def test_check_reaches_the_nats_server_and_tells_whether_the_stream_exists(tmp_path: Path) -> None:
+    with run_nats(tmp_path) as server:
+        assert check_nats(server.url, "PLANTWATCH") == (
+            f"{server.url}: JetStream on; stream PLANTWATCH: none yet: will be created at start"
+        )
+        link = NatsLink(NatsOptions(server.url, "PLANTWATCH", "pw", PARTITIONS))
+        link.start()
+        link.ensure_stream()
+        link.close()
+        assert check_nats(server.url, "PLANTWATCH") == f"{server.url}: JetStream on; stream PLANTWATCH: 0 message(s)"
+        url = server.url
+    with pytest.raises(CheckFailed, match=url):
+        check_nats(url, "PLANTWATCH", timeout_s=2)

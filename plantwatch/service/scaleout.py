@@ -18,6 +18,7 @@ unknown here (404), as it is in that worker's API.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import queue
@@ -26,6 +27,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import nats
+from nats.js.errors import NotFoundError
 
 from alerts.lifecycle import AlertManager
 from alerts.model import Alert
@@ -59,6 +63,30 @@ class Partition:
 
 # Builds partition N's pipeline (not started) around the given source, sharing the worker's fatal event.
 PartitionBuilder = Callable[[int, SourceFactory, threading.Event], Partition]
+
+
+def check_nats(url: str, stream: str, timeout_s: float = 10.0) -> str:
+    """``plantwatch check``'s line for ``source: nats``: the server answers, JetStream is on, and the
+    stream exists (or will be created at start). Changes nothing; CheckFailed otherwise."""
+    from plantwatch.service.reachability import CheckFailed
+
+    async def probe() -> str:
+        nc = await nats.connect(url, connect_timeout=timeout_s, allow_reconnect=False, max_reconnect_attempts=0)
+        try:
+            js = nc.jetstream()
+            await js.account_info()  # JetStream on for this account
+            try:
+                info = await js.stream_info(stream)
+            except NotFoundError:
+                return f"{url}: JetStream on; stream {stream}: none yet: will be created at start"
+            return f"{url}: JetStream on; stream {stream}: {info.state.messages} message(s)"
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(asyncio.wait_for(probe(), timeout_s))
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise CheckFailed(f"{url}: {exc or type(exc).__name__}") from None
 
 
 class PartitionStuck(RuntimeError):
