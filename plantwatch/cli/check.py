@@ -50,9 +50,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     _report(True, "settings", f"{where}: valid; detector {settings.detector.kind} learned a trial baseline")
     if settings.source == "nats":
-        from plantwatch.service.scaleout import check_nats
-
-        first: tuple[str, Callable[[], str]] = ("nats", lambda: check_nats(settings.nats.url, settings.nats.stream))
+        first: tuple[str, Callable[[], str]] = ("nats", lambda: _nats(settings))
     else:
         first = ("broker", lambda: check_broker(options))
     checks: list[tuple[str, Callable[[], str]]] = [
@@ -71,6 +69,16 @@ def main(args: argparse.Namespace) -> int:
             _report(False, name, str(exc))
             passed = False
     return 0 if passed else 2
+
+
+def _nats(settings: Any) -> str:
+    from plantwatch.service.reachability import CheckFailed
+
+    try:
+        from plantwatch.service.scaleout import check_nats
+    except ImportError as exc:
+        raise CheckFailed(f"source: nats needs nats-py: pip install 'plantwatch[nats]' ({exc})") from None
+    return check_nats(settings.nats.url, settings.nats.stream)
 
 
 def _api_keys(settings: Any) -> str:

@@ -378,8 +378,11 @@ class _Unclosed:
 
 def build_worker_service(settings: Settings, counters: Counters | None = None) -> WorkerService:
     """One worker of several sharing a site through NATS JetStream (``source: nats``, docs/scaling.md)."""
-    from ingest.nats_source import NatsLink, NatsOptions
-    from plantwatch.service.scaleout import Partition, PartitionedPipeline
+    try:
+        from ingest.nats_source import NatsLink, NatsOptions
+        from plantwatch.service.scaleout import Partition, PartitionedPipeline
+    except ImportError as exc:
+        raise ConfigError(f"source: nats needs nats-py: pip install 'plantwatch[nats]' ({exc})") from None
 
     counters = counters or Counters()
     n = settings.nats
