@@ -2,18 +2,18 @@
 
     python bench/scaleout.py [--assets 100] [--rows 600] [--workers 1,2,3] [--partitions 12]
 
-First one worker learns every asset's baseline (``WARM_ROWS`` frames each) and checkpoints it, so that
-the measured runs score rather than learn. Then, for each number of workers: a nats-server of its own
-(JetStream, the partition mapping of docs/scaling.md), a copy of those models, a fresh stream
-preloaded with the next ``assets × rows`` 8-sensor JSON frames (published on
-the sensors' subjects ``plant.l1.<asset>``, which the mapping partitions; through core NATS rather
-than MQTT, since what is measured is how fast the workers drain the stream, not how fast a publisher
+First one worker learns every asset's baseline (``WARM_ROWS`` frames each) and checkpoints it, so
+that the measured runs score rather than learn. Then, for each number of workers: a nats-server of
+its own (JetStream, the partition mapping of docs/scaling.md), a copy of those models, a fresh
+stream preloaded with the next ``assets × rows`` 8-sensor JSON frames (published on the sensors'
+subjects ``plant.l1.<asset>``, which the mapping partitions; through JetStream publishes rather than
+MQTT, since what is measured is how fast the workers drain the stream, not how fast a publisher
 fills it), then the workers, started together (``source: nats``, storing in one VictoriaMetrics
-through its InfluxDB write API, alerts in one SQLite file). The clock starts when the first worker
-holds a partition and stops when the workers' ``/metrics`` count every frame written
-(``plantwatch_readings_written_total``) and then when nothing is left to score
-(``/healthz`` ``unscored_batches`` and ``scoring_backlog`` at 0 on every worker). It prints frames/s
-stored and scored, the workers' CPU seconds per 100,000 frames and how many partitions moved (freed or fenced)
+through its InfluxDB write API, alerts in one PostgreSQL schema). The clock starts when the first
+worker holds a partition and stops when the workers' ``/metrics`` count every frame written
+(``plantwatch_readings_written_total``), and then when nothing is left to score (``/healthz``
+``unscored_batches`` and ``scoring_backlog`` at 0 on every worker). It prints frames/s stored and
+scored, the workers' CPU seconds per 100,000 frames and how many partitions moved (freed or fenced)
 during the run; the last line is one JSON object.
 
 On a machine with fewer cores than workers the workers share the cores, so the aggregate cannot
@@ -32,16 +32,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import nats
 import numpy as np
+import psycopg
 from nats.js.api import StreamConfig
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from servers import run_nats, run_victoria  # noqa: E402
+from servers import PG_URL, run_nats, run_victoria  # noqa: E402
 from workers import Worker, start_worker, wait_for  # noqa: E402
 
 from ingest.nats_source import partition_mapping  # noqa: E402
@@ -51,6 +54,7 @@ SENSORS = tuple(f"sensor_{i}" for i in range(8))
 STREAM = "PWBENCH"
 BASELINE_ROWS = 100
 WARM_ROWS = BASELINE_ROWS + 50  # the baseline, and the feature window filled after it
+SCHEMAS: list[str] = []
 
 
 def frames(assets: int, first: int, rows: int, t0_ms: int) -> list[tuple[str, bytes]]:
@@ -77,7 +81,9 @@ async def preload(url: str, messages: list[tuple[str, bytes]]) -> None:
     await nc.close()
 
 
-def start_workers(tmp: Path, count: int, nats_url: str, victoria_url: str, partitions: int) -> list[Worker]:
+def start_workers(
+    tmp: Path, count: int, nats_url: str, victoria_url: str, partitions: int, schema: str
+) -> list[Worker]:
     config: dict[str, Any] = {
         "source": "nats",
         "mqtt": {"topic_template": TEMPLATE},
@@ -85,13 +91,30 @@ def start_workers(tmp: Path, count: int, nats_url: str, victoria_url: str, parti
         "storage": {"kind": "influxdb"},
         "influx": {"url": victoria_url},
         "detector": {"model_dir": str(tmp / "state"), "baseline_rows": BASELINE_ROWS},
-        "alerts": {"store_url": f"sqlite:///{tmp / 'alerts.db'}"},
+        # PostgreSQL, as docs/scaling.md asks of a site: SQLite's one writer at a time, shared by several
+        # processes, held the detectors up (28 % of a worker's samples in its alert writes).
+        "alerts": {"store_url": f"{PG_URL}?options=-csearch_path%3D{schema}"},
         "log_level": "WARNING",
     }
     os.environ["PLANTWATCH_INFLUX__TOKEN"] = "bench"  # VictoriaMetrics takes any
     return [
         start_worker(tmp, f"w{i}", {**config, "nats": {**config["nats"], "worker_id": f"w{i}"}}) for i in range(count)
     ]
+
+
+def new_schema() -> str:
+    """A schema of its own in the PostgreSQL of the tests (dropped by drop_schemas)."""
+    schema = f"pw_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    SCHEMAS.append(schema)
+    return schema
+
+
+def drop_schemas() -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        for schema in SCHEMAS:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def stop_workers(workers: list[Worker]) -> None:
@@ -114,7 +137,7 @@ def warm_up(args: argparse.Namespace, victoria_url: str, base: Path, t0_ms: int)
     messages = frames(args.assets, 0, WARM_ROWS, t0_ms)
     with run_nats(tmp, mappings={source: target}) as server:
         asyncio.run(preload(server.url, messages))
-        workers = start_workers(tmp, 1, server.url, victoria_url, args.partitions)
+        workers = start_workers(tmp, 1, server.url, victoria_url, args.partitions, new_schema())
         try:
             wait_for(lambda: drained(workers, len(messages)), 1800, "the warm-up to be scored", workers)
         finally:
@@ -138,7 +161,7 @@ def run(count: int, args: argparse.Namespace, victoria_url: str, base: Path, war
     messages = frames(args.assets, WARM_ROWS, args.rows, t0_ms)
     with run_nats(tmp, mappings={source: target}) as server:
         asyncio.run(preload(server.url, messages))
-        workers = start_workers(tmp, count, server.url, victoria_url, args.partitions)
+        workers = start_workers(tmp, count, server.url, victoria_url, args.partitions, new_schema())
         try:
             return measure(workers, len(messages), args)
         finally:
@@ -185,16 +208,20 @@ def main() -> None:
         base = Path(name)
         t0_ms = (int(time.time()) - WARM_ROWS - args.rows - 60) * 1000
         with run_victoria(base) as victoria:
-            warm = warm_up(args, victoria.url, base, t0_ms)
-            for count in (int(n) for n in args.workers.split(",")):
-                result = run(count, args, victoria.url, base, warm, t0_ms)
-                results.append(result)
-                print(
-                    f"{count} worker(s): {result['frames']:,} frames stored at {result['stored_per_s']:,}/s, "
-                    f"scored at {result['scored_per_s']:,}/s; {result['cpu_s_per_100k']} CPU s per 100k frames; "
-                    f"partitions {result['partitions_held']}, moved: {result['partitions_moved_during_run']}",
-                    flush=True,
-                )
+            try:
+                warm = warm_up(args, victoria.url, base, t0_ms)
+                for count in (int(n) for n in args.workers.split(",")):
+                    result = run(count, args, victoria.url, base, warm, t0_ms)
+                    results.append(result)
+                    print(
+                        f"{count} worker(s): {result['frames']:,} frames stored at {result['stored_per_s']:,}/s, "
+                        f"scored at {result['scored_per_s']:,}/s; {result['cpu_s_per_100k']} CPU s per 100k "
+                        f"frames; partitions {result['partitions_held']}, "
+                        f"moved: {result['partitions_moved_during_run']}",
+                        flush=True,
+                    )
+            finally:
+                drop_schemas()
     print(json.dumps({"cores": os.cpu_count(), "assets": args.assets, "rows": args.rows, "runs": results}))
 
 
