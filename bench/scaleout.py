@@ -27,8 +27,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from servers import PG_URL, run_nats, run_victoria  # noqa: E402
-from workers import Worker, start_worker, wait_for  # noqa: E402
+from workers import Worker, start_worker, stop_workers, wait_for  # noqa: E402
 
 from ingest.nats_source import partition_mapping  # noqa: E402
 
@@ -116,17 +114,6 @@ def drop_schemas() -> None:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def stop_workers(workers: list[Worker]) -> None:
-    """SIGTERM: each partition stores what it holds and writes a checkpoint of its models."""
-    for w in workers:
-        w.proc.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-
-
 def warm_up(args: argparse.Namespace, victoria_url: str, base: Path, t0_ms: int) -> Path:
     """One worker learns every asset's baseline (and fills its window) and checkpoints it at its stop:
     the measured runs start from these models, as a site's workers do after their first hour."""
@@ -140,7 +127,7 @@ def warm_up(args: argparse.Namespace, victoria_url: str, base: Path, t0_ms: int)
         try:
             wait_for(lambda: drained(workers, len(messages)), 1800, "the warm-up to be scored", workers)
         finally:
-            stop_workers(workers)
+            stop_workers(workers, 120)
     return tmp / "state"
 
 
@@ -164,7 +151,7 @@ def run(count: int, args: argparse.Namespace, victoria_url: str, base: Path, war
         try:
             return measure(workers, len(messages), args)
         finally:
-            stop_workers(workers)
+            stop_workers(workers, 120)
 
 
 def measure(workers: list[Worker], total: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import math
 import re
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from servers import PG_URL, NatsServer, run_nats
-from workers import Worker, start_worker, wait_for
+from workers import Worker, start_worker, stop_workers, wait_for
 
 from ingest.nats_source import partition_mapping
 from plantwatch.service.checkpoints import Checkpoints
@@ -110,6 +109,17 @@ def stored(workers: list[Worker]) -> set[tuple[str, int]]:
 def scored_through(workers: list[Worker], last_row: int) -> bool:
     found = verdicts(workers)
     return all(last_row in found.get(asset, {}) for asset in ASSETS)
+
+
+def everything() -> set[tuple[str, int]]:
+    """(asset, ts_ns) of every reading published."""
+    return {(asset, (T0_MS + row * 1000) * 1_000_000) for asset in ASSETS for row in range(ALL_ROWS)}
+
+
+def wait_until_stored_and_scored(workers: list[Worker]) -> None:
+    published = everything()
+    wait_for(lambda: stored(workers) >= published, 45, "every published reading to be stored", workers)
+    wait_for(lambda: scored_through(workers, ALL_ROWS - 1), 45, "every row to be scored", workers)
 
 
 def ownership(log: Path, worker: str) -> list[tuple[int, float, float]]:
@@ -226,20 +236,11 @@ def test_workers_split_the_assets_and_survive_a_kill(
             "the survivors to take the victim's partitions",
             workers,
         )
-        everything = {(asset, (T0_MS + row * 1000) * 1_000_000) for asset in ASSETS for row in range(ALL_ROWS)}
-        wait_for(lambda: stored(workers) >= everything, 45, "every published reading to be stored", workers)
-        wait_for(lambda: scored_through(workers, ALL_ROWS - 1), 45, "every row to be scored", workers)
+        wait_until_stored_and_scored(workers)
     finally:
         if publisher is not None:
             publisher.close()
-        for w in workers:
-            if w.proc.poll() is None:
-                w.proc.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
+        stop_workers(workers, 30)
 
     check_outcome(workers, owner_of, victim_assets, shared_schema, {victim.name: killed_at})
 
@@ -249,9 +250,8 @@ def check_outcome(
 ) -> None:
     """What every hand-over must leave: ``moved`` assets went from ``owner_of`` to one other worker, the
     rest stayed; ``died_at``: workers killed then (their logs say nothing of it)."""
-    everything = {(asset, (T0_MS + row * 1000) * 1_000_000) for asset in ASSETS for row in range(ALL_ROWS)}
     # No reading dropped (union of the workers' stores; duplicates are one row per store).
-    assert stored(workers) == everything
+    assert stored(workers) == everything()
     found = verdicts(workers)
     for asset in ASSETS:
         rows = found[asset]
@@ -321,19 +321,11 @@ def test_a_worker_joining_takes_its_share_from_a_running_one(
         )
         rest.join(60)
         assert not rest.is_alive()
-        everything = {(asset, (T0_MS + row * 1000) * 1_000_000) for asset in ASSETS for row in range(ALL_ROWS)}
-        wait_for(lambda: stored(workers) >= everything, 45, "every published reading to be stored", workers)
-        wait_for(lambda: scored_through(workers, ALL_ROWS - 1), 45, "every row to be scored", workers)
+        wait_until_stored_and_scored(workers)
     finally:
         if publisher is not None:
             publisher.close()
-        for w in workers:
-            w.proc.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
+        stop_workers(workers, 30)
     moved = sorted(asset for asset, rows in verdicts(workers).items() if any("w2" in by for by in rows.values()))
     assert moved, "no asset moved to w2"
     check_outcome(workers, dict.fromkeys(ASSETS, "w1"), moved, shared_schema, {})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,3 +98,16 @@ def start_worker(tmp_path: Path, name: str, config: dict[str, Any]) -> Worker:
         )
     db = Path(config.get("storage", {}).get("sqlite_path", tmp_path / f"{name}-none.db"))
     return Worker(name, port, db, log, proc)
+
+
+def stop_workers(workers: list[Worker], timeout_s: float = 60.0) -> None:
+    """SIGTERM to those still running (each stops its partitions: the batch in hand stored, a
+    checkpoint written, their leases freed), then wait; SIGKILL what has not ended by ``timeout_s``."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
