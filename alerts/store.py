@@ -459,9 +459,12 @@ class PostgresAlertStore(_SqlAlertStore):
         )
         try:
             with engine.connect() as conn:
+                # Services opening a new database at once (the workers of one site) raced in CREATE
+                # SCHEMA and in Alembic's CREATE TABLE ("duplicate key value violates unique
+                # constraint"): one at a time, until upgrade() commits.
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
                 if schema:
                     conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-                    conn.commit()
                 migrate.upgrade(conn)
         except (SQLAlchemyError, psycopg.Error) as exc:  # unreachable, refused login, no database, no rights
             engine.dispose()
@@ -477,6 +480,8 @@ class PostgresAlertStore(_SqlAlertStore):
 
 # pg_advisory_xact_lock's key for the alert writers: any fixed number that nothing else locks.
 _WRITERS_LOCK_KEY = 0x706C616E74  # "plant"
+# and for opening (creating, migrating) the tables.
+_MIGRATION_LOCK_KEY = _WRITERS_LOCK_KEY + 1
 
 
 def _make_folder(path: str) -> None:

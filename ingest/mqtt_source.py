@@ -46,6 +46,7 @@ from ingest.decode import Decoder
 from ingest.messages import DecodeError, Inbound
 from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socket_trouble, unanswered_trouble
 from ingest.redelivery import RecentDeliveries, Seen
+from ingest.rejects import count_reject
 from ingest.tls import NO_TLS_FILES, TlsFiles
 from telemetry.counters import Counters
 
@@ -307,17 +308,7 @@ class MqttSource:
             self._client.publish(self.options.dead_letter_topic, json.dumps(envelope), qos=1)
 
     def _count_problem(self, exc: DecodeError, topic: str) -> None:
-        self.counters.inc("plantwatch_messages_rejected_total", reason=exc.reason)
-        if exc.reason not in self._reasons_logged:
-            self._reasons_logged.add(exc.reason)
-            log.warning(
-                "rejected input on %s: %s (%s); further rejects for this reason are only counted "
-                "in plantwatch_messages_rejected_total{reason=%r}",
-                topic,
-                exc.reason,
-                exc.detail,
-                exc.reason,
-            )
+        count_reject(self.counters, self._reasons_logged, exc, topic, log)
 
     # -- construction ----------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:

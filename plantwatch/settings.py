@@ -189,6 +189,29 @@ class StorageSettings(_Section):
     flush_interval_s: float = Field(default=0.1, gt=0, le=60)
 
 
+class NatsSettings(_Section):
+    """``source: nats``: workers sharing a site through NATS JetStream (docs/scaling.md)."""
+
+    url: str = "nats://127.0.0.1:4222"
+    stream: str = Field(default="PLANTWATCH", pattern=r"^[-_A-Za-z0-9]+$")
+    subject_prefix: str = Field(default="pw", pattern=r"^[-_A-Za-z0-9]+$")  # the mapping's first token
+    partitions: int = Field(default=12, ge=1, le=1024)
+    worker_id: str | None = None  # null: <host name>-<process id>
+    lease_bucket: str = Field(default="plantwatch-leases", pattern=r"^[-_A-Za-z0-9]+$")
+    lease_s: float = Field(default=30.0, ge=1.5, le=3600)
+    ack_wait_s: float = Field(default=60.0, ge=1, le=3600)
+    max_in_flight: int = Field(default=1000, ge=1, le=65535)  # per partition
+    stream_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)  # of the stream a worker creates when missing
+
+    @field_validator("url")
+    @classmethod
+    def _nats_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError("must look like nats://HOST:4222")
+        return value
+
+
 # Per-asset keys whose null means something of its own rather than "as the detector section says".
 NULL_IS_A_SETTING = frozenset({"false_alerts_per_week", "running_when", "window_s", "features"})
 
@@ -521,7 +544,11 @@ class ApiSettings(_Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
 
+    # mqtt: one process subscribed to the broker of mqtt.url; nats: one worker of several, sharing
+    # the partitions of a JetStream stream (nats.*; detector.model_dir shared by the workers).
+    source: Literal["mqtt", "nats"] = "mqtt"
     mqtt: MqttSettings = MqttSettings()
+    nats: NatsSettings = NatsSettings()
     storage: StorageSettings = StorageSettings()
     influx: InfluxSettings = InfluxSettings()
     # A factory, not an instance: building one fits the trial baseline, which importing this module must not do.
@@ -542,6 +569,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives as init kwargs; the environment must override it.
         return _WithoutSecretFileVars(settings_cls, env_settings), init_settings
+
+    @model_validator(mode="after")
+    def _nats_needs_shared_state(self) -> Settings:
+        if self.source == "nats" and not self.detector.model_dir:
+            raise ValueError(
+                "detector.model_dir: source: nats needs a directory every worker shares: a partition's models, "
+                "checkpoints and readings log are kept there for the worker that takes it over"
+            )
+        return self
 
     @model_validator(mode="after")
     def _influx_needs_token(self) -> Settings:

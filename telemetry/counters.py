@@ -60,6 +60,8 @@ GAUGES: dict[str, str] = {
     "plantwatch_scoring_backlog": "Readings written and waiting for the detector in memory.",
     "plantwatch_unscored_batches": "Batches written and not scored yet (in memory or left in the readings log).",
     "plantwatch_alert_store_failing_seconds": "How long the alert store has failed the write in hand (0: it works).",
+    "plantwatch_partitions_held": "source: nats: the partitions this worker holds (each a pipeline of its own).",
+    "plantwatch_live_workers": "source: nats: the workers whose heartbeats this worker sees, itself included.",
 }
 # Histograms: name -> (help text, bucket upper bounds), observed by the stage that knows the value.
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {

@@ -31,7 +31,8 @@ import pytest
 
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 VICTORIA_BIN = "/usr/bin/victoria-metrics"
-INSTALL_HINT = "apt-get install -y mosquitto victoria-metrics"
+NATS_BIN = "/usr/sbin/nats-server"
+INSTALL_HINT = "apt-get install -y mosquitto victoria-metrics nats-server"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
 
@@ -45,6 +46,14 @@ class MosquittoServer:
     host: str
     port: int
     url: str  # "mqtt://127.0.0.1:PORT"
+
+
+@dataclass(frozen=True)
+class NatsServer:
+    host: str
+    port: int
+    url: str  # "nats://127.0.0.1:PORT"
+    mqtt_port: int  # its MQTT (3.1.1) listener
 
 
 @dataclass(frozen=True)
@@ -248,6 +257,27 @@ def run_victoria(
     ca_file = str(tls[2]) if tls else None
     with _process(argv, base / "victoria.log", "victoria-metrics", lambda: _health_ready(url, ca_file)):
         yield VictoriaServer(HOST, port, url, ca_file)
+
+
+@contextmanager
+def run_nats(tmp_path: Path, *, mappings: dict[str, str] | None = None) -> Iterator[NatsServer]:
+    """Start nats-server with JetStream (stored in ``tmp_path/nats``), its MQTT listener (which needs
+    JetStream and a server_name) and the subject ``mappings``, on free loopback ports."""
+    require_binary(NATS_BIN)
+    port, mqtt_port = free_port(), free_port()
+    base = tmp_path / "nats"
+    base.mkdir(parents=True, exist_ok=True)
+    mapped = "".join(f'  "{source}": "{target}"\n' for source, target in (mappings or {}).items())
+    conf = base / "nats.conf"
+    conf.write_text(
+        f"server_name: plantwatch-test-{port}\n"
+        f"listen: {HOST}:{port}\n"
+        f'jetstream {{ store_dir: "{base / "js"}" }}\n'
+        f"mqtt {{ listen: {HOST}:{mqtt_port} }}\n" + (f"mappings = {{\n{mapped}}}\n" if mapped else "")
+    )
+    ready = lambda: _tcp_ready(port) and _tcp_ready(mqtt_port)  # noqa: E731
+    with _process([NATS_BIN, "-c", str(conf)], base / "nats.log", "nats-server", ready):
+        yield NatsServer(HOST, port, f"nats://{HOST}:{port}", mqtt_port)
 
 
 # A PostgreSQL of a test's own, for what the shared one cannot do: stop and come back (Debian's server).

@@ -3,9 +3,10 @@ holds every package and the default configuration.
 
 The import check reads the source (no install): each import of each module in the packages that
 pyproject.toml installs must be the standard library, one of those packages, or a runtime dependency
-of ``[project] dependencies`` (not an extra). Imports under ``if TYPE_CHECKING:`` never run and are
-exempt. The wheel check builds the wheel from a copy of the tree and compares its file list with the
-source tree.
+of ``[project] dependencies`` (not an extra), except in the modules only an extra's feature loads
+(:data:`EXTRA_ONLY`: ``source: nats``), which may import that extra's packages and which the default
+service must not import. Imports under ``if TYPE_CHECKING:`` never run and are exempt. The wheel
+check builds the wheel from a copy of the tree and compares its file list with the source tree.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ def _requirement_name(requirement: str) -> str:
 
 
 RUNTIME = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
+EXTRAS = {
+    extra: {_requirement_name(r) for r in requirements}
+    for extra, requirements in PYPROJECT["project"]["optional-dependencies"].items()
+}
+# Modules that only `source: nats` loads (plantwatch.service.wiring imports them when it builds a worker):
+# they may import the extra `nats`; the default service never imports them.
+EXTRA_ONLY = {
+    "ingest/nats_source.py": "nats",
+    "plantwatch/service/partitions.py": "nats",
+    "plantwatch/service/scaleout.py": "nats",
+}
 # pydantic-settings[yaml] installs PyYAML, but settings.py imports yaml itself: it must be listed on its own.
 DISTRIBUTIONS = {module: {_normalise(d) for d in dists} for module, dists in packages_distributions().items()}
 
@@ -88,10 +100,21 @@ def test_every_import_is_the_stdlib_our_packages_or_a_runtime_dependency() -> No
             if module in sys.stdlib_module_names or module in TOP_LEVEL or module == "__future__":
                 continue
             providers = DISTRIBUTIONS.get(module, set())
-            if not providers & RUNTIME:
+            extra = EXTRA_ONLY.get(path.relative_to(ROOT).as_posix())
+            if not providers & (RUNTIME | (EXTRAS[extra] if extra else set())):
                 where = f"{path.relative_to(ROOT)}:{line}"
                 wrong.append(f"{where}: {module} (from {', '.join(sorted(providers)) or 'nothing installed'})")
     assert wrong == [], "imports that [project] dependencies do not install:\n" + "\n".join(wrong)
+
+
+def test_the_default_service_does_not_import_the_modules_of_an_extra() -> None:
+    code = (
+        "import sys; import plantwatch.cli.run, plantwatch.cli.check, plantwatch.service.wiring; "
+        f"print(sorted(m for m in sys.modules if m in {sorted(p[:-3].replace('/', '.') for p in EXTRA_ONLY)!r} "
+        "or m == 'nats' or m.startswith('nats.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_import_check_catches_a_dev_only_import() -> None:

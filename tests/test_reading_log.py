@@ -119,6 +119,23 @@ def test_a_checkpoint_cut_short_by_a_crash_is_ignored(tmp_path: Path) -> None:
     assert ModelPersistence(str(tmp_path)).scored_seq == 4
 
 
+def test_after_a_checkpoint_covering_the_whole_log_a_restart_numbers_on_above_it(tmp_path: Path) -> None:
+    """A graceful stop checkpoints every batch scored and deletes every segment: the batches of the next
+    start must number above the checkpoint's, or the detector takes them for scored already."""
+    log = ReadingLog(tmp_path / "log")
+    checkpointing = Checkpointing(ModelPersistence(str(tmp_path)), log)
+    for i in range(4):
+        checkpointing.scored(log.append(_batch(i * 10)))
+    assert checkpointing.write({}, None)
+    log.close()
+    assert list((tmp_path / "log").iterdir()) == []  # every segment covered, so deleted
+    again = ReadingLog(tmp_path / "log")
+    restarted = Checkpointing(ModelPersistence(str(tmp_path)), again)
+    assert restarted.scored_seq == 4
+    assert again.append(_batch(50)) == 5
+    assert restarted.unscored_range == (5, 4)  # nothing to score again
+
+
 class HeldWrites(ModelPersistence):
     """Writes each checkpoint only once the test lets it, with the outcome the test gives (``outcomes``)."""
 

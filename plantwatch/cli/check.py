@@ -2,7 +2,8 @@
 changing anything (no file, folder or table is created).
 
 In order: the settings (every key, plus the detector's trial baseline that ``load_settings`` fits),
-then the MQTT broker (a full MQTT CONNECT with the configured protocol, TLS and credentials), the
+then the MQTT broker (a full MQTT CONNECT with the configured protocol, TLS and credentials; with
+``source: nats`` the NATS server, JetStream and the stream instead), the
 time-series database (``GET /health``: InfluxDB 2 and VictoriaMetrics both answer it) or the SQLite
 readings file, the alert store, the folder for the learned models, and the API's keys (a host other
 than loopback needs one, as ``plantwatch run`` does). One line per check; exit 0 when all pass, 2
@@ -48,8 +49,12 @@ def main(args: argparse.Namespace) -> int:
         _report(False, "settings", str(exc))
         return 2
     _report(True, "settings", f"{where}: valid; detector {settings.detector.kind} learned a trial baseline")
+    if settings.source == "nats":
+        first: tuple[str, Callable[[], str]] = ("nats", lambda: _nats(settings))
+    else:
+        first = ("broker", lambda: check_broker(options))
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("broker", lambda: check_broker(options)),
+        first,
         ("storage", lambda: check_storage(settings)),
         ("alerts", lambda: check_alert_store(settings.alerts.store_url)),
         ("models", lambda: check_model_dir(settings.detector.model_dir)),
@@ -64,6 +69,16 @@ def main(args: argparse.Namespace) -> int:
             _report(False, name, str(exc))
             passed = False
     return 0 if passed else 2
+
+
+def _nats(settings: Any) -> str:
+    from plantwatch.service.reachability import CheckFailed
+
+    try:
+        from plantwatch.service.scaleout import check_nats
+    except ImportError as exc:
+        raise CheckFailed(f"source: nats needs nats-py: pip install 'plantwatch[nats]' ({exc})") from None
+    return check_nats(settings.nats.url, settings.nats.stream)
 
 
 def _api_keys(settings: Any) -> str:

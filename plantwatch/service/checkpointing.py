@@ -61,6 +61,8 @@ class Checkpointing:
         self._due_at: float | None = None
         # The last readings batch scored; the checkpoint's until the log's batches after it are scored again.
         self.scored_seq = models.scored_seq if models is not None else 0
+        if reading_log is not None:
+            reading_log.continue_after(self.scored_seq)
         self._logged_at_start = reading_log.last_seq if reading_log is not None else 0
         # The checkpoint being written, and the assets whose state it holds.
         self._writing: Future[bool] | None = None

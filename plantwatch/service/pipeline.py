@@ -70,10 +70,14 @@ class Pipeline:
         maintenance: MaintenanceTracker | None = None,
         sensor_checks: SensorCheckConfig | None = None,
         state: StatePolicy = DEFAULT_STATE_POLICY,
+        fatal: threading.Event | None = None,
+        watch_gauges: bool = True,
     ) -> None:
+        """``fatal`` and ``watch_gauges=False``: for a pipeline among several in one process (one per
+        partition, :mod:`plantwatch.service.scaleout`), which share the event and serve the gauges summed."""
         # Shared with the sink, whose retry loop must end when the pipeline stops.
         self.stop_event = stop_event or threading.Event()
-        self.fatal = threading.Event()
+        self.fatal = fatal or threading.Event()
         self.health = StageHealth()
         self.counters = counters
         self.sink = sink
@@ -112,17 +116,21 @@ class Pipeline:
             state=state,
         )
         self._threads: list[threading.Thread] = []
-        self._watch_gauges(counters)
+        if watch_gauges:
+            for name, read in self.gauges().items():
+                counters.watch(name, read)
 
-    def _watch_gauges(self, counters: Counters) -> None:
+    def gauges(self) -> dict[str, Callable[[], float]]:
         """Back-pressure and lag, read at each scrape of /metrics."""
-        counters.watch("plantwatch_unacked_messages", lambda: getattr(self.source, "unacknowledged", 0))
-        counters.watch("plantwatch_inbound_queue", self.inbound.qsize)
-        counters.watch("plantwatch_oldest_unwritten_seconds", self._oldest_unwritten_s)
-        counters.watch("plantwatch_storage_write_pending_seconds", self._write_pending_s)
-        counters.watch("plantwatch_scoring_backlog", self.scoring.qsize)
-        counters.watch("plantwatch_unscored_batches", self.detector.checkpoints.unscored_batches)
-        counters.watch("plantwatch_alert_store_failing_seconds", self.detector.alerts.store_failing_s)
+        return {
+            "plantwatch_unacked_messages": lambda: getattr(self.source, "unacknowledged", 0),
+            "plantwatch_inbound_queue": self.inbound.qsize,
+            "plantwatch_oldest_unwritten_seconds": self._oldest_unwritten_s,
+            "plantwatch_storage_write_pending_seconds": self._write_pending_s,
+            "plantwatch_scoring_backlog": self.scoring.qsize,
+            "plantwatch_unscored_batches": self.detector.checkpoints.unscored_batches,
+            "plantwatch_alert_store_failing_seconds": self.detector.alerts.store_failing_s,
+        }
 
     def _oldest_unwritten_s(self) -> float:
         oldest = self.health.oldest_in_hand_ns
@@ -163,6 +171,13 @@ class Pipeline:
             self.reading_log.close()
         self.sink.close()
 
+    def wait_stopped(self, timeout_s: float) -> bool:
+        """After :meth:`stop`: True once the writer and detector threads have ended."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(deadline - time.monotonic(), 0))
+        return not any(thread.is_alive() for thread in self._threads)
+
     def assets(self, only: str | None = None) -> list[dict[str, Any]]:
         """The assets seen since the start, or only the one named: state, baseline, latest verdict, model
         (``GET /assets``)."""
@@ -176,6 +191,10 @@ class Pipeline:
     def _snapshot(self) -> tuple[dict[str, AssetMonitor], dict[str, Departed]]:
         """The assets in memory and those out of it for being idle, as the detector thread has them now."""
         return self.detector.idle.snapshot(self.detector.monitors)
+
+    def knows(self, asset: str) -> bool:
+        """Whether ``asset`` is this pipeline's: in memory, or out of it for being idle."""
+        return self._known(asset)
 
     def _known(self, asset: str) -> bool:
         """In memory, or out of it for being idle (its charts then start again when it returns)."""

@@ -65,6 +65,12 @@ class ReadingLog:
             self.last_seq = seq
             return seq
 
+    def continue_after(self, seq: int) -> None:
+        """Number the next batch above ``seq``: a checkpoint covering batch ``seq`` may have deleted every
+        segment (after a graceful stop), and numbers starting again at 1 would read as scored already."""
+        with self._lock:
+            self.last_seq = max(self.last_seq, seq)
+
     def sync(self) -> None:
         """Make what was appended survive a power cut (at each checkpoint)."""
         with self._lock:

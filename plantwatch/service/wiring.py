@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
 import signal
 import socket
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from alerts.lifecycle import AlertManager
+from alerts.model import Alert
 from alerts.retrying import AlertStoreStopped, WaitingStore
 from alerts.store import AlertStore, StoreOpenError, open_store
 from api.app import create_app
 from api.hooks import ServiceHooks
 from api.keys import KeyFile, KeyFileError
+from detector.types import Verdict
 from ingest.decode import Decoder
 from ingest.limits import PublisherLimits
-from ingest.messages import DecodeError, Inbound
+from ingest.messages import DecodeError, Inbound, Reading
 from ingest.mqtt_source import MqttOptions, MqttSource
 from ingest.sink import InfluxSink, Sink, SqliteSink
 from ingest.tls import TlsFiles
@@ -46,6 +51,9 @@ from plantwatch.service.sensor_checks import SensorCheckConfig
 from plantwatch.settings import ApiSettings, ConfigError, Settings
 from telemetry.counters import Counters
 
+if TYPE_CHECKING:  # nats-py is the optional extra `nats`: imported by build_worker_service only
+    from plantwatch.service.scaleout import Partition, PartitionedPipeline, SourceFactory
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +64,25 @@ class Service:
     pipeline: Pipeline
     store: AlertStore
     app: FastAPI
+
+    @property
+    def runner(self) -> Pipeline:
+        return self.pipeline
+
+
+@dataclass
+class WorkerService:
+    """``source: nats``: the pipelines of the partitions this worker holds (:mod:`plantwatch.service.scaleout`)."""
+
+    settings: Settings
+    counters: Counters
+    workers: PartitionedPipeline
+    store: AlertStore
+    app: FastAPI
+
+    @property
+    def runner(self) -> PartitionedPipeline:
+        return self.workers
 
 
 def build_sink(settings: Settings, counters: Counters, stop: threading.Event) -> Sink:
@@ -120,18 +147,6 @@ def mqtt_options(settings: Settings, template: TopicTemplate) -> MqttOptions:
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
         max_packet_bytes=m.max_payload_bytes + PACKET_OVERHEAD_BYTES,
-    )
-
-
-def decoder_for(settings: Settings) -> Decoder:
-    """The decoder of ``mqtt``'s topic template, limits and payload options (built where it decodes:
-    in the receiver process with ``mqtt.receiver: process``)."""
-    return Decoder(
-        TopicTemplate(settings.mqtt.topic_template),
-        max_payload_bytes=settings.mqtt.max_payload_bytes,
-        max_future_ns=round(settings.mqtt.max_future_s * 1e9),
-        payload_tags=settings.mqtt.payload_tags,
-        limits=publisher_limits(settings),
     )
 
 
@@ -201,13 +216,16 @@ def check_api_access(api: ApiSettings) -> str:
     return f"no API key in {where}: the API answers anyone on this machine (plantwatch keys create)"
 
 
-def build_service(settings: Settings, counters: Counters | None = None) -> Service:
-    counters = counters or Counters()
+def _rul_loader(settings: Settings) -> Callable[[], RulTracker | None]:
+    """``maintenance.rul_model``'s trackers: loaded once now (a bad model is refused at start), and
+    again for each further call (a worker's partitions each have their own)."""
     m = settings.maintenance
-    rul: RulTracker | None = None
-    if m.rul_model is not None:
+
+    def load() -> RulTracker | None:
+        if m.rul_model is None:
+            return None
         try:
-            rul = load_rul_tracker(
+            return load_rul_tracker(
                 m.rul_model,
                 time_unit_s=m.rul_time_unit_s,
                 every_rows=m.rul_every_rows,
@@ -215,14 +233,34 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"maintenance.rul_model: cannot load {m.rul_model}: {exc}") from None
-    template = TopicTemplate(settings.mqtt.topic_template)
-    options = mqtt_options(settings, template)
+
+    loaded = [load()]  # at once: a bad model is refused at start
+
+    def tracker() -> RulTracker | None:
+        return loaded.pop() if loaded else load()
+
+    return tracker
+
+
+def _decoder(settings: Settings, template: TopicTemplate) -> Decoder:
+    return Decoder(
+        template,
+        max_payload_bytes=settings.mqtt.max_payload_bytes,
+        max_future_ns=round(settings.mqtt.max_future_s * 1e9),
+        payload_tags=settings.mqtt.payload_tags,
+        limits=publisher_limits(settings),
+    )
+
+
+def _open_alert_store(settings: Settings) -> AlertStore:
     try:
-        store = open_store(settings.alerts.store_url)
+        return open_store(settings.alerts.store_url)
     except StoreOpenError as exc:
         raise ConfigError(f"alerts.store_url: {exc}") from None
-    stop = threading.Event()
-    manager = AlertManager(
+
+
+def _alert_manager(settings: Settings, store: AlertStore, stop: threading.Event, counters: Counters) -> AlertManager:
+    return AlertManager(
         WaitingStore(store, stop, on_retry=lambda: counters.inc("plantwatch_alert_store_retries_total")),
         resolve_after_s=settings.alerts.resolve_after_s,
         critical_probability=settings.alerts.critical_probability,
@@ -230,30 +268,50 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
         reopen_within_s=settings.alerts.reopen_within_s,
         asset_tags=settings.alerts.asset_tags,
     )
-    tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=rul)
+
+
+def _pipeline_settings(settings: Settings) -> dict[str, Any]:
+    """The Pipeline arguments every pipeline of these settings has."""
+    return {
+        "detector_config": settings.detector.as_config,
+        "batch_size": settings.storage.batch_size,
+        "flush_interval_s": settings.storage.flush_interval_s,
+        "state": StatePolicy(settings.detector.checkpoint_interval_s, settings.detector.evict_idle_after_s),
+        "sensor_checks": SensorCheckConfig(
+            settings.alerts.stale_after_s, settings.alerts.flat_after_s, settings.alerts.sensor_limits
+        ),
+    }
+
+
+def build_service(settings: Settings, counters: Counters | None = None) -> Service:
+    """The single-process service (``source: mqtt``); :func:`build_worker_service` for ``source: nats``."""
+    counters = counters or Counters()
+    m = settings.maintenance
+    load_rul = _rul_loader(settings)
+    template = TopicTemplate(settings.mqtt.topic_template)
+    options = mqtt_options(settings, template)
+    decoder = _decoder(settings, template)
+    store = _open_alert_store(settings)
+    stop = threading.Event()
+    manager = _alert_manager(settings, store, stop, counters)
+    tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=load_rul())
     sink = build_sink(settings, counters, stop)
 
     def make_source(inbound: queue.Queue[Inbound]) -> MqttSource | ReceiverProcess:
         if settings.mqtt.receiver == "process":
-            return ReceiverProcess(options, decoder_for(settings), inbound, counters)
-        return MqttSource(options, decoder_for(settings), inbound, counters)
+            return ReceiverProcess(options, decoder, inbound, counters)  # pickled to the child as it is now
+        return MqttSource(options, decoder, inbound, counters)
 
     pipeline = Pipeline(
         source_factory=make_source,
         sink=sink,
         alerts=manager,
-        detector_config=settings.detector.as_config,
         counters=counters,
-        batch_size=settings.storage.batch_size,
-        flush_interval_s=settings.storage.flush_interval_s,
         max_in_flight=settings.mqtt.max_in_flight,
         stop_event=stop,
         model_dir=settings.detector.model_dir,
-        state=StatePolicy(settings.detector.checkpoint_interval_s, settings.detector.evict_idle_after_s),
         maintenance=tracker,
-        sensor_checks=SensorCheckConfig(
-            settings.alerts.stale_after_s, settings.alerts.flat_after_s, settings.alerts.sensor_limits
-        ),
+        **_pipeline_settings(settings),
     )
 
     notifiers = [AlertNotifier(store, output, counters) for output in alert_outputs(settings, options, store)]
@@ -273,23 +331,138 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
             notifier.stop()
         store.close()
 
-    hooks = ServiceHooks(
+    hooks = _hooks(settings, store, counters, pipeline, tracker.snapshot, manager.close, on_startup, on_shutdown)
+    app = create_app(hooks, settings.api.cors_origins)
+    return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
+
+
+def _hooks(
+    settings: Settings,
+    store: AlertStore,
+    counters: Counters,
+    pipeline: Pipeline | PartitionedPipeline,
+    maintenance: Callable[[], list[dict[str, Any]]],
+    resolve: Callable[[int], Alert | None],
+    on_startup: Callable[[], None],
+    on_shutdown: Callable[[], None],
+) -> ServiceHooks:
+    return ServiceHooks(
         store=store,
         counters=counters,
         health=pipeline.health_report,
-        maintenance=tracker.snapshot,
+        maintenance=maintenance,
         assets=pipeline.assets,
         relearn=pipeline.relearn,
         feedback=pipeline.feedback,
-        resolve=manager.close,
+        resolve=resolve,
         scores=pipeline.scores,
         readings=pipeline.readings,
         keys=KeyFile(settings.api.keys_file),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
+
+
+class _Unclosed:
+    """A sink the partitions of a worker share (SQLite: one connection, one lock); closed by the worker."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        self.sink.write(readings)
+
+    def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
+        self.sink.write_verdicts(verdicts)
+
+    def close(self) -> None:
+        pass
+
+
+def build_worker_service(settings: Settings, counters: Counters | None = None) -> WorkerService:
+    """One worker of several sharing a site through NATS JetStream (``source: nats``, docs/scaling.md)."""
+    try:
+        from ingest.nats_source import NatsLink, NatsOptions
+        from plantwatch.service.scaleout import Partition, PartitionedPipeline
+    except ImportError as exc:
+        raise ConfigError(f"source: nats needs nats-py: pip install 'plantwatch[nats]' ({exc})") from None
+
+    counters = counters or Counters()
+    n = settings.nats
+    if settings.alerts.mqtt_topic is not None or settings.alerts.webhooks:
+        raise ConfigError(
+            "alerts.mqtt_topic, alerts.webhooks: not available with source: nats yet (every worker would "
+            "deliver every change); read alerts from the API or the shared alert store"
+        )
+    m = settings.maintenance
+    load_rul = _rul_loader(settings)
+    template = TopicTemplate(settings.mqtt.topic_template)
+    decoder = _decoder(settings, template)  # used on the NATS loop's thread only
+    store = _open_alert_store(settings)
+    worker = n.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    assert settings.detector.model_dir is not None  # Settings refuses source: nats without one
+    state_root = Path(settings.detector.model_dir) / "partitions"
+    shared_stop = threading.Event()
+    shared_sink = _Unclosed(build_sink(settings, counters, shared_stop)) if settings.storage.kind == "sqlite" else None
+
+    def build(number: int, make_source: SourceFactory, fatal: threading.Event) -> Partition:
+        stop = threading.Event()
+        manager = _alert_manager(settings, store, stop, counters)  # reloads the open alerts now
+        tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=load_rul())
+        pipeline = Pipeline(
+            source_factory=make_source,
+            sink=shared_sink or build_sink(settings, counters, stop),
+            alerts=manager,
+            counters=counters,
+            max_in_flight=n.max_in_flight,
+            stop_event=stop,
+            model_dir=str(state_root / f"p{number}"),
+            maintenance=tracker,
+            fatal=fatal,
+            watch_gauges=False,
+            **_pipeline_settings(settings),
+        )
+        return Partition(number, pipeline, manager, tracker)
+
+    link = NatsLink(
+        NatsOptions(
+            url=n.url,
+            stream=n.stream,
+            prefix=n.subject_prefix,
+            partitions=n.partitions,
+            ack_wait_s=n.ack_wait_s,
+            max_in_flight=n.max_in_flight,
+            name=f"plantwatch-{worker}",
+            max_age_s=n.stream_max_age_s,
+        )
+    )
+    workers = PartitionedPipeline(
+        link=link,
+        bucket=n.lease_bucket,
+        worker=worker,
+        lease_s=n.lease_s,
+        build=build,
+        decoder=decoder,
+        counters=counters,
+        store=store,
+    )
+
+    def on_startup() -> None:
+        try:
+            workers.start()
+        except OSError as exc:
+            raise ConfigError(f"nats.url: {exc}") from None
+
+    def on_shutdown() -> None:
+        workers.stop()
+        shared_stop.set()
+        if shared_sink is not None:
+            shared_sink.sink.close()
+        store.close()
+
+    hooks = _hooks(settings, store, counters, workers, workers.maintenance, workers.resolve, on_startup, on_shutdown)
     app = create_app(hooks, settings.api.cors_origins)
-    return Service(settings=settings, counters=counters, pipeline=pipeline, store=store, app=app)
+    return WorkerService(settings=settings, counters=counters, workers=workers, store=store, app=app)
 
 
 def freeze_startup_heap() -> None:
@@ -303,7 +476,7 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def serve(service: Service, sockets: list[socket.socket]) -> int:
+def serve(service: Service | WorkerService, sockets: list[socket.socket]) -> int:
     """Run the API on ``sockets`` (from ``bind_api``; the pipeline starts in its lifespan) until
     SIGINT/SIGTERM or a fatal storage failure.
 
@@ -315,7 +488,7 @@ def serve(service: Service, sockets: list[socket.socket]) -> int:
     server = uvicorn.Server(config)
 
     def watch_fatal() -> None:
-        service.pipeline.fatal.wait()
+        service.runner.fatal.wait()
         server.should_exit = True
 
     threading.Thread(target=watch_fatal, name="plantwatch-fatal-watch", daemon=True).start()
@@ -329,8 +502,8 @@ def serve(service: Service, sockets: list[socket.socket]) -> int:
             raise
         log.critical("the service did not start (the error is above)")
         return 2
-    if service.pipeline.fatal.is_set():
-        log.critical("stopped: %s", service.pipeline.health.fatal)
+    if service.runner.fatal.is_set():
+        log.critical("stopped: %s", service.runner.health.fatal)
         return 2
     if stopped_by:
         model_dir = service.settings.detector.model_dir
