@@ -67,7 +67,7 @@ GAUGES: dict[str, str] = {
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "plantwatch_received_to_acked_seconds": (
         "From an MQTT delivery's arrival to its acknowledgement (stored, and logged with a model_dir).",
-        (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+        (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     ),
     "plantwatch_reading_to_verdict_seconds": (
         "From a scored row's own timestamp to its verdict: how far detection lags the plant (includes the "
