@@ -38,7 +38,7 @@ from detector.health import (
 )
 from detector.types import Contribution, Verdict
 from ingest.timestamps import ns_to_datetime
-from plantwatch.maintenance.rul_tracker import RulTracker
+from plantwatch.maintenance.rul_tracker import RulEstimate, RulTracker
 
 log = logging.getLogger(__name__)
 
@@ -165,33 +165,39 @@ class MaintenanceTracker:
                 state.projection = projection if long_enough else None
                 state.last_trend_ts = ts
             proj = state.projection
+            # The drivers are ranked only for a forecast: ranking those of every verdict took a third of
+            # the detector thread at full rate (bench/throughput.py).
             if proj is not None and proj.due:
                 drivers = mon.health.drivers(self.n_drivers)
                 return MaintenanceForecast(verdict.asset, ts, value, proj.eta, proj.eta_low, proj.eta_high, drivers)
-            # Only for a forecast: ranking the drivers of every verdict took a third of the detector
-            # thread at full rate (bench/throughput.py).
-            drivers = mon.health.drivers(self.n_drivers) if self._rul_due(verdict.asset) else ()
-        return self._rul_forecast(verdict.asset, ts, value, drivers)
-
-    def _rul_due(self, asset: str) -> bool:
-        estimate = self.rul.estimates().get(asset) if self.rul is not None else None
-        return estimate is not None and estimate.rul_s <= self.horizon_s
+            estimate = self._due_estimate(verdict.asset)
+            if estimate is None:
+                return None
+            drivers = mon.health.drivers(self.n_drivers)
+        return self._rul_forecast(estimate, verdict.asset, ts, value, drivers)
 
     def rul_forecast(self, asset: str, ts_ns: int) -> MaintenanceForecast | None:
         """From the RUL model alone (e.g. while the anomaly baseline is still being learned, when no
         scored verdicts feed :meth:`observe`): a forecast when the predicted life is within the horizon."""
+        estimate = self._due_estimate(asset)
+        if estimate is None:
+            return None
         with self._lock:
             state = self._assets.get(asset)
             health = state.monitor.health.value_ if state is not None else None
-        return self._rul_forecast(asset, ts_ns / 1e9, 0.0 if health is None else health, ())
+        return self._rul_forecast(estimate, asset, ts_ns / 1e9, 0.0 if health is None else health, ())
 
-    def _rul_forecast(
-        self, asset: str, ts: float, health: float, drivers: tuple[str, ...]
-    ) -> MaintenanceForecast | None:
-        """With a supervised RUL model: due when the predicted remaining life is within the horizon."""
+    def _due_estimate(self, asset: str) -> RulEstimate | None:
+        """With a supervised RUL model: its estimate for ``asset`` when the predicted remaining life is
+        within the horizon, else None."""
         estimate = self.rul.estimates().get(asset) if self.rul is not None else None
-        if estimate is None or estimate.rul_s > self.horizon_s:
-            return None
+        return estimate if estimate is not None and estimate.rul_s <= self.horizon_s else None
+
+    @staticmethod
+    def _rul_forecast(
+        estimate: RulEstimate, asset: str, ts: float, health: float, drivers: tuple[str, ...]
+    ) -> MaintenanceForecast:
+        """The forecast of a due RUL ``estimate``, as seen at ``ts``."""
         elapsed = max(ts - estimate.updated_at_ns / 1e9, 0.0)  # time since the prediction's last row
         return MaintenanceForecast(
             asset,
