@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +43,12 @@ class Inbound:
     mid: int | None
     qos: int = 1
     received_ns: int = 0
+
+
+def inbound_queue(max_in_flight: int) -> queue.Queue[Inbound]:
+    """The queue a source hands its deliveries to: larger than the in-flight cap, at which the source
+    waits, so only QoS 0 floods ever wait here."""
+    return queue.Queue(maxsize=max_in_flight * 2 + 16)
 
 
 def short(value: object, limit: int = 60) -> str:

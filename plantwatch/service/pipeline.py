@@ -27,7 +27,7 @@ from typing import Any
 from alerts.lifecycle import AlertManager
 from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
-from ingest.messages import Inbound
+from ingest.messages import Inbound, inbound_queue
 from ingest.sink import Sink
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.asset_view import asset_view, baseline_view
@@ -81,8 +81,7 @@ class Pipeline:
         self.health = StageHealth()
         self.counters = counters
         self.sink = sink
-        # Larger than the in-flight cap (the source waits at it), so only QoS 0 floods ever wait here.
-        self.inbound: queue.Queue[Inbound] = queue.Queue(maxsize=max_in_flight * 2 + 16)
+        self.inbound = inbound_queue(max_in_flight)
         self.scoring = ScoringQueue()
         self.source = source_factory(self.inbound)
         models = ModelPersistence(model_dir) if model_dir else None

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ingest.decode import Decoder
-from ingest.messages import Inbound
+from ingest.messages import Inbound, inbound_queue
 from ingest.mqtt_source import MqttOptions, MqttSource
 from telemetry.counters import Counters
 
@@ -66,7 +66,7 @@ def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Conne
     (and the word to stop) come down ``acks``."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     relay = _CountRelay()
-    out: queue.Queue[Inbound] = queue.Queue(maxsize=options.max_in_flight * 2 + 16)
+    out = inbound_queue(options.max_in_flight)
     source = MqttSource(options, decoder, out, relay)  # type: ignore[arg-type]
     send_lock = threading.Lock()
     stopping = threading.Event()
@@ -219,11 +219,11 @@ class ReceiverProcess:
         if self._stopping:
             return  # unacknowledged: the broker redelivers them to the next session
         offset = self._generation * GENERATION
+        with self._lock:
+            self._unacked += sum(item.mid is not None for item in chunk)
         for item in chunk:
             if item.mid is not None:
                 item = Inbound(item.readings, offset + item.mid, item.qos, item.received_ns)
-                with self._lock:
-                    self._unacked += 1
             while not self._stopping:
                 try:
                     self.out.put(item, timeout=0.5)
