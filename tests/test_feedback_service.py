@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from ingest.messages import Reading
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.feedback_requests import FeedbackRequests
 from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
@@ -37,7 +37,7 @@ class _NullSink:
 
 def _stage(store: SqliteAlertStore, models: ModelPersistence, counters: Counters) -> DetectorStage:
     return DetectorStage(
-        queue.Queue(),
+        ScoringQueue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(store, resolve_after_s=60, counters=counters),
         detector_config=lambda asset: MonitorConfig(baseline_rows=600),

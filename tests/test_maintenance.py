@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from detector.config import MonitorConfig
 from detector.types import Contribution, Verdict
 from plantwatch.maintenance.tracker import MaintenanceTracker, drift_from_contributions
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
@@ -94,7 +94,7 @@ def _stage(tmp_path: Path) -> tuple[DetectorStage, SqliteAlertStore, Maintenance
     manager = AlertManager(store, resolve_after_s=60, counters=Counters())
     t = tracker()
     stage = DetectorStage(
-        queue.Queue(),
+        ScoringQueue(),
         sink=None,  # type: ignore[arg-type]  # _track_maintenance never touches the sink
         alerts=manager,
         detector_config=lambda asset: MonitorConfig(),
@@ -214,7 +214,7 @@ def test_the_detector_stage_restores_the_trends_and_saves_them_at_shutdown(tmp_p
 
     def stage_with(t: MaintenanceTracker) -> DetectorStage:
         return DetectorStage(
-            queue.Queue(),
+            ScoringQueue(),
             sink=None,  # type: ignore[arg-type]
             alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
             detector_config=lambda asset: MonitorConfig(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from ingest.messages import Reading
 from plantwatch.service.detector_stage import DetectorStage
 from plantwatch.service.persistence import ModelPersistence
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
 
@@ -249,7 +249,7 @@ def _stage(
     """The live detector stage with model persistence, storage left out."""
     counters = counters or Counters()
     return DetectorStage(
-        queue.Queue(),
+        ScoringQueue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
         detector_config=lambda asset: MonitorConfig(**config),

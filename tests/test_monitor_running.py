@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from detector.types import Verdict
 from ingest.messages import Reading
 from plantwatch.offline.backtest import backtest_main
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.writer import StageHealth
 from plantwatch.settings import ConfigError, load_settings
 from telemetry.counters import Counters
@@ -338,7 +338,7 @@ class _Sink:
 
 def _stage(tmp_path: Path, sink: _Sink, counters: Counters, **config: Any) -> DetectorStage:
     return DetectorStage(
-        queue.Queue(),
+        ScoringQueue(),
         sink=sink,  # type: ignore[arg-type]
         alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=counters),
         detector_config=lambda asset: MonitorConfig(**({"baseline_rows": 300} | config)),

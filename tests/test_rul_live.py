@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from plantwatch.maintenance.rul_files import save_model
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.writer import StageHealth
 from plantwatch.settings import ConfigError, load_settings
 from telemetry.counters import Counters
@@ -73,7 +73,7 @@ def _rows(t: np.ndarray, X: np.ndarray, S: np.ndarray) -> list[tuple[int, dict[s
 def _stage(store: SqliteAlertStore, tracker: MaintenanceTracker, detector_config: dict[str, Any]) -> DetectorStage:
     """The live detector stage with a maintenance tracker, storage left out."""
     return DetectorStage(
-        queue.Queue(),
+        ScoringQueue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=AlertManager(store, resolve_after_s=60, counters=Counters()),
         detector_config=lambda asset: MonitorConfig(**detector_config),

@@ -79,8 +79,11 @@ def test_batches_waiting_behind_one_are_joined_while_they_continue_it_and_fit() 
         q.put(_numbered(seq, n))
     joined = q.join_waiting(_numbered(1, 2))
     assert joined.seq == 3 and len(joined.readings) == 2 + 3 + 4 and q.qsize() == 3
-    alone = q.join_waiting(q.get(), limit=2)  # 5 and 6 continue, but together exceed the limit
-    assert alone.seq == 5 and len(alone.readings) == 1 and q.qsize() == 2
+    small = ScoringQueue(maxsize=100, join_readings=2)
+    for batch in (q.get(), q.get()):
+        small.put(batch)
+    alone = small.join_waiting(small.get())  # 5 and 6 continue, but together exceed the limit
+    assert alone.seq == 5 and len(alone.readings) == 1 and small.qsize() == 2
     unlogged = ScoringQueue(maxsize=100)
     unlogged.put(_batch(2))
     unlogged.put(_numbered(9, 1))  # a logged batch never joins unlogged ones

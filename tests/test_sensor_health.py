@@ -3,7 +3,6 @@ manager's sensor_fault / stale_data alerts, and both on the live detector stage.
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from detector.sensor_health import FLAT, OUT_OF_RANGE, SensorWatch
 from detector.types import Contribution, Verdict
 from ingest.messages import Reading
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.sensor_checks import SensorCheckConfig, SensorChecks
 from plantwatch.service.writer import StageHealth
 from telemetry.counters import Counters
@@ -148,7 +148,7 @@ class _NullSink:
 def stage(store: SqliteAlertStore, config: SensorCheckConfig) -> DetectorStage:
     manager = AlertManager(store, resolve_after_s=30, counters=Counters())
     return DetectorStage(
-        queue.Queue(),
+        ScoringQueue(),
         sink=_NullSink(),  # type: ignore[arg-type]
         alerts=manager,
         detector_config=lambda asset: MonitorConfig(baseline_rows=600),

@@ -54,7 +54,7 @@ class DetectorStage:
 
     def __init__(
         self,
-        upstream: queue.Queue[Batch],
+        upstream: ScoringQueue,
         sink: Sink,
         alerts: AlertManager,
         detector_config: Callable[[str], MonitorConfig],
@@ -188,8 +188,7 @@ class DetectorStage:
                 return
             if batch.seq and batch.seq <= self.checkpoints.scored_seq:
                 continue  # read from the log already
-            if isinstance(self.upstream, ScoringQueue):
-                batch = self.upstream.join_waiting(batch)
+            batch = self.upstream.join_waiting(batch)
             if not self._score(batch.readings, batch.seq):
                 return
 
@@ -215,7 +214,7 @@ class DetectorStage:
         """Score batches read from the readings log, in order: the readings scored, and False once
         stopping (or storage stopped)."""
         readings = 0
-        for seq, batch in join_logged(batches):
+        for seq, batch in join_logged(batches, self.upstream.join_readings):
             if self.stop.is_set() or not self._score(batch, seq):
                 return readings, False
             readings += len(batch)

@@ -46,7 +46,8 @@ class ScoringQueue(queue.Queue[Batch]):
     """
 
     def __init__(self, maxsize: int = SCORING_BACKLOG_READINGS, join_readings: int = JOIN_READINGS) -> None:
-        """``join_readings``: the most readings :meth:`join_waiting` makes of the batches waiting."""
+        """``join_readings``: the most readings the detector scores in one go, of the batches waiting
+        (:meth:`join_waiting`) or read back from the readings log (:func:`join_logged`)."""
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1 reading, got {maxsize}")
         super().__init__(maxsize)
@@ -69,17 +70,15 @@ class ScoringQueue(queue.Queue[Batch]):
         self._readings -= _weight(item)
         return item
 
-    def join_waiting(self, batch: Batch, limit: int | None = None) -> Batch:
+    def join_waiting(self, batch: Batch) -> Batch:
         """``batch`` joined with the batches queued right behind it that continue it (the next
-        numbers in the readings log, or none logged), up to ``limit`` readings in all
-        (default: ``join_readings``)."""
-        limit = self.join_readings if limit is None else limit
+        numbers in the readings log, or none logged), up to ``join_readings`` readings in all."""
         parts, count, last = [batch.readings], len(batch.readings), batch.seq
         with self.mutex:
             while self.queue:
                 following = self.queue[0]
                 continues = following.seq == last + 1 if last else following.seq == 0
-                if not continues or count + len(following.readings) > limit:
+                if not continues or count + len(following.readings) > self.join_readings:
                     break
                 self._get()
                 parts.append(following.readings)
