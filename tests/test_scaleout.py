@@ -308,7 +308,15 @@ def test_a_worker_joining_takes_its_share_from_a_running_one(
         publisher = Publisher(nats_server.mqtt_port)
         publisher.rows(0, FIRST_ROWS)
         wait_for(lambda: scored_through(workers, FIRST_ROWS - 1), 45, "the first rows to be scored", workers)
-        rest = threading.Thread(target=publisher.rows, args=(FIRST_ROWS, ALL_ROWS, 0.02))
+        handed_over = threading.Event()
+        held_back = ALL_ROWS - 40  # published only once w2 holds its share, however long it takes to start
+
+        def publish_rest(sensors: Publisher) -> None:
+            sensors.rows(FIRST_ROWS, held_back, 0.02)
+            handed_over.wait(60)
+            sensors.rows(held_back, ALL_ROWS, 0.02)
+
+        rest = threading.Thread(target=publish_rest, args=(publisher,))
         rest.start()  # mid-stream: w1 stops the partitions it gives up, w2 starts them, readings flowing
         second = start_test_worker(tmp_path, "w2", nats_server, shared_schema)
         workers.append(second)
@@ -319,6 +327,7 @@ def test_a_worker_joining_takes_its_share_from_a_running_one(
             "w2 to take its share from w1",
             workers,
         )
+        handed_over.set()
         rest.join(60)
         assert not rest.is_alive()
         wait_until_stored_and_scored(workers)
