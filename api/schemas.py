@@ -256,6 +256,31 @@ class MaintenanceOut(BaseModel):
     rul_high_s: float | None = None
     model: str  # "health-trend", or "rul:<model directory name>" when a RUL prediction is shown
     updated_at: datetime  # event time of the asset's latest scored row (or latest RUL prediction)
+    # The operating regime the health index above was judged in; None when the asset has no regimes
+    # (maintenance.operating_settings unset and no RUL model with several).
+    regime: RegimeOut | None = None
+    regimes: list[RegimeTrendOut] = []  # each regime's own health index and trend
+    rows_between_regimes: int = 0  # verdicts of rows between operating points (ramps): in no regime's trend
+    rul_regime: RegimeOut | None = None  # the regime the RUL model judged its latest prediction in
+
+
+class RegimeOut(BaseModel):
+    """An operating regime: its number (per asset, in the order learned) and the settings at its centre."""
+
+    id: int
+    settings: dict[str, float]
+    source: str  # "operating_settings" (learned per asset) or "rul:<model>" (the RUL model's regimes)
+
+
+class RegimeTrendOut(BaseModel):
+    """One regime's health index and trend (the same fields as the asset's, for that regime alone)."""
+
+    regime: int
+    health_index: float | None
+    trend: float | None
+    time_to_threshold_s: float | None
+    time_to_threshold_low_s: float | None
+    time_to_threshold_high_s: float | None
 
 
 class StandingAlertOut(BaseModel):

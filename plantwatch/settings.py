@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.resources
 import ipaddress
 import json
+import math
 import os
 from contextvars import ContextVar
 from importlib.resources.abc import Traversable
@@ -494,6 +495,20 @@ class MaintenanceSettings(_Section):
     rul_time_unit_s: float = Field(default=1.0, gt=0)  # seconds per unit of the training logs' time column
     rul_every_rows: int = Field(default=60, ge=1)  # predict every N rows per asset
     rul_history_rows: int = Field(default=2000, ge=1)  # rows kept per asset (bounded memory)
+    # Sensors that set the operating point, each with the tolerance (in its own units) within which two readings
+    # are the same point, e.g. {load: 0.05, speed: 50}: each asset's regimes are learned from its readings and
+    # its health is trended per regime. Empty: the RUL model's regimes when it has several, else none.
+    operating_settings: dict[str, float] = Field(default_factory=dict)
+    regime_settle_rows: int = Field(default=10, ge=1)  # rows a new operating point must hold to become a regime
+    max_regimes: int = Field(default=8, ge=1)  # regimes learned per asset at most
+
+    @field_validator("operating_settings")
+    @classmethod
+    def _tolerances(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, tolerance in value.items():
+            if not (math.isfinite(tolerance) and tolerance > 0):
+                raise ValueError(f"{name}: tolerance must be a positive number (the setting's units), not {tolerance}")
+        return value
 
     @field_validator("rul_model")
     @classmethod

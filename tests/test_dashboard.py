@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ mqtt: {{url: "mqtt://127.0.0.1:{mosquitto.port}", client_id: dashboard-test, top
 storage: {{kind: influxdb, batch_size: 500, flush_interval_s: 0.2}}
 influx: {{url: "{victoria.url}", org: test, bucket: dashboard, measurement: dashboard}}
 detector: {{baseline_rows: 600}}
+maintenance: {{operating_settings: {{voltage_v: 5}}}}
 alerts: {{store_url: "sqlite:///{tmp_path / "alerts.db"}"}}
 api: {{port: {port}, keys_file: "{keys.path}"}}
 """
@@ -103,6 +105,11 @@ def test_a_shift_sees_the_alert_on_the_dashboard_and_acknowledges_it(
         sync_api.expect(row).to_contain_text(alert["top_sensors"][0]["sensor"])  # named in plant terms
         sync_api.expect(page.locator("#sensors path.line")).to_have_count(8)  # the pump's sensors, one strip each
         sync_api.expect(page.locator("#sensors")).to_contain_text(alert["top_sensors"][0]["sensor"])
+        # the pump runs at one supply voltage: its health judged in that regime, learned from its readings
+        sync_api.expect(page.locator("#maintenance tr").filter(has_text="pump-3")).to_contain_text(
+            re.compile(r"0 \(voltage_v 2(28|29)\.\d\d\)"),
+            timeout=15_000,  # 229 V with its noise
+        )
 
         screenshot = Path(os.environ.get("PLANTWATCH_SCREENSHOT", str(tmp_path / "dashboard.png")))
         page.screenshot(path=str(screenshot), full_page=True)

@@ -143,8 +143,13 @@ def test_due_forecast_opens_one_maintenance_alert_visible_in_the_api(tmp_path: P
         "rul_high_s",
         "model",
         "updated_at",
+        "regime",
+        "regimes",
+        "rows_between_regimes",
+        "rul_regime",
     }
     assert entry["asset"] == "pump-7" and entry["model"] == "health-trend"
+    assert (entry["regime"], entry["regimes"], entry["rul_regime"]) == (None, [], None)  # no regimes configured
     assert entry["rul_s"] is None  # no run-to-failure model configured
     assert entry["trend"] > 0 and 0 < entry["time_to_threshold_s"] <= 24 * HOUR
     assert entry["updated_at"] == alert["last_anomalous_at"]  # event time of the last row

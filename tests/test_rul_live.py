@@ -276,3 +276,33 @@ def test_relearn_after_maintenance_starts_the_trend_and_rul_history_again(model_
     stage._process([])
     assert rul.estimates() == {} and tracker.snapshot() == []
     store.close()
+
+
+def test_maintenance_says_which_regime_the_rul_model_judged_in(model_dir: Path, tmp_path: Path) -> None:
+    """The fleet runs at three operating conditions: the model's regimes are recognised per row, shown with
+    the RUL (``rul_regime``) and, with no operating settings configured, used for the health trends too."""
+    from ingest.messages import Reading
+    from plantwatch.service.wiring import _maintenance_tracker
+
+    settings = load_settings(
+        storage__kind="sqlite",
+        maintenance__rul_model=str(model_dir),
+        maintenance__rul_time_unit_s=UNIT_S,
+        maintenance__rul_every_rows=20,
+    )
+    tracker = _maintenance_tracker(settings, load_rul_tracker(model_dir, time_unit_s=UNIT_S, every_rows=20))
+    assert tracker.regimes is not None and tracker.regimes.source == "rul:pump-rul"
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    stage = _stage(store, tracker, {"baseline_rows": 20})
+    t, X, S = unit(200, np.random.default_rng(9))
+    rows = _rows(t[:160], X[:160], S[:160])
+    for i in range(0, 160, 10):
+        stage._process([Reading("pump-3", ts, values) for ts, values in rows[i : i + 10]])
+    [entry] = tracker.snapshot()
+    last = S[159]  # the RUL was last predicted on row 160 (every 20 rows)
+    expected = int(np.argmin(((REGIMES - last) ** 2).sum(axis=1)))
+    assert entry["rul_regime"]["id"] == entry["regime"]["id"]
+    centre = entry["rul_regime"]["settings"]
+    assert np.allclose([centre["setting1"], centre["setting2"]], REGIMES[expected], atol=0.05)
+    assert len(entry["regimes"]) == 3
+    store.close()

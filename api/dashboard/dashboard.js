@@ -196,10 +196,18 @@ async function showMaintenance() {
       el("td", {}, number(m.trend, 4)),
       el("td", {}, band(m.time_to_threshold_s, m.time_to_threshold_low_s, m.time_to_threshold_high_s)),
       el("td", {}, band(m.rul_s, m.rul_low_s, m.rul_high_s)),
+      el("td", {}, regime(m.regime)),
       el("td", {}, m.model),
     ),
   );
-  fill("maintenance", rows, "No health trend yet.", 6);
+  fill("maintenance", rows, "No health trend yet.", 7);
+}
+
+// The regime the health index was judged in: its number and the settings at its centre.
+function regime(r) {
+  if (!r) return "–";
+  const settings = Object.entries(r.settings).map(([name, value]) => `${name} ${number(value, 2)}`);
+  return `${r.id} (${settings.join(", ")})`;
 }
 
 function band(value, low, high) {

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.regimes import FixedRegimes
 from detector.rul import RulModel
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class RulEstimate:
     low_s: float
     high_s: float
     updated_at_ns: int  # event time of the last row the prediction saw
+    regime: int | None = None  # the model's operating regime of that row (None: the model has one regime)
 
 
 @dataclass
@@ -118,7 +120,31 @@ class RulTracker:
             log.exception("RUL prediction failed for asset %s", asset)
             return None
         u = self.time_unit_s
-        return RulEstimate(p.rul * u, p.low * u, p.high * u, int(ts[-1]))
+        return RulEstimate(p.rul * u, p.low * u, p.high * u, int(ts[-1]), self._regime(S))
+
+    def _regime(self, S: np.ndarray | None) -> int | None:
+        """The regime the model assigns the last row (what its per-regime standardisation judged it in)."""
+        norm = self.model.normalizer_
+        if S is None or norm.k_ < 2:
+            return None
+        return int(norm.assign(S[-1:], 1)[0])
+
+    def regime_of(self, estimate: RulEstimate) -> dict[str, Any] | None:
+        """``estimate``'s regime for ``GET /maintenance``: its number, the settings at its centre and the
+        source; None when the model has one regime."""
+        if estimate.regime is None:
+            return None
+        norm = self.model.normalizer_
+        center = norm.centers_[estimate.regime] * norm.settings_scale_ + norm.settings_center_
+        settings = {name: float(v) for name, v in zip(self.settings_columns, center, strict=True)}
+        return {"id": estimate.regime, "settings": settings, "source": self.model_name}
+
+    def fixed_regimes(self) -> FixedRegimes | None:
+        """The model's regimes as a recogniser for the health trends; None when it has one regime."""
+        norm = self.model.normalizer_
+        if not self.settings_columns or norm.k_ < 2:
+            return None
+        return FixedRegimes(norm.centers_ * norm.settings_scale_ + norm.settings_center_, norm.settings_scale_)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -136,7 +162,9 @@ class RulTracker:
                     "asset": asset,
                     "since_predict": state.since_predict,
                     "last_ts_ns": state.last_ts_ns,
-                    "estimate": None if est is None else [est.rul_s, est.low_s, est.high_s, est.updated_at_ns],
+                    "estimate": None
+                    if est is None
+                    else [est.rul_s, est.low_s, est.high_s, est.updated_at_ns, est.regime],
                 }
             )
             arrays[f"ts/{i}"] = np.array([r[0] for r in rows], dtype=np.int64)
@@ -174,9 +202,7 @@ class RulTracker:
             state.since_predict = int(entry["since_predict"])
             state.last_ts_ns = None if entry["last_ts_ns"] is None else int(entry["last_ts_ns"])
             est = entry["estimate"]
-            state.estimate = (
-                None if est is None else RulEstimate(float(est[0]), float(est[1]), float(est[2]), int(est[3]))
-            )
+            state.estimate = None if est is None else _restored_estimate(est)
             restored[str(entry["asset"])] = state
         with self._lock:
             self._assets = restored
@@ -189,6 +215,11 @@ class RulTracker:
     def estimates(self) -> dict[str, RulEstimate]:
         with self._lock:
             return {a: s.estimate for a, s in self._assets.items() if s.estimate is not None}
+
+
+def _restored_estimate(saved: Sequence[Any]) -> RulEstimate:
+    regime = int(saved[4]) if len(saved) > 4 and saved[4] is not None else None  # none saved before regimes
+    return RulEstimate(float(saved[0]), float(saved[1]), float(saved[2]), int(saved[3]), regime)
 
 
 def _pick(values: Mapping[str, float], names: Sequence[str]) -> tuple[float, ...] | None:

@@ -23,7 +23,6 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,13 +31,21 @@ from detector.health import (
     HealthIndex,
     MaintenanceForecast,
     MaintenanceMonitor,
-    Projection,
     TimeToThreshold,
-    theil_sen,
 )
 from detector.types import Contribution, Verdict
 from ingest.timestamps import ns_to_datetime
 from plantwatch.maintenance.rul_tracker import RulEstimate, RulTracker
+from plantwatch.maintenance.trends import (
+    NO_FIGURES,
+    AssetTrends,
+    RegimeConfig,
+    Track,
+    add_sensors,
+    figures,
+    restore_trends,
+    save_trends,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +65,8 @@ def drift_from_contributions(contributions: Sequence[Contribution]) -> dict[str,
     return drift
 
 
-@dataclass
-class _AssetState:
-    monitor: MaintenanceMonitor
-    projection: Projection | None = None
-    last_trend_ts: float | None = None
-    updated_at_ns: int = 0
-
-
 class MaintenanceTracker:
-    """One :class:`MaintenanceMonitor` per asset; ``observe`` returns a forecast while a crossing is due.
+    """Health trends per asset (and per operating regime); ``observe`` returns a forecast while a crossing is due.
 
     ``horizon_s``: a projected crossing nearer than this is "due". ``window_s``: how much of the health
     history the trend is fitted on. ``sample_s``: minimum event time between two points of the trend.
@@ -76,6 +75,10 @@ class MaintenanceTracker:
     ``rul``: an optional :class:`~plantwatch.maintenance.rul_tracker.RulTracker`
     (a model fitted on run-to-failure history);
     its per-asset RUL and interval join :meth:`snapshot`.
+    ``regimes``: an optional :class:`RegimeConfig`. An asset whose readings carry its settings then has one
+    health index and trend per operating regime (:mod:`detector.regimes`), so a change of operating point is
+    not read as a change of health; each verdict is judged in the regime of its row (:meth:`observe_rows`),
+    and verdicts of rows between regimes (a ramp, a point not yet settled) are not tracked.
     The remaining keywords go to :class:`HealthIndex` / :class:`TimeToThreshold`.
     """
 
@@ -94,6 +97,7 @@ class MaintenanceTracker:
         confidence: float = 0.8,
         n_drivers: int = 2,
         rul: RulTracker | None = None,
+        regimes: RegimeConfig | None = None,
     ) -> None:
         if horizon_s <= 0 or window_s <= 0:
             raise ValueError(f"horizon_s and window_s must be > 0, got {horizon_s}, {window_s}")
@@ -109,19 +113,23 @@ class MaintenanceTracker:
         self.confidence = confidence
         self.n_drivers = n_drivers
         self.rul = rul  # fed by the detector stage with readings; its estimates join the snapshot
-        self._assets: dict[str, _AssetState] = {}
+        self.regimes = regimes
+        self._assets: dict[str, AssetTrends] = {}
         self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
 
-    def _state(self, asset: str, sensors: Sequence[str] | None, drift: Mapping[str, float]) -> _AssetState:
+    def _state(self, asset: str, sensors: Sequence[str] | None, drift: Mapping[str, float]) -> AssetTrends:
         state = self._assets.get(asset)
         if state is None:
+            state = self._assets[asset] = AssetTrends({})
+        if state.tracks:
+            for track in state.tracks.values():
+                add_sensors(track.monitor.health, drift)
+        else:  # the asset's sensors, kept by its first track and copied by the others
             names = tuple(sensors) if sensors else tuple(sorted(drift))
-            state = self._assets[asset] = self._fresh_state(asset, names)
-        else:
-            _add_sensors(state.monitor.health, drift)
+            state.tracks[state.judged] = self.fresh_track(asset, names)
         return state
 
-    def _fresh_state(self, asset: str, sensors: Sequence[str]) -> _AssetState:
+    def fresh_track(self, asset: str, sensors: Sequence[str]) -> Track:
         health = HealthIndex(
             tuple(sensors),
             p_at_threshold=self.p_at_threshold,
@@ -132,7 +140,26 @@ class MaintenanceTracker:
         ttt = TimeToThreshold(
             self.window_s, horizon_s=self.horizon_s, min_points=self.min_points, confidence=self.confidence
         )
-        return _AssetState(MaintenanceMonitor(asset, health, ttt, self.n_drivers))
+        return Track(MaintenanceMonitor(asset, health, ttt, self.n_drivers))
+
+    def observe_rows(self, asset: str, names: Sequence[str], rows: Sequence[tuple[int, np.ndarray]]) -> None:
+        """The aligned rows ``(ts_ns, values in names order)`` about to be scored: their regimes, so that each
+        of their verdicts is judged in its own row's regime. A no-op without regimes, or for an asset whose
+        readings lack one of the settings."""
+        config = self.regimes
+        if config is None or not rows or not all(s in names for s in config.settings):
+            return
+        columns = [list(names).index(s) for s in config.settings]
+        with self._lock:
+            state = self._assets.get(asset)
+            if state is None:
+                state = self._assets[asset] = AssetTrends({})
+            if state.regimes is None:
+                state.regimes = config.make()
+                if None in state.tracks and state.judged is None:  # a trend from before regimes were known
+                    state.tracks.pop(None)
+            recogniser = state.regimes
+            state.labels = {ts: label for ts, row in rows if (label := recogniser.label(row[columns])) is not None}
 
     def observe(
         self,
@@ -140,41 +167,75 @@ class MaintenanceTracker:
         drift_z: Mapping[str, float] | None = None,
         sensors: Sequence[str] | None = None,
     ) -> MaintenanceForecast | None:
-        """Feed one verdict; a forecast when the projected crossing is within the horizon, else None.
+        """Feed one verdict; a forecast when a projected crossing is within the horizon, else None.
 
         ``drift_z`` defaults to :func:`drift_from_contributions` of the verdict. ``sensors`` names the asset's
-        sensors (used when its monitor is created); sensors a later drift mapping names for the first time are
-        added to the asset's index.
-        Warming-up verdicts are ignored.
+        sensors (used when its first trend is created); sensors a later drift mapping names for the first time
+        are added to the asset's index. Warming-up verdicts are ignored. With regimes, the forecast is the most
+        urgent of the asset's regimes (one regime's projection stays due while the machine runs in another).
         """
         if verdict.warming_up or not math.isfinite(verdict.probability):
             return None
         drift = drift_from_contributions(verdict.contributions) if drift_z is None else drift_z
         ts = verdict.ts_ns / 1e9
         with self._lock:
+            state = self._assets.get(verdict.asset)
+            if state is not None and state.regimes is not None:
+                regime = state.labels.get(verdict.ts_ns)
+                if regime is None:
+                    state.between += 1
+                    return self._forecast_of(state, verdict.asset, ts)
+                if regime not in state.tracks:
+                    sensors = sensors or state.sensors()
+                    state.tracks[regime] = self.fresh_track(verdict.asset, sensors or tuple(sorted(drift)))
+                state.judged = regime
             state = self._state(verdict.asset, sensors, drift)
-            mon = state.monitor
+            track = state.tracks[state.judged]
+            mon = track.monitor
             if mon.health.ts_ is not None and ts < mon.health.ts_:
                 return None  # a late row: the index only moves forward in event time
             value = mon.health.update(ts, verdict.probability, drift)
-            state.updated_at_ns = verdict.ts_ns
-            if state.last_trend_ts is None or ts - state.last_trend_ts >= self.sample_s:
+            track.updated_at_ns = verdict.ts_ns
+            if track.last_trend_ts is None or ts - track.last_trend_ts >= self.sample_s:
                 projection = mon.ttt.update(ts, value)
                 points = mon.ttt.points_
                 long_enough = bool(points) and points[-1][0] - points[0][0] >= self.min_span_s
-                state.projection = projection if long_enough else None
-                state.last_trend_ts = ts
-            proj = state.projection
+                track.projection = projection if long_enough else None
+                track.last_trend_ts = ts
+            return self._forecast_of(state, verdict.asset, ts)
+
+    def _forecast_of(self, state: AssetTrends, asset: str, ts: float) -> MaintenanceForecast | None:
+        """The most urgent due projection of the asset's tracks, else its due RUL estimate (lock held)."""
+        due = [
+            (t.projection.eta - (ts - t.projection.ts), key, t)
+            for key, t in state.tracks.items()
+            if t.projection is not None and t.projection.due
+        ]
+        if due:
             # The drivers are ranked only for a forecast: ranking those of every verdict took a third of
             # the detector thread at full rate (bench/throughput.py).
-            if proj is not None and proj.due:
-                drivers = mon.health.drivers(self.n_drivers)
-                return MaintenanceForecast(verdict.asset, ts, value, proj.eta, proj.eta_low, proj.eta_high, drivers)
-            estimate = self._due_estimate(verdict.asset)
-            if estimate is None:
-                return None
-            drivers = mon.health.drivers(self.n_drivers)
-        return self._rul_forecast(estimate, verdict.asset, ts, value, drivers)
+            _, state.forecast_from, track = min(due, key=lambda item: item[0])
+            proj, health = track.projection, track.monitor.health
+            assert proj is not None and health.value_ is not None
+            elapsed = ts - proj.ts
+            return MaintenanceForecast(
+                asset,
+                ts,
+                health.value_,
+                proj.eta - elapsed,
+                proj.eta_low - elapsed,
+                proj.eta_high - elapsed,
+                health.drivers(self.n_drivers),
+            )
+        estimate = self._due_estimate(asset)
+        if estimate is None:
+            return None
+        judged = state.tracks.get(state.judged)
+        if judged is None:
+            return self._rul_forecast(estimate, asset, ts, 0.0, ())
+        index = judged.monitor.health
+        value = 0.0 if index.value_ is None else index.value_
+        return self._rul_forecast(estimate, asset, ts, value, index.drivers(self.n_drivers))
 
     def rul_forecast(self, asset: str, ts_ns: int) -> MaintenanceForecast | None:
         """From the RUL model alone (e.g. while the anomaly baseline is still being learned, when no
@@ -184,7 +245,8 @@ class MaintenanceTracker:
             return None
         with self._lock:
             state = self._assets.get(asset)
-            health = state.monitor.health.value_ if state is not None else None
+            track = state.tracks.get(state.judged) if state is not None else None
+            health = track.monitor.health.value_ if track is not None else None
         return self._rul_forecast(estimate, asset, ts_ns / 1e9, 0.0 if health is None else health, ())
 
     def _due_estimate(self, asset: str) -> RulEstimate | None:
@@ -210,12 +272,14 @@ class MaintenanceTracker:
         )
 
     def driver_contributions(self, asset: str) -> tuple[Contribution, ...]:
-        """The asset's drivers as alert ``top_sensors``: value = smoothed drift z, expected range = ±threshold."""
+        """The drivers of the asset's latest forecast (else of the regime it was last judged in) as alert
+        ``top_sensors``: value = smoothed drift z, expected range = ±threshold."""
         with self._lock:
             state = self._assets.get(asset)
-            if state is None:
+            track = None if state is None else state.tracks.get(state.forecast_from, state.tracks.get(state.judged))
+            if track is None:
                 return ()
-            health = state.monitor.health
+            health = track.monitor.health
             names = health.drivers(self.n_drivers)
             z = {str(s): float(v) for s, v in zip(health.sensors, health.z_, strict=True)}
         total = sum(abs(z[s]) for s in names)
@@ -235,52 +299,20 @@ class MaintenanceTracker:
     # -- persistence -------------------------------------------------------------------------
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Every asset's health index and trend points as (JSON metadata, arrays); no objects, no pickle."""
-        meta: list[dict[str, Any]] = []
-        arrays: dict[str, np.ndarray] = {}
+        """Every asset's health indexes and trend points (one per regime), its regimes as learned so far and
+        the RUL history, as (JSON metadata, arrays); no objects, no pickle."""
         with self._lock:
-            for i, (asset, state) in enumerate(sorted(self._assets.items())):
-                health = state.monitor.health
-                meta.append(
-                    {
-                        "asset": asset,
-                        "sensors": [str(s) for s in health.sensors],
-                        "value": health.value_,
-                        "ts": health.ts_,
-                        "n": health.n_,
-                        "last_trend_ts": state.last_trend_ts,
-                        "updated_at_ns": state.updated_at_ns,
-                    }
-                )
-                arrays[f"z/{i}"] = health.z_.copy()
-                arrays[f"points/{i}"] = np.asarray(list(state.monitor.ttt.points_), dtype=np.float64).reshape(-1, 2)
-        document: dict[str, Any] = {"assets": meta}
+            entries, regimes, arrays = save_trends(self._assets)
+        document: dict[str, Any] = {"assets": entries, "regimes": regimes}
         if self.rul is not None:
             document["rul"], rul_arrays = self.rul.get_state()
             arrays.update({f"rul/{key}": value for key, value in rul_arrays.items()})
         return document, arrays
 
     def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        """Restore :meth:`get_state` output: trends continue where they stopped instead of starting over."""
-        restored: dict[str, _AssetState] = {}
-        for i, entry in enumerate(meta["assets"]):
-            asset = str(entry["asset"])
-            state = self._fresh_state(asset, [str(s) for s in entry["sensors"]])
-            health = state.monitor.health
-            z = np.asarray(arrays[f"z/{i}"], dtype=np.float64)
-            if z.shape != (len(health.sensors),):
-                raise ValueError(f"saved trend of {asset!r}: {z.size} drift values, {len(health.sensors)} sensors")
-            health.z_ = z.copy()
-            health.value_ = None if entry["value"] is None else float(entry["value"])
-            health.ts_ = None if entry["ts"] is None else float(entry["ts"])
-            health.n_ = int(entry["n"])
-            points = np.asarray(arrays[f"points/{i}"], dtype=np.float64).reshape(-1, 2)
-            state.monitor.ttt.points_.extend((float(t), float(v)) for t, v in points)
-            state.last_trend_ts = None if entry["last_trend_ts"] is None else float(entry["last_trend_ts"])
-            state.updated_at_ns = int(entry["updated_at_ns"])
-            long_enough = len(points) > 0 and points[-1, 0] - points[0, 0] >= self.min_span_s
-            state.projection = state.monitor.ttt.project() if long_enough else None
-            restored[asset] = state
+        """Restore :meth:`get_state` output: trends continue where they stopped instead of starting over
+        (:func:`~plantwatch.maintenance.trends.restore_trends` says when they start afresh)."""
+        restored = restore_trends(meta, arrays, self.fresh_track, self.regimes, self.min_span_s)
         with self._lock:
             self._assets = restored
         if self.rul is not None and "rul" in meta:
@@ -291,68 +323,69 @@ class MaintenanceTracker:
                 log.warning("not restoring the RUL history: %s", exc)
 
     def forget(self, asset: str) -> None:
-        """Drop ``asset``'s health trend and RUL history (it was overhauled: both start again)."""
+        """Drop ``asset``'s health trends and RUL history (it was overhauled: both start again); the
+        regimes it was learned to run at stay, since an overhaul does not change the operating points."""
         with self._lock:
-            self._assets.pop(asset, None)
+            state = self._assets.pop(asset, None)
+            if state is not None and state.regimes is not None:
+                self._assets[asset] = AssetTrends({}, regimes=state.regimes)
         if self.rul is not None:
             self.rul.forget(asset)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One entry per asset (sorted by asset); time-to-threshold fields are None when no crossing is projected.
 
+        The top-level health fields are those of the regime the asset's latest tracked verdict was judged in
+        (``regime``: its number, its settings' centre and where the regimes come from; None without regimes);
+        ``regimes`` lists every regime's own (empty without regimes).
         ``trend`` is the health index's slope per hour over the trend window (None until 3 points); the
         ``..._high_s`` bound is also None when the slope is not significantly positive (an unbounded band).
         ``rul_s``/``rul_low_s``/``rul_high_s`` come from the RUL tracker (None without a model or before its
-        first prediction); ``model`` is then ``rul:<model directory name>`` and ``updated_at`` the later of the
-        two event times.
+        first prediction); ``model`` is then ``rul:<model directory name>``, ``rul_regime`` the regime the
+        model judged its latest prediction in, and ``updated_at`` the later of the two event times.
         """
         with self._lock:
-            items = {
-                asset: (s.monitor.health.value_, s.projection, list(s.monitor.ttt.points_), s.updated_at_ns)
-                for asset, s in self._assets.items()
-            }
+            # an asset whose regimes are known but none of whose verdicts was tracked yet has nothing to show
+            assets = {asset: self._asset_view(state) for asset, state in self._assets.items() if state.tracks}
         ruls = self.rul.estimates() if self.rul is not None else {}
         out = []
-        for asset in sorted(set(items) | set(ruls)):
-            health, proj, points, updated_at_ns = items.get(asset, (None, None, [], 0))
-            if proj is not None:
-                slope: float | None = proj.slope
-            elif len(points) >= 3:
-                arr = np.asarray(points, dtype=np.float64)
-                slope = theil_sen(arr[:, 0] - arr[-1, 0], arr[:, 1])[0]
-            else:
-                slope = None
+        for asset in sorted(set(assets) | set(ruls)):
+            view = assets.get(asset) or {"judged": None, "tracks": {}, "regime": None, "between": 0}
+            top = view["tracks"].get(view["judged"], {"figures": NO_FIGURES, "updated_at_ns": 0})
+            updated_at_ns = top["updated_at_ns"]
             rul = ruls.get(asset)
             model = MODEL_NAME
             if rul is not None:
                 assert self.rul is not None
                 model = self.rul.model_name
                 updated_at_ns = max(updated_at_ns, rul.updated_at_ns)
+            regimes = [{"regime": r, **t["figures"]} for r, t in sorted(view["tracks"].items()) if r is not None]
             out.append(
                 {
                     "asset": asset,
-                    "health_index": health,
-                    "trend": None if slope is None else slope * 3600.0,
-                    "time_to_threshold_s": _finite(proj.eta) if proj else None,
-                    "time_to_threshold_low_s": _finite(proj.eta_low) if proj else None,
-                    "time_to_threshold_high_s": _finite(proj.eta_high) if proj else None,
+                    **top["figures"],
                     "rul_s": rul.rul_s if rul else None,
                     "rul_low_s": rul.low_s if rul else None,
                     "rul_high_s": rul.high_s if rul else None,
                     "model": model,
                     "updated_at": ns_to_datetime(updated_at_ns),
+                    "regime": view["regime"],
+                    "regimes": regimes,
+                    "rows_between_regimes": view["between"],
+                    "rul_regime": self.rul.regime_of(rul) if rul is not None and self.rul is not None else None,
                 }
             )
         return out
 
-
-def _add_sensors(health: HealthIndex, drift: Mapping[str, float]) -> None:
-    """Sensors first named after the index was created join it with a smoothed z of 0."""
-    new = [s for s in drift if s not in health.sensors]
-    if new:
-        health.sensors = (*health.sensors, *sorted(new))
-        health.z_ = np.concatenate([health.z_, np.zeros(len(new))])
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+    def _asset_view(self, state: AssetTrends) -> dict[str, Any]:
+        """What the snapshot shows of one asset (lock held)."""
+        tracks = {
+            regime: {"figures": figures(track), "updated_at_ns": track.updated_at_ns}
+            for regime, track in state.tracks.items()
+        }
+        regime = None
+        if state.regimes is not None and state.judged is not None and self.regimes is not None:
+            center = state.regimes.center(state.judged)
+            settings = {name: float(v) for name, v in zip(self.regimes.settings, center, strict=True)}
+            regime = {"id": state.judged, "settings": settings, "source": self.regimes.source}
+        return {"judged": state.judged, "tracks": tracks, "regime": regime, "between": state.between}

@@ -334,6 +334,8 @@ class DetectorStage:
         rul = self.maintenance.rul if self.maintenance is not None else None
         if rows and names:
             self.rows.add(asset, names, rows)
+            if self.maintenance is not None:  # each row's operating regime, for its verdict's health trend
+                self.maintenance.observe_rows(asset, names, rows)
         if rul is not None and rows and names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
             made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])

@@ -26,6 +26,7 @@ from alerts.store import AlertStore, StoreOpenError, open_store
 from api.app import create_app
 from api.hooks import ServiceHooks
 from api.keys import KeyFile, KeyFileError
+from detector.regimes import OnlineRegimes
 from detector.types import Verdict
 from ingest.decode import Decoder
 from ingest.limits import PublisherLimits
@@ -36,6 +37,7 @@ from ingest.tls import TlsFiles
 from ingest.topics import TopicTemplate
 from plantwatch.maintenance.rul_tracker import RulTracker, load_rul_tracker
 from plantwatch.maintenance.tracker import MaintenanceTracker
+from plantwatch.maintenance.trends import RegimeConfig
 from plantwatch.outputs.base import AlertOutput
 from plantwatch.outputs.mqtt import MqttAlertPublisher
 from plantwatch.outputs.webhook import Webhook
@@ -283,10 +285,25 @@ def _pipeline_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _maintenance_tracker(settings: Settings, rul: RulTracker | None) -> MaintenanceTracker:
+    """The health trends (one per operating regime where regimes are known) and the RUL tracker."""
+    m = settings.maintenance
+    regimes: RegimeConfig | None = None
+    if m.operating_settings:
+        tolerances = tuple(m.operating_settings.values())
+        regimes = RegimeConfig(
+            tuple(m.operating_settings),
+            lambda: OnlineRegimes(tolerances, m.regime_settle_rows, m.max_regimes),
+            "operating_settings",
+        )
+    elif rul is not None and (fixed := rul.fixed_regimes()) is not None:
+        regimes = RegimeConfig(rul.settings_columns, lambda: fixed, rul.model_name)
+    return MaintenanceTracker(m.horizon_s, m.window_s, rul=rul, regimes=regimes)
+
+
 def build_service(settings: Settings, counters: Counters | None = None) -> Service:
     """The single-process service (``source: mqtt``); :func:`build_worker_service` for ``source: nats``."""
     counters = counters or Counters()
-    m = settings.maintenance
     load_rul = _rul_loader(settings)
     template = TopicTemplate(settings.mqtt.topic_template)
     options = mqtt_options(settings, template)
@@ -294,7 +311,7 @@ def build_service(settings: Settings, counters: Counters | None = None) -> Servi
     store = _open_alert_store(settings)
     stop = threading.Event()
     manager = _alert_manager(settings, store, stop, counters)
-    tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=load_rul())
+    tracker = _maintenance_tracker(settings, load_rul())
     sink = build_sink(settings, counters, stop)
 
     def make_source(inbound: queue.Queue[Inbound]) -> MqttSource | ReceiverProcess:
@@ -394,7 +411,6 @@ def build_worker_service(settings: Settings, counters: Counters | None = None) -
             "alerts.mqtt_topic, alerts.webhooks: not available with source: nats yet (every worker would "
             "deliver every change); read alerts from the API or the shared alert store"
         )
-    m = settings.maintenance
     load_rul = _rul_loader(settings)
     template = TopicTemplate(settings.mqtt.topic_template)
     decoder = _decoder(settings, template)  # used on the NATS loop's thread only
@@ -408,7 +424,7 @@ def build_worker_service(settings: Settings, counters: Counters | None = None) -
     def build(number: int, make_source: SourceFactory, fatal: threading.Event) -> Partition:
         stop = threading.Event()
         manager = _alert_manager(settings, store, stop, counters)  # reloads the open alerts now
-        tracker = MaintenanceTracker(m.horizon_s, m.window_s, rul=load_rul())
+        tracker = _maintenance_tracker(settings, load_rul())
         pipeline = Pipeline(
             source_factory=make_source,
             sink=shared_sink or build_sink(settings, counters, stop),
