@@ -143,12 +143,21 @@ def load_profile(
     return load, running
 
 
+Profile = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+
+
 def pump(
-    seed: int, days: int, stops: bool, first_hour: Sequence[float] = LOADS, baseline_rows: int = BASELINE_ROWS
+    seed: int,
+    days: int,
+    stops: bool,
+    first_hour: Sequence[float] = LOADS,
+    baseline_rows: int = BASELINE_ROWS,
+    profile: Profile | None = None,
 ) -> SensorLog:
+    """The pump's sensors over ``load_profile`` (or ``profile(rng, rows)``: load and running flag)."""
     rng = np.random.default_rng(seed)
     n = baseline_rows + days * DAY
-    load, running = load_profile(rng, n, stops, first_hour)
+    load, running = load_profile(rng, n, stops, first_hour) if profile is None else profile(rng, n)
     seconds = np.arange(n)
     ambient = 20.0 + 3.0 * np.sin(2 * np.pi * (seconds / DAY - 0.3))
     # speed follows load through a 20 s lag: starts and stops take time

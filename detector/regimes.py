@@ -47,7 +47,7 @@ class OnlineRegimes:
     ``candidate_`` (s,) or None, the first row of an unconfirmed regime, and ``candidate_rows_``.
     """
 
-    def __init__(self, tolerance: Sequence[float], settle_rows: int = 10, max_regimes: int = 8) -> None:
+    def __init__(self, tolerance: Sequence[float], settle_rows: int = 60, max_regimes: int = 8) -> None:
         self.tolerance = tolerance
         self.settle_rows = settle_rows
         self.max_regimes = max_regimes

@@ -499,7 +499,9 @@ class MaintenanceSettings(_Section):
     # are the same point, e.g. {load: 0.05, speed: 50}: each asset's regimes are learned from its readings and
     # its health is trended per regime. Empty: the RUL model's regimes when it has several, else none.
     operating_settings: dict[str, float] = Field(default_factory=dict)
-    regime_settle_rows: int = Field(default=10, ge=1)  # rows a new operating point must hold to become a regime
+    # rows a new operating point must hold, within tolerance of where it began, to become a regime: longer than a
+    # ramp between two points takes to move one tolerance (at 1 Hz, a minute)
+    regime_settle_rows: int = Field(default=60, ge=1)
     max_regimes: int = Field(default=8, ge=1)  # regimes learned per asset at most
 
     @field_validator("operating_settings")
