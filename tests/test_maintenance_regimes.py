@@ -176,3 +176,25 @@ def test_the_service_tracks_regimes_from_the_configured_settings(tmp_path: Path)
     # the last reading ran at LOADS[0] (row 599 is in block 14 of 40 rows): judged in that regime
     assert abs(entry["regime"]["settings"]["load"] - LOADS[0]) < 0.01
     store.close()
+
+
+def test_a_due_regime_stops_counting_once_the_machine_kept_away_from_it_a_whole_trend_window() -> None:
+    """Wear shows at full load; then the plant runs at part load only, and the part-load trend is flat: the
+    full-load forecast holds the alert open for one trend window (6 h), not for as long as the plant stays away."""
+    n = int(8 * HOUR / STEP_S)
+    t = tracker(with_regimes=True)
+    rows = shift(8, 1.0, (np.zeros(n), np.linspace(0.1, 0.9, n)))  # all at full load, wearing
+    assert feed(t, rows), "the full-load wear is forecast"
+    end = rows[-1][0]
+    later = [(end + int((i + 1) * STEP_S * S), LOADS[0], 0.1) for i in range(int(10 * HOUR / STEP_S))]
+    verdicts = [Verdict("mixer-3", ts, 1.0, p, False) for ts, _, p in _labelled(t, later)]
+    forecasts = [(v.ts_ns, t.observe(v, sensors=NAMES)) for v in verdicts]
+    due_for = max((ts - end) / S / HOUR for ts, f in forecasts if f is not None)
+    assert 5.5 < due_for <= 6.0
+    assert forecasts[-1][1] is None
+
+
+def _labelled(t: MaintenanceTracker, rows: Rows) -> Rows:
+    """``rows`` after their regimes were handed to the tracker (one call, as for a batch)."""
+    t.observe_rows("mixer-3", NAMES, [(ts, np.array([load, 1.0])) for ts, load, _ in rows])
+    return rows

@@ -205,11 +205,15 @@ class MaintenanceTracker:
             return self._forecast_of(state, verdict.asset, ts)
 
     def _forecast_of(self, state: AssetTrends, asset: str, ts: float) -> MaintenanceForecast | None:
-        """The most urgent due projection of the asset's tracks, else its due RUL estimate (lock held)."""
+        """The most urgent due projection of the asset's tracks, else its due RUL estimate (lock held).
+
+        Another regime's projection counts while the machine ran in that regime within the trend window:
+        after a whole window elsewhere it is no longer evidence, and would otherwise hold an alert open
+        for as long as the machine keeps away from that regime."""
         due = [
             (t.projection.eta - (ts - t.projection.ts), key, t)
             for key, t in state.tracks.items()
-            if t.projection is not None and t.projection.due
+            if t.projection is not None and t.projection.due and ts - t.projection.ts <= self.window_s
         ]
         if due:
             # The drivers are ranked only for a forecast: ranking those of every verdict took a third of
