@@ -277,3 +277,75 @@ def test_six_operating_conditions_are_six_regimes() -> None:
     assert all(np.unique(labels[r == c]).size == 1 for c in range(6))  # each condition maps to one regime
     assert np.unique(labels).size == 6
     assert RegimeNormalizer(explained=0.99).fit(X, S).k_ == 5  # the old threshold merges two
+
+
+# ---- bench/rul.py's cut-off populations (issue 16): training rows weighted to look like a test protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench_rul():
+    import runpy
+
+    return runpy.run_path(str(ROOT / "bench" / "rul.py"), run_name="bench_rul")
+
+
+def test_cutoff_rows_and_weights(bench_rul):
+    lives = np.array([3, 5, 8])
+    engine, length, rul = bench_rul["cutoff_rows"](lives)
+    assert list(engine) == [0] * 3 + [1] * 5 + [2] * 8
+    assert list(length[:3]) == [1, 2, 3] and list(rul[3:8]) == [4, 3, 2, 1, 0]
+    weights = bench_rul["cutoff_weights"]
+    uniform = weights(lives, "uniform")
+    assert np.allclose(np.bincount(engine, weights=uniform), 1.0)
+    # cut at a test length shorter than the life: engine 0 (life 3) has none (test lengths 4, 4, 6)
+    w = weights(lives, "lengths", test_lengths=np.array([4, 4, 6]))
+    assert np.allclose(np.bincount(engine, weights=w), [0.0, 1.0, 1.0])
+    assert np.all(w[~np.isin(length, [4, 6])] == 0)
+    assert w[(engine == 2) & (length == 4)][0] == pytest.approx(2 / 3)  # two of the three draws are length 4
+    assert w[(engine == 1) & (length == 4)][0] == pytest.approx(1.0)  # only 4 and 4 are shorter than 5
+    # RUL at the cut uniform on 0..2: only rows with RUL <= 2 count; every engine at least 3 long counts once
+    r = weights(lives, "rul", rul_max=2)
+    assert np.all(r[rul > 2] == 0) and np.allclose(np.bincount(engine, weights=r), 1.0)
+    with pytest.raises(ValueError):
+        weights(lives, "lengths")
+    with pytest.raises(ValueError):
+        weights(lives, "sideways")
+
+
+def test_rul_max_is_recovered_from_observed_lengths_alone(bench_rul):
+    rng = np.random.default_rng(4)
+    lives = rng.integers(150, 300, size=300)
+    test_lives = rng.integers(150, 300, size=400)
+    observed = test_lives - rng.integers(0, 121, size=400)  # RUL at the cut uniform on 0..120
+    best, profile = bench_rul["fit_rul_max"](lives, observed)
+    assert 105 <= best <= 135
+    assert profile[best] > profile[200.0] + 10 and profile[best] > profile[100.0]
+
+
+def test_weighted_scores_match_the_per_unit_scores(bench_rul):
+    pred = np.array([10.0, 50.0, 80.0])
+    true = np.array([20.0, 45.0, 80.0])
+    rmse, phm = bench_rul["weighted_scores"](pred, true, np.ones(3), 3)
+    assert rmse == pytest.approx(bench_rul["rmse"](pred, true))
+    assert phm == pytest.approx(bench_rul["phm08"](pred, true))
+    # weights: per-unit expectation times the number of units
+    rmse_w, phm_w = bench_rul["weighted_scores"](pred, true, np.array([1.0, 0.0, 1.0]), 10)
+    assert rmse_w == pytest.approx(np.sqrt(50.0)) and phm_w == pytest.approx(10 * np.expm1(10 / 13) / 2)
+
+
+def test_cutoff_study_runs_on_a_small_fleet(bench_rul, monkeypatch, capsys):
+    orig = RulModel.__init__
+
+    def small_init(self, *a, **kw):
+        orig(self, *a, **{**SMALL, "max_iter": 10, "cv_folds": 2, "min_bin_assets": 3, **kw})
+
+    monkeypatch.setattr(RulModel, "__init__", small_init)
+    train, _ = make_fleet(6, seed=21)
+    test, _ = make_fleet(5, seed=22, truncate=True)
+    # no settings: one regime, no KMeans (keeps the test fast)
+    bench_rul["cutoff_study"]([(t, X, None) for t, X, _ in train], [(t, X, None) for t, X, _ in test], caps=(125, 150))
+    out = capsys.readouterr().out
+    assert "maximum-likelihood R" in out and "cap 150" in out and "uncapped, w=lengths" in out
+    assert "calibrated under uniform" in out
