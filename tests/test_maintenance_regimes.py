@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from alerts.lifecycle import AlertManager
@@ -198,3 +199,34 @@ def _labelled(t: MaintenanceTracker, rows: Rows) -> Rows:
     """``rows`` after their regimes were handed to the tracker (one call, as for a batch)."""
     t.observe_rows("mixer-3", NAMES, [(ts, np.array([load, 1.0])) for ts, load, _ in rows])
     return rows
+
+
+def test_an_asset_without_the_settings_is_named_once_and_trended_as_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = tracker(with_regimes=True)
+    rows = [(T0 + i * 60 * S, np.array([1.0])) for i in range(3)]
+    assert t.observe_rows("fan-2", ("vibration",), rows) == ("load",)
+    assert t.observe_rows("fan-2", ("vibration",), rows) == ()  # said once
+    for ts, _ in rows:
+        t.observe(Verdict("fan-2", ts, 1.0, 0.2, False), sensors=("vibration",))
+    [entry] = t.snapshot()
+    assert entry["regime"] is None and entry["regimes"] == [] and entry["health_index"] is not None
+    stage = DetectorStage(
+        ScoringQueue(),
+        sink=type("NullSink", (), {"write_verdicts": lambda self, v: None})(),
+        alerts=AlertManager(SqliteAlertStore(tmp_path / "alerts.db"), resolve_after_s=60, counters=Counters()),
+        detector_config=lambda asset: MonitorConfig(baseline_rows=20),
+        counters=Counters(),
+        health=StageHealth(),
+        stop=threading.Event(),
+        maintenance=tracker(with_regimes=True),
+    )
+    with caplog.at_level("WARNING", logger="plantwatch.service.detector_stage"):
+        for i in range(0, 60, 10):
+            stage._process([Reading("fan-3", T0 + (i + k) * S, {"vibration": 1.0 + 0.01 * k}) for k in range(10)])
+    said = [r.getMessage() for r in caplog.records if "operating_settings" in r.getMessage()]
+    assert said == [
+        "maintenance.operating_settings: fan-3 publishes no 'load', so its health is trended as one regime"
+        " (sensors: vibration)"
+    ]

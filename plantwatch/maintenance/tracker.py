@@ -115,6 +115,7 @@ class MaintenanceTracker:
         self.rul = rul  # fed by the detector stage with readings; its estimates join the snapshot
         self.regimes = regimes
         self._assets: dict[str, AssetTrends] = {}
+        self._lacking: set[str] = set()  # assets said to lack a setting (their health is one trend)
         self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
 
     def _state(self, asset: str, sensors: Sequence[str] | None, drift: Mapping[str, float]) -> AssetTrends:
@@ -142,13 +143,19 @@ class MaintenanceTracker:
         )
         return Track(MaintenanceMonitor(asset, health, ttt, self.n_drivers))
 
-    def observe_rows(self, asset: str, names: Sequence[str], rows: Sequence[tuple[int, np.ndarray]]) -> None:
+    def observe_rows(self, asset: str, names: Sequence[str], rows: Sequence[tuple[int, np.ndarray]]) -> tuple[str, ...]:
         """The aligned rows ``(ts_ns, values in names order)`` about to be scored: their regimes, so that each
         of their verdicts is judged in its own row's regime. A no-op without regimes, or for an asset whose
-        readings lack one of the settings."""
+        readings lack one of the settings: those are returned the first time (to be said once), else ()."""
         config = self.regimes
-        if config is None or not rows or not all(s in names for s in config.settings):
-            return
+        if config is None or not rows:
+            return ()
+        missing = tuple(s for s in config.settings if s not in names)
+        if missing:
+            if asset in self._lacking:
+                return ()
+            self._lacking.add(asset)
+            return missing
         columns = [list(names).index(s) for s in config.settings]
         with self._lock:
             state = self._assets.get(asset)
@@ -160,6 +167,7 @@ class MaintenanceTracker:
                     state.tracks.pop(None)
             recogniser = state.regimes
             state.labels = {ts: label for ts, row in rows if (label := recogniser.label(row[columns])) is not None}
+        return ()
 
     def observe(
         self,

@@ -335,7 +335,15 @@ class DetectorStage:
         if rows and names:
             self.rows.add(asset, names, rows)
             if self.maintenance is not None:  # each row's operating regime, for its verdict's health trend
-                self.maintenance.observe_rows(asset, names, rows)
+                lacking = self.maintenance.observe_rows(asset, names, rows)
+                if lacking:
+                    log.warning(
+                        "maintenance.operating_settings: %s publishes no %s, so its health is trended as one "
+                        "regime (sensors: %s)",
+                        asset,
+                        ", ".join(repr(s) for s in lacking),
+                        ", ".join(names),
+                    )
         if rul is not None and rows and names:
             # Aligned rows, so sensors published one per message reach the RUL model as whole rows.
             made = rul.observe(asset, [(ts, dict(zip(names, row.tolist(), strict=True))) for ts, row in rows])
