@@ -230,3 +230,18 @@ def test_an_asset_without_the_settings_is_named_once_and_trended_as_one(
         "maintenance.operating_settings: fan-3 publishes no 'load', so its health is trended as one regime"
         " (sensors: vibration)"
     ]
+
+
+def test_a_regime_index_is_smoothed_over_its_own_running_time() -> None:
+    """Back at full load after three hours at part load, the full-load index goes on from where it was rather
+    than starting again from the first verdict (it would, smoothed over calendar time: 3 half-lives away)."""
+    t = tracker(with_regimes=True)
+    full = [(T0 + i * 60 * S, LOADS[1], 0.6) for i in range(120)]  # two hours at full load, probability 0.6
+    part = [(full[-1][0] + (i + 1) * 60 * S, LOADS[0], 0.1) for i in range(180)]
+    feed(t, full + part)
+    back = part[-1][0] + 60 * S
+    t.observe_rows("mixer-3", NAMES, [(back, np.array([LOADS[1], 1.0]))])
+    t.observe(Verdict("mixer-3", back, 1.0, 0.0, False), sensors=NAMES)  # one quiet verdict back at full load
+    [entry] = t.snapshot()
+    assert entry["regime"]["id"] == 0 and entry["regimes"][0]["regime"] == 0
+    assert entry["health_index"] > 0.29  # ~0.303 before (0.5 x 0.6 / 0.99); one verdict a minute in moves it little

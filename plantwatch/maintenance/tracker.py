@@ -190,19 +190,24 @@ class MaintenanceTracker:
             state = self._assets.get(verdict.asset)
             if state is not None and state.regimes is not None:
                 regime = state.labels.get(verdict.ts_ns)
+                last, state.last_verdict_ns = state.last_verdict_ns, max(state.last_verdict_ns, verdict.ts_ns)
                 if regime is None:
                     state.between += 1
                     return self._forecast_of(state, verdict.asset, ts)
                 if regime not in state.tracks:
                     sensors = sensors or state.sensors()
                     state.tracks[regime] = self.fresh_track(verdict.asset, sensors or tuple(sorted(drift)))
+                back = state.tracks[regime]
+                if back.updated_at_ns and last > back.updated_at_ns:  # back from other regimes: that time away
+                    back.away_s += (last - back.updated_at_ns) / 1e9
                 state.judged = regime
             state = self._state(verdict.asset, sensors, drift)
             track = state.tracks[state.judged]
             mon = track.monitor
-            if mon.health.ts_ is not None and ts < mon.health.ts_:
+            own = ts - track.away_s  # the regime's own running time: what its index is smoothed over
+            if mon.health.ts_ is not None and own < mon.health.ts_:
                 return None  # a late row: the index only moves forward in event time
-            value = mon.health.update(ts, verdict.probability, drift)
+            value = mon.health.update(own, verdict.probability, drift)
             track.updated_at_ns = verdict.ts_ns
             if track.last_trend_ts is None or ts - track.last_trend_ts >= self.sample_s:
                 projection = mon.ttt.update(ts, value)

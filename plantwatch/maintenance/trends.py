@@ -22,6 +22,9 @@ class Track:
     projection: Projection | None = None
     last_trend_ts: float | None = None
     updated_at_ns: int = 0
+    # Event time the machine spent in other regimes since this one's first verdict: the index is smoothed
+    # over the regime's own running time, so its first verdict after hours elsewhere is not taken alone.
+    away_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class AssetTrends:
     regimes: Regimes | None = None  # None: the asset has no regimes (not configured, or lacks a setting)
     labels: dict[int, int] = field(default_factory=dict)  # regime of each row (event time) just aligned
     between: int = 0  # verdicts of rows between regimes: judged in none, not tracked
+    last_verdict_ns: int = 0  # event time of the asset's latest verdict, in any regime or between
     forecast_from: int | None = None  # the track of the latest forecast (its drivers go with the alert)
 
     def sensors(self) -> tuple[str, ...] | None:
@@ -106,7 +110,12 @@ def save_trends(
     arrays: dict[str, np.ndarray] = {}
     for asset, state in sorted(assets.items()):
         if state.regimes is not None:
-            regimes[asset] = {"learned": state.regimes.get_state(), "judged": state.judged, "between": state.between}
+            regimes[asset] = {
+                "learned": state.regimes.get_state(),
+                "judged": state.judged,
+                "between": state.between,
+                "last_verdict_ns": state.last_verdict_ns,
+            }
         for regime, track in sorted(state.tracks.items(), key=lambda item: -1 if item[0] is None else item[0]):
             i = len(entries)
             health = track.monitor.health
@@ -120,6 +129,7 @@ def save_trends(
                     "n": health.n_,
                     "last_trend_ts": track.last_trend_ts,
                     "updated_at_ns": track.updated_at_ns,
+                    "away_s": track.away_s,
                 }
             )
             arrays[f"z/{i}"] = health.z_.copy()
@@ -157,7 +167,8 @@ def _restored_asset(saved: Mapping[str, Any] | None, regimes: RegimeConfig | Non
     recogniser = regimes.make()
     recogniser.set_state(saved["learned"])
     judged = None if saved["judged"] is None else int(saved["judged"])
-    return AssetTrends({}, judged=judged, regimes=recogniser, between=int(saved["between"]))
+    last = int(saved.get("last_verdict_ns", 0))
+    return AssetTrends({}, judged=judged, regimes=recogniser, between=int(saved["between"]), last_verdict_ns=last)
 
 
 def _restored_track(track: Track, entry: Mapping[str, Any], z: np.ndarray) -> Track:
@@ -171,6 +182,7 @@ def _restored_track(track: Track, entry: Mapping[str, Any], z: np.ndarray) -> Tr
     health.n_ = int(entry["n"])
     track.last_trend_ts = None if entry["last_trend_ts"] is None else float(entry["last_trend_ts"])
     track.updated_at_ns = int(entry["updated_at_ns"])
+    track.away_s = float(entry.get("away_s", 0.0))
     return track
 
 
