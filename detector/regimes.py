@@ -15,17 +15,20 @@ Two recognisers, one interface (``label(settings) -> int | None``, ``center(labe
   (``None``): a transient is not an operating point. No more than ``max_regimes`` are learned; past
   that, an unmatched row is between regimes too. A regime's centre is the running mean of the rows
   that confirmed or joined it, so it follows a setpoint that was written down roughly.
-* :class:`FixedRegimes` uses regimes learned elsewhere, e.g. those a RUL model clustered from a
-  training fleet (:class:`detector.rul.RegimeNormalizer`): every row belongs to the nearest centre,
-  as the model itself assigns it, so the regime shown is the one the model judged the row in.
+* :class:`FixedRegimes` uses regimes learned elsewhere: those a RUL model clustered from a training
+  fleet (:class:`detector.rul.RegimeNormalizer`), every row assigned by the model's own rule, so the
+  regime shown is the one the model judged the row in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from detector.rul import RegimeNormalizer
 
 
 class Regimes(Protocol):
@@ -118,26 +121,23 @@ class OnlineRegimes:
 
 
 class FixedRegimes:
-    """Regimes learned elsewhere: each row belongs to the nearest of ``centers`` (k, s), the distance
-    measured in ``scale`` (s,) units per setting, as :class:`detector.rul.RegimeNormalizer` assigns."""
+    """Regimes learned elsewhere: those a RUL model clustered from its training fleet. Each row is assigned
+    as the model assigns it (:meth:`detector.rul.RegimeNormalizer.assign`: its settings scaled by their
+    training range, rounded, nearest centre), so the regime shown is the one the model judged the row in."""
 
-    def __init__(self, centers: np.ndarray, scale: np.ndarray) -> None:
-        self.centers = centers
-        self.scale = scale
-        self._centers = np.asarray(centers, dtype=np.float64)
-        self._scale = np.asarray(scale, dtype=np.float64)
-        if self._centers.ndim != 2 or self._scale.shape != (self._centers.shape[1],):
-            raise ValueError(f"centers (k, s) and scale (s,) expected, got {self._centers.shape}, {self._scale.shape}")
+    def __init__(self, normalizer: RegimeNormalizer) -> None:
+        self.normalizer = normalizer
 
     def label(self, settings: np.ndarray) -> int | None:
         s = np.asarray(settings, dtype=np.float64)
-        if s.shape != self._scale.shape or not np.all(np.isfinite(s)):
+        if s.shape != self.normalizer.settings_scale_.shape or not np.all(np.isfinite(s)):
             return None
-        d2 = (((self._centers - s) / self._scale) ** 2).sum(axis=1)
-        return int(np.argmin(d2))
+        return int(self.normalizer.assign(s[None, :], 1)[0])
 
     def center(self, label: int) -> np.ndarray:
-        return np.asarray(self._centers[label])
+        """The regime's centre in the settings' own units."""
+        norm = self.normalizer
+        return np.asarray(norm.centers_[label] * norm.settings_scale_ + norm.settings_center_)
 
     def get_state(self) -> dict[str, Any]:
         return {}  # nothing learned here

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detector.regimes import FixedRegimes, OnlineRegimes
+from detector.rul import RegimeNormalizer
 
 SETPOINTS = np.array([[0.3, 900.0], [0.6, 1200.0], [0.9, 1500.0]])  # load (fraction), speed (rpm)
 TOLERANCE = (0.05, 50.0)
@@ -84,9 +85,12 @@ def test_state_round_trip_continues_identically() -> None:
 
 
 def test_fixed_regimes_take_the_nearest_centre_in_scaled_units() -> None:
-    fixed = FixedRegimes(SETPOINTS, np.array([1.0, 1000.0]))
+    """A RUL model's regimes (its RegimeNormalizer, fitted on three conditions), assigned as the model does."""
+    rows = np.repeat(SETPOINTS, 20, axis=0)
+    fixed = FixedRegimes(RegimeNormalizer().fit(np.zeros((rows.shape[0], 1)), rows))
     assert fixed.label(np.array([0.62, 1180.0])) == 1
-    # 0.05 load and 250 rpm (0.25 scaled) from centre 0 are nearer than 0.35 load and 50 rpm from centre 1
+    # scaled by their training ranges (0.6, 600 rpm), 0.05 load and 250 rpm from centre 0 (0.08, 0.42) are
+    # nearer than 0.35 load and 50 rpm from centre 1 (0.58, 0.08); unscaled, the speed would decide
     assert fixed.label(np.array([0.25, 1150.0])) == 0
     assert fixed.label(np.array([np.inf, 1.0])) is None
-    np.testing.assert_array_equal(fixed.center(2), SETPOINTS[2])
+    np.testing.assert_allclose(fixed.center(2), SETPOINTS[2], rtol=1e-12)  # back in the settings' units

@@ -75,6 +75,10 @@ class RulTracker:
         self.time_unit_s = float(time_unit_s)
         self.every_rows = every_rows
         self.history_rows = history_rows
+        # The model's regimes, which also serve the health trends when no operating settings are configured;
+        # None when it has one (or was fitted without settings columns).
+        several = bool(self.settings_columns) and model.normalizer_.k_ >= 2
+        self.regimes = FixedRegimes(model.normalizer_) if several else None
         self._assets: dict[str, _AssetRows] = {}
         self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
 
@@ -124,27 +128,16 @@ class RulTracker:
 
     def _regime(self, S: np.ndarray | None) -> int | None:
         """The regime the model assigns the last row (what its per-regime standardisation judged it in)."""
-        norm = self.model.normalizer_
-        if S is None or norm.k_ < 2:
-            return None
-        return int(norm.assign(S[-1:], 1)[0])
+        return None if S is None or self.regimes is None else self.regimes.label(S[-1])
 
     def regime_of(self, estimate: RulEstimate) -> dict[str, Any] | None:
         """``estimate``'s regime for ``GET /maintenance``: its number, the settings at its centre and the
         source; None when the model has one regime."""
-        if estimate.regime is None:
+        if estimate.regime is None or self.regimes is None:
             return None
-        norm = self.model.normalizer_
-        center = norm.centers_[estimate.regime] * norm.settings_scale_ + norm.settings_center_
+        center = self.regimes.center(estimate.regime)
         settings = {name: float(v) for name, v in zip(self.settings_columns, center, strict=True)}
         return {"id": estimate.regime, "settings": settings, "source": self.model_name}
-
-    def fixed_regimes(self) -> FixedRegimes | None:
-        """The model's regimes as a recogniser for the health trends; None when it has one regime."""
-        norm = self.model.normalizer_
-        if not self.settings_columns or norm.k_ < 2:
-            return None
-        return FixedRegimes(norm.centers_ * norm.settings_scale_ + norm.settings_center_, norm.settings_scale_)
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -296,7 +296,7 @@ def _maintenance_tracker(settings: Settings, rul: RulTracker | None) -> Maintena
             lambda: OnlineRegimes(tolerances, m.regime_settle_rows, m.max_regimes),
             "operating_settings",
         )
-    elif rul is not None and (fixed := rul.fixed_regimes()) is not None:
+    elif rul is not None and (fixed := rul.regimes) is not None:
         regimes = RegimeConfig(rul.settings_columns, lambda: fixed, rul.model_name)
     return MaintenanceTracker(m.horizon_s, m.window_s, rul=rul, regimes=regimes)
 
