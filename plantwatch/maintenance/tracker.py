@@ -118,10 +118,15 @@ class MaintenanceTracker:
         self._lacking: set[str] = set()  # assets said to lack a setting (their health is one trend)
         self._lock = threading.Lock()  # the detector thread writes, the API threadpool reads
 
-    def _state(self, asset: str, sensors: Sequence[str] | None, drift: Mapping[str, float]) -> AssetTrends:
+    def _asset(self, asset: str) -> AssetTrends:
+        """The asset's trends, created empty on first sight (lock held)."""
         state = self._assets.get(asset)
         if state is None:
             state = self._assets[asset] = AssetTrends({})
+        return state
+
+    def _state(self, asset: str, sensors: Sequence[str] | None, drift: Mapping[str, float]) -> AssetTrends:
+        state = self._asset(asset)
         if state.tracks:
             for track in state.tracks.values():
                 add_sensors(track.monitor.health, drift)
@@ -158,9 +163,7 @@ class MaintenanceTracker:
             return missing
         columns = [list(names).index(s) for s in config.settings]
         with self._lock:
-            state = self._assets.get(asset)
-            if state is None:
-                state = self._assets[asset] = AssetTrends({})
+            state = self._asset(asset)
             if state.regimes is None:
                 state.regimes = config.make()
                 if None in state.tracks and state.judged is None:  # a trend from before regimes were known
@@ -247,12 +250,9 @@ class MaintenanceTracker:
         estimate = self._due_estimate(asset)
         if estimate is None:
             return None
-        judged = state.tracks.get(state.judged)
-        if judged is None:
-            return self._rul_forecast(estimate, asset, ts, 0.0, ())
-        index = judged.monitor.health
-        value = 0.0 if index.value_ is None else index.value_
-        return self._rul_forecast(estimate, asset, ts, value, index.drivers(self.n_drivers))
+        index = _judged_index(state)
+        drivers = index.drivers(self.n_drivers) if index is not None else ()
+        return self._rul_forecast(estimate, asset, ts, _value_of(index), drivers)
 
     def rul_forecast(self, asset: str, ts_ns: int) -> MaintenanceForecast | None:
         """From the RUL model alone (e.g. while the anomaly baseline is still being learned, when no
@@ -261,10 +261,8 @@ class MaintenanceTracker:
         if estimate is None:
             return None
         with self._lock:
-            state = self._assets.get(asset)
-            track = state.tracks.get(state.judged) if state is not None else None
-            health = track.monitor.health.value_ if track is not None else None
-        return self._rul_forecast(estimate, asset, ts_ns / 1e9, 0.0 if health is None else health, ())
+            value = _value_of(_judged_index(self._assets.get(asset)))
+        return self._rul_forecast(estimate, asset, ts_ns / 1e9, value, ())
 
     def _due_estimate(self, asset: str) -> RulEstimate | None:
         """With a supervised RUL model: its estimate for ``asset`` when the predicted remaining life is
@@ -406,3 +404,14 @@ class MaintenanceTracker:
             settings = {name: float(v) for name, v in zip(self.regimes.settings, center, strict=True)}
             regime = {"id": state.judged, "settings": settings, "source": self.regimes.source}
         return {"judged": state.judged, "tracks": tracks, "regime": regime, "between": state.between}
+
+
+def _judged_index(state: AssetTrends | None) -> HealthIndex | None:
+    """The health index of the regime the asset's latest tracked verdict was judged in."""
+    track = state.tracks.get(state.judged) if state is not None else None
+    return track.monitor.health if track is not None else None
+
+
+def _value_of(index: HealthIndex | None) -> float:
+    """The index's value for a RUL forecast: 0 before it has one."""
+    return 0.0 if index is None or index.value_ is None else index.value_
