@@ -15,12 +15,12 @@ from __future__ import annotations
 import builtins
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import psycopg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from alerts.model import Alert, AlertAction
@@ -44,7 +44,11 @@ def unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, psycopg.OperationalError | sqlite3.OperationalError)
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    # psycopg is imported only for a PostgreSQL store: without it, no error can be one of its.
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
 
 class WaitingStore:

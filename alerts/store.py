@@ -21,8 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import (
     Connection,
     Engine,
@@ -448,6 +446,8 @@ class PostgresAlertStore(_SqlAlertStore):
     reads_are_local = False  # a round trip, and up to connect_timeout_s when the server is away
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout_s: int = 10) -> None:
+        import psycopg  # here, not at the top: 9 MB that a SQLite store never needs
+
         connect_args: dict[str, Any] = {"connect_timeout": connect_timeout_s, "application_name": "plantwatch"}
         if schema:
             connect_args["options"] = f"-csearch_path={schema}"
@@ -504,6 +504,9 @@ def _reason(exc: BaseException) -> str:
 
 def _server(url: str) -> str:
     """host:port/database of a PostgreSQL URL: what to check, without the password the URL may hold."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error:

@@ -6,24 +6,42 @@ with the same chance ``capacity / c``. ``h`` is a fixed integer hash (SplitMix64
 random generator: which rows stay depends on their counts alone, so any batching of the same rows,
 and a save/restore in between, leave the same memory. Each kept row carries its count, so the rows
 can be handed out in time order (cross-fitting scores contiguous blocks of time).
+
+The arrays grow with the rows held (doubling, up to ``capacity``): recalibration's memory is ten
+baseline lengths, and a site of a thousand assets that have just learned their baselines should not
+hold it empty. The counts are kept in 32 bits until a memory has seen 2**32 rows (13 years at
+10 Hz), then in 64; recalibration keeps its scores in single precision (``dtype``). A full memory of
+6,000 scores then holds 47 KB instead of 94.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
+
+_COUNTS_32 = 2**32 - 1  # the largest count a uint32 holds
 
 
 class NormalMemory:
-    """Up to ``capacity`` rows of ``width`` features; ``seen`` counts every row ever added."""
+    """Up to ``capacity`` rows of ``width`` features (of ``dtype``); ``seen`` counts every row ever added."""
 
-    def __init__(self, capacity: int, width: int) -> None:
+    def __init__(self, capacity: int, width: int, dtype: npt.DTypeLike = np.float64) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._rows = np.empty((capacity, width))
-        self._counts = np.zeros(capacity, dtype=np.int64)
+        self._rows = np.empty((0, width), dtype=dtype)
+        self._counts = np.zeros(0, dtype=np.uint32)
         self.size = 0
         self.seen = 0
+
+    def _hold(self, rows: int) -> None:
+        """Room for ``rows`` rows (at most ``capacity``), doubling the arrays as needed."""
+        held = self._counts.shape[0]
+        if rows <= held:
+            return
+        grown = min(self.capacity, max(rows, 2 * held, 64))
+        self._rows = np.concatenate([self._rows, np.empty((grown - held, self._rows.shape[1]), self._rows.dtype)])
+        self._counts = np.concatenate([self._counts, np.zeros(grown - held, self._counts.dtype)])
 
     def add(self, F: np.ndarray) -> None:
         counts = self.seen + 1 + np.arange(F.shape[0], dtype=np.int64)
@@ -35,13 +53,16 @@ class NormalMemory:
         last_first = keep[::-1]
         slot_values, first = np.unique(slots[last_first], return_index=True)
         chosen = last_first[first]
+        self._hold(min(self.capacity, self.seen))
+        if self.seen > _COUNTS_32:
+            self._counts = self._counts.astype(np.int64)
         self._rows[slot_values] = F[chosen]
         self._counts[slot_values] = counts[chosen]
         self.size = min(self.capacity, self.seen)
 
     def counts(self) -> np.ndarray:
         """Each kept row's count (its position in the stream of added rows), in slot order."""
-        return self._counts[: self.size].copy()
+        return self._counts[: self.size].astype(np.int64)
 
     def in_time_order(self) -> np.ndarray:
         """The kept rows, oldest first."""
@@ -53,12 +74,17 @@ class NormalMemory:
         return self._rows[: self.size].copy(), self.counts(), self.seen
 
     @classmethod
-    def from_state(cls, capacity: int, rows: np.ndarray, counts: np.ndarray, seen: int) -> NormalMemory:
-        rows = np.asarray(rows, dtype=np.float64)
+    def from_state(
+        cls, capacity: int, rows: np.ndarray, counts: np.ndarray, seen: int, dtype: npt.DTypeLike = np.float64
+    ) -> NormalMemory:
+        rows = np.asarray(rows, dtype=dtype)
         if rows.shape[0] > capacity:
             raise ValueError(f"{rows.shape[0]} saved rows do not fit a memory of {capacity}")
-        memory = cls(capacity, rows.shape[1])
+        memory = cls(capacity, rows.shape[1], dtype)
         memory.size, memory.seen = rows.shape[0], int(seen)
+        if memory.seen > _COUNTS_32:
+            memory._counts = memory._counts.astype(np.int64)
+        memory._hold(memory.size)
         memory._rows[: memory.size] = rows
         memory._counts[: memory.size] = np.asarray(counts, dtype=np.int64)
         return memory

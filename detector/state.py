@@ -48,7 +48,7 @@ from detector.features import RollingFeatures
 from detector.feedback import AlertRows, Feedback
 from detector.gate import NEVER
 from detector.memory import NormalMemory
-from detector.recalibration import RECALIBRATION_MEMORY, Recalibration
+from detector.recalibration import LIVE_SCORES_DTYPE, RECALIBRATION_MEMORY, Recalibration
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -119,7 +119,7 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
         state.update(_encode_recalibration(recalibration))
     feedback = saved.learned.feedback
     if feedback is not None:
-        state["feedback/baseline"], state["feedback/marked"] = feedback.baseline, feedback.marked
+        state["feedback/baseline"], state["feedback/marked"] = feedback.baseline32, feedback.marked
         state["feedback/alert_ts"], state["feedback/alert_F"] = feedback.alerts.ts, feedback.alerts.F
         state["feedback/enter"] = feedback.enter_
     return state
@@ -215,7 +215,7 @@ def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model
     capacity = RECALIBRATION_MEMORY * config.baseline_rows
     return Recalibration(
         state["recal_scores"],
-        NormalMemory.from_state(capacity, memory, state["recal_seq"], seen),
+        NormalMemory.from_state(capacity, memory, state["recal_seq"], seen, LIVE_SCORES_DTYPE),
         since_refit,
         state["recal_pending"],
         guard_left,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -480,3 +482,19 @@ def test_sqlite_folder_blocked_by_a_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("")
     with pytest.raises(StoreOpenError, match=r"cannot create the folder .*data for the SQLite file .*: a file of"):
         open_store(f"sqlite:///{tmp_path / 'data' / 'alerts.db'}")
+
+
+def test_head_is_alembics_newest_revision() -> None:
+    assert migrate.HEAD == migrate.head()  # a new migration must move HEAD too
+
+
+def test_a_store_at_the_newest_revision_opens_without_loading_alembic_or_psycopg(tmp_path: Path) -> None:
+    # Alembic (11 MB) and psycopg (9 MB) would stay in the service's memory for nothing.
+    db = tmp_path / "alerts.db"
+    SqliteAlertStore(db).close()  # created and migrated: this one loads Alembic
+    code = (
+        "import sys; from alerts.store import SqliteAlertStore; s = SqliteAlertStore(sys.argv[1]); "
+        "print(len(s.list()), sorted(m for m in ('alembic', 'mako', 'psycopg') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "[]"]

@@ -48,3 +48,36 @@ def test_state_round_trip_continues_identically() -> None:
     assert np.array_equal(restored.in_time_order(), memory.in_time_order())
     with pytest.raises(ValueError, match="do not fit"):
         NormalMemory.from_state(10, *memory.get_state())
+
+
+def test_the_arrays_grow_with_the_rows_held_not_with_the_capacity() -> None:
+    memory = NormalMemory(6_000, 1)
+    memory.add(_rows(50))
+    assert memory._rows.shape[0] < 200  # a memory that holds 50 rows does not hold 6,000 slots
+    memory.add(_rows(20_000, start=50))
+    assert memory._rows.shape[0] == 6_000 and memory.size == 6_000
+    assert np.all(np.diff(memory.in_time_order()[:, 0]) > 0)
+
+
+def test_counts_past_32_bits_keep_the_time_order() -> None:
+    # Rows counted beyond 2**32 (13 years at 10 Hz) sort after the early ones, saved and restored.
+    counts = np.array([2**32 + 7, 3, 2**32 + 1, 9])
+    memory = NormalMemory.from_state(10, _rows(4), counts, 2**32 + 10)
+    assert np.array_equal(memory.in_time_order()[:, 0], [1, 3, 2, 0])
+    assert np.array_equal(memory.counts(), counts)
+    # A memory that counts past 2**32 as it runs widens its counts before the first such row lands.
+    running = NormalMemory(10, 1)
+    running.add(_rows(10))
+    running.seen = 2**32 - 1
+    running.add(_rows(1))
+    assert running.counts().min() == 1 and running.counts().dtype == np.int64
+    assert running._counts.dtype == np.int64
+
+
+def test_a_single_precision_memory_keeps_single_precision_rows() -> None:
+    memory = NormalMemory(10, 1, np.float32)
+    memory.add(_rows(30) + 0.1)
+    assert memory.in_time_order().dtype == np.float32
+    rows, counts, seen = memory.get_state()
+    again = NormalMemory.from_state(10, rows, counts, seen, np.float32)
+    assert np.array_equal(again.in_time_order(), memory.in_time_order())

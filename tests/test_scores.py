@@ -60,6 +60,18 @@ def _rows(first_s: int, count: int, sensors: int = 2) -> list[tuple[int, np.ndar
     return [(T0 + t * S, np.array([t + 0.5 * k for k in range(sensors)])) for t in range(first_s, first_s + count)]
 
 
+def test_a_ring_holds_what_it_was_given_as_it_grows_to_its_capacity_and_wraps() -> None:
+    history, rows = ScoreHistory(rows=200), RowHistory(rows=200)
+    for written in (1, 64, 65, 150, 200, 201, 555):
+        history.add([row(t, asset=f"pump-{written}") for t in range(written)])
+        rows.add(f"pump-{written}", ("flow", "temp"), _rows(0, written))
+        newest = list(range(max(0, written - 200), written))
+        assert [p.score for p in history.since(f"pump-{written}", None, 1000)] == [float(t) for t in newest]
+        assert rows.since(f"pump-{written}", None, 1000).ts_ns == [T0 + t * S for t in newest]
+    assert history._rings["pump-65"].ts.shape[0] == 128  # an asset with 65 rows holds 128 slots, not 200
+    assert rows._rings["pump-1"].ts.shape[0] == 64
+
+
 def test_the_row_ring_keeps_each_sensors_newest_values_and_starts_again_for_new_sensors() -> None:
     history = RowHistory(rows=4)
     history.add("pump-1", ("flow", "temp"), _rows(0, 3))

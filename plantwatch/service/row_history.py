@@ -1,7 +1,8 @@
 """Each asset's recent aligned rows (time and every sensor's value), for the dashboard's sensor chart
-(``GET /assets/{asset}/readings``): a fixed ring of float32 per asset, so 720 rows of 8 sensors cost
-23 KB an asset whatever runs for how long. Written by the detector thread from the rows the monitor
-aligned (the rows it scored), read by the API's threads, under one lock."""
+(``GET /assets/{asset}/readings``): a ring of float32 per asset, so 720 rows of 8 sensors cost 23 KB
+an asset whatever runs for how long (less until the ring is full: its arrays grow, doubling).
+Written by the detector thread from the rows the monitor aligned (the rows it scored), read by the
+API's threads, under one lock."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.align import Row
-from plantwatch.service.score_history import AssetRings, kept_rows
+from plantwatch.service.score_history import AssetRings, grown, kept_rows
 
 DEFAULT_ROWS = 720  # the dashboard draws the newest 720 scored rows
 
@@ -26,14 +27,16 @@ class RowsSince:
 class _Ring:
     def __init__(self, sensors: tuple[str, ...], capacity: int) -> None:
         self.sensors = sensors
-        self.ts = np.zeros(capacity, np.int64)
-        self.values = np.zeros((capacity, len(sensors)), np.float32)
+        self.capacity = capacity
+        self.ts = np.zeros(0, np.int64)
+        self.values = np.zeros((0, len(sensors)), np.float32)
         self.count = 0  # rows ever written; the newest is at (count - 1) % capacity
 
     def add(self, rows: Sequence[Row]) -> None:
-        capacity = self.ts.shape[0]
-        for ts, row in rows[-capacity:]:
-            i = self.count % capacity
+        for ts, row in rows[-self.capacity :]:
+            i = self.count % self.capacity
+            if i == self.ts.shape[0]:
+                self.ts, self.values = grown(self.capacity, self.ts, self.values)
             self.ts[i], self.values[i] = ts, row
             self.count += 1
 

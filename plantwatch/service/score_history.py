@@ -1,7 +1,8 @@
 """Each asset's recent scored rows (time, score, probability, anomaly), for charts (``GET
-/assets/{asset}/scores``): a fixed ring of numpy arrays per asset, 17 bytes a row, so an hour of
-1 Hz rows for 100 assets costs about 6 MB whatever runs for how long. Written by the detector
-thread, read by the API's threads, under one lock."""
+/assets/{asset}/scores``): a ring of numpy arrays per asset, 17 bytes a row, so an hour of 1 Hz
+rows for 100 assets costs about 6 MB whatever runs for how long. The arrays grow (doubling) until the
+ring is full, so an asset that has scored a minute holds a minute. Written by the detector thread,
+read by the API's threads, under one lock."""
 
 from __future__ import annotations
 
@@ -26,23 +27,36 @@ class ScorePoint:
     anomaly: bool
 
 
+def grown(capacity: int, *columns: np.ndarray) -> list[np.ndarray]:
+    """The columns of a ring that has filled them, doubled (from 64 rows) up to ``capacity`` rows."""
+    held = columns[0].shape[0]
+    size = min(capacity, max(64, 2 * held))
+    return [np.concatenate([c, np.zeros((size - held, *c.shape[1:]), c.dtype)]) for c in columns]
+
+
 class _Ring:
     def __init__(self, capacity: int) -> None:
-        self.ts = np.zeros(capacity, np.int64)
-        self.score = np.zeros(capacity, np.float32)
-        self.probability = np.zeros(capacity, np.float32)
-        self.anomaly = np.zeros(capacity, np.bool_)
+        self.capacity = capacity
+        self.ts = np.zeros(0, np.int64)
+        self.score = np.zeros(0, np.float32)
+        self.probability = np.zeros(0, np.float32)
+        self.anomaly = np.zeros(0, np.bool_)
         self.count = 0  # rows ever written; the newest is at (count - 1) % capacity
 
     def add(self, v: Verdict) -> None:
-        i = self.count % self.ts.shape[0]
+        i = self.count % self.capacity
+        if i == self.ts.shape[0]:
+            self.ts, self.score, self.probability, self.anomaly = grown(
+                self.capacity, self.ts, self.score, self.probability, self.anomaly
+            )
         self.ts[i], self.score[i], self.probability[i], self.anomaly[i] = v.ts_ns, v.score, v.probability, v.anomaly
         self.count += 1
 
 
 def kept_rows(ts: np.ndarray, count: int, since_ns: int | None, limit: int) -> np.ndarray:
     """Indices into a ring of stamps ``ts`` after ``count`` rows were written into it: the rows kept,
-    stamped at or after ``since_ns``, oldest first, at most the newest ``limit``."""
+    stamped at or after ``since_ns``, oldest first, at most the newest ``limit``. (A ring wraps only
+    once its arrays have grown to its capacity.)"""
     capacity = ts.shape[0]
     order = np.arange(count) if count <= capacity else (np.arange(capacity) + count) % capacity
     if since_ns is not None:
