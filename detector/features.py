@@ -144,7 +144,7 @@ class RollingFeatures:
             X_all = np.concatenate([self.X_, X])
         else:
             n_old, ts_all, X_all = 0, ts, X
-        out = _rolling_features(ts_all, X_all, window_ns, features, int(self.min_periods))[n_old:]
+        out = _rolling_features(ts_all, X_all, window_ns, features, int(self.min_periods), first=n_old)
         if ts_all.size:
             bucket = ts_all // window_ns
             keep = int(np.searchsorted(bucket, bucket[-1] - 1, side="left"))
@@ -189,17 +189,25 @@ class _SegmentedCumsum:
     ``np.cumsum`` adds strictly left to right, so each segment's sums are bit-identical to a fresh
     ``np.cumsum`` of that segment alone. The result has an extra all-zero last row (index ``n``) so
     that "nothing to subtract" can be an ordinary gather.
+
+    A few segments (a stream's update holds two or three buckets) are summed one ``np.cumsum`` each,
+    in place: the padded blocks' scatter and gather cost more than that below ``FEW_SEGMENTS``.
     """
+
+    FEW_SEGMENTS = 16
 
     def __init__(self, starts: np.ndarray, counts: np.ndarray) -> None:
         n = int(counts.sum())
         self.n = n
-        self.single = counts.size == 1
+        self.bounds: list[tuple[int, int]] | None = None
+        self.plan: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]] = []
+        if counts.size <= self.FEW_SEGMENTS:
+            self.bounds = list(zip(starts.tolist(), (starts + counts).tolist(), strict=True))
+            return
         seg_of_row = np.repeat(np.arange(counts.size), counts)
         pos = np.arange(n) - np.repeat(starts, counts)
         size_class = np.ceil(np.log2(counts)).astype(np.int64)
         row_class = size_class[seg_of_row]
-        self.plan: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]] = []
         for k in np.unique(size_class).tolist():
             in_class = size_class == k
             rank = np.cumsum(in_class) - 1
@@ -209,8 +217,9 @@ class _SegmentedCumsum:
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         out = np.zeros((self.n + 1, v.shape[1]))
-        if self.single:
-            np.cumsum(v, axis=0, out=out[: self.n])
+        if self.bounds is not None:
+            for start, end in self.bounds:
+                np.cumsum(v[start:end], axis=0, out=out[start:end])
             return out
         for rows, g, pos, n_seg, length in self.plan:
             buf = np.zeros((n_seg, length, v.shape[1]))
@@ -244,12 +253,20 @@ def _rolling_extreme(values: np.ndarray, lo: np.ndarray, op: np.ufunc) -> np.nda
 
 
 def _rolling_features(
-    ts: np.ndarray, X: np.ndarray, window_ns: int, features: tuple[str, ...], min_periods: int
+    ts: np.ndarray, X: np.ndarray, window_ns: int, features: tuple[str, ...], min_periods: int, first: int = 0
 ) -> np.ndarray:
+    """Features of rows ``first`` onwards (those of every row when 0). The cumulative sums run over
+    all rows, as every later row's window may need them; the per-row arithmetic after them runs only
+    over the rows returned (and the one before, for ``residual``): elementwise, so each number is the
+    same as over all rows. A stream's update returns a few new rows after up to two windows of kept
+    ones, and the per-row arithmetic was most of its cost."""
     n, d = X.shape
     nf = len(features)
-    if n == 0:
+    if n <= first:
         return np.zeros((0, d * nf))
+    # The rows worked out: ``first`` on, and the one before for residual (the previous row's level).
+    r0 = max(first - 1, 0) if "residual" in features else first
+    rows = slice(r0, n)
     window = float(window_ns) / _NS_PER_S
     finite = np.isfinite(X)
     Xf = np.where(finite, X, 0.0)
@@ -274,17 +291,18 @@ def _rolling_features(
     # Window = part A (rows lo .. end of the previous bucket, when the window reaches back into it)
     # + part B (rows max(lo, first row of own bucket) .. i). Sums over each part are differences
     # of the per-bucket cumulative sums ``P``; index ``n`` of ``P`` is a zero row.
-    row_first = starts[seg]
-    prev_seg = np.maximum(seg - 1, 0)
-    in_prev = lo < row_first
-    idx_b = np.where(lo > row_first, lo - 1, n)
+    seg_r, lo_r = seg[rows], lo[rows]
+    row_first = starts[seg_r]
+    prev_seg = np.maximum(seg_r - 1, 0)
+    in_prev = lo_r < row_first
+    idx_b = np.where(lo_r > row_first, lo_r - 1, n)
     idx_a1 = np.where(in_prev, row_first - 1, n)
-    idx_a2 = np.where(in_prev & (lo > starts[prev_seg]), lo - 1, n)
+    idx_a2 = np.where(in_prev & (lo_r > starts[prev_seg]), lo_r - 1, n)
     cumsum = _SegmentedCumsum(starts, counts)
 
     def parts(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         P = cumsum(v)
-        return P[idx_a1] - P[idx_a2], P[:n] - P[idx_b]
+        return P[idx_a1] - P[idx_a2], P[rows] - P[idx_b]
 
     need = set(features)
     need_xx = "spread" in need
@@ -293,8 +311,9 @@ def _rolling_features(
     # the same for every sensor, so they are computed once (shape (n, 1)); the numbers are the same.
     all_finite = bool(finite.all())
     m = np.ones((n, 1)) if all_finite else finite.astype(np.float64)
-    ref_row = ref[seg]
-    xc = Xf - ref_row if all_finite else np.where(finite, Xf - ref_row, 0.0)
+    xc = Xf - ref[seg] if all_finite else np.where(finite, Xf - ref[seg], 0.0)
+    ref_row = ref[seg_r]
+    k = n - r0
     mA, mB = parts(m)
     sxA, sxB = parts(xc)
     safeA, safeB = np.maximum(mA, 1.0), np.maximum(mB, 1.0)
@@ -308,7 +327,7 @@ def _rolling_features(
     mxA = np.where(has_a, mxA + (ref[prev_seg] - ref_row), mxB)
     dx = mxB - mxA
     mean_x = mxA + dx * wB
-    Mxx = Mtt = Mtx = np.zeros((n, d))
+    Mxx = Mtt = Mtx = np.zeros((k, d))
     if need_xx:
         sxxA, sxxB = parts(xc * xc)
         Mxx = (sxxA - sxA * (sxA / safeA)) + (sxxB - sxB * (sxB / safeB)) + dx * dx * w
@@ -330,7 +349,7 @@ def _rolling_features(
     cols: dict[str, np.ndarray] = {}
     for name in features:
         if name == "raw":
-            cols[name] = X
+            cols[name] = X[rows]
         elif name == "level":
             cols[name] = level
         elif name == "spread":
@@ -340,16 +359,16 @@ def _rolling_features(
             cols[name] = np.where(ok, Mtx / np.where(ok, Mtt, 1.0), 0.0)
         elif name == "residual":
             prev = np.empty_like(level)
-            prev[0] = np.nan
+            prev[0] = np.nan  # the stream's first row (r0 is then 0), else the row before ``first``, dropped below
             prev[1:] = level[:-1]
-            cols[name] = np.where(np.isnan(prev), 0.0, X - prev)
+            cols[name] = np.where(np.isnan(prev), 0.0, X[rows] - prev)
         elif name == "range":
-            hi = _rolling_extreme(np.where(finite, X, -np.inf), lo, np.maximum)
-            lo_v = _rolling_extreme(np.where(finite, X, np.inf), lo, np.minimum)
+            hi = _rolling_extreme(np.where(finite, X, -np.inf), lo, np.maximum)[rows]
+            lo_v = _rolling_extreme(np.where(finite, X, np.inf), lo, np.minimum)[rows]
             cols[name] = np.where(enough, hi - lo_v, 0.0)
-    out = np.stack([cols[name] for name in features], axis=2)  # (n, d, features)
-    out = np.where(finite[:, :, None], out, np.nan)
-    return out.reshape(n, d * nf)
+    out = np.stack([cols[name] for name in features], axis=2)  # (k, d, features)
+    out = np.where(finite[rows, :, None], out, np.nan)
+    return out.reshape(k, d * nf)[first - r0 :]
 
 
 def settled_rows(ts_ns: np.ndarray, window_s: float) -> np.ndarray:

@@ -83,6 +83,9 @@ class Recalibration:
 
     def learn(self, scores: np.ndarray, flags: np.ndarray, guard: int) -> None:
         """Remember the finite scores of rows outside an alert and ``guard`` rows away from one."""
+        if not self.in_alert and not self.guard_left and not flags.any():
+            self._learn_all(scores, guard)  # the usual batch: no alert near it
+            return
         pending, learned = self.pending, []
         for score, alerting in zip(scores.tolist(), flags.tolist(), strict=True):
             if alerting:
@@ -97,6 +100,18 @@ class Recalibration:
                 if len(pending) > guard:
                     learned.append(pending.pop(0))
         self.memory.add(np.array(learned, dtype=np.float64)[:, None])
+        self.since_refit += int(scores.size)
+
+    def _learn_all(self, scores: np.ndarray, guard: int) -> None:
+        """:meth:`learn` of a batch with no alert in it and none just closed, without the loop: each
+        finite score joins ``pending``, and each one that joins a ``pending`` of more than ``guard``
+        pushes its oldest out into the memory (one each: a ``pending`` longer than ``guard``, left by
+        a model with a longer guard, stays as long)."""
+        finite = scores[np.isfinite(scores)].tolist()
+        combined = self.pending + finite
+        pushed = min(len(finite), max(0, len(combined) - guard))
+        self.memory.add(np.array(combined[:pushed], dtype=np.float64)[:, None])
+        self.pending = combined[pushed:]
         self.since_refit += int(scores.size)
 
     def refit_due(self, config: MonitorConfig) -> bool:

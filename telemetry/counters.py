@@ -74,6 +74,11 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
         "publisher's clock offset; rows replayed from old logs land in +Inf).",
         (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0),
     ),
+    "plantwatch_received_to_verdict_seconds": (
+        "From the arrival of the oldest MQTT delivery of each batch scored to the batch's verdicts: the "
+        "service's own share of the detection lag (the rest waited at the broker or the publisher).",
+        (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0),
+    ),
     "plantwatch_write_batch_readings": (
         "Readings per batch written to storage (storage.batch_size at most, fewer under light load).",
         (1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),

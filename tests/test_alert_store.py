@@ -485,7 +485,7 @@ def test_sqlite_folder_blocked_by_a_file_is_named(tmp_path: Path) -> None:
 
 
 def test_head_is_alembics_newest_revision() -> None:
-    assert migrate.HEAD == migrate.head()  # a new migration must move HEAD too
+    assert migrate.head() == migrate.HEAD  # a new migration must move HEAD too
 
 
 def test_a_store_at_the_newest_revision_opens_without_loading_alembic_or_psycopg(tmp_path: Path) -> None:

@@ -97,6 +97,14 @@ def test_readings_survive_a_storage_outage_and_healthz_says_so(
             assert (sample("plantwatch_received_to_acked_seconds_bucket", {"le": "0.5"}) or 0.0) < acked()
             assert (sample("plantwatch_write_batch_readings_sum") or 0.0) >= 400
             assert "plantwatch_received_to_acked_seconds_bucket{" in service.counters.render()
+
+            # And receipt -> verdict of each batch's oldest delivery: the outage's waited over a second.
+            def judged() -> float:
+                return sample("plantwatch_received_to_verdict_seconds_count") or 0.0
+
+            waited = "plantwatch_received_to_verdict_seconds_sum"
+            _wait(lambda: (sample(waited) or 0.0) >= 1.0, 30, "the backlog judged")
+            assert (sample("plantwatch_received_to_verdict_seconds_bucket", {"le": "0.5"}) or 0.0) < judged()
     finally:
         service.pipeline.stop()
 

@@ -32,6 +32,25 @@ def test_rows_near_an_alert_are_not_learned() -> None:
     assert recal.since_refit == 20
 
 
+def test_a_batch_with_no_alert_near_it_is_learned_as_one_row_at_a_time_would_be() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        guard, waiting = int(rng.integers(0, 8)), int(rng.integers(0, 12))  # waiting > guard: a longer guard before
+        scores = rng.normal(size=int(rng.integers(0, 20)))
+        scores[rng.random(scores.size) < 0.2] = np.nan
+        recal = _recalibration(np.zeros(10))
+        recal.pending = rng.normal(size=waiting).tolist()
+        pending, learned = list(recal.pending), []
+        for score in scores.tolist():  # the rule, one row at a time
+            if np.isfinite(score):
+                pending.append(score)
+                if len(pending) > guard:
+                    learned.append(pending.pop(0))
+        recal.learn(scores, np.zeros(scores.size, dtype=bool), guard)
+        assert recal.pending == pending and recal.memory.in_time_order().ravel().tolist() == learned
+        assert recal.since_refit == scores.size
+
+
 def test_learning_in_pieces_remembers_what_learning_at_once_does() -> None:
     rng = np.random.default_rng(1)
     scores = rng.exponential(size=500)

@@ -103,3 +103,12 @@ def test_batches_read_back_from_the_log_are_joined_up_to_the_limit() -> None:
     logged = [(seq, _batch(n).readings) for seq, n in ((4, 3), (5, 3), (6, 3), (7, 1))]
     assert [(seq, len(r)) for seq, r in join_logged(logged, limit=6)] == [(5, 6), (7, 4)]
     assert list(join_logged([], limit=6)) == []
+
+
+def test_a_joined_batch_arrived_when_its_oldest_delivery_did() -> None:
+    q = ScoringQueue(maxsize=100)
+    q.put(Batch(_batch(2).readings, 0, received_ns=700))
+    q.put(Batch(_batch(2).readings, 0, received_ns=0))  # not from a broker: no arrival time
+    q.put(Batch(_batch(2).readings, 0, received_ns=900))
+    assert q.join_waiting(Batch(_batch(1).readings, 0, received_ns=800)).received_ns == 700
+    assert ScoringQueue().join_waiting(Batch(_batch(1).readings)).received_ns == 0

@@ -31,10 +31,12 @@ JOIN_READINGS = 5_000
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Readings the writer stored, and their batch number in the readings log (0: no log kept)."""
+    """Readings the writer stored, their batch number in the readings log (0: no log kept), and when
+    the oldest of their deliveries arrived (``time.monotonic_ns()``; 0: not known, as for a test's)."""
 
     readings: tuple[Reading, ...]
     seq: int = 0
+    received_ns: int = 0
 
 
 class ScoringQueue(queue.Queue[Batch]):
@@ -73,7 +75,7 @@ class ScoringQueue(queue.Queue[Batch]):
     def join_waiting(self, batch: Batch) -> Batch:
         """``batch`` joined with the batches queued right behind it that continue it (the next
         numbers in the readings log, or none logged), up to ``join_readings`` readings in all."""
-        parts, count, last = [batch.readings], len(batch.readings), batch.seq
+        parts, count, last, received = [batch.readings], len(batch.readings), batch.seq, [batch.received_ns]
         with self.mutex:
             while self.queue:
                 following = self.queue[0]
@@ -82,10 +84,18 @@ class ScoringQueue(queue.Queue[Batch]):
                     break
                 self._get()
                 parts.append(following.readings)
+                received.append(following.received_ns)
                 count, last = count + len(following.readings), following.seq
             if len(parts) > 1:
                 self.not_full.notify_all()
-        return batch if len(parts) == 1 else Batch(tuple(itertools.chain.from_iterable(parts)), last)
+        if len(parts) == 1:
+            return batch
+        return Batch(tuple(itertools.chain.from_iterable(parts)), last, oldest_received(received))
+
+
+def oldest_received(received: Iterable[int]) -> int:
+    """The earliest of these arrival times (0, not known, where none is)."""
+    return min((ns for ns in received if ns), default=0)
 
 
 def join_logged(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ingest.messages import Inbound, Reading
 from ingest.sink import Sink, SinkFatal, SinkStopped
 from plantwatch.service.reading_log import ReadingLog
-from plantwatch.service.scoring_queue import Batch
+from plantwatch.service.scoring_queue import Batch, oldest_received
 from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Writer:
             self._observe(batch, len(readings))
             self.health.oldest_in_hand_ns = None
             self.health.last_write_ns = time.time_ns()
-            self._hand_on(Batch(readings, seq))
+            self._hand_on(Batch(readings, seq, oldest_received(item.received_ns for item in batch)))
 
     def _observe(self, batch: list[Inbound], readings: int) -> None:
         if self.metrics is None:
