@@ -43,6 +43,18 @@ def main() -> None:
 
     seconds = best_of(stream_all, 1)
     print(f"features, streaming in 100-row batches: {N / seconds:,.0f} rows/s")
+    # The live service's case: a 15 s window (15 rows at 1 Hz), a few rows a call; and the same asset
+    # sending 35 rows a second (bench/throughput.py's latency phase), when the window holds ~525 rows.
+    for hz, per_call in ((1, 10), (35, 50)):
+        live = RollingFeatures(window_s=15.0, features=("level", "spread"))
+        stamps = (np.arange(20_000) * (1e9 / hz)).astype(np.int64)
+        live.update(stamps[:2000], X[:2000])
+        calls = range(2000, 20_000, per_call)
+        started = time.perf_counter()
+        for i in calls:
+            live.update(stamps[i : i + per_call], X[i : i + per_call])
+        each_us = (time.perf_counter() - started) / len(calls) * 1e6
+        print(f"features level+spread, streaming {per_call} rows a call at {hz} Hz: {each_us:,.0f} us a call")
     p = rng.uniform(0, 1, 400_000).tolist()
     alarm = HysteresisAlarm(min_duration=2, exit_duration=2, suppress_rows=3)
 
