@@ -371,10 +371,12 @@ class DetectorStage:
         return observed.verdicts
 
     def _work_out_due_shifts(self, idle: bool) -> None:
-        """The smallest flagged shifts of the assets whose model or alarm level changed: all of them
-        when no readings wait, else one a second. Each costs ~25 ms, and recalibration changes the
-        level every baseline length of scored rows: worked out at once, they took a fifth of this
-        thread at full rate (bench/throughput.py). ``/healthz`` shows the last figure meanwhile."""
+        """The smallest flagged shifts of the assets whose model or alarm level changed: while no
+        readings wait, one after another until some do, else one every ``SHIFTS_BUSY_EVERY_S``. Each
+        costs 25-200 ms, and recalibration changes the level every baseline length of scored rows:
+        worked out at once, they took a fifth of this thread at full rate, and 100 assets' worked
+        out in one quiet moment held the next readings for 3 s (bench/throughput.py). ``/healthz``
+        shows the last figure meanwhile."""
         if not self._shifts_due or not (idle or time.monotonic() - self._shifts_worked_at >= SHIFTS_BUSY_EVERY_S):
             return
         self._shifts_worked_at = time.monotonic()
@@ -385,7 +387,7 @@ class DetectorStage:
             if monitor is None or monitor.model_ is None or monitor.smallest_shifts(work_out=False) is not None:
                 continue  # no model, or the figure is the current one's
             self._work_out_shifts(monitor)
-            if not idle:
+            if not idle or self.upstream.qsize():
                 return
 
     def _work_out_shifts(self, monitor: AssetMonitor) -> None:
