@@ -72,16 +72,47 @@ def find_episode(
     return BaselineEpisode(int(ts[rows[0]]), int(ts[rows[-1]]), counts[k], total, rarity)
 
 
+BISECTION_STEPS = 100
+LOOKAHEAD = 6  # bisection steps whose midpoints are judged in one call of the calibrator
+
+
 def score_at_probability(calibrator: Calibrator, probability: float, low: float, high: float) -> float:
-    """The smallest score the calibrator maps to ``probability`` or more (bisection; it is monotone)."""
+    """The smallest score the calibrator maps to ``probability`` or more (bisection; it is monotone).
+
+    Each call of the calibrator costs far more than judging one more score in it, and recalibration
+    runs this for every asset once a baseline length (100 assets that learned together: 0.3 s in one
+    batch). So the midpoints of the next ``LOOKAHEAD`` steps, every one they could reach, are judged
+    together, and the steps then walk down them: the same midpoints, the same decisions, the same
+    result as one step at a time (the calibrator judges each score alone), in 17 calls instead of 100.
+    """
     for _ in range(200):  # widen until the level is inside: it may lie in the tail beyond the baseline
         if calibrator.transform(np.array([high]))[0] >= probability:
             break
         high += 2.0 * (high - low) + 1.0
-    for _ in range(100):
-        mid = 0.5 * (low + high)
-        if calibrator.transform(np.array([mid]))[0] >= probability:
-            high = mid
-        else:
-            low = mid
+    done = 0
+    while done < BISECTION_STEPS:
+        depth = min(LOOKAHEAD, BISECTION_STEPS - done)
+        mids = _midpoint_tree(low, high, depth)
+        reached = calibrator.transform(np.array(mids)) >= probability
+        node = 0  # breadth first: node i's children are 2i + 1 (reached: high = mid) and 2i + 2
+        for _ in range(depth):
+            if reached[node]:
+                high, node = mids[node], 2 * node + 1
+            else:
+                low, node = mids[node], 2 * node + 2
+        done += depth
     return high
+
+
+def _midpoint_tree(low: float, high: float, depth: int) -> list[float]:
+    """Every midpoint ``depth`` bisection steps of ``[low, high]`` can take, breadth first."""
+    mids: list[float] = []
+    brackets = [(low, high)]
+    for _ in range(depth):
+        following = []
+        for lo, hi in brackets:
+            mid = 0.5 * (lo + hi)
+            mids.append(mid)
+            following += [(lo, mid), (mid, hi)]
+        brackets = following
+    return mids

@@ -209,6 +209,30 @@ def test_the_score_at_a_probability_is_the_smallest_that_reaches_it() -> None:
     assert beyond > 3.0 and calibrator.transform(np.array([beyond]))[0] >= 0.999999
 
 
+def _one_step_at_a_time(calibrator: EmpiricalCalibrator, probability: float, low: float, high: float) -> float:
+    """score_at_probability as it was, one calibrator call a bisection step."""
+    for _ in range(200):
+        if calibrator.transform(np.array([high]))[0] >= probability:
+            break
+        high += 2.0 * (high - low) + 1.0
+    for _ in range(100):
+        mid = 0.5 * (low + high)
+        low, high = (low, mid) if calibrator.transform(np.array([mid]))[0] >= probability else (mid, high)
+    return high
+
+
+def test_judging_bisection_steps_together_gives_the_same_score_as_one_at_a_time() -> None:
+    rng = np.random.default_rng(4)
+    for trial in range(60):
+        scores = rng.gamma(rng.uniform(0.5, 4), rng.uniform(0.1, 10), int(rng.integers(20, 3000)))
+        scores = np.round(scores, 1) if trial % 4 == 0 else scores  # ties
+        calibrator = EmpiricalCalibrator(float(rng.uniform(0.01, 0.3))).fit(scores)
+        low, high = float(scores.min()), float(scores.max())
+        for probability in (0.9, 0.9999, 0.9999999, 1 - 1e-9):
+            want = _one_step_at_a_time(calibrator, probability, low, high)
+            assert score_at_probability(calibrator, probability, low, high) == want
+
+
 def test_advice_texts_say_what_to_change() -> None:
     config = MonitorConfig(baseline_rows=400, enter=0.995)
     short = short_baseline_advice("pump", 2.0, config)
