@@ -43,8 +43,8 @@ def main() -> None:
 
     seconds = best_of(stream_all, 1)
     print(f"features, streaming in 100-row batches: {N / seconds:,.0f} rows/s")
-    # The live service's case: a 15 s window (15 rows at 1 Hz), a few rows a call; and the same asset
-    # sending 35 rows a second (bench/throughput.py's latency phase), when the window holds ~525 rows.
+    # The live service's case: a 15 s window (15 rows at 1 Hz), a few rows a call; and the same window
+    # over an asset sending 35 rows a second, when it holds ~525 rows (kept rows cost most there).
     for hz, per_call in ((1, 10), (35, 50)):
         live = RollingFeatures(window_s=15.0, features=("level", "spread"))
         stamps = (np.arange(20_000) * (1e9 / hz)).astype(np.int64)
