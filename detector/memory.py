@@ -35,7 +35,10 @@ class NormalMemory:
         self.seen = 0
 
     def _hold(self, rows: int) -> None:
-        """Room for ``rows`` rows (at most ``capacity``), doubling the arrays as needed."""
+        """Room for ``rows`` rows (at most ``capacity``), doubling the arrays as needed, and counts wide
+        enough for ``seen``."""
+        if self.seen > _COUNTS_32 and self._counts.dtype != np.int64:
+            self._counts = self._counts.astype(np.int64)
         held = self._counts.shape[0]
         if rows <= held:
             return
@@ -54,8 +57,6 @@ class NormalMemory:
         slot_values, first = np.unique(slots[last_first], return_index=True)
         chosen = last_first[first]
         self._hold(min(self.capacity, self.seen))
-        if self.seen > _COUNTS_32:
-            self._counts = self._counts.astype(np.int64)
         self._rows[slot_values] = F[chosen]
         self._counts[slot_values] = counts[chosen]
         self.size = min(self.capacity, self.seen)
@@ -82,8 +83,6 @@ class NormalMemory:
             raise ValueError(f"{rows.shape[0]} saved rows do not fit a memory of {capacity}")
         memory = cls(capacity, rows.shape[1], dtype)
         memory.size, memory.seen = rows.shape[0], int(seen)
-        if memory.seen > _COUNTS_32:
-            memory._counts = memory._counts.astype(np.int64)
         memory._hold(memory.size)
         memory._rows[: memory.size] = rows
         memory._counts[: memory.size] = np.asarray(counts, dtype=np.int64)

@@ -138,6 +138,12 @@ def live_memory(config: MonitorConfig) -> NormalMemory:
     return NormalMemory(RECALIBRATION_MEMORY * config.baseline_rows, 1, LIVE_SCORES_DTYPE)
 
 
+def restored_live_memory(config: MonitorConfig, scores: np.ndarray, counts: np.ndarray, seen: int) -> NormalMemory:
+    """The memory of live scores :meth:`NormalMemory.get_state` saved (``scores`` in slot order)."""
+    rows = np.asarray(scores).reshape(-1, 1)
+    return NormalMemory.from_state(RECALIBRATION_MEMORY * config.baseline_rows, rows, counts, seen, LIVE_SCORES_DTYPE)
+
+
 def rising(scores: np.ndarray, blocks: int = TREND_BLOCKS) -> bool:
     """Whether the medians of ``blocks`` consecutive stretches of ``scores`` (oldest first) strictly
     increase: a slow drift or wear, which must reach the alarm, not be learned as a heavier tail.

@@ -48,7 +48,7 @@ from detector.features import RollingFeatures
 from detector.feedback import AlertRows, Feedback
 from detector.gate import NEVER
 from detector.memory import NormalMemory
-from detector.recalibration import LIVE_SCORES_DTYPE, RECALIBRATION_MEMORY, Recalibration
+from detector.recalibration import Recalibration, restored_live_memory
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -211,11 +211,9 @@ def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model
     if "recal_scores" not in state:  # saved before recalibration, or with it off
         return Recalibration.start(config, model.calibrator)
     seen, since_refit, guard_left, in_alert = (int(v) for v in state["recal_counts"])
-    memory = np.asarray(state["recal_memory"], dtype=np.float64).reshape(-1, 1)
-    capacity = RECALIBRATION_MEMORY * config.baseline_rows
     return Recalibration(
         state["recal_scores"],
-        NormalMemory.from_state(capacity, memory, state["recal_seq"], seen, LIVE_SCORES_DTYPE),
+        restored_live_memory(config, state["recal_memory"], state["recal_seq"], seen),
         since_refit,
         state["recal_pending"],
         guard_left,

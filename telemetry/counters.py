@@ -63,6 +63,8 @@ GAUGES: dict[str, str] = {
     "plantwatch_partitions_held": "source: nats: the partitions this worker holds (each a pipeline of its own).",
     "plantwatch_live_workers": "source: nats: the workers whose heartbeats this worker sees, itself included.",
 }
+# Seconds a reading waits for its verdict: from 10 ms to the +Inf of rows replayed from old logs.
+_VERDICT_LAG_S = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 # Histograms: name -> (help text, bucket upper bounds), observed by the stage that knows the value.
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "plantwatch_received_to_acked_seconds": (
@@ -72,12 +74,12 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "plantwatch_reading_to_verdict_seconds": (
         "From a scored row's own timestamp to its verdict: how far detection lags the plant (includes the "
         "publisher's clock offset; rows replayed from old logs land in +Inf).",
-        (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0),
+        _VERDICT_LAG_S,
     ),
     "plantwatch_received_to_verdict_seconds": (
         "From the arrival of the oldest MQTT delivery of each batch scored to the batch's verdicts: the "
         "service's own share of the detection lag (the rest waited at the broker or the publisher).",
-        (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0),
+        _VERDICT_LAG_S,
     ),
     "plantwatch_write_batch_readings": (
         "Readings per batch written to storage (storage.batch_size at most, fewer under light load).",
