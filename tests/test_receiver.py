@@ -5,6 +5,7 @@ child dies mid-stream."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from servers import MosquittoServer, VictoriaServer
 from test_delivery import _publish, _service, _wait_connected
 from waiting import wait_until
 
+from ingest.replay import Publisher
 from plantwatch.service.receiver import ReceiverProcess
 from plantwatch.service.wiring import Service
 
@@ -78,3 +80,28 @@ def test_a_receiver_killed_mid_stream_is_replaced_and_no_reading_is_lost(
         wait_until(lambda: _stored(victoria, "rx-kill") == 2000, 60, "all 2000 readings stored")
         wait_until(lambda: receiver.unacknowledged == 0, 10, "every delivery of the new child acknowledged")
         assert service.pipeline.health_report()["mqtt_connected"] is True
+
+
+def test_the_childs_log_lines_and_counters_reach_this_process_before_the_deliveries_after_them(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ingest.mqtt_source")
+    with _running(tmp_path, mosquitto, victoria, "pw-receiver-log") as service:
+        receiver = _receiver(service)
+        publisher = Publisher("127.0.0.1", mosquitto.port, client_id="pub-receiver-log")
+        try:
+            publisher.publish("site/rx-log", b"not json at all")
+            publisher.publish("site/rx-log", b'{"ts": 1630000000, "values": {"a": 1.0}}')
+            publisher.flush()
+        finally:
+            publisher.close()
+        counters = service.counters
+        wait_until(lambda: counters.get("plantwatch_readings_written_total") >= 1, 30, "the good reading stored")
+        # The reject was counted and logged in the child; both went up the pipe ahead of the delivery
+        # that followed it, so they are here by the time that one is stored.
+        assert counters.total("plantwatch_messages_rejected_total") == 1
+        assert counters.get("plantwatch_messages_received_total") == 2
+        rejected = [r for r in caplog.records if r.name == "ingest.mqtt_source" and "rejected input" in r.getMessage()]
+        assert len(rejected) == 1 and rejected[0].levelno == logging.WARNING
+        assert "site/rx-log" in rejected[0].getMessage()
+        assert rejected[0].process == receiver._process.pid  # logged there, handled by this process's loggers

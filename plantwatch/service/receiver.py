@@ -27,6 +27,7 @@ import multiprocessing
 import queue
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -61,13 +62,38 @@ class _CountRelay:
         return counts
 
 
+# What a formatter may ask of a relayed record besides its message (the child's pid and thread stay).
+_RECORD_FIELDS: tuple[str, ...] = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno")
+_RECORD_FIELDS += ("funcName", "created", "msecs", "thread", "threadName", "process", "processName")
+
+
+class _LogRelay(logging.Handler):
+    """The child's log records go up the pipe, to be handled by the parent's loggers: one log, in the
+    parent's format and levels, that the parent's handlers (and tests' captures) see."""
+
+    def __init__(self, send: Callable[[tuple[str, Any]], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {key: getattr(record, key) for key in _RECORD_FIELDS}
+        fields["msg"] = record.getMessage()
+        if record.exc_info:
+            fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
+        with contextlib.suppress(OSError, ValueError):  # the parent is gone: nobody is left to tell
+            self._send(("log", fields))
+
+
+def _relayed(fields: dict[str, Any]) -> None:
+    """A record the child logged, handled here as if logged here (unless this logger is quieter)."""
+    logger = logging.getLogger(fields["name"])
+    if logger.isEnabledFor(fields["levelno"]):
+        logger.handle(logging.makeLogRecord(fields))
+
+
 def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Connection, level: int) -> None:
-    """The child process: an MqttSource whose deliveries and counters go up ``data``; acknowledgements
-    (and the word to stop) come down ``acks``."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    relay = _CountRelay()
-    out = inbound_queue(options.max_in_flight)
-    source = MqttSource(options, decoder, out, relay)  # type: ignore[arg-type]
+    """The child process: an MqttSource whose deliveries, counters and log records go up ``data``;
+    acknowledgements (and the word to stop) come down ``acks``."""
     send_lock = threading.Lock()
     stopping = threading.Event()
 
@@ -75,18 +101,26 @@ def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Conne
         with send_lock:
             data.send(message)
 
+    logging.getLogger().addHandler(_LogRelay(send))
+    logging.getLogger().setLevel(level)
+    relay = _CountRelay()
+    out = inbound_queue(options.max_in_flight)
+    source = MqttSource(options, decoder, out, relay)  # type: ignore[arg-type]
+
     def forward() -> None:
         connected, relayed_at = False, time.monotonic()
         while not stopping.is_set():
             chunk = _gather(out)
+            # The counts go first: the parent's counters never lag the deliveries they describe.
+            if chunk or time.monotonic() - relayed_at >= RELAY_S:
+                relayed_at = time.monotonic()
+                if counts := relay.take():
+                    send(("counts", counts))
             if chunk:
                 send(("in", chunk))
             if source.connected.is_set() != connected:
                 connected = not connected
                 send(("connected", connected))
-            if time.monotonic() - relayed_at >= RELAY_S:
-                relayed_at = time.monotonic()
-                send(("counts", relay.take()))
 
     forwarder = threading.Thread(target=forward, name="receiver-forward", daemon=True)
     source.start()
@@ -209,6 +243,8 @@ class ReceiverProcess:
                 continue
             if kind == "in":
                 self._hand_on(body)
+            elif kind == "log":
+                _relayed(body)
             elif kind == "connected":
                 (self.connected.set if body else self.connected.clear)()
             else:
