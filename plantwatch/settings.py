@@ -74,10 +74,11 @@ class MqttSettings(_Section):
     max_assets: int = Field(default=1000, ge=1)
     max_sensors_per_asset: int = Field(default=200, ge=1)
     max_tags_per_asset: int = Field(default=20, ge=0)
-    # thread: paho's network loop shares the service's process; process: it runs in a child process of
-    # its own, with the decoding, so receiving has a core and an interpreter lock to itself
-    # (plantwatch/service/receiver.py; bench/throughput.py measures both).
-    receiver: Literal["thread", "process"] = "thread"
+    # process: paho's network loop and the decoding run in a child process of their own, so receiving
+    # has a core and an interpreter lock to itself (plantwatch/service/receiver.py); thread: in the
+    # service's process, where the detector's hold on the lock keeps readings waiting in the socket
+    # (bench/throughput.py measures both; docs/throughput.md).
+    receiver: Literal["thread", "process"] = "process"
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     # TLS (an mqtts:// url): the CA that signed the broker's certificate (default: the system's), and a

@@ -109,14 +109,21 @@ def test_readings_survive_a_storage_outage_and_healthz_says_so(
         service.pipeline.stop()
 
 
+# Both receivers (the default, process, and thread: paho in the service's own process) keep the
+# delivery guarantees; the tests below hold each to them.
+RECEIVERS = pytest.mark.parametrize("receiver", ["process", "thread"])
+
+
+@RECEIVERS
 def test_readings_published_while_plantwatch_is_down_arrive_after_restart(
-    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer, receiver: str
 ) -> None:
-    topic = "site/restart-pump"
-    first = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
+    topic = f"site/restart-pump-{receiver}"
+    client_id = f"pw-restart-{receiver}"
+    first = _service(tmp_path, mosquitto.port, victoria.url, client_id, mqtt__receiver=receiver)
     first.pipeline.start()
     _wait_connected(first)
-    stored = '{__name__="readings_a",asset="restart-pump"}'
+    stored = f'{{__name__="readings_a",asset="restart-pump-{receiver}"}}'
     _publish(mosquitto.port, topic, 300, start_s=1_500_000_000)
     # Wait on distinct stored instants, not on a counter: a redelivered duplicate (at-least-once) would
     # inflate the counter and end the wait early.
@@ -126,7 +133,7 @@ def test_readings_published_while_plantwatch_is_down_arrive_after_restart(
     # Published while nobody is subscribed: the broker keeps them in plantwatch's persistent session.
     _publish(mosquitto.port, topic, 300, start_s=1_500_000_300)
 
-    second = _service(tmp_path, mosquitto.port, victoria.url, "pw-restart")
+    second = _service(tmp_path, mosquitto.port, victoria.url, client_id, mqtt__receiver=receiver)
     second.pipeline.start()
     try:
         # The writer counts a batch just after the server has taken it: wait for both, or a poll that
@@ -171,8 +178,9 @@ def test_plantwatch_reconnects_after_a_broker_restart(tmp_path: Path, victoria: 
         service.pipeline.stop()
 
 
+@RECEIVERS
 def test_plantwatch_holds_no_more_than_max_in_flight_unacknowledged_whatever_the_broker_sends(
-    tmp_path: Path,
+    tmp_path: Path, receiver: str
 ) -> None:
     # MQTT 3.1.1 has no Receive Maximum, and this broker caps nothing (max_inflight_messages 0): only
     # plantwatch's own bound stands between a storage outage and every queued reading in memory.
@@ -185,6 +193,7 @@ def test_plantwatch_holds_no_more_than_max_in_flight_unacknowledged_whatever_the
             "pw-bound",
             mqtt__protocol="3.1.1",
             mqtt__max_in_flight=50,
+            mqtt__receiver=receiver,
         )
         service.pipeline.start()
         try:

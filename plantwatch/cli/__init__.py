@@ -7,6 +7,7 @@ the function that runs it with the parsed arguments and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -14,15 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plantwatch import __version__
-from plantwatch.cli import alerts, backtest, check, config, demo, keys, replay, rul, run
-from plantwatch.cli.common import CommandError
-from plantwatch.settings import ConfigError
 
 # In the order a newcomer meets them: try it, write a config, check it, run it; then the offline tools.
-COMMANDS = (demo, config, check, keys, run, replay, backtest, rul, alerts)
+# Imported by main(), not with this package: the MQTT receiver's child process imports the script that
+# started the service (multiprocessing's spawn), and the commands' modules would bring it pydantic and
+# numpy it never uses (~20 MB more in a process that only receives).
+COMMANDS = ("demo", "config", "check", "keys", "run", "replay", "backtest", "rul", "alerts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from plantwatch.cli.common import CommandError
+    from plantwatch.settings import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -69,5 +73,5 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(sub)
+        importlib.import_module(f"plantwatch.cli.{command}").add_parser(sub)
     return parser
