@@ -22,6 +22,14 @@ import numpy.typing as npt
 _COUNTS_32 = 2**32 - 1  # the largest count a uint32 holds
 
 
+def grown(capacity: int, rows: int, *columns: np.ndarray) -> list[np.ndarray]:
+    """``columns`` (arrays of one length) lengthened with zeros to hold ``rows`` rows: at least doubled,
+    from 64, and never beyond ``capacity``. A memory or ring grows this way with what it holds."""
+    held = columns[0].shape[0]
+    size = min(capacity, max(rows, 2 * held, 64))
+    return [np.concatenate([c, np.zeros((size - held, *c.shape[1:]), c.dtype)]) for c in columns]
+
+
 class NormalMemory:
     """Up to ``capacity`` rows of ``width`` features (of ``dtype``); ``seen`` counts every row ever added."""
 
@@ -39,12 +47,8 @@ class NormalMemory:
         enough for ``seen``."""
         if self.seen > _COUNTS_32 and self._counts.dtype != np.int64:
             self._counts = self._counts.astype(np.int64)
-        held = self._counts.shape[0]
-        if rows <= held:
-            return
-        grown = min(self.capacity, max(rows, 2 * held, 64))
-        self._rows = np.concatenate([self._rows, np.empty((grown - held, self._rows.shape[1]), self._rows.dtype)])
-        self._counts = np.concatenate([self._counts, np.zeros(grown - held, self._counts.dtype)])
+        if rows > self._counts.shape[0]:
+            self._rows, self._counts = grown(self.capacity, rows, self._rows, self._counts)
 
     def add(self, F: np.ndarray) -> None:
         counts = self.seen + 1 + np.arange(F.shape[0], dtype=np.int64)

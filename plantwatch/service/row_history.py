@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.align import Row
-from plantwatch.service.score_history import AssetRings, grown, kept_rows
+from detector.memory import grown
+from plantwatch.service.score_history import AssetRings, kept_rows
 
 DEFAULT_ROWS = 720  # the dashboard draws the newest 720 scored rows
 
@@ -36,7 +37,7 @@ class _Ring:
         for ts, row in rows[-self.capacity :]:
             i = self.count % self.capacity
             if i == self.ts.shape[0]:
-                self.ts, self.values = grown(self.capacity, self.ts, self.values)
+                self.ts, self.values = grown(self.capacity, i + 1, self.ts, self.values)
             self.ts[i], self.values[i] = ts, row
             self.count += 1
 

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from detector.memory import grown
 from detector.types import Verdict
 
 DEFAULT_ROWS = 3600  # an hour of 1 Hz rows per asset
@@ -25,13 +26,6 @@ class ScorePoint:
     score: float
     probability: float
     anomaly: bool
-
-
-def grown(capacity: int, *columns: np.ndarray) -> list[np.ndarray]:
-    """The columns of a ring that has filled them, doubled (from 64 rows) up to ``capacity`` rows."""
-    held = columns[0].shape[0]
-    size = min(capacity, max(64, 2 * held))
-    return [np.concatenate([c, np.zeros((size - held, *c.shape[1:]), c.dtype)]) for c in columns]
 
 
 class _Ring:
@@ -47,7 +41,7 @@ class _Ring:
         i = self.count % self.capacity
         if i == self.ts.shape[0]:
             self.ts, self.score, self.probability, self.anomaly = grown(
-                self.capacity, self.ts, self.score, self.probability, self.anomaly
+                self.capacity, i + 1, self.ts, self.score, self.probability, self.anomaly
             )
         self.ts[i], self.score[i], self.probability[i], self.anomaly[i] = v.ts_ns, v.score, v.probability, v.anomaly
         self.count += 1
