@@ -29,14 +29,14 @@ HEAD = "0007"  # the newest revision in migrations/versions (a test holds it to 
 _BEFORE_ALEMBIC = (("unseen_operating_point", "0002"), (None, "0001"))
 
 
-def _alembic() -> None:
+def _quiet_alembic() -> None:
     """Alembic logs each plugin it loads, on import, and each step it takes at INFO: a service's log
     wants only what changed (logged below). Set before its modules are imported."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _config(connection: Connection) -> Config:
-    _alembic()
+    _quiet_alembic()
     from alembic.config import Config
 
     config = Config()
@@ -47,7 +47,7 @@ def _config(connection: Connection) -> Config:
 
 def head() -> str:
     """The newest revision, as Alembic finds it."""
-    _alembic()
+    _quiet_alembic()
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory(str(MIGRATIONS))
