@@ -8,6 +8,8 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,11 @@ def _receiver(service: Service) -> ReceiverProcess:
     return source
 
 
+def _child(receiver: ReceiverProcess) -> subprocess.Popen[bytes]:
+    assert receiver._process is not None
+    return receiver._process
+
+
 @contextlib.contextmanager
 def _running(tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer, client_id: str) -> Iterator[Service]:
     """The service with ``mqtt.receiver: process``, started and connected; stopped at the end."""
@@ -41,6 +48,15 @@ def _running(tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServe
         service.pipeline.stop()
 
 
+def _python_children() -> list[int]:
+    """Processes this one started that run this interpreter (the test servers run their own binaries)."""
+    pids = [
+        int(p) for task in Path(f"/proc/{os.getpid()}/task").iterdir() for p in (task / "children").read_text().split()
+    ]
+    python = Path(sys.executable).resolve()
+    return [pid for pid in pids if Path(f"/proc/{pid}/exe").resolve() == python]
+
+
 def _stored(victoria: VictoriaServer, asset: str) -> int:
     return victoria.distinct_timestamps(f'{{__name__="readings_a",asset="{asset}"}}')
 
@@ -50,7 +66,9 @@ def test_a_receiver_process_stores_scores_and_acknowledges_every_reading(
 ) -> None:
     with _running(tmp_path, mosquitto, victoria, "pw-receiver") as service:
         receiver = _receiver(service)
-        assert receiver._process.pid != os.getpid()  # the MQTT client is in another process
+        assert _child(receiver).pid != os.getpid()  # the MQTT client is in another process
+        # ... and the only other interpreter: no resource tracker (multiprocessing's spawn started one).
+        assert _python_children() == [_child(receiver).pid]
         _publish(mosquitto.port, "site/rx-pump", 300, start_s=1_610_000_000)
         counters = service.counters
         wait_until(lambda: _stored(victoria, "rx-pump") == 300, 30, "300 readings stored")
@@ -58,7 +76,7 @@ def test_a_receiver_process_stores_scores_and_acknowledges_every_reading(
         # The child's counters reach this process's /metrics.
         wait_until(lambda: counters.get("plantwatch_messages_received_total") >= 300, 10, "received relayed")
         wait_until(lambda: counters.get("plantwatch_rows_scored_total") > 0, 30, "rows scored after the baseline")
-    assert not receiver._process.is_alive()
+    assert _child(receiver).poll() is not None  # the child has exited
     # Acknowledged at the broker: the same session resumed gets nothing again.
     with _running(tmp_path, mosquitto, victoria, "pw-receiver") as again:
         _publish(mosquitto.port, "site/rx-pump", 1, start_s=1_610_000_300)
@@ -71,7 +89,7 @@ def test_a_receiver_killed_mid_stream_is_replaced_and_no_reading_is_lost(
 ) -> None:
     with _running(tmp_path, mosquitto, victoria, "pw-receiver-kill") as service:
         receiver = _receiver(service)
-        first = receiver._process
+        first = _child(receiver)
         _publish(mosquitto.port, "site/rx-kill", 2000, start_s=1_620_000_000)
         wait_until(lambda: service.counters.get("plantwatch_readings_written_total") > 0, 30, "the first writes")
         os.kill(first.pid, signal.SIGKILL)
@@ -104,4 +122,4 @@ def test_the_childs_log_lines_and_counters_reach_this_process_before_the_deliver
         rejected = [r for r in caplog.records if r.name == "ingest.mqtt_source" and "rejected input" in r.getMessage()]
         assert len(rejected) == 1 and rejected[0].levelno == logging.WARNING
         assert "site/rx-log" in rejected[0].getMessage()
-        assert rejected[0].process == receiver._process.pid  # logged there, handled by this process's loggers
+        assert rejected[0].process == _child(receiver).pid  # logged there, handled by this process's loggers

@@ -17,9 +17,8 @@ from pathlib import Path
 from plantwatch import __version__
 
 # In the order a newcomer meets them: try it, write a config, check it, run it; then the offline tools.
-# Imported by main(), not with this package: the MQTT receiver's child process imports the script that
-# started the service (multiprocessing's spawn), and the commands' modules would bring it pydantic and
-# numpy it never uses (~20 MB more in a process that only receives).
+# Imported by main(), one command's modules at a time, not with this package: a command pays only for
+# what it uses (`plantwatch config` loads no numpy, no web framework).
 COMMANDS = ("demo", "config", "check", "keys", "run", "replay", "backtest", "rul", "alerts")
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +44,16 @@ CHUNK = 256  # deliveries per message from the child: one pickle and one pipe wr
 RELAY_S = 0.2  # the child's counters reach this process's within this long
 GENERATION = 1 << 16  # MQTT packet ids are below 2**16: a child's ids carry its generation above them
 STOP_TIMEOUT_S = 10.0
+# The child's first words: it takes this process's import path from the pipe of acknowledgements
+# (``argv[2]``; deliveries go up ``argv[1]``), then its arguments. A plain interpreter started with
+# subprocess rather than multiprocessing's ``spawn``: that one also starts multiprocessing's resource
+# tracker, a third interpreter of 13 MB that has nothing to track here, and imports the service's
+# ``__main__`` into the child.
+_BOOTSTRAP = (
+    "import sys; from multiprocessing.connection import Connection; "
+    "acks = Connection(int(sys.argv[2]), writable=False); sys.path[:] = acks.recv(); "
+    "from plantwatch.service.receiver import main; main(Connection(int(sys.argv[1]), readable=False), acks)"
+)
 
 
 class _CountRelay:
@@ -138,6 +150,22 @@ def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Conne
         send(("counts", relay.take()))
 
 
+def main(data: Connection, acks: Connection) -> None:
+    """The child's entry (see ``_BOOTSTRAP``): its arguments come down ``acks`` first."""
+    options, decoder, level = acks.recv()
+    _child(options, decoder, data, acks, level)
+
+
+def _ended(process: subprocess.Popen[bytes]) -> int | None:
+    """Wait for the child to exit, ending it if it does not: its exit code."""
+    for end in (None, process.terminate, process.kill):
+        if end is not None:
+            end()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return process.wait(timeout=STOP_TIMEOUT_S)
+    return None
+
+
 def _gather(out: queue.Queue[Inbound]) -> list[Inbound]:
     """The deliveries waiting, up to CHUNK, after waiting up to RELAY_S for the first."""
     try:
@@ -163,13 +191,12 @@ class ReceiverProcess:
         # Pickled to each child as it is now (a child started after one died begins with the publisher
         # limits' first state: the assets it admits are those of the saved models, then the first new ones).
         self._decoder = decoder
-        self._context = multiprocessing.get_context("spawn")  # fork would copy this process's threads' locks
         self._lock = threading.Condition()
         self._acks: list[tuple[int, int, int]] = []  # (generation, packet id, qos) not yet sent down
         self._generation = 0
         self._unacked = 0
         self._stopping = False
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._data: Connection | None = None
         self._ack_pipe: Connection | None = None
         self._threads: list[threading.Thread] = []
@@ -187,22 +214,26 @@ class ReceiverProcess:
             self._threads.append(thread)
 
     def _spawn(self) -> None:
-        data_recv, data_send = self._context.Pipe(duplex=False)
-        ack_recv, ack_send = self._context.Pipe(duplex=False)
-        level = logging.getLogger().getEffectiveLevel()
-        process = self._context.Process(
-            target=_child,
-            args=(self.options, self._decoder, data_send, ack_recv, level),
-            name="plantwatch-receiver",
-            daemon=True,
-        )
-        process.start()
-        data_send.close()
-        ack_recv.close()
+        """A new child (not forked: that would copy this process's threads' locks), and its pipes."""
+        data_recv, data_send = os.pipe()
+        ack_recv, ack_send = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _BOOTSTRAP, str(data_send), str(ack_recv)],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(data_send, ack_recv),
+            )
+        finally:
+            os.close(data_send)
+            os.close(ack_recv)
+        acks = Connection(ack_send, readable=False)
+        with contextlib.suppress(OSError):  # a child that died at once is found by the reader, as any other
+            acks.send(sys.path)
+            acks.send((self.options, self._decoder, logging.getLogger().getEffectiveLevel()))
         with self._lock:
             self._generation += 1
             self._unacked = 0
-            self._process, self._data, self._ack_pipe = process, data_recv, ack_send
+            self._process, self._data, self._ack_pipe = process, Connection(data_recv, writable=False), acks
             self._lock.notify_all()
 
     def ack(self, mid: int, qos: int = 1) -> None:
@@ -269,7 +300,9 @@ class ReceiverProcess:
 
     def _child_died(self) -> None:
         self.connected.clear()
-        code = self._process.exitcode if self._process is not None else None
+        code = _ended(self._process) if self._process is not None else None
+        if self._data is not None:
+            self._data.close()  # this thread's own; the acknowledgements' pipe may be in use: left to be collected
         log.error("the MQTT receiver process ended (exit code %s); starting another", code)
         time.sleep(1.0)
         self._spawn()
@@ -285,9 +318,6 @@ class ReceiverProcess:
             with contextlib.suppress(OSError):
                 pipe.send(None)
         if process is not None:
-            process.join(timeout=STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=STOP_TIMEOUT_S)
+            _ended(process)
         self._threads[0].join(timeout=STOP_TIMEOUT_S)
         self.connected.clear()
