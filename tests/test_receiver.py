@@ -123,3 +123,19 @@ def test_the_childs_log_lines_and_counters_reach_this_process_before_the_deliver
         assert len(rejected) == 1 and rejected[0].levelno == logging.WARNING
         assert "site/rx-log" in rejected[0].getMessage()
         assert rejected[0].process == _child(receiver).pid  # logged there, handled by this process's loggers
+
+
+def test_signals_to_the_process_group_leave_the_child_to_the_service(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaServer
+) -> None:
+    """Ctrl-C, or a service manager, signals every process of the group: the child must not die of it
+    (the service, stopping, would take that for a crash and start another)."""
+    with _running(tmp_path, mosquitto, victoria, "pw-receiver-signals") as service:
+        receiver = _receiver(service)
+        child = _child(receiver)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(child.pid, sig)
+        _publish(mosquitto.port, "site/rx-signals", 5, start_s=1_640_000_000)
+        wait_until(lambda: _stored(victoria, "rx-signals") == 5, 30, "the readings sent after the signals")
+        assert _child(receiver) is child and child.poll() is None
+    assert child.poll() is not None  # stopped by the service

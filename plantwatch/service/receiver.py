@@ -44,13 +44,16 @@ CHUNK = 256  # deliveries per message from the child: one pickle and one pipe wr
 RELAY_S = 0.2  # the child's counters reach this process's within this long
 GENERATION = 1 << 16  # MQTT packet ids are below 2**16: a child's ids carry its generation above them
 STOP_TIMEOUT_S = 10.0
-# The child's first words: it takes this process's import path from the pipe of acknowledgements
-# (``argv[2]``; deliveries go up ``argv[1]``), then its arguments. A plain interpreter started with
-# subprocess rather than multiprocessing's ``spawn``: that one also starts multiprocessing's resource
-# tracker, a third interpreter of 13 MB that has nothing to track here, and imports the service's
-# ``__main__`` into the child.
+# The child's first words: it leaves SIGINT and SIGTERM to the service (a Ctrl-C or a service manager
+# signals the whole process group; the service stops the child when its writer is done, and the
+# child stops when the service's end of the pipes closes), takes this process's import path from the
+# pipe of acknowledgements (``argv[2]``; deliveries go up ``argv[1]``), then its arguments. A plain
+# interpreter started with subprocess rather than multiprocessing's ``spawn``: that one also starts
+# multiprocessing's resource tracker, a third interpreter of 13 MB that has nothing to track here,
+# and imports the service's ``__main__`` into the child.
 _BOOTSTRAP = (
-    "import sys; from multiprocessing.connection import Connection; "
+    "import signal, sys; from multiprocessing.connection import Connection; "
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     "acks = Connection(int(sys.argv[2]), writable=False); sys.path[:] = acks.recv(); "
     "from plantwatch.service.receiver import main; main(Connection(int(sys.argv[1]), readable=False), acks)"
 )
