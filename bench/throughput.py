@@ -216,6 +216,7 @@ def run_service(
                 flush=True,
             )
             figures[f"rss_mb_{args.assets + args.more_assets}_assets"] = round(rss, 1)
+            figures[f"rss_mb_{args.assets + args.more_assets}_assets_service"] = round(alone, 1)
         figures["written"] = service.metrics().get("plantwatch_readings_written_total", 0.0)
     finally:
         service.stop()

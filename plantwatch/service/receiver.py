@@ -137,7 +137,11 @@ def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Conne
                 connected = not connected
                 send(("connected", connected))
 
-    forwarder = threading.Thread(target=forward, name="receiver-forward", daemon=True)
+    def forward_until_the_parent_is_gone() -> None:
+        with contextlib.suppress(OSError):  # a broken pipe: the main thread reads its end and stops
+            forward()
+
+    forwarder = threading.Thread(target=forward_until_the_parent_is_gone, name="receiver-forward", daemon=True)
     source.start()
     forwarder.start()
     try:
@@ -150,7 +154,8 @@ def _child(options: MqttOptions, decoder: Decoder, data: Connection, acks: Conne
         source.stop()  # paho sends the queued PUBACKs before its DISCONNECT
         stopping.set()
         forwarder.join(timeout=2)
-        send(("counts", relay.take()))
+        with contextlib.suppress(OSError):  # the parent is gone: nobody is left to count them
+            send(("counts", relay.take()))
 
 
 def main(data: Connection, acks: Connection) -> None:
@@ -160,12 +165,12 @@ def main(data: Connection, acks: Connection) -> None:
 
 
 def _ended(process: subprocess.Popen[bytes]) -> int | None:
-    """Wait for the child to exit, ending it if it does not: its exit code."""
-    for end in (None, process.terminate, process.kill):
-        if end is not None:
-            end()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            return process.wait(timeout=STOP_TIMEOUT_S)
+    """Wait for the child to exit, killing it if it does not (it ignores SIGTERM): its exit code."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return process.wait(timeout=STOP_TIMEOUT_S)
+    process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return process.wait(timeout=STOP_TIMEOUT_S)
     return None
 
 
