@@ -10,7 +10,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -111,6 +112,9 @@ class AlertManager:
         # While rows a crash left unscored are scored again: (asset, kind) -> the event time up to
         # which the store already holds what the crashed process decided (begin_recovery).
         self._decided_until: dict[tuple[str, str], int] = {}
+        # Within batched(): the thread whose coalesced writes wait for the batch's end, and those writes.
+        self._batching: int | None = None
+        self._held: dict[int, _Tracked] = {}
 
     def store_failing_s(self) -> float:
         """How long the store has been failing the write in hand (0 when it works; see alerts.retrying)."""
@@ -203,11 +207,39 @@ class AlertManager:
         tracked, so the asset's next anomalous row opens a new alert. None when no open alert here has
         this id."""
         with self._lock:
-            for by_asset in (self._open, self._maintenance, *self._conditions.values()):
+            for by_asset in self._tracked_maps():
                 for asset, tracked in by_asset.items():
                     if tracked.alert.id == alert_id:
                         return self._resolve(by_asset, asset, tracked.alert.last_anomalous_at_ns).alert
         return None
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Within, this thread's coalesced updates of open alerts wait for the end and are written
+        in one transaction. In an alert storm every asset's alert is updated in every batch of the
+        detector, and one commit each took most of its time; openings, resolutions and reopenings
+        are still written at once."""
+        self._batching = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._batching = None
+            with self._lock:
+                self._write_held()
+
+    def _write_held(self) -> None:
+        """The updates batched() held back, of the alerts still tracked (a resolved one was written
+        resolved, and must stay so); they stay dirty, to be written again, if the store raises."""
+        tracked = {id(t) for by_asset in self._tracked_maps() for t in by_asset.values()}
+        held = [t for key, t in self._held.items() if t.dirty and key in tracked]
+        self._held = {}
+        if held:
+            self._store.update_many([t.alert for t in held])
+            for t in held:
+                t.dirty = False
+
+    def _tracked_maps(self) -> list[dict[str, _Tracked]]:
+        return [self._open, self._maintenance, *self._conditions.values()]
 
     def flush(self) -> None:
         """Write changes still held back by coalescing; call on shutdown."""
@@ -446,6 +478,10 @@ class AlertManager:
             self._write(tracked, now_ns)
 
     def _write(self, tracked: _Tracked, now_ns: int) -> None:
+        if self._batching == threading.get_ident():
+            self._held[id(tracked)] = tracked  # written at the batch's end (batched())
+            tracked.written_at_ns = now_ns
+            return
         # Stay dirty if the store raises, so the change is retried on the next opportunity.
         self._store.update(tracked.alert)
         tracked.written_at_ns = now_ns

@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -65,6 +65,9 @@ class WaitingStore:
 
     def update(self, alert: Alert) -> None:
         self._waiting(lambda: self._store.update(alert), f"update alert {alert.id}")
+
+    def update_many(self, alerts: Sequence[Alert]) -> None:
+        self._waiting(lambda: self._store.update_many(alerts), f"update {len(alerts)} alerts")
 
     def act(self, action: AlertAction, shelved_reason: str | None = None) -> Alert | None:
         return self._waiting(lambda: self._store.act(action, shelved_reason), f"record {action.action} of alert")

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +60,10 @@ class AlertStore(Protocol):
 
     def update(self, alert: Alert) -> None:
         """Overwrite the stored alert with the same id."""
+        ...
+
+    def update_many(self, alerts: Sequence[Alert]) -> None:
+        """:meth:`update` of each, in one transaction: all are written or none."""
         ...
 
     def list(
@@ -288,12 +292,19 @@ class _SqlAlertStore:
         return dataclasses.replace(alert, id=int(new_id), updated_at_ns=stamp)
 
     def update(self, alert: Alert) -> None:
-        alert_id = _require_id(alert)
+        self.update_many([alert])
+
+    def update_many(self, alerts: Sequence[Alert]) -> None:
+        """One transaction for all: a commit costs far more than a row, and an alert storm updates
+        every asset's alert at once. Each row gets its own stamp, above every stamp stored before."""
+        if not alerts:
+            return
         with self._writing() as (conn, stamp):
-            row = _to_row(alert) | {"updated_at_ns": stamp}
-            rowcount = conn.execute(update(table).where(table.c.id == alert_id).values(row)).rowcount
-        if rowcount == 0:
-            raise LookupError(f"no alert with id {alert_id}")
+            for i, alert in enumerate(alerts):
+                alert_id = _require_id(alert)
+                row = _to_row(alert) | {"updated_at_ns": stamp + i}
+                if conn.execute(update(table).where(table.c.id == alert_id).values(row)).rowcount == 0:
+                    raise LookupError(f"no alert with id {alert_id}")  # rolls back the others too
 
     def list(
         self,

@@ -76,6 +76,20 @@ def test_update_overwrites_state_and_resolution(store: AlertStore) -> None:
     assert store.open_alerts() == []
 
 
+def test_update_many_writes_all_in_one_transaction_or_none(store: AlertStore) -> None:
+    first, second = store.insert(make_alert()), store.insert(make_alert(asset="pump-2"))
+    before = max(a.updated_at_ns or 0 for a in store.list())
+    store.update_many([dataclasses.replace(first, peak_score=7.0), dataclasses.replace(second, severity="critical")])
+    stored = {a.asset: a for a in store.list()}
+    assert stored["pump-1"].peak_score == 7.0 and stored["pump-2"].severity == "critical"
+    stamps = {stored["pump-1"].updated_at_ns or 0, stored["pump-2"].updated_at_ns or 0}
+    assert len(stamps) == 2 and min(stamps) > before  # each change has its own place in the order of changes
+    with pytest.raises(LookupError):
+        store.update_many([dataclasses.replace(first, peak_score=1.0), make_alert(id=987_654)])
+    assert first.id is not None and (again := store.get(first.id)) is not None
+    assert again.peak_score == 7.0  # rolled back with the unknown one
+
+
 def test_get_reads_one_alert_by_id(store: AlertStore) -> None:
     first = store.insert(make_alert())
     second = store.insert(make_alert(asset="pump-2"))

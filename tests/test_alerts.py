@@ -6,6 +6,7 @@ import builtins
 import dataclasses
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ class RecordingStore:
         self.rows: dict[int, Alert] = {a.id: a for a in initial or [] if a.id is not None}
         self.inserts = 0
         self.updates: builtins.list[Alert] = []
+        self.transactions: builtins.list[int] = []  # the alerts of each update_many
 
     def insert(self, alert: Alert) -> Alert:
         self.inserts += 1
@@ -41,6 +43,11 @@ class RecordingStore:
         assert alert.id in self.rows
         self.updates.append(alert)
         self.rows[alert.id] = alert
+
+    def update_many(self, alerts: Sequence[Alert]) -> None:
+        self.transactions.append(len(alerts))
+        for alert in alerts:
+            self.update(alert)
 
     def latest_activity(self) -> dict[tuple[str, str], int]:
         latest: dict[tuple[str, str], int] = {}
@@ -272,6 +279,37 @@ def test_writes_are_coalesced_to_once_per_event_second() -> None:
     # Resolution is always written, immediately.
     m.observe(v(7.9, False))
     assert store.updates[-1].state == "resolved" and len(store.updates) == 4
+
+
+def test_a_batch_writes_its_coalesced_updates_together_at_its_end() -> None:
+    """An alert storm: in a batch of the detector, every asset's alert is updated in one transaction
+    at the batch's end, as much as coalescing allows; a resolution inside the batch is written at
+    once and not undone by the update held back before it."""
+    store = RecordingStore()
+    m = manager(store, resolve_after_s=5)
+    assets = [f"pump-{i}" for i in range(5)]
+    for asset in assets:
+        m.observe(v(0, True, asset=asset, score=1.0))
+    with m.batched():
+        for t in (1, 2, 3):
+            for asset in assets:
+                m.observe(v(t, True, asset=asset, score=float(t)))
+        assert store.updates == []  # held back until the batch ends
+        m.observe(v(9, False, asset="pump-0"))  # quiet for 6 s: resolved, written at once
+        assert [(u.asset, u.state) for u in store.updates] == [("pump-0", "resolved")]
+    assert store.transactions == [4]  # the other four, once each, in one transaction
+    latest = {u.asset: u for u in store.updates}
+    assert latest["pump-0"].state == "resolved"  # not overwritten by its update held back in the batch
+    assert all(latest[a].peak_score == 3.0 and latest[a].state == "open" for a in assets[1:])
+    # The same updates one at a time, outside a batch: every event second of every asset.
+    single = RecordingStore()
+    n = manager(single, resolve_after_s=5)
+    for t in (0, 1, 2, 3):
+        for asset in assets[1:]:
+            n.observe(v(t, True, asset=asset, score=float(t) or 1.0))
+    assert single.transactions == [] and len(single.updates) == 12
+    unnumbered = {u.asset: dataclasses.replace(u, id=None) for u in single.updates}
+    assert unnumbered == {a: dataclasses.replace(latest[a], id=None) for a in assets[1:]}  # the same alerts
 
 
 def test_no_write_for_unchanged_non_anomalous_rows() -> None:

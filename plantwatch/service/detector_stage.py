@@ -278,6 +278,10 @@ class DetectorStage:
         self._feedback.apply(lambda asset: self.monitors.get(asset) or self._new_monitor(asset), self._feedback_applied)
 
     def _process(self, readings: Sequence[Reading]) -> None:
+        with self.alerts.batched():  # the batch's alert updates in one transaction
+            self._process_batch(readings)
+
+    def _process_batch(self, readings: Sequence[Reading]) -> None:
         self._apply_requests()
         by_asset: dict[str, list[tuple[int, Mapping[str, float]]]] = {}
         tags: dict[str, Mapping[str, str]] = {}
