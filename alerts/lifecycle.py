@@ -230,7 +230,7 @@ class AlertManager:
     def _write_held(self) -> None:
         """The updates batched() held back, of the alerts still tracked (a resolved one was written
         resolved, and must stay so); they stay dirty, to be written again, if the store raises."""
-        tracked = {id(t) for by_asset in self._tracked_maps() for t in by_asset.values()}
+        tracked = {id(t) for t in self._all_tracked()}
         held = [t for key, t in self._held.items() if t.dirty and key in tracked]
         self._held = {}
         if held:
@@ -241,11 +241,13 @@ class AlertManager:
     def _tracked_maps(self) -> list[dict[str, _Tracked]]:
         return [self._open, self._maintenance, *self._conditions.values()]
 
+    def _all_tracked(self) -> list[_Tracked]:
+        return [t for by_asset in self._tracked_maps() for t in by_asset.values()]
+
     def flush(self) -> None:
         """Write changes still held back by coalescing; call on shutdown."""
         with self._lock:
-            conditions = [t for by_asset in self._conditions.values() for t in by_asset.values()]
-            for tracked in [*self._open.values(), *self._maintenance.values(), *conditions]:
+            for tracked in self._all_tracked():
                 if tracked.dirty:
                     self._write(tracked, tracked.written_at_ns)
 
@@ -479,13 +481,12 @@ class AlertManager:
 
     def _write(self, tracked: _Tracked, now_ns: int) -> None:
         if self._batching == threading.get_ident():
-            self._held[id(tracked)] = tracked  # written at the batch's end (batched())
-            tracked.written_at_ns = now_ns
-            return
-        # Stay dirty if the store raises, so the change is retried on the next opportunity.
-        self._store.update(tracked.alert)
+            self._held[id(tracked)] = tracked  # written at the batch's end (batched()), dirty until then
+        else:
+            # Stay dirty if the store raises, so the change is retried on the next opportunity.
+            self._store.update(tracked.alert)
+            tracked.dirty = False
         tracked.written_at_ns = now_ns
-        tracked.dirty = False
 
     def _severity_for(self, probability: float) -> str:
         return SEVERITY_CRITICAL if probability >= self._critical_probability else SEVERITY_WARNING
