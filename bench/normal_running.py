@@ -1,6 +1,6 @@
 """False alerts on normal running: alerts per asset-week of the default configuration, no fault anywhere.
 
-    python bench/normal_running.py [--config FILE] [--days N] [--seeds 1,2] [--only NAME] [--baseline-hours H]
+    python bench/normal_running.py [--config FILE] [--days N] [--seeds 1-18] [--only NAME] [--baseline-hours H]
                                    [--json OUT]
 
 Every scenario is run through ``plantwatch.offline.backtest.run_backtest`` (the code behind the
@@ -10,6 +10,11 @@ baseline (3,600 rows at 1 Hz; ``--baseline-hours`` for another length: the gener
 run that much longer, so the scored days stay the same) and everything after it scored. An *alert*
 is an alarm onset, each 0→1 of the ``anomaly`` flag: what an operator is paged for. No row of these
 data is a fault, so every alert is false; alerts per asset-week = onsets / scored days x 7.
+
+With several seeds each scenario also gets one pooled line: every seed is another asset, and a
+shift is paged by all of them, so the figure to hold against the target is the pooled rate (all
+alerts over all asset-weeks), given with its 90 % Poisson interval. One seed's count is a Poisson
+draw: at the target of 1 a week, 5 or more alerts in 14 days come one seed in twenty.
 
 Scenarios (generated with fixed seeds; ``--seeds`` runs each generated one once per seed):
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -214,6 +220,61 @@ def run_one(name: str, log: SensorLog, config: MonitorConfig, baseline_rows: int
     }
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2,5-7"`` -> ``[1, 2, 5, 6, 7]``."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        seeds.extend(range(int(first), int(last or first) + 1))
+    return seeds
+
+
+def poisson_interval(count: int, level: float = 0.90) -> tuple[float, float]:
+    """The exact (Garwood) interval of a Poisson mean from one ``count``, by bisection on the CDF
+    (no scipy): the lower end has ``P(X >= count) = (1 - level) / 2``, the upper ``P(X <= count)`` the same."""
+    tail = (1.0 - level) / 2.0
+
+    def cdf(k: int, mean: float) -> float:  # P(X <= k)
+        term = total = math.exp(-mean)
+        for i in range(1, k + 1):
+            term *= mean / i
+            total += term
+        return total
+
+    def solve(target: Callable[[float], float]) -> float:
+        lo, hi = 0.0, 10.0 * count + 10.0
+        for _ in range(100):
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if target(mid) > 0 else (lo, mid)
+        return (lo + hi) / 2.0
+
+    lower = 0.0 if count == 0 else solve(lambda m: tail - (1.0 - cdf(count - 1, m)))
+    upper = solve(lambda m: cdf(count, m) - tail)
+    return lower, upper
+
+
+def line(result: dict[str, Any], stopped: bool) -> str:
+    """One run's line: its alerts, the share of rows flagged and the level it ended at."""
+    off = f"; {100 * result['not_running_share']:4.1f} % stopped or settling" if stopped else ""
+    return (
+        f"{result['scenario']:24s} seed {result['seed']}: {result['alerts']:5d} alerts in"
+        f" {result['scored_days']:6.2f} days = {result['alerts_per_week']:8.1f} per asset-week;"
+        f" {100 * result['flagged_share']:5.2f} % of rows flagged{off}; enters at p >= {result['alarm_enter']:.7f}"
+        f" ({result['rows_per_s']:,.0f} rows/s)"
+    )
+
+
+def pooled(results: Sequence[dict[str, Any]]) -> str:
+    """One line for several seeds of one scenario: all alerts over all asset-weeks, with its interval."""
+    alerts = sum(r["alerts"] for r in results)
+    weeks = sum(r["scored_days"] for r in results) / 7.0
+    lower, upper = poisson_interval(alerts)
+    return (
+        f"{results[0]['scenario']:24s} {len(results)} seeds: {alerts:5d} alerts in {weeks:6.1f} asset-weeks"
+        f" = {alerts / weeks:8.2f} per asset-week (90 % interval {lower / weeks:.2f}-{upper / weeks:.2f})"
+    )
+
+
 def asset_config(path: str | None, overrides: dict[str, Any]) -> MonitorConfig:
     """The detector settings of ``--config`` (the embedded default without), with ``overrides`` as
     ``detector.assets.<STOP_START_ASSET>`` keys, for that asset: as the live service builds them."""
@@ -226,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"datasets directory (default {DEFAULT_DATA})")
     parser.add_argument("--config", help="YAML config whose detector section to use (default: the live default)")
     parser.add_argument("--days", type=int, help="scored days of every generated scenario (default: 14, 7, 7)")
-    parser.add_argument("--seeds", default="1", help="comma-separated seeds of the generated scenarios (default 1)")
+    parser.add_argument("--seeds", default="1", help="seeds of the generated scenarios, e.g. 1,2 or 1-18 (default 1)")
     parser.add_argument("--only", help="run only this scenario")
     parser.add_argument("--baseline-hours", type=float, default=1.0, help="baseline length in hours (default 1)")
     parser.add_argument("--json", type=Path, help="write every number to this JSON file")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
     baseline_rows = round(args.baseline_hours * HOUR)
     scenarios = [
         Scenario("independent", independent, 14),
@@ -258,14 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                 config = asset_config(args.config, overrides)
                 result = run_one(name, log, config, baseline_rows) | {"seed": seed, "baseline_rows": baseline_rows}
                 results.append(result)
-                stopped = f"; {100 * result['not_running_share']:4.1f} % stopped or settling" if overrides else ""
-                print(
-                    f"{name:24s} seed {seed}: {result['alerts']:5d} alerts in {result['scored_days']:6.2f} days"
-                    f" = {result['alerts_per_week']:8.1f} per asset-week; {100 * result['flagged_share']:5.2f} % of"
-                    f" rows flagged{stopped}; enters at p >= {result['alarm_enter']:.7f}"
-                    f" ({result['rows_per_s']:,.0f} rows/s)",
-                    flush=True,
-                )
+                print(line(result, stopped=bool(overrides)), flush=True)
+    for name in dict.fromkeys(r["scenario"] for r in results):
+        group = [r for r in results if r["scenario"] == name]
+        if len(group) > 1:
+            print(pooled(group))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
