@@ -51,7 +51,7 @@ from detector.features import RollingFeatures
 from detector.feedback import FEEDBACK_MAX_RAISE, Feedback
 from detector.gate import NEVER, RowGate
 from detector.intake import SensorIntake, rows_to_arrays
-from detector.recalibration import GUARD_WINDOWS, Recalibration
+from detector.recalibration import GUARD_WINDOWS, SHORT_ALERT_WINDOWS, Recalibration
 from detector.running import OperatingStates, alarm_resets
 from detector.state import Learned, MonitorState, decode, encode
 from detector.types import Explanation, Verdict
@@ -376,6 +376,11 @@ class AssetMonitor:
         """Rows around an alert that recalibration does not learn: ``GUARD_WINDOWS`` feature windows."""
         return math.ceil(GUARD_WINDOWS * model.window_s / model.alert_rate.sample_s)
 
+    @staticmethod
+    def _short_alert_rows(model: BaselineModel) -> int:
+        """The longest alert recalibration learns: ``SHORT_ALERT_WINDOWS`` feature windows, in rows."""
+        return math.ceil(SHORT_ALERT_WINDOWS * model.window_s / model.alert_rate.sample_s)
+
     def _window_s(self) -> float | None:
         """The feature window rows refill after a gap (None: features off, or no model yet)."""
         model = self.model_
@@ -492,7 +497,7 @@ class AssetMonitor:
                     self.refits_ += 1
                     events.append(ModelRefitted(self.refits_))
             if recalibration is not None:
-                recalibration.learn(raw, flags, self._guard_rows(model))
+                recalibration.learn(raw, flags, self._guard_rows(model), self._short_alert_rows(model))
                 if recalibration.refit_due(config):
                     recalibration.refit(config, model.calibrator, model.alarm_enter(config))
                     self.alarm_.enter = self.alarm_enter

@@ -17,6 +17,8 @@ are only ever added; every older layout is read here and nowhere else:
 * ``recal_*``: the recalibration (:mod:`detector.recalibration`): the baseline's scores, the memory of
   live scores, the rows waiting to be learned and the raised alarm level; absent from models saved
   before it (and with ``recalibrate`` off): a recalibration starts afresh from the model's calibrator.
+  ``recal_held`` / ``recal_held_long``, the open alert's scores while it is short: absent before
+  short alerts were learned, when an alert open at the save is taken as a long one.
 * ``feedback/*``: the baseline's feature rows, the rows operators marked normal and the recent alert
   rows (:mod:`detector.feedback`); absent from models saved before feedback was kept: such a model
   cannot learn feedback until its baseline is relearned.
@@ -204,6 +206,9 @@ def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
         "recal_pending": np.array(recalibration.pending, dtype=np.float64),
         "recal_counts": [seen, recalibration.since_refit, recalibration.guard_left, int(recalibration.in_alert)],
         "recal_enter": recalibration.enter_,
+        # the open alert's scores while it is short (a long one's are not kept)
+        "recal_held": np.array(recalibration.held or [], dtype=np.float64),
+        "recal_held_long": int(recalibration.held is None),
     }
 
 
@@ -219,6 +224,7 @@ def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model
         guard_left,
         bool(in_alert),
         float(state["recal_enter"]),
+        None if int(state.get("recal_held_long", 1)) else state["recal_held"],
     )
 
 

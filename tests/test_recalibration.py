@@ -32,6 +32,40 @@ def test_rows_near_an_alert_are_not_learned() -> None:
     assert recal.since_refit == 20
 
 
+def test_a_short_alert_is_learned_with_the_rows_around_it_and_a_long_one_is_not() -> None:
+    scores = np.arange(30, dtype=float)
+    flags = np.zeros(30, dtype=bool)
+    flags[10:12] = True  # an alert of 2 rows, short when up to 2 rows are
+    baseline = np.arange(21.0)  # the ceiling: 20 + 2 x (20 - 10) = 40
+    short = _recalibration(baseline)
+    assert short.ceiling == 40.0
+    short.learn(scores, flags, guard=3, short=2)
+    # rows 7, 8, 9 (waiting when it opened), 10, 11 (the alert) and 12.. (no guard after it) all wait
+    # their turn: one leaves ``pending`` a row, so the last 3 + 2 held ones are still waiting.
+    assert short.memory.in_time_order().ravel().tolist() == list(range(25))
+    assert short.pending == [25.0, 26.0, 27.0, 28.0, 29.0] and short.held == [] and not short.in_alert
+    long = _recalibration(baseline)
+    long.learn(scores, flags, guard=3, short=1)  # the same 2 rows are a long alert now
+    assert sorted(long.memory.in_time_order().ravel().tolist()) == [0, 1, 2, 3, 4, 5, 6, *range(15, 27)]
+    assert long.held == []
+    far = _recalibration(baseline)
+    far.learn(np.where(flags, 41.0, scores), flags, guard=3, short=2)  # short, but beyond the ceiling
+    assert far.memory.in_time_order().ravel().tolist() == long.memory.in_time_order().ravel().tolist()
+
+
+def test_an_alert_that_grows_long_in_a_later_batch_is_not_learned() -> None:
+    scores = np.arange(40, dtype=float)
+    flags = np.zeros(40, dtype=bool)
+    flags[10:20] = True  # 10 rows: long when up to 5 are short
+    whole, pieces = _recalibration(np.zeros(5)), _recalibration(np.zeros(5))
+    whole.learn(scores, flags, guard=3, short=5)
+    for part in (slice(0, 12), slice(12, 14), slice(14, 40)):  # the alert opens in one batch, grows in the next
+        pieces.learn(scores[part], flags[part], guard=3, short=5)
+    learned = whole.memory.in_time_order().ravel().tolist()
+    assert learned == pieces.memory.in_time_order().ravel().tolist()
+    assert not set(learned) & set(range(7, 23))  # the alert, 3 rows before it and its guard of 3 after
+
+
 def test_a_batch_with_no_alert_near_it_is_learned_as_one_row_at_a_time_would_be() -> None:
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -55,12 +89,15 @@ def test_learning_in_pieces_remembers_what_learning_at_once_does() -> None:
     rng = np.random.default_rng(1)
     scores = rng.exponential(size=500)
     flags = scores > 3.0
-    whole, pieces = _recalibration(np.zeros(5)), _recalibration(np.zeros(5))
-    whole.learn(scores, flags, guard=7)
+    baseline = rng.exponential(size=200)  # a ceiling above most flagged scores: short alerts are learned
+    whole, pieces = _recalibration(baseline), _recalibration(baseline)
+    whole.learn(scores, flags, guard=7, short=2)
     for part in np.array_split(np.arange(500), 13):
-        pieces.learn(scores[part], flags[part], guard=7)
+        pieces.learn(scores[part], flags[part], guard=7, short=2)
     assert np.array_equal(whole.memory.in_time_order(), pieces.memory.in_time_order())
     assert whole.pending == pieces.pending and whole.guard_left == pieces.guard_left
+    assert whole.held == pieces.held
+    assert (whole.memory.in_time_order() > 3.0).any()  # short alerts were learned
 
 
 def test_a_heavier_live_tail_raises_the_level_and_a_lighter_one_leaves_it() -> None:
@@ -114,6 +151,36 @@ def test_the_monitor_raises_only_its_alarm_level_and_keeps_it_across_a_restart()
     off = AssetMonitor("pump", dataclasses.replace(CONFIG, recalibrate=False), sensors)
     off.process_arrays(ts, X)
     assert off.recalibration_ is None and off.alarm_.enter == model.alarm_enter(CONFIG)
+
+
+def test_an_open_short_alert_is_kept_across_a_restart_and_one_saved_before_is_taken_as_long() -> None:
+    ts, X = _independent(1500, seed=5)
+    monitor = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d"))
+    monitor.process_arrays(ts, X)
+    recal = monitor.recalibration_
+    assert recal is not None
+    recal.in_alert, recal.held = True, [4.0, 5.0]  # saved while a short alert is open
+    state = monitor.get_state()
+    restored = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(state)
+    assert restored.recalibration_ is not None and restored.recalibration_.held == [4.0, 5.0]
+    older = {key: value for key, value in state.items() if not key.startswith("recal_held")}
+    before = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(older)
+    assert before.recalibration_ is not None and before.recalibration_.held is None  # its length is unknown
+
+
+def test_recurring_glitches_far_beyond_normal_running_are_not_learned_and_hide_no_fault() -> None:
+    ts, X = _independent(14000, seed=6)
+    for start in range(1500, 12000, 400):
+        X[start : start + 3, 0] += 40.0  # a loose contact: three rows far off, every 400 rows
+    X[13000:13300, 1] += 6.0  # then a real fault on another sensor
+    monitor = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d"))
+    out = monitor.process_arrays(ts, X)
+    assert monitor.recalibrations_ >= 10
+    # each glitch is a short alert, but far beyond the baseline's scores: none is learned, so each
+    # one still alerts, and the level stays where the fault is flagged
+    glitches_alerting = [bool(out.anomaly[start : start + 30].any()) for start in range(1500, 12000, 400)]
+    assert all(glitches_alerting)
+    assert out.anomaly[13000:13300].mean() > 0.9
 
 
 def test_adaptation_turns_recalibration_off() -> None:
