@@ -57,7 +57,8 @@ def test_an_alert_that_grows_long_in_a_later_batch_is_not_learned() -> None:
     scores = np.arange(40, dtype=float)
     flags = np.zeros(40, dtype=bool)
     flags[10:20] = True  # 10 rows: long when up to 5 are short
-    whole, pieces = _recalibration(np.zeros(5)), _recalibration(np.zeros(5))
+    baseline = np.arange(21.0)  # the ceiling, 40, lies above every score: only the length keeps it out
+    whole, pieces = _recalibration(baseline), _recalibration(baseline)
     whole.learn(scores, flags, guard=3, short=5)
     for part in (slice(0, 12), slice(12, 14), slice(14, 40)):  # the alert opens in one batch, grows in the next
         pieces.learn(scores[part], flags[part], guard=3, short=5)
