@@ -372,14 +372,10 @@ class AssetMonitor:
         return ts, X
 
     @staticmethod
-    def _guard_rows(model: BaselineModel) -> int:
-        """Rows around an alert that recalibration does not learn: ``GUARD_WINDOWS`` feature windows."""
-        return math.ceil(GUARD_WINDOWS * model.window_s / model.alert_rate.sample_s)
-
-    @staticmethod
-    def _short_alert_rows(model: BaselineModel) -> int:
-        """The longest alert recalibration learns: ``SHORT_ALERT_WINDOWS`` feature windows, in rows."""
-        return math.ceil(SHORT_ALERT_WINDOWS * model.window_s / model.alert_rate.sample_s)
+    def _windows_in_rows(model: BaselineModel, windows: int) -> int:
+        """``windows`` feature windows in rows: recalibration's guard around an alert (``GUARD_WINDOWS``)
+        and the longest alert it learns (``SHORT_ALERT_WINDOWS``)."""
+        return math.ceil(windows * model.window_s / model.alert_rate.sample_s)
 
     def _window_s(self) -> float | None:
         """The feature window rows refill after a gap (None: features off, or no model yet)."""
@@ -497,7 +493,8 @@ class AssetMonitor:
                     self.refits_ += 1
                     events.append(ModelRefitted(self.refits_))
             if recalibration is not None:
-                recalibration.learn(raw, flags, self._guard_rows(model), self._short_alert_rows(model))
+                guard, short = (self._windows_in_rows(model, n) for n in (GUARD_WINDOWS, SHORT_ALERT_WINDOWS))
+                recalibration.learn(raw, flags, guard, short)
                 if recalibration.refit_due(config):
                     recalibration.refit(config, model.calibrator, model.alarm_enter(config))
                     self.alarm_.enter = self.alarm_enter
