@@ -239,12 +239,11 @@ def poisson_interval(count: int, level: float = 0.90) -> tuple[float, float]:
     (no scipy): the lower end has ``P(X >= count) = (1 - level) / 2``, the upper ``P(X <= count)`` the same."""
     tail = (1.0 - level) / 2.0
 
-    def cdf(k: int, mean: float) -> float:  # P(X <= k)
-        term = total = math.exp(-mean)
-        for i in range(1, k + 1):
-            term *= mean / i
-            total += term
-        return total
+    def cdf(k: int, mean: float) -> float:  # P(X <= k), each term from its logarithm: exp(-mean) underflows past 745
+        if mean <= 0.0:
+            return 1.0
+        log_mean = math.log(mean)
+        return sum(math.exp(i * log_mean - mean - math.lgamma(i + 1)) for i in range(k + 1))
 
     def solve(target: Callable[[float], float]) -> float:
         lo, hi = 0.0, 10.0 * count + 10.0
