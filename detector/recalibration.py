@@ -7,21 +7,31 @@ independent Gaussian sensors, the live model's scores exceeded the baseline's la
 17x as often as the calibration promised, depending on the seed alone. The live service sees normal
 running after the baseline; the scores the live model gives it are the most relevant data there is.
 
-So every ``RECALIBRATION_EVERY`` baseline lengths of scored rows a calibrator is fitted on the
-baseline's scores plus a memory of live scores (a uniform sample of the scored rows outside alerts,
-up to ``RECALIBRATION_MEMORY`` baseline lengths: :class:`detector.memory.NormalMemory`, the same for
-any batching and across restarts), and the score at which *it* reaches the alarm level is found.
-That calibrator has a Generalized Pareto tail above the scores' ``TAIL_QUANTILE`` (0.99; at least 70
-of them at the first refit), whatever the baseline's calibrator: the live scores' tail is heavier
-than an exponential one (on independent sensors, the score gained 0.91, 1.03 and 1.42 per decade of
-survival from 1e-2 to 1e-5), so the exponential tail put the level too low. With it (and short
-alerts learned), seeds 1-9 of ``bench/normal_running.py``'s independent sensors gave 1.39 alerts a
-week against 1.5, seeds 10-18 (not looked at while choosing) 0.83 against 1.17; a tail above the
-0.95 quantile put the level so high that 0.1 alerts a week came, and 3-width faults were flagged
-later.
+So every ``RECALIBRATION_EVERY`` baseline lengths of scored rows the score a normal row exceeds as
+rarely as the alarm level says is read again from the baseline's scores and the live ones learned
+since (rows outside alerts, below). The tail is a Generalized Pareto above a threshold, the
+baseline's ``TAIL_QUANTILE`` (0.99) quantile, fitted to the excesses over it, whatever the baseline's
+calibrator: the live scores' tail is heavier than an exponential one (on independent sensors, the
+score gained 0.91, 1.03 and 1.42 per decade of survival from 1e-2 to 1e-5), so an exponential tail
+put the level too low; a threshold at the 0.95 quantile put it so high that 0.1 alerts a week came,
+and 3-width faults were flagged later.
 
-When the score at which it reaches the level is higher than the one at which the baseline's
-calibrator does, the live scores say the tail is heavier than the baseline showed, and the alarm
+Every learned live score beyond the threshold counts, however long the asset has run (peaks over
+threshold as in SPOT, Siffer et al., KDD 2017): the share of rows beyond it is counted over all the
+rows learned, and the excesses are fitted on a uniform sample of up to ``PEAKS_KEPT`` of them. Until
+2026-12-07 the tail was fitted on a uniform sample of the live scores themselves (``memory``, up to
+``RECALIBRATION_MEMORY`` baseline lengths: 36,000 of the 604,800 rows of a week at 1 Hz): the level one row in
+~100,000 reaches was then extrapolated over three decades from a few hundred excesses, it wandered
+with them (on one generated asset from surprise 16 down to 12.5 over days 5-9, and 11 alerts came in
+the five days after), and an alert that was learned entered the sample with a chance of 3 % two
+weeks in. With every peak, independent sensors (``bench/normal_running.py``) gave 0.83 alerts a week
+over seeds 1-18 instead of 1.11, and 0.78 instead of 1.36 over seeds 19-36.
+
+The memory of live scores (:class:`detector.memory.NormalMemory`, the same for any batching and
+across restarts) still tells whether they climb (below).
+
+When that score is higher than the one at which the baseline's calibrator reaches the level, the
+live scores say the tail is heavier than the baseline showed, and the alarm
 level is raised to it (``enter_``, a probability on the baseline calibrator's scale). It is never
 lowered below the level derived from the baseline: where the baseline's scores were *higher* than
 the live model's (a process that moves between operating points gives cross-fitted scores that no
@@ -60,9 +70,9 @@ import math
 
 import numpy as np
 
-from detector.calibration import Calibrator, PotCalibrator
+from detector.alert_rate import surprise_at_probability
+from detector.calibration import Calibrator, fit_gpd_pwm
 from detector.config import MonitorConfig
-from detector.episode import score_at_probability
 from detector.memory import NormalMemory
 
 RECALIBRATION_MEMORY = 10  # live scores kept, in baseline lengths
@@ -79,6 +89,9 @@ TAIL_QUANTILE = 0.99
 # this many times that score's distance from the baseline's median (module docstring).
 SHORT_ALERT_REACH = 2.0
 SHORT_ALERT_WINDOWS = 2  # an alert of at most this many feature windows (in rows) is learned with the rows around it
+PEAKS_KEPT = 4000  # live scores above the tail threshold kept (a uniform sample of all of them), per asset
+MIN_EXCESSES = 10  # fewer excesses over the threshold than this: an exponential tail
+XI_BOUNDS = (-0.5, 0.5)  # the Generalized Pareto shape is clamped to these, as PotCalibrator does
 
 
 class Recalibration:
@@ -94,12 +107,19 @@ class Recalibration:
         in_alert: bool = False,
         enter: float = 0.0,
         held: np.ndarray | None = None,
+        peaks: NormalMemory | None = None,
+        peaks_of: int = 0,
     ) -> None:
         self.baseline_scores = np.asarray(baseline_scores, dtype=np.float64).ravel()
         finite = self.baseline_scores[np.isfinite(self.baseline_scores)]
         top, middle = (float(np.max(finite)), float(np.median(finite))) if finite.size else (math.inf, 0.0)
         self.ceiling = top + SHORT_ALERT_REACH * (top - middle)  # a short alert scoring above it is not learned
+        self.threshold = float(np.quantile(finite, TAIL_QUANTILE)) if finite.size else math.inf
         self.memory = memory
+        # Every learned score beyond ``threshold`` (a uniform sample of them) and how many rows were
+        # learned since the peaks began (an older saved model has none: they begin at its restart).
+        self.peaks = peaks if peaks is not None else live_peaks()
+        self.peaks_of = peaks_of
         self.since_refit = since_refit
         self.pending = [] if pending is None else np.asarray(pending, dtype=np.float64).ravel().tolist()
         self.guard_left = guard_left  # rows still to skip after an alert closed
@@ -153,7 +173,7 @@ class Recalibration:
                 pending.append(score)
                 if len(pending) > guard:  # one a row, as in _learn_all
                     learned.append(pending.pop(0))
-        self.memory.add(np.array(learned, dtype=np.float64)[:, None])
+        self._remember(np.array(learned, dtype=np.float64))
         self.since_refit += int(scores.size)
 
     def _learn_all(self, scores: np.ndarray, guard: int) -> None:
@@ -164,9 +184,15 @@ class Recalibration:
         finite = scores[np.isfinite(scores)].tolist()
         combined = self.pending + finite
         pushed = min(len(finite), max(0, len(combined) - guard))
-        self.memory.add(np.array(combined[:pushed], dtype=np.float64)[:, None])
+        self._remember(np.array(combined[:pushed], dtype=np.float64))
         self.pending = combined[pushed:]
         self.since_refit += int(scores.size)
+
+    def _remember(self, scores: np.ndarray) -> None:
+        """Learn these scores: all into the memory, those beyond the tail threshold into the peaks too."""
+        self.memory.add(scores[:, None])
+        self.peaks.add(scores[scores > self.threshold][:, None])
+        self.peaks_of += int(scores.size)
 
     def refit_due(self, config: MonitorConfig) -> bool:
         return self.since_refit >= RECALIBRATION_EVERY * config.baseline_rows
@@ -179,12 +205,33 @@ class Recalibration:
         if rising(live):
             self.enter_ = 0.0  # the scores climb: wear or drift, not a heavier tail; keep the baseline's level
             return self.enter_
-        scores = np.concatenate([self.baseline_scores, live])
-        scores = scores[np.isfinite(scores)]
-        recalibrated = PotCalibrator(TAIL_QUANTILE).fit(scores)
-        level = score_at_probability(recalibrated, enter, float(scores.min()), float(scores.max()))
+        level = self.tail_level(surprise_at_probability(enter))
         self.enter_ = float(calibrator.transform(np.array([level]))[0])
         return self.enter_
+
+    def tail_level(self, surprise: float) -> float:
+        """The score a normal row exceeds with probability ``e^-surprise``: a Generalized Pareto tail over
+        the excesses of the baseline's and every learned live score beyond ``threshold`` (module
+        docstring); ``-inf`` (no raise) when the baseline has no finite score."""
+        baseline = self.baseline_scores[np.isfinite(self.baseline_scores)]
+        if not math.isfinite(self.threshold):
+            return -math.inf
+        beyond = baseline[baseline > self.threshold]
+        peaks = self.peaks.in_time_order().ravel().astype(np.float64)
+        excess = np.concatenate([beyond, peaks]) - self.threshold
+        if excess.size == 0:  # nothing lies beyond it (a constant baseline): the threshold itself
+            return self.threshold
+        share = (beyond.size + self.peaks.seen) / max(baseline.size + self.peaks_of, 1)
+        # how much rarer than the threshold the level is, among the rows beyond it (log, <= 0)
+        log_ratio = min(-surprise - math.log(share), 0.0)
+        xi, sigma = fit_gpd_pwm(excess) if excess.size >= MIN_EXCESSES else (0.0, math.nan)
+        if not (math.isfinite(xi) and sigma > 0):
+            xi = 0.0
+        xi = min(max(xi, XI_BOUNDS[0]), XI_BOUNDS[1])
+        sigma = float(np.mean(excess)) * (1.0 - xi)  # keeps the observed mean excess, as PotCalibrator does
+        if xi == 0.0:
+            return self.threshold - sigma * log_ratio
+        return self.threshold + sigma / xi * math.expm1(min(-xi * log_ratio, 700.0))
 
 
 def live_memory(config: MonitorConfig) -> NormalMemory:
@@ -196,6 +243,16 @@ def restored_live_memory(config: MonitorConfig, scores: np.ndarray, counts: np.n
     """The memory of live scores :meth:`NormalMemory.get_state` saved (``scores`` in slot order)."""
     rows = np.asarray(scores).reshape(-1, 1)
     return NormalMemory.from_state(RECALIBRATION_MEMORY * config.baseline_rows, rows, counts, seen, LIVE_SCORES_DTYPE)
+
+
+def live_peaks() -> NormalMemory:
+    """An empty store of live scores beyond the tail threshold."""
+    return NormalMemory(PEAKS_KEPT, 1, LIVE_SCORES_DTYPE)
+
+
+def restored_live_peaks(scores: np.ndarray, counts: np.ndarray, seen: int) -> NormalMemory:
+    """The peaks :meth:`NormalMemory.get_state` saved (``scores`` in slot order)."""
+    return NormalMemory.from_state(PEAKS_KEPT, np.asarray(scores).reshape(-1, 1), counts, seen, LIVE_SCORES_DTYPE)
 
 
 def rising(scores: np.ndarray, blocks: int = TREND_BLOCKS) -> bool:

@@ -19,6 +19,9 @@ are only ever added; every older layout is read here and nowhere else:
   before it (and with ``recalibrate`` off): a recalibration starts afresh from the model's calibrator.
   ``recal_held`` / ``recal_held_long``, the open alert's scores while it is short: absent before
   short alerts were learned, when an alert open at the save is taken as a long one.
+  ``recal_peaks``/``recal_peaks_seq``/``recal_peaks_counts`` (``[seen, rows learned since the peaks
+  began]``), the live scores beyond the tail threshold: absent before they were kept, when the peaks
+  begin empty at the restart.
 * ``feedback/*``: the baseline's feature rows, the rows operators marked normal and the recent alert
   rows (:mod:`detector.feedback`); absent from models saved before feedback was kept: such a model
   cannot learn feedback until its baseline is relearned.
@@ -50,7 +53,7 @@ from detector.features import RollingFeatures
 from detector.feedback import AlertRows, Feedback
 from detector.gate import NEVER
 from detector.memory import NormalMemory
-from detector.recalibration import Recalibration, restored_live_memory
+from detector.recalibration import Recalibration, restored_live_memory, restored_live_peaks
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -199,6 +202,7 @@ def _decode_feedback(state: Mapping[str, Any]) -> Feedback | None:
 
 def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
     memory, seq, seen = recalibration.memory.get_state()
+    peaks, peaks_seq, peaks_seen = recalibration.peaks.get_state()
     return {
         "recal_scores": recalibration.baseline_scores.copy(),
         "recal_memory": memory.ravel(),
@@ -209,6 +213,9 @@ def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
         # the open alert's scores while it is short (a long one's are not kept)
         "recal_held": np.array(recalibration.held or [], dtype=np.float64),
         "recal_held_long": int(recalibration.held is None),
+        "recal_peaks": peaks.ravel(),
+        "recal_peaks_seq": peaks_seq,
+        "recal_peaks_counts": [peaks_seen, recalibration.peaks_of],
     }
 
 
@@ -216,6 +223,10 @@ def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model
     if "recal_scores" not in state:  # saved before recalibration, or with it off
         return Recalibration.start(config, model.calibrator)
     seen, since_refit, guard_left, in_alert = (int(v) for v in state["recal_counts"])
+    peaks, peaks_of = None, 0
+    if "recal_peaks" in state:  # absent before the peaks were kept: they begin now
+        peaks_seen, peaks_of = (int(v) for v in state["recal_peaks_counts"])
+        peaks = restored_live_peaks(state["recal_peaks"], state["recal_peaks_seq"], peaks_seen)
     return Recalibration(
         state["recal_scores"],
         restored_live_memory(config, state["recal_memory"], state["recal_seq"], seen),
@@ -225,6 +236,8 @@ def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model
         bool(in_alert),
         float(state["recal_enter"]),
         None if int(state.get("recal_held_long", 1)) else state["recal_held"],
+        peaks,
+        peaks_of,
     )
 
 

@@ -164,9 +164,12 @@ def test_an_open_short_alert_is_kept_across_a_restart_and_one_saved_before_is_ta
     state = monitor.get_state()
     restored = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(state)
     assert restored.recalibration_ is not None and restored.recalibration_.held == [4.0, 5.0]
-    older = {key: value for key, value in state.items() if not key.startswith("recal_held")}
+    assert restored.recalibration_.peaks_of == recal.peaks_of > 0
+    assert np.array_equal(restored.recalibration_.peaks.in_time_order(), recal.peaks.in_time_order())
+    older = {key: value for key, value in state.items() if not key.startswith(("recal_held", "recal_peaks"))}
     before = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(older)
     assert before.recalibration_ is not None and before.recalibration_.held is None  # its length is unknown
+    assert before.recalibration_.peaks_of == before.recalibration_.peaks.seen == 0  # the peaks begin now
 
 
 def test_recurring_glitches_far_beyond_normal_running_are_not_learned_and_hide_no_fault() -> None:
@@ -187,3 +190,18 @@ def test_recurring_glitches_far_beyond_normal_running_are_not_learned_and_hide_n
 def test_adaptation_turns_recalibration_off() -> None:
     assert not dataclasses.replace(CONFIG, adapt=True).recalibrates
     assert CONFIG.recalibrates
+
+
+def test_every_learned_score_beyond_the_threshold_counts_in_the_tail_however_long_it_has_run() -> None:
+    rng = np.random.default_rng(7)
+    recal = _recalibration(rng.exponential(size=1000))
+    rows = 0
+    for _ in range(20):  # 200,000 live rows: twenty times what the memory of live scores holds
+        scores = rng.exponential(size=10_000)
+        recal.learn(scores, np.zeros(scores.size, dtype=bool), guard=0)
+        rows += scores.size
+    assert recal.memory.size == RECALIBRATION_MEMORY * CONFIG.baseline_rows < rows
+    assert recal.peaks_of == rows and recal.peaks.seen > 0.005 * rows  # every one beyond the threshold counted
+    # an exponential tail: the score one row in 100,000 exceeds is ln(1e5) = 11.5, read from every peak
+    # seen, where the memory alone holds one such row in ten
+    assert abs(recal.tail_level(np.log(1e5)) - np.log(1e5)) < 0.5
