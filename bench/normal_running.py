@@ -1,7 +1,7 @@
 """False alerts on normal running: alerts per asset-week of the default configuration, no fault anywhere.
 
     python bench/normal_running.py [--config FILE] [--days N] [--seeds 1-18] [--only NAME] [--baseline-hours H]
-                                   [--json OUT]
+                                   [--baseline-loads 0.55,0.75,0.95] [--json OUT]
 
 Every scenario is run through ``plantwatch.offline.backtest.run_backtest`` (the code behind the
 CLI's ``backtest`` command, the same monitor the live service runs) with the detector settings of
@@ -22,8 +22,10 @@ Scenarios (generated with fixed seeds; ``--seeds`` runs each generated one once 
 
 1. ``independent``: 8 independent Gaussian sensors, 14 days scored.
 2. ``operating_points``: 8 autocorrelated sensors (AR(1), phi 0.9-0.99) of a pump whose load switches
-   between three operating points (all three run in the baseline hour), temperatures that follow
-   the load through a 10-minute lag and a daily ambient cycle of +-3 C; 7 days scored.
+   between three operating points (all three run in the baseline hour, 20 minutes each, in the order
+   ``--baseline-loads`` gives: by default rising, so the baseline never sees the load fall),
+   temperatures that follow the load through a 10-minute lag and a daily ambient cycle of +-3 C;
+   7 days scored.
 3. ``stop_start``: the same pump, stopped for 20-90 minutes every 3-9 hours, with a start-up
    transient (inrush current, pressure overshoot); the baseline hour runs without a stop; 7 days.
    The motor draws no current once it is switched off, while the pump coasts down for ~20 seconds.
@@ -298,16 +300,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1", help="seeds of the generated scenarios, e.g. 1,2 or 1-18 (default 1)")
     parser.add_argument("--only", help="run only this scenario")
     parser.add_argument("--baseline-hours", type=float, default=1.0, help="baseline length in hours (default 1)")
+    parser.add_argument(
+        "--baseline-loads",
+        default=",".join(str(v) for v in LOADS),
+        help="operating points of the pump's first hour, in order (default: rising, 0.55,0.75,0.95)",
+    )
     parser.add_argument("--json", type=Path, help="write every number to this JSON file")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
+    first_hour = tuple(float(v) for v in args.baseline_loads.split(","))
     baseline_rows = round(args.baseline_hours * HOUR)
     scenarios = [
         Scenario("independent", independent, 14),
-        Scenario("operating_points", lambda seed, days, rows: pump(seed, days, stops=False, baseline_rows=rows), 7),
+        Scenario(
+            "operating_points",
+            lambda seed, days, rows: pump(seed, days, stops=False, first_hour=first_hour, baseline_rows=rows),
+            7,
+        ),
         Scenario(
             "stop_start",
-            lambda seed, days, rows: pump(seed, days, stops=True, baseline_rows=rows),
+            lambda seed, days, rows: pump(seed, days, stops=True, first_hour=first_hour, baseline_rows=rows),
             7,
             variants=STOP_START_RULES,
         ),
