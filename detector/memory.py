@@ -20,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 _COUNTS_32 = 2**32 - 1  # the largest count a uint32 holds
+_MASK64 = 2**64 - 1
+FEW_ROWS = 16  # an add of at most this many rows goes one row at a time (cheaper below about this)
 
 
 def grown(capacity: int, rows: int, *columns: np.ndarray) -> list[np.ndarray]:
@@ -51,6 +53,9 @@ class NormalMemory:
             self._rows, self._counts = grown(self.capacity, rows, self._rows, self._counts)
 
     def add(self, F: np.ndarray) -> None:
+        if F.shape[0] <= FEW_ROWS:
+            self._add_few(F)
+            return
         counts = self.seen + 1 + np.arange(F.shape[0], dtype=np.int64)
         self.seen += int(F.shape[0])
         hashed = (_mix64(counts) % counts.astype(np.uint64)).astype(np.int64)
@@ -64,6 +69,21 @@ class NormalMemory:
         self._rows[slot_values] = F[chosen]
         self._counts[slot_values] = counts[chosen]
         self.size = min(self.capacity, self.seen)
+
+    def _add_few(self, F: np.ndarray) -> None:
+        """:meth:`add` one row at a time in plain Python: the same slots, rows and counts (a slot taken
+        twice keeps the later row), without the vectorised path's dozen numpy calls, which cost ~45 µs
+        however few the rows; recalibration adds a few rows per asset and call."""
+        first, capacity = self.seen + 1, self.capacity
+        self.seen += int(F.shape[0])
+        self._hold(min(capacity, self.seen))
+        for i in range(F.shape[0]):
+            count = first + i
+            slot = count - 1 if count <= capacity else _mix64_int(count) % count
+            if slot < capacity:
+                self._rows[slot] = F[i]
+                self._counts[slot] = count
+        self.size = min(capacity, self.seen)
 
     def counts(self) -> np.ndarray:
         """Each kept row's count (its position in the stream of added rows), in slot order."""
@@ -91,6 +111,14 @@ class NormalMemory:
         memory._rows[: memory.size] = rows
         memory._counts[: memory.size] = np.asarray(counts, dtype=np.int64)
         return memory
+
+
+def _mix64_int(count: int) -> int:
+    """:func:`_mix64` of one count, on Python integers (masked to 64 bits as uint64 wraps)."""
+    z = (count + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 def _mix64(counts: np.ndarray) -> np.ndarray:

@@ -81,3 +81,15 @@ def test_a_single_precision_memory_keeps_single_precision_rows() -> None:
     rows, counts, seen = memory.get_state()
     again = NormalMemory.from_state(10, rows, counts, seen, np.float32)
     assert np.array_equal(again.in_time_order(), memory.in_time_order())
+
+
+def test_rows_added_a_few_at_a_time_land_where_one_large_add_puts_them_past_32_bits_too() -> None:
+    # Small adds go one row at a time in plain Python (a faster path); large ones are vectorised.
+    for start in (0, 2**32 - 300, 2**40):
+        whole, few = NormalMemory(64, 1), NormalMemory(64, 1)
+        whole.seen = few.seen = start
+        whole.add(_rows(1_000))
+        for offset in range(0, 1_000, 5):
+            few.add(_rows(5, offset))
+        for mine, theirs in zip(whole.get_state(), few.get_state(), strict=True):
+            assert np.array_equal(np.asarray(mine), np.asarray(theirs))
