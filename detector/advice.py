@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
+
+import numpy as np
 
 from detector.calibration import Calibrator
 from detector.config import MonitorConfig
@@ -55,6 +58,30 @@ def episode_advice(asset: str, episode: BaselineEpisode | None, config: MonitorC
         "often than enter intends, so rows as unusual as that episode will not alarm. If it was not "
         "ordinary running (a start-up, a cleaning cycle, a fault), learn the baseline from a period without it"
     )
+
+
+def one_way_advice(asset: str, names: Sequence[str], one_way: np.ndarray | None) -> str | None:
+    """What to change when the baseline saw sensors move one way only (None otherwise)."""
+    if one_way is None or not one_way.any():
+        return None
+    rose = [name for name, way in zip(names, one_way.tolist(), strict=True) if way > 0]
+    fell = [name for name, way in zip(names, one_way.tolist(), strict=True) if way < 0]
+    moves = " and ".join(f"{', '.join(group)} only {verb}" for group, verb in ((rose, "rose"), (fell, "fell")) if group)
+    return (
+        f"baseline of {asset}: {moves} while it was learned, never the other way; the states after such a "
+        "change the other way (a temperature that lags a change of load, say) were never seen and may "
+        "alert. Learn the baseline over a stretch that holds the process's changes both ways"
+    )
+
+
+def joined(asset: str, advice: Sequence[str | None]) -> str | None:
+    """Several pieces of advice as one: the first whole, the others after it without the asset's name."""
+    given = [text for text in advice if text]
+    if not given:
+        return None
+    prefix = f"baseline of {asset}: "
+    rest = [text.removeprefix(prefix) for text in given[1:]]
+    return "; also, ".join([given[0], *rest])
 
 
 def _utc(ts_ns: int) -> str:

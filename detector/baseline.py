@@ -38,6 +38,7 @@ from detector.calibration import Calibrator, cross_fitting_folds, holdout_split
 from detector.config import MonitorConfig
 from detector.episode import BaselineEpisode, find_episode
 from detector.features import LEVEL_FEATURES, RollingFeatures, level_drift_ratio, settled_rows
+from detector.transitions import one_way_moves
 
 EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % of values
 
@@ -98,9 +99,10 @@ class BaselineModel:
     """What a baseline taught; adaptation replaces only ``detector`` and ``calibrator``.
 
     Per sensor: ``expected_low``/``expected_high`` (the central 99 % of the readings), ``center``
-    (median), ``drifting``. Per feature column, all sensors: ``feature_low``/``feature_high`` (the
-    central 99 % of the settled baseline's features, for explanations). ``columns``: the feature
-    columns the model uses (None = all).
+    (median), ``drifting``, ``one_way`` (+1 the baseline saw it rise only, -1 fall only, else 0:
+    :mod:`detector.transitions`; None for a model saved before it). Per feature column, all sensors:
+    ``feature_low``/``feature_high`` (the central 99 % of the settled baseline's features, for
+    explanations). ``columns``: the feature columns the model uses (None = all).
     """
 
     window_s: float
@@ -115,6 +117,7 @@ class BaselineModel:
     columns: np.ndarray | None
     episode: BaselineEpisode | None
     alert_rate: AlertRate
+    one_way: np.ndarray | None = None
 
     def alarm_enter(self, config: MonitorConfig) -> float:
         """The alarm entry level: derived from ``false_alerts_per_week`` (see :mod:`detector.alert_rate`),
@@ -195,6 +198,7 @@ def learn_baseline(
     rho = 1.0 if scores is None else measure_rho(scores, fitted.calibrator, config.make_alarm())
     reachable = reachable_probability(fitted.detector, fitted.calibrator, F)
     alert_rate = AlertRate(rho, median_interval_s(ts), reachable)
+    one_way = np.where(drifting, 0, one_way_moves(ts, X, window_s)).astype(np.int8)  # drifting: levels not judged
     model = BaselineModel(
         window_s,
         fitted.detector,
@@ -208,6 +212,7 @@ def learn_baseline(
         columns,
         episode,
         alert_rate,
+        one_way,
     )
     return model, features, F
 

@@ -39,7 +39,14 @@ from typing import Any
 import numpy as np
 
 from detector.adaptation import Adaptation
-from detector.advice import capped_advice, episode_advice, scores_beyond_enter, short_baseline_advice
+from detector.advice import (
+    capped_advice,
+    episode_advice,
+    joined,
+    one_way_advice,
+    scores_beyond_enter,
+    short_baseline_advice,
+)
 from detector.alert_rate import probability_at_surprise, surprise_at_probability
 from detector.align import Row
 from detector.baseline import BaselineModel, BaselineRows, FittedModels, fit_models, learn_baseline
@@ -244,8 +251,17 @@ class AssetMonitor:
     def baseline_advice(self) -> str | None:
         """What to change about the baseline, if anything: a detector that cannot reach the derived
         alarm level, too few scores beyond ``enter``, or one episode setting the level (only judged
-        with enough such scores, so at most one of the last two applies)."""
-        return self.capped_advice() or self.short_baseline_advice() or self.episode_advice()
+        with enough such scores, so at most one of the last two applies); and, besides, sensors the
+        baseline saw move one way only."""
+        level = self.capped_advice() or self.short_baseline_advice() or self.episode_advice()
+        return joined(self.asset, [level, self.one_way_advice()])
+
+    def one_way_advice(self) -> str | None:
+        """What to change when the baseline saw sensors move one way only (:mod:`detector.transitions`)."""
+        model = self.model_
+        if model is None or model.one_way is None:
+            return None
+        return one_way_advice(self.asset, self._names(model.one_way.size), model.one_way)
 
     def capped_advice(self) -> str | None:
         """What to change when the detector cannot reach the level the false-alert target asks for."""

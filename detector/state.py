@@ -14,6 +14,8 @@ are only ever added; every older layout is read here and nowhere else:
 * ``columns``: absent when every feature column is used, and from models saved before drifting
   sensors were left out (before commit 73b719e).
 * ``episode``: absent when no baseline episode set the alarm level, and before commit 20ddc91.
+* ``one_way``: per sensor, +1 / -1 / 0 (:mod:`detector.transitions`); absent before it was learned:
+  no advice about it.
 * ``recal_*``: the recalibration (:mod:`detector.recalibration`): the baseline's scores, the memory of
   live scores, the rows waiting to be learned and the raised alarm level; absent from models saved
   before it (and with ``recalibrate`` off): a recalibration starts afresh from the model's calibrator.
@@ -105,6 +107,8 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
     state["center"] = model.center
     state["feature_low"], state["feature_high"] = model.feature_low, model.feature_high
     state["drifting"] = model.drifting.astype(np.int8)
+    if model.one_way is not None:
+        state["one_way"] = model.one_way.astype(np.int8)
     if model.columns is not None:
         state["columns"] = model.columns.astype(np.int8)
     if model.episode is not None:
@@ -184,6 +188,7 @@ def _decode_learned(state: Mapping[str, Any], config: MonitorConfig) -> Learned:
         columns=np.asarray(state["columns"]).astype(bool) if "columns" in state else None,
         episode=episode,
         alert_rate=AlertRate(rho, sample_s, reachable),
+        one_way=np.asarray(state["one_way"]).astype(np.int8) if "one_way" in state else None,
     )
     features = RollingFeatures(window_s, config.column_features)
     features.set_state(_unprefixed("features/", state))
@@ -263,6 +268,8 @@ def _check_shapes(model: BaselineModel, config: MonitorConfig, asset: str, n: in
     otherwise load and then fail on every row)."""
     per_sensor = {"expected_low": model.expected_low, "expected_high": model.expected_high}
     per_sensor |= {"center": model.center, "drifting": model.drifting}
+    if model.one_way is not None:
+        per_sensor["one_way"] = model.one_way
     widths = {name: np.asarray(v).shape for name, v in per_sensor.items()}
     if n is None or any(shape != (n,) for shape in widths.values()):
         raise ValueError(f"saved model of {asset!r}: per-sensor arrays {widths} do not fit {n} sensors")

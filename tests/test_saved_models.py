@@ -85,8 +85,8 @@ def test_a_v1_model_restores_and_scores_the_next_rows_as_the_old_code_did(name: 
     assert monitor.baseline_advice() == case["restored"]["advice"]
     assert monitor.refits_ == case["restored"]["refits"]
     # What the next save writes: the same keys, arrays and values as the old code wrote, and keys
-    # added since: a learned model's alert rate (the conservative bound for a model learned then) and
-    # the operating state (running, no start: there was no running_when then).
+    # added since: a learned model's alert rate (the conservative bound for a model learned then), its
+    # one-way moves and the operating state (running, no start: there was no running_when then).
     state_after = _digest(monitor.get_state())
     alert_rate = state_after.pop("alert_rate", None)
     assert (alert_rate is not None) == monitor.is_warm
@@ -97,6 +97,9 @@ def test_a_v1_model_restores_and_scores_the_next_rows_as_the_old_code_did(name: 
     for key in feedback:
         del state_after[key]
     assert bool(feedback) == (monitor.is_warm and not case["before"]["warm"])
+    # so are the sensors its baseline saw move one way only (detector.transitions)
+    assert ("one_way" in state_after) == (monitor.is_warm and not case["before"]["warm"])
+    state_after.pop("one_way", None)
     assert (state_after.pop("stopped"), state_after.pop("started_at")) == ("false", str(NEVER))
     if exact:
         assert state_after == case["restored"]["state_after"]
