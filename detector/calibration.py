@@ -219,13 +219,7 @@ class PotCalibrator:
         scores = _finite_sorted(baseline_scores)
         u = float(np.quantile(scores, self.threshold_quantile))
         excess = scores[scores > u] - u
-        if excess.size >= max(int(self.min_exceedances), 2):
-            xi, sigma = fit_gpd_pwm(excess)
-            if not (lo <= xi <= hi) or not (sigma > 0 and math.isfinite(sigma)):
-                xi = min(max(xi, lo), hi) if math.isfinite(xi) else 0.0
-                sigma = float(np.mean(excess)) * (1.0 - xi)
-        else:
-            xi, sigma = 0.0, float(np.mean(excess)) if excess.size else 0.0
+        xi, sigma = fit_gpd_tail(excess, self.min_exceedances, (lo, hi))
         if not (sigma > 0 and math.isfinite(sigma)):
             xi = 0.0
             spread = float(np.std(scores))
@@ -244,15 +238,7 @@ class PotCalibrator:
 
     def _tail_log_sf(self, y: np.ndarray) -> np.ndarray:
         """``ln GPD_survival(y)`` for ``y > 0`` (with the linear continuation for ``xi < 0``)."""
-        xi, sigma = self.xi_, self.sigma_
-        if xi == 0.0:
-            return -y / sigma
-        if xi > 0.0:
-            return -np.log1p(xi * y / sigma) / xi
-        y_c = (1.0 - _LOCAL_SCALE_FLOOR) * sigma / -xi
-        log_c = -math.log(_LOCAL_SCALE_FLOOR) / xi  # ln survival at y_c
-        inside = -np.log1p(xi * np.minimum(y, y_c) / sigma) / xi
-        return np.where(y <= y_c, inside, log_c - (y - y_c) / (_LOCAL_SCALE_FLOOR * sigma))
+        return gpd_log_sf(y, self.xi_, self.sigma_)
 
     def _parts(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(survival computed directly, log survival)."""
@@ -300,6 +286,44 @@ CALIBRATORS: dict[str, type[EmpiricalCalibrator] | type[PotCalibrator]] = {
     "pot": PotCalibrator,
     "empirical": EmpiricalCalibrator,
 }
+
+
+def fit_gpd_tail(excess: np.ndarray, min_exceedances: int, xi_bounds: tuple[float, float]) -> tuple[float, float]:
+    """``(xi, sigma)`` of ``PotCalibrator``'s tail over these excesses: probability-weighted moments,
+    ``xi`` clamped to ``xi_bounds`` (``sigma`` then keeps the mean excess); with fewer than
+    ``min_exceedances`` (at least 2) an exponential tail of the mean excess (0 with none)."""
+    lo, hi = xi_bounds
+    if excess.size >= max(int(min_exceedances), 2):
+        xi, sigma = fit_gpd_pwm(excess)
+        if not (lo <= xi <= hi) or not (sigma > 0 and math.isfinite(sigma)):
+            xi = min(max(xi, lo), hi) if math.isfinite(xi) else 0.0
+            sigma = float(np.mean(excess)) * (1.0 - xi)
+        return xi, sigma
+    return 0.0, float(np.mean(excess)) if excess.size else 0.0
+
+
+def gpd_log_sf(y: np.ndarray, xi: float, sigma: float) -> np.ndarray:
+    """``ln`` of the GPD survival of excesses ``y > 0``; for ``xi < 0``, past the point where the local
+    scale has shrunk to ``_LOCAL_SCALE_FLOOR`` of ``sigma``, it continues linearly (module docstring)."""
+    if xi == 0.0:
+        return -y / sigma
+    if xi > 0.0:
+        return -np.log1p(xi * y / sigma) / xi
+    y_c = (1.0 - _LOCAL_SCALE_FLOOR) * sigma / -xi
+    log_c = -math.log(_LOCAL_SCALE_FLOOR) / xi  # ln survival at y_c
+    inside = -np.log1p(xi * np.minimum(y, y_c) / sigma) / xi
+    return np.where(y <= y_c, inside, log_c - (y - y_c) / (_LOCAL_SCALE_FLOOR * sigma))
+
+
+def gpd_excess_at_log_sf(log_sf: float, xi: float, sigma: float) -> float:
+    """The inverse of :func:`gpd_log_sf`: the excess whose log-survival is ``log_sf`` (<= 0)."""
+    if xi == 0.0:
+        return -sigma * log_sf
+    if xi < 0.0:
+        log_c = -math.log(_LOCAL_SCALE_FLOOR) / xi
+        if log_sf < log_c:  # on the linear continuation
+            return (1.0 - _LOCAL_SCALE_FLOOR) * sigma / -xi + (log_c - log_sf) * _LOCAL_SCALE_FLOOR * sigma
+    return sigma / xi * math.expm1(min(-xi * log_sf, 700.0))
 
 
 def fit_gpd_pwm(excesses: np.ndarray) -> tuple[float, float]:

@@ -71,7 +71,7 @@ import math
 import numpy as np
 
 from detector.alert_rate import surprise_at_probability
-from detector.calibration import Calibrator, fit_gpd_pwm
+from detector.calibration import Calibrator, fit_gpd_tail, gpd_excess_at_log_sf
 from detector.config import MonitorConfig
 from detector.memory import NormalMemory
 
@@ -91,7 +91,7 @@ SHORT_ALERT_REACH = 2.0
 SHORT_ALERT_WINDOWS = 2  # an alert of at most this many feature windows (in rows) is learned with the rows around it
 PEAKS_KEPT = 4000  # live scores above the tail threshold kept (a uniform sample of all of them), per asset
 MIN_EXCESSES = 10  # fewer excesses over the threshold than this: an exponential tail
-XI_BOUNDS = (-0.5, 0.5)  # the Generalized Pareto shape is clamped to these, as PotCalibrator does
+XI_BOUNDS = (-0.5, 0.5)  # the Generalized Pareto shape is clamped to these (PotCalibrator's default)
 
 
 class Recalibration:
@@ -229,14 +229,8 @@ class Recalibration:
         share = (beyond.size + self.peaks.seen) / max(baseline.size + self.peaks_of, 1)
         # how much rarer than the threshold the level is, among the rows beyond it (log, <= 0)
         log_ratio = min(-surprise - math.log(share), 0.0)
-        xi, sigma = fit_gpd_pwm(excess) if excess.size >= MIN_EXCESSES else (0.0, math.nan)
-        if not (math.isfinite(xi) and sigma > 0):
-            xi = 0.0
-        xi = min(max(xi, XI_BOUNDS[0]), XI_BOUNDS[1])
-        sigma = float(np.mean(excess)) * (1.0 - xi)  # keeps the observed mean excess, as PotCalibrator does
-        if xi == 0.0:
-            return self.threshold - sigma * log_ratio
-        return self.threshold + sigma / xi * math.expm1(min(-xi * log_ratio, 700.0))
+        xi, sigma = fit_gpd_tail(excess, MIN_EXCESSES, XI_BOUNDS)  # PotCalibrator's tail, and its continuation
+        return self.threshold + gpd_excess_at_log_sf(log_ratio, xi, sigma)
 
 
 def live_memory(config: MonitorConfig) -> NormalMemory:

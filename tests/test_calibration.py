@@ -14,6 +14,8 @@ from detector.calibration import (
     EmpiricalCalibrator,
     PotCalibrator,
     fit_gpd_pwm,
+    gpd_excess_at_log_sf,
+    gpd_log_sf,
     holdout_split,
     log_survival_to_probability,
 )
@@ -234,3 +236,12 @@ def test_holdout_split_is_contiguous_and_deterministic() -> None:
         holdout_split(10, 1.0)
     with pytest.raises(ValueError):
         holdout_split(1)
+
+
+@pytest.mark.parametrize("xi", [-0.5, -0.2, 0.0, 0.3])
+def test_the_gpd_excess_at_a_log_survival_inverts_the_tail_and_its_continuation(xi: float) -> None:
+    # recalibration reads its level through this inverse: it must agree with PotCalibrator's tail,
+    # past the point where a bounded tail (xi < 0) continues linearly too
+    y = np.array([0.01, 0.5, 1.0, 1.7, 1.95, 3.0, 10.0])
+    for excess, log_sf in zip(y.tolist(), gpd_log_sf(y, xi, 1.0).tolist(), strict=True):
+        assert gpd_excess_at_log_sf(log_sf, xi, 1.0) == pytest.approx(excess, rel=1e-9)
