@@ -57,7 +57,7 @@ from detector.explain import Explainer
 from detector.features import RollingFeatures
 from detector.feedback import FEEDBACK_MAX_RAISE, Feedback
 from detector.gate import NEVER, RowGate
-from detector.intake import SensorIntake, rows_to_arrays
+from detector.intake import AlignerCounts, SensorIntake, rows_to_arrays
 from detector.recalibration import GUARD_WINDOWS, SHORT_ALERT_WINDOWS, Recalibration
 from detector.running import OperatingStates, alarm_resets
 from detector.state import Learned, MonitorState, decode, encode
@@ -279,16 +279,31 @@ class AssetMonitor:
 
         Same verdicts as feeding the readings one at a time (scoring is causal and batch-invariant).
         """
+        return self.finish_observe(self.begin_observe(readings))
+
+    def begin_observe(self, readings: Iterable[tuple[int, Mapping[str, float]]]) -> PendingObservation:
+        """``observe`` up to the rolling features: align, gate, learn the baseline. Between the halves
+        the features of many assets can be worked out together (``PendingObservation.feature_input``,
+        ``detector.features.update_streams``); nothing else may touch this monitor meanwhile."""
         events: list[Event] = []
         counts = self.intake.counts()
         rows = self.intake.add(readings, fixed=self.is_warm, events=events)
         if any(isinstance(e, SensorsRediscovered) for e in events):
             self.baseline_.clear()  # rows of the abandoned sensor set
-        verdicts, skipped, stopped = self._score_rows(rows, events)
-        left = self.intake.counts() - counts
+        scoring = self._begin(*rows_to_arrays(rows), events=events) if rows else None
+        return PendingObservation(rows, counts, events, scoring)
+
+    def finish_observe(self, pending: PendingObservation, features: np.ndarray | None = None) -> Observation:
+        """The rest of ``observe``: ``features`` are those of ``pending.feature_input`` (None: worked out here)."""
+        events = pending.events
+        verdicts, skipped, stopped = [], 0, 0
+        if pending.scoring is not None:
+            out, explanations = self._finish(pending.scoring, features, explain=True, events=events)
+            verdicts, skipped, stopped = self._verdicts(out, explanations), *_left_out_rows(out)
+        left = self.intake.counts() - pending.counts
         if skipped or stopped or left.unknown_values or left.late_readings or left.incomplete_rows:
             events.append(LeftOut(left.unknown_values, left.late_readings, left.incomplete_rows, skipped, stopped))
-        return Observation(rows, verdicts, tuple(events))
+        return Observation(pending.rows, verdicts, tuple(events))
 
     def feed(self, reading_ts_ns: int, values: Mapping[str, float]) -> list[Verdict]:
         """One reading; verdicts for the rows it completes."""
@@ -308,8 +323,7 @@ class AssetMonitor:
         if not rows:
             return [], 0, 0
         out, explanations = self._process(*rows_to_arrays(rows), explain=True, events=events)
-        skipped, stopped = int((out.status == SKIPPED).sum()), int(np.isin(out.status, NOT_RUNNING).sum())
-        return self._verdicts(out, explanations), skipped, stopped
+        return self._verdicts(out, explanations), *_left_out_rows(out)
 
     # -- arrays ----------------------------------------------------------------------------------
 
@@ -342,6 +356,10 @@ class AssetMonitor:
         self, ts_ns: np.ndarray, X: np.ndarray, *, explain: bool, events: list[Event]
     ) -> tuple[ScoredRows, dict[int, Explanation]]:
         """The scored rows, and with ``explain`` the explanation of every anomalous row by row index."""
+        return self._finish(self._begin(ts_ns, X, events=events), None, explain=explain, events=events)
+
+    def _begin(self, ts_ns: np.ndarray, X: np.ndarray, *, events: list[Event]) -> _Scoring:
+        """Gate the rows, mark stopped and settling ones, learn the baseline: what is left to score."""
         ts, X = self._check_input(ts_ns, X)
         unusable = self.operating.bind(self.asset, self.sensor_names)  # once the sensors are known
         if unusable is not None:
@@ -352,13 +370,27 @@ class AssetMonitor:
         self.late_rows_ += late
         rows, started_at = self._running_rows(ts, X, rows, out)
         rows = self._absorb_baseline(ts, X, rows, out, events)
-        explanations: dict[int, Explanation] = {}
+        features_in = None
         if rows.size:
-            assert self.features_ is not None and self.model_ is not None
-            features = self.features_.update(ts[rows], X[rows])
-            F = self.model_.model_rows(features if self.config.features else X[rows])
-            refilling = self.gate.refilling(ts[rows], previous[rows], self._window_s())
-            starting = self.operating.refilling(ts[rows], started_at[rows], self._window_s())
+            assert self.features_ is not None
+            features_in = (self.features_, ts[rows], X[rows])
+        return _Scoring(ts, X, out, held, rows, previous, started_at, features_in)
+
+    def _finish(
+        self, scoring: _Scoring, features: np.ndarray | None, *, explain: bool, events: list[Event]
+    ) -> tuple[ScoredRows, dict[int, Explanation]]:
+        """Score what ``_begin`` left, with the rolling features of its rows when worked out already."""
+        ts, X, out, held, rows = scoring.ts, scoring.X, scoring.out, scoring.held, scoring.rows
+        previous, started_at = scoring.previous, scoring.started_at
+        explanations: dict[int, Explanation] = {}
+        if scoring.features_in is not None:
+            assert self.model_ is not None
+            stream, ts_in, X_in = scoring.features_in
+            if features is None:
+                features = stream.update(ts_in, X_in)
+            F = self.model_.model_rows(features if self.config.features else X_in)
+            refilling = self.gate.refilling(ts_in, previous[rows], self._window_s())
+            starting = self.operating.refilling(ts_in, started_at[rows], self._window_s())
             out.status[rows[starting]] = SETTLING
             settled = ~(refilling | starting)
             rows, F = rows[settled], F[settled]
@@ -595,6 +627,42 @@ class AssetMonitor:
             self.model_ = saved.learned.model
             self.alarm_.enter = self.alarm_enter
         return self
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Scoring:
+    """A batch between ``_begin`` and ``_finish``: its rows, results so far, and the rows left to score
+    with what their rolling features need (``(stream, ts, X)``; None when no row is left)."""
+
+    ts: np.ndarray
+    X: np.ndarray
+    out: ScoredRows
+    held: bool
+    rows: np.ndarray
+    previous: np.ndarray
+    started_at: np.ndarray
+    features_in: tuple[RollingFeatures, np.ndarray, np.ndarray] | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PendingObservation:
+    """An ``observe`` call between :meth:`AssetMonitor.begin_observe` and ``finish_observe``."""
+
+    rows: list[Row]
+    counts: AlignerCounts
+    events: list[Event]
+    scoring: _Scoring | None
+
+    @property
+    def feature_input(self) -> tuple[RollingFeatures, np.ndarray, np.ndarray] | None:
+        """``(stream, ts, X)``: the rows whose rolling features the second half needs (None: none)."""
+        return self.scoring.features_in if self.scoring is not None else None
+
+
+def _left_out_rows(out: ScoredRows) -> tuple[int, int]:
+    """How many rows were skipped, and how many stopped or settling."""
+    status = out.status
+    return int((status == SKIPPED).sum()), int(((status == STOPPED) | (status == SETTLING)).sum())
 
 
 def _held_state(anomaly: np.ndarray, scored: np.ndarray, initial: bool) -> np.ndarray:

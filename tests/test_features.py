@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.features import FEATURES, RollingFeatures, settled_rows
+from detector.features import FEATURES, RollingFeatures, settled_rows, update_streams
 
 SEC = 1_000_000_000
 ALL = FEATURES  # raw, level, spread, slope, residual, range
@@ -71,6 +71,43 @@ def test_stream_equals_batch_bit_for_bit(cuts: list[int], seed: int, window_s: f
     bounds = [0, *sorted(cuts), len(ts)]
     parts = [rf.update(ts[a:b], X[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     np.testing.assert_array_equal(np.concatenate(parts), whole)  # identical, NaNs in the same places
+
+
+@pytest.mark.parametrize("features", [("level", "spread"), ALL, ("residual",)])
+def test_streams_updated_together_equal_their_own_updates_bit_for_bit(features: tuple[str, ...]) -> None:
+    """update_streams: streams of several windows and sensor counts, with NaNs, gaps, duplicate stamps,
+    empty batches and ones stepping back in time, give what each stream's own update gives."""
+    rng = np.random.default_rng(len(features))
+    streams = [RollingFeatures(window_s=(1.5, 1.5, 1.5, 2.0)[i % 4], features=features) for i in range(9)]
+    alone = [RollingFeatures(**s.get_params()) for s in streams]
+    width = [3 if i % 3 == 2 else 4 for i in range(len(streams))]
+    clock = [1_700_000_000 * SEC + int(rng.integers(0, 10**13)) for _ in streams]
+    together = 0
+    for _ in range(12):
+        batches = []
+        for i in range(len(streams)):
+            steps = rng.choice([0, SEC // 10, SEC // 10, SEC // 3, 4 * SEC], size=int(rng.integers(0, 9)))
+            ts = clock[i] + np.cumsum(steps, dtype=np.int64)
+            if ts.size and rng.random() < 0.05:
+                ts -= 10 * SEC  # back in time: refused by update, so left to it
+            clock[i] = int(ts[-1]) if ts.size else clock[i]
+            X = rng.standard_normal((ts.size, width[i])) * 10.0 + 100.0
+            X[rng.random(X.shape) < 0.03] = np.nan
+            batches.append((ts, X))
+        got = update_streams(streams, batches)
+        for stream, own, (ts, X), features_of in zip(streams, alone, batches, got, strict=True):
+            try:
+                want = own.update(ts, X)
+            except ValueError:
+                assert features_of is None
+                with pytest.raises(ValueError):
+                    stream.update(ts, X)
+                continue
+            together += features_of is not None
+            np.testing.assert_array_equal(features_of if features_of is not None else stream.update(ts, X), want)
+            np.testing.assert_array_equal(stream.ts_, own.ts_)
+            np.testing.assert_array_equal(stream.X_, own.X_)
+    assert together > 50  # most were worked out together
 
 
 def test_stream_row_by_row_and_state_round_trip() -> None:

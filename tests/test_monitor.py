@@ -84,6 +84,40 @@ def test_micro_batches_and_truncation_change_nothing(config: dict[str, Any]) -> 
     assert np.array_equal(truncated.probability, whole.probability[:900], equal_nan=True)
 
 
+def readings(ts: np.ndarray, X: np.ndarray) -> list[tuple[int, dict[str, float]]]:
+    return [(int(t), dict(zip(SENSORS, row.tolist(), strict=True))) for t, row in zip(ts, X, strict=True)]
+
+
+def test_observing_in_two_halves_with_features_worked_out_together_changes_nothing() -> None:
+    """The detector stage's path (begin_observe, the assets' features together, finish_observe) gives
+    the verdicts, events and saved state of observe."""
+    from detector.features import update_streams
+
+    data = [plant(900, fault=(700, 760), seed=s) for s in (1, 2, 3)]
+    together, alone = [monitor() for _ in data], [monitor() for _ in data]
+    joined = anomalies = 0
+    for start in range(0, 900, 7):
+        batches = [readings(ts[start:][:7], X[start:][:7]) for ts, X in data]
+        pending = [m.begin_observe(b) for m, b in zip(together, batches, strict=True)]
+        inputs = [p.feature_input for p in pending]
+        ready = [i for i, f in enumerate(inputs) if f is not None]
+        joint = update_streams([inputs[i][0] for i in ready], [(inputs[i][1], inputs[i][2]) for i in ready])
+        features: list[np.ndarray | None] = [None] * len(pending)
+        for i, F in zip(ready, joint, strict=True):
+            features[i], joined = F, joined + (F is not None)
+        for m, p, F, own, b in zip(together, pending, features, alone, batches, strict=True):
+            got, want = m.finish_observe(p, F), own.observe(b)
+            assert got.verdicts == want.verdicts and got.events == want.events
+            assert [(t, r.tolist()) for t, r in got.rows] == [(t, r.tolist()) for t, r in want.rows]
+            anomalies += sum(v.anomaly for v in got.verdicts)
+    assert joined > 100 and anomalies > 0  # worked out together, and the faults were flagged
+    for m, own in zip(together, alone, strict=True):
+        mine, theirs = m.get_state(), own.get_state()
+        assert mine.keys() == theirs.keys()
+        for key, value in mine.items():
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(theirs[key]), err_msg=key)
+
+
 def test_restoring_with_other_settings_is_refused() -> None:
     ts, X = plant()
     first = monitor()
@@ -747,20 +781,21 @@ def test_a_baseline_that_cannot_be_learned_is_dropped_with_a_clear_error_and_rel
 def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Path) -> None:
     counters = Counters()
     stage = _stage(tmp_path, ModelPersistence(str(tmp_path / "models")), {"baseline_rows": 300}, counters)
-    broken = stage._new_monitor("pump-bad")
 
-    def fail(rows: Any) -> Any:
+    def fail(*args: Any) -> Any:
         raise RuntimeError("model bug")
 
-    broken.observe = fail  # type: ignore[method-assign,assignment]
+    # Failing before the rolling features, and after them: the stage works on the assets in phases.
+    stage._new_monitor("pump-bad").begin_observe = fail  # type: ignore[method-assign]
+    stage._new_monitor("pump-late").finish_observe = fail  # type: ignore[method-assign]
     ts, X = plant(n=400, fault=(0, 0))
     readings = []
     for t, row in zip(ts.tolist(), X, strict=True):
-        for asset in ("pump-bad", "pump-ok"):
+        for asset in ("pump-bad", "pump-ok", "pump-late"):
             readings.append(Reading(asset, t, dict(zip(SENSORS, row.tolist(), strict=True))))
     stage._process(readings)
     assert stage.monitors["pump-ok"].is_warm and stage.monitors["pump-ok"].scored_rows_ > 0
-    assert stage.health.detector_errors == 1
+    assert stage.health.detector_errors == 2
 
 
 def test_models_saved_before_the_adapt_every_default_changed_still_load(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TypeVar
+
+import numpy as np
 
 from alerts.lifecycle import AlertManager
 from alerts.retrying import AlertStoreStopped
@@ -23,9 +26,10 @@ from detector.events import (
     SensorsRediscovered,
     UnknownSensors,
 )
+from detector.features import update_streams
 from detector.health import MaintenanceForecast
 from detector.intake import REDISCOVER_AFTER
-from detector.monitor import AssetMonitor
+from detector.monitor import AssetMonitor, PendingObservation
 from detector.types import Verdict
 from ingest.messages import Reading
 from ingest.sink import Sink, SinkStopped
@@ -49,6 +53,17 @@ log = logging.getLogger(__name__)
 # While readings wait, one asset's smallest flagged shifts are worked out this often: one can take 0.2 s,
 # and with recalibration changing levels every baseline length there is nearly always one due.
 SHIFTS_BUSY_EVERY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Begun:
+    """One asset's readings of a batch, between ``begin_observe`` and ``finish_observe``."""
+
+    asset: str
+    readings: list[tuple[int, Mapping[str, float]]]
+    monitor: AssetMonitor
+    was_warm: bool
+    pending: PendingObservation
 
 
 class DetectorStage:
@@ -290,16 +305,23 @@ class DetectorStage:
             if reading.tags:
                 tags[reading.asset] = reading.tags
         self._note_tags(tags)
+        begun = self._begin_assets(by_asset)
+        # The assets' rolling features in one go: per asset and call they were a quarter of this thread.
+        inputs = [b.pending.feature_input for b in begun]
+        streams = [(i, f) for i, f in enumerate(inputs) if f is not None]
+        joint = update_streams([f[0] for _, f in streams], [(f[1], f[2]) for _, f in streams])
+        features: list[np.ndarray | None] = [None] * len(begun)
+        for (i, _), F in zip(streams, joint, strict=True):
+            features[i] = F
         verdicts: list[Verdict] = []
-        for asset, batch in by_asset.items():
+        for b, F in zip(begun, features, strict=True):
             try:
-                of_asset = self._process_asset(asset, batch)
+                of_asset = self._finish_asset(b, F)
                 if of_asset:
-                    self.latest[asset] = of_asset[-1]  # in time order: its latest verdict
+                    self.latest[b.asset] = of_asset[-1]  # in time order: its latest verdict
                 verdicts.extend(of_asset)
             except Exception:  # one asset's model failing must not starve the others in the batch
-                self._count_detector_errors(1)
-                log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
+                self._asset_failed(b.asset, b.readings)
         if not verdicts:
             return
         # Stopped rows (running False) are neither stored nor counted as scored, like rows refilling
@@ -329,12 +351,28 @@ class DetectorStage:
                 self._tags[asset] = of_asset
                 self.alerts.note_tags(asset, of_asset)
 
-    def _process_asset(self, asset: str, batch: list[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
-        """Score one asset's readings; its events become log lines, counters and model saves."""
-        monitor = self.monitors.get(asset) or self._new_monitor(asset)
-        self.idle.seen(asset)
-        was_warm = monitor.is_warm
-        observed = monitor.observe(batch)
+    def _begin_assets(self, by_asset: Mapping[str, list[tuple[int, Mapping[str, float]]]]) -> list[_Begun]:
+        """Each asset's readings up to their rolling features (``AssetMonitor.begin_observe``)."""
+        begun = []
+        for asset, batch in by_asset.items():
+            try:
+                monitor = self.monitors.get(asset) or self._new_monitor(asset)
+                self.idle.seen(asset)
+                was_warm = monitor.is_warm
+                begun.append(_Begun(asset, batch, monitor, was_warm, monitor.begin_observe(batch)))
+            except Exception:  # one asset's model failing must not starve the others in the batch
+                self._asset_failed(asset, batch)
+        return begun
+
+    def _asset_failed(self, asset: str, batch: Sequence[object]) -> None:
+        self._count_detector_errors(1)
+        log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
+
+    def _finish_asset(self, begun: _Begun, features: np.ndarray | None) -> list[Verdict]:
+        """Score one asset's readings (``features``: those of its rows, worked out with the other
+        assets'); its events become log lines, counters and model saves."""
+        asset, batch, monitor, was_warm = begun.asset, begun.readings, begun.monitor, begun.was_warm
+        observed = monitor.finish_observe(begun.pending, features)
         events = observed.events
         self._report_unknown_sensors(monitor, _of(UnknownSensors, events))
         self._report_rediscovery(monitor, _of(SensorsRediscovered, events))
