@@ -131,8 +131,10 @@ class EmpiricalCalibrator:
     def log_survival(self, scores: np.ndarray) -> np.ndarray:
         """``ln S``: finite for every finite score, so it ranks even far beyond the baseline."""
         scores = np.asarray(scores, dtype=np.float64)
+        return self._log_survival(scores, _rank_below(self.baseline_scores_, scores))
+
+    def _log_survival(self, scores: np.ndarray, below: np.ndarray) -> np.ndarray:
         n1 = self.n_baseline_ + 1
-        below = _rank_below(self.baseline_scores_, scores)
         inside = np.log1p(-below / n1)
         with np.errstate(over="ignore", invalid="ignore"):
             beyond = -math.log(n1) - (scores - self.max_score_) / self.tail_scale_
@@ -147,7 +149,7 @@ class EmpiricalCalibrator:
         with np.errstate(over="ignore", invalid="ignore"):
             tail = np.exp(-(scores - self.max_score_) / self.tail_scale_) / n1
         survival = np.where(scores > self.max_score_, tail, (n1 - below) / n1)
-        return log_survival_to_probability(survival, self.log_survival(scores))
+        return log_survival_to_probability(survival, self._log_survival(scores, below))
 
     def get_state(self) -> dict[str, Any]:
         return {

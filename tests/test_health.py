@@ -96,3 +96,22 @@ def test_maintenance_monitor_raises_forecast_with_drivers():
         and "driven by sensors bearing_temp, vibration" in forecast.message
     )
     assert forecast.eta_low_s <= forecast.eta_s <= forecast.eta_high_s
+
+
+def test_a_row_naming_no_sensor_moves_the_index_as_zero_drift_does_bit_for_bit() -> None:
+    """Most scored rows name no sensor: their shortcut gives what all-zero drift values give."""
+    rng = np.random.default_rng(3)
+    sensors = ("a", "b", "c")
+    shortcut, general = HealthIndex(sensors, half_life_s=30.0), HealthIndex(sensors, half_life_s=30.0)
+    ts = 0.0
+    for i in range(400):
+        ts += float(rng.choice([0.0, 0.5, 1.0, 7.0]))
+        p = float(rng.random())
+        if i % 5 == 0:  # now and then a row that names sensors, so the smoothed z has something to decay
+            drift = {"a": float(rng.normal(0, 3)), "c": -float(rng.random())}
+            assert shortcut.update(ts, p, drift) == general.update(ts, p, drift)
+        else:
+            assert shortcut.update(ts, p, {}) == general.update(ts, p, [0.0, 0.0, 0.0])
+        assert shortcut.z_.tobytes() == general.z_.tobytes() and shortcut.n_ == general.n_
+    with pytest.raises(ValueError, match="go back"):
+        shortcut.update(ts - 1.0, 0.5, {})
