@@ -99,11 +99,10 @@ def test_observing_in_two_halves_with_features_worked_out_together_changes_nothi
     for start in range(0, 900, 7):
         batches = [readings(ts[start:][:7], X[start:][:7]) for ts, X in data]
         pending = [m.begin_observe(b) for m, b in zip(together, batches, strict=True)]
-        inputs = [p.feature_input for p in pending]
-        ready = [i for i, f in enumerate(inputs) if f is not None]
-        joint = update_streams([inputs[i][0] for i in ready], [(inputs[i][1], inputs[i][2]) for i in ready])
+        ready = [(i, f) for i, p in enumerate(pending) if (f := p.feature_input) is not None]
+        joint = update_streams([f[0] for _, f in ready], [(f[1], f[2]) for _, f in ready])
         features: list[np.ndarray | None] = [None] * len(pending)
-        for i, F in zip(ready, joint, strict=True):
+        for (i, _), F in zip(ready, joint, strict=True):
             features[i], joined = F, joined + (F is not None)
         for m, p, F, own, b in zip(together, pending, features, alone, batches, strict=True):
             got, want = m.finish_observe(p, F), own.observe(b)
@@ -786,8 +785,8 @@ def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Pat
         raise RuntimeError("model bug")
 
     # Failing before the rolling features, and after them: the stage works on the assets in phases.
-    stage._new_monitor("pump-bad").begin_observe = fail  # type: ignore[method-assign]
-    stage._new_monitor("pump-late").finish_observe = fail  # type: ignore[method-assign]
+    stage._new_monitor("pump-bad").begin_observe = fail  # type: ignore[method-assign,assignment]
+    stage._new_monitor("pump-late").finish_observe = fail  # type: ignore[method-assign,assignment]
     ts, X = plant(n=400, fault=(0, 0))
     readings = []
     for t, row in zip(ts.tolist(), X, strict=True):

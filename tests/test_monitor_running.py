@@ -18,6 +18,7 @@ from detector.events import LeftOut, RunningRuleUnusable
 from detector.gate import NEVER
 from detector.monitor import SCORED, SETTLING, SKIPPED, STOPPED, WARMING_UP, AssetMonitor
 from detector.recalibration import RECALIBRATION_EVERY
+from detector.running import OperatingStates, alarm_resets
 from detector.running_rule import RunningRule
 from detector.types import Verdict
 from ingest.messages import Reading
@@ -397,3 +398,23 @@ def test_the_backtest_counts_and_shows_stopped_and_settling_rows(tmp_path: Path)
     assert rows[1 + 150].endswith(",,,0,stopped") and rows[1 + 905].endswith(",,,0,settling")
     assert rows[1 + 205].endswith(",,,0,settling") and rows[1 + 300].endswith(",,,,baseline")
     assert rows[1 + 950].endswith(",scored")
+
+
+@pytest.mark.parametrize("settle_s", [0.0, 2.5])
+@pytest.mark.parametrize("started_at", [NEVER, 1_000 * 10**9])
+def test_without_a_rule_the_states_are_those_of_a_rule_always_true(settle_s: float, started_at: int) -> None:
+    """The shortcut for assets without running_when gives what a rule true on every row gives."""
+    rng = np.random.default_rng(7)
+    shortcut = OperatingStates(None, settle_s, started_at=started_at)
+    general = OperatingStates(None, settle_s, started_at=started_at)
+    general._predicate = lambda X: np.ones(len(X), dtype=bool)  # the general path, true everywhere
+    ts = 1_000 * 10**9 + np.cumsum(rng.integers(0, 2 * 10**9, 60))
+    X = rng.normal(size=(60, 2))
+    for a, b in ((0, 7), (7, 8), (8, 8), (8, 60)):
+        rows = np.arange(a, b)
+        got, want = shortcut.classify(ts, X, rows), general.classify(ts, X, rows)
+        for field in ("stopped", "settling", "started_at"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        assert (shortcut.stopped_, shortcut.started_at_) == (general.stopped_, general.started_at_)
+    before, after = alarm_resets(np.zeros(9, dtype=bool), np.array([1, 4, 8]))  # no stop: no reset
+    assert not before.any() and before.shape == (3,) and after is False
