@@ -49,13 +49,16 @@ from detector.advice import (
 )
 from detector.alert_rate import probability_at_surprise, surprise_at_probability
 from detector.align import Row
+from detector.base import Detector
 from detector.baseline import BaselineModel, BaselineRows, FittedModels, fit_models, learn_baseline
+from detector.calibration import Calibrator
 from detector.config import MonitorConfig
 from detector.detectability import SmallestShifts, level_columns, smallest_shifts
 from detector.events import BaselineFailed, BaselineLearned, Event, LeftOut, ModelRefitted, SensorsRediscovered
 from detector.explain import Explainer
 from detector.features import RollingFeatures
 from detector.feedback import FEEDBACK_MAX_RAISE, Feedback
+from detector.fleet import Scored
 from detector.gate import NEVER, RowGate
 from detector.intake import AlignerCounts, SensorIntake, rows_to_arrays
 from detector.recalibration import GUARD_WINDOWS, SHORT_ALERT_WINDOWS, Recalibration
@@ -293,12 +296,29 @@ class AssetMonitor:
         scoring = self._begin(*rows_to_arrays(rows), events=events) if rows else None
         return PendingObservation(rows, counts, events, scoring)
 
-    def finish_observe(self, pending: PendingObservation, features: np.ndarray | None = None) -> Observation:
-        """The rest of ``observe``: ``features`` are those of ``pending.feature_input`` (None: worked out here)."""
+    def model_input(
+        self, pending: PendingObservation, features: np.ndarray
+    ) -> tuple[Detector, Calibrator, np.ndarray] | None:
+        """``(detector, calibrator, rows)``: what ``finish_observe`` will score, given the features of
+        ``pending.feature_input``, for scoring many assets' rows together (``detector.fleet``)."""
+        scoring, model = pending.scoring, self.model_
+        if scoring is None or scoring.features_in is None or model is None:
+            return None
+        return (
+            model.detector,
+            model.calibrator,
+            model.model_rows(features if self.config.features else scoring.features_in[2]),
+        )
+
+    def finish_observe(
+        self, pending: PendingObservation, features: np.ndarray | None = None, scores: Scored | None = None
+    ) -> Observation:
+        """The rest of ``observe``: ``features`` are those of ``pending.feature_input`` (None: worked out
+        here), ``scores`` the raw scores and probabilities of ``model_input``'s rows (None: likewise)."""
         events = pending.events
         verdicts, skipped, stopped = [], 0, 0
         if pending.scoring is not None:
-            out, explanations = self._finish(pending.scoring, features, explain=True, events=events)
+            out, explanations = self._finish(pending.scoring, features, scores, explain=True, events=events)
             verdicts, skipped, stopped = self._verdicts(out, explanations), *_left_out_rows(out)
         left = self.intake.counts() - pending.counts
         if skipped or stopped or left.unknown_values or left.late_readings or left.incomplete_rows:
@@ -356,7 +376,7 @@ class AssetMonitor:
         self, ts_ns: np.ndarray, X: np.ndarray, *, explain: bool, events: list[Event]
     ) -> tuple[ScoredRows, dict[int, Explanation]]:
         """The scored rows, and with ``explain`` the explanation of every anomalous row by row index."""
-        return self._finish(self._begin(ts_ns, X, events=events), None, explain=explain, events=events)
+        return self._finish(self._begin(ts_ns, X, events=events), None, None, explain=explain, events=events)
 
     def _begin(self, ts_ns: np.ndarray, X: np.ndarray, *, events: list[Event]) -> _Scoring:
         """Gate the rows, mark stopped and settling ones, learn the baseline: what is left to score."""
@@ -377,9 +397,17 @@ class AssetMonitor:
         return _Scoring(ts, X, out, held, rows, previous, started_at, features_in)
 
     def _finish(
-        self, scoring: _Scoring, features: np.ndarray | None, *, explain: bool, events: list[Event]
+        self,
+        scoring: _Scoring,
+        features: np.ndarray | None,
+        scores: Scored | None,
+        *,
+        explain: bool,
+        events: list[Event],
     ) -> tuple[ScoredRows, dict[int, Explanation]]:
-        """Score what ``_begin`` left, with the rolling features of its rows when worked out already."""
+        """Score what ``_begin`` left, with the rolling features of its rows, and their scores by the
+        current model, when worked out already."""
+        scored_by: _ScoredBy | None = None
         ts, X, out, held, rows = scoring.ts, scoring.X, scoring.out, scoring.held, scoring.rows
         previous, started_at = scoring.previous, scoring.started_at
         explanations: dict[int, Explanation] = {}
@@ -394,9 +422,11 @@ class AssetMonitor:
             out.status[rows[starting]] = SETTLING
             settled = ~(refilling | starting)
             rows, F = rows[settled], F[settled]
+            if scores is not None:
+                scored_by = _ScoredBy(self.model_, scores[0][settled], scores[1][settled])
         resets, reset_after = alarm_resets(out.status == STOPPED, rows)
         if rows.size:
-            self._score(rows, F, resets, out, X if explain else None, explanations, events)
+            self._score(rows, F, resets, out, X if explain else None, explanations, events, scored_by)
             out.status[rows] = SCORED
             self.scored_rows_ += int(rows.size)
         if reset_after:
@@ -501,12 +531,13 @@ class AssetMonitor:
         X: np.ndarray | None,
         explanations: dict[int, Explanation],
         events: list[Event],
+        scored_by: _ScoredBy | None = None,
     ) -> None:
         """Score in segments that end where adaptation refits, so batch splits never matter, and where
         a stop lies between two scored rows (``resets``): the alarm starts again after it.
 
         With ``X`` (the batch's readings), anomalous rows are explained by the model that scored
-        them, before any refit.
+        them, before any refit. ``scored_by``: the rows' scores by a model, used while it is the one.
         """
         config, start = self.config, 0
         reset_at = np.flatnonzero(resets)
@@ -522,8 +553,11 @@ class AssetMonitor:
             next_reset = reset_at[reset_at > start]
             stop = min(stop, int(next_reset[0])) if next_reset.size else stop
             seg, idx = slice(start, stop), rows[start:stop]
-            raw = model.detector.score(F[seg])
-            prob = model.calibrator.transform(raw)
+            if scored_by is not None and scored_by.model is model:
+                raw, prob = scored_by.raw[seg], scored_by.probability[seg]
+            else:
+                raw = model.detector.score(F[seg])
+                prob = model.calibrator.transform(raw)
             flags = self.alarm_.run(prob)
             out.score[idx], out.probability[idx], out.anomaly[idx] = raw, prob, flags
             out.alarm_enter[idx] = self.alarm_.enter  # fixed within a segment: recalibration ends one
@@ -642,6 +676,15 @@ class _Scoring:
     previous: np.ndarray
     started_at: np.ndarray
     features_in: tuple[RollingFeatures, np.ndarray, np.ndarray] | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _ScoredBy:
+    """Rows' raw scores and probabilities by one model, worked out with other assets' (``detector.fleet``)."""
+
+    model: BaselineModel | None
+    raw: np.ndarray
+    probability: np.ndarray
 
 
 @dataclass(frozen=True, slots=True, eq=False)

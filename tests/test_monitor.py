@@ -88,14 +88,16 @@ def readings(ts: np.ndarray, X: np.ndarray) -> list[tuple[int, dict[str, float]]
     return [(int(t), dict(zip(SENSORS, row.tolist(), strict=True))) for t, row in zip(ts, X, strict=True)]
 
 
-def test_observing_in_two_halves_with_features_worked_out_together_changes_nothing() -> None:
-    """The detector stage's path (begin_observe, the assets' features together, finish_observe) gives
-    the verdicts, events and saved state of observe."""
+@pytest.mark.parametrize("config", [{}, {"adapt": True, "adapt_every": 100}], ids=["default", "adapt"])
+def test_observing_in_two_halves_with_features_worked_out_together_changes_nothing(config: dict[str, Any]) -> None:
+    """The detector stage's path (begin_observe, the assets' features and model scores together,
+    finish_observe) gives the verdicts, events and saved state of observe."""
     from detector.features import update_streams
+    from detector.fleet import score_together
 
     data = [plant(900, fault=(700, 760), seed=s) for s in (1, 2, 3)]
-    together, alone = [monitor() for _ in data], [monitor() for _ in data]
-    joined = anomalies = 0
+    together, alone = [monitor(**config) for _ in data], [monitor(**config) for _ in data]
+    joined = jointly_scored = anomalies = 0
     for start in range(0, 900, 7):
         batches = [readings(ts[start:][:7], X[start:][:7]) for ts, X in data]
         pending = [m.begin_observe(b) for m, b in zip(together, batches, strict=True)]
@@ -104,12 +106,20 @@ def test_observing_in_two_halves_with_features_worked_out_together_changes_nothi
         features: list[np.ndarray | None] = [None] * len(pending)
         for (i, _), F in zip(ready, joint, strict=True):
             features[i], joined = F, joined + (F is not None)
-        for m, p, F, own, b in zip(together, pending, features, alone, batches, strict=True):
-            got, want = m.finish_observe(p, F), own.observe(b)
+        inputs = [
+            (i, mi)
+            for i, (m, p, F) in enumerate(zip(together, pending, features, strict=True))
+            if F is not None and (mi := m.model_input(p, F)) is not None
+        ]
+        scores: list[Any] = [None] * len(pending)
+        for (i, _), scored in zip(inputs, score_together([mi for _, mi in inputs]), strict=True):
+            scores[i], jointly_scored = scored, jointly_scored + (scored is not None)
+        for m, p, F, S, own, b in zip(together, pending, features, scores, alone, batches, strict=True):
+            got, want = m.finish_observe(p, F, S), own.observe(b)
             assert got.verdicts == want.verdicts and got.events == want.events
             assert [(t, r.tolist()) for t, r in got.rows] == [(t, r.tolist()) for t, r in want.rows]
             anomalies += sum(v.anomaly for v in got.verdicts)
-    assert joined > 100 and anomalies > 0  # worked out together, and the faults were flagged
+    assert joined > 100 and jointly_scored > 100 and anomalies > 0  # worked out together; the faults flagged
     for m, own in zip(together, alone, strict=True):
         mine, theirs = m.get_state(), own.get_state()
         assert mine.keys() == theirs.keys()

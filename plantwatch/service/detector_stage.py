@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from detector.events import (
     UnknownSensors,
 )
 from detector.features import update_streams
+from detector.fleet import Scored, score_together
 from detector.health import MaintenanceForecast
 from detector.intake import REDISCOVER_AFTER
 from detector.monitor import AssetMonitor, PendingObservation
@@ -313,10 +314,11 @@ class DetectorStage:
         features: list[np.ndarray | None] = [None] * len(begun)
         for (i, _), F in zip(streams, joint, strict=True):
             features[i] = F
+        scores = self._score_together(begun, features)
         verdicts: list[Verdict] = []
-        for b, F in zip(begun, features, strict=True):
+        for b, F, of_model in zip(begun, features, scores, strict=True):
             try:
-                of_asset = self._finish_asset(b, F)
+                of_asset = self._finish_asset(b, F, of_model)
                 if of_asset:
                     self.latest[b.asset] = of_asset[-1]  # in time order: its latest verdict
                 verdicts.extend(of_asset)
@@ -368,11 +370,23 @@ class DetectorStage:
         self._count_detector_errors(1)
         log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
 
-    def _finish_asset(self, begun: _Begun, features: np.ndarray | None) -> list[Verdict]:
-        """Score one asset's readings (``features``: those of its rows, worked out with the other
-        assets'); its events become log lines, counters and model saves."""
+    def _score_together(self, begun: Sequence[_Begun], features: Sequence[np.ndarray | None]) -> list[Scored | None]:
+        """The assets' model scores and probabilities of those features in one go (``detector.fleet``):
+        per asset and call they were a fifth of this thread. None: the asset scores its own."""
+        inputs: list[tuple[int, tuple[Any, Any, np.ndarray]]] = []
+        for i, (b, F) in enumerate(zip(begun, features, strict=True)):
+            if F is not None and (model_input := b.monitor.model_input(b.pending, F)) is not None:
+                inputs.append((i, model_input))
+        scores: list[Scored | None] = [None] * len(begun)
+        for (i, _), scored in zip(inputs, score_together([m for _, m in inputs]), strict=True):
+            scores[i] = scored
+        return scores
+
+    def _finish_asset(self, begun: _Begun, features: np.ndarray | None, scores: Scored | None) -> list[Verdict]:
+        """Score one asset's readings (``features`` and ``scores``: those of its rows, worked out with
+        the other assets'); its events become log lines, counters and model saves."""
         asset, batch, monitor, was_warm = begun.asset, begun.readings, begun.monitor, begun.was_warm
-        observed = monitor.finish_observe(begun.pending, features)
+        observed = monitor.finish_observe(begun.pending, features, scores)
         events = observed.events
         self._report_unknown_sensors(monitor, _of(UnknownSensors, events))
         self._report_rediscovery(monitor, _of(SensorsRediscovered, events))
