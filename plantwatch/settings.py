@@ -188,7 +188,7 @@ class StorageSettings(_Section):
     kind: Literal["influxdb", "sqlite"] = "influxdb"
     sqlite_path: str = "plantwatch-readings.db"
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=0.1, gt=0, le=60)
+    flush_interval_s: float = Field(default=0.05, gt=0, le=60)
 
 
 class NatsSettings(_Section):
