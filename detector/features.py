@@ -190,7 +190,8 @@ def update_streams(
     them, so no window reaches into another stream's rows.
 
     None for a stream left to its own ``update``: one alone with its parameters, with no new rows, or
-    whose batch ``update`` would refuse (it raises there, for that stream alone).
+    whose batch ``update`` would refuse (it raises there, for that stream alone). Should the work
+    itself raise, no stream has moved on, and each can still be updated on its own.
     """
     out: list[np.ndarray | None] = [None] * len(streams)
     groups: dict[tuple[Any, ...], list[_Member]] = {}
@@ -203,10 +204,13 @@ def update_streams(
         if ts_all.size > n_old:
             key = (window_ns, features, int(stream.min_periods), X_all.shape[1])
             groups.setdefault(key, []).append((i, n_old, ts_all, X_all))
-    for (window_ns, features, min_periods, _), members in groups.items():
-        if len(members) < 2:
-            continue
-        joined = _features_of_streams(members, window_ns, features, min_periods)
+    # Every group worked out before any stream moves on: a failure leaves every stream as it was.
+    worked_out = [
+        (window_ns, members, _features_of_streams(members, window_ns, features, min_periods))
+        for (window_ns, features, min_periods, _), members in groups.items()
+        if len(members) > 1
+    ]
+    for window_ns, members, joined in worked_out:
         for (i, _, ts_all, X_all), F in zip(members, joined, strict=True):
             streams[i]._keep(ts_all, X_all, window_ns)
             out[i] = F

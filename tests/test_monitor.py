@@ -807,6 +807,35 @@ def test_one_failing_asset_does_not_starve_the_others_in_its_batch(tmp_path: Pat
     assert stage.health.detector_errors == 2
 
 
+@pytest.mark.parametrize("part", ["update_streams", "score_together"])
+def test_when_working_out_the_assets_together_fails_each_asset_works_out_its_own(
+    part: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plantwatch.service.detector_stage as stage_module
+
+    def fail(*args: Any) -> Any:
+        raise RuntimeError("bug in the joint path")
+
+    stages = [_stage(tmp_path / name, ModelPersistence(str(tmp_path / name)), {"baseline_rows": 300}) for name in "ab"]
+    ts, X = plant(n=400, fault=(0, 0))
+    readings = [
+        Reading(asset, t, dict(zip(SENSORS, row.tolist(), strict=True)))
+        for t, row in zip(ts.tolist(), X, strict=True)
+        for asset in ("pump-1", "pump-2")
+    ]
+    for stage in stages:
+        stage._process(readings[:700])  # the baselines, and a few rows scored together
+    monkeypatch.setattr(stage_module, part, fail)
+    stages[0]._process(readings[700:])
+    monkeypatch.undo()
+    stages[1]._process(readings[700:])
+    failed, joint = stages
+    assert failed.health.detector_errors == 1 and joint.health.detector_errors == 0  # counted once
+    for name in ("pump-1", "pump-2"):
+        assert failed.monitors[name].scored_rows_ == joint.monitors[name].scored_rows_ == 100
+        assert failed.latest[name] == joint.latest[name]  # each asset on its own gave the same verdict
+
+
 def test_models_saved_before_the_adapt_every_default_changed_still_load(tmp_path: Path) -> None:
     ts, X = plant(n=800)
     old = monitor(adapt_every=1000)  # the earlier default; it does nothing without adaptation

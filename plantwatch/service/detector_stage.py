@@ -307,13 +307,7 @@ class DetectorStage:
                 tags[reading.asset] = reading.tags
         self._note_tags(tags)
         begun = self._begin_assets(by_asset)
-        # The assets' rolling features in one go: per asset and call they were a quarter of this thread.
-        inputs = [b.pending.feature_input for b in begun]
-        streams = [(i, f) for i, f in enumerate(inputs) if f is not None]
-        joint = update_streams([f[0] for _, f in streams], [(f[1], f[2]) for _, f in streams])
-        features: list[np.ndarray | None] = [None] * len(begun)
-        for (i, _), F in zip(streams, joint, strict=True):
-            features[i] = F
+        features = self._features_together(begun)
         scores = self._score_together(begun, features)
         verdicts: list[Verdict] = []
         for b, F, of_model in zip(begun, features, scores, strict=True):
@@ -324,6 +318,10 @@ class DetectorStage:
                 verdicts.extend(of_asset)
             except Exception:  # one asset's model failing must not starve the others in the batch
                 self._asset_failed(b.asset, b.readings)
+        self._hand_on(verdicts)
+
+    def _hand_on(self, verdicts: Sequence[Verdict]) -> None:
+        """The batch's verdicts to storage, the score history, the alerts and maintenance."""
         if not verdicts:
             return
         # Stopped rows (running False) are neither stored nor counted as scored, like rows refilling
@@ -370,6 +368,20 @@ class DetectorStage:
         self._count_detector_errors(1)
         log.exception("detector failed on %d readings of %s; the other assets go on", len(batch), asset)
 
+    def _features_together(self, begun: Sequence[_Begun]) -> list[np.ndarray | None]:
+        """The assets' rolling features in one go (``update_streams``): per asset and call they were a
+        quarter of this thread. None: the asset works out its own."""
+        inputs = [(i, f) for i, b in enumerate(begun) if (f := b.pending.feature_input) is not None]
+        joint = self._together(
+            "rolling features",
+            len(inputs),
+            lambda: update_streams([f[0] for _, f in inputs], [f[1:] for _, f in inputs]),
+        )
+        features: list[np.ndarray | None] = [None] * len(begun)
+        for (i, _), F in zip(inputs, joint, strict=True):
+            features[i] = F
+        return features
+
     def _score_together(self, begun: Sequence[_Begun], features: Sequence[np.ndarray | None]) -> list[Scored | None]:
         """The assets' model scores and probabilities of those features in one go (``detector.fleet``):
         per asset and call they were a fifth of this thread. None: the asset scores its own."""
@@ -377,10 +389,21 @@ class DetectorStage:
         for i, (b, F) in enumerate(zip(begun, features, strict=True)):
             if F is not None and (model_input := b.monitor.model_input(b.pending, F)) is not None:
                 inputs.append((i, model_input))
+        joint = self._together("model scores", len(inputs), lambda: score_together([m for _, m in inputs]))
         scores: list[Scored | None] = [None] * len(begun)
-        for (i, _), scored in zip(inputs, score_together([m for _, m in inputs]), strict=True):
+        for (i, _), scored in zip(inputs, joint, strict=True):
             scores[i] = scored
         return scores
+
+    def _together(self, what: str, n: int, work: Callable[[], Sequence[T | None]]) -> Sequence[T | None]:
+        """``work()``, or all None when it fails (counted and logged): then each asset works out its
+        own, and a fault that is one asset's costs that asset's verdicts alone."""
+        try:
+            return work()
+        except Exception:
+            self._count_detector_errors(1)
+            log.exception("working out the assets' %s together failed; each asset works out its own", what)
+            return [None] * n
 
     def _finish_asset(self, begun: _Begun, features: np.ndarray | None, scores: Scored | None) -> list[Verdict]:
         """Score one asset's readings (``features`` and ``scores``: those of its rows, worked out with
@@ -556,6 +579,7 @@ _LEFT_OUT_COUNTERS = (
 )
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 
 
 def _of(kind: type[E], events: Sequence[Event]) -> list[E]:
