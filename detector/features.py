@@ -50,7 +50,11 @@ from typing import Any
 
 import numpy as np
 
+from detector.chunks import runs_within
+
 FEATURES = ("raw", "level", "spread", "slope", "residual", "range")
+# Rows (kept and new) of the streams ``update_streams`` works out in one call at most (detector.chunks).
+STREAM_ROWS = 4096
 _NS_PER_S = 1_000_000_000
 
 
@@ -205,11 +209,12 @@ def update_streams(
             key = (window_ns, features, int(stream.min_periods), X_all.shape[1])
             groups.setdefault(key, []).append((i, n_old, ts_all, X_all))
     # Every group worked out before any stream moves on: a failure leaves every stream as it was.
-    worked_out = [
-        (window_ns, members, _features_of_streams(members, window_ns, features, min_periods))
-        for (window_ns, features, min_periods, _), members in groups.items()
-        if len(members) > 1
-    ]
+    worked_out = []
+    for (window_ns, features, min_periods, _), group in groups.items():
+        for run in runs_within(range(len(group)), [m[2].size for m in group], STREAM_ROWS):
+            if len(run) > 1:
+                members = [group[j] for j in run]
+                worked_out.append((window_ns, members, _features_of_streams(members, window_ns, features, min_periods)))
     for window_ns, members, joined in worked_out:
         for (i, _, ts_all, X_all), F in zip(members, joined, strict=True):
             streams[i]._keep(ts_all, X_all, window_ns)

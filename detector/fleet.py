@@ -9,8 +9,7 @@ Identity, not closeness: each row goes through the same floating-point operation
 as in ``detector.score`` and ``calibrator.transform`` — the standardisation and the limit ratios
 elementwise with the row's own model's numbers, the projections as ``rowwise_matmul`` forms them
 (every product, then a cumulative sum along the inner axis), the same ``einsum`` reductions, and the
-baseline ranks from ``np.searchsorted`` over every model's baseline scores laid end to end, keyed by
-``(model, score)`` as complex numbers, which compare in that order without any arithmetic on the score.
+same ``np.searchsorted`` ranks among each model's baseline scores.
 """
 
 from __future__ import annotations
@@ -21,10 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from detector.calibration import EmpiricalCalibrator, log_survival_to_probability
+from detector.calibration import EmpiricalCalibrator, _rank_below, log_survival_to_probability
+from detector.chunks import runs_within
 from detector.detectors.pca_spc import PcaSpc
 
 Scored = tuple[np.ndarray, np.ndarray]  # (raw scores, calibrated probabilities) of one model's rows
+
+# Rows scored in one go at most. Past a few dozen models the calls cost little per model, while the
+# arrays grow with the rows: a thousand assets' rows at once took several MB a batch, which the
+# allocator then kept (docs/throughput.md, Memory).
+CHUNK_ROWS = 1024
 
 
 def score_together(batches: Sequence[tuple[Any, Any, np.ndarray]]) -> list[Scored | None]:
@@ -36,20 +41,26 @@ def score_together(batches: Sequence[tuple[Any, Any, np.ndarray]]) -> list[Score
     for i, (detector, calibrator, F) in enumerate(batches):
         if type(detector) is PcaSpc and type(calibrator) is EmpiricalCalibrator and _fits(detector, F):
             groups.setdefault((detector.components_.shape, detector.score_mode), []).append(i)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        detectors = [batches[i][0] for i in members]
-        calibrators = [batches[i][1] for i in members]
-        rows = [np.asarray(batches[i][2], dtype=np.float64) for i in members]
-        sizes = [F.shape[0] for F in rows]
-        owner = np.repeat(np.arange(len(members)), sizes)
-        raw = _pca_scores(detectors, np.concatenate(rows), owner)
-        prob = _calibrated(calibrators, raw, owner)
-        bounds = np.cumsum([0, *sizes]).tolist()
-        for i, a, b in zip(members, bounds[:-1], bounds[1:], strict=True):
-            out[i] = (raw[a:b], prob[a:b])
+    sizes = [len(F) for _, _, F in batches]
+    for group in groups.values():
+        for members in runs_within(group, sizes, CHUNK_ROWS):
+            if len(members) > 1:
+                _score_chunk(batches, members, out)
     return out
+
+
+def _score_chunk(batches: Sequence[tuple[Any, Any, np.ndarray]], members: list[int], out: list[Scored | None]) -> None:
+    """Score the ``members`` of one group together, into ``out``."""
+    detectors = [batches[i][0] for i in members]
+    calibrators = [batches[i][1] for i in members]
+    rows = [np.asarray(batches[i][2], dtype=np.float64) for i in members]
+    sizes = [F.shape[0] for F in rows]
+    owner = np.repeat(np.arange(len(members)), sizes)
+    raw = _pca_scores(detectors, np.concatenate(rows), owner)
+    prob = _calibrated(calibrators, raw, owner)
+    bounds = np.cumsum([0, *sizes]).tolist()
+    for i, a, b in zip(members, bounds[:-1], bounds[1:], strict=True):
+        out[i] = (raw[a:b], prob[a:b])
 
 
 def _fits(detector: PcaSpc, F: np.ndarray) -> bool:
@@ -110,24 +121,11 @@ def _calibrated(calibrators: Sequence[EmpiricalCalibrator], scores: np.ndarray, 
 
 
 def _ranks_below(calibrators: Sequence[EmpiricalCalibrator], scores: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """``_rank_below(calibrator.baseline_scores_, score)`` for every score with its owner's calibrator.
-
-    The calibrators' sorted baseline scores end to end as ``owner + 1j * score`` are sorted too (complex
-    numbers compare by real part, then imaginary), and a score's position among them less its owner's
-    start is its position in its owner's scores. (A NaN score lands elsewhere; its probability is NaN
-    whatever its rank.)
-    """
-    baselines = [c.baseline_scores_ for c in calibrators]
-    starts = np.cumsum([0] + [b.size for b in baselines[:-1]])
-    keys = _complex(np.repeat(np.arange(len(baselines)), [b.size for b in baselines]), np.concatenate(baselines))
-    needles = _complex(owner, scores)
-    left = np.searchsorted(keys, needles, side="left") - starts[owner]
-    right = np.searchsorted(keys, needles, side="right") - starts[owner]
-    return (left + right) / 2.0
-
-
-def _complex(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
-    """``real + imag * 1j`` without arithmetic (``1j * inf`` has a NaN real part)."""
-    out = np.empty(real.shape, dtype=np.complex128)
-    out.real, out.imag = real, imag
-    return out
+    """``_rank_below(calibrator.baseline_scores_, score)`` for every score with its owner's calibrator:
+    two ``np.searchsorted`` calls per model (laying every model's baseline scores end to end would take
+    a few MB a batch at a thousand assets, which the allocator then keeps)."""
+    below = np.empty(scores.size)
+    bounds = np.searchsorted(owner, np.arange(len(calibrators) + 1))
+    for calibrator, a, b in zip(calibrators, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        below[a:b] = _rank_below(calibrator.baseline_scores_, scores[a:b])
+    return below
