@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 # While readings wait, one asset's smallest flagged shifts are worked out this often: one can take 0.2 s,
 # and with recalibration changing levels every baseline length there is nearly always one due.
 SHIFTS_BUSY_EVERY_S = 10.0
+# Assets taken through the phases of a batch together: enough that the joint work costs little per
+# asset, few enough that their transient arrays do not leave the allocator's memory fragmented.
+ASSETS_TOGETHER = 32
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -306,6 +309,14 @@ class DetectorStage:
             if reading.tags:
                 tags[reading.asset] = reading.tags
         self._note_tags(tags)
+        verdicts: list[Verdict] = []
+        assets = list(by_asset.items())
+        for start in range(0, len(assets), ASSETS_TOGETHER):
+            verdicts.extend(self._process_assets(dict(assets[start : start + ASSETS_TOGETHER])))
+        self._hand_on(verdicts)
+
+    def _process_assets(self, by_asset: Mapping[str, list[tuple[int, Mapping[str, float]]]]) -> list[Verdict]:
+        """These assets' readings, phase by phase over all of them; their verdicts."""
         begun = self._begin_assets(by_asset)
         features = self._features_together(begun)
         scores = self._score_together(begun, features)
@@ -318,7 +329,7 @@ class DetectorStage:
                 verdicts.extend(of_asset)
             except Exception:  # one asset's model failing must not starve the others in the batch
                 self._asset_failed(b.asset, b.readings)
-        self._hand_on(verdicts)
+        return verdicts
 
     def _hand_on(self, verdicts: Sequence[Verdict]) -> None:
         """The batch's verdicts to storage, the score history, the alerts and maintenance."""
