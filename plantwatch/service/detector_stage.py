@@ -398,7 +398,11 @@ class DetectorStage:
         per asset and call they were a fifth of this thread. None: the asset scores its own."""
         inputs: list[tuple[int, tuple[Any, Any, np.ndarray]]] = []
         for i, (b, F) in enumerate(zip(begun, features, strict=True)):
-            if F is not None and (model_input := b.monitor.model_input(b.pending, F)) is not None:
+            try:
+                model_input = b.monitor.model_input(b.pending, F) if F is not None else None
+            except Exception:  # left to the asset, whose own scoring fails (and is counted) alone
+                model_input = None
+            if model_input is not None:
                 inputs.append((i, model_input))
         joint = self._together("model scores", len(inputs), lambda: score_together([m for _, m in inputs]))
         scores: list[Scored | None] = [None] * len(begun)
