@@ -267,15 +267,20 @@ def rowwise_matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     different batch sizes, so ``(A @ B)[:k]`` and ``A[:k] @ B`` can differ in the last bit. Row-wise
     scoring must be micro-batch invariant *exactly*, so accumulate over the (small) inner dimension
     with elementwise operations instead: the same sequence of roundings for every row, any ``n``.
+
+    ``B`` may also hold one matrix per row, shape ``(n, inner, k)`` (many models' rows at once,
+    ``detector.fleet``): each row is then summed exactly as with its own matrix alone.
     """
     n, inner = A.shape
-    if 0 < n * inner * B.shape[1] <= ROWWISE_AT_ONCE:
+    if B.ndim == 2:
+        B = B[None, :, :]
+    if 0 < n * inner * B.shape[2] <= ROWWISE_AT_ONCE:
         # The same sums in three calls instead of two per inner column (a stream's few rows spent most
         # of the time in the loop's calls): every product at once, then ``np.cumsum`` along the inner
         # axis, which adds strictly in order. Starting from the first product rather than from 0.0
         # changes nothing but the sign of a zero sum, which adding 0.0 at the end makes +0.0 as the loop's
         # (tests/test_rowwise_matmul.py; a NaN's bit pattern may differ, never whether it is NaN).
-        products = A[:, :, None] * B[None, :, :]
+        products = A[:, :, None] * B
         return 0.0 + np.cumsum(products, axis=1, dtype=np.float64)[:, -1]
     return _rowwise_matmul_loop(A, B)
 
@@ -284,7 +289,10 @@ ROWWISE_AT_ONCE = 1 << 16  # products formed at once (512 KB); a longer batch ta
 
 
 def _rowwise_matmul_loop(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    out = np.zeros((A.shape[0], B.shape[1]))
+    """``rowwise_matmul`` one inner column at a time; ``B`` one matrix, or one per row."""
+    if B.ndim == 2:
+        B = B[None, :, :]
+    out = np.zeros((A.shape[0], B.shape[2]))
     for j in range(A.shape[1]):
-        out += A[:, j : j + 1] * B[j]
+        out += A[:, j : j + 1] * B[:, j]
     return out

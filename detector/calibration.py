@@ -81,6 +81,32 @@ def log_survival_to_probability(survival: np.ndarray, log_survival: np.ndarray) 
     return np.where(np.isnan(log_survival), np.nan, p)
 
 
+# ``(n + 1, ln(n + 1), top baseline score, tail scale)`` of an empirical calibrator: numbers, or arrays
+# of one per score.
+Tail = tuple[Any, Any, Any, Any]
+
+
+def empirical_probability(scores: np.ndarray, below: np.ndarray, tail: Tail) -> np.ndarray:
+    """``EmpiricalCalibrator.transform`` of ``scores`` with ``below`` baseline scores beneath each
+    (``_rank_below``), given ``EmpiricalCalibrator._tail()``: numbers, or one per score (many
+    calibrators' scores at once, ``detector.fleet``)."""
+    n1, _, top, scale = tail
+    with np.errstate(over="ignore", invalid="ignore"):
+        beyond_top = np.exp(-(scores - top) / scale) / n1
+    survival = np.where(scores > top, beyond_top, (n1 - below) / n1)
+    return log_survival_to_probability(survival, empirical_log_survival(scores, below, tail))
+
+
+def empirical_log_survival(scores: np.ndarray, below: np.ndarray, tail: Tail) -> np.ndarray:
+    """``EmpiricalCalibrator.log_survival``, with the same arguments as ``empirical_probability``."""
+    n1, log_n1, top, scale = tail
+    inside = np.log1p(-below / n1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        beyond = -log_n1 - (scores - top) / scale
+    out = np.where(scores > top, beyond, inside)
+    return np.where(np.isnan(scores), np.nan, out)
+
+
 def _rank_below(sorted_scores: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """How many baseline scores lie below each score, ties counted half (the mid-rank).
 
@@ -131,25 +157,17 @@ class EmpiricalCalibrator:
     def log_survival(self, scores: np.ndarray) -> np.ndarray:
         """``ln S``: finite for every finite score, so it ranks even far beyond the baseline."""
         scores = np.asarray(scores, dtype=np.float64)
-        return self._log_survival(scores, _rank_below(self.baseline_scores_, scores))
-
-    def _log_survival(self, scores: np.ndarray, below: np.ndarray) -> np.ndarray:
-        n1 = self.n_baseline_ + 1
-        inside = np.log1p(-below / n1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            beyond = -math.log(n1) - (scores - self.max_score_) / self.tail_scale_
-        out = np.where(scores > self.max_score_, beyond, inside)
-        return np.where(np.isnan(scores), np.nan, out)
+        return empirical_log_survival(scores, _rank_below(self.baseline_scores_, scores), self._tail())
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated probabilities in ``[0, 1)``, same shape as ``scores``."""
         scores = np.asarray(scores, dtype=np.float64)
+        return empirical_probability(scores, _rank_below(self.baseline_scores_, scores), self._tail())
+
+    def _tail(self) -> Tail:
+        """``(n + 1, ln(n + 1), the baseline's top score, the tail scale)``."""
         n1 = self.n_baseline_ + 1
-        below = _rank_below(self.baseline_scores_, scores)
-        with np.errstate(over="ignore", invalid="ignore"):
-            tail = np.exp(-(scores - self.max_score_) / self.tail_scale_) / n1
-        survival = np.where(scores > self.max_score_, tail, (n1 - below) / n1)
-        return log_survival_to_probability(survival, self._log_survival(scores, below))
+        return n1, math.log(n1), self.max_score_, self.tail_scale_
 
     def get_state(self) -> dict[str, Any]:
         return {

@@ -5,24 +5,23 @@ numpy calls (about 25), not its rows. :func:`score_together` scores the rows of 
 kind and shape in one set of calls: PCA T²/Q (:class:`~detector.detectors.pca_spc.PcaSpc`, the
 default) with the empirical calibrator. Models of other kinds are left to score themselves.
 
-Identity, not closeness: each row goes through the same floating-point operations in the same order
-as in ``detector.score`` and ``calibrator.transform`` — the standardisation and the limit ratios
-elementwise with the row's own model's numbers, the projections as ``rowwise_matmul`` forms them
-(every product, then a cumulative sum along the inner axis), the same ``einsum`` reductions, and the
-same ``np.searchsorted`` ranks among each model's baseline scores.
+Identity, not closeness: each row goes through the same functions as in ``detector.score`` and
+``calibrator.transform`` (``pca_spc.statistics`` and ``combined``, ``calibration.empirical_probability``),
+given its own model's numbers: ``rowwise_matmul`` sums every row in the same order whether it holds
+one matrix or one per row, and the ranks among each model's baseline scores are its own
+``np.searchsorted``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from detector.calibration import EmpiricalCalibrator, _rank_below, log_survival_to_probability
+from detector.calibration import EmpiricalCalibrator, _rank_below, empirical_probability
 from detector.chunks import runs_within
-from detector.detectors.pca_spc import PcaSpc
+from detector.detectors.pca_spc import PcaSpc, combined, statistics
 
 Scored = tuple[np.ndarray, np.ndarray]  # (raw scores, calibrated probabilities) of one model's rows
 
@@ -75,49 +74,23 @@ def _fits(detector: PcaSpc, F: np.ndarray) -> bool:
 
 
 def _pca_scores(detectors: Sequence[PcaSpc], F: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """``PcaSpc.score`` of every row with its owner's model (``PcaSpc._statistics`` step by step)."""
+    """``PcaSpc.score`` of every row with its owner's model: its own steps, with each row's numbers."""
     center = np.stack([d.center_ for d in detectors])[owner]
     scale = np.stack([d.scale_ for d in detectors])[owner]
     components = np.stack([d.components_ for d in detectors])[owner]  # (rows, d, k)
     variance = np.stack([d.explained_variance_ for d in detectors])[owner]
-    Z = (F - center) / scale
-    t = _rowwise(Z, components)
-    t2 = np.einsum("ij,ij->i", t, t / variance)
-    resid = Z - _rowwise(t, components.transpose(0, 2, 1))
-    q = np.einsum("ij,ij->i", resid, resid)
+    t2, q, _, _ = statistics((F - center) / scale, components, variance)
     r_t2 = t2 / np.array([d.t2_limit_ for d in detectors])[owner]
     r_q = q / np.array([d.q_limit_ for d in detectors])[owner]
-    mode = detectors[0].score_mode
-    if mode == "t2":
-        return r_t2
-    if mode == "q":
-        return r_q
-    if mode == "sum":
-        return r_t2 + r_q
-    return np.maximum(r_t2, r_q)
-
-
-def _rowwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``rowwise_matmul(A[i:i+1], B[i])`` for every row ``i`` at once: the same products, summed in
-    the same order (``np.cumsum`` along the inner axis, then ``0.0 +``)."""
-    products = A[:, :, None] * B
-    return 0.0 + np.cumsum(products, axis=1, dtype=np.float64)[:, -1]
+    return combined(r_t2, r_q, detectors[0].score_mode)
 
 
 def _calibrated(calibrators: Sequence[EmpiricalCalibrator], scores: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """``EmpiricalCalibrator.transform`` of every score with its owner's calibrator."""
-    n1 = np.array([c.n_baseline_ + 1 for c in calibrators])[owner]
-    top = np.array([c.max_score_ for c in calibrators])[owner]
-    tail_scale = np.array([c.tail_scale_ for c in calibrators])[owner]
-    log_n1 = np.array([math.log(c.n_baseline_ + 1) for c in calibrators])[owner]
+    """``EmpiricalCalibrator.transform`` of every score with its owner's calibrator's tail."""
+    tails = np.array([c._tail() for c in calibrators])[owner]  # (rows, 4): n + 1, ln(n + 1), top, scale
+    n1 = tails[:, 0].astype(np.int64)
     below = _ranks_below(calibrators, scores, owner)
-    with np.errstate(over="ignore", invalid="ignore"):
-        tail = np.exp(-(scores - top) / tail_scale) / n1
-        beyond = -log_n1 - (scores - top) / tail_scale
-    survival = np.where(scores > top, tail, (n1 - below) / n1)
-    inside = np.log1p(-below / n1)
-    log_survival = np.where(np.isnan(scores), np.nan, np.where(scores > top, beyond, inside))
-    return log_survival_to_probability(survival, log_survival)
+    return empirical_probability(scores, below, (n1, tails[:, 1], tails[:, 2], tails[:, 3]))
 
 
 def _ranks_below(calibrators: Sequence[EmpiricalCalibrator], scores: np.ndarray, owner: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ path computes it (all products at once for a stream's few rows, the per-column l
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -49,3 +50,12 @@ def test_a_batch_too_long_for_the_products_at_once_gives_each_row_as_alone() -> 
     alone = np.vstack([rowwise_matmul(A[i : i + 1], B) for i in range(0, A.shape[0], 97)])  # products at once
     assert np.array_equal(bits(batch[::97]), bits(alone))
     assert np.array_equal(bits(alone[1]), bits(np.zeros(8)))
+
+
+@pytest.mark.parametrize("n", [3, 600])  # products at once, and the loop (600 x 16 x 16 > ROWWISE_AT_ONCE)
+def test_one_matrix_per_row_sums_each_row_as_its_own_matrix_alone(n: int) -> None:
+    rng = np.random.default_rng(n)
+    A, B = rng.normal(size=(n, 16)), rng.normal(size=(n, 16, 16)) * 10.0 ** rng.integers(-8, 8, (n, 1, 1))
+    together = rowwise_matmul(A, B)
+    for i in range(n):
+        assert together[i].tobytes() == rowwise_matmul(A[i : i + 1], B[i])[0].tobytes()

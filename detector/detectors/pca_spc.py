@@ -139,11 +139,7 @@ class PcaSpc(DetectorMixin):
 
     def _statistics(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(T², Q, scores t, residual)`` for standardised rows ``Z``."""
-        t = rowwise_matmul(Z, self.components_)
-        t2 = np.einsum("ij,ij->i", t, t / self.explained_variance_)
-        resid = Z - rowwise_matmul(t, self.components_.T)
-        q = np.einsum("ij,ij->i", resid, resid)
-        return t2, q, t, resid
+        return statistics(Z, self.components_, self.explained_variance_)
 
     def t2(self, X: np.ndarray) -> np.ndarray:
         """Hotelling T² per row: ``sum_a t_a**2 / lambda_a`` over the retained components."""
@@ -165,14 +161,7 @@ class PcaSpc(DetectorMixin):
 
     def score(self, X: np.ndarray) -> np.ndarray:
         t2, q, _, _ = self._statistics(self._standardise(X))
-        r_t2, r_q = t2 / self.t2_limit_, q / self.q_limit_
-        if self.score_mode == "t2":
-            return r_t2
-        if self.score_mode == "q":
-            return r_q
-        if self.score_mode == "sum":
-            return r_t2 + r_q
-        return np.maximum(r_t2, r_q)
+        return combined(t2 / self.t2_limit_, q / self.q_limit_, self.score_mode)
 
     # -- contributions -----------------------------------------------------------------------
 
@@ -266,3 +255,26 @@ def _principal_axes(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flip = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
     vecs = vecs * np.where(flip == 0, 1.0, flip)
     return s[keep] ** 2 / max(n - 1, 1), vecs
+
+
+def statistics(
+    Z: np.ndarray, components: np.ndarray, variance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(T², Q, scores t, residual)`` of standardised rows ``Z`` with loadings ``components`` (d, k)
+    and component variances ``variance`` (k,), or one of each per row ((n, d, k) and (n, k))."""
+    t = rowwise_matmul(Z, components)
+    t2 = np.einsum("ij,ij->i", t, t / variance)
+    resid = Z - rowwise_matmul(t, np.swapaxes(components, -1, -2))
+    q = np.einsum("ij,ij->i", resid, resid)
+    return t2, q, t, resid
+
+
+def combined(r_t2: np.ndarray, r_q: np.ndarray, score_mode: str) -> np.ndarray:
+    """The score of limit-normalised T² and Q (``score_mode``: module docstring)."""
+    if score_mode == "t2":
+        return r_t2
+    if score_mode == "q":
+        return r_q
+    if score_mode == "sum":
+        return r_t2 + r_q
+    return np.maximum(r_t2, r_q)
