@@ -72,48 +72,44 @@ class HealthIndex:
         z = np.asarray(z, dtype=np.float64)
         # np.mean(z**2), bit for bit, without its wrapper's cost (this runs for every scored row)
         drift = math.sqrt(float(np.add.reduce(z * z)) / z.size) if z.size else 0.0
+        return self._index(probability, drift)
+
+    def _index(self, probability: float, drift: float) -> float:
         p = min(max(float(probability), 0.0), 1.0)
         return self.prob_weight * p / self.p_at_threshold + (1.0 - self.prob_weight) * drift / self.drift_at_threshold
 
     def update(self, ts: float, probability: float, drift_z: Mapping[str, float] | Sequence[float]) -> float:
-        if isinstance(drift_z, Mapping) and not drift_z and self.value_ is not None and self.ts_ is not None:
-            return self._update_without_drift(ts, probability)
-        if isinstance(drift_z, Mapping):
-            z = np.array([float(drift_z.get(s, 0.0)) for s in self.sensors])
+        # Most scored rows name no sensor: their z is all 0, its drift 0.0, and the smoothed z only
+        # decays (``w * 0 + (1 - w) * z_`` is ``(1 - w) * z_ + 0.0``, -0.0 turned into 0.0 alike),
+        # without building the zeros (maintenance tracking was a tenth of the detector thread).
+        z: np.ndarray | None = None
+        if isinstance(drift_z, Mapping) and not drift_z and self.value_ is not None:
+            value = self._index(probability, 0.0)
         else:
-            z = np.asarray(drift_z, dtype=np.float64)
-            if z.shape != (len(self.sensors),):
-                raise ValueError(f"expected {len(self.sensors)} drift values, got shape {z.shape}")
-        z = np.where(np.isfinite(z), z, 0.0)  # as nan_to_num(nan=posinf=neginf=0), at a fifth of its cost
-        value = self.raw(probability, z)
+            z = self._drift_values(drift_z)
+            value = self.raw(probability, z)
         if self.value_ is None or self.ts_ is None:
+            assert z is not None
             self.value_, self.z_ = value, z.copy()
         else:
             if ts < self.ts_:
                 raise ValueError(f"timestamps must not go back: {ts} < {self.ts_}")
             w = _ewm_weight(ts - self.ts_, self.half_life_s)
             self.value_ = w * value + (1.0 - w) * self.value_
-            self.z_ = w * z + (1.0 - w) * self.z_
+            self.z_ = (1.0 - w) * self.z_ + 0.0 if z is None else w * z + (1.0 - w) * self.z_
         self.ts_ = float(ts)
         self.n_ += 1
         return self.value_
 
-    def _update_without_drift(self, ts: float, probability: float) -> float:
-        """``update`` of a row that names no sensor (most scored rows), bit for bit, with fewer numpy calls:
-        its z is all 0, so its raw index is the probability's share alone and the smoothed z only decays
-        (``w * 0 + (1 - w) * z_`` is ``(1 - w) * z_ + 0.0``; adding 0.0 turns -0.0 into 0.0 as that sum did)."""
-        assert self.value_ is not None and self.ts_ is not None
-        if ts < self.ts_:
-            raise ValueError(f"timestamps must not go back: {ts} < {self.ts_}")
-        p = min(max(float(probability), 0.0), 1.0)
-        drift = 0.0
-        value = self.prob_weight * p / self.p_at_threshold + (1.0 - self.prob_weight) * drift / self.drift_at_threshold
-        w = _ewm_weight(ts - self.ts_, self.half_life_s)
-        self.value_ = w * value + (1.0 - w) * self.value_
-        self.z_ = (1.0 - w) * self.z_ + 0.0
-        self.ts_ = float(ts)
-        self.n_ += 1
-        return self.value_
+    def _drift_values(self, drift_z: Mapping[str, float] | Sequence[float]) -> np.ndarray:
+        """Per sensor in ``sensors`` order, non-finite ones as 0."""
+        if isinstance(drift_z, Mapping):
+            z = np.array([float(drift_z.get(s, 0.0)) for s in self.sensors])
+        else:
+            z = np.asarray(drift_z, dtype=np.float64)
+            if z.shape != (len(self.sensors),):
+                raise ValueError(f"expected {len(self.sensors)} drift values, got shape {z.shape}")
+        return np.where(np.isfinite(z), z, 0.0)  # as nan_to_num(nan=posinf=neginf=0), at a fifth of its cost
 
     def drivers(self, k: int = 2) -> tuple[str, ...]:
         order = np.argsort(-np.abs(self.z_), kind="stable")[:k]
