@@ -383,15 +383,9 @@ class DetectorStage:
         """The assets' rolling features in one go (``update_streams``): per asset and call they were a
         quarter of this thread. None: the asset works out its own."""
         inputs = [(i, f) for i, b in enumerate(begun) if (f := b.pending.feature_input) is not None]
-        joint = self._together(
-            "rolling features",
-            len(inputs),
-            lambda: update_streams([f[0] for _, f in inputs], [f[1:] for _, f in inputs]),
+        return self._together(
+            "rolling features", len(begun), inputs, lambda fs: update_streams([f[0] for f in fs], [f[1:] for f in fs])
         )
-        features: list[np.ndarray | None] = [None] * len(begun)
-        for (i, _), F in zip(inputs, joint, strict=True):
-            features[i] = F
-        return features
 
     def _score_together(self, begun: Sequence[_Begun], features: Sequence[np.ndarray | None]) -> list[Scored | None]:
         """The assets' model scores and probabilities of those features in one go (``detector.fleet``):
@@ -404,21 +398,24 @@ class DetectorStage:
                 model_input = None
             if model_input is not None:
                 inputs.append((i, model_input))
-        joint = self._together("model scores", len(inputs), lambda: score_together([m for _, m in inputs]))
-        scores: list[Scored | None] = [None] * len(begun)
-        for (i, _), scored in zip(inputs, joint, strict=True):
-            scores[i] = scored
-        return scores
+        return self._together("model scores", len(begun), inputs, score_together)
 
-    def _together(self, what: str, n: int, work: Callable[[], Sequence[T | None]]) -> Sequence[T | None]:
-        """``work()``, or all None when it fails (counted and logged): then each asset works out its
-        own, and a fault that is one asset's costs that asset's verdicts alone."""
+    def _together(
+        self, what: str, n: int, inputs: Sequence[tuple[int, In]], work: Callable[[list[In]], Sequence[T | None]]
+    ) -> list[T | None]:
+        """``work`` of the ``(asset index, input)`` pairs, at the indices of ``n`` assets; None for the
+        others, and for all when it fails (counted and logged): then each asset works out its own,
+        and a fault that is one asset's costs that asset's verdicts alone."""
+        out: list[T | None] = [None] * n
         try:
-            return work()
+            results = work([x for _, x in inputs])
         except Exception:
             self._count_detector_errors(1)
             log.exception("working out the assets' %s together failed; each asset works out its own", what)
-            return [None] * n
+            return out
+        for (i, _), result in zip(inputs, results, strict=True):
+            out[i] = result
+        return out
 
     def _finish_asset(self, begun: _Begun, features: np.ndarray | None, scores: Scored | None) -> list[Verdict]:
         """Score one asset's readings (``features`` and ``scores``: those of its rows, worked out with
@@ -595,6 +592,7 @@ _LEFT_OUT_COUNTERS = (
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
+In = TypeVar("In")
 
 
 def _of(kind: type[E], events: Sequence[Event]) -> list[E]:
