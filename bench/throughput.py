@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ JUDGED = "plantwatch_received_to_verdict_seconds"  # each scored batch's oldest 
 # /metrics answers in ~5 ms of plantwatch's CPU: polled at 20 Hz it took 10 % of its main thread.
 POLL_S = 0.25
 DEFAULT_RECEIVER = "process"  # plantwatch/default.yaml's mqtt.receiver
+GOAL_RATIO = 0.7  # issue 15: end to end at 0.7 of the bare ceiling
 
 
 def config_text(folder: Path, broker: Broker, tsdb: Tsdb, api_port: int, receiver: str) -> str:
@@ -69,7 +71,8 @@ class Sample:
     at: float
     done: float  # verdict rows
     written: float
-    cpu_s: float
+    cpu_s: float  # the service process's
+    machine: dict[str, float]  # CPU seconds of each process on the way, and of the whole machine (cpu_by_process)
 
 
 def verdict_rows(metrics: dict[str, float]) -> float:
@@ -82,26 +85,59 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # USER_HZ is 100 on Linux
 
 
-def sample(service: Plantwatch) -> Sample:
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / 100.0
+
+
+def cpu_by_process(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each named process (0 for one that is not running) and of the machine."""
+    cpu = {name: cpu_seconds(pid) if pid else 0.0 for name, pid in pids.items()}
+    cpu["machine"] = machine_busy_s()
+    return cpu
+
+
+def server_pids(broker: Broker, tsdb: Tsdb) -> dict[str, int | None]:
+    return {name: server.proc.pid if server.proc else None for name, server in (("broker", broker), ("tsdb", tsdb))}
+
+
+def children(pid: int) -> list[int]:
+    """The process's children (``mqtt.receiver: process``'s receiver)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def sample(service: Plantwatch, servers: dict[str, int | None]) -> Sample:
     assert service.pid is not None
     metrics = service.metrics()
+    receiver = children(service.pid)
+    pids = {"service": service.pid, "receiver": receiver[0] if receiver else None, **servers}
     return Sample(
         time.monotonic(),
         verdict_rows(metrics),
         metrics.get("plantwatch_readings_written_total", 0.0),
         cpu_seconds(service.pid),
+        cpu_by_process(pids),
     )
 
 
-def drain(service: Plantwatch, expect: float, timeout_s: float) -> tuple[Sample, Sample]:
-    """Poll /metrics until ``expect`` verdict rows; the first and the last sample."""
-    first = last = sample(service)
+def drain(
+    service: Plantwatch, expect: float, timeout_s: float, servers: dict[str, int | None] | None = None
+) -> tuple[Sample, Sample]:
+    """Poll /metrics until ``expect`` verdict rows; the first and the last sample (with the CPU of
+    ``servers``, name: pid, beside the service's)."""
+    servers = servers or {}
+    first = last = sample(service, servers)
     deadline = time.monotonic() + timeout_s
     while last.done < expect:
         if time.monotonic() > deadline:
             raise TimeoutError(f"plantwatch: {last.done:.0f} of {expect:.0f} frames scored within {timeout_s} s")
         time.sleep(POLL_S)
-        last = sample(service)
+        last = sample(service, servers)
     return first, last
 
 
@@ -155,17 +191,28 @@ def _measure(args: argparse.Namespace, tmp: Path, broker: Broker, tsdb: Tsdb) ->
         flush=True,
     )
 
+    servers = server_pids(broker, tsdb)
+    before = cpu_by_process(servers)
     bare = run_json(["bare", "--port", str(broker.port), "--client-id", BARE_ID, "--expect", str(total)], 900)
-    print(f"bare paho subscriber: {bare['per_s']:,.0f} frames/s ({bare['seconds']:.2f} s)", flush=True)
+    after = cpu_by_process(servers)
+    bare_cpu = {"bare": bare["cpu_s"], "broker": after["broker"] - before["broker"]}
+    bare_per_100k = per_100k(bare_cpu, total)
+    print(
+        f"bare paho subscriber: {bare['per_s']:,.0f} frames/s ({bare['seconds']:.2f} s); CPU s per 100,000 frames: "
+        f"the subscriber {bare_per_100k['bare']:.1f}, Mosquitto {bare_per_100k['broker']:.1f}",
+        flush=True,
+    )
 
     result: dict[str, Any] = {"frames": total, "assets": args.assets, "fill_s": round(fill_s, 1)}
     result["bare_per_s"] = round(bare["per_s"])
+    result["bare_cpu_s_per_100k_frames"] = bare_per_100k
     for n, receiver in enumerate(args.receivers):
         last = n == len(args.receivers) - 1
         # Each session also holds the frames paced while the services before it ran (subscribed, offline).
         backlog = total + sum(result[r]["paced_sent"] for r in args.receivers[:n])
         figures = run_service(args, tmp / receiver, broker, tsdb, receiver, backlog, start_ms, more=last)
         figures["ratio"] = round(figures["plantwatch_per_s"] / bare["per_s"], 3)
+        print_budget(figures, bare["per_s"])
         result[receiver] = figures
     # The headline: the embedded default configuration's figures.
     default = result.get(DEFAULT_RECEIVER, result[args.receivers[-1]])
@@ -190,7 +237,7 @@ def run_service(
     service.config.write_text(config_text(service.folder, broker, tsdb, service.api_port, receiver))
     service.start()
     try:
-        first, last = drain(service, total, timeout_s=1800)
+        first, last = drain(service, total, timeout_s=1800, servers=server_pids(broker, tsdb))
         rate = (last.done - first.done) / (last.at - first.at)
         cpu_per_100k = (last.cpu_s - first.cpu_s) / (last.done - first.done) * 100_000
         print(
@@ -200,6 +247,9 @@ def run_service(
             flush=True,
         )
         figures: dict[str, Any] = {"plantwatch_per_s": round(rate), "cpu_s_per_100k_frames": round(cpu_per_100k, 1)}
+        spent = {name: last.machine[name] - first.machine[name] for name in last.machine}
+        figures["drain_cpu_s_per_100k_frames"] = per_100k(spent, last.done - first.done)
+        figures["drain_cores_busy"] = round(spent["machine"] / (last.at - first.at), 2)
         figures[f"rss_mb_{args.assets}_assets"] = round(tree_rss_mb(service.pid or 0), 1)
         figures.update(measure_latency(service, broker, args, args.paced_rate or rate / 2))
         if more and args.more_assets:
@@ -223,13 +273,30 @@ def run_service(
     return figures
 
 
+def per_100k(cpu_s: dict[str, float], frames: float) -> dict[str, float]:
+    return {name: round(seconds / frames * 100_000, 1) for name, seconds in cpu_s.items()}
+
+
+def print_budget(figures: dict[str, Any], bare_per_s: float) -> None:
+    """Where the machine's CPU went in the drain, and how many cores the goal's rate would need at that cost
+    (``cores_at_goal``: 0.7 of the bare ceiling, every process on the machine at its drain cost per frame)."""
+    cpu = figures["drain_cpu_s_per_100k_frames"]
+    named = ("service", "receiver", "broker", "tsdb")
+    others = cpu["machine"] - sum(cpu[name] for name in named)
+    figures["cores_at_goal"] = round(GOAL_RATIO * bare_per_s * cpu["machine"] / 100_000, 2)
+    print(
+        f"    CPU s per 100,000 frames in the drain: the service {cpu['service']:.1f}, its receiver child "
+        f"{cpu['receiver']:.1f}, Mosquitto {cpu['broker']:.1f}, VictoriaMetrics {cpu['tsdb']:.1f}, the rest of "
+        f"the machine {others:.1f}: {cpu['machine']:.1f} in all, {figures['drain_cores_busy']:.2f} of "
+        f"{os.cpu_count()} cores busy; {GOAL_RATIO} of the ceiling ({GOAL_RATIO * bare_per_s:,.0f} frames/s) "
+        f"at that cost would need {figures['cores_at_goal']:.1f} cores",
+        flush=True,
+    )
+
+
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of the process and its children (``mqtt.receiver: process``'s receiver)."""
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            pids += [int(p) for p in (task / "children").read_text().split()]
-    return sum(_rss_mb(p) or 0.0 for p in pids) or float("nan")
+    return sum(_rss_mb(p) or 0.0 for p in [pid, *children(pid)]) or float("nan")
 
 
 def measure_latency(service: Plantwatch, broker: Broker, args: argparse.Namespace, rate: float) -> dict[str, Any]:

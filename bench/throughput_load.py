@@ -105,18 +105,18 @@ def fill(port: int, frames_by_asset: dict[str, list[str]]) -> float:
 def bare(port: int, client_id: str, expect: int, timeout_s: float) -> dict[str, float]:
     """The ceiling: drain the persistent session ``client_id`` with paho, counting and nothing else
     (paho acknowledges each QoS 1 delivery after the callback). Seconds from the first delivery to
-    the ``expect``-th."""
+    the ``expect``-th, and the CPU seconds this process spent in between."""
     count = 0
-    first = last = 0.0
+    first = last = cpu_first = cpu_last = 0.0
     done = threading.Event()
 
     def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        nonlocal count, first, last
+        nonlocal count, first, last, cpu_first, cpu_last
         count += 1
         if count == 1:
-            first = time.perf_counter()
+            first, cpu_first = time.perf_counter(), time.process_time()
         if count == expect:
-            last = time.perf_counter()
+            last, cpu_last = time.perf_counter(), time.process_time()
             done.set()
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -130,7 +130,8 @@ def bare(port: int, client_id: str, expect: int, timeout_s: float) -> dict[str, 
     if not finished:
         raise RuntimeError(f"bare subscriber: {count} of {expect} deliveries within {timeout_s} s")
     seconds = last - first
-    return {"received": count, "seconds": seconds, "per_s": (count - 1) / seconds}
+    # cpu_s: this process's CPU (every thread) over the same span
+    return {"received": count, "seconds": seconds, "per_s": (count - 1) / seconds, "cpu_s": cpu_last - cpu_first}
 
 
 def pace(port: int, assets: int, rate: float, seconds: float) -> dict[str, float]:
