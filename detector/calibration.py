@@ -50,6 +50,8 @@ class Calibrator(Protocol):
     """The interface every calibrator implements."""
 
     n_baseline_: int  # how many baseline scores it learned from (after ``fit``)
+    # Those scores, finite and sorted; read-only, so the recalibration of its alarm level can share them.
+    baseline_scores_: np.ndarray
 
     def fit(self, baseline_scores: np.ndarray) -> Calibrator: ...
 
@@ -176,7 +178,7 @@ class EmpiricalCalibrator:
         }
 
     def set_state(self, state: Mapping[str, Any]) -> EmpiricalCalibrator:
-        scores = np.asarray(state["baseline_scores"], dtype=np.float64).ravel().copy()
+        scores = _read_only(np.asarray(state["baseline_scores"], dtype=np.float64).ravel().copy())
         self.baseline_scores_ = scores
         self.n_baseline_ = int(scores.size)
         self.max_score_ = float(scores[-1])
@@ -291,7 +293,7 @@ class PotCalibrator:
         }
 
     def set_state(self, state: Mapping[str, Any]) -> PotCalibrator:
-        scores = np.asarray(state["baseline_scores"], dtype=np.float64).ravel().copy()
+        scores = _read_only(np.asarray(state["baseline_scores"], dtype=np.float64).ravel().copy())
         self._set(
             scores,
             float(np.asarray(state["threshold"])),
@@ -399,6 +401,13 @@ def _finite_sorted(baseline_scores: np.ndarray) -> np.ndarray:
     scores = np.sort(scores[np.isfinite(scores)])
     if scores.size == 0:
         raise ValueError("need at least one finite baseline score")
+    return _read_only(scores)
+
+
+def _read_only(scores: np.ndarray) -> np.ndarray:
+    """``scores``, which no one may change in place from now on: a calibrator's baseline scores are
+    shared with its alarm level's recalibration (:mod:`detector.recalibration`)."""
+    scores.flags.writeable = False
     return scores
 
 

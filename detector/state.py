@@ -232,8 +232,11 @@ def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model
     if "recal_peaks" in state:  # absent before the peaks were kept: they begin now
         peaks_seen, peaks_of = (int(v) for v in state["recal_peaks_counts"])
         peaks = restored_live_peaks(state["recal_peaks"], state["recal_peaks_seq"], peaks_seen)
+    scores = np.asarray(state["recal_scores"], dtype=np.float64).ravel()
+    if np.array_equal(scores, model.calibrator.baseline_scores_):  # as always since they were shared
+        scores = model.calibrator.baseline_scores_
     return Recalibration(
-        state["recal_scores"],
+        scores,
         restored_live_memory(config, state["recal_memory"], state["recal_seq"], seen),
         since_refit,
         state["recal_pending"],

@@ -154,6 +154,19 @@ def test_the_monitor_raises_only_its_alarm_level_and_keeps_it_across_a_restart()
     assert off.recalibration_ is None and off.alarm_.enter == model.alarm_enter(CONFIG)
 
 
+def test_the_recalibration_shares_its_calibrators_baseline_scores_before_and_after_a_restart() -> None:
+    ts, X = _independent(1500, seed=6)
+    monitor = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d"))
+    monitor.process_arrays(ts, X)
+    restored = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(monitor.get_state())
+    for m in (monitor, restored):
+        assert m.model_ is not None and m.recalibration_ is not None
+        calibrator_scores = m.model_.calibrator.baseline_scores_
+        assert np.shares_memory(m.recalibration_.baseline_scores, calibrator_scores)  # one copy an asset
+        assert not calibrator_scores.flags.writeable  # so neither can change the other's
+    assert np.array_equal(restored.recalibration_.baseline_scores, monitor.recalibration_.baseline_scores)  # type: ignore[union-attr]
+
+
 def test_an_open_short_alert_is_kept_across_a_restart_and_one_saved_before_is_taken_as_long() -> None:
     ts, X = _independent(1500, seed=5)
     monitor = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d"))
