@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -48,7 +49,9 @@ from ingest.mqtt_trouble import TroubleLog, loss_trouble, refusal_trouble, socke
 from ingest.redelivery import RecentDeliveries, Seen
 from ingest.rejects import count_reject
 from ingest.tls import NO_TLS_FILES, TlsFiles
-from telemetry.counters import Counters
+
+if TYPE_CHECKING:  # a type only: the receiver child runs without prometheus_client (~3 MB)
+    from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from paho.mqtt.reasoncodes import ReasonCode
 
-from telemetry.counters import Counters
+if TYPE_CHECKING:  # a type only: the receiver child runs without prometheus_client (~3 MB)
+    from telemetry.counters import Counters
+
 
 log = logging.getLogger("ingest.mqtt_source")  # the connection's logger: its trouble is logged where it is
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ingest.messages import DecodeError
-from telemetry.counters import Counters
+
+if TYPE_CHECKING:  # a type only: the receiver child runs without prometheus_client (~3 MB)
+    from telemetry.counters import Counters
 
 
 def count_reject(counters: Counters, logged: set[str], exc: DecodeError, topic: str, log: logging.Logger) -> None:

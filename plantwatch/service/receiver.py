@@ -31,12 +31,14 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.decode import Decoder
 from ingest.messages import Inbound, inbound_queue
 from ingest.mqtt_source import MqttOptions, MqttSource
-from telemetry.counters import Counters
+
+if TYPE_CHECKING:  # a type only: the receiver child runs without prometheus_client (~3 MB)
+    from telemetry.counters import Counters
 
 log = logging.getLogger(__name__)
 
