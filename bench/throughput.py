@@ -4,7 +4,9 @@
 
 1. Starts Mosquitto and VictoriaMetrics on loopback and leaves two persistent QoS 1 sessions, one
    for a bare paho subscriber and one for plantwatch; fills both with ``--frames`` 8-sensor JSON
-   frames over ``--assets`` assets from many ``mosquitto_pub -l`` processes.
+   frames over ``--assets`` assets from many ``mosquitto_pub -l`` processes, one asset's frames
+   stamped 100 ms apart, or as far apart as the paced phase will send them when that is further
+   (``frame_spacing_ms``: 250 ms for 1,000 assets).
 2. The ceiling: a bare paho subscriber (its own process) drains its session, counting only.
 3. `plantwatch run` (the embedded default configuration, with the bench's broker, VictoriaMetrics
    and a SQLite alert store) drains its session: received → decoded → written and acknowledged →
@@ -49,11 +51,17 @@ JUDGED = "plantwatch_received_to_verdict_seconds"  # each scored batch's oldest 
 POLL_S = 0.25
 DEFAULT_RECEIVER = "process"  # plantwatch/default.yaml's mqtt.receiver
 GOAL_RATIO = 0.7  # issue 15: end to end at 0.7 of the bare ceiling
+PACED_GUESS_PER_S = 4000  # about half the drain's rate on these machines (the paced phase's default rate)
+FILL_SPACING_MS = 100  # one asset's filled frames at 10 Hz, unless the paced phase's come slower
 
 
-def config_text(folder: Path, broker: Broker, tsdb: Tsdb, api_port: int, receiver: str) -> str:
-    """The embedded default configuration but for where the servers and files are (and ``mqtt.receiver``)."""
-    return f"""mqtt:
+def config_text(folder: Path, broker: Broker, tsdb: Tsdb, api_port: int, receiver: str, models: bool = False) -> str:
+    """The embedded default configuration but for where the servers and files are (and ``mqtt.receiver``;
+    with ``models``, ``detector.model_dir`` as configs/docker.yaml sets it: checkpoints and the readings log)."""
+    detector = f"detector:\n  model_dir: {folder / 'models'}\n" if models else ""
+    return (
+        detector
+        + f"""mqtt:
   url: {broker.url}
   client_id: {PLANTWATCH_ID}-{receiver}
   receiver: {receiver}
@@ -64,6 +72,7 @@ alerts:
 api:
   port: {api_port}
 """
+    )
 
 
 @dataclass
@@ -183,8 +192,10 @@ def _measure(args: argparse.Namespace, tmp: Path, broker: Broker, tsdb: Tsdb) ->
     total = per_asset * args.assets
     for client_id in (BARE_ID, *(f"{PLANTWATCH_ID}-{r}" for r in args.receivers)):
         make_session(broker.port, client_id)
-    start_ms = int(time.time() * 1000) - 3_600_000 - per_asset * 100
-    frames = {a: frame_lines(per_asset, start_ms, seed=i) for i, a in enumerate(asset_names(0, args.assets))}
+    spacing = frame_spacing_ms(args)
+    start_ms = int(time.time() * 1000) - 3_600_000 - per_asset * spacing
+    names = asset_names(0, args.assets)
+    frames = {a: frame_lines(per_asset, start_ms, seed=i, spacing_ms=spacing) for i, a in enumerate(names)}
     fill_s = fill(broker.port, frames)
     print(
         f"filled {1 + len(args.receivers)} sessions with {total:,} frames ({args.assets} assets) in {fill_s:.1f} s",
@@ -234,7 +245,10 @@ def run_service(
 ) -> dict[str, Any]:
     """One `plantwatch run` with ``mqtt.receiver: receiver``: drains its session, then latency and memory."""
     service = Plantwatch(folder, broker, tsdb)
-    service.config.write_text(config_text(service.folder, broker, tsdb, service.api_port, receiver))
+    if args.model_dir:
+        (service.folder / "models").mkdir(exist_ok=True)
+    text = config_text(service.folder, broker, tsdb, service.api_port, receiver, models=args.model_dir)
+    service.config.write_text(text)
     service.start()
     try:
         first, last = drain(service, total, timeout_s=1800, servers=server_pids(broker, tsdb))
@@ -254,7 +268,8 @@ def run_service(
         figures.update(measure_latency(service, broker, args, args.paced_rate or rate / 2))
         if more and args.more_assets:
             added = asset_names(args.assets, args.more_assets)
-            frames = {a: frame_lines(args.more_frames, start_ms, seed=1000 + i) for i, a in enumerate(added)}
+            spacing = frame_spacing_ms(args)
+            frames = {a: frame_lines(args.more_frames, start_ms, 1000 + i, spacing) for i, a in enumerate(added)}
             expect = verdict_rows(service.metrics()) + args.more_assets * args.more_frames
             fill(broker.port, frames)
             drain(service, expect, timeout_s=3600)
@@ -271,6 +286,18 @@ def run_service(
     finally:
         service.stop()
     return figures
+
+
+def frame_spacing_ms(args: argparse.Namespace) -> int:
+    """How far apart the filled frames of one asset are stamped: 100 ms, or as far apart as the paced
+    phase's will come when that is further (``--paced-rate``, or PACED_GUESS_PER_S when it is half the
+    drain's, not known yet). The feature window's length in time is ``window_samples`` times the
+    baseline's spacing, so paced rows coming far slower than the baseline's would fill it with fewer
+    rows, whose noisier features are rightly anomalous: with 1,000 assets at 100 ms, the paced phase
+    opened 220 alerts in 30 s. (Rows coming faster fill it with more, which only quiets the features.
+    Not closer than 100 ms: an asset's first 30 s of readings find its sensors, and the frames of a
+    short fill would all wait in that discovery.)"""
+    return max(FILL_SPACING_MS, round(1000 * args.assets / (args.paced_rate or PACED_GUESS_PER_S)))
 
 
 def per_100k(cpu_s: dict[str, float], frames: float) -> dict[str, float]:
@@ -308,6 +335,9 @@ def measure_latency(service: Plantwatch, broker: Broker, args: argparse.Namespac
     wait_for(lambda: verdict_rows(service.metrics()) >= done_before + paced["sent"], 120, "paced frames scored")
     after_metrics = service.metrics()
     figures: dict[str, Any] = {"paced_per_s": round(paced["per_s"]), "paced_sent": paced["sent"]}
+    # Normal running: an alert storm would make this phase measure the alert manager (docs/throughput.md).
+    opened = ("plantwatch_alerts_opened_total", "plantwatch_alerts_reopened_total")
+    figures["alerts_opened"] = sum(after_metrics.get(k, 0.0) - before_metrics.get(k, 0.0) for k in opened)
     # publish -> verdict, and within it receipt -> acknowledgement (stored): the writer's share
     for name, key in ((LAG, ""), (ACKED, "ack_"), (JUDGED, "judged_")):
         before, after = histogram(before_metrics, name), histogram(after_metrics, name)
@@ -320,7 +350,9 @@ def measure_latency(service: Plantwatch, broker: Broker, args: argparse.Namespac
         f"publish→verdict at {paced['per_s']:,.0f} frames/s: p50 {figures['p50_ms']:.0f} ms, p99 "
         f"{figures['p99_ms']:.0f} ms (receipt→stored and acknowledged: p50 {figures['ack_p50_ms']:.0f} ms, "
         f"p99 {figures['ack_p99_ms']:.0f} ms; receipt→verdict of each batch's oldest delivery: p50 "
-        f"{figures['judged_p50_ms']:.0f} ms, p99 {figures['judged_p99_ms']:.0f} ms)",
+        f"{figures['judged_p50_ms']:.0f} ms, p99 {figures['judged_p99_ms']:.0f} ms); "
+        f"{figures['alerts_opened']:.0f} alerts opened or reopened meanwhile; one asset's frames "
+        f"{1000 * args.assets / paced['per_s']:.0f} ms apart, the baseline's {frame_spacing_ms(args)} ms",
         flush=True,
     )
     return figures
@@ -335,6 +367,11 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=20.0)
     parser.add_argument(
         "--paced-rate", type=float, default=0.0, help="frames/s of the latency phase (default: half the drain's rate)"
+    )
+    parser.add_argument(
+        "--model-dir",
+        action="store_true",
+        help="set detector.model_dir, as configs/docker.yaml does (checkpoints and the readings log on disk)",
     )
     parser.add_argument(
         "--receivers",

@@ -41,11 +41,11 @@ def frame(ts_ms: int, values: Sequence[float]) -> str:
     return f'{{"ts":{ts_ms},"values":{{{body}}}}}'
 
 
-def frame_lines(frames: int, start_ms: int, seed: int) -> list[str]:
-    """``frames`` frames 100 ms apart of normal running around the asset's levels (``seed``: the asset's)."""
+def frame_lines(frames: int, start_ms: int, seed: int, spacing_ms: int = 100) -> list[str]:
+    """``frames`` frames ``spacing_ms`` apart of normal running around the asset's levels (``seed``: the asset's)."""
     rng = np.random.default_rng(seed)
     values = asset_levels(seed) + rng.normal(0, 1, size=(frames, len(SENSORS)))
-    return [frame(start_ms + 100 * i, row) for i, row in enumerate(values.tolist())]
+    return [frame(start_ms + spacing_ms * i, row) for i, row in enumerate(values.tolist())]
 
 
 def asset_levels(seed: int) -> np.ndarray:
