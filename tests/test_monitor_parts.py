@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import detector.gate as gate_module
 from detector.advice import episode_advice, short_baseline_advice
 from detector.baseline import BaselineRows, choose_columns, learn_baseline, window_from_sampling
 from detector.calibration import EmpiricalCalibrator
@@ -129,6 +130,31 @@ def test_the_gate_holds_rows_until_the_window_has_refilled_after_a_gap() -> None
     assert refilling.tolist() == [False, False, False, True, True, False, False]
     assert gate.refill_until_ == 30 * SEC
     assert not gate.refilling(stamps, previous, None).any()  # features off: no window to refill
+
+
+def test_one_row_calls_give_what_the_array_code_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's plain-Python path for one-row calls against its array code on the same calls: late,
+    unusable and far-future rows, gaps of a window and more, stamps near int64's ends."""
+    rng = np.random.default_rng(11)
+    deltas = rng.choice([-3, 0, *[1] * 8, 2, 2, 12, 40], size=400) * SEC
+    ts = np.cumsum(deltas) + 10**18
+    ts[[397, 398, 399]] = [2**62 + 5, 2**62 + 7, -(2**62) - 5]  # beyond the plain path's range: the array code's
+    X = rng.normal(size=(400, 3))
+    X[rng.random(400) < 0.1, 1] = np.nan
+    X[rng.random(400) < 0.05, 2] = np.inf
+
+    def run(gate: RowGate) -> list[tuple[object, ...]]:
+        out: list[tuple[object, ...]] = []
+        for i in range(ts.size):
+            rows, previous, late = gate.in_order(ts[i : i + 1], X[i : i + 1])
+            refilling = gate.refilling(ts[i : i + 1][rows], previous[rows], 3.0)
+            out.append((rows.tolist(), rows.dtype, previous.tolist(), previous.dtype, late, refilling.tolist()))
+            out.append((gate.last_ts_, gate.refill_until_))
+        return out
+
+    fast = run(RowGate())
+    monkeypatch.setattr(gate_module, "SCALAR_STAMPS", 0)  # every call through the array code
+    assert run(RowGate()) == fast
 
 
 # -- baseline ---------------------------------------------------------------------------------
