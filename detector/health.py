@@ -83,12 +83,12 @@ class HealthIndex:
         # decays (``w * 0 + (1 - w) * z_`` is ``(1 - w) * z_ + 0.0``, -0.0 turned into 0.0 alike),
         # without building the zeros (maintenance tracking was a tenth of the detector thread).
         z: np.ndarray | None = None
-        if isinstance(drift_z, Mapping) and not drift_z and self.value_ is not None:
+        if isinstance(drift_z, Mapping) and not drift_z and self.value_ is not None and self.ts_ is not None:
             value = self._index(probability, 0.0)
         else:
             z = self._drift_values(drift_z)
             value = self.raw(probability, z)
-        if self.value_ is None or self.ts_ is None:
+        if self.value_ is None or self.ts_ is None:  # this row starts the index
             assert z is not None
             self.value_, self.z_ = value, z.copy()
         else:

@@ -115,3 +115,12 @@ def test_a_row_naming_no_sensor_moves_the_index_as_zero_drift_does_bit_for_bit()
         assert shortcut.z_.tobytes() == general.z_.tobytes() and shortcut.n_ == general.n_
     with pytest.raises(ValueError, match="go back"):
         shortcut.update(ts - 1.0, 0.5, {})
+
+
+def test_a_row_naming_no_sensor_starts_an_index_restored_without_its_time() -> None:
+    """A saved trend holding a value but no time (hand-edited, or cut short) starts again at its next
+    row, whichever row that is, as it did before rows naming no sensor took a shorter path."""
+    index = HealthIndex(("a", "b"), half_life_s=30.0)
+    index.value_ = 5.0  # as plantwatch.maintenance.trends restores {"value": 5.0, "ts": null}
+    assert index.update(10.0, 0.5, {}) == index.raw(0.5, np.zeros(2))
+    assert index.ts_ == 10.0 and index.z_.tolist() == [0.0, 0.0] and index.n_ == 1
