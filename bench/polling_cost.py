@@ -53,7 +53,6 @@ import contextlib
 import json
 import logging
 import multiprocessing
-import os
 import resource
 import statistics
 import sys
@@ -73,6 +72,7 @@ import uvicorn
 # bench/ingest_throughput.py also puts tests/ on sys.path, for its `servers` import and ours.
 from alerts_api import fill
 from ingest_throughput import SENSORS, _write_csv, bench_settings, start_publishers
+from reliability_kit import machine_busy
 from servers import run_mosquitto, run_victoria
 
 from alerts.store import SqliteAlertStore
@@ -286,13 +286,6 @@ def children_cpu() -> float:
     """CPU seconds of the child processes waited for so far (the publishers)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def machine_busy() -> float:
-    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
-    with open("/proc/stat") as fh:
-        ticks = [int(v) for v in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------- the runs

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reliability_kit import Broker, Plantwatch, Tsdb, _rss_mb, wait_for
+from reliability_kit import Broker, Plantwatch, Tsdb, _rss_mb, machine_busy, wait_for
 from throughput_load import asset_names, fill, frame_lines, make_session, run_json
 
 BARE_ID = "bench-bare"
@@ -94,16 +94,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # USER_HZ is 100 on Linux
 
 
-def machine_busy_s() -> float:
-    """CPU seconds every core of the machine has spent busy so far (/proc/stat: all but idle and iowait)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    return (sum(fields) - fields[3] - fields[4]) / 100.0
-
-
 def cpu_by_process(pids: dict[str, int | None]) -> dict[str, float]:
     """CPU seconds so far of each named process (0 for one that is not running) and of the machine."""
     cpu = {name: cpu_seconds(pid) if pid else 0.0 for name, pid in pids.items()}
-    cpu["machine"] = machine_busy_s()
+    cpu["machine"] = machine_busy()
     return cpu
 
 
@@ -223,6 +217,9 @@ def _measure(args: argparse.Namespace, tmp: Path, broker: Broker, tsdb: Tsdb) ->
         backlog = total + sum(result[r]["paced_sent"] for r in args.receivers[:n])
         figures = run_service(args, tmp / receiver, broker, tsdb, receiver, backlog, start_ms, more=last)
         figures["ratio"] = round(figures["plantwatch_per_s"] / bare["per_s"], 3)
+        # 0.7 of the bare ceiling, every process on the machine at its drain cost per frame
+        machine_per_frame = figures["drain_cpu_s_per_100k_frames"]["machine"] / 100_000
+        figures["cores_at_goal"] = round(GOAL_RATIO * bare["per_s"] * machine_per_frame, 2)
         print_budget(figures, bare["per_s"])
         result[receiver] = figures
     # The headline: the embedded default configuration's figures.
@@ -305,12 +302,10 @@ def per_100k(cpu_s: dict[str, float], frames: float) -> dict[str, float]:
 
 
 def print_budget(figures: dict[str, Any], bare_per_s: float) -> None:
-    """Where the machine's CPU went in the drain, and how many cores the goal's rate would need at that cost
-    (``cores_at_goal``: 0.7 of the bare ceiling, every process on the machine at its drain cost per frame)."""
+    """Where the machine's CPU went in the drain, and how many cores the goal's rate would need at that cost."""
     cpu = figures["drain_cpu_s_per_100k_frames"]
     named = ("service", "receiver", "broker", "tsdb")
     others = cpu["machine"] - sum(cpu[name] for name in named)
-    figures["cores_at_goal"] = round(GOAL_RATIO * bare_per_s * cpu["machine"] / 100_000, 2)
     print(
         f"    CPU s per 100,000 frames in the drain: the service {cpu['service']:.1f}, its receiver child "
         f"{cpu['receiver']:.1f}, Mosquitto {cpu['broker']:.1f}, VictoriaMetrics {cpu['tsdb']:.1f}, the rest of "
