@@ -334,7 +334,10 @@ class AssetOut(BaseModel):
     asset: str
     state: Literal["learning", "normal", "alarm", "stopped"]
     learned: bool = Field(description="whether its baseline is learned")
-    baseline_rows: int = Field(description="rows the baseline learns")
+    baseline_rows: int = Field(
+        description="rows the baseline learns, or learned: baseline_rows, more where it saw a sensor move "
+        "one way only and went on (detector.baseline_extensions)"
+    )
     baseline_rows_seen: int = Field(description="of those, learned so far")
     alarm_enter: float | None = Field(description="calibrated probability the alarm enters at")
     last_row_at: datetime | None = Field(description="event time of its latest complete row")

@@ -161,10 +161,12 @@ def run_anomaly_free(data: Path, config: MonitorConfig, tmp: Path) -> list[dict[
     out = []
     for train_rows in ANOMALY_FREE_BASELINES:
         flags, summary = backtest_flags(path, tmp, train_rows, (), config)
-        after = flags[train_rows:]
+        learned = summary["warming_up_rows"]  # more than train_rows where the baseline was extended
+        after = flags[learned:]
         out.append(
             {
                 "train_rows": train_rows,
+                "baseline_rows": learned,
                 "rows": int(after.size),
                 "flagged_fraction": float(after.mean()) if after.size else 0.0,
                 "alarms": int(alarm_onsets(after).size),
@@ -299,9 +301,10 @@ def report(
     if normal:
         print("SKAB anomaly-free recording (normal operation only; never used to choose settings):")
         for r in normal:
+            went_on = f" (went on to {r['baseline_rows']:,}: a sensor moved one way only)"
             print(
-                f"  baseline {r['train_rows']:>5} rows: {100 * r['flagged_fraction']:5.1f} % of the next "
-                f"{r['rows']:,} rows flagged, {r['alarms']} alarms"
+                f"  baseline {r['train_rows']:>5} rows{went_on if r['baseline_rows'] > r['train_rows'] else ''}: "
+                f"{100 * r['flagged_fraction']:5.1f} % of the next {r['rows']:,} rows flagged, {r['alarms']} alarms"
             )
         print()
     per = nab["per_file"]

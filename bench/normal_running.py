@@ -7,9 +7,12 @@ Every scenario is run through ``plantwatch.offline.backtest.run_backtest`` (the 
 CLI's ``backtest`` command, the same monitor the live service runs) with the detector settings of
 the embedded default configuration (or the ``detector`` section of ``--config FILE``), a one-hour
 baseline (3,600 rows at 1 Hz; ``--baseline-hours`` for another length: the generated scenarios then
-run that much longer, so the scored days stay the same) and everything after it scored. An *alert*
-is an alarm onset, each 0→1 of the ``anomaly`` flag: what an operator is paged for. No row of these
-data is a fault, so every alert is false; alerts per asset-week = onsets / scored days x 7.
+run that much longer, so the scored days stay the same) and everything after it scored. A baseline
+that saw a sensor move one way only goes on for up to ``baseline_extensions`` more hours, as in the
+live service; the alerts and days are then counted from where it was learned, and the line says how
+long it took. An *alert* is an alarm onset, each 0→1 of the ``anomaly`` flag: what an operator is
+paged for. No row of these data is a fault, so every alert is false; alerts per asset-week = onsets /
+scored days x 7.
 
 With several seeds each scenario also gets one pooled line: every seed is another asset, and a
 shift is paged by all of them, so the figure to hold against the target is the pooled rate (all
@@ -53,7 +56,7 @@ import numpy as np
 
 from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
-from detector.monitor import NOT_RUNNING, SCORED
+from detector.monitor import NOT_RUNNING, SCORED, WARMING_UP
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.backtest import run_backtest
 from plantwatch.settings import load_settings
@@ -205,22 +208,27 @@ def run_one(name: str, log: SensorLog, config: MonitorConfig, baseline_rows: int
     seconds = time.perf_counter() - started
     scored = result.status == SCORED
     not_running = np.isin(result.status, NOT_RUNNING)
-    flags = result.anomaly[baseline_rows:]
+    # Counted from where the baseline was learned: later than baseline_rows where it was extended
+    # (detector.baseline_extensions), and a rate over less time scored.
+    learned_at = max(baseline_rows, int(np.flatnonzero(result.status == WARMING_UP)[-1]) + 1)
+    flags = result.anomaly[learned_at:]
     onset_rows = alarm_onsets(flags)
     onsets = int(onset_rows.size)
-    after_s = (log.timestamps_ns[baseline_rows + onset_rows] - log.timestamps_ns[baseline_rows]) / 1e9
-    span_s = (int(log.timestamps_ns[-1]) - int(log.timestamps_ns[baseline_rows])) / 1e9 + 1.0
+    after_s = (log.timestamps_ns[learned_at + onset_rows] - log.timestamps_ns[learned_at]) / 1e9
+    span_s = (int(log.timestamps_ns[-1]) - int(log.timestamps_ns[learned_at])) / 1e9 + 1.0
     weeks = span_s / (7 * DAY)
     return {
         "scenario": name,
         "rows": len(log),
+        "baseline_hours": (int(log.timestamps_ns[learned_at]) - int(log.timestamps_ns[0])) / 1e9 / HOUR,
+        "baseline_extensions": result.baseline_extensions,
         "scored_rows": int(scored.sum()),
         "scored_days": span_s / DAY,
         "alerts": onsets,
         "alerts_per_week": onsets / weeks,
         "alerts_first_day": int((after_s < DAY).sum()),  # before the live memory holds many rows
         "flagged_share": float(flags.mean()) if flags.size else 0.0,
-        "not_running_share": float(not_running[baseline_rows:].mean()) if flags.size else 0.0,
+        "not_running_share": float(not_running[learned_at:].mean()) if flags.size else 0.0,
         "rows_per_s": len(log) / seconds,
         "advice": result.baseline_advice,
         "alarm_enter": result.alarm_enter,
@@ -262,6 +270,9 @@ def poisson_interval(count: int, level: float = 0.90) -> tuple[float, float]:
 def line(result: dict[str, Any], stopped: bool) -> str:
     """One run's line: its alerts, the share of rows flagged and the level it ended at."""
     off = f"; {100 * result['not_running_share']:4.1f} % stopped or settling" if stopped else ""
+    extended = result["baseline_extensions"]
+    if extended:
+        off += f"; baseline {result['baseline_hours']:.1f} h ({extended} extension{'s' if extended > 1 else ''})"
     return (
         f"{result['scenario']:24s} seed {result['seed']}: {result['alerts']:5d} alerts in"
         f" {result['scored_days']:6.2f} days = {result['alerts_per_week']:8.1f} per asset-week;"
@@ -278,6 +289,9 @@ def pooled(results: Sequence[dict[str, Any]]) -> str:
     first = sum(r["alerts_first_day"] for r in results)
     later_weeks = sum(max(r["scored_days"] - 1.0, 0.0) for r in results) / 7.0
     later = f"; after each first day {(alerts - first) / later_weeks:.2f}" if later_weeks > 0 else ""
+    extended = [r["baseline_hours"] for r in results if r["baseline_extensions"]]
+    if extended:
+        later += f"; {len(extended)} baselines extended, to {min(extended):.1f}-{max(extended):.1f} h"
     return (
         f"{results[0]['scenario']:24s} {len(results)} seeds: {alerts:5d} alerts in {weeks:6.1f} asset-weeks"
         f" = {alerts / weeks:8.2f} per asset-week (90 % interval {lower / weeks:.2f}-{upper / weeks:.2f}),"

@@ -44,10 +44,15 @@ EXPECTED_RANGE_QUANTILES = (0.5, 99.5)  # percent: the baseline's central 99 % o
 
 
 class BaselineRows:
-    """The usable rows collected towards the next baseline (saved while warming up)."""
+    """The usable rows collected towards the next baseline (saved while warming up).
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    ``size`` rows make it :attr:`full`; :meth:`extend` asks for ``step`` more (a baseline that saw a
+    sensor move one way only goes on, :func:`one_way_sensors`), :meth:`pop` starts the next at ``step``.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.size = step
         self._ts: list[np.ndarray] = []
         self._X: list[np.ndarray] = []
         self.count = 0
@@ -70,6 +75,15 @@ class BaselineRows:
             return None
         return np.concatenate(self._ts), np.vstack(self._X)
 
+    @property
+    def extensions(self) -> int:
+        """How many times this baseline was extended so far."""
+        return self.size // self.step - 1
+
+    def extend(self) -> None:
+        """``step`` more rows before it is full."""
+        self.size += self.step
+
     def pop(self) -> tuple[np.ndarray, np.ndarray]:
         """Every row so far, and start the next baseline empty."""
         arrays = self.arrays()
@@ -78,11 +92,14 @@ class BaselineRows:
         return arrays
 
     def clear(self) -> None:
-        self._ts, self._X, self.count = [], [], 0
+        self._ts, self._X, self.count, self.size = [], [], 0, self.step
 
     def restore(self, ts: np.ndarray, X: np.ndarray) -> None:
+        """Rows saved while warming up. A baseline is only ever saved short of full, so one holding
+        ``k`` steps' rows or more had been extended: it goes on to the next step."""
         self._ts, self._X = [np.asarray(ts, dtype=np.int64)], [np.asarray(X, dtype=np.float64)]
         self.count = int(self._ts[0].size)
+        self.size = (self.count // self.step + 1) * self.step
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these
@@ -183,7 +200,7 @@ def learn_baseline(
 
     ``fit`` replaces :func:`fit_models` (``bench/baseline_episode.py`` measures an alternative).
     """
-    window_s = config.window_s if config.window_s is not None else window_from_sampling(ts, config.window_samples)
+    window_s = baseline_window_s(ts, config)
     features = RollingFeatures(window_s, config.column_features)
     drifting, columns = choose_columns(ts, X, window_s, config)
     settled = settled_rows(ts, window_s if config.features else 0.0)
@@ -198,7 +215,7 @@ def learn_baseline(
     rho = 1.0 if scores is None else measure_rho(scores, fitted.calibrator, config.make_alarm())
     reachable = reachable_probability(fitted.detector, fitted.calibrator, F)
     alert_rate = AlertRate(rho, median_interval_s(ts), reachable)
-    one_way = np.where(drifting, 0, one_way_moves(ts, X, window_s)).astype(np.int8)  # drifting: levels not judged
+    one_way = one_way_sensors(ts, X, window_s, drifting)
     model = BaselineModel(
         window_s,
         fitted.detector,
@@ -215,6 +232,26 @@ def learn_baseline(
         one_way,
     )
     return model, features, F
+
+
+def one_way_sensors(ts: np.ndarray, X: np.ndarray, window_s: float, drifting: np.ndarray) -> np.ndarray:
+    """Per sensor, +1 the rows saw it rise only, -1 fall only, else 0 (:mod:`detector.transitions`);
+    0 for drifting sensors, whose levels are not judged."""
+    return np.where(drifting, 0, one_way_moves(ts, X, window_s)).astype(np.int8)
+
+
+def baseline_one_way(ts: np.ndarray, X: np.ndarray, config: MonitorConfig) -> np.ndarray:
+    """:func:`one_way_sensors` of rows collected towards a baseline, before it is learned: what
+    :func:`learn_baseline` would find, at a fraction of its cost (no features, no fits)."""
+    window_s = baseline_window_s(ts, config)
+    drifting, _ = choose_columns(ts, X, window_s, config)
+    return one_way_sensors(ts, X, window_s, drifting)
+
+
+def baseline_window_s(ts: np.ndarray, config: MonitorConfig) -> float:
+    """The feature window of a baseline of these stamps: ``window_s``, or ``window_samples`` x their
+    median sampling interval."""
+    return config.window_s if config.window_s is not None else window_from_sampling(ts, config.window_samples)
 
 
 def choose_columns(

@@ -52,6 +52,9 @@ class MonitorConfig:
 
     # baseline and model
     baseline_rows: int = 600
+    # A baseline that saw a sensor move one way only goes on this many more baseline_rows at most
+    # (detector.transitions): learning changes one way teaches nothing of the way back.
+    baseline_extensions: int = 3
     detector: str = "pca_spc"
     detector_params: Mapping[str, Any] = field(default_factory=dict, hash=False)  # a read-only mapping: unhashable
     features: Sequence[str] | None = ("level", "spread")  # None (or empty): the readings themselves
@@ -97,6 +100,8 @@ class MonitorConfig:
         settings check and the backtest rely on)."""
         if self.baseline_rows < MIN_BASELINE_ROWS:
             raise ValueError(f"baseline_rows must be >= {MIN_BASELINE_ROWS}, got {self.baseline_rows}")
+        if self.baseline_extensions < 0:
+            raise ValueError(f"baseline_extensions must be >= 0, got {self.baseline_extensions}")
         if self.calibration not in CALIBRATORS:
             raise ValueError(f"calibration must be one of {sorted(CALIBRATORS)}, got {self.calibration!r}")
         if self.calibration_folds == 1 or self.calibration_folds < 0:

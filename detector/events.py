@@ -19,6 +19,19 @@ class BaselineLearned:
 
 
 @dataclass(frozen=True, slots=True)
+class BaselineExtended:
+    """The baseline saw sensors move one way only (:mod:`detector.transitions`): it goes on for
+    another ``baseline_rows``, to see them come back, before it is learned."""
+
+    rose: tuple[str, ...]  # sensors that only rose
+    fell: tuple[str, ...]  # sensors that only fell
+    rows: int  # rows collected so far
+    size: int  # rows it will now be learned from (unless it is extended again)
+    extension: int  # 1 for the first extension
+    extensions: int  # at most this many (``baseline_extensions``)
+
+
+@dataclass(frozen=True, slots=True)
 class BaselineFailed:
     """A baseline could not be learned; it was dropped and the next rows start another."""
 
@@ -84,6 +97,7 @@ class LeftOut:
 
 Event = (
     BaselineLearned
+    | BaselineExtended
     | BaselineFailed
     | SensorsRediscovered
     | UnknownSensors

@@ -50,11 +50,19 @@ from detector.advice import (
 from detector.alert_rate import probability_at_surprise, surprise_at_probability
 from detector.align import Row
 from detector.base import Detector
-from detector.baseline import BaselineModel, BaselineRows, FittedModels, fit_models, learn_baseline
+from detector.baseline import BaselineModel, BaselineRows, FittedModels, baseline_one_way, fit_models, learn_baseline
 from detector.calibration import Calibrator
 from detector.config import MonitorConfig
 from detector.detectability import SmallestShifts, level_columns, smallest_shifts
-from detector.events import BaselineFailed, BaselineLearned, Event, LeftOut, ModelRefitted, SensorsRediscovered
+from detector.events import (
+    BaselineExtended,
+    BaselineFailed,
+    BaselineLearned,
+    Event,
+    LeftOut,
+    ModelRefitted,
+    SensorsRediscovered,
+)
 from detector.explain import Explainer
 from detector.features import RollingFeatures
 from detector.feedback import FEEDBACK_MAX_RAISE, Feedback
@@ -134,6 +142,7 @@ class AssetMonitor:
             raise ValueError(unusable.problem)
         self.alarm_ = self.config.make_alarm()
         self.baseline_ = BaselineRows(self.config.baseline_rows)
+        self.baseline_extensions_ = 0  # how often the learned baseline was extended (saved with the model)
         # Replaced whole, never changed in place (a refit swaps in a new one): /healthz reads it from
         # another thread. The rolling features and the adaptation memory move on with every row.
         self.model_: BaselineModel | None = None
@@ -484,9 +493,29 @@ class AssetMonitor:
             taken = self.baseline_.take(ts, X, rows)
             out.status[taken], out.score[taken], out.probability[taken] = WARMING_UP, 0.0, 0.0
             rows = rows[taken.size :]
-            if self.baseline_.full:
+            if self.baseline_.full and not self._extended(events):
+                self.baseline_extensions_ = self.baseline_.extensions
                 self._learn(*self.baseline_.pop(), events=events)
         return rows
+
+    def _extended(self, events: list[Event]) -> bool:
+        """Whether the full baseline goes on for another ``baseline_rows``: while it saw a sensor move
+        one way only, ``baseline_extensions`` times at most. Learned as it is, the way back would look
+        like a fault every time the process takes it (``detector.transitions``)."""
+        baseline, allowed = self.baseline_, self.config.baseline_extensions
+        if baseline.extensions >= allowed:
+            return False
+        arrays = baseline.arrays()
+        assert arrays is not None
+        one_way = baseline_one_way(*arrays, self.config)
+        if not one_way.any():
+            return False
+        baseline.extend()
+        names = self._names(one_way.size)
+        rose = tuple(n for n, way in zip(names, one_way.tolist(), strict=True) if way > 0)
+        fell = tuple(n for n, way in zip(names, one_way.tolist(), strict=True) if way < 0)
+        events.append(BaselineExtended(rose, fell, baseline.count, baseline.size, baseline.extensions, allowed))
+        return True
 
     def _learn(self, ts: np.ndarray, X: np.ndarray, *, events: list[Event]) -> None:
         """Learn the model of these baseline rows. One that cannot be learned (say KNN on folds smaller
@@ -636,6 +665,7 @@ class AssetMonitor:
             refill_until=self.gate.refill_until_,
             stopped=self.operating.stopped_,
             started_at=self.operating.started_at_,
+            baseline_extensions=self.baseline_extensions_,
             alarm=self.alarm_.get_state(),
             baseline=self.baseline_.arrays() if learned is None else None,
             learned=learned,
@@ -652,6 +682,7 @@ class AssetMonitor:
         self.rows_seen_, self.scored_rows_, self.skipped_rows_, self.late_rows_, self.refits_ = saved.counters
         self.gate = RowGate(saved.last_ts, saved.refill_until)
         self.operating.stopped_, self.operating.started_at_ = saved.stopped, saved.started_at
+        self.baseline_extensions_ = saved.baseline_extensions
         self.alarm_.set_state(saved.alarm)
         if saved.baseline is not None:
             self.baseline_.restore(*saved.baseline)

@@ -11,6 +11,8 @@ are only ever added; every older layout is read here and nowhere else:
   refill pending.
 * ``stopped``/``started_at``: the operating state (:mod:`detector.running`); absent from models saved
   before operating states: running, no start.
+* ``baseline_extensions``: how often the learned baseline was extended (``detector.baseline``); absent
+  from models saved before: none. Rows saved while warming up say how far an extension had come.
 * ``columns``: absent when every feature column is used, and from models saved before drifting
   sensors were left out (before commit 73b719e).
 * ``episode``: absent when no baseline episode set the alarm level, and before commit 20ddc91.
@@ -80,6 +82,7 @@ class MonitorState:
     alarm: dict[str, Any]
     stopped: bool = False  # the last usable row was stopped (detector.running)
     started_at: int = NEVER  # the latest start's stamp
+    baseline_extensions: int = 0  # how often the learned baseline was extended (detector.baseline)
     baseline: tuple[np.ndarray, np.ndarray] | None = None  # the rows so far, while warming up
     learned: Learned | None = None
 
@@ -94,6 +97,7 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
         "refill_until": int(saved.refill_until),
         "stopped": bool(saved.stopped),
         "started_at": int(saved.started_at),
+        "baseline_extensions": int(saved.baseline_extensions),
         "warm": saved.learned is not None,
     }
     state.update(_prefixed("alarm/", saved.alarm))
@@ -149,6 +153,7 @@ def decode(state: Mapping[str, Any], config: MonitorConfig, asset: str, sensors:
         "refill_until": int(state["refill_until"]) if "refill_until" in state else NEVER,
         "stopped": bool(state.get("stopped", False)),
         "started_at": int(state.get("started_at", NEVER)),
+        "baseline_extensions": int(state.get("baseline_extensions", 0)),
         "alarm": _unprefixed("alarm/", state),
     }
     if not state["warm"]:

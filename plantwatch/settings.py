@@ -227,6 +227,7 @@ class DetectorTuning(_Section):
     window_s: float | None = Field(default=None, gt=0)
     window_samples: int | None = Field(default=None, ge=2)
     baseline_rows: int | None = Field(default=None, ge=10)
+    baseline_extensions: int | None = Field(default=None, ge=0)
     calibration: Literal["pot", "empirical"] | None = None
     false_alerts_per_week: float | None = Field(default=None, gt=0)
     enter: float | None = Field(default=None, gt=0, lt=1)
@@ -251,6 +252,7 @@ class DetectorSettings(_Section):
     window_s: float | None = Field(default=None, gt=0)
     window_samples: int = Field(default=15, ge=2)
     baseline_rows: int = Field(default=600, ge=10)
+    baseline_extensions: int = Field(default=3, ge=0)
     calibration: Literal["pot", "empirical"] = "empirical"
     calibration_fraction: float = Field(default=0.3, gt=0, lt=1)
     calibration_folds: int = Field(default=10, ge=0)
@@ -306,6 +308,7 @@ class DetectorSettings(_Section):
         """``MonitorConfig`` keyword arguments, unchecked (the checks here name the YAML key first)."""
         values: dict[str, Any] = {
             "baseline_rows": self.baseline_rows,
+            "baseline_extensions": self.baseline_extensions,
             "detector": self.kind,
             "detector_params": dict(self.params),
             "features": list(self.features) if self.features else None,
@@ -405,7 +408,9 @@ def _baseline_error(values: dict[str, Any]) -> str | None:
     n = min(int(values["baseline_rows"]), TRIAL_ROWS)
     sensors = tuple(f"s{j}" for j in range(TRIAL_SENSORS))
     try:
-        monitor = AssetMonitor("settings-check", MonitorConfig(**{**values, "baseline_rows": n}), sensors)
+        # Learned at n rows whatever they show: the trial asks whether a model can be learned, not when.
+        trial = {**values, "baseline_rows": n, "baseline_extensions": 0}
+        monitor = AssetMonitor("settings-check", MonitorConfig(**trial), sensors)
     except (ValueError, TypeError, OverflowError) as exc:
         return str(exc)
     window_s = values.get("window_s")

@@ -101,6 +101,8 @@ def test_a_v1_model_restores_and_scores_the_next_rows_as_the_old_code_did(name: 
     assert ("one_way" in state_after) == (monitor.is_warm and not case["before"]["warm"])
     state_after.pop("one_way", None)
     assert (state_after.pop("stopped"), state_after.pop("started_at")) == ("false", str(NEVER))
+    # and how often its baseline went on (detector.baseline_extensions): never, on these rows
+    assert state_after.pop("baseline_extensions") == "0"
     if exact:
         assert state_after == case["restored"]["state_after"]
     else:

@@ -168,6 +168,14 @@ def test_per_asset_overrides_reach_the_monitor_config(tmp_path: Path) -> None:
         pump.detector_params["eps"] = 1.0  # type: ignore[index]  # frozen: shared by every monitor of the asset
 
 
+def test_baseline_extensions_default_to_three_override_per_asset_and_refuse_a_negative(tmp_path: Path) -> None:
+    body = "storage:\n  kind: sqlite\ndetector:\n  assets:\n    pump-7: {baseline_extensions: 0}\n"
+    detector = load_settings(_yaml(tmp_path, body)).detector
+    assert (detector.as_config().baseline_extensions, detector.as_config("pump-7").baseline_extensions) == (3, 0)
+    with pytest.raises(ConfigError, match="baseline_extensions"):
+        load_settings(_yaml(tmp_path, "storage:\n  kind: sqlite\ndetector:\n  baseline_extensions: -1\n"))
+
+
 def test_a_per_asset_null_turns_off_what_null_means_and_inherits_the_rest(tmp_path: Path) -> None:
     body = (
         "detector:\n  running_when: 'speed > 100'\n  enter: 0.99\n  assets:\n"

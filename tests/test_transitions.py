@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pytest
 
 from detector.config import MonitorConfig
-from detector.monitor import AssetMonitor
+from detector.events import BaselineExtended, BaselineLearned
+from detector.monitor import SCORED, WARMING_UP, AssetMonitor
 from detector.transitions import one_way_moves
+from ingest.logfile import SensorLog
+from plantwatch.offline.backtest import run_backtest
+from plantwatch.service.alert_log import log_baseline_extended
+from plantwatch.service.asset_view import asset_view
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
@@ -73,7 +81,7 @@ SENSORS = ("flow", "pressure", "current", "other")
 
 
 def test_the_monitor_advises_a_baseline_that_saw_one_way_and_keeps_it_across_a_restart() -> None:
-    config = MonitorConfig(baseline_rows=3600)
+    config = MonitorConfig(baseline_rows=3600, baseline_extensions=0)  # learned at once, one way or not
     monitor = AssetMonitor("pump-7", config, SENSORS)
     monitor.process_arrays(*_loaded((0.55, 0.75, 0.95)))
     assert monitor.drifting_sensors == ()
@@ -87,3 +95,67 @@ def test_the_monitor_advises_a_baseline_that_saw_one_way_and_keeps_it_across_a_r
     both_ways = AssetMonitor("pump-7", config, SENSORS)
     both_ways.process_arrays(*_loaded((0.75, 0.55, 0.95)))
     assert both_ways.model_ is not None and both_ways.one_way_advice() is None
+
+
+def _readings(ts: np.ndarray, X: np.ndarray) -> list[tuple[int, dict[str, float]]]:
+    return [(t, dict(zip(SENSORS, row, strict=True))) for t, row in zip(ts.tolist(), X.tolist(), strict=True)]
+
+
+def test_a_baseline_that_saw_one_way_goes_on_until_it_sees_the_way_back() -> None:
+    # 600 rows at each load: the first 1,200 rows only rise, the next 1,200 rise and fall.
+    ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
+    monitor = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200), SENSORS)
+    first = monitor.observe(_readings(ts[:1500], X[:1500]))
+    extended = [e for e in first.events if isinstance(e, BaselineExtended)]
+    assert [(e.rose, e.fell, e.rows, e.size, e.extension, e.extensions) for e in extended] == [
+        (("flow", "pressure", "current"), (), 1200, 2400, 1, 3)
+    ]
+    assert monitor.model_ is None and [v.warming_up for v in first.verdicts] == [True] * 1500
+    view = asset_view(monitor, None)
+    assert (view["state"], view["baseline_rows"], view["baseline_rows_seen"]) == ("learning", 2400, 1500)
+    # A restart in the middle of the extension goes on with it, and learns where the first would have.
+    restored = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200), SENSORS).set_state(monitor.get_state())
+    for m in (monitor, restored):
+        rest = m.observe(_readings(ts[1500:], X[1500:]))
+        assert [e for e in rest.events if isinstance(e, BaselineExtended)] == []
+        assert any(isinstance(e, BaselineLearned) for e in rest.events)
+        assert sum(v.warming_up for v in rest.verdicts) == 900  # learned at row 2,400, after one extension
+        assert m.baseline_extensions_ == 1 and m.one_way_advice() is None
+    assert asset_view(monitor, None)["baseline_rows"] == 2400
+    again = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200), SENSORS).set_state(monitor.get_state())
+    assert asset_view(again, None)["baseline_rows"] == 2400  # saved with the model
+
+
+def test_extensions_stop_at_baseline_extensions_and_the_advice_stays() -> None:
+    ts, X = _loaded((0.55, 0.65, 0.75, 0.85, 0.95, 1.05))  # every step a rise
+    config = MonitorConfig(baseline_rows=1200, baseline_extensions=1)
+    whole = AssetMonitor("pump-7", config, SENSORS)
+    out = whole.process_arrays(ts, X)
+    assert (out.status == WARMING_UP).sum() == 2400 and (out.status[2400:] == SCORED).all()
+    assert whole.baseline_extensions_ == 1 and whole.one_way_advice() is not None
+    # Any split of the rows into batches learns at the same row, the same model.
+    split = AssetMonitor("pump-7", config, SENSORS)
+    parts = [split.process_arrays(ts[i : i + 97], X[i : i + 97]) for i in range(0, ts.size, 97)]
+    np.testing.assert_array_equal(np.concatenate([p.status for p in parts]), out.status)
+    np.testing.assert_allclose(np.concatenate([p.score for p in parts]), out.score, equal_nan=True)
+    never = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200, baseline_extensions=0), SENSORS)
+    assert (never.process_arrays(ts, X).status == WARMING_UP).sum() == 1200
+
+
+def test_a_backtest_says_how_often_its_baseline_went_on() -> None:
+    ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
+    log = SensorLog(ts, [str(t) for t in ts.tolist()], SENSORS, X)
+    result = run_backtest(log, train_rows=1200)
+    assert result.baseline_extensions == 1 and (result.status == WARMING_UP).sum() == 2400
+    assert run_backtest(log, train_rows=1200, config=MonitorConfig(baseline_extensions=0)).baseline_extensions == 0
+
+
+def test_the_service_logs_each_extension_with_the_sensors_and_the_row_it_now_learns_at(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="plantwatch.service.alert_log")
+    log_baseline_extended("pump-7", BaselineExtended(("flow", "current"), ("bearing_temp",), 3600, 7200, 1, 3))
+    assert caplog.messages == [
+        "baseline of pump-7: flow, current only rose; bearing_temp only fell in its 3600 rows; learning until "
+        "row 7200 to see the way back (extension 1 of 3, detector.baseline_extensions)"
+    ]

@@ -152,9 +152,15 @@ def main(args: argparse.Namespace) -> int:
     not_running = ""
     if summary["stopped_rows"] or summary["settling_rows"]:
         not_running = f", {summary['stopped_rows']} stopped, {summary['settling_rows']} settling after a start"
+    baseline = f"{summary['train_rows']} baseline"
+    if extended := summary["baseline_extensions"]:  # detector.baseline_extensions
+        baseline = (
+            f"{summary['warming_up_rows']} baseline: --train-rows {summary['train_rows']} went on "
+            f"{extended} {'time' if extended == 1 else 'times'}, a sensor moved one way only"
+        )
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
-        f"({summary['train_rows']} baseline, {summary['skipped_rows']} skipped{not_running}) "
+        f"({baseline}, {summary['skipped_rows']} skipped{not_running}) "
         f"in {summary['seconds']:.3f} s "
         f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
         f"{summary['alerts']} alerts; wrote {', '.join(p for p in (args.out, args.explain, args.plot, args.html) if p)}"

@@ -62,6 +62,8 @@ class BacktestResult:
     baseline_advice: str | None = None
     # Set when no baseline was learned (every row is warm-up): why, and what to change.
     no_baseline: str | None = None
+    # How often the baseline went on for another train_rows rows: it saw a sensor move one way only.
+    baseline_extensions: int = 0
     # The calibrated probability the alarm entered at (AssetMonitor.alarm_enter).
     alarm_enter: float | None = None
     # At the end of the log: the smallest settled shift of each sensor's level the alarm flags.
@@ -114,6 +116,7 @@ def run_backtest(
         drifting_sensors=monitor.drifting_sensors,
         baseline_advice=monitor.baseline_advice(),
         no_baseline=None if monitor.is_warm else _no_baseline(log, monitor, train_rows, out.status),
+        baseline_extensions=monitor.baseline_extensions_ if monitor.is_warm else monitor.baseline_.extensions,
         alarm_enter=monitor.alarm_enter if monitor.is_warm else None,
         smallest_shifts=monitor.smallest_shifts(),
     )
@@ -278,6 +281,7 @@ def backtest_main(
         "sensors": list(log.sensors),
         "left_out": list(log.left_out),
         "train_rows": train_rows,
+        "baseline_extensions": result.baseline_extensions,
         "warming_up_rows": int(np.sum(result.status == WARMING_UP)),
         "scored_rows": int(np.sum(result.status == SCORED)),
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
@@ -339,5 +343,16 @@ def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int, status:
     )
     return (
         f"no baseline learned: {usable} of the log's {len(log)} rows have a number in every sensor column{late}"
-        f"{stopped}; the baseline needs {train_rows} (--train-rows){hint}"
+        f"{stopped}; the baseline needs {_needed(monitor, train_rows)}{hint}"
+    )
+
+
+def _needed(monitor: AssetMonitor, train_rows: int) -> str:
+    extended = monitor.baseline_.extensions
+    if not extended:
+        return f"{train_rows} (--train-rows)"
+    return (
+        f"{monitor.baseline_.size}: {train_rows} (--train-rows), extended {extended} "
+        f"{'time' if extended == 1 else 'times'} because a sensor moved one way only "
+        "(detector.baseline_extensions: 0 learns after --train-rows)"
     )

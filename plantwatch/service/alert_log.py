@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from detector.events import BaselineLearned
+from detector.events import BaselineExtended, BaselineLearned
 from detector.types import Contribution
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,21 @@ def log_baseline_learned(asset: str, learned: BaselineLearned) -> None:
     log.info("baseline of %s learned, scoring starts%s", asset, note)
     if learned.advice:
         log.warning("%s", learned.advice)
+
+
+def log_baseline_extended(asset: str, extended: BaselineExtended) -> None:
+    ways = ((extended.rose, "rose"), (extended.fell, "fell"))
+    moved = [f"{', '.join(names)} only {way}" for names, way in ways if names]
+    log.warning(
+        "baseline of %s: %s in its %d rows; learning until row %d to see the way back (extension %d of %d, "
+        "detector.baseline_extensions)",
+        asset,
+        "; ".join(moved),
+        extended.rows,
+        extended.size,
+        extended.extension,
+        extended.extensions,
+    )
 
 
 def _feature_suffix(feature: str) -> str:

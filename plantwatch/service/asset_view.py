@@ -19,14 +19,16 @@ def asset_view(monitor: AssetMonitor, latest: Verdict | None) -> dict[str, Any]:
     """One asset as ``api.schemas.AssetOut`` takes it."""
     config, model = monitor.config, monitor.model_
     learned = model is not None
+    # Rows it learns from (more once extended: detector.baseline_extensions), or learned from.
+    rows = config.baseline_rows * (1 + monitor.baseline_extensions_) if learned else monitor.baseline_.size
     if not learned:
         latest = None  # a verdict of a model since forgotten (relearn) says nothing of the one being learned
     return {
         "asset": monitor.asset,
         "state": _state(learned, latest),
         "learned": learned,
-        "baseline_rows": config.baseline_rows,
-        "baseline_rows_seen": config.baseline_rows if learned else monitor.baseline_.count,
+        "baseline_rows": rows,
+        "baseline_rows_seen": rows if learned else monitor.baseline_.count,
         "alarm_enter": monitor.alarm_enter if learned else None,
         "last_row_at_ns": None if latest is None else latest.ts_ns,
         "probability": None if latest is None or latest.warming_up or not latest.running else latest.probability,

@@ -17,6 +17,7 @@ from alerts.lifecycle import AlertManager
 from alerts.retrying import AlertStoreStopped
 from detector.config import MonitorConfig
 from detector.events import (
+    BaselineExtended,
     BaselineFailed,
     BaselineLearned,
     Event,
@@ -35,7 +36,7 @@ from detector.types import Verdict
 from ingest.messages import Reading
 from ingest.sink import Sink, SinkStopped
 from plantwatch.maintenance.tracker import MaintenanceTracker
-from plantwatch.service.alert_log import log_alert_event, log_baseline_learned
+from plantwatch.service.alert_log import log_alert_event, log_baseline_extended, log_baseline_learned
 from plantwatch.service.asset_view import asset_view, baseline_view
 from plantwatch.service.checkpointing import DEFAULT_STATE_POLICY, Checkpointing, StatePolicy
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
@@ -452,6 +453,8 @@ class DetectorStage:
         for left_out in _of(LeftOut, events):
             self._count_left_out(left_out)
         self._report_baseline_failures(_of(BaselineFailed, events))
+        for extended in _of(BaselineExtended, events):
+            log_baseline_extended(asset, extended)
         learned = _of(BaselineLearned, events)
         if learned:
             log_baseline_learned(asset, learned[-1])
