@@ -48,10 +48,11 @@ RAMP_S, HOLD_S = 600, 900
 CHECKED = {"independent": ("s0",), "operating_points": ("flow", "bearing_temp"), "skab_anomaly_free": ("Pressure",)}
 
 
-def learned(log: SensorLog, config: MonitorConfig) -> AssetMonitor:
+def learned(log: SensorLog, config: MonitorConfig) -> tuple[AssetMonitor, int]:
+    """The asset once it has learned its baseline, and the row its scoring starts at (later than
+    ``BASELINE_ROWS`` where the baseline went on: ``detector.baseline_extensions``)."""
     monitor = AssetMonitor("bench", dataclasses.replace(config, baseline_rows=nr.BASELINE_ROWS), log.sensors)
-    monitor.process_arrays(log.timestamps_ns[: nr.BASELINE_ROWS], log.values[: nr.BASELINE_ROWS])
-    return monitor
+    return monitor, nr.learn(monitor, log)
 
 
 def noise_widths(name: str, log: SensorLog) -> np.ndarray:
@@ -62,11 +63,12 @@ def noise_widths(name: str, log: SensorLog) -> np.ndarray:
     return np.asarray(np.std(np.diff(log.values[: nr.BASELINE_ROWS], axis=0), axis=0) / np.sqrt(2.0))
 
 
-def ramp_check(log: SensorLog, config: MonitorConfig, sensor: int, shift: float) -> float:
-    """Share of the held rows flagged after a slow ramp of ``sensor`` to ``shift``."""
-    n = nr.BASELINE_ROWS + 2 * nr.HOUR
+def ramp_check(log: SensorLog, config: MonitorConfig, sensor: int, shift: float, scored_from: int) -> float:
+    """Share of the held rows flagged after a slow ramp of ``sensor`` to ``shift``, an hour after
+    scoring started (row ``scored_from``)."""
+    n = scored_from + 2 * nr.HOUR
     X = log.values[:n].copy()
-    start = nr.BASELINE_ROWS + nr.HOUR
+    start = scored_from + nr.HOUR
     X[start : start + RAMP_S, sensor] += shift * np.arange(RAMP_S) / RAMP_S
     X[start + RAMP_S : start + RAMP_S + HOLD_S, sensor] += shift
     ramped = SensorLog(log.timestamps_ns[:n], [], log.sensors, X)
@@ -74,11 +76,13 @@ def ramp_check(log: SensorLog, config: MonitorConfig, sensor: int, shift: float)
     return float(result.anomaly[start + RAMP_S + 60 : start + RAMP_S + HOLD_S].mean())
 
 
-def report(name: str, log: SensorLog, monitor: AssetMonitor, config: MonitorConfig | None) -> None:
+def report(name: str, log: SensorLog, learned_at: tuple[AssetMonitor, int], config: MonitorConfig | None) -> None:
+    monitor, scored_from = learned_at
     shifts = monitor.smallest_shifts()
     assert shifts is not None
     widths = noise_widths(name, log)
-    print(f"{name}: alarm level p >= {monitor.alarm_enter:.7f}")
+    hours = f", baseline {scored_from / nr.HOUR:.1f} h" if scored_from != nr.BASELINE_ROWS else ""
+    print(f"{name}: alarm level p >= {monitor.alarm_enter:.7f}{hours}")
     for j, sensor in enumerate(log.sensors):
         up, down = shifts.up[j], shifts.down[j]
         if not (np.isfinite(up) or np.isfinite(down)):
@@ -86,24 +90,26 @@ def report(name: str, log: SensorLog, monitor: AssetMonitor, config: MonitorConf
             continue
         line = f"  {sensor:22s} +{up:10.4g} / -{down:10.4g}"
         line += f"   = +{up / widths[j]:7.1f} / -{down / widths[j]:7.1f} noise widths"
-        if config is not None and sensor in CHECKED.get(name, ()):
-            flagged = [ramp_check(log, config, j, k * up) for k in (0.5, 1.5)]
+        if config is not None and sensor in CHECKED.get(name, ()) and scored_from + 2 * nr.HOUR > len(log):
+            line += "   slow ramp: no room for it after the baseline"
+        elif config is not None and sensor in CHECKED.get(name, ()):
+            flagged = [ramp_check(log, config, j, k * up, scored_from) for k in (0.5, 1.5)]
             line += f"   slow ramp up to 0.5x: {100 * flagged[0]:3.0f} % flagged, 1.5x: {100 * flagged[1]:3.0f} %"
         print(line, flush=True)
 
 
-def with_feedback(log: SensorLog, config: MonitorConfig, days: int) -> AssetMonitor:
+def with_feedback(log: SensorLog, config: MonitorConfig, days: int) -> tuple[AssetMonitor, int]:
     """The pump after ``days`` of every hour's alerts marked false alarms."""
-    monitor = learned(log, config)
+    monitor, scored_from = learned(log, config)
     ts, X = log.timestamps_ns, log.values
     marks = 0
-    for start in range(nr.BASELINE_ROWS, nr.BASELINE_ROWS + days * nr.DAY, nr.HOUR):
+    for start in range(scored_from, min(scored_from + days * nr.DAY, len(log)), nr.HOUR):
         out = monitor.process_arrays(ts[start : start + nr.HOUR], X[start : start + nr.HOUR])
         for first, last in alert_spans(out.ts_ns, out.anomaly):
             monitor.learn_false_alarm(first, last)
             marks += 1
     print(f"(after {days} days with {marks} alerts marked false alarms)")
-    return monitor
+    return monitor, scored_from
 
 
 def main(argv: Sequence[str] | None = None) -> int:

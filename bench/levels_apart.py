@@ -122,12 +122,12 @@ def pump_run(config: MonitorConfig, seed: int, baseline_rows: int, feedback_days
     log = nr.pump(seed, feedback_days, stops=False, baseline_rows=baseline_rows)
     monitor = AssetMonitor("pump", dataclasses.replace(config, baseline_rows=baseline_rows), log.sensors)
     ts, X = log.timestamps_ns, log.values
-    monitor.process_arrays(ts[:baseline_rows], X[:baseline_rows])
+    scored_from = nr.learn(monitor, log)  # later than baseline_rows where the baseline went on
     per_day = [0] * feedback_days
-    for start in range(baseline_rows, len(log), nr.HOUR):
+    for start in range(scored_from, len(log), nr.HOUR):
         out = monitor.process_arrays(ts[start : start + nr.HOUR], X[start : start + nr.HOUR])
         for first, last in alert_spans(out.ts_ns, out.anomaly):
-            per_day[(start - baseline_rows) // nr.DAY] += 1
+            per_day[min((start - scored_from) // nr.DAY, feedback_days - 1)] += 1
             monitor.learn_false_alarm(first, last)
     return f"alerts per day, each marked: {per_day}", monitor.smallest_shifts()
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
-from detector.monitor import NOT_RUNNING, SCORED, WARMING_UP
+from detector.monitor import NOT_RUNNING, SCORED, WARMING_UP, AssetMonitor
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.backtest import run_backtest
 from plantwatch.settings import load_settings
@@ -200,6 +200,19 @@ def pump(
 
 def skab_anomaly_free(data: Path) -> SensorLog:
     return read_sensor_log(data / "skab" / "anomaly-free" / "anomaly-free.csv")
+
+
+def learn(monitor: AssetMonitor, log: SensorLog) -> int:
+    """Feed ``log``'s rows to ``monitor`` one baseline length at a time until it has learned (its
+    baseline goes on where it saw a sensor move one way only: ``detector.baseline_extensions``);
+    the row its scoring starts at. No row after the baseline is fed."""
+    step, end = monitor.config.baseline_rows, 0
+    while not monitor.is_warm and end < len(log):
+        monitor.process_arrays(log.timestamps_ns[end : end + step], log.values[end : end + step])
+        end += step
+    if not monitor.is_warm:
+        raise RuntimeError(f"no baseline learned in the log's {len(log)} rows")
+    return end
 
 
 def run_one(name: str, log: SensorLog, config: MonitorConfig, baseline_rows: int = BASELINE_ROWS) -> dict[str, Any]:
