@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -53,6 +54,7 @@ DEFAULT_RECEIVER = "process"  # plantwatch/default.yaml's mqtt.receiver
 GOAL_RATIO = 0.7  # issue 15: end to end at 0.7 of the bare ceiling
 PACED_GUESS_PER_S = 4000  # about half the drain's rate on these machines (the paced phase's default rate)
 FILL_SPACING_MS = 100  # one asset's filled frames at 10 Hz, unless the paced phase's come slower
+DISCOVERY_S = 30.0  # an asset's sensors are found from its first this many seconds (detector.max_staleness_s)
 
 
 def config_text(folder: Path, broker: Broker, tsdb: Tsdb, api_port: int, receiver: str, models: bool = False) -> str:
@@ -297,6 +299,23 @@ def frame_spacing_ms(args: argparse.Namespace) -> int:
     return max(FILL_SPACING_MS, round(1000 * args.assets / (args.paced_rate or PACED_GUESS_PER_S)))
 
 
+def too_few_frames(args: argparse.Namespace) -> str | None:
+    """Why ``--frames`` over ``--assets`` cannot be measured, if it cannot: the service finds an asset's
+    sensors once a reading comes stamped more than ``DISCOVERY_S`` after its first, so an asset whose
+    frames span no more than that never completes a row, and the drain would wait for verdicts until
+    its timeout (30,100 frames over 100 assets did: 30.0 s each)."""
+    per_asset, spacing = args.frames // max(args.assets, 1), frame_spacing_ms(args)
+    least = math.floor(DISCOVERY_S * 1000 / spacing) + 2  # the first frame, and spacings beyond DISCOVERY_S
+    if per_asset >= least:
+        return None
+    return (
+        f"--frames {args.frames:,} over --assets {args.assets:,} gives each asset {per_asset:,} frames "
+        f"{spacing} ms apart, spanning {max(per_asset - 1, 0) * spacing / 1000:g} s; the service finds an asset's "
+        f"sensors once its readings span more than {DISCOVERY_S:g} s (detector.max_staleness_s), so give each at "
+        f"least {least:,} frames (--frames >= {least * args.assets:,})"
+    )
+
+
 def per_100k(cpu_s: dict[str, float], frames: float) -> dict[str, float]:
     return {name: round(seconds / frames * 100_000, 1) for name, seconds in cpu_s.items()}
 
@@ -376,6 +395,9 @@ def main() -> None:
         help="mqtt.receiver settings measured, in this order (the last also gets the memory figure)",
     )
     args = parser.parse_args()
+    refused = too_few_frames(args)
+    if refused:
+        parser.error(refused)
     with tempfile.TemporaryDirectory() as tmp:
         result = measure(args, Path(tmp))
     print(json.dumps(result))
