@@ -90,11 +90,12 @@ def report(name: str, log: SensorLog, learned_at: tuple[AssetMonitor, int], conf
             continue
         line = f"  {sensor:22s} +{up:10.4g} / -{down:10.4g}"
         line += f"   = +{up / widths[j]:7.1f} / -{down / widths[j]:7.1f} noise widths"
-        if config is not None and sensor in CHECKED.get(name, ()) and scored_from + 2 * nr.HOUR > len(log):
-            line += "   slow ramp: no room for it after the baseline"
-        elif config is not None and sensor in CHECKED.get(name, ()):
-            flagged = [ramp_check(log, config, j, k * up, scored_from) for k in (0.5, 1.5)]
-            line += f"   slow ramp up to 0.5x: {100 * flagged[0]:3.0f} % flagged, 1.5x: {100 * flagged[1]:3.0f} %"
+        if config is not None and sensor in CHECKED.get(name, ()):
+            if scored_from + 2 * nr.HOUR > len(log):
+                line += "   slow ramp: no room for it after the baseline"
+            else:
+                flagged = [ramp_check(log, config, j, k * up, scored_from) for k in (0.5, 1.5)]
+                line += f"   slow ramp up to 0.5x: {100 * flagged[0]:3.0f} % flagged, 1.5x: {100 * flagged[1]:3.0f} %"
         print(line, flush=True)
 
 

@@ -60,12 +60,20 @@ def episode_advice(asset: str, episode: BaselineEpisode | None, config: MonitorC
     )
 
 
+def rose_and_fell(names: Sequence[str], one_way: np.ndarray) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The sensors ``one_way`` (:mod:`detector.transitions`: +1, -1 or 0 per sensor) says only rose,
+    and those it says only fell, in ``names`` order."""
+    ways = one_way.tolist()
+    rose = tuple(name for name, way in zip(names, ways, strict=True) if way > 0)
+    fell = tuple(name for name, way in zip(names, ways, strict=True) if way < 0)
+    return rose, fell
+
+
 def one_way_advice(asset: str, names: Sequence[str], one_way: np.ndarray | None) -> str | None:
     """What to change when the baseline saw sensors move one way only (None otherwise)."""
     if one_way is None or not one_way.any():
         return None
-    rose = [name for name, way in zip(names, one_way.tolist(), strict=True) if way > 0]
-    fell = [name for name, way in zip(names, one_way.tolist(), strict=True) if way < 0]
+    rose, fell = rose_and_fell(names, one_way)
     moves = " and ".join(f"{', '.join(group)} only {verb}" for group, verb in ((rose, "rose"), (fell, "fell")) if group)
     return (
         f"baseline of {asset}: {moves} while it was learned, never the other way; the states after such a "

@@ -44,6 +44,7 @@ from detector.advice import (
     episode_advice,
     joined,
     one_way_advice,
+    rose_and_fell,
     scores_beyond_enter,
     short_baseline_advice,
 )
@@ -511,9 +512,7 @@ class AssetMonitor:
         if not one_way.any():
             return False
         baseline.extend()
-        names = self._names(one_way.size)
-        rose = tuple(n for n, way in zip(names, one_way.tolist(), strict=True) if way > 0)
-        fell = tuple(n for n, way in zip(names, one_way.tolist(), strict=True) if way < 0)
+        rose, fell = rose_and_fell(self._names(one_way.size), one_way)
         events.append(BaselineExtended(rose, fell, baseline.count, baseline.size, baseline.extensions, allowed))
         return True
 
