@@ -66,3 +66,14 @@ def test_a_plot_that_cannot_be_written_is_refused_before_the_work(
     assert main(argv) == 2
     assert "--plot" in capsys.readouterr().err
     assert not (tmp_path / "scores.csv").exists()
+
+
+def test_an_alert_caption_names_the_view_of_the_sensor_unless_it_is_its_reading_or_level() -> None:
+    from detector.types import Contribution, Explanation
+    from plantwatch.offline.pictures import AlertSpan
+
+    dipped = Contribution("vibration", 0.77, "high", 0.0056, 0.0006, 0.0018, feature="spread")
+    level = Contribution("flow", 0.2, "low", 120.0, 124.0, 128.0, feature="level")
+    span = AlertSpan(1, 10, 20, 0.99999, Explanation((dipped, level)))
+    # A sharp dip raises the spread: "vibration high" alone would send the reader looking for a high reading.
+    assert span.sensors_text() == "vibration spread high (77 %), flow low (20 %)"

@@ -159,3 +159,21 @@ def test_the_service_logs_each_extension_with_the_sensors_and_the_row_it_now_lea
         "baseline of pump-7: flow, current only rose; bearing_temp only fell in its 3600 rows; learning until "
         "row 7200 to see the way back (extension 1 of 3, detector.baseline_extensions)"
     ]
+
+
+def test_a_backtest_picture_marks_where_the_baseline_that_went_on_ended() -> None:
+    from plantwatch.offline.backtest import baseline_words
+    from plantwatch.offline.pictures import draw
+
+    ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
+    log = SensorLog(ts, [str(t) for t in ts.tolist()], SENSORS, X)
+    result = run_backtest(log, train_rows=1200)
+    assert result.baseline_end == 2400  # not --train-rows: the baseline went on once
+    figure = draw(log, result, None, "title")
+    lines = {line.get_label(): line for line in figure.axes[-1].get_lines()}
+    drawn = lines["anomaly probability"].get_xdata()
+    assert len(drawn) == int((result.status == SCORED).sum())  # no baseline rows drawn as probability 0
+    assert result.status[2400] == SCORED and lines["end of baseline"].get_xdata()[0] == drawn[0]
+    went_on = "2400 baseline: --train-rows 1200 went on 1 time, a sensor moved one way only"
+    assert baseline_words(1200, 2400, 1) == went_on
+    assert baseline_words(1200, 1200, 0) == "1200 baseline"

@@ -106,7 +106,7 @@ def _verdicts(path: str, asset: str | None) -> list[VerdictPeriod]:
 
 def main(args: argparse.Namespace) -> int:
     from ingest.logfile import left_out_notice
-    from plantwatch.offline.backtest import VERDICT_LABEL, backtest_main
+    from plantwatch.offline.backtest import VERDICT_LABEL, backtest_main, baseline_words
 
     # Checked before the work: scoring a long log takes minutes, which a bad --out would waste.
     input_file("LOG.csv", args.log)
@@ -152,12 +152,7 @@ def main(args: argparse.Namespace) -> int:
     not_running = ""
     if summary["stopped_rows"] or summary["settling_rows"]:
         not_running = f", {summary['stopped_rows']} stopped, {summary['settling_rows']} settling after a start"
-    baseline = f"{summary['train_rows']} baseline"
-    if extended := summary["baseline_extensions"]:  # detector.baseline_extensions
-        baseline = (
-            f"{summary['warming_up_rows']} baseline: --train-rows {summary['train_rows']} went on "
-            f"{extended} {'time' if extended == 1 else 'times'}, a sensor moved one way only"
-        )
+    baseline = baseline_words(summary["train_rows"], summary["warming_up_rows"], summary["baseline_extensions"])
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
         f"({baseline}, {summary['skipped_rows']} skipped{not_running}) "

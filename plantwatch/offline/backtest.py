@@ -72,6 +72,13 @@ class BacktestResult:
     def __len__(self) -> int:
         return int(self.score.shape[0])
 
+    @property
+    def baseline_end(self) -> int:
+        """The first row after the baseline's last row: ``train_rows`` unless the baseline went on
+        (``baseline_extensions``) or left stopped rows out (``running_when``); 0 with no baseline rows."""
+        warming = np.flatnonzero(self.status == WARMING_UP)
+        return int(warming[-1]) + 1 if warming.size else 0
+
 
 def run_backtest(
     log: SensorLog,
@@ -314,11 +321,23 @@ def _draw(
     page: str | Path | None,
 ) -> None:
     name = Path(log_path).name
-    figure = pictures.draw(log, result, truth, f"{name}: backtest, {result.train_rows:,} baseline rows")
+    learned = int(np.sum(result.status == WARMING_UP))
+    words = baseline_words(result.train_rows, learned, result.baseline_extensions)
+    figure = pictures.draw(log, result, truth, f"{name}: backtest, {words}")
     if png is not None:
         pictures.write_png(png, figure)
     if page is not None:
         pictures.write_html(page, figure, result, f"{name}: backtest")
+
+
+def baseline_words(train_rows: int, learned_rows: int, extensions: int) -> str:
+    """How many rows the baseline learned from, and why more than ``--train-rows``: the summary line's
+    and the picture's words."""
+    if not extensions:
+        return f"{train_rows} baseline"
+    times = "time" if extensions == 1 else "times"
+    why = "a sensor moved one way only"
+    return f"{learned_rows} baseline: --train-rows {train_rows} went on {extensions} {times}, {why}"
 
 
 def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int, status: np.ndarray) -> str:

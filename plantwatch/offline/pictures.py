@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from detector.features import LEVEL_FEATURES
 from detector.types import Explanation
 from ingest.logfile import SensorLog
 
@@ -47,8 +48,17 @@ class AlertSpan:
     def sensors_text(self, limit: int = 3) -> str:
         if self.why is None or not self.why.contributions:
             return "(no explanation)"
-        parts = [f"{c.sensor} {c.direction} ({round(100 * c.share)} %)" for c in self.why.contributions[:limit]]
+        parts = [
+            f"{c.sensor}{_view(c.feature)} {c.direction} ({round(100 * c.share)} %)"
+            for c in self.why.contributions[:limit]
+        ]
         return ", ".join(parts) + (" (operating point never seen)" if self.why.unseen_operating_point else "")
+
+
+def _view(feature: str) -> str:
+    # "Accelerometer2RMS high" for a vibration that dipped sharply would send the reader looking for a
+    # high reading: name the view of the sensor that is off unless it is the reading or its level.
+    return "" if feature in ("", *LEVEL_FEATURES) else f" {feature}"
 
 
 def alert_spans(result: BacktestResult) -> list[AlertSpan]:
@@ -101,12 +111,13 @@ def draw(log: SensorLog, result: BacktestResult, truth: np.ndarray | None, title
         ax.set_ylabel(log.sensors[column], rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
     prob = axes[-1]
-    scored = np.isfinite(result.probability) & (np.arange(len(result)) >= result.train_rows)
+    end = result.baseline_end
+    scored = np.isfinite(result.probability) & (np.arange(len(result)) >= end)
     prob.plot(when[scored], _nines(result.probability[scored]), lw=0.7, color="#1d3b53", label="anomaly probability")
     if result.alarm_enter is not None:
         prob.axhline(_nines(np.array([result.alarm_enter]))[0], color="#c62828", ls="--", lw=1, label="alarm level")
-    if result.train_rows < len(when):
-        prob.axvline(when[result.train_rows], color="#60707d", ls=":", lw=1, label="end of baseline")
+    if 0 < end < len(when):
+        prob.axvline(when[end], color="#60707d", ls=":", lw=1, label="end of baseline")
     ticks = np.arange(0, MAX_NINES + 1)
     prob.set_yticks(ticks, ["0"] + [f"{1 - 10.0**-n:.{int(n)}f}" for n in ticks[1:]], fontsize=7)
     prob.set_ylim(0, MAX_NINES + 0.6)  # room above for the alerts' labels
