@@ -21,6 +21,8 @@ are only ever added; every older layout is read here and nowhere else:
 * ``recal_*``: the recalibration (:mod:`detector.recalibration`): the baseline's scores, the memory of
   live scores, the rows waiting to be learned and the raised alarm level; absent from models saved
   before it (and with ``recalibrate`` off): a recalibration starts afresh from the model's calibrator.
+  The baseline's scores are the calibrator's: ``recal_shared`` says so, and they are read from
+  ``calibrator/baseline_scores``; models saved before that hold a copy in ``recal_scores``.
   ``recal_held`` / ``recal_held_long``, the open alert's scores while it is short: absent before
   short alerts were learned, when an alert open at the save is taken as a long one.
   ``recal_peaks``/``recal_peaks_seq``/``recal_peaks_counts`` (``[seen, rows learned since the peaks
@@ -51,6 +53,7 @@ import numpy as np
 from detector.adaptation import ADAPT_MEMORY, Adaptation
 from detector.alert_rate import AlertRate
 from detector.baseline import BaselineModel
+from detector.calibration import Calibrator
 from detector.config import MonitorConfig
 from detector.episode import BaselineEpisode
 from detector.features import RollingFeatures
@@ -129,7 +132,7 @@ def encode(saved: MonitorState, config: MonitorConfig) -> dict[str, Any]:
         state["memory_counts"] = [seen, adaptation.since_refit]
     recalibration = saved.learned.recalibration
     if recalibration is not None:
-        state.update(_encode_recalibration(recalibration))
+        state.update(_encode_recalibration(recalibration, model.calibrator))
     feedback = saved.learned.feedback
     if feedback is not None:
         state["feedback/baseline"], state["feedback/marked"] = feedback.baseline32, feedback.marked
@@ -210,11 +213,14 @@ def _decode_feedback(state: Mapping[str, Any]) -> Feedback | None:
     return Feedback(np.asarray(state["feedback/baseline"]), marked, alerts, float(state["feedback/enter"]))
 
 
-def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
+def _encode_recalibration(recalibration: Recalibration, calibrator: Calibrator) -> dict[str, Any]:
     memory, seq, seen = recalibration.memory.get_state()
     peaks, peaks_seq, peaks_seen = recalibration.peaks.get_state()
+    scores = recalibration.baseline_scores
+    shared = np.array_equal(scores, calibrator.baseline_scores_)
+    # The calibrator's own scores, as always since they were shared: saved once, with the calibrator.
     return {
-        "recal_scores": recalibration.baseline_scores.copy(),
+        **({"recal_shared": 1} if shared else {"recal_scores": scores.copy()}),
         "recal_memory": memory.ravel(),
         "recal_seq": seq,
         "recal_pending": np.array(recalibration.pending, dtype=np.float64),
@@ -230,16 +236,17 @@ def _encode_recalibration(recalibration: Recalibration) -> dict[str, Any]:
 
 
 def _decode_recalibration(state: Mapping[str, Any], config: MonitorConfig, model: BaselineModel) -> Recalibration:
-    if "recal_scores" not in state:  # saved before recalibration, or with it off
+    if "recal_counts" not in state:  # saved before recalibration, or with it off
         return Recalibration.start(config, model.calibrator)
     seen, since_refit, guard_left, in_alert = (int(v) for v in state["recal_counts"])
     peaks, peaks_of = None, 0
     if "recal_peaks" in state:  # absent before the peaks were kept: they begin now
         peaks_seen, peaks_of = (int(v) for v in state["recal_peaks_counts"])
         peaks = restored_live_peaks(state["recal_peaks"], state["recal_peaks_seq"], peaks_seen)
-    scores = np.asarray(state["recal_scores"], dtype=np.float64).ravel()
-    if np.array_equal(scores, model.calibrator.baseline_scores_):  # as always since they were shared
-        scores = model.calibrator.baseline_scores_
+    scores = model.calibrator.baseline_scores_  # "recal_shared" (saved once, with the calibrator)
+    if "recal_scores" in state:  # saved twice before that, or (never so far) scores of their own
+        saved = np.asarray(state["recal_scores"], dtype=np.float64).ravel()
+        scores = scores if np.array_equal(saved, scores) else saved
     return Recalibration(
         scores,
         restored_live_memory(config, state["recal_memory"], state["recal_seq"], seen),

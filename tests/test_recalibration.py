@@ -167,6 +167,26 @@ def test_the_recalibration_shares_its_calibrators_baseline_scores_before_and_aft
     assert np.array_equal(restored.recalibration_.baseline_scores, monitor.recalibration_.baseline_scores)  # type: ignore[union-attr]
 
 
+def test_the_saved_state_holds_the_shared_baseline_scores_once_and_reads_an_older_copy() -> None:
+    ts, X = _independent(1500, seed=6)
+    monitor = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d"))
+    monitor.process_arrays(ts, X)
+    state = monitor.get_state()
+    assert "recal_scores" not in state and state["recal_shared"] == 1  # saved once, as the calibrator's
+    assert monitor.model_ is not None and monitor.recalibration_ is not None
+    scores = monitor.model_.calibrator.baseline_scores_
+    older = {key: value for key, value in state.items() if key != "recal_shared"}
+    for saved in (state, {**older, "recal_scores": scores.copy()}):  # as saved before: a copy
+        restored = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(saved)
+        assert restored.recalibration_ is not None and restored.model_ is not None
+        assert np.shares_memory(restored.recalibration_.baseline_scores, restored.model_.calibrator.baseline_scores_)
+        assert np.array_equal(restored.recalibration_.baseline_scores, scores)
+        assert restored.recalibration_.enter_ == monitor.recalibration_.enter_
+    without = {key: value for key, value in older.items() if not key.startswith("recal_")}
+    fresh = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d")).set_state(without)  # saved before recalibration
+    assert fresh.recalibration_ is not None and fresh.recalibration_.memory.seen == 0
+
+
 def test_an_open_short_alert_is_kept_across_a_restart_and_one_saved_before_is_taken_as_long() -> None:
     ts, X = _independent(1500, seed=5)
     monitor = AssetMonitor("pump", CONFIG, ("a", "b", "c", "d"))
