@@ -162,7 +162,7 @@ def run_anomaly_free(data: Path, config: MonitorConfig, tmp: Path) -> list[dict[
     for train_rows in ANOMALY_FREE_BASELINES:
         flags, summary = backtest_flags(path, tmp, train_rows, (), config)
         learned = summary["warming_up_rows"]  # more than train_rows where the baseline was extended
-        after = flags[learned:]
+        after = flags[summary["scored_from"] :]  # where judging starts (the rows may hold skipped ones)
         out.append(
             {
                 "train_rows": train_rows,

@@ -205,7 +205,8 @@ def skab_anomaly_free(data: Path) -> SensorLog:
 def learn(monitor: AssetMonitor, log: SensorLog) -> int:
     """Feed ``log``'s rows to ``monitor`` one baseline length at a time until it has learned (its
     baseline goes on where it saw a sensor move one way only: ``detector.baseline_extensions``);
-    the row its scoring starts at. No row after the baseline is fed."""
+    the row its scoring starts at. Rows are fed a baseline length at a time, so rows after the
+    baseline may be fed too where stopped or skipped rows lay in it."""
     step, end = monitor.config.baseline_rows, 0
     while not monitor.is_warm and end < len(log):
         monitor.process_arrays(log.timestamps_ns[end : end + step], log.values[end : end + step])

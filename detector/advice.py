@@ -25,8 +25,9 @@ def scores_beyond_enter(calibrator: Calibrator | None, enter: float) -> float | 
     return float(calibrator.n_baseline_) * (1.0 - enter)
 
 
-def short_baseline_advice(asset: str, beyond: float | None, config: MonitorConfig) -> str | None:
-    """What to change when too few baseline scores lie beyond the alarm level (None when enough)."""
+def short_baseline_advice(asset: str, beyond: float | None, config: MonitorConfig, learned_rows: int) -> str | None:
+    """What to change when too few baseline scores lie beyond the alarm level (None when enough).
+    ``learned_rows``: the rows the baseline learned from (more than ``baseline_rows`` where it went on)."""
     if beyond is None or beyond >= MIN_SCORES_BEYOND_ENTER:
         return None
     scale = MIN_SCORES_BEYOND_ENTER / max(beyond, 1e-9)
@@ -42,7 +43,7 @@ def short_baseline_advice(asset: str, beyond: float | None, config: MonitorConfi
         )
     return (
         f"baseline of {asset}: {what}; learn from "
-        f"about {scale:.1f}x as many rows (baseline_rows >= {math.ceil(config.baseline_rows * scale)}) "
+        f"about {scale:.1f}x as many rows (baseline_rows >= {math.ceil(learned_rows * scale)}) "
         "or lower enter"
     )
 

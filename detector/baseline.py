@@ -1,6 +1,7 @@
 """Learning a baseline: the rows it is learned from, and the model learned at their end.
 
-When the last of ``baseline_rows`` usable rows arrives (:class:`BaselineRows`), :func:`learn_baseline`
+When the last of ``baseline_rows`` usable rows arrives (:class:`BaselineRows`; more where the rows
+saw a sensor move one way only and the baseline goes on, ``baseline_extensions``), :func:`learn_baseline`
 fixes the feature window (``window_s``, or ``window_samples`` x the baseline's median sampling
 interval, so one setting serves 1 s and 5 min data alike), computes the features over the baseline,
 leaves out the first rows whose window is not yet full, and fits the detector and calibrator
@@ -59,7 +60,7 @@ class BaselineRows:
 
     def take(self, ts: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Add the first of ``rows`` (indices into ``ts``/``X``) until full; return those taken."""
-        taken = rows[: self.size - self.count]
+        taken = rows[: max(self.size - self.count, 0)]  # none once full (a restore may hold more)
         self._ts.append(ts[taken].copy())
         self._X.append(X[taken].copy())
         self.count += int(taken.size)
@@ -94,12 +95,13 @@ class BaselineRows:
     def clear(self) -> None:
         self._ts, self._X, self.count, self.size = [], [], 0, self.step
 
-    def restore(self, ts: np.ndarray, X: np.ndarray) -> None:
+    def restore(self, ts: np.ndarray, X: np.ndarray, extensions: int) -> None:
         """Rows saved while warming up. A baseline is only ever saved short of full, so one holding
-        ``k`` steps' rows or more had been extended: it goes on to the next step."""
+        ``k`` steps' rows or more had been extended: it goes on to the next step, unless
+        ``extensions`` (now allowed) ends it sooner. Then it is full, and learned at the next row."""
         self._ts, self._X = [np.asarray(ts, dtype=np.int64)], [np.asarray(X, dtype=np.float64)]
         self.count = int(self._ts[0].size)
-        self.size = (self.count // self.step + 1) * self.step
+        self.size = min(self.count // self.step + 1, extensions + 1) * self.step
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these

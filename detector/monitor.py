@@ -254,7 +254,8 @@ class AssetMonitor:
 
     def short_baseline_advice(self) -> str | None:
         """What to change when too few baseline scores lie beyond the alarm level (None when enough)."""
-        return short_baseline_advice(self.asset, self.scores_beyond_enter, self.config)
+        learned = self.config.baseline_rows * (1 + self.baseline_extensions_)  # it may have gone on
+        return short_baseline_advice(self.asset, self.scores_beyond_enter, self.config, learned)
 
     def episode_advice(self) -> str | None:
         """What to check when one episode of the baseline set the alarm level (None otherwise)."""
@@ -508,7 +509,10 @@ class AssetMonitor:
             return False
         arrays = baseline.arrays()
         assert arrays is not None
-        one_way = baseline_one_way(*arrays, self.config)
+        try:
+            one_way = baseline_one_way(*arrays, self.config)
+        except Exception:  # learning these rows meets the same error, and reports it (BaselineFailed)
+            return False
         if not one_way.any():
             return False
         baseline.extend()
@@ -529,9 +533,9 @@ class AssetMonitor:
                 cause=str(exc),
                 message=(
                     f"asset {self.asset!r}: learning the baseline from {ts.size} rows failed ({exc}); "
-                    f"the next {config.baseline_rows} rows are learned instead. Check detector "
-                    f"{config.detector!r}, its params and baseline_rows (with {config.calibration_folds} "
-                    "cross-fitting folds each model learns from all folds but one)"
+                    f"the next {config.baseline_rows} rows (or more: detector.baseline_extensions) are learned "
+                    f"instead. Check detector {config.detector!r}, its params and baseline_rows (with "
+                    f"{config.calibration_folds} cross-fitting folds each model learns from all folds but one)"
                 ),
             )
             events.append(self.baseline_failure_)
@@ -684,7 +688,7 @@ class AssetMonitor:
         self.baseline_extensions_ = saved.baseline_extensions
         self.alarm_.set_state(saved.alarm)
         if saved.baseline is not None:
-            self.baseline_.restore(*saved.baseline)
+            self.baseline_.restore(*saved.baseline, self.config.baseline_extensions)
         if saved.learned is not None:
             self.features_, self.adaptation_ = saved.learned.features, saved.learned.adaptation
             self.recalibration_, self.feedback_ = saved.learned.recalibration, saved.learned.feedback

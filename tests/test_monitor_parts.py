@@ -261,10 +261,12 @@ def test_judging_bisection_steps_together_gives_the_same_score_as_one_at_a_time(
 
 def test_advice_texts_say_what_to_change() -> None:
     config = MonitorConfig(baseline_rows=400, enter=0.995)
-    short = short_baseline_advice("pump", 2.0, config)
+    short = short_baseline_advice("pump", 2.0, config, 400)
     assert short is not None and "only 2.0 of its scores" in short and "baseline_rows >= 2000" in short
-    assert short_baseline_advice("pump", MIN_SCORES_BEYOND_ENTER, config) is None
-    assert short_baseline_advice("pump", None, config) is None
+    went_on = short_baseline_advice("pump", 2.0, config, 1200)  # the baseline went on twice: 1,200 rows learned
+    assert went_on is not None and "baseline_rows >= 6000" in went_on
+    assert short_baseline_advice("pump", MIN_SCORES_BEYOND_ENTER, config, 400) is None
+    assert short_baseline_advice("pump", None, config, 400) is None
     episode = BaselineEpisode(1_700_000_000 * SEC, 1_700_000_180 * SEC, 12, 15, 40.0)
     text = episode_advice("pump", episode, config)
     assert (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +127,31 @@ def test_a_baseline_that_saw_one_way_goes_on_until_it_sees_the_way_back() -> Non
     assert asset_view(again, None)["baseline_rows"] == 2400  # saved with the model
 
 
+def test_a_restart_with_fewer_extensions_allowed_learns_at_once_from_the_rows_it_holds() -> None:
+    ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
+    monitor = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200), SENSORS)
+    monitor.process_arrays(ts[:1500], X[:1500])  # went on to 2,400 rows; 1,500 held at the save
+    state = monitor.get_state()
+    never = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200, baseline_extensions=0), SENSORS)
+    never.set_state(state)
+    out = never.process_arrays(ts[1500:], X[1500:])
+    # baseline_extensions: 0 learns at baseline_rows whatever the rows show: here the 1,500 it holds
+    assert never.model_ is not None and never.baseline_extensions_ == 0
+    assert (out.status == SCORED).all()
+    assert asset_view(never, None)["baseline_rows"] == 1200
+
+
+def test_a_one_way_check_that_fails_is_reported_as_the_baseline_failing_not_a_stuck_asset() -> None:
+    ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
+    # A feature window no clock can count (only reachable from Python: the settings refuse it).
+    monitor = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200, window_s=1e10), SENSORS)
+    first = monitor.process_arrays(ts[:1300], X[:1300])
+    assert monitor.baseline_failures_ == 1 and monitor.baseline_.count == 100  # reported; the next rows begin
+    assert (first.status == WARMING_UP).all()
+    monitor.process_arrays(ts[1300:2500], X[1300:2500])
+    assert monitor.baseline_failures_ == 2 and monitor.baseline_.count == 100  # 100 + 1,200 rows: one more try
+
+
 def test_extensions_stop_at_baseline_extensions_and_the_advice_stays() -> None:
     ts, X = _loaded((0.55, 0.65, 0.75, 0.85, 0.95, 1.05))  # every step a rise
     config = MonitorConfig(baseline_rows=1200, baseline_extensions=1)
@@ -177,3 +203,26 @@ def test_a_backtest_picture_marks_where_the_baseline_that_went_on_ended() -> Non
     went_on = "2400 baseline: --train-rows 1200 went on 1 time, a sensor moved one way only"
     assert baseline_words(1200, 2400, 1) == went_on
     assert baseline_words(1200, 1200, 0) == "1200 baseline"
+
+
+def test_a_backtest_scores_its_labels_from_where_its_baseline_ended(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plantwatch.cli import main
+
+    ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
+    label = np.zeros(ts.size, dtype=int)
+    label[1500:1600] = 1  # inside the baseline, which goes on from 1,200 to 2,400 rows
+    stamps = [f"2026-01-01 00:{t // 60:02d}:{t % 60:02d}" for t in (ts // 10**9).tolist()]  # 3,600 s
+    lines = ["time,flow,pressure,current,other,anomaly"]
+    lines += [
+        f"{s},{','.join(f'{v:.6f}' for v in row)},{a}" for s, row, a in zip(stamps, X.tolist(), label, strict=True)
+    ]
+    log = tmp_path / "pump.csv"
+    log.write_text("\n".join(lines) + "\n")
+    argv = ["backtest", str(log), "--train-rows", "1200", "--out", str(tmp_path / "s.csv"), "--label-column", "anomaly"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    # The 1,200 rows the baseline went on for were not judged: not 100 misses and 1,100 true negatives.
+    assert "point-wise after row 2400" in out and "(TP 0, FP 0, FN 0, TN 1200)" in out
+    assert "100 labelled rows lay in the baseline after row 1200 (the baseline ran to row 2400)" in out

@@ -183,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"labels from {args.labels}: {said} alerts of {verdicts[0].asset} (true_fault rows are faults)")
     if metrics:
         print(
-            f"point-wise after row {summary['train_rows']} (label = any of {', '.join(label_names)}): "
+            f"point-wise after row {summary['scored_from']} (label = any of {', '.join(label_names)}): "
             f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}  F1 {metrics['f1']:.3f}  "
             f"(TP {metrics['tp']}, FP {metrics['fp']}, FN {metrics['fn']}, TN {metrics['tn']})"
         )
@@ -194,5 +194,10 @@ def main(args: argparse.Namespace) -> int:
                 when = f"; first flag a median {d['median_s']:.4g} s after a segment starts "
                 when += f"({d['min_s']:.4g}..{d['max_s']:.4g} s)"
             flagged = f"{d['flagged']} of {d['segments']} flagged"
-            print(f"labelled segments after row {summary['train_rows']}: {flagged}{when}")
+            print(f"labelled segments after row {summary['scored_from']}: {flagged}{when}")
+        if inside := summary["labelled_in_baseline"]:
+            print(
+                f"{inside} labelled rows lay in the baseline after row {summary['train_rows']} "
+                f"(the baseline ran to row {summary['scored_from']}): learned as normal, not judged"
+            )
     return 0

@@ -2,9 +2,10 @@
 
 The log's rows go through ``AssetMonitor.process_arrays``, the same code the live service's
 ``observe`` uses, with ``baseline_rows = train_rows``: the first ``train_rows`` rows are learned as
-normal and everything after is scored causally (a row's output depends only on rows at or before it).
-With ``running_when`` the baseline is the first ``train_rows`` rows of running (stopped and settling
-rows are neither learned nor scored; the summary counts them).
+normal (more where the baseline goes on: ``detector.baseline_extensions``) and everything after is
+scored causally (a row's output depends only on rows at or before it). With ``running_when`` the
+baseline is the first ``train_rows`` rows of running (stopped and settling rows are neither learned
+nor scored; the summary counts them). Labels are scored from where the baseline ended.
 """
 
 from __future__ import annotations
@@ -274,6 +275,7 @@ def backtest_main(
     result = run_backtest(log, train_rows=train_rows, config=config, explain=explain, progress=progress)
     if result.no_baseline is not None:  # a score file of warm-up zeros would pass for a quiet asset
         raise ValueError(f"{log_path}: {result.no_baseline}")
+    scored_from = max(train_rows, result.baseline_end)
     write_scores_csv(out_path, result)
     if explain_path is not None:
         write_explanations(explain_path, result)
@@ -289,6 +291,9 @@ def backtest_main(
         "left_out": list(log.left_out),
         "train_rows": train_rows,
         "baseline_extensions": result.baseline_extensions,
+        # Where judging starts: after the rows the baseline learned from, which may run past train_rows
+        # (it went on, or stopped or skipped rows lay in it).
+        "scored_from": scored_from,
         "warming_up_rows": int(np.sum(result.status == WARMING_UP)),
         "scored_rows": int(np.sum(result.status == SCORED)),
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
@@ -306,8 +311,11 @@ def backtest_main(
         "rows_per_second": len(log) / elapsed if elapsed > 0 else float("inf"),
     }
     if truth is not None:
-        summary["metrics"] = pointwise_metrics(result.anomaly, truth, start=train_rows)
-        after = slice(train_rows, None)
+        # The labels are scored over the rows the model judged. Labelled rows inside a baseline that went
+        # on were learned as normal, not judged: counted apart, so they can be seen.
+        summary["metrics"] = pointwise_metrics(result.anomaly, truth, start=scored_from)
+        summary["labelled_in_baseline"] = int(np.sum(truth[train_rows:scored_from]))
+        after = slice(scored_from, None)
         summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
     return summary
 
