@@ -101,6 +101,7 @@ def _stores_in(tmp_path: Path) -> dict[str, str]:
 def test_unopenable_storage_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], line: str) -> None:
     fill = {"port": free_port(), "tmp": tmp_path}
     env = {key: value.format(**fill) for key, value in env.items()}
+    env["PLANTWATCH_API__PORT"] = str(free_port())  # not the default 8080: another service may hold it
     # The example's settings check learns a 3,600-row trial baseline (~10 s); the SQLite cases need no example.
     config = EXAMPLE_CONFIG if "postgresql" in env["PLANTWATCH_ALERTS__STORE_URL"] else _small_config(tmp_path)
     returncode, output = _run_to_exit("run", "--config", str(config), env=env, tmp_path=tmp_path)
