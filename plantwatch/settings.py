@@ -685,7 +685,8 @@ def _secret_file_variables() -> list[str]:
 
 def _read_yaml(source: Path | Traversable, name: str) -> dict[str, Any]:
     if not source.is_file():
-        raise ConfigError(f"{name}: config file not found (pass --config FILE with an existing file)")
+        problem = "is a folder, not a config file" if source.is_dir() else "config file not found"
+        raise ConfigError(f"{name}: {problem} (pass --config FILE with an existing file)")
     try:
         loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

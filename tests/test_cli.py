@@ -192,3 +192,68 @@ def test_backtest_applies_an_assets_overrides_like_the_live_service(
     assert "no 'fan-2' (overrides for: pump-7); using the top-level settings" in capsys.readouterr().err
     scores = {name: [r["score"] for r in _read_scores(path)] for name, path in outs.items()}
     assert scores["other"] == scores["top"] != scores["pump"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["demo", "--rate", "0"], "argument --rate: must be a number above 0, got '0'"),
+        (["demo", "--rate", "-5"], "argument --rate: must be a number above 0, got '-5'"),
+        (["demo", "--port", "99999"], "argument --port: must be a port from 0 (any free one) to 65535, got '99999'"),
+        (["demo", "--port", "-1"], "argument --port: must be a port from 0 (any free one) to 65535, got '-1'"),
+    ],
+)
+def test_demo_refuses_impossible_flag_values_naming_the_flag(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_replay_refuses_names_the_service_would_refuse_before_publishing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log.csv"
+    _sensor_log(log, rows=20)
+    # port 1: nothing listens; the names are refused before any connection is tried
+    assert main(["replay", str(log), "--broker", "mqtt://127.0.0.1:1", "--asset", 'bad"name']) == 2
+    assert "--asset 'bad\"name' contains a double quote" in capsys.readouterr().err
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text(log.read_text().replace("pressure", 'pres"sure', 1))
+    assert main(["replay", str(quoted), "--broker", "mqtt://127.0.0.1:1", "--asset", "p1"]) == 2
+    assert "column 'pres\"sure' contains a double quote" in capsys.readouterr().err
+
+
+def test_a_plot_must_be_a_png_and_is_refused_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log.csv"
+    _sensor_log(log)
+    for name in ("x.txt", "noext"):
+        argv = ["backtest", str(log), "--train-rows", "300", "--out", str(tmp_path / "o.csv")]
+        assert main([*argv, "--plot", str(tmp_path / name)]) == 2
+        assert f"--plot {tmp_path / name}: give a file name ending in .png" in capsys.readouterr().err
+        assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_config_that_is_a_folder_is_said_to_be_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(tmp_path)]) == 2
+    assert f"plantwatch: {tmp_path}: is a folder, not a config file" in capsys.readouterr().err
+
+
+def test_a_file_error_names_the_flag_that_gave_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What only trying can tell (/proc looks writable to root): the write fails after the checks.
+    import plantwatch.offline.backtest as backtest
+
+    def refused(path: str | Path, result: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(backtest, "write_scores_csv", refused)
+    log = tmp_path / "log.csv"
+    _sensor_log(log)
+    out = tmp_path / "o.csv"
+    assert main(["backtest", str(log), "--train-rows", "300", "--out", str(out)]) == 2
+    assert f"plantwatch: --out {out}: permission denied" in capsys.readouterr().err

@@ -193,7 +193,7 @@ def _write_csv(path: Path, assets, names, with_label: bool = False) -> None:
                 w.writerow([name, int(t[i]), *S[i], *X[i]] + (["x"] if with_label else []))
 
 
-def test_cli_fit_predict_roundtrip(tmp_path: Path, monkeypatch):
+def test_cli_fit_predict_roundtrip(tmp_path: Path, monkeypatch, capsys):
     import argparse
 
     import detector.rul as rul_mod
@@ -245,6 +245,18 @@ def test_cli_fit_predict_roundtrip(tmp_path: Path, monkeypatch):
         assert args.func(args) == 0
         assert (tmp_path / "rul.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         (tmp_path / "rul.png").unlink()
+    # --truth alone: RMSE and coverage printed, as the plot's title gives them
+    capsys.readouterr()
+    args = parser.parse_args([*predict, "--truth", str(tmp_path / "truth.txt")])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "4 assets → " in printed and f"against {tmp_path / 'truth.txt'}: RMSE " in printed
+    assert "of 4 assets" in printed
+    for flag, value in (("--cap", "-5"), ("--coverage", "1.5"), ("--window", "0"), ("--seed", "-1")):
+        with pytest.raises(SystemExit):  # argparse: "argument --cap: must be a number above 0, got '-5'"
+            parser.parse_args(["rul", "fit", "t.csv", "--asset-column", "u", "--time-column", "c", "--out", "M",
+                               flag, value])  # fmt: skip
+        assert f"argument {flag}: " in capsys.readouterr().err
     (tmp_path / "short.txt").write_text("12\n30\n")
     args = parser.parse_args([*predict, "--plot", str(tmp_path / "rul.png"), "--truth", str(tmp_path / "short.txt")])
     with pytest.raises(CommandError, match=r"--truth .*short.txt: 2 values for 4 assets"):

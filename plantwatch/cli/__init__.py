@@ -46,8 +46,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:  # the commands name the flag where they know it; this names at least the file
-        print(f"plantwatch: {os_error_line(exc)}", file=sys.stderr)
+        given = list(sys.argv[1:] if argv is None else argv)
+        print(f"plantwatch: {_flag_of(exc, args, given)}{os_error_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _flag_of(exc: OSError, args: argparse.Namespace, given: list[str]) -> str:
+    """``"--out "`` when the failing file is the one a flag given on the command line named, else ``""``.
+    (The checks before the work pass where only trying tells: ``/proc`` looks writable to root.)"""
+    if exc.filename is None:
+        return ""
+    failed = os.fsdecode(exc.filename)
+    for dest, value in vars(args).items():
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, str) and flag in given and Path(value).absolute() in _around(Path(failed)):
+            return flag + " "
+    return ""
+
+
+def _around(path: Path) -> set[Path]:
+    # The file itself and the folders it lies in: a folder flag (--workdir) fails on a file inside it.
+    return {path.absolute(), *path.absolute().parents}
 
 
 def os_error_line(exc: OSError) -> str:

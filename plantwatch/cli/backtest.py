@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from detector.config import MIN_BASELINE_ROWS
 from detector.detectability import describe_shifts
-from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file
+from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file, png_file
 from plantwatch.cli.progress import progress_bar
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
@@ -111,9 +111,11 @@ def main(args: argparse.Namespace) -> int:
     # Checked before the work: scoring a long log takes minutes, which a bad --out would waste.
     input_file("LOG.csv", args.log)
     output_file("--out", args.out)
-    for flag, path in (("--explain", args.explain), ("--plot", args.plot), ("--html", args.html)):
+    for flag, path in (("--explain", args.explain), ("--html", args.html)):
         if path is not None:
             output_file(flag, path)
+    if args.plot is not None:
+        png_file("--plot", args.plot)
     # The same detector settings the live service runs with (the embedded default without --config);
     # storage is irrelevant offline, so no InfluxDB token is asked for.
     detector = load_settings(args.config, offline=True).detector

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from plantwatch.cli.common import add_log_level
+from plantwatch.cli.common import add_log_level, output_folder, port_number, positive_number
 
 
 def add_parser(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo", help="self-contained demo: in-process broker, embedded storage, injected fault"
     )
-    demo.add_argument("--rate", type=float, default=200.0, help="replay rows per second (default 200)")
-    demo.add_argument("--port", type=int, default=0, help="API port (default: a free port)")
+    demo.add_argument("--rate", type=positive_number, default=200.0, help="replay rows per second (default 200)")
+    demo.add_argument("--port", type=port_number, default=0, help="API port (default: a free port)")
     demo.add_argument("--keep-running", action="store_true", help="keep the API up after the alert")
     demo.add_argument("--workdir", help="where the demo's SQLite files go (default: a temp dir)")
     add_log_level(demo)
@@ -23,4 +23,6 @@ def add_parser(subparsers: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from plantwatch.demo import run_demo
 
+    if args.workdir is not None:
+        output_folder("--workdir", args.workdir)
     return run_demo(rate=args.rate, api_port=args.port, keep_running=args.keep_running, workdir=args.workdir)

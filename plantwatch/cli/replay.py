@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import socket
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from plantwatch.cli.common import CommandError, add_log_level, input_file
+from plantwatch.cli.common import CommandError, add_log_level, input_file, positive_number
 from plantwatch.cli.progress import progress_bar
 from plantwatch.settings import Settings, load_settings
 from plantwatch.settings_errors import mask_password
@@ -56,21 +56,11 @@ def add_parser(subparsers: Any) -> None:
         "anyway; those are left out by default (repeatable)",
     )
     pace = rep.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=_positive, metavar="X", help="replay at the log's own pace times X")
-    pace.add_argument("--rate", type=_positive, metavar="N", help="replay at N rows per second")
+    pace.add_argument("--speed", type=positive_number, metavar="X", help="replay at the log's own pace times X")
+    pace.add_argument("--rate", type=positive_number, metavar="N", help="replay at N rows per second")
     pace.add_argument("--fast", action="store_true", help="as fast as the broker acknowledges (default)")
     add_log_level(rep)
     rep.set_defaults(func=main)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
-    return value
 
 
 def _publish_topic(text: str) -> str:
@@ -107,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
     )
     if not len(sensor_log):
         raise ValueError(f"{args.log}: no data rows after the header; nothing to replay")
+    _check_names(args.asset, sensor_log.sensors, args.log)
     notice = left_out_notice(args.log, sensor_log.left_out, "--include NAME publishes one as a sensor")
     if notice:
         print(notice, file=sys.stderr)
@@ -130,6 +121,17 @@ def main(args: argparse.Namespace) -> int:
         f"{stats.skipped_values} empty/non-numeric values left out"
     )
     return 0
+
+
+def _check_names(asset: str, sensors: Sequence[str], log: str) -> None:
+    """Names the service would refuse (``bad_name``, every frame), refused before anything is published."""
+    from ingest.formats.base import name_problem
+
+    if problem := name_problem(asset):
+        raise CommandError(f"--asset {asset!r} {problem}: the service refuses every frame of such an asset")
+    for sensor in sensors:
+        if problem := name_problem(sensor):
+            raise CommandError(f"{log}: column {sensor!r} {problem}: the service refuses such a sensor; rename it")
 
 
 class _Broker(NamedTuple):

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 from typing import Any
 
-from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file, output_folder
+from plantwatch.cli.common import (
+    CommandError,
+    add_log_level,
+    counting_number,
+    input_file,
+    output_file,
+    output_folder,
+    png_file,
+    positive_number,
+    seed_number,
+    share,
+)
 from plantwatch.cli.progress import progress_bar
 
 
@@ -34,8 +44,7 @@ def _fit(args: argparse.Namespace) -> int:
     print(
         f"fitted on {len(log.assets)} assets: {model.normalizer_.k_} regime(s), sensors used: {', '.join(kept)}; "
         f"CV RMSE {model.cv_rmse_:.2f} (per-asset weighted {model.cv_rmse_last_:.2f}), "
-        f"CV interval coverage {model.cv_coverage_:.1%} → {args.out}",
-        file=sys.stderr,
+        f"CV interval coverage {model.cv_coverage_:.1%} → {args.out}"
     )
     return 0
 
@@ -44,14 +53,14 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from plantwatch.maintenance.rul_files import load_model, model_problem, read_fleet_csv
-    from plantwatch.offline.pictures import draw_rul, read_truth, write_png
+    from plantwatch.offline.pictures import against_truth, draw_rul, read_truth, write_png
 
     input_file("TEST.csv", args.test)
     output_file("--out", args.out)
     if args.truth is not None:
         input_file("--truth", args.truth)
     if args.plot is not None:
-        output_file("--plot", args.plot)
+        png_file("--plot", args.plot)
     problem = model_problem(Path(args.model))
     if problem is not None:
         raise CommandError(f"--model {args.model}: {problem}")
@@ -75,10 +84,12 @@ def _predict(args: argparse.Namespace) -> int:
         w.writerow(["asset", "rul", "rul_low", "rul_high"])
         for name, p in zip(log.assets, preds, strict=True):
             w.writerow([name, f"{p.rul:.3f}", f"{p.low:.3f}", f"{p.high:.3f}"])
+    rul, low, high = (np.array([getattr(p, name) for p in preds]) for name in ("rul", "low", "high"))
     if args.plot is not None:
-        rul, low, high = (np.array([getattr(p, name) for p in preds]) for name in ("rul", "low", "high"))
         write_png(args.plot, draw_rul(rul, low, high, truth, f"{Path(args.test).name}: remaining life"))
-    print(f"{len(preds)} assets → {', '.join(p for p in (str(out), args.plot) if p)}", file=sys.stderr)
+    print(f"{len(preds)} assets → {', '.join(p for p in (str(out), args.plot) if p)}")
+    if truth is not None:
+        print(f"against {args.truth}: {against_truth(rul, low, high, truth)}")
     return 0
 
 
@@ -108,10 +119,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "rul predict --model and maintenance.rul_model read it",
     )
     fit.add_argument("--settings-columns", help="comma-separated operating-settings columns (default: setting*)")
-    fit.add_argument("--cap", type=float, default=125.0, help="cap of the piece-wise linear target (default 125)")
-    fit.add_argument("--window", type=int, default=90, help="feature window in rows (default 90)")
-    fit.add_argument("--coverage", type=float, default=0.8, help="nominal interval coverage (default 0.8)")
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument(
+        "--cap", type=positive_number, default=125.0, help="cap of the piece-wise linear target (default 125)"
+    )
+    fit.add_argument("--window", type=counting_number, default=90, help="feature window in rows (default 90)")
+    fit.add_argument("--coverage", type=share, default=0.8, help="nominal interval coverage (default 0.8)")
+    fit.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
     fit.set_defaults(func=_fit)
 
     pred = sub.add_parser("predict", help="RUL at each asset's last row: asset,rul,rul_low,rul_high")
@@ -132,7 +145,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pred.add_argument(
         "--truth",
         metavar="TRUTH.csv",
-        help="true remaining lives to draw beside them (with RMSE and coverage): asset,rul with that header, "
+        help="true remaining lives: RMSE and interval coverage are printed (and drawn beside the predictions "
+        "with --plot); asset,rul with that header, "
         "or one number per line in the log's asset order (C-MAPSS RUL_FD001.txt)",
     )
     pred.set_defaults(func=_predict)

@@ -139,7 +139,7 @@ def draw(log: SensorLog, result: BacktestResult, truth: np.ndarray | None, title
 
 
 def write_png(path: str | Path, fig: Any) -> None:
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 
 
 def write_html(path: str | Path, fig: Any, result: BacktestResult, title: str) -> None:
@@ -202,6 +202,13 @@ def _number(text: str, path: str | Path, line: int) -> float:
     return value
 
 
+def against_truth(rul: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.ndarray) -> str:
+    """``RMSE 11.91, interval covers 87% of 100 assets``: predictions against the true remaining lives."""
+    rmse = float(np.sqrt(np.mean((rul - truth) ** 2)))
+    covered = float(np.mean((truth >= low) & (truth <= high)))
+    return f"RMSE {rmse:.2f}, interval covers {covered:.0%} of {truth.size} assets"
+
+
 def draw_rul(rul: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.ndarray | None, title: str) -> Any:
     """Each asset's predicted remaining life with its interval, sorted by the truth when given (else by
     the prediction), the truth beside it; RMSE and interval coverage in the title."""
@@ -215,9 +222,7 @@ def draw_rul(rul: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.ndarr
     ax.plot(x, rul[order], ".", color="#1d3b53", ms=4, label="predicted")
     if truth is not None:
         ax.plot(x, truth[order], "_", color="#c62828", ms=7, mew=1.5, label="true")
-        rmse = float(np.sqrt(np.mean((rul - truth) ** 2)))
-        covered = float(np.mean((truth >= low) & (truth <= high)))
-        title += f": RMSE {rmse:.2f}, interval covers {covered:.0%} of {truth.size} assets"
+        title += f": {against_truth(rul, low, high, truth)}"
     ax.set_xlabel("assets, by true remaining life" if truth is not None else "assets, by predicted remaining life")
     ax.set_ylabel("remaining life (time steps)")
     ax.set_ylim(bottom=0)
