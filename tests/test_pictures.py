@@ -43,6 +43,7 @@ def test_backtest_draws_the_png_and_the_html_page(tmp_path: Path) -> None:
     assert width >= 1200 and height >= 1000  # 8 sensor panels and the probability panel
     text = page.read_text()
     assert "<td>s2 high (" in text  # the alert table names the stepped sensor
+    assert "<p>alarm level: probability &ge; 0.99" in text
     (image,) = re.findall(r'src="data:image/png;base64,([^"]+)"', text)  # the picture, inside the page
     assert _png_size(base64.b64decode(image)) == (width, height)
     assert "http" not in text.replace("http-equiv", "")  # nothing to fetch
@@ -77,3 +78,12 @@ def test_an_alert_caption_names_the_view_of_the_sensor_unless_it_is_its_reading_
     span = AlertSpan(1, 10, 20, 0.99999, Explanation((dipped, level)))
     # A sharp dip raises the spread: "vibration high" alone would send the reader looking for a high reading.
     assert span.sensors_text() == "vibration spread high (77 %), flow low (20 %)"
+
+
+def test_probabilities_in_the_alert_table_keep_their_nines() -> None:
+    from plantwatch.offline.pictures import probability_text
+
+    # 1.000000 for a peak of 0.9999998 against a level of 0.9999871 hid the digits that matter
+    assert probability_text(0.9999998) == "0.9999998"
+    assert probability_text(0.9999898) == "0.9999898"  # rounding to the first digit would carry: 0.999990
+    assert probability_text(0.995) == "0.995" and probability_text(0.123456789) == "0.123457"

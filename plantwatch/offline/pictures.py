@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +143,20 @@ def write_png(path: str | Path, fig: Any) -> None:
     fig.savefig(path, dpi=110, format="png")
 
 
+def probability_text(p: float) -> str:
+    """A probability with its nines and the digits after them: ``0.9999898``, not ``1.000000`` (the
+    alarm levels the false-alert target derives lie at five to seven nines)."""
+    nines = math.floor(-math.log10(1.0 - p)) if 0.9 < p < 1.0 else 0
+    # two digits after the nines (rounding one alone may carry into them), trailing zeros dropped
+    return str(np.format_float_positional(p, precision=min(max(6, nines + 3), 16), trim="-"))
+
+
+def _alarm_level(result: BacktestResult) -> str:
+    if result.alarm_enter is None:
+        return ""
+    return f"<p>alarm level: probability &ge; {probability_text(result.alarm_enter)}</p>\n"
+
+
 def write_html(path: str | Path, fig: Any, result: BacktestResult, title: str) -> None:
     """The figure and the table of alerts, in one HTML file with nothing to fetch."""
     buffer = io.BytesIO()
@@ -150,7 +165,7 @@ def write_html(path: str | Path, fig: Any, result: BacktestResult, title: str) -
     rows = "\n".join(
         f"<tr><td>{s.number}</td><td>{html.escape(result.timestamp_text[s.start])}</td>"
         f"<td>{html.escape(result.timestamp_text[s.stop - 1])}</td><td>{s.stop - s.start}</td>"
-        f"<td>{s.peak_probability:.6f}</td><td>{html.escape(s.sensors_text())}</td></tr>"
+        f"<td>{probability_text(s.peak_probability)}</td><td>{html.escape(s.sensors_text())}</td></tr>"
         for s in alert_spans(result)
     )
     page = f"""<!doctype html>
@@ -160,8 +175,8 @@ table{{border-collapse:collapse}}td,th{{padding:.25rem .6rem;border-bottom:1px s
 </head><body><h1>{html.escape(title)}</h1>
 <img alt="sensor traces, anomaly probability with the alarm level, alerts shaded" src="data:image/png;base64,{image}">
 <h2>Alerts</h2>
-<table><thead><tr><th>#</th><th>first row</th><th>last row</th><th>rows</th><th>peak probability</th>
-<th>top sensors</th></tr></thead>
+{_alarm_level(result)}<table><thead><tr><th>#</th><th>first row</th><th>last row</th><th>rows</th>
+<th>peak probability</th><th>top sensors</th></tr></thead>
 <tbody>
 {rows or '<tr><td colspan="6">none</td></tr>'}
 </tbody></table></body></html>
