@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import httpx
+import numpy as np
 import pytest
 from servers import MosquittoServer, VictoriaServer, require_binary, skip_or_fail
 from test_end_to_end import _write_csv as write_pump_csv  # the demo's pump, a bearing fault in its last part
@@ -63,6 +64,12 @@ def _playwright() -> ModuleType:
         raise
 
 
+def _js_reading(value: float) -> str:
+    """The dashboard's ``reading(value)``: four significant digits, as JavaScript prints the number."""
+    # positional, as JavaScript prints numbers from 1e-7 up (Python's repr turns to 1e-05 below 1e-4)
+    return str(np.format_float_positional(float(f"{value:.4g}"), trim="-"))
+
+
 def _replay_fault(tmp_path: Path, broker_port: int) -> None:
     log = tmp_path / "pump.csv"
     write_pump_csv(log)
@@ -102,7 +109,12 @@ def test_a_shift_sees_the_alert_on_the_dashboard_and_acknowledges_it(
         alert_id = int(row.get_attribute("data-alert-id") or 0)
         alert = httpx.get(f"{base}/alerts/{alert_id}", headers=headers, timeout=5).json()
         assert alert["asset"] == "pump-3" and alert["acknowledged_at"] is None
-        sync_api.expect(row).to_contain_text(alert["top_sensors"][0]["sensor"])  # named in plant terms
+        top = alert["top_sensors"][0]
+        sync_api.expect(row).to_contain_text(top["sensor"])  # named in plant terms
+        # its view when not its level, and four significant digits (0.000188 read "0.00" with two decimals)
+        view = "" if top["feature"] in ("", "raw", "level") else f" {top['feature']}"
+        sync_api.expect(row).to_contain_text(f"{top['sensor']}{view} {top['direction']} (")
+        sync_api.expect(row).to_contain_text(f"expected {_js_reading(top['expected_low'])} to ")
         sync_api.expect(page.locator("#sensors path.line")).to_have_count(8)  # the pump's sensors, one strip each
         sync_api.expect(page.locator("#sensors")).to_contain_text(alert["top_sensors"][0]["sensor"])
         # the pump runs at one supply voltage: its health judged in that regime, learned from its readings

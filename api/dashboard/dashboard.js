@@ -81,6 +81,17 @@ function number(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
+function reading(value) {
+  // four significant digits, as the service's log gives them: a vibration spread of 0.000188 with its
+  // range 0.000150 to 0.000413 must not read "0.00, expected 0.00 to 0.00"
+  return value === null || value === undefined ? "–" : String(Number(Number(value).toPrecision(4)));
+}
+
+function view(feature) {
+  // which view of the sensor is off, unless it is the reading or its level: "spread high" for a sharp dip
+  return !feature || feature === "raw" || feature === "level" ? "" : ` ${feature}`;
+}
+
 function probability(p) {
   // enough digits to tell 0.9999 from 0.99999: the alarm level of a week's false-alert target is near 1
   if (p === null || p === undefined) return "–";
@@ -102,8 +113,8 @@ function drivers(sensors) {
       el(
         "li",
         {},
-        `${s.sensor} ${s.direction} (${Math.round(100 * s.share)} %): ${number(s.value, 2)}, ` +
-          `expected ${number(s.expected_low, 2)} to ${number(s.expected_high, 2)}`,
+        `${s.sensor}${view(s.feature)} ${s.direction} (${Math.round(100 * s.share)} %): ${reading(s.value)}, ` +
+          `expected ${reading(s.expected_low)} to ${reading(s.expected_high)}`,
       ),
     ),
   );
@@ -323,7 +334,7 @@ function drawSensors(strips, readings, alerts, t0, t1, x, top) {
     strips.append(svg("path", { class: "line", d: path.join("") }));
     const label = { x: BOX.left - 6, "text-anchor": "end" };
     strips.append(svg("text", { ...label, y: y0 + 16 }, readings.sensors[column]));
-    if (values.length) strips.append(svg("text", { ...label, y: y0 + 30 }, `${number(low, 2)} to ${number(high, 2)}`));
+    if (values.length) strips.append(svg("text", { ...label, y: y0 + 30 }, `${reading(low)} to ${reading(high)}`));
   });
 }
 
