@@ -257,3 +257,15 @@ def test_a_file_error_names_the_flag_that_gave_the_file(
     out = tmp_path / "o.csv"
     assert main(["backtest", str(log), "--train-rows", "300", "--out", str(out)]) == 2
     assert f"plantwatch: --out {out}: permission denied" in capsys.readouterr().err
+
+
+def test_backtest_says_which_skipped_rows_lay_out_of_time_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log.csv"
+    _sensor_log(log)
+    lines = log.read_text().splitlines(keepends=True)
+    lines[700], lines[701] = lines[701], lines[700]  # one row stamped a second before the one above it
+    log.write_text("".join(lines))
+    assert main(["backtest", str(log), "--train-rows", "300", "--out", str(tmp_path / "o.csv")]) == 0
+    assert "1 skipped: 1 stamped before an earlier row, sort the log by time)" in capsys.readouterr().out

@@ -104,6 +104,11 @@ def _verdicts(path: str, asset: str | None) -> list[VerdictPeriod]:
     return mine
 
 
+def _late(rows: int) -> str:
+    # "skipped" reads as missing values; rows out of time order need another fix
+    return f": {rows} stamped before an earlier row, sort the log by time" if rows else ""
+
+
 def main(args: argparse.Namespace) -> int:
     from ingest.logfile import left_out_notice
     from plantwatch.offline.backtest import VERDICT_LABEL, backtest_main, baseline_words
@@ -157,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     baseline = baseline_words(summary["train_rows"], summary["warming_up_rows"], summary["baseline_extensions"])
     print(
         f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
-        f"({baseline}, {summary['skipped_rows']} skipped{not_running}) "
+        f"({baseline}, {summary['skipped_rows']} skipped{_late(summary['late_rows'])}{not_running}) "
         f"in {summary['seconds']:.3f} s "
         f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
         f"{summary['alerts']} alerts; wrote {', '.join(p for p in (args.out, args.explain, args.plot, args.html) if p)}"

@@ -69,6 +69,8 @@ class BacktestResult:
     alarm_enter: float | None = None
     # At the end of the log: the smallest settled shift of each sensor's level the alarm flags.
     smallest_shifts: SmallestShifts | None = None
+    # Of the skipped rows, those stamped before an earlier row (a log out of time order).
+    late_rows: int = 0
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -127,6 +129,7 @@ def run_backtest(
         baseline_extensions=monitor.baseline_extensions_ if monitor.is_warm else monitor.baseline_.extensions,
         alarm_enter=monitor.alarm_enter if monitor.is_warm else None,
         smallest_shifts=monitor.smallest_shifts(),
+        late_rows=monitor.late_rows_,
     )
 
 
@@ -297,6 +300,7 @@ def backtest_main(
         "warming_up_rows": int(np.sum(result.status == WARMING_UP)),
         "scored_rows": int(np.sum(result.status == SCORED)),
         "skipped_rows": int(np.sum(result.status == SKIPPED)),
+        "late_rows": result.late_rows,
         "stopped_rows": int(np.sum(result.status == STOPPED)),
         "settling_rows": int(np.sum(result.status == SETTLING)),
         "anomalous_rows": int(np.sum(result.anomaly)),
