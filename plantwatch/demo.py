@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -117,9 +118,17 @@ class InProcessBroker:
 def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = False, workdir: str | None = None) -> int:
     # Bound first: a port in use is one line naming --port before anything starts (port 0: a free one).
     sockets = bind_api("127.0.0.1", api_port, port_key="--port")
-    port = sockets[0].getsockname()[1]
     work = Path(workdir or tempfile.mkdtemp(prefix="plantwatch-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _serve_demo(sockets, work, rate, keep_running)
+    finally:
+        if workdir is None:  # its own temp folder: gone with it; --workdir keeps the files
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _serve_demo(sockets: list[socket.socket], work: Path, rate: float, keep_running: bool) -> int:
+    port = sockets[0].getsockname()[1]
     for noisy in ("amqtt", "transitions", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     broker = InProcessBroker(free_port())
@@ -158,7 +167,7 @@ def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = Fal
 def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rate: float, keep: bool) -> int:
     pump = pump_log()
     topic = TopicTemplate(service.settings.mqtt.topic_template).render(asset="pump-101")
-    print(f"plantwatch demo: API on {base}, data in {work}")
+    print(f"plantwatch demo: API on {base}, data in {work} (removed at the end; --workdir DIR keeps it)")
     rows = len(pump.timestamps_ns)
     publisher = Publisher("127.0.0.1", broker_port, client_id="plantwatch-demo-replay")
     print(f"replaying {rows} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)", flush=True)
@@ -194,8 +203,8 @@ def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rat
         try:
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        except KeyboardInterrupt:  # the way to stop it, as for `plantwatch run`: not an interruption
+            print("plantwatch demo: stopped", flush=True)
     return 0
 
 

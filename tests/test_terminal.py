@@ -115,6 +115,19 @@ def test_ctrl_c_during_the_demos_replay_is_one_line_and_exit_130(tmp_path: Path)
     assert lines[-1] == "plantwatch: interrupted" and "Traceback" not in output.read_text()
 
 
+def test_ctrl_c_stops_a_kept_demo_with_exit_0_and_its_temp_folder_goes(tmp_path: Path) -> None:
+    temp = tmp_path / "temp"  # where tempfile puts the demo's own folder
+    temp.mkdir()
+    proc = plantwatch("demo", "--rate", "400", "--keep-running", tmp_path=tmp_path, env={"TMPDIR": str(temp)})
+    output = tmp_path / "out.txt"
+    returncode = interrupt_when(proc, lambda: "API still serving" in output.read_text(), 120, "the kept API")
+    lines = output.read_text().strip().splitlines()
+    # Ctrl-C is how a kept demo stops, as for `plantwatch run`: not an interruption
+    assert returncode == 0, "\n".join(lines)
+    assert lines[-1] == "plantwatch demo: stopped" and "Traceback" not in output.read_text()
+    assert list(temp.iterdir()) == []  # its readings and alerts were in a folder of its own
+
+
 def test_replay_interrupted_says_how_many_frames_it_published(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     log = tmp_path / "log.csv"
     log.write_text("time,a\n" + "".join(f"{1_600_000_000 + i},{i}\n" for i in range(400)))
