@@ -165,7 +165,7 @@ def test_the_configs_credentials_log_in_and_a_refusal_is_one_line(
     argv = [str(log), "--config", str(config), "--asset", "p"]
     monkeypatch.setenv("PLANTWATCH_MQTT__PASSWORD", "secret")
     assert main(["replay", *argv]) == 0  # every frame acknowledged by the broker, which admits only `plant`
-    assert capsys.readouterr().out.startswith("published 20 frames of 1 sensors to plantwatch/p")
+    assert capsys.readouterr().out.startswith("published 20 frames of 1 sensor to plantwatch/p")
     monkeypatch.setenv("PLANTWATCH_MQTT__PASSWORD", "wrong")
     line = _error(argv, capsys)
     assert line.startswith(f"plantwatch: {config}: mqtt.url {locked_broker.url}: the broker refused the connection: ")

@@ -43,7 +43,7 @@ def test_verdicts_become_labels_a_backtest_scores_against(tmp_path: Path, capsys
     labels = tmp_path / "labels.csv"
     assert cli_main(["alerts", "labels", "--config", str(config), "--out", str(labels)]) == 0
     assert (
-        "wrote 3 alerts with a verdict (1 false_alarm, 1 known_cause, 1 true_fault) of 2 asset(s)"
+        "wrote 3 alerts with a verdict (1 false_alarm, 1 known_cause, 1 true_fault) of 2 assets"
         in capsys.readouterr().out
     )
     rows = list(csv.reader(labels.open()))

@@ -82,7 +82,7 @@ def _decode_line(
         if asset != topic_asset:
             raise DecodeError(
                 "asset_mismatch",
-                f"asset tag {short(asset)!r} is not the topic's asset {short(topic_asset)!r} "
+                f"asset tag {short(asset)} is not the topic's asset {short(topic_asset)} "
                 "(set mqtt.payload_tags to let payloads name their asset)",
             )
         line_tags = {}

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from plantwatch.cli.common import CommandError, add_log_level, output_file
+from plantwatch.cli.common import CommandError, add_log_level, counted, output_file
 from plantwatch.settings import load_settings
 
 
@@ -50,5 +50,8 @@ def main(args: argparse.Namespace) -> int:
     counts = Counter(p.verdict for p in periods)
     said = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "none"
     assets = sorted({p.asset for p in periods})
-    print(f"wrote {len(periods)} alerts with a verdict ({said}) of {len(assets)} asset(s) to {args.out}")
+    print(
+        f"wrote {counted(len(periods), 'alert')} with a verdict ({said}) of {counted(len(assets), 'asset')} "
+        f"to {args.out}"
+    )
     return 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from detector.config import MIN_BASELINE_ROWS
 from detector.detectability import describe_shifts
-from plantwatch.cli.common import CommandError, add_log_level, input_file, output_file, png_file
+from plantwatch.cli.common import CommandError, add_log_level, counted, input_file, output_file, png_file
 from plantwatch.cli.progress import progress_bar
 from plantwatch.offline.evaluation import delay_summary
 from plantwatch.settings import load_settings
@@ -160,12 +160,13 @@ def main(args: argparse.Namespace) -> int:
     if summary["stopped_rows"] or summary["settling_rows"]:
         not_running = f", {summary['stopped_rows']} stopped, {summary['settling_rows']} settling after a start"
     baseline = baseline_words(summary["train_rows"], summary["warming_up_rows"], summary["baseline_extensions"])
+    written = [p for p in (args.out, args.explain, args.plot, args.html) if p]
     print(
-        f"scored {summary['rows']} rows x {len(summary['sensors'])} sensors "
+        f"scored {summary['rows']} rows x {counted(len(summary['sensors']), 'sensor')} "
         f"({baseline}, {summary['skipped_rows']} skipped{_late(summary['late_rows'])}{not_running}) "
         f"in {summary['seconds']:.3f} s "
         f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
-        f"{summary['alerts']} alerts; wrote {', '.join(p for p in (args.out, args.explain, args.plot, args.html) if p)}"
+        f"{counted(summary['alerts'], 'alert')}; wrote {', '.join(written)}"
     )
     if summary["alarm_enter"] is not None:
         target = summary["settings"]["false_alerts_per_week"]

@@ -15,6 +15,11 @@ class CommandError(Exception):
     """A bad argument: the message is one line naming the flag or argument; ``plantwatch`` exits 2."""
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 alert``, ``2 alerts``: a count with its noun (regular plurals only)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
 
@@ -22,7 +27,7 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
 def positive_number(text: str) -> float:
     """An argparse type: a finite number above 0 (argparse names the flag in its error)."""
     value = _number(text)
-    if not value > 0:
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
     return value
 
@@ -64,8 +69,6 @@ def _number(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 

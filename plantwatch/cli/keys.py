@@ -31,7 +31,8 @@ def add_parser(subparsers: Any) -> None:
         "--scope",
         required=True,
         choices=SCOPES,
-        help="read: alerts, maintenance, metrics; operate: also feedback on alerts; admin: also relearning baselines",
+        help="read: alerts, maintenance, metrics; operate: also what a shift does (acknowledge, shelve, comment, "
+        "feedback); admin: also relearning baselines",
     )
     create.set_defaults(func=_reported(create_key))
     listing = actions.add_parser("list", help="the keys: name, scope, created, revoked (never a token)")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from plantwatch.cli.common import CommandError, add_log_level, input_file, positive_number
+from plantwatch.cli.common import CommandError, add_log_level, counted, input_file, positive_number
 from plantwatch.cli.progress import progress_bar
 from plantwatch.settings import Settings, load_settings
 from plantwatch.settings_errors import mask_password
@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         publisher.close()
     print(
-        f"published {stats.published} frames of {len(sensor_log.sensors)} sensors to {topic} in "
+        f"published {stats.published} frames of {counted(len(sensor_log.sensors), 'sensor')} to {topic} in "
         f"{stats.seconds:.2f} s ({stats.published / max(stats.seconds, 1e-9):,.0f} rows/s); "
         f"{stats.skipped_values} empty/non-numeric values left out"
     )
