@@ -106,6 +106,8 @@ def read_sensor_log(
             parsed = _parse_csv(body, delim, header, columns)
         time_text, numeric = parsed
         timestamps_ns = parse_times_ns(time_text)
+    except RowError as exc:  # said as the row's line in the file, as every other problem of a row is
+        raise ValueError(f"{path}: line {_line_of(body, delim, exc.row)}: {exc.problem}") from None
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     n_sensors = len(columns.sensors)
@@ -264,6 +266,17 @@ def _parse_fast(
     return [t.strip() for t in times[:, 0].tolist()], numeric
 
 
+def _line_of(body: str, delim: str, row: int) -> int:
+    """The file line (the header is line 1) of data row ``row``, as ``_parse_csv`` counts rows."""
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
+    found = -1
+    for cells in reader:
+        found += bool(cells)
+        if found == row:
+            return reader.line_num + 1
+    return row + 2  # not reached for a row the parsers gave
+
+
 def _parse_csv(body: str, delim: str, header: list[str], columns: _Columns) -> tuple[list[str], np.ndarray]:
     """The general path: quoting, empty and non-numeric cells (→ NaN), clear errors for bad rows."""
     width = len(header)
@@ -339,8 +352,16 @@ def parse_times_ns(texts: Sequence[str]) -> np.ndarray:
     return np.array([_iso_to_ns(t, i) for i, t in enumerate(texts)], dtype=np.int64)
 
 
-def _outside_int64(text: str, row: int) -> ValueError:
-    return ValueError(f"data row {row + 1}: time {text!r} {OUTSIDE_INT64}")
+class RowError(ValueError):
+    """A bad cell of data row ``row`` (0-based): the reader turns it into the row's line in the file."""
+
+    def __init__(self, row: int, problem: str) -> None:
+        super().__init__(f"data row {row + 1}: {problem}")
+        self.row, self.problem = row, problem
+
+
+def _outside_int64(text: str, row: int) -> RowError:
+    return RowError(row, f"time {text!r} {OUTSIDE_INT64}")
 
 
 def _epoch_numbers(texts: Sequence[str]) -> np.ndarray | None:
@@ -392,7 +413,7 @@ def _iso_to_ns(text: str, row: int) -> int:
     try:
         ns = iso_to_ns(text, naive_is_utc=True)
     except TimeParseError:
-        raise ValueError(f"data row {row + 1}: cannot parse time {text!r}") from None
+        raise RowError(row, f"cannot parse time {text!r}") from None
     if not INT64_MIN <= ns <= INT64_MAX:
         raise _outside_int64(text, row)
     return ns

@@ -91,13 +91,16 @@ def test_unknown_label_column_names_the_available_columns(tmp_path: Path) -> Non
 def test_bad_rows_and_times_are_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="line 3: 2 cells, header has 3"):
         read_sensor_log(write(tmp_path, "time,a,b\n1,2,3\n2,3\n"))
-    with pytest.raises(ValueError, match="cannot parse time 'yesterday'"):
+    with pytest.raises(ValueError, match="line 3: cannot parse time 'yesterday'"):
         read_sensor_log(write(tmp_path, "time,a\n2020-01-01,1\nyesterday,2\n"))
+    # the file's line, as for a row of the wrong width: blank lines count, as an editor counts them
+    with pytest.raises(ValueError, match="line 5: cannot parse time 'yesterday'"):
+        read_sensor_log(write(tmp_path, "time,a\n2020-01-01,1\n\n\nyesterday,2\n"))
     with pytest.raises(ValueError, match="duplicate column names"):
         read_sensor_log(write(tmp_path, "time,a,a\n1,2,3\n"))
     # Epoch stamps int64 nanoseconds cannot hold (numpy would wrap them into wrong dates silently).
     for stamp in ("50000000000", "1e30", "-50000000000", "1000000000000000019884624838656"):
-        with pytest.raises(ValueError, match=f"data row 2: time '{stamp}' is outside the years 1677-2262"):
+        with pytest.raises(ValueError, match=f"line 3: time '{stamp}' is outside the years 1677-2262"):
             read_sensor_log(write(tmp_path, f"time,a\n1772352000,1\n{stamp},2\n"))
 
 
@@ -246,7 +249,7 @@ def test_ragged_row_line_number_counts_blank_lines(tmp_path: Path) -> None:
 def test_iso_times_outside_int64_are_refused_not_wrapped(tmp_path: Path, stamp: str) -> None:
     # numpy's datetime64[ns] parser wraps these into wrong times without a word.
     assert_refused(
-        write(tmp_path, f"time,a\n2020-01-01,1\n{stamp},2\n"), re.escape(f"data row 2: time '{stamp}' is outside")
+        write(tmp_path, f"time,a\n2020-01-01,1\n{stamp},2\n"), re.escape(f"line 3: time '{stamp}' is outside")
     )
 
 

@@ -361,3 +361,14 @@ def test_cutoff_study_runs_on_a_small_fleet(bench_rul, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "maximum-likelihood R" in out and "cap 150" in out and "uncapped, w=lengths" in out
     assert "calibrated under uniform" in out
+
+
+def test_a_bad_cell_of_a_fleet_log_names_its_line_and_column(tmp_path: Path):
+    path = tmp_path / "fleet.csv"
+    # blank lines count, as an editor counts lines; the bad cell is on line 5
+    path.write_text("unit,cycle,s1,s2\n1,1,0.5,7\n\n1,2,0.6,7\n1,3,abc,7\n")
+    with pytest.raises(ValueError, match=r"fleet.csv: line 5: column 's1' holds 'abc', not a number"):
+        read_fleet_csv(path, "unit", "cycle", sensor_columns=["s1", "s2"])
+    path.write_text("unit,cycle,s1,s2\n1,1,0.5,7\n\n1,2,0.6\n")
+    with pytest.raises(ValueError, match=r"fleet.csv: line 4: 3 cells, header has 4"):
+        read_fleet_csv(path, "unit", "cycle")

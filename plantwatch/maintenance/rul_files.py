@@ -38,10 +38,15 @@ class FleetLog:
 
 
 def _is_number(text: str) -> bool:
+    return _is_float(text) and math.isfinite(float(text))
+
+
+def _is_float(text: str) -> bool:
     try:
-        return math.isfinite(float(text))
+        float(text)
     except ValueError:
         return False
+    return True
 
 
 def read_fleet_csv(
@@ -62,7 +67,11 @@ def read_fleet_csv(
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise ValueError(f"{path}: empty file") from None
-        rows = [r for r in reader if r and any(c.strip() for c in r)]
+        rows, lines = [], []  # and each row's line in the file (the header is line 1)
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append(r)
+                lines.append(reader.line_num)
     if len(set(header)) != len(header):
         raise ValueError(f"{path}: duplicate column names in the header")
     for name in (asset_column, time_column):
@@ -72,7 +81,7 @@ def read_fleet_csv(
         raise ValueError(f"{path}: no data rows")
     for i, r in enumerate(rows):
         if len(r) != len(header):
-            raise ValueError(f"{path}: row {i + 2} has {len(r)} fields, header has {len(header)}")
+            raise ValueError(f"{path}: line {lines[i]}: {len(r)} cells, header has {len(header)}")
     col = {name: j for j, name in enumerate(header)}
     labels = set(label_columns or [])
     if settings_columns is None:
@@ -91,8 +100,10 @@ def read_fleet_csv(
             return np.array([[float(r[col[n]]) for n in names] for r in rows], dtype=np.float64).reshape(
                 len(rows), len(names)
             )
-        except ValueError as exc:
-            raise ValueError(f"{path}: non-numeric value: {exc}") from None
+        except ValueError:
+            i, name = next((i, n) for i, r in enumerate(rows) for n in names if not _is_float(r[col[n]]))
+            cell = rows[i][col[name]]
+            raise ValueError(f"{path}: line {lines[i]}: column {name!r} holds {cell!r}, not a number") from None
 
     X = numeric(sensor_columns)
     S = numeric(settings_columns)
