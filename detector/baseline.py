@@ -98,10 +98,12 @@ class BaselineRows:
     def restore(self, ts: np.ndarray, X: np.ndarray, extensions: int) -> None:
         """Rows saved while warming up. A baseline is only ever saved short of full, so one holding
         ``k`` steps' rows or more had been extended: it goes on to the next step, unless
-        ``extensions`` (now allowed) ends it sooner. Then it is full, and learned at the next row."""
-        self._ts, self._X = [np.asarray(ts, dtype=np.int64)], [np.asarray(X, dtype=np.float64)]
+        ``extensions`` (now allowed) ends it sooner. Then it is full, and learned at the next row from
+        its first ``(extensions + 1) * step`` rows: those it would have learned from with that setting."""
+        self.size = min(len(ts) // self.step + 1, extensions + 1) * self.step
+        self._ts = [np.asarray(ts, dtype=np.int64)[: self.size]]
+        self._X = [np.asarray(X, dtype=np.float64)[: self.size]]
         self.count = int(self._ts[0].size)
-        self.size = min(self.count // self.step + 1, extensions + 1) * self.step
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare fields, not these

@@ -14,7 +14,7 @@ import io
 import math
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -268,28 +268,36 @@ def _parse_fast(
 
 def _line_of(body: str, delim: str, row: int) -> int:
     """The file line (the header is line 1) of data row ``row``, as ``_parse_csv`` counts rows."""
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
     found = -1
-    for cells in reader:
+    for line, cells in _records(body, delim):
         found += bool(cells)
         if found == row:
-            return reader.line_num + 1
+            return line
     return row + 2  # not reached for a row the parsers gave
+
+
+def _records(body: str, delim: str) -> Iterator[tuple[int, list[str]]]:
+    """Each record of the body with the file line it starts on (the header is line 1): a quoted cell
+    may hold line breaks, and a reader's ``line_num`` is then the record's last line."""
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
+    ended = 0  # body lines read so far
+    for cells in reader:
+        yield ended + 2, cells
+        ended = reader.line_num
 
 
 def _parse_csv(body: str, delim: str, header: list[str], columns: _Columns) -> tuple[list[str], np.ndarray]:
     """The general path: quoting, empty and non-numeric cells (→ NaN), clear errors for bad rows."""
     width = len(header)
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
     rows: list[list[str]] = []
     line_numbers: list[int] = []  # of each row in the file (the header is line 1)
-    for row in reader:
+    for line, row in _records(body, delim):
         if not row:
             continue
         if len(row) != width:
-            raise ValueError(f"line {reader.line_num + 1}: {len(row)} cells, header has {width}")
+            raise ValueError(f"line {line}: {len(row)} cells, header has {width}")
         rows.append(row)
-        line_numbers.append(reader.line_num + 1)
+        line_numbers.append(line)
     cells = list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
     numeric = np.empty((len(rows), len(columns.sensors) + len(columns.labels)), dtype=np.float64)
     for j, i in enumerate(columns.sensors):

@@ -7,16 +7,18 @@ log with an injected bearing fault replayed through the broker, and the alert re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
+import signal
 import socket
 import sqlite3
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +120,34 @@ class InProcessBroker:
 def run_demo(*, rate: float = 200.0, api_port: int = 0, keep_running: bool = False, workdir: str | None = None) -> int:
     # Bound first: a port in use is one line naming --port before anything starts (port 0: a free one).
     sockets = bind_api("127.0.0.1", api_port, port_key="--port")
-    work = Path(workdir or tempfile.mkdtemp(prefix="plantwatch-demo-"))
+    own = workdir is None  # its own temp folder goes with it; --workdir keeps the files
+    work = Path(tempfile.mkdtemp(prefix="plantwatch-demo-") if workdir is None else workdir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return _serve_demo(sockets, work, rate, keep_running)
+        with _sigterm_as_ctrl_c():  # `kill` or a container stop: the same clean end as Ctrl-C
+            return _serve_demo(sockets, work, rate, keep_running, own)
     finally:
-        if workdir is None:  # its own temp folder: gone with it; --workdir keeps the files
+        if own:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _serve_demo(sockets: list[socket.socket], work: Path, rate: float, keep_running: bool) -> int:
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve_demo(sockets: list[socket.socket], work: Path, rate: float, keep_running: bool, own: bool) -> int:
     port = sockets[0].getsockname()[1]
     for noisy in ("amqtt", "transitions", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -154,7 +174,7 @@ def _serve_demo(sockets: list[socket.socket], work: Path, rate: float, keep_runn
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, alive=server_thread.is_alive)
-        return _replay_and_watch(service, broker.port, base, work, rate, keep_running)
+        return _replay_and_watch(service, broker.port, base, work, rate, keep_running, own)
     finally:
         server.should_exit = True
         server_thread.join(timeout=15)
@@ -164,10 +184,11 @@ def _serve_demo(sockets: list[socket.socket], work: Path, rate: float, keep_runn
             log.warning("the demo's MQTT broker did not stop cleanly", exc_info=True)
 
 
-def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rate: float, keep: bool) -> int:
+def _replay_and_watch(service: Any, broker_port: int, base: str, work: Path, rate: float, keep: bool, own: bool) -> int:
     pump = pump_log()
     topic = TopicTemplate(service.settings.mqtt.topic_template).render(asset="pump-101")
-    print(f"plantwatch demo: API on {base}, data in {work} (removed at the end; --workdir DIR keeps it)")
+    kept = " (removed at the end; --workdir DIR keeps the files)" if own else ""
+    print(f"plantwatch demo: API on {base}, data in {work}{kept}")
     rows = len(pump.timestamps_ns)
     publisher = Publisher("127.0.0.1", broker_port, client_id="plantwatch-demo-replay")
     print(f"replaying {rows} rows of pump-101 at {rate:g} rows/s (bearing fault from row 800)", flush=True)

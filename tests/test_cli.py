@@ -219,6 +219,10 @@ def test_replay_refuses_names_the_service_would_refuse_before_publishing(
     # port 1: nothing listens; the names are refused before any connection is tried
     assert main(["replay", str(log), "--broker", "mqtt://127.0.0.1:1", "--asset", 'bad"name']) == 2
     assert "--asset 'bad\"name' contains a double quote" in capsys.readouterr().err
+    # with --topic the service reads the asset from the topic, not from --asset
+    topic = ["--broker", "mqtt://127.0.0.1:1", "--asset", "p1", "--topic", 'plant/bad"name']
+    assert main(["replay", str(log), *topic]) == 2
+    assert "--topic 'plant/bad\"name': 'bad\"name' contains a double quote" in capsys.readouterr().err
     quoted = tmp_path / "quoted.csv"
     quoted.write_text(log.read_text().replace("pressure", 'pres"sure', 1))
     assert main(["replay", str(quoted), "--broker", "mqtt://127.0.0.1:1", "--asset", "p1"]) == 2
@@ -257,6 +261,14 @@ def test_a_file_error_names_the_flag_that_gave_the_file(
     out = tmp_path / "o.csv"
     assert main(["backtest", str(log), "--train-rows", "300", "--out", str(out)]) == 2
     assert f"plantwatch: --out {out}: permission denied" in capsys.readouterr().err
+    assert main(["backtest", str(log), "--train-rows", "300", f"--out={out}"]) == 2  # the = form too
+    assert f"plantwatch: --out {out}: permission denied" in capsys.readouterr().err
+    # a flag whose value is a folder above the file does not take the blame from the file's own flag
+    monkeypatch.chdir(tmp_path)
+    argv = ["backtest", str(log), "--train-rows", "300", "--asset", "pump-7", "--out", "pump-7/o.csv"]
+    (tmp_path / "pump-7").mkdir()
+    assert main(argv) == 2
+    assert "plantwatch: --out pump-7/o.csv: permission denied" in capsys.readouterr().err
 
 
 def test_backtest_says_which_skipped_rows_lay_out_of_time_order(

@@ -96,6 +96,11 @@ def test_bad_rows_and_times_are_errors(tmp_path: Path) -> None:
     # the file's line, as for a row of the wrong width: blank lines count, as an editor counts them
     with pytest.raises(ValueError, match="line 5: cannot parse time 'yesterday'"):
         read_sensor_log(write(tmp_path, "time,a\n2020-01-01,1\n\n\nyesterday,2\n"))
+    # a quoted cell with a line break: the row after it starts on line 4, and so does the next error
+    with pytest.raises(ValueError, match="line 4: cannot parse time 'yesterday'"):
+        read_sensor_log(write(tmp_path, 'time,a,note\n2020-01-01,1,"x\ny"\nyesterday,2,"p\nq"\n'))
+    with pytest.raises(ValueError, match="line 4: 2 cells, header has 3"):
+        read_sensor_log(write(tmp_path, 'time,a,note\n2020-01-01,1,"x\ny"\n2020-01-02,2\n'))
     with pytest.raises(ValueError, match="duplicate column names"):
         read_sensor_log(write(tmp_path, "time,a,a\n1,2,3\n"))
     # Epoch stamps int64 nanoseconds cannot hold (numpy would wrap them into wrong dates silently).

@@ -87,3 +87,4 @@ def test_probabilities_in_the_alert_table_keep_their_nines() -> None:
     assert probability_text(0.9999998) == "0.9999998"
     assert probability_text(0.9999898) == "0.9999898"  # rounding to the first digit would carry: 0.999990
     assert probability_text(0.995) == "0.995" and probability_text(0.123456789) == "0.123457"
+    assert probability_text(0.99998999) == "0.9999899"  # not rounded up into a fifth nine

@@ -372,3 +372,6 @@ def test_a_bad_cell_of_a_fleet_log_names_its_line_and_column(tmp_path: Path):
     path.write_text("unit,cycle,s1,s2\n1,1,0.5,7\n\n1,2,0.6\n")
     with pytest.raises(ValueError, match=r"fleet.csv: line 4: 3 cells, header has 4"):
         read_fleet_csv(path, "unit", "cycle")
+    path.write_text('unit,cycle,s1,s2\n"1\n",1,0.5,7\n1,2,abc,7\n')  # a quoted cell holding a line break
+    with pytest.raises(ValueError, match=r"fleet.csv: line 4: column 's1' holds 'abc', not a number"):
+        read_fleet_csv(path, "unit", "cycle", sensor_columns=["s1", "s2"])

@@ -10,6 +10,7 @@ import fcntl
 import os
 import pty
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -23,7 +24,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from servers import MosquittoServer
-from waiting import blocked_reading, interrupt_when
+from waiting import blocked_reading, interrupt_when, wait_until
 
 from plantwatch.cli.progress import tracked
 
@@ -113,18 +114,27 @@ def test_ctrl_c_during_the_demos_replay_is_one_line_and_exit_130(tmp_path: Path)
     lines = output.read_text().strip().splitlines()
     assert returncode == 130, "\n".join(lines)  # all of it: a traceback says where the interrupt landed
     assert lines[-1] == "plantwatch: interrupted" and "Traceback" not in output.read_text()
+    assert "removed at the end" not in output.read_text()  # --workdir keeps the files: not said otherwise
 
 
-def test_ctrl_c_stops_a_kept_demo_with_exit_0_and_its_temp_folder_goes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_kept_demo_stops_with_exit_0_and_its_temp_folder_goes(tmp_path: Path, stop: signal.Signals) -> None:
     temp = tmp_path / "temp"  # where tempfile puts the demo's own folder
     temp.mkdir()
     proc = plantwatch("demo", "--rate", "400", "--keep-running", tmp_path=tmp_path, env={"TMPDIR": str(temp)})
     output = tmp_path / "out.txt"
-    returncode = interrupt_when(proc, lambda: "API still serving" in output.read_text(), 120, "the kept API")
-    lines = output.read_text().strip().splitlines()
-    # Ctrl-C is how a kept demo stops, as for `plantwatch run`: not an interruption
-    assert returncode == 0, "\n".join(lines)
-    assert lines[-1] == "plantwatch demo: stopped" and "Traceback" not in output.read_text()
+    try:
+        wait_until(lambda: "API still serving" in output.read_text() or proc.poll() is not None, 120, "the kept API")
+        proc.send_signal(stop)
+        returncode = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = output.read_text()
+    # Ctrl-C (or a stop) is how a kept demo ends, as for `plantwatch run`: not an interruption
+    assert returncode == 0, text
+    assert text.strip().splitlines()[-1] == "plantwatch demo: stopped" and "Traceback" not in text
+    assert "(removed at the end; --workdir DIR keeps the files)" in text
     assert list(temp.iterdir()) == []  # its readings and alerts were in a folder of its own
 
 

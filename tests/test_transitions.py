@@ -127,18 +127,23 @@ def test_a_baseline_that_saw_one_way_goes_on_until_it_sees_the_way_back() -> Non
     assert asset_view(again, None)["baseline_rows"] == 2400  # saved with the model
 
 
-def test_a_restart_with_fewer_extensions_allowed_learns_at_once_from_the_rows_it_holds() -> None:
+def test_a_restart_with_fewer_extensions_allowed_learns_at_once_from_its_first_baseline_rows() -> None:
     ts, X = _loaded((0.55, 0.75, 0.95, 0.55, 0.75, 0.95))
     monitor = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200), SENSORS)
     monitor.process_arrays(ts[:1500], X[:1500])  # went on to 2,400 rows; 1,500 held at the save
     state = monitor.get_state()
-    never = AssetMonitor("pump-7", MonitorConfig(baseline_rows=1200, baseline_extensions=0), SENSORS)
-    never.set_state(state)
+    config = MonitorConfig(baseline_rows=1200, baseline_extensions=0)
+    never = AssetMonitor("pump-7", config, SENSORS).set_state(state)
     out = never.process_arrays(ts[1500:], X[1500:])
-    # baseline_extensions: 0 learns at baseline_rows whatever the rows show: here the 1,500 it holds
+    # baseline_extensions: 0 learns at baseline_rows whatever the rows show: the first 1,200 it holds,
+    # the model a monitor with that setting from the start learns (the 300 after them are not judged)
     assert never.model_ is not None and never.baseline_extensions_ == 0
-    assert (out.status == SCORED).all()
-    assert asset_view(never, None)["baseline_rows"] == 1200
+    assert (out.status == SCORED).all() and asset_view(never, None)["baseline_rows"] == 1200
+    fresh = AssetMonitor("pump-7", config, SENSORS)
+    fresh.process_arrays(ts[:1200], X[:1200])
+    assert fresh.model_ is not None
+    # the same rows learned, the same cross-fitted scores
+    np.testing.assert_array_equal(never.model_.calibrator.baseline_scores_, fresh.model_.calibrator.baseline_scores_)
 
 
 def test_a_one_way_check_that_fails_is_reported_as_the_baseline_failing_not_a_stuck_asset() -> None:

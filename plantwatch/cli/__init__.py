@@ -47,26 +47,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # the commands name the flag where they know it; this names at least the file
         given = list(sys.argv[1:] if argv is None else argv)
-        print(f"plantwatch: {_flag_of(exc, args, given)}{os_error_line(exc)}", file=sys.stderr)
+        print(f"plantwatch: {_flag_of(exc, parser, given)}{os_error_line(exc)}", file=sys.stderr)
         return 2
 
 
-def _flag_of(exc: OSError, args: argparse.Namespace, given: list[str]) -> str:
+def _flag_of(exc: OSError, parser: argparse.ArgumentParser, given: list[str]) -> str:
     """``"--out "`` when the failing file is the one a flag given on the command line named, else ``""``.
-    (The checks before the work pass where only trying tells: ``/proc`` looks writable to root.)"""
-    if exc.filename is None:
+    (The checks before the work pass where only trying tells: ``/proc`` looks writable to root.)
+
+    The flag whose value is the file itself; else one whose value is a folder the file lies in (a
+    folder flag such as ``--workdir`` or ``rul fit --out`` fails on a file inside it)."""
+    if not isinstance(exc.filename, (str, bytes, os.PathLike)):  # None, or a file descriptor
         return ""
-    failed = os.fsdecode(exc.filename)
-    for dest, value in vars(args).items():
-        flag = "--" + dest.replace("_", "-")
-        if isinstance(value, str) and flag in given and Path(value).absolute() in _around(Path(failed)):
-            return flag + " "
+    failed = Path(os.fsdecode(exc.filename)).absolute()
+    values = _given_values(parser, given)
+    for match in (lambda path: path == failed, lambda path: path in failed.parents and path.is_dir()):
+        for flag, value in values:
+            if match(Path(value).absolute()):
+                return flag + " "
     return ""
 
 
-def _around(path: Path) -> set[Path]:
-    # The file itself and the folders it lies in: a folder flag (--workdir) fails on a file inside it.
-    return {path.absolute(), *path.absolute().parents}
+def _given_values(parser: argparse.ArgumentParser, given: list[str]) -> list[tuple[str, str]]:
+    """``(flag, value)`` of every option taking a value on the command line, ``--flag V`` or ``--flag=V``."""
+    options = {opt for action in _all_actions(parser) if action.nargs != 0 for opt in action.option_strings}
+    pairs = []
+    for i, token in enumerate(given):
+        flag, sep, value = token.partition("=")
+        if sep and flag in options:
+            pairs.append((flag, value))
+        elif token in options and i + 1 < len(given):
+            pairs.append((token, given[i + 1]))
+    return pairs
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    actions = []
+    for action in parser._actions:  # argparse has no public walk of a parser's subcommands
+        actions.append(action)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                actions += _all_actions(sub)
+    return actions
 
 
 def os_error_line(exc: OSError) -> str:

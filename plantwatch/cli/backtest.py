@@ -112,6 +112,7 @@ def _late(rows: int) -> str:
 def main(args: argparse.Namespace) -> int:
     from ingest.logfile import left_out_notice
     from plantwatch.offline.backtest import VERDICT_LABEL, backtest_main, baseline_words
+    from plantwatch.offline.pictures import probability_text
 
     # Checked before the work: scoring a long log takes minutes, which a bad --out would waste.
     input_file("LOG.csv", args.log)
@@ -162,16 +163,16 @@ def main(args: argparse.Namespace) -> int:
     baseline = baseline_words(summary["train_rows"], summary["warming_up_rows"], summary["baseline_extensions"])
     written = [p for p in (args.out, args.explain, args.plot, args.html) if p]
     print(
-        f"scored {summary['rows']} rows x {counted(len(summary['sensors']), 'sensor')} "
+        f"scored {counted(summary['rows'], 'row')} x {counted(len(summary['sensors']), 'sensor')} "
         f"({baseline}, {summary['skipped_rows']} skipped{_late(summary['late_rows'])}{not_running}) "
         f"in {summary['seconds']:.3f} s "
-        f"= {summary['rows_per_second']:,.0f} rows/s; {summary['anomalous_rows']} rows anomalous in "
+        f"= {summary['rows_per_second']:,.0f} rows/s; {counted(summary['anomalous_rows'], 'row')} anomalous in "
         f"{counted(summary['alerts'], 'alert')}; wrote {', '.join(written)}"
     )
     if summary["alarm_enter"] is not None:
         target = summary["settings"]["false_alerts_per_week"]
         why = f"derived for {target:g} false alerts per week" if target is not None else "enter"
-        print(f"alarm level: probability >= {summary['alarm_enter']:.7f} ({why})")
+        print(f"alarm level: probability >= {probability_text(summary['alarm_enter'])} ({why})")
     if summary["smallest_shifts"]:
         print(
             "smallest settled shift of each sensor the alarm flags (a slow change; a sudden step shows "

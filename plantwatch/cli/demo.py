@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from plantwatch.cli.common import add_log_level, output_folder, port_number, positive_number
+from plantwatch.cli.common import CommandError, add_log_level, output_folder, port_number, positive_number
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,5 +24,7 @@ def main(args: argparse.Namespace) -> int:
     from plantwatch.demo import run_demo
 
     if args.workdir is not None:
+        if not args.workdir:
+            raise CommandError("--workdir: give a folder (without it the demo uses a temp folder of its own)")
         output_folder("--workdir", args.workdir)
     return run_demo(rate=args.rate, api_port=args.port, keep_running=args.keep_running, workdir=args.workdir)

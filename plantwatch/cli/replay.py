@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
     )
     if not len(sensor_log):
         raise ValueError(f"{args.log}: no data rows after the header; nothing to replay")
-    _check_names(args.asset, sensor_log.sensors, args.log)
+    _check_names(args, sensor_log.sensors)
     notice = left_out_notice(args.log, sensor_log.left_out, "--include NAME publishes one as a sensor")
     if notice:
         print(notice, file=sys.stderr)
@@ -116,22 +116,28 @@ def main(args: argparse.Namespace) -> int:
     finally:
         publisher.close()
     print(
-        f"published {stats.published} frames of {counted(len(sensor_log.sensors), 'sensor')} to {topic} in "
+        f"published {counted(stats.published, 'frame')} of {counted(len(sensor_log.sensors), 'sensor')} to {topic} in "
         f"{stats.seconds:.2f} s ({stats.published / max(stats.seconds, 1e-9):,.0f} rows/s); "
         f"{stats.skipped_values} empty/non-numeric values left out"
     )
     return 0
 
 
-def _check_names(asset: str, sensors: Sequence[str], log: str) -> None:
-    """Names the service would refuse (``bad_name``, every frame), refused before anything is published."""
+def _check_names(args: argparse.Namespace, sensors: Sequence[str]) -> None:
+    """Names the service would refuse (``bad_name``, every frame), refused before anything is published:
+    the asset (with ``--topic``, the service reads it from the topic: each of its levels) and the sensors."""
     from ingest.formats.base import name_problem
 
-    if problem := name_problem(asset):
-        raise CommandError(f"--asset {asset!r} {problem}: the service refuses every frame of such an asset")
+    refused = "the service refuses every frame of such an asset"
+    if args.topic:
+        for level in filter(None, args.topic.split("/")):
+            if problem := name_problem(level):
+                raise CommandError(f"--topic {args.topic!r}: {level!r} {problem}: {refused}")
+    elif problem := name_problem(args.asset):
+        raise CommandError(f"--asset {args.asset!r} {problem}: {refused}")
     for sensor in sensors:
         if problem := name_problem(sensor):
-            raise CommandError(f"{log}: column {sensor!r} {problem}: the service refuses such a sensor; rename it")
+            raise CommandError(f"{args.log}: column {sensor!r} {problem}: the service refuses such a sensor; rename it")
 
 
 class _Broker(NamedTuple):

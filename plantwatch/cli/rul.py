@@ -10,6 +10,7 @@ from typing import Any
 from plantwatch.cli.common import (
     CommandError,
     add_log_level,
+    counted,
     counting_number,
     input_file,
     output_file,
@@ -42,7 +43,8 @@ def _fit(args: argparse.Namespace) -> int:
     save_model(model, args.out, log.sensor_columns, log.settings_columns)
     kept = [c for c, k in zip(log.sensor_columns, model.keep_, strict=True) if k]
     print(
-        f"fitted on {len(log.assets)} assets: {model.normalizer_.k_} regime(s), sensors used: {', '.join(kept)}; "
+        f"fitted on {counted(len(log.assets), 'asset')}: {counted(model.normalizer_.k_, 'regime')}, "
+        f"sensors used: {', '.join(kept)}; "
         f"CV RMSE {model.cv_rmse_:.2f} (per-asset weighted {model.cv_rmse_last_:.2f}), "
         f"CV interval coverage {model.cv_coverage_:.1%} → {args.out}"
     )
@@ -87,7 +89,7 @@ def _predict(args: argparse.Namespace) -> int:
     rul, low, high = (np.array([getattr(p, name) for p in preds]) for name in ("rul", "low", "high"))
     if args.plot is not None:
         write_png(args.plot, draw_rul(rul, low, high, truth, f"{Path(args.test).name}: remaining life"))
-    print(f"{len(preds)} assets → {', '.join(p for p in (str(out), args.plot) if p)}")
+    print(f"{counted(len(preds), 'asset')} → {', '.join(p for p in (str(out), args.plot) if p)}")
     if truth is not None:
         print(f"against {args.truth}: {against_truth(rul, low, high, truth)}")
     return 0

@@ -67,11 +67,13 @@ def read_fleet_csv(
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise ValueError(f"{path}: empty file") from None
-        rows, lines = [], []  # and each row's line in the file (the header is line 1)
+        rows, lines = [], []  # and the file line each row starts on (the header is line 1)
+        ended = reader.line_num  # a quoted cell may hold line breaks: line_num is a record's last line
         for r in reader:
             if r and any(c.strip() for c in r):
                 rows.append(r)
-                lines.append(reader.line_num)
+                lines.append(ended + 1)
+            ended = reader.line_num
     if len(set(header)) != len(header):
         raise ValueError(f"{path}: duplicate column names in the header")
     for name in (asset_column, time_column):

@@ -318,7 +318,8 @@ def backtest_main(
         # The labels are scored over the rows the model judged. Labelled rows inside a baseline that went
         # on were learned as normal, not judged: counted apart, so they can be seen.
         summary["metrics"] = pointwise_metrics(result.anomaly, truth, start=scored_from)
-        summary["labelled_in_baseline"] = int(np.sum(truth[train_rows:scored_from]))
+        learned = result.status[train_rows:scored_from] == WARMING_UP  # not stopped, settling or skipped ones
+        summary["labelled_in_baseline"] = int(np.sum(truth[train_rows:scored_from] & learned))
         after = slice(scored_from, None)
         summary["segment_delays_s"] = segment_delays(result.anomaly[after], truth[after], result.timestamps_ns[after])
     return summary

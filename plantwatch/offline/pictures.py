@@ -146,9 +146,11 @@ def write_png(path: str | Path, fig: Any) -> None:
 def probability_text(p: float) -> str:
     """A probability with its nines and the digits after them: ``0.9999898``, not ``1.000000`` (the
     alarm levels the false-alert target derives lie at five to seven nines)."""
-    nines = math.floor(-math.log10(1.0 - p)) if 0.9 < p < 1.0 else 0
-    # two digits after the nines (rounding one alone may carry into them), trailing zeros dropped
-    return str(np.format_float_positional(p, precision=min(max(6, nines + 3), 16), trim="-"))
+    if not 0.9 < p < 1.0:  # nothing to keep (and NaN, 1.0 or beyond as given)
+        return str(np.format_float_positional(p, precision=6, trim="-"))
+    digits = min(max(6, math.floor(-math.log10(1.0 - p)) + 3), 16)  # the nines and two digits after them
+    # cut, not rounded: rounding 0.99998999 to its nines and two more digits would show five nines
+    return str(np.format_float_positional(math.floor(p * 10**digits) / 10**digits, precision=digits, trim="-"))
 
 
 def _alarm_level(result: BacktestResult) -> str:
