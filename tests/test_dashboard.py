@@ -66,7 +66,7 @@ def _playwright() -> ModuleType:
 
 def _js_reading(value: float) -> str:
     """The dashboard's ``reading(value)``: four significant digits, as JavaScript prints the number."""
-    # positional, as JavaScript prints numbers from 1e-7 up (Python's repr turns to 1e-05 below 1e-4)
+    # positional, as JavaScript prints numbers from 1e-6 up (Python's repr turns to 1e-05 below 1e-4)
     return str(np.format_float_positional(float(f"{value:.4g}"), trim="-"))
 
 
