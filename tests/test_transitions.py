@@ -205,9 +205,9 @@ def test_a_backtest_picture_marks_where_the_baseline_that_went_on_ended() -> Non
     drawn = lines["anomaly probability"].get_xdata()
     assert len(drawn) == int((result.status == SCORED).sum())  # no baseline rows drawn as probability 0
     assert result.status[2400] == SCORED and lines["end of baseline"].get_xdata()[0] == drawn[0]
-    went_on = "2,400 baseline rows: --train-rows 1,200 went on once, a sensor moved one way only"
+    went_on = "2400 baseline rows: --train-rows 1200 went on once, a sensor moved one way only"
     assert baseline_words(1200, 2400, 1) == went_on
-    assert baseline_words(1200, 1200, 0) == "1,200 baseline rows"
+    assert baseline_words(1200, 1200, 0) == "1200 baseline rows"
 
 
 def test_a_backtest_scores_its_labels_from_where_its_baseline_ended(

@@ -17,7 +17,7 @@ class CommandError(Exception):
 
 def counted(n: int, noun: str) -> str:
     """``1 alert``, ``2 alerts``: a count with its noun (regular plurals only)."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def add_log_level(parser: argparse.ArgumentParser) -> None:

@@ -347,9 +347,9 @@ def baseline_words(train_rows: int, learned_rows: int, extensions: int) -> str:
     """How many rows the baseline learned from, and why more than ``--train-rows``: the summary line's
     and the picture's words."""
     if not extensions:
-        return f"{train_rows:,} baseline rows"
+        return f"{train_rows} baseline rows"
     times = "once" if extensions == 1 else f"{extensions} times"
-    return f"{learned_rows:,} baseline rows: --train-rows {train_rows:,} went on {times}, a sensor moved one way only"
+    return f"{learned_rows} baseline rows: --train-rows {train_rows} went on {times}, a sensor moved one way only"
 
 
 def _no_baseline(log: SensorLog, monitor: AssetMonitor, train_rows: int, status: np.ndarray) -> str:
