@@ -252,10 +252,14 @@ class AssetMonitor:
         model = self.model_
         return scores_beyond_enter(model.calibrator if model is not None else None, self.config.enter)
 
+    @property
+    def learned_baseline_rows(self) -> int:
+        """The rows the learned baseline used: ``baseline_rows``, more where it went on."""
+        return self.config.baseline_rows * (1 + self.baseline_extensions_)
+
     def short_baseline_advice(self) -> str | None:
         """What to change when too few baseline scores lie beyond the alarm level (None when enough)."""
-        learned = self.config.baseline_rows * (1 + self.baseline_extensions_)  # it may have gone on
-        return short_baseline_advice(self.asset, self.scores_beyond_enter, self.config, learned)
+        return short_baseline_advice(self.asset, self.scores_beyond_enter, self.config, self.learned_baseline_rows)
 
     def episode_advice(self) -> str | None:
         """What to check when one episode of the baseline set the alarm level (None otherwise)."""

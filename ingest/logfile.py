@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -277,12 +278,25 @@ def _line_of(body: str, delim: str, row: int) -> int:
 
 
 def _records(body: str, delim: str) -> Iterator[tuple[int, list[str]]]:
-    """Each record of the body with the file line it starts on (the header is line 1): a quoted cell
-    may hold line breaks, and a reader's ``line_num`` is then the record's last line."""
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
-    ended = 0  # body lines read so far
+    """Each record of the body (the file after its header line) with the file line it starts on."""
+    return records_with_lines(csv.reader(io.StringIO(body, newline=""), delimiter=delim), lines_before=1)
+
+
+class CsvReader(Protocol):
+    """What ``csv.reader`` gives: records, and the count of lines read so far."""
+
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+
+def records_with_lines(reader: CsvReader, lines_before: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """Each record a ``csv.reader`` has still to give, with the file line it starts on (1-based):
+    a quoted cell may hold line breaks, and the reader's ``line_num`` is then the record's last line.
+    ``lines_before``: the file's lines before the reader's text (a header read apart)."""
+    ended = reader.line_num
     for cells in reader:
-        yield ended + 2, cells
+        yield lines_before + ended + 1, cells
         ended = reader.line_num
 
 

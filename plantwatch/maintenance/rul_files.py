@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from detector.rul import AssetHistory, RulModel
-from ingest.logfile import sniff_delimiter
+from ingest.logfile import records_with_lines, sniff_delimiter
 
 MODEL_JSON = "model.json"
 ARRAYS_NPZ = "arrays.npz"
@@ -68,12 +68,10 @@ def read_fleet_csv(
         except StopIteration:
             raise ValueError(f"{path}: empty file") from None
         rows, lines = [], []  # and the file line each row starts on (the header is line 1)
-        ended = reader.line_num  # a quoted cell may hold line breaks: line_num is a record's last line
-        for r in reader:
+        for line, r in records_with_lines(reader):
             if r and any(c.strip() for c in r):
                 rows.append(r)
-                lines.append(ended + 1)
-            ended = reader.line_num
+                lines.append(line)
     if len(set(header)) != len(header):
         raise ValueError(f"{path}: duplicate column names in the header")
     for name in (asset_column, time_column):

@@ -20,7 +20,7 @@ def asset_view(monitor: AssetMonitor, latest: Verdict | None) -> dict[str, Any]:
     config, model = monitor.config, monitor.model_
     learned = model is not None
     # Rows it learns from (more once extended: detector.baseline_extensions), or learned from.
-    rows = config.baseline_rows * (1 + monitor.baseline_extensions_) if learned else monitor.baseline_.size
+    rows = monitor.learned_baseline_rows if learned else monitor.baseline_.size
     if not learned:
         latest = None  # a verdict of a model since forgotten (relearn) says nothing of the one being learned
     return {
