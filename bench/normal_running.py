@@ -56,7 +56,7 @@ import numpy as np
 
 from detector.alarm import alarm_onsets
 from detector.config import MonitorConfig
-from detector.monitor import NOT_RUNNING, SCORED, WARMING_UP, AssetMonitor
+from detector.monitor import NOT_RUNNING, SCORED, AssetMonitor
 from ingest.logfile import SensorLog, read_sensor_log
 from plantwatch.offline.backtest import run_backtest
 from plantwatch.settings import load_settings
@@ -224,7 +224,7 @@ def run_one(name: str, log: SensorLog, config: MonitorConfig, baseline_rows: int
     not_running = np.isin(result.status, NOT_RUNNING)
     # Counted from where the baseline was learned: later than baseline_rows where it was extended
     # (detector.baseline_extensions), and a rate over less time scored.
-    learned_at = max(baseline_rows, int(np.flatnonzero(result.status == WARMING_UP)[-1]) + 1)
+    learned_at = max(baseline_rows, result.baseline_end)
     flags = result.anomaly[learned_at:]
     onset_rows = alarm_onsets(flags)
     onsets = int(onset_rows.size)
