@@ -118,13 +118,16 @@ def run_to(detector: DetectorStage, fleet: Fleet, rows: int) -> None:
         assert detector._score(fleet.batch(min(BATCH_ROWS, rows - fleet.row)))
 
 
-def breakdown(before: tracemalloc.Snapshot, assets: int, top: int = 8) -> dict[str, float]:
-    """KiB per asset held, by the plantwatch source file and line that allocated it."""
+def breakdown(before: tracemalloc.Snapshot, assets: int, top: int = 25) -> dict[str, float]:
+    """KiB per asset held: all that tracemalloc sees, and by the plantwatch source lines that allocated
+    it (the last three of ours on the way)."""
     held: dict[str, float] = defaultdict(float)
-    for stat in tracemalloc.take_snapshot().compare_to(before, "traceback"):
+    stats = tracemalloc.take_snapshot().compare_to(before, "traceback")
+    held["(all traced)"] = sum(s.size_diff for s in stats) / 1024 / assets
+    for stat in stats:
         ours = [f for f in stat.traceback if "/bench/" not in f.filename and "/site-packages/" not in f.filename]
-        frame = ours[-1] if ours else stat.traceback[-1]
-        where = "/".join(Path(frame.filename).parts[-2:]) + f":{frame.lineno}"
+        frames = ours[-3:] if ours else [stat.traceback[-1]]
+        where = " < ".join("/".join(Path(f.filename).parts[-2:]) + f":{f.lineno}" for f in reversed(frames))
         held[where] += stat.size_diff / 1024 / assets
     return dict(sorted(held.items(), key=lambda kv: -kv[1])[:top])
 

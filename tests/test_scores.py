@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
 from detector.types import Verdict
+from plantwatch.service.ring_file import RingFile
 from plantwatch.service.row_history import RowHistory
-from plantwatch.service.score_history import ScoreHistory
+from plantwatch.service.score_history import SCORE_RECORD, ScoreHistory
 from telemetry.counters import Counters
 
 S = 1_000_000_000
@@ -68,8 +72,48 @@ def test_a_ring_holds_what_it_was_given_as_it_grows_to_its_capacity_and_wraps() 
         newest = list(range(max(0, written - 200), written))
         assert [p.score for p in history.since(f"pump-{written}", None, 1000)] == [float(t) for t in newest]
         assert rows.since(f"pump-{written}", None, 1000).ts_ns == [T0 + t * S for t in newest]
-    assert history._rings["pump-65"].ts.shape[0] == 128  # an asset with 65 rows holds 128 slots, not 200
-    assert rows._rings["pump-1"].ts.shape[0] == 64
+
+
+def test_the_rings_live_in_an_unlinked_file_in_the_folder_given_and_a_forgotten_slot_is_reused(tmp_path: Path) -> None:
+    history = ScoreHistory(rows=100, folder=tmp_path)
+    history.add([row(t, asset="pump-1") for t in range(150)] + [row(t, asset="pump-2") for t in range(10)])
+    assert list(tmp_path.iterdir()) == []  # O_TMPFILE: nothing to clean up after a crash
+    file = history._file
+    assert os.readlink(f"/proc/self/fd/{file._fd}").startswith(f"{tmp_path}/")
+    size = os.fstat(file._fd).st_size
+    assert size == 2 * 100 * SCORE_RECORD.itemsize - 90 * SCORE_RECORD.itemsize  # pump-2's slot: 10 written
+    history.forget("pump-1")
+    history.add([row(t, asset="pump-3") for t in range(100)])  # takes pump-1's slot
+    assert os.fstat(file._fd).st_size == size
+    assert [p.score for p in history.since("pump-3", None, 1000)] == [float(t) for t in range(100)]
+    assert [p.score for p in history.since("pump-2", None, 1000)] == [float(t) for t in range(10)]
+    assert history.since("pump-1", None, 1000) == []
+
+
+def test_a_ring_file_keeps_the_newest_records_across_wraps_of_any_length() -> None:
+    rng = np.random.default_rng(5)
+    ring = RingFile(np.dtype([("ts", "<i8"), ("v", "<f4", (3,))]), capacity=7)
+    written = np.empty(0, ring.dtype)
+    for size in rng.integers(0, 20, 60):  # appends shorter than, as long as and longer than the ring
+        records = np.empty(int(size), ring.dtype)
+        records["ts"] = np.arange(written.size, written.size + size)
+        records["v"] = rng.normal(size=(size, 3))
+        ring.append("a", records)
+        written = np.concatenate([written, records])
+        assert ring.read("a").tobytes() == written[-7:].tobytes()
+    assert ring.read("b").size == 0
+
+
+def test_a_failing_write_drops_that_assets_history_and_the_rest_runs_on(caplog: pytest.LogCaptureFixture) -> None:
+    history = ScoreHistory(rows=10)
+    history.add([row(t) for t in range(3)])
+    real_fd = history._file._fd
+    history._file._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    history.add([row(t) for t in range(3, 5)])
+    assert history.since("pump-1", None, 10) == [] and "cannot write the API's history file" in caplog.text
+    history._file._fd = real_fd
+    history.add([row(t) for t in range(5, 7)])
+    assert [p.score for p in history.since("pump-1", None, 10)] == [5.0, 6.0]
 
 
 def test_the_row_ring_keeps_each_sensors_newest_values_and_starts_again_for_new_sensors() -> None:

@@ -1,0 +1,140 @@
+"""Rings of fixed-size records kept in a file rather than in the process's memory, one ring per key.
+
+The API's recent history of each asset (an hour of scores, the chart's 720 rows of sensor values) is
+written on every scored row and read only when someone looks at that asset. Held in numpy arrays it
+was the largest part of an asset's memory once it had run for an hour (about 90 KB of 8 sensors), so
+1,000 assets held 90 MB that nobody read most of the time. Here each ring is a fixed slot of an
+unlinked file written with ``pwrite`` and read with ``pread``: the kernel's page cache holds the
+pages while memory is plentiful, and, being file pages, can write them out and drop them when it is
+short, where the process's own memory could only be swapped (if there is swap at all). The file is
+made with ``tempfile.TemporaryFile`` (``O_TMPFILE``: never visible, gone with the process) in the
+model directory when one is set, else in the system's temporary folder (``TMPDIR``); on a folder in
+memory (tmpfs) the pages stay in memory. A slot is ``capacity`` records; rings grow in place, so an
+asset that has scored a minute writes a minute (the rest of its slot is a hole in a sparse file).
+
+Not thread-safe: the callers (:mod:`plantwatch.service.score_history`,
+:mod:`plantwatch.service.row_history`) hold their lock around every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Hashable
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+WARN_EVERY_S = 60.0  # a failing write is logged at most this often
+
+
+class RingFile:
+    """For each key, the newest ``capacity`` records of ``dtype`` appended under it, in one file."""
+
+    def __init__(self, dtype: npt.DTypeLike, capacity: int, folder: str | os.PathLike[str] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.dtype = np.dtype(dtype)
+        self.capacity = capacity
+        self.slot_bytes = self.dtype.itemsize * capacity
+        self._file = _open(folder)
+        self._fd = self._file.fileno()
+        self._slots: dict[Hashable, list[int]] = {}  # key -> [offset, records ever appended]
+        self._free: list[int] = []  # offsets of slots whose key was forgotten
+        self._end = 0  # the file's slots end here
+        self._warned_at = -WARN_EVERY_S
+
+    def append(self, key: Hashable, records: np.ndarray) -> None:
+        """Append ``records`` (of ``dtype``, oldest first) to ``key``'s ring, which keeps the newest ``capacity``."""
+        if not records.size:
+            return
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = [self._allocate(), 0]
+        offset, count = slot
+        kept = np.ascontiguousarray(records[-self.capacity :], dtype=self.dtype)
+        start = (count + records.shape[0] - kept.shape[0]) % self.capacity  # the ring index of kept[0]
+        first = min(kept.shape[0], self.capacity - start)
+        try:
+            _write(self._fd, kept[:first].tobytes(), offset + start * self.dtype.itemsize)
+            if first < kept.shape[0]:  # wrapped round to the slot's start
+                _write(self._fd, kept[first:].tobytes(), offset)
+        except OSError as exc:  # a full disk: this key's history starts again, the service runs on
+            self._warn(exc)
+            self.forget(key)
+            return
+        slot[1] = count + records.shape[0]
+
+    def read(self, key: Hashable) -> np.ndarray:
+        """``key``'s records, oldest first (empty for an unknown key)."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return np.empty(0, self.dtype)
+        offset, count = slot
+        held = min(count, self.capacity)
+        records = np.frombuffer(_read(self._fd, held * self.dtype.itemsize, offset), self.dtype)
+        if count <= self.capacity:
+            return records
+        start = count % self.capacity  # the oldest record's ring index
+        return np.concatenate([records[start:], records[:start]])
+
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key``'s ring; its slot serves the next new key."""
+        slot = self._slots.pop(key, None)
+        if slot is not None:
+            self._free.append(slot[0])
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._slots
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _warn(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("cannot write the API's history file (%s): the charts miss rows until it can", exc)
+
+    def _allocate(self) -> int:
+        if self._free:
+            return self._free.pop()
+        offset, self._end = self._end, self._end + self.slot_bytes
+        return offset
+
+
+def _open(folder: str | os.PathLike[str] | None) -> IO[bytes]:
+    """An unlinked file in ``folder``; in memory (``memfd``) with a warning when none can be made there."""
+    try:
+        return tempfile.TemporaryFile(dir=folder, prefix="plantwatch-history-")
+    except OSError as exc:
+        log.warning(
+            "cannot make the API's history file in %s (%s); keeping the history in memory instead",
+            folder or tempfile.gettempdir(),
+            exc,
+        )
+        return os.fdopen(os.memfd_create("plantwatch-history"), "r+b")
+
+
+def _write(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _read(fd: int, size: int, offset: int) -> bytes:
+    parts = []
+    while size > 0:
+        part = os.pread(fd, size, offset)
+        if not part:  # a hole at the file's end reads as nothing: it holds zeros
+            parts.append(bytes(size))
+            break
+        parts.append(part)
+        size, offset = size - len(part), offset + len(part)
+    return b"".join(parts)
