@@ -32,6 +32,7 @@ rolling mean or spread changes nothing that is reported.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -41,6 +42,23 @@ from detector.config import MonitorConfig
 ALERT_ROWS_KEPT = 1  # feature rows of recent alerts kept for feedback, in baseline lengths
 MARKED_NORMAL_KEPT = 1  # rows marked normal learned from, in baseline lengths (the newest kept)
 FEEDBACK_MAX_RAISE = 3.0  # nats of surprise the alarm level may rise above the derived one (20x rarer)
+
+
+class KeptRows(Protocol):
+    """Where the baseline's feature rows are kept: in memory (:class:`InMemory`), or wherever the
+    caller keeps them (the service: in a file, read back when asked; they are read rarely)."""
+
+    def get(self) -> np.ndarray:
+        """The rows, float32."""
+        ...
+
+
+@dataclass(frozen=True)
+class InMemory:
+    rows: np.ndarray
+
+    def get(self) -> np.ndarray:
+        return self.rows
 
 
 @dataclass
@@ -76,10 +94,25 @@ class Feedback:
     since, and the alert rows that may still be marked."""
 
     def __init__(self, baseline: np.ndarray, marked: np.ndarray, alerts: AlertRows, enter: float = 0.0) -> None:
-        self.baseline32 = np.asarray(baseline, dtype=np.float32)  # what is kept (and saved): the module docstring
-        self.marked = np.asarray(marked, dtype=np.float64).reshape(-1, self.baseline32.shape[1])
+        rows = np.asarray(baseline, dtype=np.float32)  # what is kept (and saved): the module docstring
+        self.kept: KeptRows = InMemory(rows)
+        self.shape: tuple[int, int] = rows.shape
+        self.marked = np.asarray(marked, dtype=np.float64).reshape(-1, rows.shape[1])
         self.alerts = alerts
         self.enter_ = enter  # the alarm level above every row marked normal (0: none marked)
+
+    @property
+    def baseline32(self) -> np.ndarray:
+        """The baseline's feature rows as kept, float32."""
+        return self.kept.get()
+
+    def keep_in(self, kept: KeptRows) -> None:
+        """Keep the baseline's rows in ``kept`` (which holds them already) rather than in memory."""
+        self.kept = kept
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.kept, InMemory)
 
     @property
     def baseline(self) -> np.ndarray:

@@ -60,7 +60,9 @@ def test_a_false_alarm_is_learned_by_the_detector_thread_and_saved(tmp_path: Pat
     models = ModelPersistence(str(tmp_path / "models"))
     stage = _stage(store, models, counters)
     stage._process(_readings(1000, slice(700, 900)))
-    assert stage.monitors["pump-1"].feedback_ is not None
+    feedback = stage.monitors["pump-1"].feedback_
+    assert feedback is not None and not feedback.in_memory  # its baseline rows are in the model directory's file
+    assert feedback.baseline32.shape[1] == 2 * len(SENSORS) and np.isfinite(feedback.baseline32).all()
     assert stage.request_feedback("fan-9", "false_alarm", T0, T0 + 10**12) is None  # unknown asset
     answer = stage.request_feedback("pump-1", "false_alarm", T0 + 700 * S, T0 + 999 * S)
     assert answer is not None and not answer.done()  # the detector thread has not looped yet
@@ -72,6 +74,7 @@ def test_a_false_alarm_is_learned_by_the_detector_thread_and_saved(tmp_path: Pat
     restored = AssetMonitor("pump-1", MonitorConfig(baseline_rows=600))
     assert models.restore(restored)  # saved at once: a restart keeps what the operator taught
     assert restored.feedback_ is not None and restored.feedback_.marked.shape[0] == rows
+    assert np.array_equal(restored.feedback_.baseline32, feedback.baseline32)  # saved from the file
     again = stage.request_feedback("pump-1", "true_fault", T0 + 700 * S, T0 + 999 * S)
     assert again is not None
     stage._process([])

@@ -41,6 +41,7 @@ from plantwatch.service.asset_view import asset_view, baseline_view
 from plantwatch.service.checkpointing import DEFAULT_STATE_POLICY, Checkpointing, StatePolicy
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
 from plantwatch.service.idle_assets import Departed, IdleAssets
+from plantwatch.service.kept_baselines import KeptBaselines
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
 from plantwatch.service.row_history import RowHistory
@@ -103,8 +104,12 @@ class DetectorStage:
         self.maintenance = maintenance
         self.monitors: dict[str, AssetMonitor] = {}
         self.latest: dict[str, Verdict] = {}  # each asset's latest verdict (GET /assets)
-        self.scores = ScoreHistory()  # each asset's recent scored rows (GET /assets/{asset}/scores)
-        self.rows = RowHistory()  # and their sensors' values (GET /assets/{asset}/readings)
+        # Each asset's recent scored rows (GET /assets/{asset}/scores) and their sensors' values (GET
+        # /assets/{asset}/readings), in files: on the model directory's disk when there is one.
+        history_folder = models.checkpoints.model_dir if models is not None else None
+        self.scores = ScoreHistory(folder=history_folder)
+        self.rows = RowHistory(folder=history_folder)
+        self.kept = KeptBaselines(history_folder)  # each asset's baseline rows for operator feedback
         self._tags: dict[str, Mapping[str, str]] = {}  # each asset's latest topic tags
         # Assets whose smallest flagged shifts may need working out again (an ordered set).
         self._shifts_due: dict[str, None] = {}
@@ -181,6 +186,7 @@ class DetectorStage:
             self.latest.pop(asset, None)  # the forgotten model's verdict says nothing of the new one
             self.scores.forget(asset)
             self.rows.forget(asset)
+            self.kept.forget(asset)
             if overhauled and self.maintenance is not None:
                 self.maintenance.forget(asset)
             self.checkpoints.operator_changed(asset)  # a restart must not bring the old baseline back
@@ -275,6 +281,7 @@ class DetectorStage:
             self.idle.move_out(self.monitors, asset, departed)
             self.scores.forget(asset)
             self.rows.forget(asset)
+            self.kept.forget(asset)
         if gone:
             self.counters.inc("plantwatch_assets_evicted_total", len(gone))
             log.info(
@@ -458,6 +465,9 @@ class DetectorStage:
         learned = _of(BaselineLearned, events)
         if learned:
             log_baseline_learned(asset, learned[-1])
+        feedback = monitor.feedback_
+        if feedback is not None and feedback.in_memory:  # learned or restored: its baseline rows to the file
+            self.kept.move_out(asset, feedback)
         self.checkpoints.changed.add(asset)
         if learned or any(isinstance(e, ModelRefitted) for e in events):
             self.checkpoints.model_changed(asset)  # a fresh baseline, or an adapted one, survives a crash
