@@ -26,7 +26,8 @@ Rows that were not in an alert are not kept, and cannot be marked.
 The baseline's feature rows are kept in single precision: they are the largest part of a learned
 asset's memory (600 rows of 16 features, 73 KB in double precision), and are read only when an
 operator marks an alert and for the smallest flagged shifts, where a relative error of 1e-7 in a
-rolling mean or spread changes nothing that is reported.
+rolling mean or spread changes nothing that is reported. Where they are kept is the caller's
+(:class:`KeptRows`): in memory by default; the service keeps them in a file and reads them back.
 """
 
 from __future__ import annotations
@@ -96,7 +97,6 @@ class Feedback:
     def __init__(self, baseline: np.ndarray, marked: np.ndarray, alerts: AlertRows, enter: float = 0.0) -> None:
         rows = np.asarray(baseline, dtype=np.float32)  # what is kept (and saved): the module docstring
         self.kept: KeptRows = InMemory(rows)
-        self.shape: tuple[int, int] = rows.shape
         self.marked = np.asarray(marked, dtype=np.float64).reshape(-1, rows.shape[1])
         self.alerts = alerts
         self.enter_ = enter  # the alarm level above every row marked normal (0: none marked)
