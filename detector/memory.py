@@ -26,7 +26,7 @@ FEW_ROWS = 16  # an add of at most this many rows goes one row at a time (cheape
 
 def grown(capacity: int, rows: int, *columns: np.ndarray) -> list[np.ndarray]:
     """``columns`` (arrays of one length) lengthened with zeros to hold ``rows`` rows: at least doubled,
-    from 64, and never beyond ``capacity``. A memory or ring grows this way with what it holds."""
+    from 64, and never beyond ``capacity``. A memory grows this way with what it holds."""
     held = columns[0].shape[0]
     size = min(capacity, max(rows, 2 * held, 64))
     return [np.concatenate([c, np.zeros((size - held, *c.shape[1:]), c.dtype)]) for c in columns]

@@ -9,6 +9,11 @@ import pytest
 
 from detector.feedback import AlertRows, Feedback
 from plantwatch.service.kept_baselines import KeptBaselines
+from plantwatch.service.ring_file import RingFile
+
+
+def file_of(kept: KeptBaselines, rows: int, width: int) -> RingFile:
+    return kept._rings._files[(np.dtype([("F", "<f4", (width,))]), rows)]
 
 
 def feedback(seed: int, rows: int = 600, width: int = 16) -> Feedback:
@@ -24,7 +29,7 @@ def test_rows_moved_out_read_back_the_same_and_a_forgotten_slot_serves_the_next_
     assert not pump.in_memory and not fan.in_memory
     assert np.array_equal(pump.baseline32, expected[0]) and np.array_equal(fan.baseline32, expected[1])
     assert pump.baseline.dtype == np.float64 and np.array_equal(pump.baseline, expected[0].astype(np.float64))
-    file = kept._files[(600, 16)]
+    file = file_of(kept, 600, 16)
     size = os.fstat(file._fd).st_size
     kept.forget("pump")
     with pytest.raises(LookupError, match="pump"):
@@ -39,13 +44,13 @@ def test_a_relearned_asset_of_another_shape_leaves_its_old_slot() -> None:
     assert kept.move_out("pump", feedback(1))
     wider = feedback(2, rows=1200, width=18)
     assert kept.move_out("pump", wider)
-    assert "pump" not in kept._files[(600, 16)] and wider.baseline32.shape == (1200, 18)
+    assert "pump" not in file_of(kept, 600, 16) and wider.baseline32.shape == (1200, 18)
 
 
 def test_a_failing_write_leaves_the_rows_in_memory() -> None:
     kept = KeptBaselines()
     assert kept.move_out("fan", feedback(0))  # the file exists; now every write fails (ENOSPC)
-    file = kept._files[(600, 16)]
+    file = file_of(kept, 600, 16)
     file._fd = os.open("/dev/full", os.O_RDWR)
     pump = feedback(1)
     before = pump.baseline32.copy()

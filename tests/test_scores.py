@@ -78,7 +78,7 @@ def test_the_rings_live_in_an_unlinked_file_in_the_folder_given_and_a_forgotten_
     history = ScoreHistory(rows=100, folder=tmp_path)
     history.add([row(t, asset="pump-1") for t in range(150)] + [row(t, asset="pump-2") for t in range(10)])
     assert list(tmp_path.iterdir()) == []  # O_TMPFILE: nothing to clean up after a crash
-    file = history._file
+    file = history._rings._files[(SCORE_RECORD, 100)]
     assert os.readlink(f"/proc/self/fd/{file._fd}").startswith(f"{tmp_path}/")
     size = os.fstat(file._fd).st_size
     assert size == 2 * 100 * SCORE_RECORD.itemsize - 90 * SCORE_RECORD.itemsize  # pump-2's slot: 10 written
@@ -107,11 +107,12 @@ def test_a_ring_file_keeps_the_newest_records_across_wraps_of_any_length() -> No
 def test_a_failing_write_drops_that_assets_history_and_the_rest_runs_on(caplog: pytest.LogCaptureFixture) -> None:
     history = ScoreHistory(rows=10)
     history.add([row(t) for t in range(3)])
-    real_fd = history._file._fd
-    history._file._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    file = history._rings._files[(SCORE_RECORD, 10)]
+    real_fd = file._fd
+    file._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
     history.add([row(t) for t in range(3, 5)])
     assert history.since("pump-1", None, 10) == [] and "cannot write the API's history file" in caplog.text
-    history._file._fd = real_fd
+    file._fd = real_fd
     history.add([row(t) for t in range(5, 7)])
     assert [p.score for p in history.since("pump-1", None, 10)] == [5.0, 6.0]
 

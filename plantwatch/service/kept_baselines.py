@@ -21,16 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.feedback import Feedback
-from plantwatch.service.ring_file import RingFile
+from plantwatch.service.ring_file import RingFiles
 
 
 class KeptBaselines:
-    """The baseline rows of every asset whose feedback was moved here, one ring file per row shape."""
+    """The baseline rows of every asset whose feedback was moved here, a ring file per row shape."""
 
     def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
-        self.folder = folder
-        self._files: dict[tuple[int, int], RingFile] = {}  # by (rows, features)
-        self._shape_of: dict[str, tuple[int, int]] = {}  # each asset's, to forget it where it is
+        self._rings = RingFiles(folder, "the baselines' feature rows", "they stay in memory")
         self._lock = threading.Lock()
 
     def move_out(self, asset: str, feedback: Feedback) -> bool:
@@ -43,36 +41,23 @@ class KeptBaselines:
         records = np.empty(shape[0], np.dtype([("F", "<f4", (shape[1],))]))
         records["F"] = rows
         with self._lock:
-            self._forget(asset)
-            file = self._files.get(shape)
-            if file is None:
-                file = self._files[shape] = RingFile(records.dtype, shape[0], self.folder)
-            file.append(asset, records)
-            if asset not in file:  # the write failed (RingFile logged why)
+            self._rings.forget(asset)  # a relearned baseline of the same shape: its own ring, not appended
+            if not self._rings.append(asset, records, shape[0]):
                 return False
-            self._shape_of[asset] = shape
         feedback.keep_in(_InFile(self, asset, shape))
         return True
 
     def read(self, asset: str, shape: tuple[int, int]) -> np.ndarray:
         with self._lock:
-            if self._shape_of.get(asset) != shape:
-                raise LookupError(f"the baseline rows of {asset!r} are no longer kept")  # a bug: never expected
-            return np.ascontiguousarray(self._files[shape].read(asset)["F"])
+            records = self._rings.read(asset)
+        if records is None or records["F"].shape != shape:
+            raise LookupError(f"the baseline rows of {asset!r} are no longer kept")  # a bug: never expected
+        return np.ascontiguousarray(records["F"])
 
     def forget(self, asset: str) -> None:
         """The asset left memory or relearned: its rows' slot serves another."""
         with self._lock:
-            self._forget(asset)
-
-    def _forget(self, asset: str) -> None:
-        shape = self._shape_of.pop(asset, None)
-        if shape is not None:
-            self._files[shape].forget(asset)
-
-    def close(self) -> None:
-        for file in self._files.values():
-            file.close()
+            self._rings.forget(asset)
 
 
 @dataclass(frozen=True)

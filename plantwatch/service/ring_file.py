@@ -12,8 +12,13 @@ model directory when one is set, else in the system's temporary folder (``TMPDIR
 memory (tmpfs) the pages stay in memory. A slot is ``capacity`` records; rings grow in place, so an
 asset that has scored a minute writes a minute (the rest of its slot is a hole in a sparse file).
 
+:class:`RingFiles` keeps rings of several layouts (a record type and a capacity each) under one key
+space: the chart rows of assets with different numbers of sensors, and each asset's baseline feature
+rows for operator feedback, of whatever shape (:mod:`plantwatch.service.kept_baselines`).
+
 Not thread-safe: the callers (:mod:`plantwatch.service.score_history`,
-:mod:`plantwatch.service.row_history`) hold their lock around every call.
+:mod:`plantwatch.service.row_history`, :mod:`plantwatch.service.kept_baselines`) hold their lock
+around every call.
 """
 
 from __future__ import annotations
@@ -34,25 +39,35 @@ WARN_EVERY_S = 60.0  # a failing write is logged at most this often
 
 
 class RingFile:
-    """For each key, the newest ``capacity`` records of ``dtype`` appended under it, in one file."""
+    """For each key, the newest ``capacity`` records of ``dtype`` appended under it, in one file.
+    The warnings name what it keeps (``purpose``) and what a failing write costs (``on_failure``)."""
 
-    def __init__(self, dtype: npt.DTypeLike, capacity: int, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        dtype: npt.DTypeLike,
+        capacity: int,
+        folder: str | os.PathLike[str] | None = None,
+        purpose: str = "the API's history",
+        on_failure: str = "the charts miss rows until it can",
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.dtype = np.dtype(dtype)
         self.capacity = capacity
         self.slot_bytes = self.dtype.itemsize * capacity
-        self._file = _open(folder)
+        self.purpose, self.on_failure = purpose, on_failure
+        self._file = _open(folder, purpose)
         self._fd = self._file.fileno()
         self._slots: dict[Hashable, list[int]] = {}  # key -> [offset, records ever appended]
         self._free: list[int] = []  # offsets of slots whose key was forgotten
         self._end = 0  # the file's slots end here
         self._warned_at = -WARN_EVERY_S
 
-    def append(self, key: Hashable, records: np.ndarray) -> None:
-        """Append ``records`` (of ``dtype``, oldest first) to ``key``'s ring, which keeps the newest ``capacity``."""
+    def append(self, key: Hashable, records: np.ndarray) -> bool:
+        """Append ``records`` (of ``dtype``, oldest first) to ``key``'s ring, which keeps the newest
+        ``capacity``; False when the write failed (``key``'s ring is then forgotten)."""
         if not records.size:
-            return
+            return True
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = [self._allocate(), 0]
@@ -67,8 +82,9 @@ class RingFile:
         except OSError as exc:  # a full disk: this key's history starts again, the service runs on
             self._warn(exc)
             self.forget(key)
-            return
+            return False
         slot[1] = count + records.shape[0]
+        return True
 
     def read(self, key: Hashable) -> np.ndarray:
         """``key``'s records, oldest first (empty for an unknown key)."""
@@ -92,14 +108,11 @@ class RingFile:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._slots
 
-    def close(self) -> None:
-        self._file.close()
-
     def _warn(self, exc: OSError) -> None:
         now = time.monotonic()
         if now - self._warned_at >= WARN_EVERY_S:
             self._warned_at = now
-            log.warning("cannot write the API's history file (%s): the charts miss rows until it can", exc)
+            log.warning("cannot write %s file (%s): %s", self.purpose, exc, self.on_failure)
 
     def _allocate(self) -> int:
         if self._free:
@@ -108,13 +121,49 @@ class RingFile:
         return offset
 
 
-def _open(folder: str | os.PathLike[str] | None) -> IO[bytes]:
+class RingFiles:
+    """Rings of several layouts under one set of keys: a :class:`RingFile` per (record type,
+    capacity), made when first needed; a key appended in another layout leaves its old ring."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None, purpose: str, on_failure: str) -> None:
+        self.folder = folder
+        self.purpose, self.on_failure = purpose, on_failure
+        self._files: dict[tuple[np.dtype, int], RingFile] = {}
+        self._layout: dict[Hashable, tuple[np.dtype, int]] = {}  # each key's, to read and forget it there
+
+    def append(self, key: Hashable, records: np.ndarray, capacity: int) -> bool:
+        """:meth:`RingFile.append` in the ring file of ``records``' type and ``capacity``."""
+        layout = (records.dtype, capacity)
+        if self._layout.get(key) != layout:
+            self.forget(key)
+        file = self._files.get(layout)
+        if file is None:
+            file = self._files[layout] = RingFile(records.dtype, capacity, self.folder, self.purpose, self.on_failure)
+        if not file.append(key, records):
+            self._layout.pop(key, None)
+            return False
+        self._layout[key] = layout
+        return True
+
+    def read(self, key: Hashable) -> np.ndarray | None:
+        """``key``'s records, oldest first; None for an unknown key."""
+        layout = self._layout.get(key)
+        return None if layout is None else self._files[layout].read(key)
+
+    def forget(self, key: Hashable) -> None:
+        layout = self._layout.pop(key, None)
+        if layout is not None:
+            self._files[layout].forget(key)
+
+
+def _open(folder: str | os.PathLike[str] | None, purpose: str) -> IO[bytes]:
     """An unlinked file in ``folder``; in memory (``memfd``) with a warning when none can be made there."""
     try:
-        return tempfile.TemporaryFile(dir=folder, prefix="plantwatch-history-")
+        return tempfile.TemporaryFile(dir=folder, prefix="plantwatch-")
     except OSError as exc:
         log.warning(
-            "cannot make the API's history file in %s (%s); keeping the history in memory instead",
+            "cannot make %s file in %s (%s); keeping it in memory instead",
+            purpose,
             folder or tempfile.gettempdir(),
             exc,
         )

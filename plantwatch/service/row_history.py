@@ -1,6 +1,6 @@
 """Each asset's recent aligned rows (time and every sensor's value), for the dashboard's sensor chart
 (``GET /assets/{asset}/readings``): a ring per asset of records in a file (:mod:`plantwatch.service.ring_file`),
-one file per number of sensors, values in float32: 720 rows of 8 sensors are 29 KB of file an asset,
+a file per number of sensors, values in float32: 720 rows of 8 sensors are 29 KB of file an asset,
 none of the process's memory. Written by the detector thread from the rows the monitor aligned (the
 rows it scored), read by the API's threads, under one lock."""
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.align import Row
-from plantwatch.service.ring_file import RingFile
 from plantwatch.service.score_history import AssetRings, kept_rows
 
 DEFAULT_ROWS = 720  # the dashboard draws the newest 720 scored rows
@@ -36,7 +35,6 @@ class RowHistory(AssetRings):
     def __init__(self, rows: int = DEFAULT_ROWS, folder: str | os.PathLike[str] | None = None) -> None:
         super().__init__(rows, folder)
         self._sensors: dict[str, tuple[str, ...]] = {}  # each asset's sensors, in its records' order
-        self._files: dict[int, RingFile] = {}  # by number of sensors
 
     def add(self, asset: str, sensors: Sequence[str], rows: Sequence[Row]) -> None:
         """Rows in ``sensors`` order; a new sensor set (the asset relearned others) starts the ring again."""
@@ -48,35 +46,24 @@ class RowHistory(AssetRings):
         records["values"] = [values for _, values in rows]
         with self._lock:
             if self._sensors.get(asset) != names:
-                self._forget(asset)
+                self._rings.forget(asset)
                 self._sensors[asset] = names
-            file = self._files.get(len(names))
-            if file is None:
-                file = self._files[len(names)] = RingFile(records.dtype, self.rows, self.folder)
-            file.append(asset, records)
+            self._rings.append(asset, records, self.rows)
 
     def since(self, asset: str, since_ns: int | None, limit: int) -> RowsSince:
         """The asset's kept rows stamped at or after ``since_ns``, oldest first, at most the newest ``limit``."""
         with self._lock:
-            names = self._sensors.get(asset)
-            if names is None:
-                return RowsSince((), [], [])
-            records = self._files[len(names)].read(asset)
+            names, records = self._sensors.get(asset), self._rings.read(asset)
+        if names is None:
+            return RowsSince((), [], [])
+        if records is None:  # a write failed: the ring starts again
+            return RowsSince(names, [], [])
         kept = records[kept_rows(records["ts"], since_ns, limit)]
         values = kept["values"].astype(np.float64)
         cells = [[v if np.isfinite(v) else None for v in row] for row in values.tolist()]
         return RowsSince(names, kept["ts"].tolist(), cells)
 
     def forget(self, asset: str) -> None:
-        """The asset relearns: the old model's rows say nothing of the new one's."""
         with self._lock:
-            self._forget(asset)
-
-    def _forget(self, asset: str) -> None:
-        names = self._sensors.pop(asset, None)
-        if names is not None:
-            self._files[len(names)].forget(asset)
-
-    def close(self) -> None:
-        for file in self._files.values():
-            file.close()
+            self._sensors.pop(asset, None)
+            self._rings.forget(asset)

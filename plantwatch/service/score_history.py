@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.types import Verdict
-from plantwatch.service.ring_file import RingFile
+from plantwatch.service.ring_file import RingFiles
 
 DEFAULT_ROWS = 3600  # an hour of 1 Hz rows per asset
 SCORE_FIELDS = ("ts", "score", "probability", "anomaly")
@@ -46,8 +46,13 @@ class AssetRings:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         self.rows = rows
-        self.folder = folder
+        self._rings = RingFiles(folder, "the API's history", "the charts miss rows until it can")
         self._lock = threading.Lock()
+
+    def forget(self, asset: str) -> None:
+        """The asset relearns: the old model's rows say nothing of the new one's."""
+        with self._lock:
+            self._rings.forget(asset)
 
 
 class ScoreHistory(AssetRings):
@@ -55,7 +60,6 @@ class ScoreHistory(AssetRings):
 
     def __init__(self, rows: int = DEFAULT_ROWS, folder: str | os.PathLike[str] | None = None) -> None:
         super().__init__(rows, folder)
-        self._file = RingFile(SCORE_RECORD, rows, folder)
 
     def add(self, verdicts: Sequence[Verdict]) -> None:
         """Scored rows only: a baseline's or a stopped asset's rows carry no score worth charting."""
@@ -65,20 +69,14 @@ class ScoreHistory(AssetRings):
                 by_asset[v.asset].append((v.ts_ns, v.score, v.probability, v.anomaly))
         with self._lock:
             for asset, rows in by_asset.items():
-                self._file.append(asset, np.array(rows, SCORE_RECORD))
+                self._rings.append(asset, np.array(rows, SCORE_RECORD), self.rows)
 
     def since(self, asset: str, since_ns: int | None, limit: int) -> list[ScorePoint]:
         """The asset's kept rows stamped at or after ``since_ns``, oldest first, at most the newest ``limit``."""
         with self._lock:
-            records = self._file.read(asset)
+            records = self._rings.read(asset)
+        if records is None:
+            return []
         kept = records[kept_rows(records["ts"], since_ns, limit)]
         columns = (kept[name].tolist() for name in SCORE_FIELDS)
         return [ScorePoint(*row) for row in zip(*columns, strict=True)]
-
-    def forget(self, asset: str) -> None:
-        """The asset relearns: the old model's rows say nothing of the new one's."""
-        with self._lock:
-            self._file.forget(asset)
-
-    def close(self) -> None:
-        self._file.close()
