@@ -4,10 +4,14 @@ Databases written before plantwatch used Alembic have the ``alerts`` table but n
 they are stamped with the revision their columns match (0001 without ``unseen_operating_point``,
 0002 with it) and upgraded from there, so an upgrade of plantwatch never loses an alert.
 
-Alembic (with Mako, which it loads) holds 11 MB once imported, for as long as the service runs. A
-store already at the newest revision, every start but the first after an upgrade, needs none of it:
-the revision is read with SQLAlchemy and compared with :data:`HEAD`, and Alembic is imported only
-when there is something to do.
+Alembic (with Mako, which it loads) holds 11 MB once imported, for as long as the service runs, so
+it is imported only to upgrade a store written by an earlier plantwatch:
+
+- a store already at the newest revision (every start but the first after an upgrade) has its
+  revision read with SQLAlchemy and compared with :data:`HEAD`;
+- a new, empty database gets the tables :mod:`alerts.schema` describes, and is stamped at
+  :data:`HEAD` (Alembic's own recipe for a database built from scratch, with the stamp written
+  here). ``tests/test_alert_store.py`` holds the two ways to the same tables, indexes and keys.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
+
+from alerts import schema
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -27,6 +33,14 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD = "0007"  # the newest revision in migrations/versions (a test holds it to Alembic's own head)
 # The revision a table written before Alembic is at, by whether it has this column.
 _BEFORE_ALEMBIC = (("unseen_operating_point", "0002"), (None, "0001"))
+
+# Alembic's version table, as its ``stamp`` creates it: the same name, type and key constraint.
+_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 
 
 def _quiet_alembic() -> None:
@@ -67,9 +81,22 @@ def current(connection: Connection) -> str | None:
 def upgrade(connection: Connection) -> None:
     """Create or upgrade the tables on ``connection`` (committed when this returns)."""
     before = current(connection)
-    if before == HEAD:
-        connection.commit()  # what the caller did before (a schema created, a lock taken) ends here too
-        return
+    if before is None and not set(schema.metadata.tables) & set(inspect(connection).get_table_names()):
+        create_newest(connection)
+    elif before != HEAD:
+        upgrade_with_alembic(connection, before)
+    connection.commit()  # what the caller did before (a schema created, a lock taken) ends here too
+
+
+def create_newest(connection: Connection) -> None:
+    """A new database: the newest tables, stamped at :data:`HEAD`, without Alembic."""
+    schema.metadata.create_all(connection)
+    _VERSION.create(connection)
+    connection.execute(_VERSION.insert().values(version_num=HEAD))
+
+
+def upgrade_with_alembic(connection: Connection, before: str | None) -> None:
+    """Alembic's migrations from ``before`` (None: not under Alembic, or a new database) to the newest."""
     config = _config(connection)
     from alembic import command
 

@@ -1,9 +1,17 @@
 """plantwatch: settings, pipeline wiring and the command line."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    # One source of truth: the version in pyproject.toml, as installed.
-    __version__ = version("plantwatch")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # ``__version__`` is looked up when asked for: importlib.metadata (with email and zipfile, ~4 MB
+    # resident) is not needed by the MQTT receiver child, which imports this package too.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        # One source of truth: the version in pyproject.toml, as installed.
+        return version("plantwatch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"

@@ -17,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from psycopg import sql
 from servers import PG_URL, free_port
+from sqlalchemy import Connection, Engine, create_engine, inspect, make_url
 
 from alerts import migrate, schema
 from alerts.model import Alert, AlertAction
@@ -337,9 +338,10 @@ def _sqlite_made_by(path: Path, statements: list[str] | tuple[str, ...]) -> None
             db.execute(statement)
 
 
-def _postgres_made_by(schema: str, statements: list[str] | tuple[str, ...]) -> None:
+def _postgres_made_by(schema: str, statements: list[str] | tuple[str, ...], drop: bool = False) -> None:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        verb = "DROP SCHEMA IF EXISTS {} CASCADE" if drop else "CREATE SCHEMA {}"
+        conn.execute(sql.SQL(verb).format(sql.Identifier(schema)))
         for statement in statements:
             conn.execute(statement)
 
@@ -401,19 +403,54 @@ def test_a_postgres_database_of_the_store_before_alembic_is_upgraded_keeping_its
     store.close()
 
 
+def _empty_database(engine: str, tmp_path: Path, name: str, request: pytest.FixtureRequest) -> Engine:
+    """An engine on a new, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if engine == "sqlite":
+        return create_engine(f"sqlite:///{tmp_path / name}.db")
+    where = f"{request.getfixturevalue('pg_schema')}_{name}"
+    _postgres_made_by(where, [])
+    request.addfinalizer(lambda: _postgres_made_by(where, [], drop=True))
+    url = make_url(PG_URL).set(drivername="postgresql+psycopg")
+    return create_engine(url, connect_args={"options": f"-csearch_path={where}"})
+
+
+def _structure(conn: Connection) -> dict[str, tuple[object, ...]]:
+    """Every table's columns, keys and indexes as the database reports them (and, in SQLite, whether
+    the table says AUTOINCREMENT, which decides whether ids are ever reused)."""
+    found = inspect(conn)
+    tables: dict[str, tuple[object, ...]] = {}
+    for table in sorted(found.get_table_names()):
+        columns = [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in found.get_columns(table)]
+        foreign = [
+            (f["constrained_columns"], f["referred_table"], f["referred_columns"])
+            for f in found.get_foreign_keys(table)
+        ]
+        indexes = sorted((i["name"], i["column_names"], i["unique"]) for i in found.get_indexes(table))
+        unique = sorted(str(u) for u in found.get_unique_constraints(table))
+        made = ""
+        if conn.dialect.name == "sqlite":
+            made = str(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).scalar())
+        keys = found.get_pk_constraint(table)
+        tables[table] = (columns, keys, foreign, indexes, unique, "AUTOINCREMENT" in made)
+    return tables
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
-def test_the_migrations_build_what_the_schema_describes(
+def test_the_migrations_and_a_new_store_build_what_the_schema_describes(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """alerts.schema (what the queries are built from) and the newest migration agree, column by column."""
-    if engine == "sqlite":
-        store: AlertStore = SqliteAlertStore(tmp_path / "alerts.db")
-    else:
-        store = PostgresAlertStore(PG_URL, schema=request.getfixturevalue("pg_schema"))
-    with store._engine.connect() as conn:  # type: ignore[attr-defined]
-        differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
-    store.close()
-    assert differences == []
+    """alerts.schema (what the queries are built from) and the newest migration agree, column by column,
+    and a new store, created from alerts.schema without Alembic, gets the same tables, keys and indexes."""
+    with _empty_database(engine, tmp_path, "migrated", request).connect() as conn:
+        migrate.upgrade_with_alembic(conn, None)
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+        migrated = _structure(conn)
+    with _empty_database(engine, tmp_path, "new", request).connect() as conn:
+        migrate.upgrade(conn)  # an empty database: created from alerts.schema and stamped
+        assert _structure(conn) == migrated
+        assert migrate.current(conn) == migrate.HEAD
+        migrate.upgrade_with_alembic(conn, migrate.HEAD)  # Alembic finds it at its head: nothing to do
+        assert _structure(conn) == migrated
 
 
 def test_postgres_reconnects_after_connection_loss(pg_schema: str) -> None:
@@ -502,13 +539,15 @@ def test_head_is_alembics_newest_revision() -> None:
     assert migrate.head() == migrate.HEAD  # a new migration must move HEAD too
 
 
-def test_a_store_at_the_newest_revision_opens_without_loading_alembic_or_psycopg(tmp_path: Path) -> None:
+def test_a_new_store_and_one_at_the_newest_revision_open_without_loading_alembic_or_psycopg(tmp_path: Path) -> None:
     # Alembic (11 MB) and psycopg (9 MB) would stay in the service's memory for nothing.
     db = tmp_path / "alerts.db"
-    SqliteAlertStore(db).close()  # created and migrated: this one loads Alembic
     code = (
         "import sys; from alerts.store import SqliteAlertStore; s = SqliteAlertStore(sys.argv[1]); "
         "print(len(s.list()), sorted(m for m in ('alembic', 'mako', 'psycopg') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["0", "[]"]
+    for _new_then_opened_again in range(2):
+        out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
+        assert out.stdout.split() == ["0", "[]"]
+    with sqlite3.connect(db) as made:
+        assert made.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.HEAD,)]
