@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import queue
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from alerts.lifecycle import AlertManager
+from alerts.store import SqliteAlertStore
+from detector.config import MonitorConfig
 from ingest.messages import Reading
-from plantwatch.service.scoring_queue import Batch, ScoringQueue, join_logged
+from plantwatch.service.pipeline import Pipeline
+from plantwatch.service.scoring_queue import (
+    LOGGED_BACKLOG_READINGS,
+    SCORING_BACKLOG_READINGS,
+    Batch,
+    ScoringQueue,
+    join_logged,
+)
+from telemetry.counters import Counters
 
 
 def _batch(n: int) -> Batch:
@@ -112,3 +125,27 @@ def test_a_joined_batch_arrived_when_its_oldest_delivery_did() -> None:
     q.put(Batch(_batch(2).readings, 0, received_ns=900))
     assert q.join_waiting(Batch(_batch(1).readings, 0, received_ns=800)).received_ns == 700
     assert ScoringQueue().join_waiting(Batch(_batch(1).readings)).received_ns == 0
+
+
+@pytest.mark.parametrize(("model_dir", "bound"), [(False, SCORING_BACKLOG_READINGS), (True, LOGGED_BACKLOG_READINGS)])
+def test_the_bound_is_short_without_a_readings_log_and_long_with_one(
+    model_dir: bool, bound: int, tmp_path: Path
+) -> None:
+    # Without a log the writer waits and the broker keeps the rest; with one, what the queue cannot
+    # take is read back from disk, which costs the detector more than the memory saves.
+    store = SqliteAlertStore(tmp_path / "alerts.db")
+    counters = Counters()
+    pipeline = Pipeline(
+        source_factory=lambda inbound: SimpleNamespace(connected=threading.Event(), ack=lambda mid, qos: None),
+        sink=SimpleNamespace(),
+        alerts=AlertManager(store, resolve_after_s=60, counters=counters),
+        detector_config=lambda asset: MonitorConfig(),
+        counters=counters,
+        batch_size=100,
+        flush_interval_s=0.1,
+        max_in_flight=10,
+        model_dir=str(tmp_path / "models") if model_dir else None,
+    )
+    assert pipeline.scoring.maxsize == bound and (pipeline.reading_log is not None) == model_dir
+    assert SCORING_BACKLOG_READINGS < LOGGED_BACKLOG_READINGS
+    store.close()

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 
 from ingest.messages import Reading
 
-SCORING_BACKLOG_READINGS = 20_000  # about 3 s of the detector's work at full rate on these machines
+# The most readings written and waiting for the detector in memory. Without a readings log this queue
+# is only the hand-off between the writer and the detector, and when the detector is behind the
+# writer waits here and the broker keeps what follows: about 0.4 s of the detector's work at full
+# rate is enough to keep it busy. Those readings are small Python objects, and at 20,000 (the bound
+# before) the memory they took in a drain stayed with the service: 1,000 assets just learned held
+# 208 MB against 181-184 at 2,500, at the same rate (bench/throughput.py, docs/throughput.md).
+SCORING_BACKLOG_READINGS = 2_500
+# With a readings log (detector.model_dir) a batch that finds the queue full stays in the log and the
+# detector reads it back, which costs it more than the memory saves: at 2,500 a drain's rate fell
+# from 6,137 to 4,778-5,555 frames/s (bench/throughput.py --model-dir --more-assets 0).
+LOGGED_BACKLOG_READINGS = 20_000
 # The most readings the detector takes in one go. Its cost is mostly per asset and call: measured on
 # one 8-sensor asset, 1,830 us a row one row at a time, 235 with 10 rows a call, 47 with 200. At full
 # rate the writer's batches hold ~10 rows per asset (mqtt.max_in_flight deliveries over 100 assets),
