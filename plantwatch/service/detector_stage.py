@@ -40,6 +40,7 @@ from plantwatch.service.alert_log import log_alert_event, log_baseline_extended,
 from plantwatch.service.asset_view import asset_view, baseline_view
 from plantwatch.service.checkpointing import DEFAULT_STATE_POLICY, Checkpointing, StatePolicy
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
+from plantwatch.service.heap import HeapTrim
 from plantwatch.service.idle_assets import Departed, IdleAssets
 from plantwatch.service.kept_baselines import KeptBaselines
 from plantwatch.service.persistence import ModelPersistence
@@ -114,6 +115,7 @@ class DetectorStage:
         # Assets whose smallest flagged shifts may need working out again (an ordered set).
         self._shifts_due: dict[str, None] = {}
         self._shifts_worked_at = time.monotonic()
+        self._heap = HeapTrim()  # what learning and the smallest shifts leave free goes back to the system
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
@@ -232,6 +234,7 @@ class DetectorStage:
             finally:  # a batch a model bug failed on counts as scored: scoring it again would fail again
                 self.checkpoints.scored(seq)
             self._check_silence_now_and_then()
+            self._heap.now_and_then()
             if self.checkpoints.now_and_then(self.monitors, self.maintenance):
                 self._evict_idle()  # a checkpoint was written: what is not dirty is on disk
         except (SinkStopped, AlertStoreStopped):
@@ -465,6 +468,7 @@ class DetectorStage:
         learned = _of(BaselineLearned, events)
         if learned:
             log_baseline_learned(asset, learned[-1])
+            self._heap.due()
         feedback = monitor.feedback_
         if feedback is not None and feedback.in_memory:  # learned or restored: its baseline rows to the file
             self.kept.move_out(asset, feedback)
@@ -491,6 +495,7 @@ class DetectorStage:
             if monitor is None or monitor.model_ is None or monitor.smallest_shifts(work_out=False) is not None:
                 continue  # no model, or the figure is the current one's
             self._work_out_shifts(monitor)
+            self._heap.due()
             if not idle or self.upstream.qsize():
                 return
 
