@@ -28,8 +28,9 @@ from ingest.messages import Reading
 # 208 MB against 181-184 at 2,500, at the same rate (bench/throughput.py, docs/throughput.md).
 SCORING_BACKLOG_READINGS = 2_500
 # With a readings log (detector.model_dir) a batch that finds the queue full stays in the log and the
-# detector reads it back, which costs it more than the memory saves: at 2,500 a drain's rate fell
-# from 6,137 to 4,778-5,555 frames/s (bench/throughput.py --model-dir --more-assets 0).
+# detector reads it back from disk, so a short queue means more reading back: two drains at 2,500 ran
+# at 4,778 and 5,555 frames/s, two at 20,000 at 5,284 and 6,137 (bench/throughput.py --model-dir).
+# Too close to call, so the log's queue stays as it was until reading back is cheaper.
 LOGGED_BACKLOG_READINGS = 20_000
 # The most readings the detector takes in one go. Its cost is mostly per asset and call: measured on
 # one 8-sensor asset, 1,830 us a row one row at a time, 235 with 10 rows a call, 47 with 200. At full
