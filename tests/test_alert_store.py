@@ -406,12 +406,15 @@ def test_a_postgres_database_of_the_store_before_alembic_is_upgraded_keeping_its
 def _empty_database(engine: str, tmp_path: Path, name: str, request: pytest.FixtureRequest) -> Engine:
     """An engine on a new, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
     if engine == "sqlite":
-        return create_engine(f"sqlite:///{tmp_path / name}.db")
-    where = f"{request.getfixturevalue('pg_schema')}_{name}"
-    _postgres_made_by(where, [])
-    request.addfinalizer(lambda: _postgres_made_by(where, [], drop=True))
-    url = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    return create_engine(url, connect_args={"options": f"-csearch_path={where}"})
+        made = create_engine(f"sqlite:///{tmp_path / name}.db")
+    else:
+        where = f"{request.getfixturevalue('pg_schema')}_{name}"
+        _postgres_made_by(where, [])
+        request.addfinalizer(lambda: _postgres_made_by(where, [], drop=True))
+        url = make_url(PG_URL).set(drivername="postgresql+psycopg")
+        made = create_engine(url, connect_args={"options": f"-csearch_path={where}"})
+    request.addfinalizer(made.dispose)  # before the schema is dropped: finalizers run last first
+    return made
 
 
 def _structure(conn: Connection) -> dict[str, tuple[object, ...]]:
