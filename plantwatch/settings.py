@@ -425,7 +425,7 @@ def _baseline_error(values: dict[str, Any]) -> str | None:
 
 def _trial_noise(rows: int, sensors: int) -> np.ndarray:
     """Gaussian-looking noise, the same on every start, without numpy.random: the service never
-    draws a random number otherwise, and that module holds ~2 MB resident once imported. Uniform
+    draws a random number otherwise, and that module holds 1.6 MB resident once imported. Uniform
     values from the sine hash, then Box-Muller."""
     k = np.arange(rows * sensors, dtype=np.float64).reshape(rows, sensors)
 

@@ -25,7 +25,7 @@ from ingest.messages import Reading
 # writer waits here and the broker keeps what follows: about 0.4 s of the detector's work at full
 # rate is enough to keep it busy. Those readings are small Python objects, and at 20,000 (the bound
 # before) the memory they took in a drain stayed with the service: 1,000 assets just learned held
-# 208 MB against 181-184 at 2,500, at the same rate (bench/throughput.py, docs/throughput.md).
+# 204-208 MB against 181-184 at 2,500, at the same rate (bench/throughput.py, docs/throughput.md).
 SCORING_BACKLOG_READINGS = 2_500
 # With a readings log (detector.model_dir) a batch that finds the queue full stays in the log and the
 # detector reads it back from disk, so a short queue means more reading back: two drains at 2,500 ran
