@@ -338,12 +338,16 @@ def _sqlite_made_by(path: Path, statements: list[str] | tuple[str, ...]) -> None
             db.execute(statement)
 
 
-def _postgres_made_by(schema: str, statements: list[str] | tuple[str, ...], drop: bool = False) -> None:
+def _postgres_made_by(schema: str, statements: list[str] | tuple[str, ...]) -> None:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        verb = "DROP SCHEMA IF EXISTS {} CASCADE" if drop else "CREATE SCHEMA {}"
-        conn.execute(sql.SQL(verb).format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for statement in statements:
             conn.execute(statement)
+
+
+def _postgres_dropped(schema: str) -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_a_sqlite_table_of_the_first_schema_gains_the_new_column(tmp_path: Path) -> None:
@@ -410,7 +414,7 @@ def _empty_database(engine: str, tmp_path: Path, name: str, request: pytest.Fixt
     else:
         where = f"{request.getfixturevalue('pg_schema')}_{name}"
         _postgres_made_by(where, [])
-        request.addfinalizer(lambda: _postgres_made_by(where, [], drop=True))
+        request.addfinalizer(lambda: _postgres_dropped(where))
         url = make_url(PG_URL).set(drivername="postgresql+psycopg")
         made = create_engine(url, connect_args={"options": f"-csearch_path={where}"})
     request.addfinalizer(made.dispose)  # before the schema is dropped: finalizers run last first

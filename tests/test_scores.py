@@ -92,7 +92,7 @@ def test_the_rings_live_in_an_unlinked_file_in_the_folder_given_and_a_forgotten_
 
 def test_a_ring_file_keeps_the_newest_records_across_wraps_of_any_length() -> None:
     rng = np.random.default_rng(5)
-    ring = RingFile(np.dtype([("ts", "<i8"), ("v", "<f4", (3,))]), capacity=7)
+    ring = RingFile(np.dtype([("ts", "<i8"), ("v", "<f4", (3,))]), 7, None, "a test's rings", "none")
     written = np.empty(0, ring.dtype)
     for size in rng.integers(0, 20, 60):  # appends shorter than, as long as and longer than the ring
         records = np.empty(int(size), ring.dtype)

@@ -46,9 +46,9 @@ class RingFile:
         self,
         dtype: npt.DTypeLike,
         capacity: int,
-        folder: str | os.PathLike[str] | None = None,
-        purpose: str = "the API's history",
-        on_failure: str = "the charts miss rows until it can",
+        folder: str | os.PathLike[str] | None,
+        purpose: str,
+        on_failure: str,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
