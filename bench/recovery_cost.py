@@ -6,6 +6,8 @@
 Prints, on this machine's disk:
 * the writer's cost of logging a stored batch (µs per reading, 8-sensor frames in batches of
   ``storage.batch_size`` 5,000), and of the sync at each checkpoint;
+* the detector's cost of reading batches back, one at a time (as when it falls behind the writer in a
+  drain) and in one run (as after a crash);
 * the cost of one checkpoint with every one of N warm assets changed (all of them received readings
   since the last one: the usual case), and with none changed (links only): the copies of the states
   the detector thread takes (the pause detection sees), and the files the checkpoint thread writes;
@@ -18,6 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,8 @@ def log_cost(directory: Path, batches: int) -> None:
             log.sync()
             syncs.append(time.perf_counter() - started)
     size = sum(p.stat().st_size for p in directory.glob("*.log"))
+    in_a_run = _seconds(lambda: sum(1 for _ in log.after(0)))
+    one_by_one = _seconds(lambda: [sum(1 for _ in log.after(k, k + 1)) for k in range(batches)])
     log.close()
     per_reading = statistics.median(appends) / BATCH * 1e6
     print(f"readings log: {per_reading:.2f} µs per reading appended (median of {batches} batches of {BATCH})")
@@ -61,6 +66,17 @@ def log_cost(directory: Path, batches: int) -> None:
         f"  {size / (batches * BATCH):.0f} bytes per 8-sensor reading; sync of 10 batches: "
         f"median {statistics.median(syncs) * 1e3:.1f} ms, max {max(syncs) * 1e3:.1f} ms"
     )
+    print(
+        f"  read back (what the detector was too far behind to take from its queue): "
+        f"{one_by_one / (batches * BATCH) * 1e6:.2f} µs per reading a batch at a time, "
+        f"{in_a_run / (batches * BATCH) * 1e6:.2f} in one run"
+    )
+
+
+def _seconds(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def _warm(asset: str) -> AssetMonitor:

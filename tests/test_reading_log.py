@@ -8,6 +8,7 @@ import queue
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from detector.config import MonitorConfig
 from detector.monitor import AssetMonitor
@@ -73,6 +74,36 @@ def test_a_checkpoint_discards_only_the_segments_it_covers(tmp_path: Path) -> No
     log.discard_through(6)
     assert list(log.after(0)) == [] and list(tmp_path.glob("*.log")) == []
     assert log.append(_batch(70)) == 7
+
+
+def test_any_stretch_reads_back_the_same_whether_the_log_seeks_to_it_or_reads_its_segments_from_the_start(
+    tmp_path: Path,
+) -> None:
+    log = ReadingLog(tmp_path, segment_bytes=400)  # a few records a segment
+    for i in range(12):
+        log.append(_batch(i * 10, n=1 + i % 4))
+    log.discard_through(5)
+    for i in range(12, 20):
+        log.append(_batch(i * 10))
+    by_offset = {(seq, through): list(log.after(seq, through)) for seq in range(22) for through in (seq + 1, 20, None)}
+    earlier = ReadingLog(tmp_path)  # another process: it knows no offsets and reads each segment from its start
+    assert by_offset == {(seq, through): list(earlier.after(seq, through)) for seq, through in by_offset}
+    assert [n for n, _ in by_offset[(8, 9)]] == [9] and by_offset[(8, 20)][0][1] == _batch(80, n=1)
+    assert len({p.name for p in tmp_path.glob("*.log")}) > 3
+
+
+def test_reading_up_to_the_last_batch_appended_leaves_the_one_being_appended_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = ReadingLog(tmp_path)
+    for i in range(3):
+        log.append(_batch(i * 10))
+    (segment,) = tmp_path.glob("*.log")
+    with segment.open("ab") as half_written:  # the writer, mid-append of batch 4
+        half_written.write(b"\x40\x00\x00")
+    assert [seq for seq, _ in log.after(2, through=3)] == [3]
+    assert [seq for seq, _ in log.after(0, through=1)] == [1]
+    assert "torn" not in caplog.text  # only a read past ``through`` would have seen it
 
 
 def _warm_monitor(asset: str) -> AssetMonitor:

@@ -37,7 +37,7 @@ from plantwatch.service.feedback_requests import FALSE_ALARM, TRUE_FAULT, Operat
 from plantwatch.service.idle_assets import Departed
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.reading_log import ReadingLog
-from plantwatch.service.scoring_queue import LOGGED_BACKLOG_READINGS, SCORING_BACKLOG_READINGS, ScoringQueue
+from plantwatch.service.scoring_queue import SCORING_BACKLOG_READINGS, ScoringQueue
 from plantwatch.service.sensor_checks import SensorCheckConfig, SensorChecks
 from plantwatch.service.writer import StageHealth, Writer
 from telemetry.counters import Counters
@@ -85,7 +85,7 @@ class Pipeline:
         self.source = source_factory(self.inbound)
         models = ModelPersistence(model_dir) if model_dir else None
         self.reading_log = ReadingLog(Path(model_dir) / READINGS_LOG) if model_dir else None
-        self.scoring = ScoringQueue(LOGGED_BACKLOG_READINGS if self.reading_log else SCORING_BACKLOG_READINGS)
+        self.scoring = ScoringQueue(SCORING_BACKLOG_READINGS)
         self.writer = Writer(
             self.inbound,
             sink,

@@ -26,12 +26,12 @@ from ingest.messages import Reading
 # rate is enough to keep it busy. Those readings are small Python objects, and at 20,000 (the bound
 # before) the memory they took in a drain stayed with the service: 1,000 assets just learned held
 # 204-208 MB against 181-184 at 2,500, at the same rate (bench/throughput.py, docs/throughput.md).
+# With a readings log (detector.model_dir) a batch that finds the queue full stays in the log, and the
+# detector reads it back from there at the cost of decoding it (2.2-2.4 us a reading, one batch at a
+# time or in a run: bench/recovery_cost.py), so the log's queue is as short: 1,000 assets held 198 MB
+# in two runs against 219 at 20,000, and the drains ran at 6,154-6,261 frames/s against 6,470
+# (bench/throughput.py --model-dir).
 SCORING_BACKLOG_READINGS = 2_500
-# With a readings log (detector.model_dir) a batch that finds the queue full stays in the log and the
-# detector reads it back from disk, so a short queue means more reading back: two drains at 2,500 ran
-# at 4,778 and 5,555 frames/s, two at 20,000 at 5,284 and 6,137 (bench/throughput.py --model-dir).
-# Too close to call, so the log's queue stays as it was until reading back is cheaper.
-LOGGED_BACKLOG_READINGS = 20_000
 # The most readings the detector takes in one go. Its cost is mostly per asset and call: measured on
 # one 8-sensor asset, 1,830 us a row one row at a time, 235 with 10 rows a call, 47 with 200. At full
 # rate the writer's batches hold ~10 rows per asset (mqtt.max_in_flight deliveries over 100 assets),
