@@ -174,8 +174,18 @@ class NatsLink:
         return self._nc.jetstream()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
-        """Run ``coro`` on the loop and wait for its result (from any thread but the loop's)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+        """Run ``coro`` on the loop and wait for its result (from any thread but the loop's). A call that
+        times out is cancelled: a lease update the caller gave up on must not land later, when the
+        worker already counts the partition lost. Before ``start()`` and after ``close()``: ``ConnectionError``."""
+        if not self._thread.is_alive():  # not started, or closed: nothing would ever run it
+            coro.close()  # closed here rather than warned about, at exit, as never awaited
+            raise ConnectionError("the NATS link is not running (start() it; or it was closed)")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -6,8 +6,12 @@ with recording callbacks, to check the timing the design rests on (docs/scaling.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import gc
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -110,3 +114,30 @@ def test_check_reaches_the_nats_server_and_tells_whether_the_stream_exists(tmp_p
         url = server.url
     with pytest.raises(CheckFailed, match=url):
         check_nats(url, "PLANTWATCH", timeout_s=2)
+
+
+def test_a_call_that_times_out_never_runs_later_and_a_closed_link_refuses_calls(tmp_path: Path) -> None:
+    """A lease update the keeper gave up on must not land once it counts the partition lost."""
+    ran = threading.Event()
+
+    async def late() -> None:
+        await asyncio.sleep(0.3)
+        ran.set()
+
+    async def anything() -> None:
+        return None
+
+    with run_nats(tmp_path) as server:
+        link = NatsLink(NatsOptions(server.url, "UNUSED", "pw", PARTITIONS))
+        with pytest.raises(ConnectionError, match="not running"):
+            link.call(anything())  # before start()
+        link.start()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            link.call(late(), 0.05)
+        assert not ran.wait(0.6)  # cancelled, not finished in the background
+        link.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail here
+        with pytest.raises(ConnectionError, match="not running"):
+            link.call(anything())
+        gc.collect()
