@@ -109,7 +109,7 @@ def describe(exc: ValidationError, source: str, variables: list[str]) -> str:
         variable = _variable_for(loc, from_env)
         blamed.add("the environment" if variable else source)
         if error["type"] == "extra_forbidden":
-            message = _unknown(variable, variables)
+            message = _unknown(loc, variable, variables)
         elif "input" in error and error["type"] != "missing" and not isinstance(error["input"], dict):
             shown = mask_password(error["input"]) if isinstance(error["input"], str) else error["input"]
             message = f"{message} (got {shown!r})"
@@ -127,9 +127,12 @@ def _variable_for(loc: tuple[str, ...], from_env: dict[tuple[str, ...], str]) ->
     return None
 
 
-def _unknown(variable: str | None, variables: list[str]) -> str:
+def _unknown(loc: tuple[str, ...], variable: str | None, variables: list[str]) -> str:
     if variable is None:
-        return "unknown key; check the spelling against `plantwatch config` (the embedded default)"
+        key = _nearest_key(loc, variables)
+        return "unknown key; " + (
+            f"did you mean {key}?" if key else "check the spelling against `plantwatch config` (the embedded default)"
+        )
     nearest = _nearest(variable.upper(), variables)
     return "no such setting; " + (f"did you mean {nearest}?" if nearest else "see `plantwatch config`")
 
@@ -140,3 +143,16 @@ def _nearest(variable: str, variables: list[str]) -> str | None:
     bare = [name.removeprefix(ENV_PREFIX) for name in variables]
     found = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX), bare, n=1, cutoff=0.6)
     return ENV_PREFIX + found[0] if found else None
+
+
+def _nearest_key(loc: tuple[str, ...], variables: list[str]) -> str | None:
+    """The real key a file's unknown key ``loc`` was most likely meant to be, among its siblings only
+    (``mqtt.urll`` -> ``mqtt.url``, ``storge`` -> ``storage``; an asset's override among the detector's
+    keys); none for other keys deeper than a section's."""
+    parent = tuple(part.lower() for part in loc[:-1])
+    if len(parent) == 3 and parent[:2] == ("detector", "assets"):  # detector.assets.<asset>.<key>
+        parent = ("detector",)
+    paths = (tuple(name.removeprefix(ENV_PREFIX).lower().split("__")) for name in variables)
+    siblings = [path[-1] for path in paths if len(path) == len(parent) + 1 and path[:-1] == parent]
+    found = difflib.get_close_matches(loc[-1].lower(), siblings, n=1, cutoff=0.6)
+    return ".".join((*loc[:-1], found[0])) if found else None

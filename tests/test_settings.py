@@ -76,8 +76,18 @@ def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(path)
     message = str(err.value)
-    assert "mqtt.urll: unknown key" in message
+    assert "mqtt.urll: unknown key; did you mean mqtt.url?" in message
     assert "detector.enter" in message and "(got 2)" in message
+
+
+def test_an_unknown_key_is_matched_against_its_own_siblings(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, "storge: {kind: sqlite}\ndetector:\n  assets: {pump-7: {kindd: knn}}\n  zzz: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    message = str(err.value)
+    assert "storge: unknown key; did you mean storage?" in message
+    assert "detector.zzz: unknown key; check the spelling against `plantwatch config`" in message
+    assert "detector.assets.pump-7.kindd: unknown key; did you mean detector.assets.pump-7.kind?" in message
 
 
 @pytest.mark.parametrize(
