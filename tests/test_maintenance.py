@@ -201,8 +201,8 @@ def test_a_broken_trends_file_starts_the_trends_afresh(tmp_path: Path) -> None:
     for v in stream(degrading(hours=2.0)):
         first.observe(v)
     models.save_trends(first)
-    for npz in tmp_path.glob("*.npz"):
-        npz.write_bytes(b"not a zip file")
+    for path in tmp_path.glob("*.state"):
+        path.write_bytes(b"not a state file")
     fresh = tracker()
     models.restore_trends(fresh)
     assert fresh.snapshot() == []

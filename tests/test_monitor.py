@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from detector.features import level_drift_ratio
 from detector.monitor import SCORED, SKIPPED, WARMING_UP, AssetMonitor
 from ingest.messages import Reading
 from plantwatch.service.detector_stage import DetectorStage
+from plantwatch.service.model_store import decode, encode, load_state, save_state
 from plantwatch.service.persistence import ModelPersistence
 from plantwatch.service.scoring_queue import ScoringQueue
 from plantwatch.service.writer import StageHealth
@@ -409,44 +409,44 @@ def test_service_persistence_starts_fresh_from_a_broken_or_foreign_model(tmp_pat
     other = monitor(detector="robust_z")  # other settings: the saved baseline does not apply
     models.restore(other)
     assert not other.is_warm
-    for npz in tmp_path.glob("*.npz"):
-        npz.write_bytes(b"not a zip file")
+    for path in tmp_path.glob("*.state"):
+        path.write_bytes(b"not a state file")
     broken = monitor()
     models.restore(broken)
     assert not broken.is_warm and broken.rows_seen_ == 0
 
 
-def _truncate(json_path: Path, npz_path: Path) -> None:
-    npz_path.write_bytes(npz_path.read_bytes()[: npz_path.stat().st_size // 2])
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def _empty_npz(json_path: Path, npz_path: Path) -> None:
-    npz_path.write_bytes(b"")
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
 
 
-def _json_list(json_path: Path, npz_path: Path) -> None:
-    json_path.write_text("[]")
+def _document_a_list(path: Path) -> None:
+    path.write_bytes(encode(cast(dict[str, Any], []), []))
 
 
-def _one_sensor_fewer(json_path: Path, npz_path: Path) -> None:
-    document = json.loads(json_path.read_text())
+def _one_sensor_fewer(path: Path) -> None:
+    document, data = decode(path.read_bytes())
     document["meta"]["sensors"] = document["meta"]["sensors"][:-1]
-    json_path.write_text(json.dumps(document))
+    path.write_bytes(encode(document, [np.frombuffer(data, np.uint8)]))
 
 
-def _short_detector_array(json_path: Path, npz_path: Path) -> None:
-    with np.load(npz_path) as data:
-        arrays = {k: data[k] for k in data.files}
+def _short_detector_array(path: Path) -> None:
+    asset = decode(path.read_bytes())[0]["asset"]
+    meta, arrays = load_state(path.parent, asset)  # type: ignore[misc]
     key = next(k for k in arrays if k.startswith("detector/") and arrays[k].ndim == 1 and arrays[k].size > 3)
     arrays[key] = arrays[key][:3]
-    np.savez(npz_path, **arrays)
+    save_state(path.parent, asset, meta, arrays)
 
 
-@pytest.mark.parametrize("damage", [_truncate, _empty_npz, _json_list, _one_sensor_fewer, _short_detector_array])
+@pytest.mark.parametrize("damage", [_truncate, _empty, _document_a_list, _one_sensor_fewer, _short_detector_array])
 def test_a_damaged_model_file_means_a_new_baseline_and_a_counter(damage: Any, tmp_path: Path) -> None:
     ts, X, models = _saved_model(tmp_path)
-    (json_path,) = (tmp_path / "models").glob("*.json")
-    damage(json_path, json_path.with_suffix(".npz"))
+    (path,) = (tmp_path / "models").glob("*.state")
+    damage(path)
     counters = Counters()
     stage = _stage(tmp_path, models, {"baseline_rows": 300}, counters)
     stage._process(_readings(ts[700:1100], X[700:1100]))

@@ -184,8 +184,8 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     assert proc.poll() is None, (tmp_path / "out.txt").read_text()
     _publish_rows(mosquitto.port, BASELINE_ROWS + 20)
     wait_until(lambda: _learned(base), 60, f"the baseline of {ASSET}")
-    wait_until(lambda: any(models.glob(f"checkpoints/*/{ASSET}-*.json")), 30, "the checkpoint made when learned")
-    (learned,) = (path.parent.name for path in models.glob(f"checkpoints/*/{ASSET}-*.json"))
+    wait_until(lambda: any(models.glob(f"checkpoints/*/{ASSET}-*.state")), 30, "the checkpoint made when learned")
+    (learned,) = (path.parent.name for path in models.glob(f"checkpoints/*/{ASSET}-*.state"))
 
     proc.send_signal(sig)
     returncode = proc.wait(timeout=60)
@@ -200,8 +200,7 @@ def test_a_stop_signal_stops_cleanly_saves_models_and_exits_0(
     # A last checkpoint at the stop, the only one left, holding the model.
     (last,) = (path.name for path in (models / "checkpoints").iterdir())
     assert int(last) > int(learned), output
-    assert len(list(models.glob(f"checkpoints/{last}/{ASSET}-*.json"))) == 1
-    assert len(list(models.glob(f"checkpoints/{last}/{ASSET}-*.npz"))) == 1
+    assert len(list(models.glob(f"checkpoints/{last}/{ASSET}-*.state"))) == 1
 
 
 def test_an_api_port_in_use_is_one_line_naming_the_key_before_anything_connects(

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
-_CARRIED = (".json", ".npz")  # the model store's files (model_store.py)
+_CARRIED = (".state", ".json", ".npz")  # the model store's files (model_store.py; .json and .npz: format 1)
 
 
 @dataclass(frozen=True, slots=True)

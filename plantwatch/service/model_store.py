@@ -1,8 +1,14 @@
-"""Model state on disk: one JSON file (metadata, scalars) and one .npz file (arrays) per asset.
+"""Model state on disk: one file per asset, a JSON document (metadata, scalars, the arrays' layout)
+followed by the arrays' raw bytes.
 
-Only plain arrays and JSON are ever read back: ``np.load(..., allow_pickle=False)`` and
-``json.load``. Nothing is unpickled, and only files inside the configured model directory are
-opened — an asset name can never point a load outside it.
+Only plain arrays and JSON are ever read back: the arrays are plain dtypes rebuilt from their bytes
+(``np.frombuffer``), the document is ``json.loads``. Nothing is unpickled, and only files inside the
+configured model directory are opened — an asset name can never point a load outside it.
+
+Format 2 replaced format 1 (a ``.json`` and an ``.npz`` per asset, which is still read): ``np.savez``
+spent ~1 ms of interpreter time on an asset's 25 arrays (a zip member each), format 2 ~0.15 ms. A
+checkpoint of 1,000 changed assets took the checkpoint thread 2,113 ms, now 876, mostly fsyncs
+(``python bench/recovery_cost.py --assets 100 1000 --batches 20``; docs/throughput.md).
 """
 
 from __future__ import annotations
@@ -11,13 +17,20 @@ import hashlib
 import json
 import os
 import re
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUFFIX = ".state"
+_V1 = 1  # a .json document and an .npz of arrays (read, never written)
+_MAGIC = b"PLANTWATCH-STATE"
+_PREFIX = struct.Struct("<16sII")  # magic, the document's length, crc32 of the document and the arrays' bytes
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -47,23 +60,76 @@ def save_state(
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)
     stem = _stem(asset)
-    document = {"format": FORMAT_VERSION, "asset": asset, "meta": meta, "arrays": sorted(arrays)}
-    npz_path = _inside(root, stem + ".npz")
-    json_path = _inside(root, stem + ".json")
-    _atomic_write(npz_path, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
-    _atomic_write(json_path, lambda fh: fh.write(json.dumps(document, sort_keys=True).encode("utf-8")))
-    return json_path
+    path = _inside(root, stem + SUFFIX)
+    layout = [[name, _descr(name, arrays[name]), list(arrays[name].shape)] for name in sorted(arrays)]
+    document = {"format": FORMAT_VERSION, "asset": asset, "meta": meta, "arrays": layout}
+    _atomic_write(path, lambda fh: fh.write(encode(document, [arrays[name] for name in sorted(arrays)])))
+    for older in (stem + ".json", stem + ".npz"):  # format 1, carried into this checkpoint from an older one
+        _inside(root, older).unlink(missing_ok=True)
+    return path
 
 
 def has_state(model_dir: str | os.PathLike[str], asset: str) -> bool:
     """Whether a model of ``asset`` was saved in ``model_dir``."""
-    return _inside(Path(model_dir), _stem(asset) + ".json").exists()
+    root, stem = Path(model_dir), _stem(asset)
+    return _inside(root, stem + SUFFIX).exists() or _inside(root, stem + ".json").exists()
 
 
 def load_state(model_dir: str | os.PathLike[str], asset: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """The saved (meta, arrays) of ``asset``, or None when nothing was saved for it."""
     root = Path(model_dir)
     stem = _stem(asset)
+    path = _inside(root, stem + SUFFIX)
+    if not path.exists():
+        return _load_v1(root, stem, asset)
+    try:
+        document, data = decode(path.read_bytes())
+        arrays = _arrays(document.get("arrays"), data) if isinstance(document, dict) else {}
+    except Exception as exc:  # a truncated or garbled file
+        raise ModelStoreError(
+            f"cannot read the saved model of {asset!r} in {root}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _checked(path, document, asset, FORMAT_VERSION), arrays
+
+
+def encode(document: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
+    """A state file's bytes: its prefix, ``document`` as JSON, and ``arrays``' bytes in C order."""
+    header = json.dumps(document, sort_keys=True).encode("utf-8")
+    data = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    return _PREFIX.pack(_MAGIC, len(header), zlib.crc32(data, zlib.crc32(header))) + header + data
+
+
+def decode(raw: bytes) -> tuple[Any, bytes]:
+    """The document and the arrays' bytes of a state file; ValueError when it is not one, or damaged."""
+    if len(raw) < _PREFIX.size:
+        raise ValueError(f"{len(raw)} bytes: too short for a plantwatch state file")
+    magic, length, crc = _PREFIX.unpack_from(raw)
+    header, data = raw[_PREFIX.size : _PREFIX.size + length], raw[_PREFIX.size + length :]
+    if magic != _MAGIC:
+        raise ValueError("not a plantwatch state file")
+    if len(header) != length or zlib.crc32(data, zlib.crc32(header)) != crc:
+        raise ValueError("damaged (its checksum does not match: truncated or altered)")
+    return json.loads(header), data
+
+
+def _arrays(layout: Any, data: bytes) -> dict[str, np.ndarray]:
+    if not isinstance(layout, list):
+        raise ValueError("its document lists no arrays")
+    arrays, offset = {}, 0
+    for name, descr, shape in layout:
+        dtype = descr_to_dtype(descr)
+        if dtype.hasobject:
+            raise ValueError(f"array {name!r} would need pickle")
+        count = int(np.prod(shape, dtype=np.int64))
+        arrays[name] = np.frombuffer(data, dtype, count, offset).reshape(shape).copy()
+        offset += count * dtype.itemsize
+    if offset != len(data):
+        raise ValueError(f"its arrays take {offset} bytes of {len(data)}")
+    return arrays
+
+
+def _load_v1(root: Path, stem: str, asset: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """A model saved by plantwatch before format 2: a JSON document and an ``.npz``."""
     json_path = _inside(root, stem + ".json")
     npz_path = _inside(root, stem + ".npz")
     if not json_path.exists():
@@ -76,13 +142,27 @@ def load_state(model_dir: str | os.PathLike[str], asset: str) -> tuple[dict[str,
         raise ModelStoreError(
             f"cannot read the saved model of {asset!r} in {root}: {type(exc).__name__}: {exc}"
         ) from exc
-    if not isinstance(document, dict):
-        raise ModelStoreError(f"{json_path} is not a plantwatch model (a JSON {type(document).__name__})")
-    if document.get("format") != FORMAT_VERSION or document.get("asset") != asset:
-        raise ModelStoreError(f"{json_path} is not a plantwatch model of asset {asset!r} (format {FORMAT_VERSION})")
+    meta = _checked(json_path, document, asset, _V1)
     if sorted(arrays) != document.get("arrays"):
         raise ModelStoreError(f"{npz_path} does not hold the arrays its metadata lists")
-    return document["meta"], arrays
+    return meta, arrays
+
+
+def _checked(path: Path, document: Any, asset: str, version: int) -> dict[str, Any]:
+    """The document's meta, once it is a plantwatch model of ``asset`` in format ``version``."""
+    if not isinstance(document, dict):
+        raise ModelStoreError(f"{path} is not a plantwatch model (a JSON {type(document).__name__})")
+    if document.get("format") != version or document.get("asset") != asset:
+        raise ModelStoreError(f"{path} is not a plantwatch model of asset {asset!r} (format {version})")
+    meta: dict[str, Any] = document["meta"]
+    return meta
+
+
+def _descr(name: str, array: np.ndarray) -> str:
+    descr = dtype_to_descr(array.dtype)
+    if not isinstance(descr, str) or array.dtype.hasobject:  # records or objects: not plain values
+        raise TypeError(f"state[{name!r}] has dtype {array.dtype}; only plain dtypes are saved")
+    return descr
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -103,12 +183,13 @@ def saved_assets(model_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
     sensors were discovered). Unreadable or foreign files are left out: restoring them reports why."""
     found: dict[str, list[str]] = {}
     root = Path(model_dir)
-    for path in sorted(root.glob("*.json")) if root.is_dir() else ():
+    paths = sorted([*root.glob("*.json"), *root.glob(f"*{SUFFIX}")]) if root.is_dir() else []
+    for path in paths:  # a format 2 file sorts after format 1 of the same asset, and wins
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = decode(path.read_bytes())[0] if path.suffix == SUFFIX else json.loads(path.read_bytes())
             asset, sensors = document["asset"], document["meta"].get("sensors") or []
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        if document.get("format") == FORMAT_VERSION and isinstance(asset, str) and isinstance(sensors, list):
+        if document.get("format") in (_V1, FORMAT_VERSION) and isinstance(asset, str) and isinstance(sensors, list):
             found[asset] = [str(name) for name in sensors]
     return found
