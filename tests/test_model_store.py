@@ -110,6 +110,16 @@ def test_an_object_dtype_in_a_state_file_is_refused(tmp_path: Path) -> None:
         load_state(tmp_path, "p")
 
 
+@pytest.mark.parametrize("shape", [[-1], [2.0], "2", [1]])
+def test_a_layout_that_does_not_fit_its_bytes_is_refused(tmp_path: Path, shape: Any) -> None:
+    path = save_state(tmp_path, "p", {}, {"x": np.arange(2.0)})
+    document, data = decode(path.read_bytes())
+    document["arrays"] = [["x", "<f8", shape]]
+    path.write_bytes(encode(document, [np.frombuffer(data, np.uint8)]))
+    with pytest.raises(ModelStoreError, match="has the shape|take 8 bytes of 16"):
+        load_state(tmp_path, "p")
+
+
 @pytest.mark.parametrize("cut", [0, 10, 30, -1])
 def test_a_truncated_or_altered_state_file_is_refused(tmp_path: Path, cut: int) -> None:
     path = save_state(tmp_path, "p", {"k": 1}, {"x": np.arange(4.0)})

@@ -120,6 +120,8 @@ def _arrays(layout: Any, data: bytes) -> dict[str, np.ndarray]:
         dtype = descr_to_dtype(descr)
         if dtype.hasobject:
             raise ValueError(f"array {name!r} would need pickle")
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            raise ValueError(f"array {name!r} has the shape {shape!r}")
         count = int(np.prod(shape, dtype=np.int64))
         arrays[name] = np.frombuffer(data, dtype, count, offset).reshape(shape).copy()
         offset += count * dtype.itemsize
