@@ -64,8 +64,8 @@ def save_state(
     layout = [[name, _descr(name, arrays[name]), list(arrays[name].shape)] for name in sorted(arrays)]
     document = {"format": FORMAT_VERSION, "asset": asset, "meta": meta, "arrays": layout}
     _atomic_write(path, lambda fh: fh.write(encode(document, [arrays[name] for name in sorted(arrays)])))
-    for older in (stem + ".json", stem + ".npz"):  # format 1, carried into this checkpoint from an older one
-        _inside(root, older).unlink(missing_ok=True)
+    for older in (".json", ".npz"):  # format 1, carried into this checkpoint from an older one
+        (root / f"{stem}{older}").unlink(missing_ok=True)  # a sanitised name, and unlink follows no link
     return path
 
 
@@ -101,15 +101,29 @@ def encode(document: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
 
 def decode(raw: bytes) -> tuple[Any, bytes]:
     """The document and the arrays' bytes of a state file; ValueError when it is not one, or damaged."""
-    if len(raw) < _PREFIX.size:
-        raise ValueError(f"{len(raw)} bytes: too short for a plantwatch state file")
-    magic, length, crc = _PREFIX.unpack_from(raw)
+    length, crc = _prefix(raw[: _PREFIX.size])
     header, data = raw[_PREFIX.size : _PREFIX.size + length], raw[_PREFIX.size + length :]
-    if magic != _MAGIC:
-        raise ValueError("not a plantwatch state file")
     if len(header) != length or zlib.crc32(data, zlib.crc32(header)) != crc:
         raise ValueError("damaged (its checksum does not match: truncated or altered)")
     return json.loads(header), data
+
+
+def _document(path: Path) -> Any:
+    """A state file's JSON document alone: its arrays (and their checksum, which a restore checks) are
+    left unread."""
+    with open(path, "rb") as file:
+        length = _prefix(file.read(_PREFIX.size))[0]
+        return json.loads(file.read(length))
+
+
+def _prefix(prefix: bytes) -> tuple[int, int]:
+    """The document's length and the checksum a state file's prefix holds; ValueError when it is none."""
+    if len(prefix) < _PREFIX.size:
+        raise ValueError(f"{len(prefix)} bytes: too short for a plantwatch state file")
+    magic, length, crc = _PREFIX.unpack(prefix)
+    if magic != _MAGIC:
+        raise ValueError("not a plantwatch state file")
+    return length, crc
 
 
 def _arrays(layout: Any, data: bytes) -> dict[str, np.ndarray]:
@@ -188,7 +202,7 @@ def saved_assets(model_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
     paths = sorted([*root.glob("*.json"), *root.glob(f"*{SUFFIX}")]) if root.is_dir() else []
     for path in paths:  # a format 2 file sorts after format 1 of the same asset, and wins
         try:
-            document = decode(path.read_bytes())[0] if path.suffix == SUFFIX else json.loads(path.read_bytes())
+            document = _document(path) if path.suffix == SUFFIX else json.loads(path.read_bytes())
             asset, sensors = document["asset"], document["meta"].get("sensors") or []
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
