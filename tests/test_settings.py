@@ -25,6 +25,13 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def _refusal(tmp_path: Path, text: str) -> str:
+    """The ConfigError a config file of ``text`` is refused with."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(_yaml(tmp_path, text))
+    return str(err.value)
+
+
 def test_embedded_default_loads_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLANTWATCH_INFLUX__TOKEN", "s3cret")
     settings = load_settings()
@@ -72,19 +79,13 @@ def test_secret_in_yaml_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_key_and_range_are_named(tmp_path: Path) -> None:
-    path = _yaml(tmp_path, "storage:\n  kind: sqlite\nmqtt:\n  urll: x\ndetector:\n  enter: 2\n")
-    with pytest.raises(ConfigError) as err:
-        load_settings(path)
-    message = str(err.value)
+    message = _refusal(tmp_path, "storage:\n  kind: sqlite\nmqtt:\n  urll: x\ndetector:\n  enter: 2\n")
     assert "mqtt.urll: unknown key; did you mean mqtt.url?" in message
     assert "detector.enter" in message and "(got 2)" in message
 
 
 def test_an_unknown_key_is_matched_against_its_own_siblings(tmp_path: Path) -> None:
-    path = _yaml(tmp_path, "storge: {kind: sqlite}\ndetector:\n  assets: {pump-7: {kindd: knn}}\n  zzz: 1\n")
-    with pytest.raises(ConfigError) as err:
-        load_settings(path)
-    message = str(err.value)
+    message = _refusal(tmp_path, "storge: {kind: sqlite}\ndetector:\n  assets: {pump-7: {kindd: knn}}\n  zzz: 1\n")
     assert "storge: unknown key; did you mean storage?" in message
     assert "detector.zzz: unknown key; check the spelling against `plantwatch config`" in message
     assert "detector.assets.pump-7.kindd: unknown key; did you mean detector.assets.pump-7.kind?" in message
@@ -127,10 +128,7 @@ def test_an_unknown_key_is_matched_against_its_own_siblings(tmp_path: Path) -> N
     ],
 )
 def test_bad_config_is_rejected_with_the_key(tmp_path: Path, body: str, expected: str) -> None:
-    path = _yaml(tmp_path, "storage:\n  kind: sqlite\n" + body if not body.startswith("-") else body)
-    with pytest.raises(ConfigError) as err:
-        load_settings(path)
-    assert expected in str(err.value)
+    assert expected in _refusal(tmp_path, "storage:\n  kind: sqlite\n" + body if not body.startswith("-") else body)
 
 
 def test_qos0_without_client_id_is_allowed(tmp_path: Path) -> None:
