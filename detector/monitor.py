@@ -448,7 +448,9 @@ class AssetMonitor:
             self.alarm_.reset()
         skipped = out.status == SKIPPED
         if skipped.any():
-            decided = np.isin(out.status, (SCORED, *NOT_RUNNING))  # stopped and settling rows: alarm off
+            # Stopped and settling rows: alarm off. Three comparisons, not np.isin: ~25 µs an asset and call.
+            status = out.status
+            decided = (status == SCORED) | (status == STOPPED) | (status == SETTLING)
             out.anomaly[skipped] = _held_state(out.anomaly, decided, held)[skipped]
             self.skipped_rows_ += int(skipped.sum())
         self.rows_seen_ += ts.size

@@ -15,7 +15,7 @@ from alerts.store import SqliteAlertStore
 from api.app import create_app
 from api.hooks import ServiceHooks
 from detector.types import Verdict
-from plantwatch.service.ring_file import RingFile
+from plantwatch.service.ring_file import RingFile, RingFiles, RingsWrittenBehind
 from plantwatch.service.row_history import RowHistory
 from plantwatch.service.score_history import SCORE_RECORD, ScoreHistory
 from telemetry.counters import Counters
@@ -78,7 +78,8 @@ def test_the_rings_live_in_an_unlinked_file_in_the_folder_given_and_a_forgotten_
     history = ScoreHistory(rows=100, folder=tmp_path)
     history.add([row(t, asset="pump-1") for t in range(150)] + [row(t, asset="pump-2") for t in range(10)])
     assert list(tmp_path.iterdir()) == []  # O_TMPFILE: nothing to clean up after a crash
-    file = history._rings._files[(SCORE_RECORD, 100)]
+    history._rings.flush()
+    file = history._rings.rings._files[(SCORE_RECORD, 100)]
     assert os.readlink(f"/proc/self/fd/{file._fd}").startswith(f"{tmp_path}/")
     size = os.fstat(file._fd).st_size
     assert size == 2 * 100 * SCORE_RECORD.itemsize - 90 * SCORE_RECORD.itemsize  # pump-2's slot: 10 written
@@ -104,10 +105,43 @@ def test_a_ring_file_keeps_the_newest_records_across_wraps_of_any_length() -> No
     assert ring.read("b").size == 0
 
 
+def test_rows_written_behind_wait_in_memory_until_a_second_has_passed_or_their_key_is_read() -> None:
+    now = [0.0]
+    record = np.dtype([("ts", "<i8")])
+    rings = RingFiles(None, "a test's rings", "none")
+    behind = RingsWrittenBehind(rings, every_s=1.0, clock=lambda: now[0])
+
+    def stamps(first: int, count: int) -> np.ndarray:
+        return np.array([(t,) for t in range(first, first + count)], record)
+
+    def ts(records: np.ndarray | None) -> list[int]:
+        assert records is not None
+        return list(records["ts"].tolist())
+
+    behind.append("a", stamps(0, 3), 5)
+    behind.append("b", stamps(0, 2), 5)
+    behind.append("a", stamps(3, 4), 5)
+    assert rings.read("a") is None and rings.read("b") is None  # nothing written yet
+    assert ts(behind.read("a")) == [2, 3, 4, 5, 6]  # a read writes its key's rows first
+    assert rings.read("b") is None
+    now[0] = 1.0
+    behind.append("c", stamps(0, 1), 5)  # a second on: everything waiting is written, in one run
+    assert ts(rings.read("b")) == [0, 1] and ts(rings.read("c")) == [0]
+    behind.append("a", stamps(7, 20), 5)  # a burst holds no more than twice the ring in memory
+    assert behind._waiting["a"].count <= 10
+    behind.append("a", stamps(0, 2), 3)  # another capacity: the old layout's rows go first, then a new ring
+    behind.append("b", stamps(2, 1), 5)
+    behind.forget("b")  # a forgotten key's waiting rows go with it
+    now[0] = 2.0
+    behind.flush()
+    assert ts(behind.read("a")) == [0, 1] and behind.read("b") is None
+
+
 def test_a_failing_write_drops_that_assets_history_and_the_rest_runs_on(caplog: pytest.LogCaptureFixture) -> None:
     history = ScoreHistory(rows=10)
     history.add([row(t) for t in range(3)])
-    file = history._rings._files[(SCORE_RECORD, 10)]
+    history._rings.flush()
+    file = history._rings.rings._files[(SCORE_RECORD, 10)]
     real_fd = file._fd
     file._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
     history.add([row(t) for t in range(3, 5)])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.types import Verdict
-from plantwatch.service.ring_file import RingFiles
+from plantwatch.service.ring_file import RingFiles, RingsWrittenBehind
 
 DEFAULT_ROWS = 3600  # an hour of 1 Hz rows per asset
 SCORE_FIELDS = ("ts", "score", "probability", "anomaly")
@@ -39,14 +39,14 @@ def kept_rows(ts: np.ndarray, since_ns: int | None, limit: int) -> np.ndarray:
 
 
 class AssetRings:
-    """The last ``rows`` rows of each asset, kept in ring files in ``folder``, and the lock the detector
-    and API threads share."""
+    """The last ``rows`` rows of each asset, kept in ring files in ``folder`` (written behind, every few
+    seconds: :class:`RingsWrittenBehind`), and the lock the detector and API threads share."""
 
     def __init__(self, rows: int, folder: str | os.PathLike[str] | None) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         self.rows = rows
-        self._rings = RingFiles(folder, "the API's history", "the charts miss rows until it can")
+        self._rings = RingsWrittenBehind(RingFiles(folder, "the API's history", "the charts miss rows until it can"))
         self._lock = threading.Lock()
 
     def forget(self, asset: str) -> None:
