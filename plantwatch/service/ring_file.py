@@ -217,25 +217,25 @@ class RingsWrittenBehind:
 
 
 class _Waiting:
-    """One key's records not written yet: the newest ``capacity`` are all its ring would keep."""
+    """One key's records not written yet, as bytes (an array per batch would cost ~100 bytes each on top);
+    the newest ``capacity`` are all its ring would keep."""
 
-    __slots__ = ("capacity", "dtype", "parts", "count")
+    __slots__ = ("capacity", "dtype", "data", "count")
 
     def __init__(self, capacity: int, dtype: np.dtype) -> None:
         self.capacity, self.dtype = capacity, dtype
-        self.parts: list[np.ndarray] = []
+        self.data = bytearray()
         self.count = 0
 
     def add(self, records: np.ndarray) -> None:
-        self.parts.append(records)
+        self.data += np.ascontiguousarray(records, self.dtype).tobytes()
         self.count += records.shape[0]
         if self.count > 2 * self.capacity:  # an asset's burst of rows: hold no more than the ring keeps
-            self.parts = [self.records()]
-            self.count = self.parts[0].shape[0]
+            del self.data[: (self.count - self.capacity) * self.dtype.itemsize]
+            self.count = self.capacity
 
     def records(self) -> np.ndarray:
-        held = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
-        return held[-self.capacity :]
+        return np.frombuffer(self.data, self.dtype)[-self.capacity :]
 
 
 def _open(folder: str | os.PathLike[str] | None, purpose: str) -> IO[bytes]:
