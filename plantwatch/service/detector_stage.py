@@ -40,7 +40,7 @@ from plantwatch.service.alert_log import log_alert_event, log_baseline_extended,
 from plantwatch.service.asset_view import asset_view, baseline_view
 from plantwatch.service.checkpointing import DEFAULT_STATE_POLICY, Checkpointing, StatePolicy
 from plantwatch.service.feedback_requests import FALSE_ALARM, FeedbackRequests, OperatorVerdict
-from plantwatch.service.heap import HeapTrim
+from plantwatch.service.heap import HeapTrim, LearnedFreeze
 from plantwatch.service.idle_assets import Departed, IdleAssets
 from plantwatch.service.kept_baselines import KeptBaselines
 from plantwatch.service.persistence import ModelPersistence
@@ -116,6 +116,7 @@ class DetectorStage:
         self._shifts_due: dict[str, None] = {}
         self._shifts_worked_at = time.monotonic()
         self._heap = HeapTrim()  # what learning and the smallest shifts leave free goes back to the system
+        self._freeze = LearnedFreeze()  # learned assets out of the garbage collector's full passes
         # Assets whose baseline an operator asked to relearn; the detector thread applies them,
         # so a monitor is only ever touched by that thread.
         self._relearn: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
@@ -131,6 +132,8 @@ class DetectorStage:
         monitor = AssetMonitor(asset, self.detector_config(asset))
         if self.models is not None and not self.models.restore(monitor):
             self.counters.inc("plantwatch_model_restores_failed_total")
+        if monitor.is_warm:
+            self._freeze.due()
         self.idle.move_in(self.monitors, monitor)
         return monitor
 
@@ -235,6 +238,7 @@ class DetectorStage:
                 self.checkpoints.scored(seq)
             self._check_silence_now_and_then()
             self._heap.now_and_then()
+            self._freeze.now_and_then()
             if self.checkpoints.now_and_then(self.monitors, self.maintenance):
                 self._evict_idle()  # a checkpoint was written: what is not dirty is on disk
         except (SinkStopped, AlertStoreStopped):
@@ -469,6 +473,7 @@ class DetectorStage:
         if learned:
             log_baseline_learned(asset, learned[-1])
             self._heap.due()
+            self._freeze.due()
         feedback = monitor.feedback_
         if feedback is not None and feedback.in_memory:  # learned or restored: its baseline rows to the file
             self.kept.move_out(asset, feedback)

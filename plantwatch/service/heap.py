@@ -1,4 +1,5 @@
-"""Memory the C allocator keeps after a burst of work, handed back to the system.
+"""Memory the C allocator keeps after a burst of work, handed back to the system; and what the assets
+keep for hours, out of the garbage collector's full passes.
 
 Learning a baseline (and working out its smallest flagged shifts) makes arrays of a few hundred KB
 that live for one call, among the model's arrays that live for hours. glibc keeps the freed space
@@ -12,10 +13,12 @@ a second. Elsewhere than glibc (musl has no ``malloc_trim``) this does nothing.
 from __future__ import annotations
 
 import ctypes
+import gc
 import time
 from collections.abc import Callable
 
 TRIM_EVERY_S = 1.0
+FREEZE_EVERY_S = 30.0
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -44,4 +47,35 @@ class HeapTrim:
             return False
         self._trim(0)
         self._due, self._trimmed_at = False, time.monotonic()
+        return True
+
+
+class LearnedFreeze:
+    """After assets learn (or come back from their saved models), ``gc.collect()`` then ``gc.freeze()``,
+    at most once every ``every_s``: ``due()`` when one learned, ``now_and_then()`` after each batch.
+
+    A full collection walks every tracked object. The start-up heap is frozen already
+    (``freeze_startup_heap``), but the assets learned after it were walked by every full pass: at 1,000
+    assets a pass took 50-100 ms of the detector thread, about one every 4 s in a drain
+    (docs/throughput.md), half the latency goal in one pause. Frozen, they are left out; the first
+    freeze after a burst costs one full pass, the next ones only what came since. What is frozen is
+    freed as usual when its last reference goes; only garbage in reference cycles would stay, and the
+    stage's objects form none when scored, refitted or dropped (checked with ``gc.DEBUG_SAVEALL``, the
+    test of this class)."""
+
+    def __init__(self, every_s: float = FREEZE_EVERY_S) -> None:
+        self.every_s = every_s
+        self._due = False
+        self._frozen_at = -float("inf")
+
+    def due(self) -> None:
+        self._due = True
+
+    def now_and_then(self) -> bool:
+        """Whether it froze."""
+        if not self._due or time.monotonic() - self._frozen_at < self.every_s:
+            return False
+        gc.collect()
+        gc.freeze()
+        self._due, self._frozen_at = False, time.monotonic()
         return True
