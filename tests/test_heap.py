@@ -37,23 +37,35 @@ def test_without_malloc_trim_nothing_happens(monkeypatch: pytest.MonkeyPatch) ->
     assert not trim.now_and_then()
 
 
-def test_a_freeze_comes_only_when_due_and_at_most_once_an_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_freeze_comes_as_the_assets_learned_grow_by_a_tenth_and_at_most_once_an_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     now = [100.0]
     monkeypatch.setattr(heap.time, "monotonic", lambda: now[0])
-    freeze = LearnedFreeze(every_s=30.0)
+    freeze = LearnedFreeze(every_s=30.0, growth=0.1)
+
+    def learn(count: int) -> None:
+        for _ in range(count):
+            freeze.learned()
+
     try:
         assert not freeze.now_and_then()  # nothing learned
-        freeze.due()
+        learn(100)
         kept = [[1], [2]]  # tracked objects made after the last freeze
         assert freeze.now_and_then() and gc.get_freeze_count() >= len(kept)
         frozen = gc.get_freeze_count()
-        freeze.due()
-        now[0] += 10
-        assert not freeze.now_and_then()  # due, but within the interval
-        now[0] += 25
+        learn(50)
+        now[0] = 110.0
+        assert not freeze.now_and_then()  # grown, but within 30 s of the last freeze
+        now[0] = 200.0
+        assert freeze.now_and_then()  # 150 learned: grown by a half
+        learn(14)
+        now[0] = 300.0
+        assert not freeze.now_and_then()  # 164: grown by less than a tenth of 150
+        learn(2)
         kept.append([3])
         assert freeze.now_and_then() and gc.get_freeze_count() > frozen
-        assert not freeze.now_and_then()  # done: not due again
+        assert not freeze.now_and_then()  # done: nothing learned since
     finally:
         gc.unfreeze()
 

@@ -133,7 +133,7 @@ class DetectorStage:
         if self.models is not None and not self.models.restore(monitor):
             self.counters.inc("plantwatch_model_restores_failed_total")
         if monitor.is_warm:
-            self._freeze.due()
+            self._freeze.learned()
         self.idle.move_in(self.monitors, monitor)
         return monitor
 
@@ -473,7 +473,7 @@ class DetectorStage:
         if learned:
             log_baseline_learned(asset, learned[-1])
             self._heap.due()
-            self._freeze.due()
+            self._freeze.learned()
         feedback = monitor.feedback_
         if feedback is not None and feedback.in_memory:  # learned or restored: its baseline rows to the file
             self.kept.move_out(asset, feedback)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 TRIM_EVERY_S = 1.0
 FREEZE_EVERY_S = 30.0
+FREEZE_GROWTH = 0.1  # LearnedFreeze: when the assets learned or restored grew by this share since a freeze
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -51,31 +52,37 @@ class HeapTrim:
 
 
 class LearnedFreeze:
-    """After assets learn (or come back from their saved models), ``gc.collect()`` then ``gc.freeze()``,
-    at most once every ``every_s``: ``due()`` when one learned, ``now_and_then()`` after each batch.
+    """``gc.collect()`` then ``gc.freeze()`` once the assets learned or restored since start (``learned()``
+    for each) have grown by a tenth since the last freeze, at most once every ``every_s``;
+    ``now_and_then()`` after each batch.
 
     A full collection walks every tracked object. The start-up heap is frozen already
     (``freeze_startup_heap``), but the assets learned after it were walked by every full pass: at 1,000
     assets a pass took 50-100 ms of the detector thread, about one every 4 s in a drain
     (docs/throughput.md), half the latency goal in one pause. Frozen, they are left out; the first
     freeze after a burst costs one full pass, the next ones only what came since. What is frozen is
-    freed as usual when its last reference goes; only garbage in reference cycles would stay, and the
-    stage's objects form none when scored, refitted or dropped (checked with ``gc.DEBUG_SAVEALL``, the
-    test of this class)."""
+    freed as usual when its last reference goes; only garbage in reference cycles would stay. The
+    stage's objects form none when scored, refitted or dropped (checked with the collector off, the
+    test of this class), but other threads' objects in flight at a freeze might. Freezing as the count
+    grows by a tenth bounds the freezes to a logarithm of it (70 on the way to 1,000 assets, another
+    25 for every tenfold of idle assets leaving memory and coming back)."""
 
-    def __init__(self, every_s: float = FREEZE_EVERY_S) -> None:
-        self.every_s = every_s
-        self._due = False
+    def __init__(self, every_s: float = FREEZE_EVERY_S, growth: float = FREEZE_GROWTH) -> None:
+        self.every_s, self.growth = every_s, growth
+        self._learned = 0  # assets learned or restored since start
+        self._learned_then = 0  # ... at the last freeze
         self._frozen_at = -float("inf")
 
-    def due(self) -> None:
-        self._due = True
+    def learned(self) -> None:
+        self._learned += 1
 
     def now_and_then(self) -> bool:
         """Whether it froze."""
-        if not self._due or time.monotonic() - self._frozen_at < self.every_s:
+        if self._learned <= self._learned_then * (1 + self.growth):
+            return False
+        if time.monotonic() - self._frozen_at < self.every_s:
             return False
         gc.collect()
         gc.freeze()
-        self._due, self._frozen_at = False, time.monotonic()
+        self._frozen_at, self._learned_then = time.monotonic(), self._learned
         return True
