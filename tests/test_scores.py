@@ -129,7 +129,7 @@ def test_rows_written_behind_wait_in_memory_until_a_second_has_passed_or_their_k
     assert ts(rings.read("b")) == [0, 1] and ts(rings.read("c")) == [0]
     behind.append("a", stamps(7, 20), 5)  # a burst holds no more than twice the ring in memory
     assert behind._waiting["a"].count <= 10
-    behind.append("a", stamps(0, 2), 3)  # another capacity: the old layout's rows go first, then a new ring
+    behind.append("a", stamps(0, 2), 3)  # another capacity: a new ring, without the old layout's rows
     behind.append("b", stamps(2, 1), 5)
     behind.forget("b")  # a forgotten key's waiting rows go with it
     now[0] = 2.0

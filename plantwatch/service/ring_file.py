@@ -159,7 +159,7 @@ class RingFiles:
 
 class RingsWrittenBehind:
     """:class:`RingFiles` whose appends wait in memory and are written all together once every
-    ``every_s`` seconds, and before their key is read or its layout changes.
+    ``every_s`` seconds, and before their key is read.
 
     The detector thread appends to two rings (chart rows, scores) per asset and batch. Each append was
     a ``pwrite``, and each system call lets another thread take the interpreter lock, which the
@@ -186,7 +186,7 @@ class RingsWrittenBehind:
         if records.size:
             waiting = self._waiting.get(key)
             if waiting is not None and (waiting.capacity != capacity or waiting.dtype != records.dtype):
-                self._write(key, self._waiting.pop(key))  # the old layout's rows first, in order
+                # Another layout starts a new ring (RingFiles.append): the old layout's rows would go with it.
                 waiting = None
             if waiting is None:
                 waiting = self._waiting[key] = _Waiting(capacity, records.dtype)
@@ -228,7 +228,7 @@ class _Waiting:
         self.count = 0
 
     def add(self, records: np.ndarray) -> None:
-        self.data += np.ascontiguousarray(records, self.dtype).tobytes()
+        self.data += records.tobytes()  # C order, in ``dtype``'s layout (append checked the dtype)
         self.count += records.shape[0]
         if self.count > 2 * self.capacity:  # an asset's burst of rows: hold no more than the ring keeps
             del self.data[: (self.count - self.capacity) * self.dtype.itemsize]
